@@ -1,0 +1,78 @@
+//! Comparing the virtual contents of two images, reading only where either holds data.
+
+use crate::error::Result;
+use crate::image::DiskImage;
+use crate::scan::{data_ranges, is_zero, scan_ranges, Granules};
+use crate::write::Control;
+
+/// Outcome of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Comparison {
+    Identical,
+    /// Contents differ; `offset` is the first differing byte of the virtual disk.
+    Differ {
+        offset: u64,
+    },
+    /// Virtual sizes differ (and a size mismatch was not allowed).
+    SizeMismatch {
+        size_a: u64,
+        size_b: u64,
+    },
+}
+
+/// Compare `a` and `b`. With `allow_size_mismatch`, the common prefix is compared and the longer image's
+/// tail must read as zeros.
+pub fn compare(a: &dyn DiskImage, b: &dyn DiskImage, allow_size_mismatch: bool, ctl: &Control) -> Result<Comparison> {
+    let (size_a, size_b) = (a.virtual_size(), b.virtual_size());
+    if size_a != size_b && !allow_size_mismatch {
+        return Ok(Comparison::SizeMismatch { size_a, size_b });
+    }
+    let common = size_a.min(size_b);
+    let g = Granules::new(4096);
+    let mut ranges = data_ranges(a, g)?;
+    ranges.extend(data_ranges(b, g)?);
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some(last) if last.1 >= s => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    let common_ranges: Vec<(u64, u64)> =
+        merged.iter().filter(|r| r.0 < common).map(|&(s, e)| (s, e.min(common))).collect();
+    let mut first_diff: Option<u64> = None;
+    let mut other = Vec::new();
+    let outcome = scan_ranges(a, &common_ranges, ctl, &mut |offset, buf| {
+        other.resize(buf.len(), 0);
+        b.read_at(&mut other, offset)?;
+        if buf != other.as_slice() {
+            let i = buf.iter().zip(other.iter()).position(|(x, y)| x != y).unwrap_or(0);
+            first_diff = Some(offset + i as u64);
+            return Err(crate::Error::interrupted());
+        }
+        Ok(())
+    });
+    if let Some(offset) = first_diff {
+        return Ok(Comparison::Differ { offset });
+    }
+    outcome?;
+    // The longer image's tail must be zeros.
+    let longer: &dyn DiskImage = if size_a > size_b { a } else { b };
+    let tail_ranges: Vec<(u64, u64)> =
+        data_ranges(longer, g)?.into_iter().filter(|r| r.1 > common).map(|(s, e)| (s.max(common), e)).collect();
+    let outcome = scan_ranges(longer, &tail_ranges, ctl, &mut |offset, buf| {
+        if !is_zero(buf) {
+            let i = buf.iter().position(|&x| x != 0).unwrap_or(0);
+            first_diff = Some(offset + i as u64);
+            return Err(crate::Error::interrupted());
+        }
+        Ok(())
+    });
+    if let Some(offset) = first_diff {
+        return Ok(Comparison::Differ { offset });
+    }
+    outcome?;
+    Ok(Comparison::Identical)
+}

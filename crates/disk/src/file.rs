@@ -1,0 +1,121 @@
+//! Read-only access to an image file by position. Inputs are never opened for writing.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// An input file opened read-only, with its path kept for error messages.
+#[derive(Debug)]
+pub struct ImageFile {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl ImageFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io("cannot open", e).in_file(path))?;
+        let meta = file.metadata().map_err(|e| Error::io("cannot stat", e).in_file(path))?;
+        if meta.is_dir() {
+            return Err(Error::invalid_argument("is a directory").in_file(path));
+        }
+        let len = if meta.file_type().is_file() { meta.len() } else { block_device_len(&file).unwrap_or(meta.len()) };
+        Ok(ImageFile { file, path: path.to_path_buf(), len })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Read exactly `buf.len()` bytes at `offset`. `what` names the structure for the error message;
+    /// a read past the end of the file is reported as a truncated (corrupt) image.
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.len) {
+            return Err(self.corrupt(
+                offset,
+                format!(
+                    "{what} ({} bytes) extends past the end of the file ({} bytes): truncated image?",
+                    buf.len(),
+                    self.len
+                ),
+            ));
+        }
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::io(format!("cannot read {what}"), e).in_file(&self.path).at(offset))
+    }
+
+    /// Read up to `buf.len()` bytes at `offset`, zero-filling whatever lies past the end of the file.
+    pub fn read_zero_padded(&self, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
+        let avail = self.len.saturating_sub(offset).min(buf.len() as u64) as usize;
+        if avail > 0 {
+            self.read_exact_at(&mut buf[..avail], offset, what)?;
+        }
+        buf[avail..].fill(0);
+        Ok(())
+    }
+
+    /// A corruption error naming this file and the offset.
+    pub fn corrupt(&self, offset: u64, message: impl Into<String>) -> Error {
+        Error::corrupt(message).in_file(&self.path).at(offset)
+    }
+    pub fn invalid(&self, offset: u64, message: impl Into<String>) -> Error {
+        Error::invalid_format(message).in_file(&self.path).at(offset)
+    }
+    pub fn unsupported(&self, message: impl Into<String>) -> Error {
+        Error::unsupported(message).in_file(&self.path)
+    }
+
+    /// Bytes the file occupies on the host (st_blocks x 512), as `qemu-img info` reports `actual-size`.
+    pub fn actual_size(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().map(|m| m.blocks() * 512).unwrap_or(0)
+    }
+}
+
+fn block_device_len(file: &File) -> Option<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = file.try_clone().ok()?;
+    f.seek(SeekFrom::End(0)).ok()
+}
+
+/// Read a big-endian integer from a byte slice at `at`. Callers pass slices whose length they checked.
+#[allow(dead_code)]
+pub(crate) fn be_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+#[allow(dead_code)]
+pub(crate) fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+#[allow(dead_code)]
+pub(crate) fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_be_bytes(a)
+}
+#[allow(dead_code)]
+pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+#[allow(dead_code)]
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+#[allow(dead_code)]
+pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}

@@ -1,0 +1,159 @@
+//! Walking the allocated data of a source in order, skipping holes and zero runs.
+//!
+//! Writers call [`scan_data`] with the granularity of their output (4 KiB for raw, the cluster size for
+//! qcow2...). Only ranges the extent map says hold data are read, by several reader threads with ordered
+//! delivery, so I/O and decompression of the source overlap the writer's work.
+
+use crate::error::{Error, Result};
+use crate::image::{DiskImage, ExtentKind};
+use crate::write::Control;
+use std::sync::mpsc;
+
+/// How much of the source one read covers.
+const CHUNK: u64 = 8 << 20;
+/// Reader threads.
+const READERS: usize = 2;
+/// Chunks each reader may have waiting for the writer.
+const DEPTH: usize = 2;
+
+/// Output granularity: zero detection and run boundaries are aligned to it.
+#[derive(Debug, Clone, Copy)]
+pub struct Granules {
+    size: u64,
+}
+
+impl Granules {
+    pub fn new(size: u64) -> Self {
+        assert!(size.is_power_of_two() && size <= CHUNK, "granule size must be a power of two <= 8 MiB");
+        Granules { size }
+    }
+    pub fn size(self) -> u64 {
+        self.size
+    }
+}
+
+/// Ranges of the virtual disk that hold data according to the map, widened to whole granules and merged.
+pub fn data_ranges(src: &dyn DiskImage, granules: Granules) -> Result<Vec<(u64, u64)>> {
+    let size = src.virtual_size();
+    let g = granules.size;
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for e in src.map(0, size)? {
+        if e.kind != ExtentKind::Data {
+            continue;
+        }
+        let start = e.offset / g * g;
+        let end = e.end().div_ceil(g).saturating_mul(g).min(size);
+        match ranges.last_mut() {
+            Some(last) if last.1 >= start => last.1 = last.1.max(end),
+            _ => ranges.push((start, end)),
+        }
+    }
+    Ok(ranges)
+}
+
+/// Total bytes [`scan_data`] will read.
+pub fn data_bytes(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(s, e)| e - s).sum()
+}
+
+/// Call `f(offset, data)` for every run of non-zero granules of `src`, in increasing offset order.
+/// Runs are aligned to the granule size (the last may end at the virtual size) and never longer than 8 MiB.
+pub fn scan_data(
+    src: &dyn DiskImage,
+    granules: Granules,
+    ctl: &Control,
+    f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let ranges = data_ranges(src, granules)?;
+    scan_ranges(src, &ranges, ctl, &mut |offset, buf| {
+        for_each_nonzero_run(buf, granules.size as usize, |a, b| f(offset + a as u64, &buf[a..b]))
+    })
+}
+
+/// Read the given ranges in chunks of up to 8 MiB, in order, calling `f(offset, data)` for each chunk.
+pub fn scan_ranges(
+    src: &dyn DiskImage,
+    ranges: &[(u64, u64)],
+    ctl: &Control,
+    f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let chunks: Vec<(u64, u64)> = ranges
+        .iter()
+        .flat_map(|&(s, e)| (s..e).step_by(CHUNK as usize).map(move |o| (o, (o + CHUNK).min(e))))
+        .collect();
+    if chunks.is_empty() {
+        return Ok(());
+    }
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let recycle_rx = std::sync::Mutex::new(recycle_rx);
+    std::thread::scope(|scope| {
+        let mut receivers = Vec::new();
+        for reader in 0..READERS {
+            let (tx, rx) = mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(DEPTH);
+            receivers.push(rx);
+            let chunks = &chunks;
+            let recycle_rx = &recycle_rx;
+            scope.spawn(move || {
+                for &(start, end) in chunks.iter().skip(reader).step_by(READERS) {
+                    if ctl.is_cancelled() {
+                        let _ = tx.send(Err(Error::interrupted()));
+                        return;
+                    }
+                    let reused = recycle_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
+                    let mut buf = reused.unwrap_or_default();
+                    buf.resize((end - start) as usize, 0);
+                    let r = src.read_at(&mut buf, start).map(|()| (start, buf));
+                    let failed = r.is_err();
+                    if tx.send(r).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        let result = (|| {
+            for i in 0..chunks.len() {
+                let msg = receivers[i % READERS]
+                    .recv()
+                    .map_err(|_| Error::new(crate::ErrorKind::Io, "reader thread stopped"))?;
+                let (offset, buf) = msg?;
+                f(offset, &buf)?;
+                ctl.report(offset + buf.len() as u64);
+                ctl.check()?;
+                let _ = recycle_tx.send(buf);
+            }
+            Ok(())
+        })();
+        // Dropping the receivers unblocks readers still sending.
+        drop(receivers);
+        result
+    })
+}
+
+/// Call `f(start, end)` for each maximal run of granules in `buf` that are not all zero.
+pub fn for_each_nonzero_run(buf: &[u8], granule: usize, mut f: impl FnMut(usize, usize) -> Result<()>) -> Result<()> {
+    let mut run_start: Option<usize> = None;
+    let mut pos = 0;
+    while pos < buf.len() {
+        let end = (pos + granule).min(buf.len());
+        let zero = is_zero(&buf[pos..end]);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(pos),
+            (true, Some(s)) => {
+                f(s, pos)?;
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos = end;
+    }
+    if let Some(s) = run_start {
+        f(s, buf.len())?;
+    }
+    Ok(())
+}
+
+/// True when every byte is zero. Compares 16 bytes at a time.
+pub fn is_zero(buf: &[u8]) -> bool {
+    let (body, tail) = buf.as_chunks::<16>();
+    body.iter().all(|c| u128::from_ne_bytes(*c) == 0) && tail.iter().all(|&b| b == 0)
+}

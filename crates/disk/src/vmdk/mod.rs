@@ -1,0 +1,21 @@
+//! VMDK: reader, writer and structural check.
+
+use crate::error::{Error, Result};
+use crate::file::ImageFile;
+use crate::image::DiskImage;
+use crate::open::OpenCtx;
+use crate::sink::Sink;
+use crate::write::{Control, WriteOptions};
+use serde::Serialize;
+
+/// VMDK-specific facts shown by `imgport info`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VmdkInfo {}
+
+pub(crate) fn open(file: ImageFile, _ctx: &mut OpenCtx) -> Result<Box<dyn DiskImage>> {
+    Err(file.unsupported("vmdk reader not implemented yet"))
+}
+
+pub(crate) fn write(_src: &dyn DiskImage, _opts: &WriteOptions, _sink: &mut dyn Sink, _ctl: &Control) -> Result<()> {
+    Err(Error::unsupported("vmdk writer not implemented yet"))
+}

@@ -1,0 +1,157 @@
+//! Writing an image in any output format from any source.
+
+use crate::error::{Error, Result};
+use crate::image::DiskImage;
+use crate::probe::Format;
+use crate::sink::Sink;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Layout variant of an output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subformat {
+    /// VHD fixed.
+    Fixed,
+    /// VHD dynamic, VHDX dynamic.
+    Dynamic,
+    /// VMDK streamOptimized.
+    StreamOptimized,
+}
+
+impl FromStr for Subformat {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "fixed" => Ok(Subformat::Fixed),
+            "dynamic" => Ok(Subformat::Dynamic),
+            "streamOptimized" | "streamoptimized" | "stream-optimized" => Ok(Subformat::StreamOptimized),
+            _ => Err(Error::invalid_argument(format!(
+                "unknown subformat '{s}' (expected fixed, dynamic or streamOptimized)"
+            ))),
+        }
+    }
+}
+
+/// Compression of qcow2 output clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zlib,
+    Zstd,
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "zlib" | "deflate" => Ok(Compression::Zlib),
+            "zstd" => Ok(Compression::Zstd),
+            _ => Err(Error::invalid_argument(format!("unknown compression '{s}' (expected zstd or zlib)"))),
+        }
+    }
+}
+
+/// What to write.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    pub format: Format,
+    /// None: the format's default (VHD: dynamic; VMDK: streamOptimized).
+    pub subformat: Option<Subformat>,
+    pub compression: Option<Compression>,
+    /// qcow2 cluster size (default 64 KiB).
+    pub cluster_size: Option<u64>,
+    /// VHD/VHDX block size (defaults 2 MiB / 32 MiB).
+    pub block_size: Option<u64>,
+}
+
+impl WriteOptions {
+    pub fn new(format: Format) -> Self {
+        WriteOptions { format, subformat: None, compression: None, cluster_size: None, block_size: None }
+    }
+
+    /// Apply one `-o key=value` option, as qemu-img spells them where it has an equivalent.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "subformat" => self.subformat = Some(value.parse()?),
+            "compression_type" | "compression" => self.compression = Some(value.parse()?),
+            "cluster_size" => self.cluster_size = Some(parse_size(value)?),
+            "block_size" => self.block_size = Some(parse_size(value)?),
+            _ => return Err(Error::invalid_argument(format!("unknown option '{key}' for {} output", self.format))),
+        }
+        Ok(())
+    }
+}
+
+/// Parse "65536", "64k", "2M", "1G" (binary units).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: u64 = match c.to_ascii_lowercase() {
+                'b' => 1,
+                'k' => 1 << 10,
+                'm' => 1 << 20,
+                'g' => 1 << 30,
+                't' => 1 << 40,
+                _ => return Err(Error::invalid_argument(format!("bad size '{s}'"))),
+            };
+            (&s[..i], mult)
+        }
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| Error::invalid_argument(format!("bad size '{s}'")))
+}
+
+/// Progress reporting and cancellation shared by long operations.
+#[derive(Clone, Default)]
+pub struct Control {
+    cancel: Arc<AtomicBool>,
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Control {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Report progress as the virtual-disk offset reached so far.
+    pub fn with_progress(mut self, f: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.progress = Some(Arc::new(f));
+        self
+    }
+    /// A flag that, once set, makes the operation stop with [`crate::ErrorKind::Interrupted`].
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+    pub fn check(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::interrupted())
+        } else {
+            Ok(())
+        }
+    }
+    pub fn report(&self, pos: u64) {
+        if let Some(p) = &self.progress {
+            p(pos);
+        }
+    }
+}
+
+/// Write `src` in the requested format to `sink`.
+pub fn write_image(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sink, ctl: &Control) -> Result<()> {
+    if opts.compression.is_some() && opts.format != Format::Qcow2 {
+        return Err(Error::invalid_argument("compression is only available for qcow2 output"));
+    }
+    match opts.format {
+        Format::Raw => crate::raw::write(src, opts, sink, ctl),
+        Format::Qcow2 => crate::qcow2::write(src, opts, sink, ctl),
+        Format::Vhd => crate::vhd::write(src, opts, sink, ctl),
+        Format::Vhdx => crate::vhdx::write(src, opts, sink, ctl),
+        Format::Vmdk => crate::vmdk::write(src, opts, sink, ctl),
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the real peers the tests run against, where a fresh machine lacks them.
+# qemu-img 10.x (qemu-utils from bookworm-backports) is the oracle for every disk format.
+set -euo pipefail
+
+need_root() { if [ "$(id -u)" -ne 0 ]; then echo "sudo"; fi; }
+SUDO=$(need_root)
+
+have_qemu_img() {
+    command -v qemu-img >/dev/null 2>&1 && command -v qemu-io >/dev/null 2>&1
+}
+
+if ! have_qemu_img; then
+    echo "install-peers: installing qemu-utils (qemu-img, qemu-io)" >&2
+    . /etc/os-release 2>/dev/null || true
+    if [ "${VERSION_CODENAME:-}" = "bookworm" ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
+    fi
+    $SUDO apt-get update -qq
+    if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-utils
+    else
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-utils
+    fi
+fi
+
+if ! have_qemu_img; then
+    echo "install-peers: qemu-img is still missing" >&2
+    exit 1
+fi
+echo "install-peers: $(qemu-img --version | head -1)" >&2

@@ -1,0 +1,92 @@
+use super::OpenArgs;
+use crate::output::{control_with_progress, print_error};
+use imgport_disk::{open, write_image, Error, ErrorKind, FileSink, Format, WriteOptions};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    open: OpenArgs,
+    /// Output format: raw, qcow2, vhd, vhdx, vmdk.
+    #[arg(short = 'O', long = "output-format", value_parser = super::parse_format)]
+    output_format: Format,
+    /// Output options, comma separated: subformat=fixed|dynamic|streamOptimized, cluster_size=64k,
+    /// block_size=2M, compression_type=zstd|zlib.
+    #[arg(short = 'o', long = "options", value_delimiter = ',')]
+    options: Vec<String>,
+    /// Compress qcow2 output clusters.
+    #[arg(long, value_parser = ["zstd", "zlib"])]
+    compress: Option<String>,
+    /// Overwrite OUT if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Show a progress bar (when stderr is a terminal).
+    #[arg(short = 'p', long)]
+    progress: bool,
+    input: PathBuf,
+    output: PathBuf,
+}
+
+pub fn run(args: Args) -> u8 {
+    match convert(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            print_error(&e);
+            if e.kind() == ErrorKind::Interrupted {
+                130
+            } else {
+                1
+            }
+        }
+    }
+}
+
+fn convert(args: &Args) -> Result<(), Error> {
+    let mut opts = WriteOptions::new(args.output_format);
+    for kv in &args.options {
+        let (k, v) =
+            kv.split_once('=').ok_or_else(|| Error::invalid_argument(format!("option '{kv}' is not key=value")))?;
+        opts.set(k.trim(), v.trim())?;
+    }
+    if let Some(c) = &args.compress {
+        opts.compression = Some(c.parse()?);
+    }
+    if !args.force && args.output.exists() {
+        return Err(Error::invalid_argument("output exists (use --force to overwrite)").in_file(&args.output));
+    }
+    if same_file(&args.input, &args.output) {
+        return Err(Error::invalid_argument("output is the input image").in_file(&args.output));
+    }
+    let src = open(&args.input, &args.open.options())?;
+    let dir = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = args.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Written under a temporary name in the same folder and renamed at the end, so an error or Ctrl-C
+    // never leaves a half-written image under the final name (the temporary file is removed on drop).
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".imgport-tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
+    let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
+    let (ctl, bar) = control_with_progress(src.virtual_size(), true);
+    let mut sink = FileSink::new(file, args.output.clone());
+    let result = write_image(src.as_ref(), &opts, &mut sink, &ctl);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    result?;
+    let persisted = if args.force { tmp.persist(&args.output) } else { tmp.persist_noclobber(&args.output) };
+    persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(&args.output))?;
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}

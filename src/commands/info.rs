@@ -1,0 +1,66 @@
+use super::OpenArgs;
+use crate::output::{human_size, print_error, print_json};
+use imgport_disk::{open, ImageInfo};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    open: OpenArgs,
+    /// Print JSON (stable field names).
+    #[arg(long)]
+    json: bool,
+    image: PathBuf,
+}
+
+pub fn run(args: Args) -> u8 {
+    let info = open(&args.image, &args.open.options()).and_then(|img| ImageInfo::gather(&args.image, img.as_ref()));
+    let info = match info {
+        Ok(i) => i,
+        Err(e) => {
+            print_error(&e);
+            return 1;
+        }
+    };
+    if args.json {
+        print_json(&info);
+        return 0;
+    }
+    let d = &info.details;
+    println!("image: {}", info.filename);
+    match &d.subformat {
+        Some(sub) => println!("file format: {} ({sub})", d.format),
+        None => println!("file format: {}", d.format),
+    }
+    println!("virtual size: {} ({} bytes)", human_size(info.virtual_size), info.virtual_size);
+    println!("file size: {} ({} bytes)", human_size(info.file_size), info.file_size);
+    println!("disk size: {}", human_size(info.actual_size));
+    println!("allocated: {} ({} bytes)", human_size(info.allocated_bytes), info.allocated_bytes);
+    if let Some(c) = d.cluster_size {
+        println!("cluster_size: {c}");
+    }
+    if let Some(b) = &d.backing_file {
+        println!("backing file: {b}");
+    }
+    let specific = [
+        d.qcow2.as_ref().and_then(|v| serde_json::to_value(v).ok()),
+        d.vhd.as_ref().and_then(|v| serde_json::to_value(v).ok()),
+        d.vhdx.as_ref().and_then(|v| serde_json::to_value(v).ok()),
+        d.vmdk.as_ref().and_then(|v| serde_json::to_value(v).ok()),
+    ];
+    for value in specific.into_iter().flatten() {
+        if let serde_json::Value::Object(map) = value {
+            if !map.is_empty() {
+                println!("format specific information:");
+            }
+            for (k, v) in map {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                println!("    {k}: {v}");
+            }
+        }
+    }
+    0
+}

@@ -1,0 +1,40 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod compare;
+pub mod convert;
+pub mod digest;
+pub mod info;
+pub mod map;
+
+use clap::Args as ClapArgs;
+use imgport_disk::{Format, OpenOptions};
+
+/// How to open input images; shared by every command that reads one.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct OpenArgs {
+    /// Input format (raw, qcow2, vhd, vhdx, vmdk); detected from content when omitted.
+    #[arg(short = 'f', long = "format", value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Follow qcow2 backing files (refused by default: they name arbitrary host paths).
+    #[arg(long)]
+    pub follow_backing: bool,
+    /// Proceed past bad VHD/VHDX checksums instead of refusing the image.
+    #[arg(long)]
+    pub ignore_checksums: bool,
+}
+
+impl OpenArgs {
+    pub fn options(&self) -> OpenOptions {
+        OpenOptions {
+            format: self.format,
+            follow_backing: self.follow_backing,
+            ignore_checksums: self.ignore_checksums,
+            ..OpenOptions::default()
+        }
+    }
+}
+
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse().map_err(|e: imgport_disk::Error| e.to_string())
+}

@@ -1,0 +1,43 @@
+//! imgport: inspect, convert and import virtual machine disk images.
+
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "imgport", version, about = "Inspect, convert and import virtual machine disk images")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show format, sizes and format-specific facts of an image.
+    Info(commands::info::Args),
+    /// Check an image's structure (exit 0 clean, 2 corruptions, 3 leaks only, 1 could not check).
+    Check(commands::check::Args),
+    /// Show the extent map: which ranges hold data, zeros, or nothing.
+    Map(commands::map::Args),
+    /// Convert an image to another format.
+    Convert(commands::convert::Args),
+    /// Compare the virtual contents of two images (exit 0 identical, 1 different, 2 error).
+    Compare(commands::compare::Args),
+    /// Print a content digest of the virtual disk, independent of the container format.
+    Digest(commands::digest::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Info(a) => commands::info::run(a),
+        Command::Check(a) => commands::check::run(a),
+        Command::Map(a) => commands::map::run(a),
+        Command::Convert(a) => commands::convert::run(a),
+        Command::Compare(a) => commands::compare::run(a),
+        Command::Digest(a) => commands::digest::run(a),
+    };
+    ExitCode::from(code)
+}

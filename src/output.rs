@@ -1,0 +1,54 @@
+//! Shared output helpers: errors on stderr, JSON on stdout, human sizes, the progress bar.
+
+use imgport_disk::{Control, Error};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::io::IsTerminal;
+
+pub fn print_error(e: &Error) {
+    eprintln!("imgport: error: {e}");
+}
+
+pub fn print_json<T: Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("imgport: error: cannot encode JSON: {e}"),
+    }
+}
+
+/// "4 GiB (4294967296 bytes)" style sizes, as qemu-img prints them.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.3} {}", UNITS[unit])
+    }
+}
+
+/// A Control whose progress drives a bar on stderr (only when stderr is a terminal) and whose cancel flag
+/// is set by Ctrl-C.
+pub fn control_with_progress(total: u64, show: bool) -> (Control, Option<ProgressBar>) {
+    let mut ctl = Control::new();
+    let flag = ctl.cancel_flag();
+    // A second Ctrl-C while the first is handled is ignored; the operation stops at the next chunk.
+    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed));
+    if !(show && std::io::stderr().is_terminal()) {
+        return (ctl, None);
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}") {
+        bar.set_style(style);
+    }
+    let b = bar.clone();
+    ctl = ctl.with_progress(move |pos| b.set_position(pos));
+    (ctl, Some(bar))
+}

@@ -1,0 +1,155 @@
+//! Shared helpers for the end-to-end tests: run the imgport binary, run qemu-img (the oracle), and build
+//! deterministic source disks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The imgport binary under test.
+pub fn imgport() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_imgport"))
+}
+
+/// Run imgport with `args`; return the output whatever the exit status.
+pub fn run_imgport(args: &[&str]) -> Output {
+    imgport().args(args).output().expect("cannot run imgport")
+}
+
+/// Run imgport and insist on exit status 0.
+pub fn imgport_ok(args: &[&str]) -> String {
+    let out = run_imgport(args);
+    assert!(
+        out.status.success(),
+        "imgport {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Fail loudly when a test peer is missing: tests never skip silently.
+pub fn require(tool: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
+    assert!(
+        matches!(found, Ok(true)),
+        "test peer '{tool}' is not installed: run scripts/test.sh (it installs the peers)"
+    );
+}
+
+/// Run qemu-img and insist on success; returns stdout.
+pub fn qemu_img(args: &[&str]) -> String {
+    require("qemu-img");
+    let out = Command::new("qemu-img").args(args).output().expect("cannot run qemu-img");
+    assert!(
+        out.status.success(),
+        "qemu-img {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run qemu-img and return its exit code and combined output.
+pub fn qemu_img_status(args: &[&str]) -> (i32, String) {
+    require("qemu-img");
+    let out = Command::new("qemu-img").args(args).output().expect("cannot run qemu-img");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `qemu-img compare` of two images with explicit formats, plus equal virtual sizes (qemu-img only warns
+/// on a size mismatch, and its `-s` also fails on differing allocation); panics on any difference.
+pub fn assert_qemu_identical(a: &Path, fmt_a: &str, b: &Path, fmt_b: &str) {
+    let (size_a, size_b) = (qemu_info(a, fmt_a)["virtual-size"].clone(), qemu_info(b, fmt_b)["virtual-size"].clone());
+    assert_eq!(size_a, size_b, "virtual sizes differ: {} ({fmt_a}) vs {} ({fmt_b})", a.display(), b.display());
+    let (code, text) =
+        qemu_img_status(&["compare", "-f", fmt_a, "-F", fmt_b, a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(code, 0, "qemu-img compare {} ({fmt_a}) vs {} ({fmt_b}): {text}", a.display(), b.display());
+}
+
+/// `qemu-img info --output=json` parsed.
+pub fn qemu_info(path: &Path, fmt: &str) -> serde_json::Value {
+    let out = qemu_img(&["info", "--output=json", "-f", fmt, path.to_str().unwrap()]);
+    serde_json::from_str(&out).expect("qemu-img info printed invalid JSON")
+}
+
+/// A small deterministic PRNG (xorshift64*), so fixtures are the same on every run.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Write a sparse raw disk of `size` bytes: pseudo-random data pieces scattered over holes, plus pieces of
+/// written zeros (allocated on the host but all zero), at unaligned offsets too. Deterministic for a seed.
+pub fn make_source_raw(path: &Path, size: u64, seed: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).expect("create source");
+    f.set_len(size).expect("set_len");
+    let mut rng = Rng::new(seed);
+    let pieces = 4 + (size >> 20).min(60);
+    for i in 0..pieces {
+        let len = 1 + rng.below((size / 16).clamp(1, 3 << 20));
+        let off = rng.below(size.saturating_sub(len).max(1));
+        let len = len.min(size - off);
+        let mut buf = vec![0u8; len as usize];
+        if i % 4 != 3 {
+            rng.fill(&mut buf);
+        }
+        f.write_all_at(&buf, off).expect("write source");
+    }
+    // Data in the very first and very last sectors: the edges are where size bugs show.
+    let mut edge = vec![0u8; 512.min(size as usize)];
+    rng.fill(&mut edge);
+    f.write_all_at(&edge, 0).expect("write source");
+    f.write_all_at(&edge, size - edge.len() as u64).expect("write source");
+}
+
+/// A fresh temporary folder for a test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("imgport-test-").tempdir().expect("tempdir")
+}
+
+pub fn p(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+/// Convert `src` (raw) to a fixture with qemu-img: `qemu-img convert -f raw -O fmt -o opts src dst`.
+pub fn qemu_convert(src: &Path, dst: &Path, fmt: &str, opts: &str, extra: &[&str]) {
+    let mut args = vec!["convert", "-f", "raw", "-O", fmt];
+    if !opts.is_empty() {
+        args.push("-o");
+        args.push(opts);
+    }
+    args.extend_from_slice(extra);
+    args.push(src.to_str().unwrap());
+    args.push(dst.to_str().unwrap());
+    qemu_img(&args);
+}
+
+/// The imgport JSON output of `args` parsed.
+pub fn imgport_json(args: &[&str]) -> serde_json::Value {
+    let out = imgport_ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("imgport {args:?} printed invalid JSON ({e}):\n{out}"))
+}
