@@ -153,3 +153,43 @@ pub fn imgport_json(args: &[&str]) -> serde_json::Value {
     let out = imgport_ok(args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("imgport {args:?} printed invalid JSON ({e}):\n{out}"))
 }
+
+/// A fixture image made by qemu-img from a raw source.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// e.g. "qcow2-v2", "vpc-fixed".
+    pub name: String,
+    pub path: PathBuf,
+    /// qemu-img's format name for `-f`.
+    pub qemu_format: &'static str,
+}
+
+/// The (qemu format, `-o` options, extra convert flags, name) variants built by [`format_fixtures`].
+pub const FIXTURE_VARIANTS: &[(&str, &str, &[&str], &str)] = &[
+    ("raw", "", &[], "raw"),
+    ("qcow2", "compat=0.10", &[], "qcow2-v2"),
+    ("qcow2", "compat=1.1,cluster_size=4096", &[], "qcow2-v3-4k"),
+    ("qcow2", "compat=1.1,extended_l2=on,cluster_size=128k", &[], "qcow2-extl2"),
+    ("qcow2", "compression_type=zstd", &["-c"], "qcow2-zstd"),
+    ("qcow2", "compression_type=zlib", &["-c"], "qcow2-zlib"),
+    ("vpc", "subformat=fixed,force_size=on", &[], "vpc-fixed"),
+    ("vpc", "subformat=dynamic", &[], "vpc-dynamic"),
+    ("vhdx", "block_size=1M", &[], "vhdx-1m"),
+    ("vmdk", "subformat=monolithicSparse", &[], "vmdk-sparse"),
+    ("vmdk", "subformat=streamOptimized", &[], "vmdk-stream"),
+    ("vmdk", "subformat=monolithicFlat", &[], "vmdk-flat"),
+];
+
+/// Build one fixture per [`FIXTURE_VARIANTS`] entry from a deterministic source of `size` bytes.
+/// Returns the raw source path and the fixtures.
+pub fn format_fixtures(dir: &Path, size: u64, seed: u64) -> (PathBuf, Vec<Fixture>) {
+    let src = dir.join("source.raw");
+    make_source_raw(&src, size, seed);
+    let mut out = Vec::new();
+    for (fmt, opts, extra, name) in FIXTURE_VARIANTS {
+        let path = dir.join(format!("{name}.img"));
+        qemu_convert(&src, &path, fmt, opts, extra);
+        out.push(Fixture { name: name.to_string(), path, qemu_format: fmt });
+    }
+    (src, out)
+}
