@@ -78,7 +78,7 @@ fn check_fixed(img: &VhdImage, len: u64, r: &mut CheckReport) {
 }
 
 fn check_dynamic(img: &VhdImage, d: &Dynamic, len: u64, r: &mut CheckReport) {
-    if d.header_offset % 512 != 0 {
+    if !d.header_offset.is_multiple_of(512) {
         r.warnings.push(Finding::new(
             "dynamic disk header",
             Some(d.header_offset),
@@ -108,7 +108,7 @@ fn check_dynamic(img: &VhdImage, d: &Dynamic, len: u64, r: &mut CheckReport) {
         ));
     }
     let bat = d.metadata.iter().find(|m| m.2 == "BAT").copied().unwrap_or((0, 0, "BAT"));
-    if bat.0 % 512 != 0 {
+    if !bat.0.is_multiple_of(512) {
         r.warnings.push(Finding::new("BAT", Some(bat.0), "the BAT is not sector aligned"));
     }
     if bat.0 < header_end && d.header_offset < bat.1 {
@@ -126,8 +126,7 @@ fn check_dynamic(img: &VhdImage, d: &Dynamic, len: u64, r: &mut CheckReport) {
         }
         if listed < MAX_LISTED {
             if let Some(msg) = d.describe_trouble(index, len) {
-                let entry_at = bat.0 + index as u64 * 4;
-                r.corruptions.push(Finding::new(format!("BAT entry {index}"), Some(entry_at), msg));
+                r.corruptions.push(Finding::new(format!("BAT entry {index}"), Some(d.entry_offset(index)), msg));
                 listed += 1;
             }
         } else {

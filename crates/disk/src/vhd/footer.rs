@@ -271,7 +271,7 @@ pub(crate) fn geometry(total_sectors: u64) -> (u16, u8, u8) {
 /// size exactly, else the maximum geometry so that every reader falls back to `current_size`.
 pub(crate) fn geometry_for_exact_size(size: u64) -> (u16, u8, u8) {
     let chs = geometry(size / 512);
-    if size % 512 == 0 && chs.0 as u64 * chs.1 as u64 * chs.2 as u64 * 512 == size {
+    if size.is_multiple_of(512) && chs.0 as u64 * chs.1 as u64 * chs.2 as u64 * 512 == size {
         chs
     } else {
         CHS_MAX
@@ -320,7 +320,7 @@ mod tests {
         // 127 GiB-ish boundary stays below 255 sectors per track.
         let (c, h, s) = geometry(65535 * 16 * 63 - 1);
         assert_eq!((h, s), (16, 63));
-        assert!(c as u64 * 16 * 63 <= 65535 * 16 * 63 - 1);
+        assert!((c as u64) * 16 * 63 < 65535 * 16 * 63);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub(crate) struct Dynamic {
     pub(crate) header: DynHeader,
     pub(crate) block_size: u64,
     pub(crate) bitmap_size: u64,
+    pub(crate) bat_offset: u64,
     /// The entries covering the virtual disk (the header may declare more).
     pub(crate) bat: Vec<u32>,
     /// One [`BlockTrouble`] per BAT entry.
@@ -80,7 +81,11 @@ impl Dynamic {
             _ => BlockTrouble::None,
         }
     }
-    /// A sentence saying what is wrong with the block of BAT entry `index`, if anything.
+    /// Where BAT entry `index` is stored in the file.
+    pub(crate) fn entry_offset(&self, index: usize) -> u64 {
+        self.bat_offset + index as u64 * 4
+    }
+    /// What is wrong with the block of BAT entry `index`, if anything.
     pub(crate) fn describe_trouble(&self, index: usize, file_len: u64) -> Option<String> {
         let entry = *self.bat.get(index)?;
         let (start, end) = (Self::block_start(entry), self.block_end(entry));
@@ -93,7 +98,7 @@ impl Dynamic {
             }
             BlockTrouble::OverlapsBlock => "overlaps another block".to_string(),
         };
-        Some(format!("BAT entry {index}: block at {start:#x}..{end:#x} {what}"))
+        Some(format!("block at {start:#x}..{end:#x} {what}"))
     }
 }
 
@@ -220,7 +225,7 @@ fn open_dynamic(
 ) -> Result<Dynamic> {
     let len = file.len();
     let header_offset = footer.data_offset;
-    let (header, _) = read_dyn_header(file, header_offset, ignore_checksums, notes)?;
+    let header = read_dyn_header(file, header_offset, ignore_checksums, notes)?;
     let block_size = header.block_size as u64;
     if !block_size.is_power_of_two() || block_size < 512 {
         return Err(file.invalid(
@@ -266,7 +271,8 @@ fn open_dynamic(
     if footer_offset == len - FOOTER_SIZE {
         metadata.push((footer_offset, len, "footer"));
     }
-    let mut dynamic = Dynamic { header_offset, header, block_size, bitmap_size, bat, trouble: Vec::new(), metadata };
+    let mut dynamic =
+        Dynamic { header_offset, header, block_size, bitmap_size, bat_offset, bat, trouble: Vec::new(), metadata };
     dynamic.trouble = find_block_trouble(&dynamic, len);
     Ok(dynamic)
 }
@@ -277,7 +283,7 @@ pub(crate) fn read_dyn_header(
     offset: u64,
     ignore_checksums: bool,
     notes: &mut CheckReport,
-) -> Result<(DynHeader, bool)> {
+) -> Result<DynHeader> {
     let mut raw = [0u8; 1024];
     file.read_exact_at(&mut raw, offset, "dynamic disk header")?;
     let header = DynHeader::parse(&raw);
@@ -285,15 +291,14 @@ pub(crate) fn read_dyn_header(
         return Err(file.invalid(offset, "no dynamic disk header ('cxsparse') at the footer's data offset"));
     }
     let computed = DynHeader::computed_checksum(&raw);
-    let good = header.checksum == computed;
-    if !good {
+    if header.checksum != computed {
         let msg = checksum_mismatch("dynamic disk header", header.checksum, computed);
         if !ignore_checksums {
             return Err(file.corrupt(offset, format!("{msg} (--ignore-checksums proceeds anyway)")));
         }
         notes.warnings.push(Finding::new("dynamic disk header", Some(offset), format!("{msg}; ignored as requested")));
     }
-    Ok((header, good))
+    Ok(header)
 }
 
 fn read_bat(file: &ImageFile, offset: u64, entries: usize) -> Result<Vec<u32>> {
@@ -354,7 +359,7 @@ fn differencing_error(file: &ImageFile, footer: &Footer) -> Error {
     let mut ignored = CheckReport::default();
     let parent = read_dyn_header(file, footer.data_offset, true, &mut ignored)
         .ok()
-        .map(|(h, _)| h.parent_name)
+        .map(|h| h.parent_name)
         .filter(|n| !n.is_empty());
     let msg = match parent {
         Some(name) => format!(
@@ -458,7 +463,7 @@ impl DiskImage for VhdImage {
                 None | Some(BAT_UNALLOCATED) => out.fill(0),
                 Some(entry) => {
                     if let Some(msg) = d.describe_trouble(index, self.file.len()) {
-                        return Err(self.file.corrupt(Dynamic::block_start(entry), msg));
+                        return Err(self.file.corrupt(d.entry_offset(index), format!("BAT entry {index}: {msg}")));
                     }
                     let host = Dynamic::block_start(entry) + d.bitmap_size + in_block;
                     self.file.read_exact_at(out, host, "data block")?;
@@ -506,5 +511,184 @@ impl DiskImage for VhdImage {
 
     fn check(&self) -> Result<CheckReport> {
         Ok(super::check::check(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::footer::{DynHeader, Footer, FOOTER_COOKIE};
+    use super::*;
+    use crate::ErrorKind;
+    use std::io::Write;
+
+    const BS: u64 = 4096;
+
+    fn footer(size: u64, disk_type: u32, data_offset: u64) -> Footer {
+        let mut f = Footer::parse(&[0u8; 512]);
+        f.cookie = *FOOTER_COOKIE;
+        f.format_version = 0x0001_0000;
+        f.creator_app = *b"qem2";
+        f.current_size = size;
+        f.original_size = size;
+        (f.cylinders, f.heads, f.sectors_per_track) = (65535, 16, 255);
+        f.disk_type = disk_type;
+        f.data_offset = data_offset;
+        f
+    }
+
+    /// A dynamic VHD of 4 blocks of 4 KiB: header at 512, BAT at 1536, blocks from 2048 in BAT order,
+    /// block i filled with byte i + 1; `bat` entries given in blocks-from-2048 units (None: unallocated).
+    fn dynamic(bat: [Option<u32>; 4]) -> Vec<u8> {
+        let size = 4 * BS;
+        let f = footer(size, DISK_TYPE_DYNAMIC, 512).to_bytes();
+        let mut out = Vec::new();
+        out.extend_from_slice(&f);
+        out.extend_from_slice(&DynHeader::new_bytes(1536, 4, BS as u32));
+        let mut table = [0xFFu8; 512];
+        let span = 512 + BS;
+        let mut blocks = 0;
+        for (i, e) in bat.iter().enumerate() {
+            if let Some(n) = e {
+                let sector = ((2048 + *n as u64 * span) / 512) as u32;
+                table[i * 4..i * 4 + 4].copy_from_slice(&sector.to_be_bytes());
+                blocks = blocks.max(n + 1);
+            }
+        }
+        out.extend_from_slice(&table);
+        for n in 0..blocks {
+            let i = bat.iter().position(|e| *e == Some(n)).unwrap_or(0);
+            out.extend_from_slice(&[0xFF; 512]);
+            out.extend(std::iter::repeat_n(i as u8 + 1, BS as usize));
+        }
+        out.extend_from_slice(&f);
+        out
+    }
+
+    fn open_bytes(bytes: &[u8], ignore: bool) -> Result<VhdImage> {
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        t.write_all(bytes).unwrap();
+        open_image(ImageFile::open(t.path()).unwrap(), ignore)
+    }
+
+    fn read_all(img: &VhdImage) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; img.virtual_size as usize];
+        img.read_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+
+    #[test]
+    fn reads_allocated_and_unallocated_blocks() {
+        let img = open_bytes(&dynamic([Some(1), None, Some(0), None]), false).unwrap();
+        let data = read_all(&img).unwrap();
+        assert!(data[..4096].iter().all(|&b| b == 1));
+        assert!(data[4096..8192].iter().all(|&b| b == 0));
+        assert!(data[8192..12288].iter().all(|&b| b == 3));
+        let map = img.map(0, 4 * BS).unwrap();
+        assert_eq!(map.len(), 4);
+        assert_eq!(map[0].host_offset, Some(2048 + 4608 + 512));
+        assert!(img.check().unwrap().is_clean());
+        // A read across blocks.
+        let mut buf = [0u8; 10];
+        img.read_at(&mut buf, 4091).unwrap();
+        assert_eq!(buf, [1, 1, 1, 1, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(img.read_at(&mut buf, 4 * BS - 5).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn overlapping_blocks_fail_only_their_reads() {
+        let mut v = dynamic([Some(0), None, Some(1), None]);
+        // Entry 1 names entry 0's block.
+        v[1536 + 4..1536 + 8].copy_from_slice(&4u32.to_be_bytes());
+        let img = open_bytes(&v, false).unwrap();
+        let mut buf = vec![0u8; BS as usize];
+        img.read_at(&mut buf, 2 * BS).unwrap();
+        let e = img.read_at(&mut buf, 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::CorruptImage);
+        assert!(e.to_string().contains("overlaps another block"), "{e}");
+        assert_eq!(img.check().unwrap().corruptions.len(), 2);
+    }
+
+    #[test]
+    fn bad_block_sizes_and_short_bats_are_refused() {
+        let mut v = dynamic([None; 4]);
+        let mut header: [u8; 1024] = v[512..1536].try_into().unwrap();
+        header[32..36].copy_from_slice(&3000u32.to_be_bytes());
+        let sum = DynHeader::computed_checksum(&header);
+        header[36..40].copy_from_slice(&sum.to_be_bytes());
+        v[512..1536].copy_from_slice(&header);
+        let e = open_bytes(&v, false).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::InvalidFormat);
+        assert!(e.to_string().contains("power of two"), "{e}");
+
+        header[32..36].copy_from_slice(&(BS as u32).to_be_bytes());
+        header[28..32].copy_from_slice(&3u32.to_be_bytes());
+        let sum = DynHeader::computed_checksum(&header);
+        header[36..40].copy_from_slice(&sum.to_be_bytes());
+        v[512..1536].copy_from_slice(&header);
+        let e = open_bytes(&v, false).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::CorruptImage);
+        assert!(e.to_string().contains("BAT too small"), "{e}");
+
+        // max_table_entries huge: the BAT would run past the end of the file; nothing is allocated for it.
+        header[28..32].copy_from_slice(&u32::MAX.to_be_bytes());
+        let sum = DynHeader::computed_checksum(&header);
+        header[36..40].copy_from_slice(&sum.to_be_bytes());
+        v[512..1536].copy_from_slice(&header);
+        let e = open_bytes(&v, false).err().unwrap();
+        assert!(e.to_string().contains("extends past the end of the file"), "{e}");
+    }
+
+    #[test]
+    fn footer_selection() {
+        let good = dynamic([Some(0), None, None, None]);
+        let n = good.len();
+        // Neither footer: not a VHD.
+        let mut v = good.clone();
+        v[0] = b'x';
+        v[n - 512] = b'x';
+        assert_eq!(open_bytes(&v, false).err().unwrap().kind(), ErrorKind::InvalidFormat);
+        // Both checksums bad: refused, or the EOF one used when ignoring checksums.
+        let mut v = good.clone();
+        v[200] ^= 1;
+        v[n - 312] ^= 1;
+        assert_eq!(open_bytes(&v, false).err().unwrap().kind(), ErrorKind::CorruptImage);
+        let img = open_bytes(&v, true).unwrap();
+        assert_eq!(img.footer_offset, n as u64 - 512);
+        assert_eq!(img.check().unwrap().warnings.len(), 2);
+        // A tiny file.
+        assert_eq!(open_bytes(&[0u8; 100], false).err().unwrap().kind(), ErrorKind::InvalidFormat);
+    }
+
+    #[test]
+    fn fixed_disk_reads_the_file_and_zeros_past_its_end() {
+        let mut v = vec![9u8; 8192];
+        v.extend_from_slice(&footer(8192, DISK_TYPE_FIXED, u64::MAX).to_bytes());
+        let img = open_bytes(&v, false).unwrap();
+        assert_eq!(img.virtual_size, 8192);
+        assert!(read_all(&img).unwrap().iter().all(|&b| b == 9));
+        assert!(img.check().unwrap().is_clean());
+        assert!(img.details().cluster_size.is_none());
+        // Claiming more than the file holds.
+        let n = v.len();
+        v[n - 512..].copy_from_slice(&footer(16384, DISK_TYPE_FIXED, u64::MAX).to_bytes());
+        let img = open_bytes(&v, false).unwrap();
+        let data = read_all(&img).unwrap();
+        assert_eq!(&data[8192..8200], b"conectix");
+        assert!(data[8704..].iter().all(|&b| b == 0));
+        assert_eq!(img.check().unwrap().exit_code(), 2);
+    }
+
+    #[test]
+    fn differencing_names_its_parent() {
+        let mut v = dynamic([None; 4]);
+        let n = v.len();
+        let f = footer(4 * BS, DISK_TYPE_DIFFERENCING, 512).to_bytes();
+        v[..512].copy_from_slice(&f);
+        v[n - 512..].copy_from_slice(&f);
+        let name: Vec<u8> = "C:\\vms\\base.vhd".encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+        v[512 + 64..512 + 64 + name.len()].copy_from_slice(&name);
+        let e = open_bytes(&v, false).err().unwrap();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedFeature);
+        assert!(e.to_string().contains("C:\\vms\\base.vhd"), "{e}");
     }
 }
