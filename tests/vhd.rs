@@ -549,3 +549,19 @@ fn large_sizes_are_read_and_reported() {
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("2040 GiB"), "{text}");
 }
+
+#[test]
+fn sector_bitmaps_are_ignored_like_qemu() {
+    // qemu reads an allocated block whole whatever its sector bitmap says; so does imgport.
+    let dir = tempdir();
+    let vhd = dynamic_fixture(dir.path(), "d");
+    let (_, entries) = bat(&vhd);
+    for &e in entries.iter().filter(|&&e| e != 0xFFFF_FFFF) {
+        patch(&vhd, e as u64 * 512, &[0u8; 512]);
+    }
+    let out = p(dir.path(), "out.raw");
+    imgport_ok(&["convert", "-O", "raw", s(&vhd), s(&out)]);
+    assert_qemu_identical(&vhd, "vpc", &out, "raw");
+    assert_qemu_identical(&p(dir.path(), "d.raw"), "raw", &out, "raw");
+    assert_eq!(imgport_status(&["check", s(&vhd)]).0, 0);
+}
