@@ -545,14 +545,6 @@ impl GtCache {
     }
 }
 
-impl SparseExtent {
-    /// Test hook: number of grain tables cached.
-    #[cfg(test)]
-    pub fn cached_tables(&self) -> usize {
-        self.cache.lock().map(|c| c.tables.len()).unwrap_or(0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
