@@ -18,7 +18,7 @@ pub const MAX_DESCRIPTOR_LEN: usize = 1 << 20;
 pub enum Access {
     ReadWrite,
     ReadOnly,
-    NoAccess,
+    Inaccessible,
 }
 
 impl Access {
@@ -26,7 +26,7 @@ impl Access {
         match self {
             Access::ReadWrite => "RW",
             Access::ReadOnly => "RDONLY",
-            Access::NoAccess => "NOACCESS",
+            Access::Inaccessible => "NOACCESS",
         }
     }
 }
@@ -113,7 +113,7 @@ fn parse_access(word: &str) -> Option<Access> {
     match word {
         "RW" => Some(Access::ReadWrite),
         "RDONLY" => Some(Access::ReadOnly),
-        "NOACCESS" => Some(Access::NoAccess),
+        "NOACCESS" => Some(Access::Inaccessible),
         _ => None,
     }
 }

@@ -216,12 +216,13 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    ensure_open_file_budget(d.extents.iter().filter(|l| l.file.is_some()).count());
     let mut report = CheckReport::default();
     let mut parts = Vec::new();
     let mut size = 0u64;
     for (i, line) in d.extents.iter().enumerate() {
         let what = format!("extent {} ({} {})", i + 1, line.kind, line.file.as_deref().unwrap_or(""));
-        if line.access == Access::NoAccess {
+        if line.access == Access::Inaccessible {
             return Err(in_file(Error::unsupported(format!("{what} is NOACCESS: its data cannot be read"))));
         }
         let declared =
@@ -278,6 +279,27 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
     }
     let details = details_for(&create_type, Some(&d), &parts);
     Ok(VmdkImage { parts, size, details, open_report: report })
+}
+
+/// Each extent keeps its file open, and a descriptor may name thousands (an 8 TiB twoGbMaxExtent disk has
+/// 4096 files), more than the usual soft limit of 1024 open files: raise the soft limit toward the hard
+/// one when needed. If that fails, opening an extent reports the error.
+fn ensure_open_file_budget(files: usize) {
+    if files < 256 {
+        return;
+    }
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write a valid local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want = (files as libc::rlim_t).saturating_add(256).min(lim.rlim_max);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Resolve an extent's file against the descriptor's folder (absolute names are allowed, as in qemu, and

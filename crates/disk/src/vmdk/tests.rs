@@ -138,6 +138,8 @@ fn writer_output_reads_back_with_the_stream_layout() {
 
 #[test]
 fn writer_rejects_options_that_do_not_apply() {
+    let e = write_image(&Mem(Vec::new()), &WriteOptions::new(Format::Vmdk), &mut VecSink::default(), &Control::new());
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::InvalidArgument);
     let src = Mem(vec![0; 4096]);
     for (k, v) in [("subformat", "dynamic"), ("cluster_size", "1M"), ("block_size", "2M")] {
         let mut o = WriteOptions::new(Format::Vmdk);
@@ -247,14 +249,15 @@ fn hostile_grain_table_entries() {
 #[test]
 fn bad_header_values_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-        ("version", Box::new(|b| b[4] = 9)),
-        ("grain", Box::new(|b| b[20..28].copy_from_slice(&0u64.to_le_bytes()))),
-        ("grain", Box::new(|b| b[20..28].copy_from_slice(&(1u64 << 40).to_le_bytes()))),
-        ("entries", Box::new(|b| b[44..48].copy_from_slice(&100_000u32.to_le_bytes()))),
-        ("newline", Box::new(|b| b[75] = b'\n')),
-        ("compression", Box::new(|b| b[77] = 7)),
-        ("truncated", Box::new(|b| b[64..72].copy_from_slice(&1000u64.to_le_bytes()))),
+    type Patch = fn(&mut Vec<u8>);
+    let cases: Vec<(&str, Patch)> = vec![
+        ("version", |b| b[4] = 9),
+        ("grain", |b| b[20..28].copy_from_slice(&0u64.to_le_bytes())),
+        ("grain", |b| b[20..28].copy_from_slice(&(1u64 << 40).to_le_bytes())),
+        ("entries", |b| b[44..48].copy_from_slice(&100_000u32.to_le_bytes())),
+        ("newline", |b| b[75] = b'\n'),
+        ("compression", |b| b[77] = 7),
+        ("truncated", |b| b[64..72].copy_from_slice(&1000u64.to_le_bytes())),
     ];
     for (what, f) in cases {
         let mut b = kdmv(2048, 1, 4096);
@@ -339,7 +342,8 @@ fn descriptor_refusals() {
             "differencing",
         ),
         (
-            descriptor("monolithicFlat", "", "RW 8 FLAT \"a.bin\" 0").replace("parentCID=ffffffff", "parentCID=1234abcd"),
+            descriptor("monolithicFlat", "", "RW 8 FLAT \"a.bin\" 0")
+                .replace("parentCID=ffffffff", "parentCID=1234abcd"),
             ErrorKind::UnsupportedFeature,
             "differencing",
         ),
@@ -450,4 +454,33 @@ fn cowd_vmfs_sparse_extent() {
     assert!(all[5 * 1024..6 * 1024].iter().all(|&b| b == 0x55));
     assert!(all[31 * 1024..].iter().all(|&b| b == 0xff));
     assert!(img.check().unwrap().is_clean());
+}
+
+#[test]
+fn thousands_of_extent_files_stay_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let flat = pattern(4096, 9);
+    save(dir.path(), "a.bin", &flat);
+    let lines = (0..3000).map(|i| format!("RW 1 FLAT \"a.bin\" {}", i % 8)).collect::<Vec<_>>().join("\n");
+    let path = save(dir.path(), "many.vmdk", descriptor("twoGbMaxExtentFlat", "", &lines).as_bytes());
+    // Start from the common default soft limit, so the raise is exercised wherever the test runs.
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        let low = libc::rlimit { rlim_cur: lim.rlim_cur.min(1024), rlim_max: lim.rlim_max };
+        libc::setrlimit(libc::RLIMIT_NOFILE, &low);
+    }
+    let img = open(&path, &OpenOptions::default()).unwrap();
+    assert_eq!(img.virtual_size(), 3000 * 512);
+    let all = read_all(img.as_ref());
+    for i in 0..3000 {
+        let at = (i % 8) * 512;
+        assert_eq!(all[i * 512..(i + 1) * 512], flat[at..at + 512]);
+    }
+    drop(img);
+    // SAFETY: as above.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
 }
