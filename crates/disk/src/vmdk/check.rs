@@ -5,7 +5,7 @@
 //! Like `qemu-img check`, it looks at metadata only (markers included) and never inflates grains.
 
 use super::header::{Marker, GD_AT_END, KNOWN_FLAGS, MARKER_GD, MARKER_GT, SECTOR};
-use super::sparse::{read_table, Grain, SparseExtent, SparseFormat};
+use super::sparse::{classify, read_table, Grain, SparseExtent, SparseFormat};
 use super::{Body, VmdkImage};
 use crate::error::Result;
 use crate::image::{CheckReport, Finding};
@@ -190,7 +190,7 @@ fn check_sparse(s: &SparseExtent, prefix: &str, rep: &mut Report) -> Result<()> 
                 break;
             }
             let entry_at = Some(at + j as u64 * 4);
-            let host = match s_classify(gte) {
+            let host = match classify(gte) {
                 Grain::Unallocated => continue,
                 Grain::Zero => {
                     if !zero_flag {
@@ -263,14 +263,6 @@ fn check_sparse(s: &SparseExtent, prefix: &str, rep: &mut Report) -> Result<()> 
     used.extend(grains);
     report_overlaps(&mut used, prefix, rep);
     Ok(())
-}
-
-fn s_classify(gte: u32) -> Grain {
-    match gte {
-        0 => Grain::Unallocated,
-        super::header::GTE_ZERO => Grain::Zero,
-        s => Grain::Stored(s as u64 * SECTOR),
-    }
 }
 
 /// A metadata marker of type `kind` should sit in the sector before a streamOptimized GT or GD.

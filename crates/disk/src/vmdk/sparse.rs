@@ -209,16 +209,6 @@ impl SparseExtent {
         Ok(Some(t))
     }
 
-    fn classify(&self, gte: u32) -> Grain {
-        match gte {
-            0 => Grain::Unallocated,
-            // A zeroed-grain GTE. Without the zeroed-grain flag, sector 1 would be the header's own
-            // descriptor area: never grain data, so zero is the only sensible reading.
-            GTE_ZERO => Grain::Zero,
-            s => Grain::Stored(s as u64 * SECTOR),
-        }
-    }
-
     /// Call `f(grain_index, grain)` for every grain overlapping `[offset, offset + len)` of the extent.
     fn for_each_grain(&self, offset: u64, len: u64, mut f: impl FnMut(u64, Grain) -> Result<()>) -> Result<()> {
         if len == 0 {
@@ -239,7 +229,7 @@ impl SparseExtent {
                 Some(t) => {
                     for i in g..gt_end {
                         let gte = t.get((i % self.grains_per_gt()) as usize).copied().unwrap_or(0);
-                        f(i, self.classify(gte))?;
+                        f(i, classify(gte))?;
                     }
                 }
             }
@@ -400,6 +390,17 @@ impl SparseExtent {
     /// Sector `grain` starts at, relative to the extent (what a grain marker must say).
     pub fn grain_lba(&self, grain: u64) -> u64 {
         grain * (self.grain_bytes / SECTOR)
+    }
+}
+
+/// What a grain table entry means.
+pub fn classify(gte: u32) -> Grain {
+    match gte {
+        0 => Grain::Unallocated,
+        // A zeroed-grain GTE. Without the zeroed-grain flag, sector 1 would be the header's own
+        // descriptor area: never grain data, so zero is the only sensible reading.
+        GTE_ZERO => Grain::Zero,
+        s => Grain::Stored(s as u64 * SECTOR),
     }
 }
 
