@@ -350,6 +350,18 @@ fn descriptor_hazards_are_refused_with_clear_errors() {
         assert!(!err.contains("panicked"));
     }
 
+    // The descriptor and the sparse extent's header disagree on the size: the header wins (as in qemu),
+    // the check reports it.
+    let sectors: u64 = extent.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let wrong = p(dir.path(), "wrong-size.vmdk");
+    std::fs::write(&wrong, desc.replace(&extent, &extent.replace(&sectors.to_string(), &(sectors + 8).to_string())))
+        .unwrap();
+    let info = imgport_json(&["info", "--json", s(&wrong)]);
+    assert_eq!(info["virtual_size"], sectors * 512);
+    let (code, text) = check_exit(&wrong);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("the header wins"), "{text}");
+
     // A real differencing disk made by qemu-img.
     let child = p(dir.path(), "child.vmdk");
     qemu_img(&["create", "-q", "-f", "vmdk", "-b", s(&img), "-F", "vmdk", s(&child)]);
