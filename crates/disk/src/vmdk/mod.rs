@@ -1,21 +1,526 @@
-//! VMDK: reader, writer and structural check.
+//! VMDK (VMware "Virtual Disk Format 5.0"): reader, streamOptimized writer and structural check.
+//!
+//! A VMDK is a list of extents concatenated into one virtual disk. The list comes from a text descriptor,
+//! either a file of its own naming extent files next to it (monolithicFlat, twoGbMaxExtentSparse/Flat,
+//! vmfs) or embedded in a single sparse extent (monolithicSparse, streamOptimized). Extents are FLAT
+//! (raw bytes at an offset of a file), SPARSE (grain directory and tables, see [`sparse`]) or ZERO.
+//!
+//! Differencing disks (a descriptor naming a parent) are refused: reading one alone would silently return
+//! zeros wherever the parent holds the data. Extents that map host devices (vmfsRaw, RDM) are refused too.
+
+mod check;
+mod descriptor;
+mod header;
+mod sparse;
+mod writer;
 
 use crate::error::{Error, Result};
 use crate::file::ImageFile;
-use crate::image::DiskImage;
+use crate::image::{check_bounds, CheckReport, DiskImage, Extent, ExtentList, Finding, ImageDetails};
 use crate::open::OpenCtx;
+use crate::probe::Format;
 use crate::sink::Sink;
 use crate::write::{Control, WriteOptions};
+use descriptor::{Access, Descriptor, ExtentLine, MAX_DESCRIPTOR_LEN};
+use header::{CowdHeader, SparseHeader, COWD_MAGIC, KDMV_MAGIC, SECTOR};
 use serde::Serialize;
+use sparse::SparseExtent;
+use std::path::{Path, PathBuf};
+
+/// Largest virtual disk accepted (64 PiB): keeps every offset computation far from overflowing.
+const MAX_VIRTUAL_SIZE: u64 = 1 << 56;
 
 /// VMDK-specific facts shown by `imgport info`.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct VmdkInfo {}
-
-pub(crate) fn open(file: ImageFile, _ctx: &mut OpenCtx) -> Result<Box<dyn DiskImage>> {
-    Err(file.unsupported("vmdk reader not implemented yet"))
+pub struct VmdkInfo {
+    /// The descriptor's createType (monolithicSparse, streamOptimized, monolithicFlat, twoGbMaxExtentSparse...).
+    pub create_type: String,
+    /// Content ID from the descriptor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_cid: Option<u32>,
+    /// `ddb.adapterType` (ide, lsilogic, buslogic, legacyESX, pvscsi).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapter_type: Option<String>,
+    /// `ddb.virtualHWVersion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hw_version: Option<String>,
+    /// Sparse extents store deflate-compressed grains (streamOptimized).
+    pub compressed: bool,
+    /// Grain size in bytes of the sparse extents (the first one's, when they differ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grain_size: Option<u64>,
+    pub extents: Vec<VmdkExtentInfo>,
 }
 
-pub(crate) fn write(_src: &dyn DiskImage, _opts: &WriteOptions, _sink: &mut dyn Sink, _ctl: &Control) -> Result<()> {
-    Err(Error::unsupported("vmdk writer not implemented yet"))
+/// One extent as the descriptor lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmdkExtentInfo {
+    /// RW, RDONLY or NOACCESS.
+    pub access: String,
+    pub sectors: u64,
+    /// FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE...
+    pub extent_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Start of a flat extent in its file, in sectors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
+
+impl VmdkExtentInfo {
+    fn from_line(l: &ExtentLine) -> Self {
+        let flat = matches!(l.kind.as_str(), "FLAT" | "VMFS");
+        VmdkExtentInfo {
+            access: l.access.as_str().to_string(),
+            sectors: l.sectors,
+            extent_type: l.kind.clone(),
+            file: l.file.clone(),
+            offset: flat.then_some(l.offset),
+        }
+    }
+}
+
+/// A flat extent: `len` bytes at `offset` of another file, read through a raw image (so its holes are
+/// found with SEEK_DATA and never read).
+struct FlatExtent {
+    raw: Box<dyn DiskImage>,
+    path: PathBuf,
+    offset: u64,
+    file_len: u64,
+}
+
+enum Body {
+    Flat(FlatExtent),
+    Sparse(Box<SparseExtent>),
+    Zero,
+}
+
+/// One extent placed in the virtual disk.
+struct Part {
+    start: u64,
+    len: u64,
+    body: Body,
+    /// The descriptor's extent line (None for a sparse file without descriptor).
+    line: Option<ExtentLine>,
+}
+
+pub struct VmdkImage {
+    parts: Vec<Part>,
+    size: u64,
+    details: ImageDetails,
+    /// Problems noticed while opening, reported by `check`.
+    open_report: CheckReport,
+}
+
+pub(crate) fn open(file: ImageFile, ctx: &mut OpenCtx) -> Result<Box<dyn DiskImage>> {
+    let mut head = [0u8; 512];
+    file.read_zero_padded(&mut head, 0, "header")?;
+    if head.starts_with(KDMV_MAGIC) || head.starts_with(COWD_MAGIC) {
+        if file.len() < 512 {
+            return Err(file.corrupt(0, "sparse extent header is truncated"));
+        }
+        if head.starts_with(COWD_MAGIC) {
+            let mut sparse = SparseExtent::open_cowd(file, CowdHeader::parse(&head))?;
+            sparse.report_host_offsets = true;
+            return Ok(Box::new(VmdkImage::single(sparse, "vmfsSparse".into(), None)));
+        }
+        let header = SparseHeader::parse(&head);
+        if header.capacity == 0 && header.desc_offset != 0 {
+            // A sparse header holding only a descriptor: qemu treats the descriptor as a descriptor file.
+            let text = read_embedded_descriptor(&file, &header)?;
+            return Ok(Box::new(open_descriptor(file.path(), &text, ctx)?));
+        }
+        return Ok(Box::new(open_monolithic(file, header)?));
+    }
+    if file.len() > MAX_DESCRIPTOR_LEN as u64 {
+        return Err(file.invalid(0, "not a VMDK: no sparse extent header, and too large for a descriptor"));
+    }
+    let mut text = vec![0u8; file.len() as usize];
+    file.read_exact_at(&mut text, 0, "descriptor")?;
+    Ok(Box::new(open_descriptor(file.path(), &text, ctx)?))
+}
+
+pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sink, ctl: &Control) -> Result<()> {
+    writer::write(src, opts, sink, ctl)
+}
+
+fn read_embedded_descriptor(file: &ImageFile, h: &SparseHeader) -> Result<Vec<u8>> {
+    let offset = h.desc_offset.checked_mul(SECTOR).filter(|&o| o < file.len()).ok_or_else(|| {
+        file.corrupt(28, format!("embedded descriptor at sector {} is past the end of the file", h.desc_offset))
+    })?;
+    let len = h.desc_size.saturating_mul(SECTOR).min(MAX_DESCRIPTOR_LEN as u64).min(file.len() - offset);
+    let mut text = vec![0u8; len as usize];
+    file.read_exact_at(&mut text, offset, "embedded descriptor")?;
+    Ok(text)
+}
+
+/// Refuse a differencing disk: its unallocated grains belong to a parent we do not read.
+fn refuse_parent(d: &Descriptor, path: &Path) -> Result<()> {
+    if !d.has_parent() {
+        return Ok(());
+    }
+    let parent = match (&d.parent_file_name_hint, d.parent_cid) {
+        (Some(hint), _) => format!("parent \"{hint}\""),
+        (None, Some(cid)) => format!("parentCID {cid:08x}"),
+        (None, None) => "a parent".to_string(),
+    };
+    Err(Error::unsupported(format!(
+        "differencing VMDK (snapshot of {parent}) is not supported: it only holds the changes made on top of \
+         its parent; consolidate the snapshot chain first"
+    ))
+    .in_file(path))
+}
+
+fn open_monolithic(file: ImageFile, header: SparseHeader) -> Result<VmdkImage> {
+    let path = file.path().to_path_buf();
+    let desc = if header.desc_offset != 0 && header.desc_size != 0 {
+        let d = Descriptor::parse(&read_embedded_descriptor(&file, &header)?).map_err(|e| e.in_file(&path))?;
+        refuse_parent(&d, &path)?;
+        Some(d)
+    } else {
+        None
+    };
+    let mut sparse = SparseExtent::open_kdmv(file, header)?;
+    sparse.report_host_offsets = true;
+    let create_type = desc.as_ref().and_then(|d| d.create_type.clone()).unwrap_or_else(|| {
+        // What qemu reports when there is no descriptor to say.
+        if sparse.compressed { "streamOptimized" } else { "monolithicSparse" }.to_string()
+    });
+    Ok(VmdkImage::single(sparse, create_type, desc))
+}
+
+fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<VmdkImage> {
+    let in_file = |e: Error| e.in_file(desc_path);
+    let d = Descriptor::parse(text).map_err(in_file)?;
+    let create_type = d.create_type.clone().ok_or_else(|| {
+        Error::invalid_format("not a VMDK descriptor: no createType (and no sparse extent header)").in_file(desc_path)
+    })?;
+    refuse_parent(&d, desc_path)?;
+    match create_type.as_str() {
+        "fullDevice" | "partitionedDevice" | "vmfsRaw" | "vmfsRawDeviceMap" | "vmfsPassthroughRawDeviceMap" => {
+            return Err(in_file(Error::unsupported(format!(
+                "VMDK createType \"{create_type}\" maps a host device or raw LUN: not supported"
+            ))))
+        }
+        "seSparse" | "vsanSparse" => {
+            return Err(in_file(Error::unsupported(format!("VMDK createType \"{create_type}\" is not supported"))))
+        }
+        _ => {}
+    }
+    if d.extents.is_empty() {
+        return Err(in_file(Error::invalid_format("VMDK descriptor lists no extents")));
+    }
+    let dir = match desc_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    ensure_open_file_budget(d.extents.iter().filter(|l| l.file.is_some()).count());
+    let mut report = CheckReport::default();
+    let mut parts = Vec::new();
+    let mut size = 0u64;
+    for (i, line) in d.extents.iter().enumerate() {
+        let what = format!("extent {} ({} {})", i + 1, line.kind, line.file.as_deref().unwrap_or(""));
+        if line.access == Access::Inaccessible {
+            return Err(in_file(Error::unsupported(format!("{what} is NOACCESS: its data cannot be read"))));
+        }
+        let declared =
+            line.sectors.checked_mul(SECTOR).filter(|&b| b <= MAX_VIRTUAL_SIZE).ok_or_else(|| {
+                in_file(Error::invalid_format(format!("{what}: {} sectors is impossible", line.sectors)))
+            })?;
+        if declared == 0 {
+            continue;
+        }
+        let (body, len) = match line.kind.as_str() {
+            "ZERO" => (Body::Zero, declared),
+            "FLAT" | "VMFS" => {
+                let file = open_extent_file(&dir, line, &what, ctx, &mut report).map_err(in_file)?;
+                let offset = line.offset.checked_mul(SECTOR).filter(|&o| o <= MAX_VIRTUAL_SIZE).ok_or_else(|| {
+                    in_file(Error::invalid_format(format!("{what}: offset of {} sectors is impossible", line.offset)))
+                })?;
+                let (path, file_len) = (file.path().to_path_buf(), file.len());
+                let raw = crate::raw::open(file)?;
+                (Body::Flat(FlatExtent { raw, path, offset, file_len }), declared)
+            }
+            "SPARSE" | "VMFSSPARSE" => {
+                let file = open_extent_file(&dir, line, &what, ctx, &mut report).map_err(in_file)?;
+                let sparse = open_sparse_extent(file, &what)?;
+                if sparse.size != declared {
+                    report.corruptions.push(Finding::new(
+                        what.clone(),
+                        None,
+                        format!(
+                            "the descriptor says {} sectors, the extent's header says {}; the header wins",
+                            line.sectors,
+                            sparse.size / SECTOR
+                        ),
+                    ));
+                }
+                let len = sparse.size;
+                (Body::Sparse(Box::new(sparse)), len)
+            }
+            "SESPARSE" => {
+                return Err(in_file(Error::unsupported(format!("{what}: seSparse extents are not supported"))))
+            }
+            "VMFSRDM" | "VMFSRAW" | "VMFSPASSTHROUGHRAW" => {
+                return Err(in_file(Error::unsupported(format!("{what} maps a raw host device: not supported"))))
+            }
+            other => {
+                return Err(in_file(Error::unsupported(format!("{what}: extent type \"{other}\" is not supported"))))
+            }
+        };
+        let start = size;
+        size = size
+            .checked_add(len)
+            .filter(|&s| s <= MAX_VIRTUAL_SIZE)
+            .ok_or_else(|| in_file(Error::invalid_format("the extents add up to an impossible disk size")))?;
+        parts.push(Part { start, len, body, line: Some(line.clone()) });
+    }
+    let details = details_for(&create_type, Some(&d), &parts);
+    Ok(VmdkImage { parts, size, details, open_report: report })
+}
+
+/// Each extent keeps its file open, and a descriptor may name thousands (an 8 TiB twoGbMaxExtent disk has
+/// 4096 files), more than the usual soft limit of 1024 open files: raise the soft limit toward the hard
+/// one when needed. If that fails, opening an extent reports the error.
+fn ensure_open_file_budget(files: usize) {
+    if files < 256 {
+        return;
+    }
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit read and write a valid local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        let want = (files as libc::rlim_t).saturating_add(256).min(lim.rlim_max);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Resolve an extent's file against the descriptor's folder (absolute names are allowed, as in qemu, and
+/// reported by the check) and open it, refusing the descriptor itself.
+fn open_extent_file(
+    dir: &Path,
+    line: &ExtentLine,
+    what: &str,
+    ctx: &OpenCtx,
+    report: &mut CheckReport,
+) -> Result<ImageFile> {
+    let name = line.file.as_deref().unwrap_or("");
+    let named = Path::new(name);
+    let path = if named.is_absolute() {
+        report.warnings.push(Finding::new(
+            what,
+            None,
+            format!("names an absolute path ({name}): the image reads a file outside its own folder"),
+        ));
+        named.to_path_buf()
+    } else {
+        dir.join(named)
+    };
+    let canonical = path.canonicalize().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::corrupt(format!("{what}: extent file '{}' is missing", path.display()))
+        } else {
+            Error::io(format!("{what}: cannot open extent file '{}'", path.display()), e)
+        }
+    })?;
+    if ctx.chain.contains(&canonical) {
+        return Err(Error::corrupt(format!("{what} names the descriptor itself: refusing a self-referencing image")));
+    }
+    ImageFile::open(&path)
+}
+
+/// Open the file of a SPARSE or VMFSSPARSE extent.
+fn open_sparse_extent(file: ImageFile, what: &str) -> Result<SparseExtent> {
+    let mut head = [0u8; 512];
+    file.read_zero_padded(&mut head, 0, "sparse extent header")?;
+    if file.len() < 512 {
+        return Err(file.corrupt(0, format!("{what}: sparse extent header is truncated")));
+    }
+    if head.starts_with(COWD_MAGIC) {
+        return SparseExtent::open_cowd(file, CowdHeader::parse(&head));
+    }
+    if !head.starts_with(KDMV_MAGIC) {
+        return Err(file.invalid(0, format!("{what}: not a sparse extent (no KDMV or COWD magic)")));
+    }
+    let header = SparseHeader::parse(&head);
+    if header.capacity == 0 && header.desc_offset != 0 {
+        return Err(
+            file.unsupported(format!("{what}: the extent is itself a descriptor; nested descriptors are refused"))
+        );
+    }
+    SparseExtent::open_kdmv(file, header)
+}
+
+fn details_for(create_type: &str, d: Option<&Descriptor>, parts: &[Part]) -> ImageDetails {
+    let sparse: Vec<&SparseExtent> = parts
+        .iter()
+        .filter_map(|p| match &p.body {
+            Body::Sparse(s) => Some(s.as_ref()),
+            _ => None,
+        })
+        .collect();
+    // qemu reports a cluster size only when every (non-ZERO) extent is sparse with the same grain size and
+    // compression; flat extents have none.
+    let uniform = parts.iter().all(|p| !matches!(p.body, Body::Flat(_)))
+        && sparse.windows(2).all(|w| w[0].grain_bytes == w[1].grain_bytes && w[0].compressed == w[1].compressed);
+    let cluster_size = sparse.first().filter(|_| uniform).map(|s| s.grain_bytes);
+    let extents = match d {
+        Some(d) if !d.extents.is_empty() => d.extents.iter().map(VmdkExtentInfo::from_line).collect(),
+        _ => parts
+            .iter()
+            .filter_map(|p| match &p.body {
+                Body::Sparse(s) => Some(VmdkExtentInfo {
+                    access: "RW".into(),
+                    sectors: s.size / SECTOR,
+                    extent_type: "SPARSE".into(),
+                    file: s.file.path().file_name().map(|n| n.to_string_lossy().into_owned()),
+                    offset: None,
+                }),
+                _ => None,
+            })
+            .collect(),
+    };
+    let info = VmdkInfo {
+        create_type: create_type.to_string(),
+        cid: d.and_then(|d| d.cid),
+        parent_cid: d.and_then(|d| d.parent_cid),
+        adapter_type: d.and_then(|d| d.ddb("adapterType")).map(str::to_string),
+        hw_version: d.and_then(|d| d.ddb("virtualHWVersion")).map(str::to_string),
+        compressed: sparse.iter().any(|s| s.compressed),
+        grain_size: sparse.first().map(|s| s.grain_bytes),
+        extents,
+    };
+    let mut details = ImageDetails::new(Format::Vmdk);
+    details.subformat = Some(create_type.to_string());
+    details.cluster_size = cluster_size;
+    details.vmdk = Some(info);
+    details
+}
+
+impl VmdkImage {
+    /// An image made of one sparse extent (monolithicSparse, streamOptimized, a lone extent file).
+    fn single(sparse: SparseExtent, create_type: String, desc: Option<Descriptor>) -> VmdkImage {
+        let size = sparse.size;
+        let parts = vec![Part { start: 0, len: size, body: Body::Sparse(Box::new(sparse)), line: None }];
+        let details = details_for(&create_type, desc.as_ref(), &parts);
+        VmdkImage { parts, size, details, open_report: CheckReport::default() }
+    }
+
+    /// Index of the part holding virtual offset `offset` (< size).
+    fn part_index(&self, offset: u64) -> usize {
+        self.parts.partition_point(|p| p.start + p.len <= offset)
+    }
+
+    /// Call `f(part, offset_in_part, range_in_request)` for each part overlapping `[offset, offset + len)`.
+    fn for_each_part(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(&Part, u64, std::ops::Range<usize>) -> Result<()>,
+    ) -> Result<()> {
+        let end = offset + len;
+        let mut pos = offset;
+        let mut i = self.part_index(offset);
+        while pos < end {
+            let Some(part) = self.parts.get(i) else {
+                return Err(Error::invalid_argument(format!("offset {pos} is beyond the last extent")));
+            };
+            let n = (part.start + part.len).min(end) - pos;
+            let at = (pos - offset) as usize;
+            f(part, pos - part.start, at..at + n as usize)?;
+            pos += n;
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+impl FlatExtent {
+    fn check_in_file(&self, offset: u64, len: u64) -> Result<()> {
+        let end = self.offset + offset + len;
+        if end > self.file_len {
+            return Err(Error::corrupt(format!(
+                "flat extent file is shorter ({} bytes) than the descriptor says (at least {end} bytes)",
+                self.file_len
+            ))
+            .in_file(&self.path)
+            .at(self.file_len));
+        }
+        Ok(())
+    }
+}
+
+impl DiskImage for VmdkImage {
+    fn virtual_size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_bounds(self.size, offset, buf.len())?;
+        self.for_each_part(offset, buf.len() as u64, |part, rel, range| {
+            let out = &mut buf[range];
+            match &part.body {
+                Body::Zero => {
+                    out.fill(0);
+                    Ok(())
+                }
+                Body::Flat(f) => {
+                    f.check_in_file(rel, out.len() as u64)?;
+                    f.raw.read_at(out, f.offset + rel)
+                }
+                Body::Sparse(s) => s.read(out, rel),
+            }
+        })
+    }
+
+    fn map(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
+        let end = offset.saturating_add(length).min(self.size);
+        let mut list = ExtentList::new();
+        if offset >= end {
+            return Ok(list.into_vec());
+        }
+        self.for_each_part(offset, end - offset, |part, rel, range| {
+            let n = range.len() as u64;
+            let base = part.start;
+            match &part.body {
+                Body::Zero => list.push(Extent::zero(base + rel, n)),
+                Body::Sparse(s) => s.map(rel, n, base, &mut list)?,
+                Body::Flat(f) => {
+                    let (s, e) = (f.offset + rel, f.offset + rel + n);
+                    let avail = e.min(f.file_len);
+                    if s < avail {
+                        for x in f.raw.map(s, avail - s)? {
+                            // Host offsets are in another file than the one opened: not reported.
+                            list.push(Extent { offset: x.offset - f.offset + base, host_offset: None, ..x });
+                        }
+                    }
+                    // Past the end of the file: data the descriptor promises; reading it reports the damage.
+                    let from = avail.max(s);
+                    if from < e {
+                        list.push(Extent::data(from - f.offset + base, e - from, None));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(list.into_vec())
+    }
+
+    fn details(&self) -> ImageDetails {
+        self.details.clone()
+    }
+
+    fn check(&self) -> Result<CheckReport> {
+        check::check(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;
