@@ -88,13 +88,39 @@ pub fn detect(file: &ImageFile) -> Result<Format> {
     // A text descriptor (monolithicFlat, twoGbMaxExtent*): small, starts with the magic comment
     // (optionally after blank lines).
     let trimmed = trim_leading_whitespace(&head);
-    if file.len() < 64 * 1024 && trimmed.starts_with(VMDK_DESCRIPTOR_MAGIC) {
+    if file.len() < 64 * 1024 && (trimmed.starts_with(VMDK_DESCRIPTOR_MAGIC) || looks_like_descriptor(&head)) {
         return Ok(Format::Vmdk);
     }
     Ok(Format::Raw)
 }
 
+/// A descriptor without the usual first comment: text whose lines include `version=` and `createType=`
+/// (qemu's probe accepts these too).
+fn looks_like_descriptor(head: &[u8]) -> bool {
+    let text_len = head.iter().position(|&b| b == 0).unwrap_or(head.len());
+    let Ok(text) = std::str::from_utf8(&head[..text_len]) else { return false };
+    let mut version = false;
+    let mut create_type = false;
+    for line in text.lines().map(str::trim) {
+        version |= line.starts_with("version=") || line.starts_with("version =");
+        create_type |= line.starts_with("createType");
+    }
+    version && create_type
+}
+
 fn trim_leading_whitespace(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
     &b[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_descriptor;
+
+    #[test]
+    fn descriptor_without_magic_comment() {
+        assert!(looks_like_descriptor(b"# made by hand\nversion=1\nCID=fffffffe\ncreateType=\"monolithicFlat\"\n"));
+        assert!(!looks_like_descriptor(b"version=1\nsomething else\n"));
+        assert!(!looks_like_descriptor(&[0xff, 0xfe, 0x00]));
+    }
 }
