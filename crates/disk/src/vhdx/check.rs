@@ -50,7 +50,9 @@ impl VhdxImage {
                     if host < HEADER_SECTION_END {
                         corrupt(format!("payload offset {host:#x} lies in the header section"));
                     } else if host >= file_len {
-                        corrupt(format!("payload offset {host:#x} is past the end of the file ({file_len} bytes)"));
+                        corrupt(format!(
+                            "payload offset {host:#x} is past the end of the file ({file_len} bytes): truncated image?"
+                        ));
                     } else if end > file_len {
                         corrupt(format!(
                             "payload at {host:#x} ends at {end:#x}, past the end of the file ({file_len} bytes): \
