@@ -445,3 +445,31 @@ fn dirty_log_is_replayed_in_memory() {
     assert_eq!(img.info.log_state, "log GUID set, no complete sequence to replay");
     assert_same(&src, &img);
 }
+
+#[test]
+fn refused_sizes_say_why() {
+    let (_, _, bytes) = sample();
+    // A log that needs replaying but is larger than imgport replays in memory.
+    let mut b = bytes.clone();
+    for off in HEADER_OFFSETS {
+        let h = &mut b[off as usize..off as usize + HEADER_SIZE];
+        h[48..64].copy_from_slice(&[1; 16]);
+        h[68..72].copy_from_slice(&(64 * MIB as u32).to_le_bytes());
+        seal(h, 4);
+    }
+    expect_err(&b, ErrorKind::UnsupportedFeature, "replays in memory");
+    // An unknown log version.
+    let mut b = bytes.clone();
+    for off in HEADER_OFFSETS {
+        let h = &mut b[off as usize..off as usize + HEADER_SIZE];
+        h[64] = 1;
+        seal(h, 4);
+    }
+    expect_err(&b, ErrorKind::UnsupportedFeature, "log version 1");
+    // A BAT of 10 M entries (10 TiB in 1 MiB blocks), in a region large enough to hold it: not loaded.
+    let mut b = bytes;
+    edit_regions(&mut b, |r| r[0].length = 128 * MIB as u32);
+    let params = (2 * MIB + 64 * KIB) as usize;
+    b[params + 8..params + 16].copy_from_slice(&(10u64 << 40).to_le_bytes());
+    expect_err(&b, ErrorKind::UnsupportedFeature, "BAT of");
+}
