@@ -273,6 +273,16 @@ pub fn replay(file: &ImageFile, loc: &LogLocation) -> Result<Replay> {
             MAX_LOG_LENGTH / MIB
         )));
     }
+    if loc.offset.saturating_add(loc.length) > file.len() {
+        return Err(file.corrupt(
+            loc.offset,
+            format!(
+                "log ({} bytes) extends past the end of the file ({} bytes): truncated image?",
+                loc.length,
+                file.len()
+            ),
+        ));
+    }
     let mut buf = vec![0u8; loc.length as usize];
     file.read_exact_at(&mut buf, loc.offset, "log")?;
     let ring = Ring { buf: &buf, sectors: loc.length / LOG_SECTOR };

@@ -151,10 +151,25 @@ impl VhdxImage {
                 MAX_BAT_BYTES / MIB
             )));
         }
-        let mut raw = vec![0u8; bat_bytes as usize];
-        store.read(&mut raw, bat_region.file_offset, "BAT")?;
-        let bat: Vec<u64> = raw.chunks_exact(8).map(|c| le_u64(c, 0)).collect();
-        drop(raw);
+        if bat_region.file_offset.saturating_add(bat_bytes) > store.len() {
+            return Err(store.file.corrupt(
+                bat_region.file_offset,
+                format!(
+                    "BAT ({entries} entries) extends past the end of the file ({} bytes): truncated image?",
+                    store.len()
+                ),
+            ));
+        }
+        // Read in 1 MiB pieces so the raw bytes never sit in memory beside the whole table.
+        let mut bat: Vec<u64> = Vec::with_capacity(entries as usize);
+        let mut piece = vec![0u8; MIB as usize];
+        let mut done = 0u64;
+        while done < bat_bytes {
+            let n = (bat_bytes - done).min(MIB) as usize;
+            store.read(&mut piece[..n], bat_region.file_offset + done, "BAT")?;
+            bat.extend(piece[..n].chunks_exact(8).map(|c| le_u64(c, 0)));
+            done += n as u64;
+        }
 
         let mut states = BlockStates::default();
         for block in 0..meta.virtual_size.div_ceil(meta.block_size) {
