@@ -125,7 +125,7 @@ pub(crate) fn write_layout(src: &dyn DiskImage, layout: &Layout, sink: &mut dyn 
     })?;
     ctl.check()?;
 
-    write_header_region(layout, &stored, sink)?;
+    write_header_region(layout, &stored, sink, ctl)?;
     let blocks = if layout.fixed { layout.blocks() } else { stored.len() as u64 };
     sink.finish(layout.data_start + blocks * bs)
 }
@@ -140,7 +140,7 @@ fn random_guid() -> Result<Guid> {
 }
 
 /// File identifier, headers, region tables, metadata and BAT.
-fn write_header_region(layout: &Layout, stored: &[u64], sink: &mut dyn Sink) -> Result<()> {
+fn write_header_region(layout: &Layout, stored: &[u64], sink: &mut dyn Sink, ctl: &Control) -> Result<()> {
     let mut section = vec![0u8; 320 * KIB as usize];
     section[0..8].copy_from_slice(FILE_SIGNATURE);
     let creator = format!("imgport v{}", env!("CARGO_PKG_VERSION"));
@@ -180,6 +180,7 @@ fn write_header_region(layout: &Layout, stored: &[u64], sink: &mut dyn Sink) -> 
     let entries_per_piece = BAT_PIECE / 8;
     let mut first = 0u64;
     while first < layout.bat_entries {
+        ctl.check()?;
         let count = entries_per_piece.min(layout.bat_entries - first);
         let mut piece = vec![0u8; (count * 8) as usize];
         let mut any = false;
