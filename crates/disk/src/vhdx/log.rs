@@ -299,7 +299,7 @@ pub fn replay(file: &ImageFile, loc: &LogLocation) -> Result<Replay> {
 
     // Each valid entry is a candidate head: walk from its tail, entry after contiguous entry, and keep it if
     // the walk reaches it with consecutive sequence numbers. The newest complete sequence wins.
-    let mut best: Option<(u64, Vec<u64>)> = None;
+    let mut best: Option<(u64, Vec<(u64, Entry)>)> = None;
     for (head, e) in entries.iter().enumerate() {
         let Some(e) = e else { continue };
         if best.as_ref().is_some_and(|(seq, _)| *seq >= e.sequence) {
@@ -309,15 +309,14 @@ pub fn replay(file: &ImageFile, loc: &LogLocation) -> Result<Replay> {
         let mut chain = Vec::new();
         let mut at = e.tail_sector;
         let mut walked = 0u64;
+        let mut prev_sequence: Option<u64> = None;
         let complete = loop {
             let Some(cur) = entries[at as usize] else { break false };
-            if let Some(&prev) = chain.last() {
-                let prev: &Entry = entries[prev as usize].as_ref().expect("chained entries are valid");
-                if cur.sequence != prev.sequence.wrapping_add(1) {
-                    break false;
-                }
+            if prev_sequence.is_some_and(|p| cur.sequence != p.wrapping_add(1)) {
+                break false;
             }
-            chain.push(at);
+            prev_sequence = Some(cur.sequence);
+            chain.push((at, cur));
             walked += cur.sectors;
             if at == head {
                 break true;
@@ -337,8 +336,7 @@ pub fn replay(file: &ImageFile, loc: &LogLocation) -> Result<Replay> {
     };
     let mut overlay = Overlay::default();
     let mut file_len = file.len();
-    for &start in &chain {
-        let e = entries[start as usize].expect("chained entries are valid");
+    for &(start, e) in &chain {
         if e.flushed_file_offset > file.len() {
             return Err(file.corrupt(
                 loc.offset + start * LOG_SECTOR,

@@ -318,7 +318,7 @@ fn choose_header(file: &ImageFile, ignore_checksums: bool, notes: &mut Vec<Note>
     };
     let header = match &copies[chosen] {
         HeaderCopy::Valid(h) | HeaderCopy::BadChecksum(h) => h.clone(),
-        HeaderCopy::Invalid(_) => unreachable!("an invalid copy is never chosen"),
+        HeaderCopy::Invalid(why) => return Err(file.corrupt(HEADER_OFFSETS[chosen], format!("header: {why}"))),
     };
     Ok((chosen, header))
 }
