@@ -82,6 +82,41 @@ impl ImageFile {
         use std::os::unix::fs::MetadataExt;
         self.file.metadata().map(|m| m.blocks() * 512).unwrap_or(0)
     }
+
+    /// Push the extents of `[start, end)` (clipped to the file) as the filesystem stores them: Data for
+    /// allocated ranges (host offset = file offset), Unallocated for holes found with SEEK_DATA/SEEK_HOLE, so
+    /// converters never read holes. Where the filesystem cannot tell, everything is Data.
+    pub fn map_allocation(&self, start: u64, end: u64, list: &mut crate::image::ExtentList) {
+        use crate::image::Extent;
+        let end = end.min(self.len);
+        let mut pos = start;
+        while pos < end {
+            let data = match self.seek(pos, libc::SEEK_DATA) {
+                Some(d) => d.min(end),
+                None if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => end,
+                None => pos,
+            };
+            if data > pos {
+                list.push(Extent::unallocated(pos, data - pos));
+            }
+            if data >= end {
+                break;
+            }
+            let hole = self.seek(data, libc::SEEK_HOLE).unwrap_or(end).min(end);
+            let hole = if hole <= data { end } else { hole };
+            list.push(Extent::data(data, hole - data, Some(data)));
+            pos = hole;
+        }
+    }
+
+    fn seek(&self, from: u64, whence: libc::c_int) -> Option<u64> {
+        use std::os::unix::io::AsRawFd;
+        let from = libc::off_t::try_from(from).ok()?;
+        // SAFETY: lseek on a valid descriptor owned by self.file. Reads use pread, so moving the shared
+        // file position is harmless.
+        let r = unsafe { libc::lseek(self.file.as_raw_fd(), from, whence) };
+        u64::try_from(r).ok()
+    }
 }
 
 fn block_device_len(file: &File) -> Option<u64> {

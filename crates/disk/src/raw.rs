@@ -7,7 +7,6 @@ use crate::probe::Format;
 use crate::scan::{scan_data, Granules};
 use crate::sink::Sink;
 use crate::write::{Control, WriteOptions};
-use std::os::unix::io::AsRawFd;
 
 pub struct RawImage {
     file: ImageFile,
@@ -15,22 +14,6 @@ pub struct RawImage {
 
 pub(crate) fn open(file: ImageFile) -> Result<Box<dyn DiskImage>> {
     Ok(Box::new(RawImage { file }))
-}
-
-impl RawImage {
-    /// Next offset >= `from` that holds data (SEEK_DATA), or the file length when none does.
-    fn seek(&self, from: u64, whence: libc::c_int) -> Option<u64> {
-        let fd = self.file.file().as_raw_fd();
-        let from = libc::off_t::try_from(from).ok()?;
-        // SAFETY: lseek on a valid descriptor owned by self.file; reads use pread, so moving the
-        // shared file position is harmless.
-        let r = unsafe { libc::lseek(fd, from, whence) };
-        if r < 0 {
-            None
-        } else {
-            Some(r as u64)
-        }
-    }
 }
 
 impl DiskImage for RawImage {
@@ -46,25 +29,7 @@ impl DiskImage for RawImage {
     fn map(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
         let end = offset.saturating_add(length).min(self.virtual_size());
         let mut list = ExtentList::new();
-        let mut pos = offset;
-        while pos < end {
-            // ENXIO (no data after pos) or an unsupported filesystem: fall back to "all data".
-            let data = match self.seek(pos, libc::SEEK_DATA) {
-                Some(d) => d.min(end),
-                None if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => end,
-                None => pos,
-            };
-            if data > pos {
-                list.push(Extent::unallocated(pos, data - pos));
-            }
-            if data >= end {
-                break;
-            }
-            let hole = self.seek(data, libc::SEEK_HOLE).unwrap_or(end).min(end);
-            let hole = if hole <= data { end } else { hole };
-            list.push(Extent::data(data, hole - data, Some(data)));
-            pos = hole;
-        }
+        self.file.map_allocation(offset, end, &mut list);
         Ok(list.into_vec())
     }
 

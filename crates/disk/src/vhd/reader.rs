@@ -17,7 +17,6 @@ use crate::file::ImageFile;
 use crate::image::{check_bounds, CheckReport, DiskImage, Extent, ExtentList, Finding, ImageDetails};
 use crate::open::OpenCtx;
 use crate::probe::Format;
-use std::os::unix::io::AsRawFd;
 
 /// Most BAT entries loaded (64 MiB of table: 32 TiB of disk at the default 2 MiB block size). Bounds
 /// memory on hostile headers; the overlap check needs as much again for its sort.
@@ -372,43 +371,14 @@ fn differencing_error(file: &ImageFile, footer: &Footer) -> Error {
 }
 
 impl VhdImage {
-    fn seek(&self, from: u64, whence: libc::c_int) -> Option<u64> {
-        let fd = self.file.file().as_raw_fd();
-        let from = libc::off_t::try_from(from).ok()?;
-        // SAFETY: lseek on a descriptor owned by self.file; all reads are positional, so moving the shared
-        // file position is harmless.
-        let r = unsafe { libc::lseek(fd, from, whence) };
-        if r < 0 {
-            None
-        } else {
-            Some(r as u64)
-        }
-    }
-
     /// A fixed disk is the file itself: map its holes (SEEK_HOLE) so converters never read them.
     fn map_fixed(&self, offset: u64, end: u64, list: &mut ExtentList) {
         let in_file = end.min(self.file.len());
-        let mut pos = offset;
-        while pos < in_file {
-            let data = match self.seek(pos, libc::SEEK_DATA) {
-                Some(d) => d.min(in_file),
-                None if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => in_file,
-                None => pos,
-            };
-            if data > pos {
-                list.push(Extent::unallocated(pos, data - pos));
-            }
-            if data >= in_file {
-                break;
-            }
-            let hole = self.seek(data, libc::SEEK_HOLE).unwrap_or(in_file).min(in_file);
-            let hole = if hole <= data { in_file } else { hole };
-            list.push(Extent::data(data, hole - data, Some(data)));
-            pos = hole;
-        }
+        self.file.map_allocation(offset, in_file, list);
+        let pos = offset.max(in_file);
         // Past the end of the file qemu reads zeros.
-        if end > pos.max(in_file) {
-            list.push(Extent::unallocated(pos.max(in_file), end - pos.max(in_file)));
+        if end > pos {
+            list.push(Extent::unallocated(pos, end - pos));
         }
     }
 

@@ -169,31 +169,10 @@ fn new_unique_id(size: u64) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{check_bounds, CheckReport, Extent, ImageDetails};
     use crate::probe::Format;
     use crate::sink::VecSink;
 
-    /// An in-memory source disk.
-    struct Mem(Vec<u8>);
-    impl DiskImage for Mem {
-        fn virtual_size(&self) -> u64 {
-            self.0.len() as u64
-        }
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-            check_bounds(self.virtual_size(), offset, buf.len())?;
-            buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
-            Ok(())
-        }
-        fn map(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
-            Ok(vec![Extent::data(offset, length.min(self.virtual_size() - offset), Some(offset))])
-        }
-        fn details(&self) -> ImageDetails {
-            ImageDetails::new(Format::Raw)
-        }
-        fn check(&self) -> Result<CheckReport> {
-            Ok(CheckReport::default())
-        }
-    }
+    use crate::mem::MemImage as Mem;
 
     fn write_mem(src: &Mem, opts: &str) -> Result<Vec<u8>> {
         let mut o = WriteOptions::new(Format::Vhd);

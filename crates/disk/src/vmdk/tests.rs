@@ -1,45 +1,15 @@
 //! Unit tests: writer output read back, hand-made hostile images, descriptor edge cases.
 
 use super::header::*;
-use crate::error::{ErrorKind, Result};
-use crate::image::{check_bounds, CheckReport, DiskImage, Extent, ExtentKind, ImageDetails};
+use crate::error::ErrorKind;
+use crate::image::{DiskImage, ExtentKind};
 use crate::open::{open, OpenOptions};
 use crate::probe::Format;
 use crate::sink::VecSink;
 use crate::write::{write_image, Control, WriteOptions};
 use std::path::{Path, PathBuf};
 
-/// An in-memory source disk; 64 KiB blocks of zeros are reported unallocated.
-struct Mem(Vec<u8>);
-
-impl DiskImage for Mem {
-    fn virtual_size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_bounds(self.virtual_size(), offset, buf.len())?;
-        buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
-        Ok(())
-    }
-    fn map(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
-        let mut list = crate::image::ExtentList::new();
-        let end = (offset + length).min(self.virtual_size());
-        let mut pos = offset;
-        while pos < end {
-            let n = (65536 - pos % 65536).min(end - pos);
-            let zero = self.0[pos as usize..(pos + n) as usize].iter().all(|&b| b == 0);
-            list.push(if zero { Extent::unallocated(pos, n) } else { Extent::data(pos, n, Some(pos)) });
-            pos += n;
-        }
-        Ok(list.into_vec())
-    }
-    fn details(&self) -> ImageDetails {
-        ImageDetails::new(Format::Raw)
-    }
-    fn check(&self) -> Result<CheckReport> {
-        Ok(CheckReport::default())
-    }
-}
+use crate::mem::MemImage as Mem;
 
 fn pattern(size: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; size];
