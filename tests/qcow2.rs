@@ -82,7 +82,10 @@ fn imgport_check(img: &Path, extra: &[&str]) -> (i32, Value) {
 }
 
 fn messages(report: &Value, key: &str) -> String {
-    report[key].as_array().map(|a| a.iter().map(|f| format!("{} {}\n", f["structure"], f["message"])).collect()).unwrap_or_default()
+    report[key]
+        .as_array()
+        .map(|a| a.iter().map(|f| format!("{} {}\n", f["structure"], f["message"])).collect())
+        .unwrap_or_default()
 }
 
 /// Every non-zero sector of the raw source lies inside a Data extent of `img`'s map.
@@ -352,7 +355,7 @@ fn internal_snapshots_and_bitmaps_check_clean() {
 fn backing_chain_refused_by_default_and_followed_on_request() {
     let dir = tempdir();
     let d = dir.path();
-    let (_, base) = fixture(d, "base", 6 * MIB + 512, 24, "", &[]);
+    fixture(d, "base", 6 * MIB + 512, 24, "", &[]);
     let mid = p(d, "mid.qcow2");
     let top = p(d, "top.qcow2");
     // A relative backing name, resolved against the overlay's folder; the top is larger than the chain.
@@ -380,11 +383,7 @@ fn backing_chain_refused_by_default_and_followed_on_request() {
     let (code, report) = imgport_check(&top, &["--follow-backing"]);
     assert_eq!(code, 0, "{report}");
     // Run from another folder: the relative name is still resolved next to the image.
-    let out = imgport()
-        .current_dir("/")
-        .args(["digest", "--plain", "--follow-backing", s(&top)])
-        .output()
-        .unwrap();
+    let out = imgport().current_dir("/").args(["digest", "--plain", "--follow-backing", s(&top)]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -438,7 +437,10 @@ fn dirty_bit_is_a_warning_and_stale_lazy_refcounts_too() {
 
     // A real crash with lazy refcounts: qemu-io aborts after writing, refcounts were never updated.
     let (_, crashed) = fixture(dir.path(), "crashed", 4 * MIB, 27, "lazy_refcounts=on", &[]);
-    let _ = Command::new("qemu-io").args(["-f", "qcow2", "-c", "write -P 0x11 2M 300k", "-c", "abort"]).arg(&crashed).output();
+    let _ = Command::new("qemu-io")
+        .args(["-f", "qcow2", "-c", "write -P 0x11 2M 300k", "-c", "abort"])
+        .arg(&crashed)
+        .output();
     let (qcode, _) = qemu_img_status(&["check", "-f", "qcow2", s(&crashed)]);
     assert_eq!(qcode, 2, "qemu reports the stale refcounts as errors");
     let (code, report) = imgport_check(&crashed, &[]);
@@ -561,34 +563,71 @@ fn damaged_tables_are_corruptions_not_panics() {
         std::fs::copy(&good, &path).unwrap();
         path
     };
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, &str, bool)> = vec![
+    // (name, damage, expected message, whether reading fails too)
+    type Case<'a> = (&'a str, Box<dyn Fn(&Path) + 'a>, &'a str, bool);
+    let cases: Vec<Case> = vec![
         // L1 entry pointing past the end of the file: reading fails, the check says why.
-        ("l1_past_eof", Box::new(|p: &Path| patch(p, lay.l1, &((len + 0x100000) | 1 << 63).to_be_bytes())), "past the end", true),
+        (
+            "l1_past_eof",
+            Box::new(|p: &Path| patch(p, lay.l1, &((len + 0x100000) | 1 << 63).to_be_bytes())),
+            "past the end",
+            true,
+        ),
         // L2 table overlapping the refcount table.
-        ("l2_on_reftable", Box::new(|p: &Path| patch(p, lay.l1, &(lay.refcount_table | 1 << 63).to_be_bytes())), "overlaps", false),
+        (
+            "l2_on_reftable",
+            Box::new(|p: &Path| patch(p, lay.l1, &(lay.refcount_table | 1 << 63).to_be_bytes())),
+            "overlaps",
+            false,
+        ),
         // Misaligned data cluster.
-        ("misaligned", Box::new(|p: &Path| {
-            let e = be64(p, l2);
-            patch(p, l2, &(e + 512).to_be_bytes())
-        }), "not cluster aligned", true),
+        (
+            "misaligned",
+            Box::new(|p: &Path| {
+                let e = be64(p, l2);
+                patch(p, l2, &(e + 512).to_be_bytes())
+            }),
+            "not cluster aligned",
+            true,
+        ),
         // Data cluster past the end of the file.
-        ("data_past_eof", Box::new(|p: &Path| patch(p, l2, &((len + 0x200000) | 1 << 63).to_be_bytes())), "past the end", true),
+        (
+            "data_past_eof",
+            Box::new(|p: &Path| patch(p, l2, &((len + 0x200000) | 1 << 63).to_be_bytes())),
+            "past the end",
+            true,
+        ),
         // Two guest clusters sharing one host cluster.
-        ("shared", Box::new(|p: &Path| {
-            let e = be64(p, l2);
-            patch(p, l2 + 8 * 20, &e.to_be_bytes())
-        }), "refcount=1 reference=2", false),
+        (
+            "shared",
+            Box::new(|p: &Path| {
+                let e = be64(p, l2);
+                patch(p, l2 + 8 * 20, &e.to_be_bytes())
+            }),
+            "refcount=1 reference=2",
+            false,
+        ),
         // The refcount of a data cluster dropped to zero.
-        ("refcount_zero", Box::new(|p: &Path| {
-            let refblock = be64(p, lay.refcount_table);
-            let host = be64(p, l2) & 0x00ff_ffff_ffff_fe00;
-            patch(p, refblock + 2 * (host / lay.cluster_size), &[0, 0])
-        }), "refcount=0 reference=1", false),
+        (
+            "refcount_zero",
+            Box::new(|p: &Path| {
+                let refblock = be64(p, lay.refcount_table);
+                let host = be64(p, l2) & 0x00ff_ffff_ffff_fe00;
+                patch(p, refblock + 2 * (host / lay.cluster_size), &[0, 0])
+            }),
+            "refcount=0 reference=1",
+            false,
+        ),
         // L2 entry with reserved bits.
-        ("reserved", Box::new(|p: &Path| {
-            let e = be64(p, l2);
-            patch(p, l2, &(e | 1 << 57).to_be_bytes())
-        }), "reserved bits", false),
+        (
+            "reserved",
+            Box::new(|p: &Path| {
+                let e = be64(p, l2);
+                patch(p, l2, &(e | 1 << 57).to_be_bytes())
+            }),
+            "reserved bits",
+            false,
+        ),
     ];
     for (name, damage, needle, read_fails) in cases {
         let img = copy(&format!("{name}.qcow2"));
@@ -631,7 +670,9 @@ fn truncated_files() {
     let (_, good) = fixture(d, "trunc", 5 * MIB, 33, "", &[]);
     let len = std::fs::metadata(&good).unwrap().len();
     let lay = layout(&good);
-    for (name, keep) in [("half", len / 2 / lay.cluster_size * lay.cluster_size), ("header", 50), ("tables", lay.l1 + 8)] {
+    for (name, keep) in
+        [("half", len / 2 / lay.cluster_size * lay.cluster_size), ("header", 50), ("tables", lay.l1 + 8)]
+    {
         let img = p(d, &format!("{name}.qcow2"));
         std::fs::copy(&good, &img).unwrap();
         std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(keep).unwrap();
@@ -671,7 +712,10 @@ fn writer_case(name: &str, size: u64, seed: u64, options: &[&str], expect_cluste
     assert_reads_as(d, &src, &out, &[]);
     let (code, report) = imgport_check(&out, &[]);
     assert_eq!(code, 0, "{report}");
-    assert_eq!(imgport_json(&["digest", "--json", s(&src)])["digest"], imgport_json(&["digest", "--json", s(&out)])["digest"]);
+    assert_eq!(
+        imgport_json(&["digest", "--json", s(&src)])["digest"],
+        imgport_json(&["digest", "--json", s(&out)])["digest"]
+    );
     // Zero runs of the source (several clusters long with small clusters) became unallocated clusters.
     if expect_cluster <= 65536 {
         let map = imgport_json(&["map", "--json", s(&out)]);
@@ -715,7 +759,8 @@ fn compressed_output_packs_clusters_and_shrinks() {
     let dir = tempdir();
     let d = dir.path();
     let src = p(d, "text.raw");
-    let text: Vec<u8> = b"a line of very compressible text, again and again\n".iter().copied().cycle().take(8 << 20).collect();
+    let text: Vec<u8> =
+        b"a line of very compressible text, again and again\n".iter().copied().cycle().take(8 << 20).collect();
     std::fs::write(&src, &text).unwrap();
     for kind in ["zstd", "zlib"] {
         let out = p(d, &format!("{kind}.qcow2"));

@@ -21,6 +21,10 @@ const MAX_CHECK_CLUSTERS: u64 = 64 << 20;
 const MAX_L2_REFERENCES: usize = 8 << 20;
 /// Individual refcount mismatch findings listed before summarising.
 const MAX_LISTED: usize = 50;
+/// Findings listed before the rest are only counted.
+const MAX_FINDINGS: usize = 1000;
+/// Bytes of snapshot L1 tables read (they may all point to the same place in a hostile image).
+const MAX_SNAPSHOT_L1_BYTES: u64 = 1 << 30;
 /// Refcount blocks cached for the copied-flag checks.
 const BLOCK_CACHE: usize = 64;
 /// qemu's limits on the snapshot table and the bitmap directory.
@@ -50,10 +54,23 @@ enum Kind {
 impl Kind {
     fn from_nibble(n: u8) -> Kind {
         use Kind::*;
-        [Free, Header, L1, RefTable, RefBlock, L2, SnapshotTable, SnapshotL1, BitmapDirectory, BitmapTable, BitmapData, Data]
-            .get(n as usize)
-            .copied()
-            .unwrap_or(Free)
+        [
+            Free,
+            Header,
+            L1,
+            RefTable,
+            RefBlock,
+            L2,
+            SnapshotTable,
+            SnapshotL1,
+            BitmapDirectory,
+            BitmapTable,
+            BitmapData,
+            Data,
+        ]
+        .get(n as usize)
+        .copied()
+        .unwrap_or(Free)
     }
     fn name(self) -> &'static str {
         match self {
@@ -95,6 +112,8 @@ struct Checker<'a> {
     /// Refcount blocks read for the copied-flag checks (None: unreadable).
     block_cache: HashMap<u64, Option<Vec<u8>>>,
     report: CheckReport,
+    /// Findings not listed once MAX_FINDINGS were recorded.
+    suppressed: usize,
 }
 
 impl<'a> Checker<'a> {
@@ -119,10 +138,15 @@ impl<'a> Checker<'a> {
             refblocks: Vec::new(),
             block_cache: HashMap::new(),
             report: CheckReport::default(),
+            suppressed: 0,
         })
     }
 
     fn corruption(&mut self, structure: impl Into<String>, offset: Option<u64>, message: impl Into<String>) {
+        if self.report.corruptions.len() >= MAX_FINDINGS {
+            self.suppressed += 1;
+            return;
+        }
         self.report.corruptions.push(Finding::new(structure, offset, message));
     }
 
@@ -148,81 +172,110 @@ impl<'a> Checker<'a> {
         let l1_bytes = self.h.l1_size as u64 * 8;
         self.count(self.h.l1_table_offset, l1_bytes, Kind::L1, false, "L1 table");
         self.load_refcount_table()?;
-        let mut l1_tables: Vec<(Vec<u64>, Option<usize>)> = vec![(self.img.l1.clone(), None)];
-        self.snapshots(&mut l1_tables);
+        let snapshots = self.snapshots();
         self.bitmaps();
 
-        // References to L2 tables (offset | 1 for the active L1), then each distinct table once.
+        // References to L2 tables from the active L1 table and the snapshots' L1 tables, packed as
+        // (host cluster << 32 | active << 31 | L1 index) so that sorting groups them by table; then each
+        // distinct table is walked once, counting its clusters once per reference.
         let mut refs: Vec<u64> = Vec::new();
-        let mut active_index: HashMap<u64, u64> = HashMap::new();
-        for (l1, snapshot) in &l1_tables {
-            let what = match snapshot {
-                None => "L1 table".to_string(),
-                Some(i) => format!("L1 table of snapshot {i}"),
-            };
-            for (i, &entry) in l1.iter().enumerate() {
-                if entry == 0 {
-                    continue;
-                }
-                let structure = format!("{what}, entry {i}");
-                if entry & L1E_RESERVED_MASK != 0 {
-                    self.corruption(&structure, None, format!("reserved bits are set ({entry:#018x})"));
-                }
-                let l2 = entry & L1E_OFFSET_MASK;
-                if l2 == 0 {
-                    continue;
-                }
-                if l2 % self.cs != 0 {
-                    self.corruption(&structure, None, format!("L2 table offset {l2:#x} is not cluster aligned"));
-                    continue;
-                }
-                if !self.count(l2, self.cs, Kind::L2, false, &structure) {
-                    continue;
-                }
-                if snapshot.is_none() {
-                    active_index.entry(l2).or_insert(i as u64);
-                    let stored = self.stored_refcount(l2 / self.cs)?;
-                    if (stored == Some(1)) != (entry & OFLAG_COPIED != 0) {
-                        self.refcount_problem(
-                            structure,
-                            Some(self.h.l1_table_offset + i as u64 * 8),
-                            format!(
-                                "copied flag is {} but the L2 table's refcount is {}",
-                                entry & OFLAG_COPIED != 0,
-                                show(stored)
-                            ),
-                            false,
-                        );
-                    }
-                }
-                if refs.len() >= MAX_L2_REFERENCES {
-                    return Err(Error::unsupported("too many L2 table references to check").in_file(self.file.path()));
-                }
-                refs.push(l2 | snapshot.is_none() as u64);
+        let img = self.img;
+        self.l2_references(&img.l1, None, &mut refs)?;
+        let mut budget = MAX_SNAPSHOT_L1_BYTES;
+        for (i, l1_offset, l1_size) in snapshots {
+            budget = budget.checked_sub(l1_size as u64 * 8).ok_or_else(|| {
+                Error::unsupported("the snapshots' L1 tables are too large to check").in_file(self.file.path())
+            })?;
+            match read_table(self.file, l1_offset, l1_size as u64, "snapshot L1 table") {
+                Ok(l1) => self.l2_references(&l1, Some(i), &mut refs)?,
+                Err(e) => self.corruption(format!("snapshot {i}"), Some(l1_offset), e.message().to_string()),
             }
         }
-        drop(l1_tables);
         refs.sort_unstable();
-        let mut i = 0;
-        while i < refs.len() {
-            let l2 = refs[i] & !1;
-            let mut users = 0u64;
-            let mut active = false;
-            while i < refs.len() && refs[i] & !1 == l2 {
-                users += 1;
-                active |= refs[i] & 1 != 0;
-                i += 1;
-            }
-            let guest_base = if active { active_index.get(&l2).map(|l1i| l1i * self.h.l1_entry_span()) } else { None };
-            self.l2_table(l2, users, guest_base)?;
+        for group in refs.chunk_by(|a, b| a >> 32 == b >> 32) {
+            let l2 = (group[0] >> 32) * self.cs;
+            let guest_base =
+                group.iter().find(|r| *r & (1 << 31) != 0).map(|r| (r & 0x7fff_ffff) * self.h.l1_entry_span());
+            self.l2_table(l2, group.len() as u64, guest_base)?;
         }
 
         self.compare()?;
+        if self.suppressed > 0 {
+            self.report.corruptions.push(Finding::new(
+                "image",
+                None,
+                format!("{} more problems were found and not listed", self.suppressed),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check the entries of one L1 table and collect its references to L2 tables.
+    fn l2_references(&mut self, l1: &[u64], snapshot: Option<usize>, refs: &mut Vec<u64>) -> Result<()> {
+        let what = match snapshot {
+            None => "L1 table".to_string(),
+            Some(i) => format!("L1 table of snapshot {i}"),
+        };
+        for (i, &entry) in l1.iter().enumerate() {
+            if entry == 0 {
+                continue;
+            }
+            let structure = || format!("{what}, entry {i}");
+            if entry & L1E_RESERVED_MASK != 0 {
+                self.corruption(structure(), None, format!("reserved bits are set ({entry:#018x})"));
+            }
+            let l2 = entry & L1E_OFFSET_MASK;
+            if l2 == 0 {
+                continue;
+            }
+            if !l2.is_multiple_of(self.cs) {
+                self.corruption(structure(), None, format!("L2 table offset {l2:#x} is not cluster aligned"));
+                continue;
+            }
+            if !self.count(l2, self.cs, Kind::L2, false, &structure()) {
+                continue;
+            }
+            if snapshot.is_none() {
+                let stored = self.stored_refcount(l2 / self.cs)?;
+                if (stored == Some(1)) != (entry & OFLAG_COPIED != 0) {
+                    self.refcount_problem(
+                        structure(),
+                        Some(self.h.l1_table_offset + i as u64 * 8),
+                        format!(
+                            "copied flag is {} but the L2 table's refcount is {}",
+                            entry & OFLAG_COPIED != 0,
+                            show(stored)
+                        ),
+                        false,
+                    );
+                }
+            }
+            if refs.len() >= MAX_L2_REFERENCES {
+                return Err(Error::unsupported("too many L2 table references to check").in_file(self.file.path()));
+            }
+            // count() accepted the table, so its cluster index is below MAX_CHECK_CLUSTERS (< 2^32).
+            refs.push((l2 / self.cs) << 32 | (snapshot.is_none() as u64) << 31 | i as u64);
+        }
         Ok(())
     }
 
     /// A refcount mismatch: corruption or leak, or only a warning when the image is dirty.
     fn refcount_problem(&mut self, structure: String, offset: Option<u64>, message: String, leak: bool) {
+        let listed = self.report.corruptions.len() + self.report.leaks.len() + self.report.warnings.len();
+        if listed >= MAX_FINDINGS {
+            // Still decide the exit code: one finding of the right kind is kept.
+            let kept = if self.h.dirty() {
+                true
+            } else if leak {
+                !self.report.leaks.is_empty()
+            } else {
+                !self.report.corruptions.is_empty()
+            };
+            if kept {
+                self.suppressed += 1;
+                return;
+            }
+        }
         let finding = Finding::new(structure, offset, message);
         if self.h.dirty() {
             self.report.warnings.push(finding);
@@ -253,10 +306,7 @@ impl<'a> Checker<'a> {
             self.corruption(
                 what,
                 Some(offset),
-                format!(
-                    "{} at {offset:#x} ({size} bytes) extends past the end of the file ({len} bytes)",
-                    kind.name()
-                ),
+                format!("{} at {offset:#x} ({size} bytes) extends past the end of the file ({len} bytes)", kind.name()),
             );
             return false;
         }
@@ -317,7 +367,7 @@ impl<'a> Checker<'a> {
             let structure = format!("refcount table entry {i}");
             let at = Some(h.refcount_table_offset + i as u64 * 8);
             let offset = entry & REFT_OFFSET_MASK;
-            if entry & REFT_RESERVED_MASK != 0 || offset % self.cs != 0 {
+            if entry & REFT_RESERVED_MASK != 0 || !offset.is_multiple_of(self.cs) {
                 self.corruption(structure, at, format!("refcount block offset {entry:#x} is not cluster aligned"));
                 continue;
             }
@@ -376,7 +426,9 @@ impl<'a> Checker<'a> {
             }
             let at = Some(l2 + (index * stride * 8) as u64);
             let structure = match guest_base {
-                Some(g) => format!("L2 entry {index} of table at {l2:#x} (guest offset {:#x})", g + ((index as u64) << cb)),
+                Some(g) => {
+                    format!("L2 entry {index} of table at {l2:#x} (guest offset {:#x})", g + ((index as u64) << cb))
+                }
                 None => format!("L2 entry {index} of table at {l2:#x}"),
             };
             let cluster = classify(entry, ext, cb);
@@ -402,10 +454,18 @@ impl<'a> Checker<'a> {
                         self.corruption(&structure, at, "zero cluster flag in a version 2 image");
                     }
                     if ext && (bitmap >> 32) & bitmap != 0 {
-                        self.corruption(&structure, at, format!("subcluster bitmap {bitmap:#018x} marks subclusters both allocated and zero"));
+                        self.corruption(
+                            &structure,
+                            at,
+                            format!("subcluster bitmap {bitmap:#018x} marks subclusters both allocated and zero"),
+                        );
                     }
-                    if host % self.cs != 0 {
-                        self.corruption(&structure, at, format!("data cluster offset {host:#x} is not cluster aligned"));
+                    if !host.is_multiple_of(self.cs) {
+                        self.corruption(
+                            &structure,
+                            at,
+                            format!("data cluster offset {host:#x} is not cluster aligned"),
+                        );
                         continue;
                     }
                     for _ in 0..users {
@@ -446,11 +506,12 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    /// Parse the snapshot table: count it and each snapshot's L1 table, and queue the L1 tables.
-    fn snapshots(&mut self, l1_tables: &mut Vec<(Vec<u64>, Option<usize>)>) {
+    /// Parse the snapshot table, count it and each snapshot's L1 table; returns the L1 tables to walk.
+    fn snapshots(&mut self) -> Vec<(usize, u64, u32)> {
         let h = self.h;
+        let mut valid = Vec::new();
         if h.nb_snapshots == 0 || h.nb_snapshots > MAX_SNAPSHOTS {
-            return;
+            return valid;
         }
         let mut offset = h.snapshots_offset;
         let mut found = Vec::new();
@@ -458,7 +519,7 @@ impl<'a> Checker<'a> {
             let mut head = [0u8; 40];
             if self.file.read_exact_at(&mut head, offset, "snapshot table entry").is_err() {
                 self.corruption("snapshot table", Some(offset), format!("snapshot {i} lies past the end of the file"));
-                return;
+                return valid;
             }
             let l1_offset = be_u64(&head, 0);
             let l1_size = be_u32(&head, 8);
@@ -466,37 +527,38 @@ impl<'a> Checker<'a> {
             let name_len = be_u16(&head, 14) as u64;
             let extra = be_u32(&head, 36);
             if extra > MAX_SNAPSHOT_EXTRA {
-                self.corruption(format!("snapshot {i}"), Some(offset), format!("extra data of {extra} bytes is too large"));
-                return;
+                self.corruption(
+                    format!("snapshot {i}"),
+                    Some(offset),
+                    format!("extra data of {extra} bytes is too large"),
+                );
+                return valid;
             }
             offset += (40 + extra as u64 + id_len + name_len).div_ceil(8) * 8;
             if offset - h.snapshots_offset > MAX_SNAPSHOT_TABLE {
                 self.corruption("snapshot table", Some(h.snapshots_offset), "snapshot table is larger than 64 MiB");
-                return;
+                return valid;
             }
             found.push((i, l1_offset, l1_size));
         }
         self.count(h.snapshots_offset, offset - h.snapshots_offset, Kind::SnapshotTable, false, "snapshot table");
         for (i, l1_offset, l1_size) in found {
             let structure = format!("snapshot {i}");
-            if l1_size as u64 * 8 > MAX_L1_BYTES || l1_offset % self.cs != 0 {
+            if l1_size as u64 * 8 > MAX_L1_BYTES || !l1_offset.is_multiple_of(self.cs) {
                 self.corruption(structure, None, format!("L1 table at {l1_offset:#x} ({l1_size} entries) is invalid"));
                 continue;
             }
-            if !self.count(l1_offset, l1_size as u64 * 8, Kind::SnapshotL1, false, &structure) {
-                continue;
-            }
-            match read_table(self.file, l1_offset, l1_size as u64, "snapshot L1 table") {
-                Ok(t) => l1_tables.push((t, Some(i))),
-                Err(e) => self.corruption(structure, Some(l1_offset), e.message().to_string()),
+            if self.count(l1_offset, l1_size as u64 * 8, Kind::SnapshotL1, false, &structure) {
+                valid.push((i, l1_offset, l1_size));
             }
         }
+        valid
     }
 
     /// Count the persistent dirty bitmaps' directory, tables and data clusters.
     fn bitmaps(&mut self) {
         let Some(ext) = self.h.bitmaps else { return };
-        if ext.directory_size > MAX_BITMAP_DIRECTORY || ext.directory_offset % self.cs != 0 {
+        if ext.directory_size > MAX_BITMAP_DIRECTORY || !ext.directory_offset.is_multiple_of(self.cs) {
             self.corruption("bitmap directory", Some(ext.directory_offset), "bitmap directory is invalid");
             return;
         }
@@ -519,7 +581,7 @@ impl<'a> Checker<'a> {
             let extra = be_u32(&dir, at + 20) as usize;
             at += (24 + extra + name_len).div_ceil(8) * 8;
             let structure = format!("bitmap {i}");
-            if table_size * 8 > MAX_BITMAP_TABLE_BYTES || table_offset % self.cs != 0 {
+            if table_size * 8 > MAX_BITMAP_TABLE_BYTES || !table_offset.is_multiple_of(self.cs) {
                 self.corruption(structure, None, format!("bitmap table at {table_offset:#x} is invalid"));
                 continue;
             }
@@ -581,7 +643,8 @@ impl<'a> Checker<'a> {
         }
         for (count, leak) in [(errors, false), (leaks, true)] {
             if count > MAX_LISTED {
-                let what = if leak { "leaked clusters" } else { "clusters with a refcount lower than their references" };
+                let what =
+                    if leak { "leaked clusters" } else { "clusters with a refcount lower than their references" };
                 self.refcount_problem(
                     "refcounts".into(),
                     None,

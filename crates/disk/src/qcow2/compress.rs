@@ -93,12 +93,18 @@ pub(crate) fn compress(kind: CompressionType, input: &[u8]) -> Option<Vec<u8>> {
 fn deflate(input: &[u8], limit: usize) -> Option<Vec<u8>> {
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let c = slot.get_or_insert_with(|| Compress::new_with_window_bits(flate2::Compression::new(ZLIB_LEVEL), false, 12));
+        let c =
+            slot.get_or_insert_with(|| Compress::new_with_window_bits(flate2::Compression::new(ZLIB_LEVEL), false, 12));
         c.reset();
-        let mut out = Vec::with_capacity(limit);
+        // Room for the worst case (stored blocks), so the stream always ends: a deflate state reset after
+        // running out of output space was seen to panic on its next use (zlib-rs 0.6.8).
+        let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
         match c.compress_vec(input, &mut out, FlushCompress::Finish) {
-            Ok(Status::StreamEnd) if out.len() <= limit => Some(out),
-            _ => None,
+            Ok(Status::StreamEnd) => (out.len() <= limit).then_some(out),
+            _ => {
+                *slot = None;
+                None
+            }
         }
     })
 }
@@ -110,7 +116,7 @@ fn zstd_compress(input: &[u8], limit: usize) -> Option<Vec<u8>> {
             Some(c) => c,
             None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?),
         };
-        let mut out = Vec::with_capacity(limit);
+        let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
         match c.compress_to_buffer(input, &mut out) {
             Ok(n) if n <= limit => Some(out),
             _ => None,
@@ -154,6 +160,36 @@ mod tests {
             .collect();
         assert!(compress(CompressionType::Zlib, &data).is_none());
         assert!(compress(CompressionType::Zstd, &data).is_none());
+    }
+
+    #[test]
+    fn reused_contexts_survive_incompressible_clusters() {
+        // Hundreds of incompressible clusters, then partly compressible and compressible ones, on one thread.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for cs in [512usize, 4096] {
+            for round in 0..400 {
+                let data: Vec<u8> = (0..cs)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        match if round < 300 { 0 } else { round % 3 } {
+                            0 => x as u8,
+                            1 if i % 3 == 0 => 7,
+                            1 => x as u8,
+                            _ => (i % 11) as u8,
+                        }
+                    })
+                    .collect();
+                for kind in [CompressionType::Zlib, CompressionType::Zstd] {
+                    if let Some(c) = compress(kind, &data) {
+                        let mut out = vec![0u8; cs];
+                        decompress(kind, &c, &mut out).unwrap();
+                        assert!(out == data);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -86,7 +86,10 @@ mod tests {
                     continue;
                 }
                 let entry = compressed_entry(offset, len, bits);
-                assert_eq!(classify(entry, false, bits), Cluster::Compressed { offset, size: parse_compressed(entry, bits).1 });
+                assert_eq!(
+                    classify(entry, false, bits),
+                    Cluster::Compressed { offset, size: parse_compressed(entry, bits).1 }
+                );
                 let (o, size) = parse_compressed(entry, bits);
                 assert_eq!(o, offset);
                 // The stated sectors cover the data and end on a sector boundary.

@@ -151,7 +151,9 @@ pub(crate) fn parse(file: &ImageFile) -> Result<Header> {
     }
     let cluster_bits = be_u32(&fixed, 20);
     if cluster_bits < MIN_CLUSTER_BITS {
-        return Err(file.invalid(20, format!("cluster_bits {cluster_bits} is invalid (clusters must be at least 512 bytes)")));
+        return Err(
+            file.invalid(20, format!("cluster_bits {cluster_bits} is invalid (clusters must be at least 512 bytes)"))
+        );
     }
     if cluster_bits > MAX_CLUSTER_BITS {
         return Err(file.unsupported(format!(
@@ -208,7 +210,9 @@ pub(crate) fn parse(file: &ImageFile) -> Result<Header> {
         }
     }
     if h.refcount_order > 6 {
-        return Err(file.invalid(96, format!("refcount_order {} is invalid (refcounts are at most 64 bits)", h.refcount_order)));
+        return Err(
+            file.invalid(96, format!("refcount_order {} is invalid (refcounts are at most 64 bits)", h.refcount_order))
+        );
     }
 
     let ext_end = if backing_file_offset != 0 { backing_file_offset.min(cluster_size) } else { cluster_size };
@@ -268,12 +272,11 @@ pub(crate) fn parse(file: &ImageFile) -> Result<Header> {
         return Err(file.corrupt(36, format!("L1 table of {} entries is absurdly large (limit 32 MiB)", h.l1_size)));
     }
     if (h.l1_size as u64) < h.l1_entries_needed() {
-        return Err(file.corrupt(
-            36,
-            format!("L1 table of {} entries is too small for the virtual size {}", h.l1_size, h.size),
-        ));
+        return Err(
+            file.corrupt(36, format!("L1 table of {} entries is too small for the virtual size {}", h.l1_size, h.size))
+        );
     }
-    if h.l1_size > 0 && (h.l1_table_offset == 0 || h.l1_table_offset % cluster_size != 0) {
+    if h.l1_size > 0 && (h.l1_table_offset == 0 || !h.l1_table_offset.is_multiple_of(cluster_size)) {
         return Err(file.corrupt(40, format!("L1 table offset {:#x} is not cluster aligned", h.l1_table_offset)));
     }
     if h.refcount_table_clusters as u64 * cluster_size > MAX_REFTABLE_BYTES {
@@ -282,13 +285,15 @@ pub(crate) fn parse(file: &ImageFile) -> Result<Header> {
             format!("refcount table of {} clusters is absurdly large (limit 8 MiB)", h.refcount_table_clusters),
         ));
     }
-    if h.refcount_table_offset % cluster_size != 0 {
-        return Err(file.corrupt(48, format!("refcount table offset {:#x} is not cluster aligned", h.refcount_table_offset)));
+    if !h.refcount_table_offset.is_multiple_of(cluster_size) {
+        return Err(
+            file.corrupt(48, format!("refcount table offset {:#x} is not cluster aligned", h.refcount_table_offset))
+        );
     }
     if h.nb_snapshots > MAX_SNAPSHOTS {
         return Err(file.corrupt(60, format!("{} snapshots is more than qemu's limit of 65536", h.nb_snapshots)));
     }
-    if h.nb_snapshots > 0 && h.snapshots_offset % cluster_size != 0 {
+    if h.nb_snapshots > 0 && !h.snapshots_offset.is_multiple_of(cluster_size) {
         return Err(file.corrupt(64, format!("snapshot table offset {:#x} is not cluster aligned", h.snapshots_offset)));
     }
 

@@ -13,6 +13,8 @@ mod compress;
 mod entries;
 mod header;
 mod reader;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use crate::error::{Error, Result};

@@ -23,15 +23,23 @@ pub(crate) enum Run {
     /// Uncompressed data starting at this host offset.
     Data(u64),
     /// Part of the compressed cluster whose guest cluster starts at `cluster`.
-    Compressed { cluster: u64, offset: u64, size: u64 },
+    Compressed {
+        cluster: u64,
+        offset: u64,
+        size: u64,
+    },
 }
 
 /// One L2 table as 64-bit words (two per entry with extended L2 entries).
 pub(crate) type L2Table = Arc<Vec<u64>>;
 
+/// Cached tables by offset, with the tick of their last use; and the current tick.
+type CacheState = (HashMap<u64, (L2Table, u64)>, u64);
+
+/// A small LRU of L2 tables shared by the reading threads.
 struct L2Cache {
     capacity: usize,
-    state: Mutex<(HashMap<u64, (L2Table, u64)>, u64)>,
+    state: Mutex<CacheState>,
 }
 
 impl L2Cache {
@@ -89,7 +97,7 @@ impl Qcow2Image {
         if let Some(t) = self.l2_cache.get(offset) {
             return Ok(t);
         }
-        if offset % self.cluster_size() != 0 {
+        if !offset.is_multiple_of(self.cluster_size()) {
             return Err(self.file.corrupt(
                 self.header.l1_table_offset + l1_index * 8,
                 format!("L1 entry {l1_index} points to an L2 table at {offset:#x}, which is not cluster aligned"),
@@ -127,8 +135,7 @@ impl Qcow2Image {
                 let cluster = pos >> cb << cb;
                 let index = ((pos >> cb) & ((1 << l2_bits) - 1)) as usize;
                 let cluster_end = (cluster + cs).min(table_end);
-                let (entry, bitmap) =
-                    if ext { (l2[index * 2], l2[index * 2 + 1]) } else { (l2[index], 0) };
+                let (entry, bitmap) = if ext { (l2[index * 2], l2[index * 2 + 1]) } else { (l2[index], 0) };
                 let where_ = || format!("L2 entry {index} of the table at {l2_offset:#x} (guest offset {cluster:#x})");
                 match classify(entry, ext, cb) {
                     Cluster::Compressed { offset, size } => {
@@ -145,7 +152,7 @@ impl Qcow2Image {
                     }
                     Cluster::Unallocated if !ext => f(pos, cluster_end - pos, Run::Unallocated)?,
                     Cluster::Normal(host) if !ext => {
-                        if host % cs != 0 {
+                        if !host.is_multiple_of(cs) {
                             return Err(self.file.corrupt(
                                 l2_offset + index as u64 * 8,
                                 format!("{}: data cluster offset {host:#x} is not cluster aligned", where_()),
@@ -167,7 +174,7 @@ impl Qcow2Image {
                                 format!("{}: invalid subcluster bitmap {bitmap:#018x}", where_()),
                             ));
                         }
-                        if host % cs != 0 {
+                        if !host.is_multiple_of(cs) {
                             return Err(self.file.corrupt(
                                 l2_offset + index as u64 * 16,
                                 format!("{}: data cluster offset {host:#x} is not cluster aligned", where_()),
