@@ -14,12 +14,15 @@ use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
 const ZLIB_LEVEL: u32 = 6;
 /// zstd level used for output (qemu uses the zstd default, 3).
 const ZSTD_LEVEL: i32 = 3;
+/// zstd level of the pass that spots incompressible clusters before zlib runs.
+const PROBE_LEVEL: i32 = 1;
 
 thread_local! {
     static INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
     static DEFLATE: RefCell<Option<Compress>> = const { RefCell::new(None) };
     static ZSTD_D: RefCell<Option<zstd::stream::raw::Decoder<'static>>> = const { RefCell::new(None) };
     static ZSTD_C: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static ZSTD_PROBE: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
 }
 
 /// Decompress `input` into exactly `out.len()` bytes. Returns a description of the problem on failure.
@@ -85,8 +88,12 @@ fn zstd_decompress(input: &[u8], out: &mut [u8]) -> Result<(), String> {
 pub(crate) fn compress(kind: CompressionType, input: &[u8]) -> Option<Vec<u8>> {
     let limit = input.len().checked_sub(1)?;
     match kind {
+        // Deflating incompressible data costs about 20 ms per MiB, and such clusters end up stored raw
+        // anyway: a zstd level-1 pass (some 50 times faster, and at least as strong on this kind of data)
+        // decides first. A cluster zstd cannot shrink at all is stored uncompressed without trying zlib.
+        CompressionType::Zlib if zstd_with(&ZSTD_PROBE, PROBE_LEVEL, input, limit).is_none() => None,
         CompressionType::Zlib => deflate(input, limit),
-        CompressionType::Zstd => zstd_compress(input, limit),
+        CompressionType::Zstd => zstd_with(&ZSTD_C, ZSTD_LEVEL, input, limit),
     }
 }
 
@@ -109,14 +116,16 @@ fn deflate(input: &[u8], limit: usize) -> Option<Vec<u8>> {
     })
 }
 
-fn zstd_compress(input: &[u8], limit: usize) -> Option<Vec<u8>> {
-    ZSTD_C.with(|cell| {
+type ZstdSlot = std::thread::LocalKey<RefCell<Option<zstd::bulk::Compressor<'static>>>>;
+
+fn zstd_with(slot: &'static ZstdSlot, level: i32, input: &[u8], limit: usize) -> Option<Vec<u8>> {
+    slot.with(|cell| {
         let mut slot = cell.borrow_mut();
         let c = match slot.as_mut() {
             Some(c) => c,
-            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?),
+            None => slot.insert(zstd::bulk::Compressor::new(level).ok()?),
         };
-        let mut out = Vec::with_capacity(input.len() + input.len() / 8 + 64);
+        let mut out = Vec::with_capacity(limit);
         match c.compress_to_buffer(input, &mut out) {
             Ok(n) if n <= limit => Some(out),
             _ => None,
