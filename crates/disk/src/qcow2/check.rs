@@ -15,18 +15,20 @@ use crate::file::{be_u16, be_u32, be_u64, ImageFile};
 use crate::image::{CheckReport, Finding};
 use std::collections::HashMap;
 
-/// Host clusters the check accepts (one byte each): 4 TiB with 64 KiB clusters.
-const MAX_CHECK_CLUSTERS: u64 = 64 << 20;
+/// Host clusters the check accepts (one byte each): 2 TiB with 64 KiB clusters.
+const MAX_CHECK_CLUSTERS: u64 = 32 << 20;
+/// Clusters with 15 or more references (compressed clusters packed together, snapshots) tracked exactly.
+const MAX_SHARED_CLUSTERS: usize = 2 << 20;
 /// References to L2 tables collected over the active and snapshot L1 tables.
-const MAX_L2_REFERENCES: usize = 8 << 20;
+const MAX_L2_REFERENCES: usize = 4 << 20;
 /// Individual refcount mismatch findings listed before summarising.
 const MAX_LISTED: usize = 50;
 /// Findings listed before the rest are only counted.
 const MAX_FINDINGS: usize = 1000;
 /// Bytes of snapshot L1 tables read (they may all point to the same place in a hostile image).
 const MAX_SNAPSHOT_L1_BYTES: u64 = 1 << 30;
-/// Refcount blocks cached for the copied-flag checks.
-const BLOCK_CACHE: usize = 64;
+/// Bytes of refcount blocks cached for the copied-flag checks.
+const BLOCK_CACHE_BYTES: u64 = 8 << 20;
 /// qemu's limits on the snapshot table and the bitmap directory.
 const MAX_SNAPSHOT_TABLE: u64 = 64 << 20;
 const MAX_SNAPSHOT_EXTRA: u32 = 1024;
@@ -51,26 +53,25 @@ enum Kind {
     Data,
 }
 
+/// Every kind, by its number.
+const KINDS: [Kind; 12] = [
+    Kind::Free,
+    Kind::Header,
+    Kind::L1,
+    Kind::RefTable,
+    Kind::RefBlock,
+    Kind::L2,
+    Kind::SnapshotTable,
+    Kind::SnapshotL1,
+    Kind::BitmapDirectory,
+    Kind::BitmapTable,
+    Kind::BitmapData,
+    Kind::Data,
+];
+
 impl Kind {
     fn from_nibble(n: u8) -> Kind {
-        use Kind::*;
-        [
-            Free,
-            Header,
-            L1,
-            RefTable,
-            RefBlock,
-            L2,
-            SnapshotTable,
-            SnapshotL1,
-            BitmapDirectory,
-            BitmapTable,
-            BitmapData,
-            Data,
-        ]
-        .get(n as usize)
-        .copied()
-        .unwrap_or(Free)
+        KINDS.get(n as usize).copied().unwrap_or(Kind::Free)
     }
     fn name(self) -> &'static str {
         match self {
@@ -106,7 +107,9 @@ struct Checker<'a> {
     cs: u64,
     /// Per host cluster: kind in the high nibble, reference count (15 = see `big`) in the low nibble.
     cells: Vec<u8>,
-    big: HashMap<u64, u64>,
+    big: HashMap<u32, u32>,
+    /// More clusters with 15 or more references than `big` may hold (only a hostile image gets there).
+    too_shared: bool,
     /// Stored refcount blocks by refcount table index (0 = none or unusable).
     refblocks: Vec<u64>,
     /// Refcount blocks read for the copied-flag checks (None: unreadable).
@@ -135,6 +138,7 @@ impl<'a> Checker<'a> {
             cs,
             cells: vec![0; clusters as usize],
             big: HashMap::new(),
+            too_shared: false,
             refblocks: Vec::new(),
             block_cache: HashMap::new(),
             report: CheckReport::default(),
@@ -168,9 +172,9 @@ impl<'a> Checker<'a> {
             ));
         }
 
-        self.count(0, self.cs, Kind::Header, false, "header");
+        self.count(0, self.cs, Kind::Header, false, &|| "header".into());
         let l1_bytes = self.h.l1_size as u64 * 8;
-        self.count(self.h.l1_table_offset, l1_bytes, Kind::L1, false, "L1 table");
+        self.count(self.h.l1_table_offset, l1_bytes, Kind::L1, false, &|| "L1 table".into());
         self.load_refcount_table()?;
         let snapshots = self.snapshots();
         self.bitmaps();
@@ -199,6 +203,10 @@ impl<'a> Checker<'a> {
             self.l2_table(l2, group.len() as u64, guest_base)?;
         }
 
+        if self.too_shared {
+            return Err(Error::unsupported("too many clusters are shared by 15 or more references to check")
+                .in_file(self.file.path()));
+        }
         self.compare()?;
         if self.suppressed > 0 {
             self.report.corruptions.push(Finding::new(
@@ -232,7 +240,7 @@ impl<'a> Checker<'a> {
                 self.corruption(structure(), None, format!("L2 table offset {l2:#x} is not cluster aligned"));
                 continue;
             }
-            if !self.count(l2, self.cs, Kind::L2, false, &structure()) {
+            if !self.count(l2, self.cs, Kind::L2, false, &structure) {
                 continue;
             }
             if snapshot.is_none() {
@@ -289,7 +297,20 @@ impl<'a> Checker<'a> {
     /// Count one reference to every cluster of `[offset, offset + size)` as `kind`. Returns false (and
     /// reports) when the range lies outside the file. Data may end less than a cluster past the end of
     /// the file (the last cluster of an image may be partly written), metadata may not.
-    fn count(&mut self, offset: u64, size: u64, kind: Kind, tolerate_tail: bool, what: &str) -> bool {
+    fn count(&mut self, offset: u64, size: u64, kind: Kind, tolerate_tail: bool, what: &dyn Fn() -> String) -> bool {
+        self.count_n(offset, size, kind, tolerate_tail, what, 1)
+    }
+
+    /// [`Self::count`] for `times` references at once (an L2 table referenced from several L1 tables).
+    fn count_n(
+        &mut self,
+        offset: u64,
+        size: u64,
+        kind: Kind,
+        tolerate_tail: bool,
+        what: &dyn Fn() -> String,
+        times: u64,
+    ) -> bool {
         if size == 0 {
             return true;
         }
@@ -297,14 +318,14 @@ impl<'a> Checker<'a> {
         let end = match offset.checked_add(size) {
             Some(e) => e,
             None => {
-                self.corruption(what, None, format!("offset {offset:#x} + {size} bytes overflows"));
+                self.corruption(what(), None, format!("offset {offset:#x} + {size} bytes overflows"));
                 return false;
             }
         };
         let outside = if tolerate_tail { end.saturating_sub(len) >= self.cs } else { end > len };
         if outside {
             self.corruption(
-                what,
+                what(),
                 Some(offset),
                 format!("{} at {offset:#x} ({size} bytes) extends past the end of the file ({len} bytes)", kind.name()),
             );
@@ -321,20 +342,27 @@ impl<'a> Checker<'a> {
                 } else {
                     format!("{} points into the {} at {at:#x}", kind.name(), prev.name())
                 };
-                self.corruption(what, Some(offset), message);
+                self.corruption(what(), Some(offset), message);
             }
             let kind_bits = if prev == Kind::Free { (kind as u8) << 4 } else { cell & 0xf0 };
-            let n = cell & 0x0f;
-            let n = if n < 15 {
-                if n + 1 == 15 {
-                    self.big.insert(cluster, 15);
-                }
-                n + 1
+            let total = (cell & 0x0f) as u64 + times;
+            let total = if cell & 0x0f == 15 {
+                self.big.get(&(cluster as u32)).map_or(15, |&n| n as u64) + times
             } else {
-                *self.big.entry(cluster).or_insert(15) += 1;
+                total
+            };
+            let nibble = if total < 15 {
+                total as u8
+            } else {
+                // cluster < MAX_CHECK_CLUSTERS < 2^32
+                if self.big.len() >= MAX_SHARED_CLUSTERS && !self.big.contains_key(&(cluster as u32)) {
+                    self.too_shared = true;
+                } else {
+                    self.big.insert(cluster as u32, total.min(u32::MAX as u64) as u32);
+                }
                 15
             };
-            self.cells[cluster as usize] = kind_bits | n;
+            self.cells[cluster as usize] = kind_bits | nibble;
         }
         true
     }
@@ -342,7 +370,7 @@ impl<'a> Checker<'a> {
     fn computed(&self, cluster: u64) -> u64 {
         let n = self.cells.get(cluster as usize).map_or(0, |c| c & 0x0f);
         if n == 15 {
-            self.big.get(&cluster).copied().unwrap_or(15)
+            self.big.get(&(cluster as u32)).map_or(15, |&n| n as u64)
         } else {
             n as u64
         }
@@ -351,7 +379,7 @@ impl<'a> Checker<'a> {
     fn load_refcount_table(&mut self) -> Result<()> {
         let h = self.h;
         let bytes = h.refcount_table_clusters as u64 * self.cs;
-        if !self.count(h.refcount_table_offset, bytes, Kind::RefTable, false, "refcount table") {
+        if !self.count(h.refcount_table_offset, bytes, Kind::RefTable, false, &|| "refcount table".into()) {
             return Ok(());
         }
         if h.refcount_table_offset == 0 && bytes > 0 {
@@ -371,7 +399,7 @@ impl<'a> Checker<'a> {
                 self.corruption(structure, at, format!("refcount block offset {entry:#x} is not cluster aligned"));
                 continue;
             }
-            if !self.count(offset, self.cs, Kind::RefBlock, false, &structure) {
+            if !self.count(offset, self.cs, Kind::RefBlock, false, &|| structure.clone()) {
                 continue;
             }
             blocks[i] = offset;
@@ -393,7 +421,7 @@ impl<'a> Checker<'a> {
             return Ok(Some(0));
         }
         if !self.block_cache.contains_key(&block) {
-            if self.block_cache.len() >= BLOCK_CACHE {
+            if self.block_cache.len() as u64 >= (BLOCK_CACHE_BYTES / self.cs).max(2) {
                 self.block_cache.clear();
             }
             let mut buf = vec![0u8; self.cs as usize];
@@ -425,7 +453,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let at = Some(l2 + (index * stride * 8) as u64);
-            let structure = match guest_base {
+            let structure = || match guest_base {
                 Some(g) => {
                     format!("L2 entry {index} of table at {l2:#x} (guest offset {:#x})", g + ((index as u64) << cb))
                 }
@@ -433,51 +461,43 @@ impl<'a> Checker<'a> {
             };
             let cluster = classify(entry, ext, cb);
             if !matches!(cluster, Cluster::Compressed { .. }) && entry & L2E_STD_RESERVED_MASK != 0 {
-                self.corruption(&structure, at, format!("reserved bits are set ({entry:#018x})"));
+                self.corruption(structure(), at, format!("reserved bits are set ({entry:#018x})"));
             }
             match cluster {
                 Cluster::Compressed { offset, size } => {
                     if entry & OFLAG_COPIED != 0 {
-                        self.corruption(&structure, at, "copied flag must never be set on a compressed cluster");
+                        self.corruption(structure(), at, "copied flag must never be set on a compressed cluster");
                     }
                     if bitmap != 0 {
-                        self.corruption(&structure, at, "compressed cluster with a non-zero subcluster bitmap");
+                        self.corruption(structure(), at, "compressed cluster with a non-zero subcluster bitmap");
                     }
-                    for _ in 0..users {
-                        if !self.count(offset, size, Kind::Data, true, &structure) {
-                            break;
-                        }
-                    }
+                    self.count_n(offset, size, Kind::Data, true, &structure, users);
                 }
                 Cluster::Normal(host) | Cluster::ZeroAlloc(host) => {
                     if matches!(cluster, Cluster::ZeroAlloc(_)) && h.version < 3 {
-                        self.corruption(&structure, at, "zero cluster flag in a version 2 image");
+                        self.corruption(structure(), at, "zero cluster flag in a version 2 image");
                     }
                     if ext && (bitmap >> 32) & bitmap != 0 {
                         self.corruption(
-                            &structure,
+                            structure(),
                             at,
                             format!("subcluster bitmap {bitmap:#018x} marks subclusters both allocated and zero"),
                         );
                     }
                     if !host.is_multiple_of(self.cs) {
                         self.corruption(
-                            &structure,
+                            structure(),
                             at,
                             format!("data cluster offset {host:#x} is not cluster aligned"),
                         );
                         continue;
                     }
-                    for _ in 0..users {
-                        if !self.count(host, self.cs, Kind::Data, true, &structure) {
-                            break;
-                        }
-                    }
+                    self.count_n(host, self.cs, Kind::Data, true, &structure, users);
                     if guest_base.is_some() {
                         let stored = self.stored_refcount(host / self.cs)?;
                         if (stored == Some(1)) != (entry & OFLAG_COPIED != 0) {
                             self.refcount_problem(
-                                structure,
+                                structure(),
                                 at,
                                 format!(
                                     "copied flag is {} but the data cluster's refcount is {}",
@@ -491,14 +511,14 @@ impl<'a> Checker<'a> {
                 }
                 Cluster::ZeroPlain => {
                     if h.version < 3 {
-                        self.corruption(&structure, at, "zero cluster flag in a version 2 image");
+                        self.corruption(structure(), at, "zero cluster flag in a version 2 image");
                     }
                 }
                 Cluster::Unallocated => {
                     if ext && bitmap as u32 != 0 {
-                        self.corruption(&structure, at, "unallocated cluster with allocated subclusters");
+                        self.corruption(structure(), at, "unallocated cluster with allocated subclusters");
                     } else if ext && (bitmap >> 32) as u32 & bitmap as u32 != 0 {
-                        self.corruption(&structure, at, "subcluster bitmap marks subclusters both allocated and zero");
+                        self.corruption(structure(), at, "subcluster bitmap marks subclusters both allocated and zero");
                     }
                 }
             }
@@ -541,14 +561,16 @@ impl<'a> Checker<'a> {
             }
             found.push((i, l1_offset, l1_size));
         }
-        self.count(h.snapshots_offset, offset - h.snapshots_offset, Kind::SnapshotTable, false, "snapshot table");
+        self.count(h.snapshots_offset, offset - h.snapshots_offset, Kind::SnapshotTable, false, &|| {
+            "snapshot table".into()
+        });
         for (i, l1_offset, l1_size) in found {
             let structure = format!("snapshot {i}");
             if l1_size as u64 * 8 > MAX_L1_BYTES || !l1_offset.is_multiple_of(self.cs) {
                 self.corruption(structure, None, format!("L1 table at {l1_offset:#x} ({l1_size} entries) is invalid"));
                 continue;
             }
-            if self.count(l1_offset, l1_size as u64 * 8, Kind::SnapshotL1, false, &structure) {
+            if self.count(l1_offset, l1_size as u64 * 8, Kind::SnapshotL1, false, &|| structure.clone()) {
                 valid.push((i, l1_offset, l1_size));
             }
         }
@@ -562,7 +584,9 @@ impl<'a> Checker<'a> {
             self.corruption("bitmap directory", Some(ext.directory_offset), "bitmap directory is invalid");
             return;
         }
-        if !self.count(ext.directory_offset, ext.directory_size, Kind::BitmapDirectory, false, "bitmap directory") {
+        if !self.count(ext.directory_offset, ext.directory_size, Kind::BitmapDirectory, false, &|| {
+            "bitmap directory".into()
+        }) {
             return;
         }
         let mut dir = vec![0u8; ext.directory_size as usize];
@@ -585,14 +609,14 @@ impl<'a> Checker<'a> {
                 self.corruption(structure, None, format!("bitmap table at {table_offset:#x} is invalid"));
                 continue;
             }
-            if !self.count(table_offset, table_size * 8, Kind::BitmapTable, false, &structure) {
+            if !self.count(table_offset, table_size * 8, Kind::BitmapTable, false, &|| structure.clone()) {
                 continue;
             }
             let Ok(table) = read_table(self.file, table_offset, table_size, "bitmap table") else { continue };
             for entry in table {
                 let data = entry & L2E_OFFSET_MASK;
                 if data != 0 {
-                    self.count(data, self.cs, Kind::BitmapData, false, &structure);
+                    self.count(data, self.cs, Kind::BitmapData, false, &|| structure.clone());
                 }
             }
         }
