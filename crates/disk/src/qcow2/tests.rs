@@ -397,3 +397,39 @@ fn check_counts_an_l2_table_shared_by_every_l1_entry_quickly() {
     img.read_at(&mut b, 63 << 20).unwrap();
     assert!(a == b);
 }
+
+#[test]
+fn random_damage_never_panics() {
+    let data = sample_disk(1 << 20);
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for (cs, compression) in [(512u64, None), (65536, Some(Compression::Zstd)), (4096, Some(Compression::Zlib))] {
+        let good = write_qcow2(&data, Some(cs), compression);
+        let (_dir, path) = temp_path("fuzz.qcow2");
+        // Metadata lives in the first clusters: damage there, a few bytes at a time.
+        let metadata = (good.len() as u64).min(cs * 8 + 4096);
+        for _ in 0..150 {
+            let mut bytes = good.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % metadata) as usize;
+                bytes[at] = match next() % 3 {
+                    0 => next() as u8,
+                    1 => 0xff,
+                    _ => bytes[at] ^ (1 << (next() % 8)),
+                };
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let Ok(img) = open(&path, &OpenOptions::default()) else { continue };
+            let _ = img.map(0, img.virtual_size());
+            let _ = img.details();
+            let _ = img.check();
+            let mut buf = vec![0u8; 300_000.min(img.virtual_size() as usize)];
+            let _ = img.read_at(&mut buf, 0);
+        }
+    }
+}
