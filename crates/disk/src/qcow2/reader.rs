@@ -1,7 +1,7 @@
 //! Reading a qcow2 image: the active L1 table is loaded at open, L2 tables go through a small cache, and
 //! a request is resolved into runs (data at a host offset, compressed, zero, unallocated) that are served
 //! with as few preads as possible: contiguous host runs become one read, unallocated runs one read of the
-//! backing image, compressed clusters are decompressed one by one.
+//! backing image, and compressed clusters (one read and one decompression each) run in parallel.
 
 use super::compress::decompress;
 use super::entries::{classify, Cluster, L1E_OFFSET_MASK, SUBCLUSTERS};
@@ -9,6 +9,7 @@ use super::header::Header;
 use crate::error::Result;
 use crate::file::ImageFile;
 use crate::image::{DiskImage, Extent, ExtentKind, ExtentList};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -44,7 +45,8 @@ struct L2Cache {
 
 impl L2Cache {
     fn new(cluster_size: u64) -> Self {
-        let capacity = (L2_CACHE_BYTES / cluster_size).max(4) as usize;
+        // Eviction scans the cache, so it stays small in entries too (512-byte clusters: 1024 tables).
+        let capacity = (L2_CACHE_BYTES / cluster_size).clamp(4, 1024) as usize;
         L2Cache { capacity, state: Mutex::new((HashMap::new(), 0)) }
     }
     fn get(&self, offset: u64) -> Option<L2Table> {
@@ -296,17 +298,33 @@ impl Qcow2Image {
     }
 
     pub(crate) fn read(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        for (pos, len, run) in self.merged_runs(offset, buf.len() as u64)? {
-            let start = (pos - offset) as usize;
-            let part = &mut buf[start..start + len as usize];
-            match run {
+        // Split the buffer along the runs (they cover the request exactly, in order).
+        let mut parts: Vec<(&mut [u8], u64, Run)> = Vec::new();
+        let mut rest = buf;
+        for (pos, len, run) in self.merged_runs(offset, rest.len() as u64)? {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(len as usize);
+            parts.push((part, pos, run));
+            rest = tail;
+        }
+        let mut compressed = 0;
+        for (part, pos, run) in parts.iter_mut() {
+            match *run {
                 Run::Zero => part.fill(0),
-                Run::Unallocated => self.read_backing(part, pos)?,
-                Run::Data(host) => self.read_host(part, host, pos)?,
-                Run::Compressed { cluster, offset, size } => self.read_compressed(part, pos, cluster, offset, size)?,
+                Run::Unallocated => self.read_backing(part, *pos)?,
+                Run::Data(host) => self.read_host(part, host, *pos)?,
+                Run::Compressed { .. } => compressed += 1,
             }
         }
-        Ok(())
+        // Compressed clusters are independent: decompress them on all cores.
+        let decompress = |(part, pos, run): &mut (&mut [u8], u64, Run)| match *run {
+            Run::Compressed { cluster, offset, size } => self.read_compressed(part, *pos, cluster, offset, size),
+            _ => Ok(()),
+        };
+        if compressed > 1 {
+            parts.par_iter_mut().try_for_each(decompress)
+        } else {
+            parts.iter_mut().try_for_each(decompress)
+        }
     }
 
     pub(crate) fn extents(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
