@@ -358,6 +358,52 @@ fn internal_snapshots_and_bitmaps_check_clean() {
     assert_both_checks_clean(&ours);
 }
 
+#[test]
+fn check_and_read_agree_with_qemu_after_qemu_operations() {
+    let dir = tempdir();
+    let d = dir.path();
+    let mut images: Vec<PathBuf> = Vec::new();
+    let mut fresh = |name: &str, opts: &str| {
+        let (_, img) = fixture(d, name, 3 * MIB + 512, 34, opts, &[]);
+        images.push(img.clone());
+        img
+    };
+    let img = fresh("resized", "");
+    qemu_img(&["resize", s(&img), "+300M"]);
+    qemu_io(&img, &["write -P 1 200M 1M"]);
+    for bits in ["1", "64"] {
+        let img = fresh(&format!("refcount{bits}"), "");
+        qemu_img(&["amend", "-o", &format!("refcount_bits={bits}"), s(&img)]);
+    }
+    let img = fresh("downgraded", "");
+    qemu_img(&["amend", "-o", "compat=0.10", s(&img)]);
+    let img = fresh("discarded", "cluster_size=4k,refcount_bits=2");
+    qemu_io(&img, &["discard 0 1M", "write -P 3 2M 64k"]);
+    let img = fresh("reverted", "");
+    qemu_img(&["snapshot", "-c", "a", s(&img)]);
+    qemu_io(&img, &["write -P 2 0 1M"]);
+    qemu_img(&["snapshot", "-a", "a", s(&img)]);
+    qemu_img(&["snapshot", "-d", "a", s(&img)]);
+    for (name, opts) in [("meta", "preallocation=metadata"), ("full", "preallocation=full,cluster_size=4k")] {
+        let img = p(d, &format!("{name}.qcow2"));
+        qemu_img(&["create", "-f", "qcow2", "-o", opts, s(&img), "5M"]);
+        qemu_io(&img, &["write -P 4 1M 100k"]);
+        images.push(img);
+    }
+    let base = p(d, "base.qcow2");
+    let top = p(d, "top.qcow2");
+    qemu_img(&["create", "-f", "qcow2", s(&base), "10M"]);
+    qemu_io(&base, &["write -P 8 0 5M"]);
+    qemu_img(&["create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", s(&top)]);
+    qemu_io(&top, &["write -P 9 1M 1M"]);
+    qemu_img(&["commit", s(&top)]);
+    images.push(base);
+    for img in &images {
+        assert_both_checks_clean(img);
+        assert_same_as_qemu(d, img, &[]);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Backing files
 
