@@ -790,6 +790,21 @@ fn writes_512_byte_clusters() {
 }
 
 #[test]
+fn writes_512_byte_clusters_with_a_multi_cluster_refcount_table() {
+    // 10 MiB of data in 512-byte clusters: 80 refcount blocks, a refcount table of two clusters.
+    let dir = tempdir();
+    let src = p(dir.path(), "full.raw");
+    let mut data = vec![0u8; 10 << 20];
+    Rng::new(49).fill(&mut data);
+    std::fs::write(&src, &data).unwrap();
+    let out = p(dir.path(), "full.qcow2");
+    imgport_ok(&["convert", "-O", "qcow2", "-o", "cluster_size=512", s(&src), s(&out)]);
+    assert!(be32(&out, 56) >= 2, "refcount table clusters: {}", be32(&out, 56));
+    assert_qemu_identical(&src, "raw", &out, "qcow2");
+    assert_both_checks_clean(&out);
+}
+
+#[test]
 fn writes_2_mib_clusters() {
     writer_case("c2m", 23 * MIB + 512, 42, &["-o", "cluster_size=2M"], 2 * MIB, "zlib");
 }

@@ -10,6 +10,9 @@
 //! With compression, clusters are compressed in parallel and packed at byte granularity like qemu does
 //! (a host cluster holding parts of several compressed clusters has one reference per part); a cluster
 //! that does not shrink is stored uncompressed in a cluster of its own.
+//!
+//! Like qemu-img, the virtual size is rounded up to whole 512-byte sectors, and entries of clusters with a
+//! refcount of exactly one carry the "copied" flag (qemu-img check insists on it).
 
 use super::compress::compress;
 use super::entries::{compressed_entry, max_compressed_offset, OFLAG_COPIED, SECTOR};
