@@ -173,7 +173,9 @@ pub const FIXTURE_VARIANTS: &[(&str, &str, &[&str], &str)] = &[
     ("qcow2", "compression_type=zstd", &["-c"], "qcow2-zstd"),
     ("qcow2", "compression_type=zlib", &["-c"], "qcow2-zlib"),
     ("vpc", "subformat=fixed,force_size=on", &[], "vpc-fixed"),
-    ("vpc", "subformat=dynamic", &[], "vpc-dynamic"),
+    ("vpc", "subformat=dynamic,force_size=on", &[], "vpc-dynamic"),
+    // Without force_size qemu rounds the size up to a CHS geometry: same content, longer disk.
+    ("vpc", "subformat=dynamic", &[], "vpc-dynamic-chs"),
     ("vhdx", "block_size=1M", &[], "vhdx-1m"),
     ("vmdk", "subformat=monolithicSparse", &[], "vmdk-sparse"),
     ("vmdk", "subformat=streamOptimized", &[], "vmdk-stream"),
