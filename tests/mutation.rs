@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use imgport_disk::{open, Control, DiskImage, OpenOptions};
+use imgport_disk::{open, Control, OpenOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
