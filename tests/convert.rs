@@ -1,0 +1,113 @@
+//! `imgport convert` as a command: options, refusal to overwrite, and Ctrl-C leaving nothing behind.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// A source that takes a while to compress: 1 GiB virtual holding 384 MiB of compressible (but not trivially
+/// compressible) data.
+fn slow_source(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::create(path).unwrap();
+    f.set_len(1 << 30).unwrap();
+    let mut rng = Rng::new(5);
+    let mut words = vec![0u8; 4096];
+    rng.fill(&mut words);
+    let mut chunk = vec![0u8; 8 << 20];
+    for i in 0..48u64 {
+        for piece in chunk.chunks_mut(64) {
+            let w = (rng.below(4096 - 64)) as usize;
+            piece.copy_from_slice(&words[w..w + 64]);
+        }
+        f.write_all_at(&chunk, i * (16 << 20)).unwrap();
+    }
+}
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("imgport-tmp") || n.starts_with("out"))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_leaves_no_output_and_no_temporary_file() {
+    let dir = tempdir();
+    let src = dir.path().join("src.raw");
+    slow_source(&src);
+    let out = dir.path().join("out.qcow2");
+    let mut child = imgport()
+        .args(["convert", "-O", "qcow2", "--compress", "zlib", src.to_str().unwrap(), out.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    // Wait until the temporary output exists (the conversion is under way), then interrupt.
+    let start = Instant::now();
+    while std::fs::read_dir(dir.path()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().contains("tmp")) {
+        assert!(start.elapsed() < Duration::from_secs(20), "conversion never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted convert should exit 130");
+    assert!(!out.exists(), "a half-written output was left under the final name");
+    assert!(leftovers(dir.path()).is_empty(), "left behind: {:?}", leftovers(dir.path()));
+}
+
+#[test]
+fn errors_leave_no_output() {
+    let dir = tempdir();
+    let out = dir.path().join("out.raw");
+    // Unreadable input: a qcow2 header that claims an impossible cluster size.
+    let bad = dir.path().join("bad.qcow2");
+    let mut header = vec![0u8; 4096];
+    header[..4].copy_from_slice(b"QFI\xfb");
+    header[7] = 3;
+    header[23] = 40; // cluster_bits
+    std::fs::write(&bad, &header).unwrap();
+    let r = run_imgport(&["convert", "-O", "raw", bad.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.starts_with("imgport: error: ") && err.contains("bad.qcow2"), "{err}");
+    assert!(leftovers(dir.path()).is_empty(), "left behind: {:?}", leftovers(dir.path()));
+}
+
+#[test]
+fn bad_options_are_refused_before_anything_is_written() {
+    let dir = tempdir();
+    let src = dir.path().join("src.raw");
+    make_source_raw(&src, 1 << 20, 1);
+    let out = dir.path().join("out.img");
+    for args in [
+        vec!["convert", "-O", "raw", "--compress", "zstd"],
+        vec!["convert", "-O", "qcow2", "-o", "nonsense=1"],
+        vec!["convert", "-O", "qcow2", "-o", "cluster_size"],
+        vec!["convert", "-O", "vhd", "-o", "subformat=streamOptimized"],
+    ] {
+        let mut args = args.clone();
+        args.extend([src.to_str().unwrap(), out.to_str().unwrap()]);
+        let r = run_imgport(&args);
+        assert_eq!(r.status.code(), Some(1), "{args:?}");
+        assert!(String::from_utf8_lossy(&r.stderr).starts_with("imgport: error: "), "{args:?}");
+        assert!(leftovers(dir.path()).is_empty(), "{args:?} left {:?}", leftovers(dir.path()));
+    }
+}
+
+#[test]
+fn format_override_reads_a_fixed_vhd_as_raw_bytes() {
+    // -f overrides detection: a fixed VHD read as raw includes its footer, as qemu reads it without -f vpc.
+    let dir = tempdir();
+    let src = dir.path().join("src.raw");
+    make_source_raw(&src, 2 << 20, 2);
+    let vhd = dir.path().join("d.vhd");
+    qemu_convert(&src, &vhd, "vpc", "subformat=fixed,force_size=on", &[]);
+    let detected = imgport_json(&["info", "--json", vhd.to_str().unwrap()]);
+    assert_eq!(detected["format"], "vhd");
+    assert_eq!(detected["virtual_size"], 2 << 20);
+    let forced = imgport_json(&["info", "--json", "-f", "raw", vhd.to_str().unwrap()]);
+    assert_eq!(forced["format"], "raw");
+    assert_eq!(forced["virtual_size"], (2 << 20) + 512);
+}
