@@ -345,7 +345,8 @@ mod tests {
     #[test]
     fn query_vectors() {
         let ak = Credentials::new("ak", "sk");
-        let cases: [(Credentials, Scope, &[&str], i64, i64, &str, &str); 6] = [
+        type Case<'a> = (Credentials, Scope<'a>, &'a [&'a str], i64, i64, &'a str, &'a str);
+        let cases: [Case; 6] = [
             (
                 ak.clone(),
                 HZ,
