@@ -62,6 +62,8 @@ fn official_ecs_sdk_verifies() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_sdk {
+        // CI installs the SDKs (scripts/install-peers.sh): a skip there would hide a regression.
+        assert!(std::env::var_os("CI").is_none(), "python3 with the SDK is missing under CI");
         eprintln!("skipped: python3 with alibabacloud-ecs20140526 is not installed");
         return;
     }
