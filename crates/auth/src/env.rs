@@ -2,9 +2,10 @@
 //! tests can give each case its own variables and home folder without touching the process environment.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
     /// The user's home folder (for `~/.aliyun` and `~/.alibabacloud`).
@@ -46,5 +47,32 @@ impl Env {
         if name == "HOME" {
             self.home = Some(PathBuf::from(value));
         }
+    }
+}
+
+/// Shows variable names only: values include access key secrets.
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("Env")
+            .field("vars", &names)
+            .field("home", &self.home)
+            .field("dmi_product_name", &self.dmi_product_name)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let e = Env::from_vars([("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "hidden-value"), ("EMPTY", "")]);
+        let shown = format!("{e:?}");
+        assert!(shown.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET") && !shown.contains("hidden-value"), "{shown}");
+        assert_eq!(e.get("EMPTY"), None);
+        assert!(!e.flag("EMPTY"));
     }
 }

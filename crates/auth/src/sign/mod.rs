@@ -77,6 +77,7 @@ pub enum VerifyError {
     #[error("unknown access key id {0}")]
     UnknownAccessKey(String),
     /// The signature does not match (`SignatureDoesNotMatch`); servers echo the string to sign to help clients.
+    /// It can hold the request's security token: return it to that client, never write it to a log.
     #[error("signature does not match")]
     Mismatch { access_key_id: String, string_to_sign: String },
 }
