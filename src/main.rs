@@ -27,6 +27,9 @@ enum Command {
     Compare(commands::compare::Args),
     /// Print a content digest of the virtual disk, independent of the container format.
     Digest(commands::digest::Args),
+    /// Cloud credentials: `auth whoami` shows which source is used (never the secret).
+    #[command(subcommand)]
+    Auth(commands::auth::Command),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => commands::convert::run(a),
         Command::Compare(a) => commands::compare::run(a),
         Command::Digest(a) => commands::digest::run(a),
+        Command::Auth(c) => commands::auth::run(c),
     };
     ExitCode::from(code)
 }

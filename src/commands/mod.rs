@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod auth;
 pub mod check;
 pub mod compare;
 pub mod convert;

@@ -1,0 +1,18 @@
+//! Credentials, request signing and endpoints shared by imgport's storage and cloud clients.
+//!
+//! - [`sign`]: OSS V4 and V1, ECS ACS3 and RPC V1, AWS SigV4 — pure signers and the matching verifiers.
+//! - [`provider`]: where credentials come from, in the order the official SDKs look, with refresh before expiry.
+//! - [`endpoints`]: region to endpoint, custom domains and per-service overrides.
+
+pub mod credentials;
+pub mod encode;
+pub mod endpoints;
+pub mod env;
+pub mod provider;
+pub mod request;
+pub mod sign;
+pub mod time;
+
+pub use credentials::{mask_access_key_id, Credentials, Secret};
+pub use env::Env;
+pub use request::SignableRequest;
