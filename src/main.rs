@@ -27,6 +27,8 @@ enum Command {
     Compare(commands::compare::Args),
     /// Print a content digest of the virtual disk, independent of the container format.
     Digest(commands::digest::Args),
+    /// Read the guest inside an image: partitions, filesystems, OS, architecture, kernels, boot modes, agents.
+    Inspect(commands::inspect::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => commands::convert::run(a),
         Command::Compare(a) => commands::compare::run(a),
         Command::Digest(a) => commands::digest::run(a),
+        Command::Inspect(a) => commands::inspect::run(a),
     };
     ExitCode::from(code)
 }

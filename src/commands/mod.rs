@@ -5,6 +5,7 @@ pub mod compare;
 pub mod convert;
 pub mod digest;
 pub mod info;
+pub mod inspect;
 pub mod map;
 
 use clap::Args as ClapArgs;

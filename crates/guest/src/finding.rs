@@ -22,7 +22,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(severity: Severity, structure: impl Into<String>, offset: Option<u64>, message: impl Into<String>) -> Self {
+    pub fn new(
+        severity: Severity,
+        structure: impl Into<String>,
+        offset: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
         Finding { severity, structure: structure.into(), offset, message: message.into() }
     }
     pub fn error(structure: impl Into<String>, offset: Option<u64>, message: impl Into<String>) -> Self {

@@ -169,7 +169,11 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
                 v.volume.filesystem = info;
             }
             Err(e) => {
-                findings.push(Finding::error(format!("volume {}", v.volume.device), Some(v.volume.start), e.to_string()));
+                findings.push(Finding::error(
+                    format!("volume {}", v.volume.device),
+                    Some(v.volume.start),
+                    e.to_string(),
+                ));
                 v.volume.error = Some(e.to_string());
             }
         }
@@ -287,7 +291,8 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
 }
 
 const UEFI_FALLBACK: &[&str] = &["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/BOOTAA64.EFI", "/EFI/BOOT/BOOTIA32.EFI"];
-const UEFI_DISTRO_LOADERS: &[&str] = &["shimx64.efi", "grubx64.efi", "shimaa64.efi", "grubaa64.efi", "systemd-bootx64.efi"];
+const UEFI_DISTRO_LOADERS: &[&str] =
+    &["shimx64.efi", "grubx64.efi", "shimaa64.efi", "grubaa64.efi", "systemd-bootx64.efi"];
 
 fn boot_modes(table: &PartitionTable, vols: &mut [Vol], findings: &mut Vec<Finding>) -> BootModes {
     let mut bios_evidence = Vec::new();
@@ -304,7 +309,8 @@ fn boot_modes(table: &PartitionTable, vols: &mut [Vol], findings: &mut Vec<Findi
             if has_core && table.mbr_boot_code {
                 bios_evidence.push(format!("BIOS boot partition {} holds a core image", v.volume.device));
             } else if has_core {
-                bios_evidence.push(format!("BIOS boot partition {} holds data but the MBR has no boot code", v.volume.device));
+                bios_evidence
+                    .push(format!("BIOS boot partition {} holds data but the MBR has no boot code", v.volume.device));
             }
         }
     }
@@ -312,10 +318,8 @@ fn boot_modes(table: &PartitionTable, vols: &mut [Vol], findings: &mut Vec<Findi
     let bios = bios_evidence.iter().any(|e| !e.contains("no boot code"));
 
     for v in vols.iter_mut() {
-        let is_esp = table
-            .partitions
-            .iter()
-            .any(|p| Some(p.number) == v.volume.partition && p.role == PartitionRole::Esp);
+        let is_esp =
+            table.partitions.iter().any(|p| Some(p.number) == v.volume.partition && p.role == PartitionRole::Esp);
         let Some(info) = v.volume.filesystem.clone() else { continue };
         if !is_esp || info.kind != probe::FsKind::Vfat {
             continue;

@@ -51,7 +51,9 @@ pub fn parse_shell_vars(text: &str) -> BTreeMap<String, String> {
         let Some((k, v)) = line.split_once('=') else { continue };
         let k = k.trim().trim_start_matches("export ").trim();
         let v = v.trim();
-        let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+        {
             v[1..v.len() - 1].replace("\\\"", "\"").replace("\\$", "$").replace("\\\\", "\\")
         } else {
             v.to_string()
@@ -112,7 +114,10 @@ pub fn os_release(vfs: &mut Vfs) -> OsRelease {
                 major_version: major,
                 minor_version: minor,
                 codename: non_empty(v.get("VERSION_CODENAME")),
-                id_like: v.get("ID_LIKE").map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
+                id_like: v
+                    .get("ID_LIKE")
+                    .map(|s| s.split_whitespace().map(str::to_string).collect())
+                    .unwrap_or_default(),
                 source: Some(path.into()),
             };
             // Debian's os-release has no minor version: /etc/debian_version has it ("12.5").
@@ -366,7 +371,9 @@ impl FstabEntry {
     pub fn spec_kind(&self) -> (&'static str, String) {
         let s = self.spec.as_str();
         let unquote = |v: &str| v.trim_matches('"').to_string();
-        for (prefix, kind) in [("UUID=", "uuid"), ("LABEL=", "label"), ("PARTUUID=", "partuuid"), ("PARTLABEL=", "partlabel")] {
+        for (prefix, kind) in
+            [("UUID=", "uuid"), ("LABEL=", "label"), ("PARTUUID=", "partuuid"), ("PARTLABEL=", "partlabel")]
+        {
             if let Some(v) = s.strip_prefix(prefix) {
                 return (kind, unquote(v));
             }
@@ -424,13 +431,26 @@ pub struct Agent {
 const AGENTS: &[(&str, &[&str])] = &[
     (
         "cloud_init",
-        &["/usr/bin/cloud-init", "/etc/cloud/cloud.cfg", "/lib/systemd/system/cloud-init.service", "/usr/lib/systemd/system/cloud-init.service"],
+        &[
+            "/usr/bin/cloud-init",
+            "/etc/cloud/cloud.cfg",
+            "/lib/systemd/system/cloud-init.service",
+            "/usr/lib/systemd/system/cloud-init.service",
+        ],
     ),
     (
         "qemu_guest_agent",
-        &["/usr/sbin/qemu-ga", "/usr/bin/qemu-ga", "/lib/systemd/system/qemu-guest-agent.service", "/usr/lib/systemd/system/qemu-guest-agent.service"],
+        &[
+            "/usr/sbin/qemu-ga",
+            "/usr/bin/qemu-ga",
+            "/lib/systemd/system/qemu-guest-agent.service",
+            "/usr/lib/systemd/system/qemu-guest-agent.service",
+        ],
     ),
-    ("cloud_assistant", &["/usr/local/share/aliyun-assist", "/usr/sbin/aliyun-service", "/etc/systemd/system/aliyun.service"]),
+    (
+        "cloud_assistant",
+        &["/usr/local/share/aliyun-assist", "/usr/sbin/aliyun-service", "/etc/systemd/system/aliyun.service"],
+    ),
     ("vmware_tools", &["/usr/bin/vmtoolsd", "/etc/vmware-tools", "/usr/lib/vmware-tools"]),
     ("virtualbox_additions", &["/usr/sbin/VBoxService", "/opt/VBoxGuestAdditions"]),
     ("xen_tools", &["/usr/sbin/xe-daemon", "/usr/sbin/xe-linux-distribution"]),
@@ -480,7 +500,8 @@ mod tests {
         assert_eq!((r.major_version, r.minor_version), (Some(12), Some(5)));
         assert_eq!(r.codename.as_deref(), Some("bookworm"));
 
-        let fs = MemFs::new(&[("/etc", Dir, b""), ("/etc/redhat-release", File, b"CentOS Linux release 7.9.2009 (Core)\n")]);
+        let fs =
+            MemFs::new(&[("/etc", Dir, b""), ("/etc/redhat-release", File, b"CentOS Linux release 7.9.2009 (Core)\n")]);
         let r = os_release(&mut Vfs::new(Box::new(fs)));
         assert_eq!((r.distro.as_deref(), r.version.as_deref()), (Some("centos"), Some("7.9.2009")));
         assert_eq!((r.major_version, r.minor_version), (Some(7), Some(9)));

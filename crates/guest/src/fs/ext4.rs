@@ -14,7 +14,11 @@ const MAX_GROUPS: u64 = 1 << 20;
 struct Source(Region);
 
 impl Ext4Read for Source {
-    fn read(&mut self, start_byte: u64, dst: &mut [u8]) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
         self.0.read_at(dst, start_byte).map_err(|e| e.to_string().into())
     }
 }

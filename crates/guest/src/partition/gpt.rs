@@ -228,8 +228,11 @@ fn entries(h: &Header, array: &[u8], ss: u64, last_lba: u64, findings: &mut Vec<
                 continue;
             }
         }
-        let name_units: Vec<u16> =
-            slice(e, 56, 72).chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).take_while(|&u| u != 0).collect();
+        let name_units: Vec<u16> = slice(e, 56, 72)
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .take_while(|&u| u != 0)
+            .collect();
         let name = String::from_utf16_lossy(&name_units);
         out.push(Partition {
             number,

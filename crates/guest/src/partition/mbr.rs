@@ -44,7 +44,9 @@ impl Lba0 {
     pub fn is_volume_boot_record(&self, lba0: &[u8]) -> bool {
         let jump = matches!(u8_at(lba0, 0), 0xEB | 0xE9);
         let oem_ntfs = lba0.get(3..11) == Some(b"NTFS    ");
-        let fat = lba0.get(54..59) == Some(b"FAT12") || lba0.get(54..59) == Some(b"FAT16") || lba0.get(82..87) == Some(b"FAT32");
+        let fat = lba0.get(54..59) == Some(b"FAT12")
+            || lba0.get(54..59) == Some(b"FAT16")
+            || lba0.get(82..87) == Some(b"FAT32");
         jump && (oem_ntfs || fat)
     }
 }
