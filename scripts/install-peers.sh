@@ -29,3 +29,23 @@ if ! have_qemu_img; then
     exit 1
 fi
 echo "install-peers: $(qemu-img --version | head -1)" >&2
+
+# Guest inspection tests build realistic disk images from folders, without loop devices:
+# partition tools (sfdisk, sgdisk), mkfs for ext4/XFS/FAT, mtools, cpio for initramfs archives.
+guest_tools_missing() {
+    local t
+    for t in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio blkid; do
+        command -v "$t" >/dev/null 2>&1 || return 0
+    done
+    return 1
+}
+if guest_tools_missing; then
+    echo "install-peers: installing image building tools (gdisk dosfstools mtools xfsprogs e2fsprogs fdisk cpio)" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        gdisk dosfstools mtools xfsprogs e2fsprogs fdisk cpio util-linux
+fi
+if guest_tools_missing; then
+    echo "install-peers: image building tools are still missing" >&2
+    exit 1
+fi

@@ -179,6 +179,18 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
         }
     }
 
+    for v in &vols {
+        let role = v.volume.partition.and_then(|n| table.partitions.iter().find(|p| p.number == n)).map(|p| p.role);
+        let kind = v.volume.filesystem.as_ref().map(|f| f.kind);
+        if role == Some(PartitionRole::Esp) && kind != Some(probe::FsKind::Vfat) && v.volume.error.is_none() {
+            findings.push(Finding::error(
+                format!("esp {}", v.volume.device),
+                Some(v.volume.start),
+                "the EFI system partition holds no FAT filesystem",
+            ));
+        }
+    }
+
     // Linux roots: filesystems whose files can be read and that look like a root (virt-inspector's rule).
     let mut oses = Vec::new();
     for i in 0..vols.len() {

@@ -3,7 +3,7 @@
 
 use crate::bytes::{be16, be32, be64, label, le16, le32, le64, slice, u8_at, uuid_be};
 use crate::reader::Region;
-use imgport_disk::Result;
+use imgport_disk::{Error, Result};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -104,7 +104,8 @@ pub fn probe(region: &mut Region) -> Result<Option<FsInfo>> {
     }
     let head = region.read_vec(0, 4096.min(len) as usize)?;
     if let Some(info) = ext(&head) {
-        return Ok(Some(info));
+        let at = region.start() + 1024;
+        return info.map(Some).map_err(|m| Error::corrupt(format!("ext2/3/4 superblock: {m}")).at(at));
     }
     if slice(&head, 0, 4) == b"XFSB" {
         return Ok(Some(xfs(&head)));
@@ -182,7 +183,8 @@ const EXT_FEATURES: &[(u32, u32, &str)] = &[
     (2, 0x10000, "orphan_present"),
 ];
 
-fn ext(head: &[u8]) -> Option<FsInfo> {
+/// `None` without the ext magic; `Some(Err)` when the magic is there but the superblock cannot be right.
+fn ext(head: &[u8]) -> Option<std::result::Result<FsInfo, String>> {
     let sb = slice(head, 1024, 1024);
     if le16(sb, 56) != 0xEF53 {
         return None;
@@ -190,17 +192,19 @@ fn ext(head: &[u8]) -> Option<FsInfo> {
     let (compat, incompat, ro) = (le32(sb, 92), le32(sb, 96), le32(sb, 100));
     let log = le32(sb, 24);
     if log > 6 {
-        return None; // block size above 64 KiB: not a valid superblock
+        return Some(Err(format!("block size 2^(10+{log}) is above 64 KiB")));
+    }
+    if le32(sb, 4) == 0 || le32(sb, 0) == 0 || le32(sb, 32) == 0 {
+        return Some(Err("zero block, inode or blocks-per-group count".into()));
     }
     let bs = 1024u64 << log;
     let is64 = incompat & 0x80 != 0;
     let hi = |off: usize| if is64 { u64::from(le32(sb, off)) << 32 } else { 0 };
     let blocks = u64::from(le32(sb, 4)) | hi(0x150);
     let free = u64::from(le32(sb, 12)) | hi(0x158);
-    // Same rule as blkid: ext3 features only -> ext3 (with a journal) or ext2; anything newer -> ext4.
-    let kind = if incompat & 0x8 != 0 {
-        FsKind::Ext4 // external journal device; reported as ext4 family
-    } else if incompat & !(0x2 | 0x4 | 0x10) != 0 || ro & !(0x1 | 0x2 | 0x4) != 0 {
+    // Same rule as blkid: ext3 features only -> ext3 (with a journal) or ext2; anything newer (or an external
+    // journal device) -> ext4.
+    let kind = if incompat & !(0x2 | 0x4 | 0x10) != 0 || ro & !(0x1 | 0x2 | 0x4) != 0 {
         FsKind::Ext4
     } else if compat & 0x4 != 0 {
         FsKind::Ext3
@@ -224,7 +228,7 @@ fn ext(head: &[u8]) -> Option<FsInfo> {
     info.needs_recovery = incompat & 0x4 != 0;
     let state = le16(sb, 58);
     info.not_clean = state & 1 == 0 || state & 2 != 0;
-    Some(info)
+    Some(Ok(info))
 }
 
 fn xfs(sb: &[u8]) -> FsInfo {
@@ -454,6 +458,7 @@ mod tests {
         d[sb + 12..sb + 16].copy_from_slice(&1000u32.to_le_bytes()); // free blocks
         d[sb + 16..sb + 20].copy_from_slice(&200u32.to_le_bytes());
         d[sb + 24] = 0; // 1 KiB blocks
+        d[sb + 32..sb + 36].copy_from_slice(&8192u32.to_le_bytes());
         d[sb + 56..sb + 58].copy_from_slice(&0xEF53u16.to_le_bytes());
         d[sb + 58] = 1;
         d[sb + 92] = 0x4;

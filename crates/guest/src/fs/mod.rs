@@ -53,7 +53,7 @@ impl fmt::Display for FsError {
             FsError::NotFound => f.write_str("not found"),
             FsError::NotADirectory => f.write_str("not a directory"),
             FsError::NotAFile => f.write_str("not a regular file"),
-            FsError::Corrupt(m) => write!(f, "corrupt filesystem: {m}"),
+            FsError::Corrupt(m) => f.write_str(m),
             FsError::Unsupported(m) => write!(f, "unsupported: {m}"),
             FsError::Panicked(m) => write!(f, "filesystem reader failed on corrupt data: {m}"),
         }

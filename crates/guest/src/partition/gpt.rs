@@ -52,7 +52,7 @@ pub fn parse_header(sector: &[u8]) -> std::result::Result<Header, String> {
         entry_size: le32(sector, 84),
         entries_crc: le32(sector, 88),
     };
-    if header.entry_size < 128 || header.entry_size % 8 != 0 || header.entry_size > 4096 {
+    if header.entry_size < 128 || header.entry_size & 7 != 0 || header.entry_size > 4096 {
         return Err(format!("entry size {} is not a multiple of 8 in 128..=4096", header.entry_size));
     }
     if u64::from(header.num_entries) * u64::from(header.entry_size) > MAX_ARRAY_BYTES {
