@@ -2,7 +2,7 @@
 //! casefold-less encryption, requires `filetype`, and keeps inode flags private. It allocates one descriptor per
 //! block group up front, so the superblock geometry is checked against the partition before it is loaded.
 
-use super::{guarded, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
+use super::{guarded, read_chunks, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
 use crate::bytes::le32;
 use crate::probe::FsKind;
 use crate::reader::Region;
@@ -135,18 +135,7 @@ impl GuestFs for Ext4Fs {
                 return Err(FsError::NotAFile);
             }
             let mut file = fs.open(path).map_err(map_err)?;
-            let want = (m.len().min(max as u64)) as usize;
-            let mut out = vec![0u8; want];
-            let mut done = 0;
-            while done < want {
-                let n = file.read_bytes(&mut out[done..]).map_err(map_err)?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
-            out.truncate(done);
-            Ok(out)
+            read_chunks(m.len(), max, |buf, _| file.read_bytes(buf).map_err(map_err))
         })
     }
 }

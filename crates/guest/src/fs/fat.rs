@@ -106,7 +106,7 @@ impl GuestFs for FatFs {
                 Found::Entry(e) if e.is_file() => e,
                 _ => return Err(FsError::NotAFile),
             };
-            let want = entry.len().min(max as u64);
+            let want = entry.len().min(max as u64).min(super::MAX_FILE_READ);
             let mut out = Vec::new();
             entry.to_file().take(want).read_to_end(&mut out).map_err(corrupt)?;
             Ok(out)

@@ -78,6 +78,30 @@ pub trait GuestFs {
     fn read_file(&mut self, path: &str, max: usize) -> FsResult<Vec<u8>>;
 }
 
+/// Largest file content read at once, whatever the caller asks: an inode's size field is not trusted.
+pub const MAX_FILE_READ: u64 = 512 << 20;
+
+/// Read up to `min(size, max, MAX_FILE_READ)` bytes through `next(buf, offset) -> bytes read`, growing the result
+/// as data arrives rather than allocating what the inode claims.
+pub(crate) fn read_chunks(
+    size: u64,
+    max: usize,
+    mut next: impl FnMut(&mut [u8], u64) -> FsResult<usize>,
+) -> FsResult<Vec<u8>> {
+    let want = size.min(max as u64).min(MAX_FILE_READ) as usize;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; want.min(1 << 20)];
+    while out.len() < want {
+        let n = chunk.len().min(want - out.len());
+        let got = next(&mut chunk[..n], out.len() as u64)?;
+        if got == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..got.min(n)]);
+    }
+    Ok(out)
+}
+
 /// Run a filesystem crate's call, turning a panic on corrupt data into an error.
 pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {

@@ -1,7 +1,7 @@
 //! XFS (v4 and v5) through `lamxfs`, which replays a dirty v5 log in memory, verifies v5 CRCs and caps its own
 //! allocations. It never follows symlinks, which suits [`crate::vfs::Vfs`] doing that above it.
 
-use super::{guarded, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
+use super::{guarded, read_chunks, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
 use crate::probe::FsKind;
 use crate::reader::Region;
 use lamxfs::{BlockRead, EntryKind, Path, Xfs};
@@ -98,18 +98,7 @@ impl GuestFs for XfsFs {
             if !m.is_file() {
                 return Err(FsError::NotAFile);
             }
-            let want = m.size().min(max as u64) as usize;
-            let mut out = vec![0u8; want];
-            let mut done = 0;
-            while done < want {
-                let n = fs.read_file_at(&ino, done as u64, &mut out[done..]).map_err(map_err)?;
-                if n == 0 {
-                    break;
-                }
-                done += n;
-            }
-            out.truncate(done);
-            Ok(out)
+            read_chunks(m.size(), max, |buf, off| fs.read_file_at(&ino, off, buf).map_err(map_err))
         })
     }
 }
