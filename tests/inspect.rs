@@ -472,3 +472,82 @@ fn file_contents_match_the_source_tree_across_allocation_groups() {
         assert_eq!(vfs.read_dir("/").unwrap().len(), 8 + usize::from(info.kind.is_ext()), "{}", img.display());
     }
 }
+
+fn run_tool(cmd: &mut std::process::Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// NTFS, btrfs, LUKS2 and swap made by their real tools on a GPT disk, plus an ISO9660 and an NTFS whole disk:
+/// type, UUID and label must equal blkid's, and partition roles follow the GPT types.
+#[test]
+fn volume_signatures_match_blkid() {
+    use std::process::Command;
+    for tool in ["mkntfs", "mkfs.btrfs", "cryptsetup", "mkswap", "genisoimage", "sgdisk"] {
+        require(tool);
+    }
+    let dir = tempdir();
+    let d = |n: &str| dir.path().join(n);
+    let sized = |n: &str, mib: u64| {
+        let p = d(n);
+        std::fs::File::create(&p).unwrap().set_len(mib << 20).unwrap();
+        p
+    };
+    let ntfs = sized("ntfs.img", 48);
+    run_tool(Command::new("mkntfs").args(["-q", "-Q", "-F", "-L", "winsys"]).arg(&ntfs));
+    let btrfs = sized("btrfs.img", 128);
+    run_tool(Command::new("mkfs.btrfs").args(["-q", "-L", "bt-data"]).arg(&btrfs));
+    let luks = sized("luks.img", 20);
+    std::fs::write(d("key"), "test passphrase").unwrap();
+    run_tool(
+        Command::new("cryptsetup")
+            .args(["luksFormat", "-q", "--type", "luks2", "--label", "vault", "--pbkdf", "pbkdf2"])
+            .args(["--pbkdf-force-iterations", "1000", "--key-file"])
+            .arg(d("key"))
+            .arg(&luks),
+    );
+    let swap = sized("swap.img", 8);
+    run_tool(Command::new("mkswap").args(["-q", "-L", "sw"]).arg(&swap));
+
+    let disk = sized("disk.raw", 220);
+    run_tool(
+        Command::new("sgdisk")
+            .args(["-n1:2048:+48M", "-t1:0700", "-n2:0:+128M", "-t2:8300", "-n3:0:+20M", "-t3:8309"])
+            .args(["-n4:0:+8M", "-t4:8200", "-n5:0:+1M", "-t5:2700", "-n6:0:+1M", "-t6:8E00"])
+            .arg(&disk),
+    );
+    let sf = sfdisk_json(&disk);
+    for (i, img) in [&ntfs, &btrfs, &luks, &swap].iter().enumerate() {
+        let start = sf["partitions"][i]["start"].as_u64().unwrap();
+        run_tool(
+            Command::new("dd")
+                .arg(format!("if={}", img.display()))
+                .arg(format!("of={}", disk.display()))
+                .args(["bs=512", &format!("seek={start}"), "conv=notrunc,sparse", "status=none"]),
+        );
+    }
+    let r = inspect(&disk);
+    assert_table_matches_sfdisk(&disk, &r);
+    assert_volumes_match_blkid(&disk, &r);
+    let roles: Vec<&str> =
+        r["partition_table"]["partitions"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["microsoft_basic_data", "linux", "luks", "swap", "windows_recovery", "lvm"]);
+    let kinds: Vec<&str> =
+        r["volumes"].as_array().unwrap().iter().filter_map(|v| v["filesystem"]["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ntfs", "btrfs", "crypto_luks", "swap"]);
+    assert_eq!(volume(&r, 3)["filesystem"]["version"], "2");
+    assert!(r["operating_systems"].as_array().unwrap().is_empty());
+
+    // Whole-disk volumes: an NTFS boot sector ends in 0x55AA too but is not an MBR; an ISO9660 image.
+    let iso_tree = d("iso");
+    std::fs::create_dir_all(&iso_tree).unwrap();
+    std::fs::write(iso_tree.join("readme.txt"), "x").unwrap();
+    let iso = d("t.iso");
+    run_tool(Command::new("genisoimage").args(["-quiet", "-V", "IMGPORT_ISO", "-o"]).arg(&iso).arg(&iso_tree));
+    for img in [&ntfs, &iso] {
+        let r = inspect(img);
+        assert_eq!(r["partition_table"]["kind"], "none", "{}", img.display());
+        assert_volumes_match_blkid(img, &r);
+        assert!(r["volumes"][0].get("filesystem").is_some(), "{}", img.display());
+    }
+}

@@ -136,6 +136,21 @@ pub fn probe(region: &mut Region) -> Result<Option<FsInfo>> {
         if slice(&pvd, 1, 5) == b"CD001" {
             let mut info = FsInfo::new(FsKind::Iso9660);
             info.label = label(slice(&pvd, 40, 32));
+            // blkid's UUID for ISO9660 is the volume creation time, "YYYY-MM-DD-HH-MM-SS-cc".
+            let t = slice(&pvd, 813, 16);
+            if t.iter().all(u8::is_ascii_digit) && t.iter().any(|&c| c != b'0') {
+                let d = String::from_utf8_lossy(t);
+                info.uuid = Some(format!(
+                    "{}-{}-{}-{}-{}-{}-{}",
+                    &d[0..4],
+                    &d[4..6],
+                    &d[6..8],
+                    &d[8..10],
+                    &d[10..12],
+                    &d[12..14],
+                    &d[14..16]
+                ));
+            }
             let bs = le16(&pvd, 128);
             info.block_size = Some(u32::from(bs));
             info.size = Some(u64::from(le32(&pvd, 80)) * u64::from(bs));
