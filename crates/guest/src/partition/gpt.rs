@@ -284,8 +284,12 @@ pub(crate) mod tests {
 
     /// A 4 MiB disk with a protective MBR, both GPT copies and one Linux partition 2048..=4095.
     pub fn gpt_disk() -> Vec<u8> {
-        let sectors = 8192u64;
-        let mut d = vec![0u8; (sectors * 512) as usize];
+        gpt_disk_ss(512, 8192)
+    }
+
+    /// `sectors` sectors of `ss` bytes; the partition spans LBAs 2048..=4095 (at 4096 bytes: 8 MiB..16 MiB).
+    pub fn gpt_disk_ss(ss: usize, sectors: u64) -> Vec<u8> {
+        let mut d = vec![0u8; sectors as usize * ss];
         d[510] = 0x55;
         d[511] = 0xAA;
         d[446 + 4] = 0xEE;
@@ -301,12 +305,25 @@ pub(crate) mod tests {
         }
         let crc = crc32fast::hash(&array);
         let last = sectors - 1;
-        d[512..1024].copy_from_slice(&header(1, last, 2, last - 33, crc));
-        d[1024..1024 + array.len()].copy_from_slice(&array);
-        let bak_arr = ((last - 32) * 512) as usize;
+        let array_sectors = (array.len() / ss) as u64;
+        let mut h = header(1, last, 2, last - array_sectors - 1, crc);
+        h.resize(ss, 0);
+        d[ss..2 * ss].copy_from_slice(&h);
+        d[2 * ss..2 * ss + array.len()].copy_from_slice(&array);
+        let bak_arr = ((last - array_sectors) as usize) * ss;
         d[bak_arr..bak_arr + array.len()].copy_from_slice(&array);
-        d[(last * 512) as usize..].copy_from_slice(&header(last, 1, last - 32, last - 33, crc));
+        let mut h = header(last, 1, last - array_sectors, last - array_sectors - 1, crc);
+        h.resize(ss, 0);
+        d[last as usize * ss..].copy_from_slice(&h);
         d
+    }
+
+    #[test]
+    fn gpt_with_4096_byte_sectors() {
+        let t = read_table(&mem_disk(gpt_disk_ss(4096, 8192))).unwrap();
+        assert_eq!((t.kind, t.sector_size), (TableKind::Gpt, 4096));
+        assert!(t.findings.is_empty(), "{:?}", t.findings);
+        assert_eq!((t.partitions[0].start, t.partitions[0].size), (8 << 20, 8 << 20));
     }
 
     #[test]
