@@ -609,3 +609,43 @@ fn mutated_metadata_never_panics() {
         }
     }
 }
+
+/// A FAT directory whose cluster chain points at itself and holds only deleted entries: fatfs would walk it
+/// forever; the read budget of the view ends it with an error.
+#[test]
+fn fat_directory_cycle_ends_with_an_error() {
+    use imgport_guest::{fs, probe, reader::Disk};
+    for tool in ["mkfs.fat", "mmd"] {
+        require(tool);
+    }
+    let dir = tempdir();
+    let img = dir.path().join("fat16.img");
+    run_tool(std::process::Command::new("mkfs.fat").args(["-F", "16", "-C"]).arg(&img).arg("20480"));
+    run_tool(std::process::Command::new("mmd").arg("-i").arg(&img).arg("::/D"));
+    let mut b = std::fs::read(&img).unwrap();
+    let le16 = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let (bps, spc, res, fats, root_entries, fat_size) =
+        (le16(&b, 11), b[13] as usize, le16(&b, 14), b[16] as usize, le16(&b, 17), le16(&b, 22));
+    let root = (res + fats * fat_size) * bps;
+    let entry = (0..root_entries).map(|i| root + 32 * i).find(|&e| &b[e..e + 11] == b"D          ").unwrap();
+    let cluster = le16(&b, entry + 26);
+    for k in 0..fats {
+        let at = (res + k * fat_size) * bps + 2 * cluster;
+        b[at..at + 2].copy_from_slice(&(cluster as u16).to_le_bytes());
+    }
+    let data = root + root_entries * 32 + (cluster - 2) * spc * bps;
+    for j in 0..spc * bps / 32 {
+        b[data + 32 * j] = 0xE5;
+        b[data + 32 * j + 11] = 0x20;
+    }
+    std::fs::write(&img, &b).unwrap();
+
+    let disk = Disk::new(std::sync::Arc::from(imgport_disk::open(&img, &Default::default()).unwrap()));
+    let mut region = disk.view(0, disk.size());
+    let info = probe::probe(&mut region).unwrap().expect("FAT recognised");
+    let mut fat = fs::open(region, &info).unwrap();
+    let start = std::time::Instant::now();
+    assert!(fat.read_dir("/D").is_err());
+    assert!(fat.lstat("/D/x").is_err());
+    assert!(start.elapsed().as_secs() < 120, "took {:?}", start.elapsed());
+}

@@ -11,6 +11,11 @@ use std::sync::Arc;
 pub const CACHE_BLOCK: u64 = 16 * 1024;
 /// Cache blocks kept per view (4 MiB).
 const CACHE_BLOCKS: usize = 256;
+/// Bytes and calls one view may serve, cache hits included: a filesystem crate looping on a corrupt structure (a
+/// cyclic FAT chain of deleted entries, say) runs into these instead of spinning forever. Inspection needs a few
+/// thousand reads.
+pub const READ_BUDGET: u64 = 4 << 30;
+pub const CALL_BUDGET: u64 = 1 << 22;
 
 /// A virtual disk shared by every view, with the count of bytes read from it.
 #[derive(Clone)]
@@ -61,6 +66,8 @@ impl Disk {
             cache: HashMap::new(),
             tick: 0,
             pos: 0,
+            handed_out: 0,
+            calls: 0,
         }
     }
 }
@@ -77,6 +84,10 @@ pub struct Region {
     tick: u64,
     /// Stream position for the `std::io` adapters.
     pos: u64,
+    /// Bytes returned by `read_at` so far, counted against [`READ_BUDGET`].
+    handed_out: u64,
+    /// `read_at` calls so far, counted against [`CALL_BUDGET`].
+    calls: u64,
 }
 
 impl Clone for Region {
@@ -119,6 +130,15 @@ impl Region {
                 if self.truncated() { ", the disk ends inside it" } else { "" }
             ))
             .at(self.start.saturating_add(offset)));
+        }
+        self.handed_out += buf.len() as u64;
+        self.calls += 1;
+        if self.handed_out > READ_BUDGET || self.calls > CALL_BUDGET {
+            return Err(Error::corrupt(format!(
+                "more than {READ_BUDGET} bytes or {CALL_BUDGET} reads from the range at disk offset {:#x}: the \
+                 structure being read loops",
+                self.start
+            )));
         }
         // Large reads (file contents) bypass the cache so they neither pollute it nor get read twice.
         if buf.len() as u64 >= 4 * CACHE_BLOCK {
