@@ -447,21 +447,18 @@ fn file_contents_match_the_source_tree_across_allocation_groups() {
         assert!(ags.iter().any(|&a| a > 0), "{name}: all files in AG 0 ({ags:?}), test would prove nothing");
         images.push(img);
     }
-    let ext = dir.path().join("t.ext4");
-    let out = std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&tree)
-        .arg(&ext)
-        .arg("64M")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
-    images.push(ext);
+    for (mkfs, name) in [("mkfs.ext4", "t.ext4"), ("mkfs.ext3", "t.ext3"), ("mkfs.ext2", "t.ext2")] {
+        let ext = dir.path().join(name);
+        run_tool(std::process::Command::new(mkfs).args(["-q", "-F", "-d"]).arg(&tree).arg(&ext).arg("64M"));
+        images.push(ext);
+    }
 
     for img in &images {
         let disk = Disk::new(std::sync::Arc::from(imgport_disk::open(img, &Default::default()).unwrap()));
         let mut region = disk.view(0, disk.size());
         let info = probe::probe(&mut region).unwrap().expect("filesystem recognised");
+        let ext = img.extension().unwrap().to_str().unwrap();
+        assert_eq!(info.kind.blkid_name(), if ext == "xfs" { "xfs" } else { ext }, "{}", img.display());
         let mut vfs = Vfs::new(fs::open(region, &info).unwrap());
         for (path, data) in &files {
             let got = vfs.read_file(path, usize::MAX).unwrap();
