@@ -147,6 +147,7 @@ fn good_image(name: &str) -> Value {
 #[test]
 fn mbr_bios_ext4_debian() {
     let r = good_image("mbr-bios-ext4");
+    assert_eq!(r["format"], "raw");
     assert!(r["partition_table"]["mbr_boot_code"].as_bool().unwrap());
     assert_eq!(r["partition_table"]["partitions"][0]["partuuid"], "1a2b3c4d-01");
     assert_eq!(r["operating_systems"][0]["codename"], "bookworm");
@@ -238,6 +239,7 @@ fn same_facts_through_vhd_containers() {
         let vhd = dir.path().join(name);
         qemu_convert(&src, &vhd, "vpc", opts, &[]);
         let r = inspect(&vhd);
+        assert_eq!(r["format"], "vhd");
         assert_eq!(r["operating_systems"], raw["operating_systems"], "{name}");
         assert_eq!(r["volumes"], raw["volumes"], "{name}");
         assert_eq!(r["boot"], raw["boot"], "{name}");

@@ -45,7 +45,7 @@ fn print_human(r: &Inspection) {
         TableKind::Gpt => "gpt",
         TableKind::None => "none",
     };
-    println!("virtual size: {}", human_size(r.virtual_size));
+    println!("format: {}, virtual size: {}", r.format, human_size(r.virtual_size));
     println!("partition table: {kind}{}", t.disk_id.as_ref().map(|d| format!(", disk id {d}")).unwrap_or_default());
     for p in &t.partitions {
         println!(

@@ -8,7 +8,7 @@ use crate::partition::{self, PartitionRole, PartitionTable, TableKind};
 use crate::probe::{self, FsInfo};
 use crate::reader::{Disk, Region};
 use crate::vfs::Vfs;
-use imgport_disk::{DiskImage, Result};
+use imgport_disk::{DiskImage, Format, Result};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -78,6 +78,8 @@ pub struct BootModes {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
+    /// Container format of the image ("raw", "qcow2", "vhd", ...).
+    pub format: Format,
     pub virtual_size: u64,
     pub partition_table: PartitionTable,
     pub volumes: Vec<Volume>,
@@ -108,6 +110,7 @@ struct Vol {
 
 /// Inspect the guest in `image`. Only an unreadable disk is an error; damage inside it becomes findings.
 pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
+    let format = image.details().format;
     let disk = Disk::new(image);
     let table = partition::read_table(&disk)?;
     let mut findings = Vec::new();
@@ -220,6 +223,7 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
     let boot = boot_modes(&table, &mut vols, &mut findings);
     let volumes = vols.into_iter().map(|v| v.volume).collect();
     Ok(Inspection {
+        format,
         virtual_size: disk.size(),
         partition_table: table,
         volumes,
