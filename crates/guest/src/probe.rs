@@ -308,14 +308,15 @@ fn ntfs(region: &mut Region, bs: &[u8]) -> Result<Option<FsInfo>> {
     }
     let cluster = sector * spc;
     let mut info = FsInfo::new(FsKind::Ntfs);
-    info.block_size = Some(cluster as u32);
+    info.block_size = u32::try_from(cluster).ok();
     info.size = le64(bs, 40).checked_mul(sector);
     info.uuid = Some(format!("{:016X}", le64(bs, 72)));
     let rec = u8_at(bs, 64) as i8;
     let rec_size = if rec < 0 { 1u64 << (-i32::from(rec)).clamp(9, 16) } else { u64::from(rec as u8) * cluster };
     let mft = le64(bs, 48).checked_mul(cluster).and_then(|m| m.checked_add(3 * rec_size));
     // The label is the $VOLUME_NAME attribute of MFT record 3 ($Volume); a damaged record just leaves it unset.
-    if let Some(at) = mft.filter(|&m| (1024..=65536).contains(&rec_size) && m + rec_size <= region.len()) {
+    if let Some(at) = mft.filter(|&m| (1024..=65536).contains(&rec_size) && m.saturating_add(rec_size) <= region.len())
+    {
         let mut r = region.read_vec(at, rec_size as usize)?;
         if slice(&r, 0, 4) == b"FILE" && apply_fixups(&mut r, sector as usize) {
             info.label = ntfs_volume_name(&r);

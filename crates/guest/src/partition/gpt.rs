@@ -162,14 +162,14 @@ pub fn read(disk: &Disk, lba0: &Lba0) -> Result<Option<PartitionTable>> {
         if p.header.disk_guid != b.header.disk_guid || p.array != b.array {
             t.findings.push(Finding::error(
                 "gpt backup header",
-                Some(backup_lba * ss),
+                Some(backup_lba.saturating_mul(ss)),
                 "backup GPT differs from the primary (disk GUID or partition entries)",
             ));
         }
         if b.header.alternate_lba != 1 {
             t.findings.push(Finding::error(
                 "gpt backup header",
-                Some(backup_lba * ss),
+                Some(backup_lba.saturating_mul(ss)),
                 format!("backup header points to alternate LBA {} instead of 1", b.header.alternate_lba),
             ));
         }
