@@ -127,8 +127,12 @@ fn inputs_are_never_modified() {
     std::fs::create_dir_all(&scratch).unwrap();
     // Let the clock move so a write would show in the mtime.
     std::thread::sleep(Duration::from_millis(20));
-    let mut files: Vec<_> =
-        std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
     files.sort();
     let before: Vec<_> = files.iter().map(|p| file_fingerprint(p)).collect();
     for fx in &fixtures {
