@@ -40,3 +40,24 @@ python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526" || {
     echo "install-peers: the Alibaba Cloud Python SDKs are still missing" >&2
     exit 1
 }
+# Guest inspection tests build realistic disk images from folders, without loop devices:
+# partition tools (sfdisk, sgdisk), mkfs for ext4/XFS/FAT, mtools, cpio for initramfs archives; NTFS, btrfs,
+# ISO9660 and LUKS makers so the signature probes are checked against blkid on the real thing.
+guest_tools_missing() {
+    local t
+    for t in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio blkid mkntfs mkfs.btrfs genisoimage cryptsetup; do
+        command -v "$t" >/dev/null 2>&1 || return 0
+    done
+    return 1
+}
+if guest_tools_missing; then
+    echo "install-peers: installing image building tools (gdisk dosfstools mtools xfsprogs e2fsprogs fdisk cpio ...)" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        gdisk dosfstools mtools xfsprogs e2fsprogs fdisk cpio util-linux \
+        ntfs-3g btrfs-progs genisoimage cryptsetup-bin
+fi
+if guest_tools_missing; then
+    echo "install-peers: image building tools are still missing" >&2
+    exit 1
+fi

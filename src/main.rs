@@ -30,6 +30,8 @@ enum Command {
     /// Cloud credentials: `auth whoami` shows which source is used (never the secret).
     #[command(subcommand)]
     Auth(commands::auth::Command),
+    /// Read the guest inside an image: partitions, filesystems, OS, architecture, kernels, boot modes, agents.
+    Inspect(commands::inspect::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => commands::compare::run(a),
         Command::Digest(a) => commands::digest::run(a),
         Command::Auth(c) => commands::auth::run(c),
+        Command::Inspect(a) => commands::inspect::run(a),
     };
     ExitCode::from(code)
 }

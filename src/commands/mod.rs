@@ -6,6 +6,7 @@ pub mod compare;
 pub mod convert;
 pub mod digest;
 pub mod info;
+pub mod inspect;
 pub mod map;
 
 use clap::Args as ClapArgs;

@@ -195,3 +195,67 @@ pub fn format_fixtures(dir: &Path, size: u64, seed: u64) -> (PathBuf, Vec<Fixtur
     }
     (src, out)
 }
+
+// ---- guest ---------------------------------------------------------------------------------------------------------
+// Helpers for the guest inspection tests: the realistic images of scripts/build-test-images.sh, and the real tools
+// (blkid, sfdisk) whose answers the inspection must match.
+
+/// Build the guest test images once per test process (into the target folder) and return their folder.
+pub fn guest_images() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        for tool in ["sfdisk", "sgdisk", "mkfs.ext4", "mkfs.xfs", "mkfs.fat", "mkswap", "mmd", "mcopy", "cpio"] {
+            require(tool);
+        }
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-images");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-test-images.sh");
+        let out = Command::new("bash").arg(&script).arg(&dir).output().expect("cannot run build-test-images.sh");
+        assert!(
+            out.status.success(),
+            "build-test-images.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// The KEY=value facts a test image was built with.
+pub fn guest_env(name: &str) -> std::collections::HashMap<String, String> {
+    let text = std::fs::read_to_string(guest_images().join(format!("{name}.env"))).expect("image facts");
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// `blkid -p -o export` of the byte range `[offset, offset + size)` of a disk image.
+pub fn blkid_range(path: &Path, offset: u64, size: u64) -> std::collections::HashMap<String, String> {
+    require("blkid");
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "export", "-O", &offset.to_string(), "-S", &size.to_string()])
+        .arg(path)
+        .output()
+        .expect("cannot run blkid");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `sfdisk --json` of a disk image, parsed (its "partitiontable" object).
+pub fn sfdisk_json(path: &Path) -> serde_json::Value {
+    require("sfdisk");
+    let out = Command::new("sfdisk").arg("--json").arg(path).output().expect("cannot run sfdisk");
+    assert!(out.status.success(), "sfdisk --json {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sfdisk printed invalid JSON");
+    v["partitiontable"].clone()
+}
+
+/// Run imgport, insist it did not panic (exit 101) or die by a signal; return (exit code, stdout, stderr).
+pub fn imgport_no_panic(args: &[&str]) -> (i32, String, String) {
+    let out = run_imgport(args);
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let code = out.status.code();
+    assert!(code.is_some() && code != Some(101), "imgport {args:?} crashed ({}):\n{stdout}\n{stderr}", out.status);
+    (code.unwrap_or(-1), stdout, stderr)
+}

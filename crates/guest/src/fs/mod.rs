@@ -1,0 +1,133 @@
+//! Read-only file access to guest filesystems behind one small trait, so inspection code does not care which
+//! filesystem it reads. Backends take symlink-free absolute paths and never follow symlinks themselves:
+//! [`crate::vfs::Vfs`] resolves symlinks and mount points above them.
+
+pub mod ext4;
+pub mod fat;
+pub mod xfs;
+
+use crate::probe::{FsInfo, FsKind};
+use crate::reader::Region;
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileType {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Metadata {
+    pub file_type: FileType,
+    pub size: u64,
+    /// Permission bits and type as in `st_mode` (0 where the filesystem has none, e.g. FAT).
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub file_type: FileType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsError {
+    NotFound,
+    NotADirectory,
+    NotAFile,
+    /// The filesystem is damaged where this operation looked.
+    Corrupt(String),
+    /// A valid filesystem using something the reader does not support.
+    Unsupported(String),
+    /// The reader crate panicked on this data (caught); treated as corruption.
+    Panicked(String),
+}
+
+impl fmt::Display for FsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FsError::NotFound => f.write_str("not found"),
+            FsError::NotADirectory => f.write_str("not a directory"),
+            FsError::NotAFile => f.write_str("not a regular file"),
+            FsError::Corrupt(m) => f.write_str(m),
+            FsError::Unsupported(m) => write!(f, "unsupported: {m}"),
+            FsError::Panicked(m) => write!(f, "filesystem reader failed on corrupt data: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for FsError {}
+
+pub type FsResult<T> = std::result::Result<T, FsError>;
+
+/// Entries returned by one `read_dir` at most: a hostile directory cannot make a listing unbounded.
+pub const MAX_DIR_ENTRIES: usize = 100_000;
+
+pub trait GuestFs {
+    fn kind(&self) -> FsKind;
+    /// Metadata of `path` itself (a final symlink is not followed).
+    fn lstat(&mut self, path: &str) -> FsResult<Metadata>;
+    fn read_link(&mut self, path: &str) -> FsResult<String>;
+    /// At most [`MAX_DIR_ENTRIES`] entries, without "." and "..".
+    fn read_dir(&mut self, path: &str) -> FsResult<Vec<DirEntry>>;
+    /// The first `max` bytes of a regular file (all of it when shorter).
+    fn read_file(&mut self, path: &str, max: usize) -> FsResult<Vec<u8>>;
+}
+
+/// Largest file content read at once, whatever the caller asks: an inode's size field is not trusted.
+pub const MAX_FILE_READ: u64 = 512 << 20;
+
+/// Read up to `min(size, max, MAX_FILE_READ)` bytes through `next(buf, offset) -> bytes read`, growing the result
+/// as data arrives rather than allocating what the inode claims.
+pub(crate) fn read_chunks(
+    size: u64,
+    max: usize,
+    mut next: impl FnMut(&mut [u8], u64) -> FsResult<usize>,
+) -> FsResult<Vec<u8>> {
+    let want = size.min(max as u64).min(MAX_FILE_READ) as usize;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; want.min(1 << 20)];
+    while out.len() < want {
+        let n = chunk.len().min(want - out.len());
+        let got = next(&mut chunk[..n], out.len() as u64)?;
+        if got == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..got.min(n)]);
+    }
+    Ok(out)
+}
+
+/// Run a filesystem crate's call, turning a panic on corrupt data into an error.
+pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(FsError::Panicked(format!("{what}: {msg}")))
+        }
+    }
+}
+
+/// Open the filesystem `info` describes, when imgport can read its files.
+pub fn open(region: Region, info: &FsInfo) -> FsResult<Box<dyn GuestFs>> {
+    match info.kind {
+        k if k.is_ext() => Ok(Box::new(ext4::Ext4Fs::open(region, k)?)),
+        FsKind::Xfs => Ok(Box::new(xfs::XfsFs::open(region)?)),
+        FsKind::Vfat => Ok(Box::new(fat::FatFs::open(region)?)),
+        k => Err(FsError::Unsupported(format!("reading files from {} is not supported", k.blkid_name()))),
+    }
+}
+
+/// Split an absolute path into its components, ignoring empty ones and ".".
+pub fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
+    path.split('/').filter(|c| !c.is_empty() && *c != ".")
+}

@@ -1,0 +1,385 @@
+//! Whole-image inspection: partition table, every volume's filesystem, the Linux root(s) with their facts, and
+//! the boot modes the disk supports.
+
+use crate::finding::{Finding, Severity};
+use crate::fs::{self, FileType, GuestFs};
+use crate::linux::{self, Agent, Architecture, FstabEntry, Kernel, OsRelease, Selinux};
+use crate::partition::{self, PartitionRole, PartitionTable, TableKind};
+use crate::probe::{self, FsInfo};
+use crate::reader::{Disk, Region};
+use crate::vfs::Vfs;
+use imgport_disk::{DiskImage, Format, Result};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// One volume (a partition, or the whole disk when it has no table) and what it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Volume {
+    /// "/dev/sda1" style name, as the guest would see the disk as its first SCSI/SATA disk.
+    pub device: String,
+    /// Partition number, absent for a whole-disk volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    pub start: u64,
+    pub size: u64,
+    /// The recognised filesystem or volume signature, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FsInfo>,
+    /// Where the guest's fstab mounts it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mountpoint: Option<String>,
+    /// Why the files could not be read, where imgport tried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FstabLine {
+    #[serde(flatten)]
+    pub entry: FstabEntry,
+    /// The volume the spec resolves to in this image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolves_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatingSystem {
+    /// "linux" (Windows detection comes with the NTFS reader).
+    pub os_type: String,
+    /// Device of the root filesystem.
+    pub root: String,
+    #[serde(flatten)]
+    pub release: OsRelease,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<Architecture>,
+    pub kernels: Vec<Kernel>,
+    /// Directories in /lib/modules.
+    pub module_trees: Vec<String>,
+    pub fstab: Vec<FstabLine>,
+    /// Mount points whose filesystems were found and read (besides "/").
+    pub mounted: Vec<String>,
+    pub agents: Vec<Agent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<Selinux>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootModes {
+    pub bios: bool,
+    pub uefi: bool,
+    /// The ImportImage BootMode these imply: "BIOS", "UEFI", "UEFI-Preferred" (both), or absent (neither).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<&'static str>,
+    pub bios_evidence: Vec<String>,
+    pub uefi_evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// Container format of the image ("raw", "qcow2", "vhd", ...).
+    pub format: Format,
+    pub virtual_size: u64,
+    pub partition_table: PartitionTable,
+    pub volumes: Vec<Volume>,
+    pub operating_systems: Vec<OperatingSystem>,
+    pub boot: BootModes,
+    /// Damage and oddities found on the way (the partition table's own findings are in `partition_table`).
+    pub findings: Vec<Finding>,
+    /// Bytes read from the virtual disk to produce this report.
+    pub bytes_read: u64,
+}
+
+/// Largest BIOS boot partition prefix looked at for a GRUB core image.
+const CORE_PROBE: usize = 512;
+
+fn device_name(n: Option<u32>) -> String {
+    match n {
+        Some(n) => format!("/dev/sda{n}"),
+        None => "/dev/sda".to_string(),
+    }
+}
+
+struct Vol {
+    volume: Volume,
+    region: Region,
+    partuuid: Option<String>,
+    partlabel: Option<String>,
+}
+
+/// Inspect the guest in `image`. Only an unreadable disk is an error; damage inside it becomes findings.
+pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
+    let format = image.details().format;
+    let disk = Disk::new(image);
+    let table = partition::read_table(&disk)?;
+    let mut findings = Vec::new();
+
+    let mut vols: Vec<Vol> = Vec::new();
+    if table.kind == TableKind::None {
+        vols.push(Vol {
+            volume: Volume {
+                device: device_name(None),
+                partition: None,
+                start: 0,
+                size: disk.size(),
+                filesystem: None,
+                mountpoint: None,
+                error: None,
+            },
+            region: disk.view(0, disk.size()),
+            partuuid: None,
+            partlabel: None,
+        });
+    } else {
+        for p in &table.partitions {
+            if matches!(p.role, PartitionRole::Extended | PartitionRole::GptProtective) {
+                continue;
+            }
+            vols.push(Vol {
+                volume: Volume {
+                    device: device_name(Some(p.number)),
+                    partition: Some(p.number),
+                    start: p.start,
+                    size: p.size,
+                    filesystem: None,
+                    mountpoint: None,
+                    error: None,
+                },
+                region: disk.view(p.start, p.size),
+                partuuid: p.partuuid.clone(),
+                partlabel: p.name.clone(),
+            });
+        }
+    }
+
+    for v in vols.iter_mut() {
+        if v.region.is_empty() {
+            v.volume.error = Some("lies entirely past the end of the disk".into());
+            continue;
+        }
+        match probe::probe(&mut v.region) {
+            Ok(info) => {
+                if let Some(i) = &info {
+                    if let Some(size) = i.size.filter(|&s| s > v.volume.size) {
+                        findings.push(Finding::error(
+                            format!("{} {}", i.kind.blkid_name(), v.volume.device),
+                            Some(v.volume.start),
+                            format!("filesystem claims {size} bytes but its partition has {}", v.volume.size),
+                        ));
+                    }
+                }
+                v.volume.filesystem = info;
+            }
+            Err(e) => {
+                findings.push(Finding::error(
+                    format!("volume {}", v.volume.device),
+                    Some(v.volume.start),
+                    e.to_string(),
+                ));
+                v.volume.error = Some(e.to_string());
+            }
+        }
+    }
+
+    for v in &vols {
+        let role = v.volume.partition.and_then(|n| table.partitions.iter().find(|p| p.number == n)).map(|p| p.role);
+        let kind = v.volume.filesystem.as_ref().map(|f| f.kind);
+        if role == Some(PartitionRole::Esp) && kind != Some(probe::FsKind::Vfat) && v.volume.error.is_none() {
+            findings.push(Finding::error(
+                format!("esp {}", v.volume.device),
+                Some(v.volume.start),
+                "the EFI system partition holds no FAT filesystem",
+            ));
+        }
+    }
+
+    // Linux roots: filesystems whose files can be read and that look like a root (virt-inspector's rule).
+    let mut oses = Vec::new();
+    for i in 0..vols.len() {
+        let Some(info) = vols[i].volume.filesystem.clone() else { continue };
+        if !(info.kind.is_ext() || info.kind == probe::FsKind::Xfs) {
+            continue;
+        }
+        let fs = match fs::open(vols[i].region.clone(), &info) {
+            Ok(fs) => fs,
+            Err(e) => {
+                findings.push(Finding::error(
+                    format!("{} {}", info.kind.blkid_name(), vols[i].volume.device),
+                    Some(vols[i].volume.start),
+                    format!("cannot read files: {e}"),
+                ));
+                vols[i].volume.error = Some(e.to_string());
+                continue;
+            }
+        };
+        let mut vfs = Vfs::new(fs);
+        if !linux::is_linux_root(&mut vfs) {
+            continue;
+        }
+        oses.push(linux_os(&mut vfs, i, &mut vols, &mut findings));
+    }
+
+    let boot = boot_modes(&table, &mut vols, &mut findings);
+    let volumes = vols.into_iter().map(|v| v.volume).collect();
+    Ok(Inspection {
+        format,
+        virtual_size: disk.size(),
+        partition_table: table,
+        volumes,
+        operating_systems: oses,
+        boot,
+        findings,
+        bytes_read: disk.bytes_read(),
+    })
+}
+
+/// Which volume an fstab spec names.
+fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
+    let (kind, value) = e.spec_kind();
+    vols.iter().position(|v| {
+        let fs = v.volume.filesystem.as_ref();
+        match kind {
+            "uuid" => fs.and_then(|f| f.uuid.as_deref()).is_some_and(|u| u.eq_ignore_ascii_case(&value)),
+            "label" => fs.and_then(|f| f.label.as_deref()) == Some(value.as_str()),
+            "partuuid" => v.partuuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&value)),
+            "partlabel" => v.partlabel.as_deref() == Some(value.as_str()),
+            // /dev/sdXN, /dev/vdXN, /dev/xvdXN, /dev/hdXN on the first disk: the partition number.
+            _ => {
+                let dev = value.as_str();
+                ["/dev/sda", "/dev/vda", "/dev/xvda", "/dev/hda"].iter().any(|p| {
+                    dev.strip_prefix(p).is_some_and(|n| match n {
+                        "" => v.volume.partition.is_none(),
+                        n => n.parse::<u32>().ok() == v.volume.partition,
+                    })
+                })
+            }
+        }
+    })
+}
+
+fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Finding>) -> OperatingSystem {
+    vols[root].volume.mountpoint = Some("/".into());
+    let fstab_text = vfs.read_text("/etc/fstab", linux::MAX_TEXT).unwrap_or_default();
+    let mut fstab = Vec::new();
+    for entry in linux::parse_fstab(&fstab_text) {
+        let target = resolve_spec(&entry, vols);
+        // Mount what the guest mounts, so /boot or /usr on their own partitions are read too.
+        if let Some(t) = target {
+            let mp = entry.mountpoint.clone();
+            if t != root && mp.starts_with('/') && mp != "/" {
+                if let Some(info) = vols[t].volume.filesystem.clone() {
+                    match fs::open(vols[t].region.clone(), &info) {
+                        Ok(fs) => {
+                            vfs.mount(&mp, fs);
+                            vols[t].volume.mountpoint.get_or_insert(mp);
+                        }
+                        Err(fs::FsError::Unsupported(_)) => {
+                            vols[t].volume.mountpoint.get_or_insert(mp);
+                        }
+                        Err(e) => {
+                            findings.push(Finding::error(
+                                format!("{} {}", info.kind.blkid_name(), vols[t].volume.device),
+                                Some(vols[t].volume.start),
+                                format!("cannot read files of the filesystem mounted at {mp}: {e}"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        fstab.push(FstabLine { entry, resolves_to: target.map(|t| vols[t].volume.device.clone()) });
+    }
+    let mounted = vfs.mount_points().into_iter().filter(|m| m != "/").collect();
+    OperatingSystem {
+        os_type: "linux".into(),
+        root: vols[root].volume.device.clone(),
+        release: linux::os_release(vfs),
+        hostname: linux::hostname(vfs),
+        architecture: linux::architecture(vfs),
+        kernels: linux::kernels(vfs),
+        module_trees: linux::module_trees(vfs),
+        fstab,
+        mounted,
+        agents: linux::agents(vfs),
+        selinux: linux::selinux(vfs),
+    }
+}
+
+const UEFI_FALLBACK: &[&str] = &["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/BOOTAA64.EFI", "/EFI/BOOT/BOOTIA32.EFI"];
+const UEFI_DISTRO_LOADERS: &[&str] =
+    &["shimx64.efi", "grubx64.efi", "shimaa64.efi", "grubaa64.efi", "systemd-bootx64.efi"];
+
+fn boot_modes(table: &PartitionTable, vols: &mut [Vol], findings: &mut Vec<Finding>) -> BootModes {
+    let mut bios_evidence = Vec::new();
+    let mut uefi_evidence = Vec::new();
+    let mbr_like = table.kind == TableKind::Mbr || table.hybrid_mbr;
+    if table.mbr_boot_code && table.mbr_signature && mbr_like {
+        bios_evidence.push("boot code in the MBR".to_string());
+    }
+    for p in &table.partitions {
+        if p.role == PartitionRole::BiosBoot {
+            let Some(v) = vols.iter_mut().find(|v| v.volume.partition == Some(p.number)) else { continue };
+            let n = (CORE_PROBE as u64).min(v.region.len()) as usize;
+            let has_core = v.region.read_vec(0, n).is_ok_and(|b| b.iter().any(|&x| x != 0));
+            if has_core && table.mbr_boot_code {
+                bios_evidence.push(format!("BIOS boot partition {} holds a core image", v.volume.device));
+            } else if has_core {
+                bios_evidence
+                    .push(format!("BIOS boot partition {} holds data but the MBR has no boot code", v.volume.device));
+            }
+        }
+    }
+    // The BIOS-boot-partition-without-MBR-code case cannot boot: only MBR code starts the chain.
+    let bios = bios_evidence.iter().any(|e| !e.contains("no boot code"));
+
+    for v in vols.iter_mut() {
+        let is_esp =
+            table.partitions.iter().any(|p| Some(p.number) == v.volume.partition && p.role == PartitionRole::Esp);
+        let Some(info) = v.volume.filesystem.clone() else { continue };
+        if !is_esp || info.kind != probe::FsKind::Vfat {
+            continue;
+        }
+        let mut esp = match fs::open(v.region.clone(), &info) {
+            Ok(fs) => fs,
+            Err(e) => {
+                findings.push(Finding::error(
+                    format!("esp {}", v.volume.device),
+                    Some(v.volume.start),
+                    format!("cannot read the EFI system partition: {e}"),
+                ));
+                continue;
+            }
+        };
+        for path in UEFI_FALLBACK {
+            if esp.lstat(path).is_ok_and(|m| m.file_type == FileType::File) {
+                uefi_evidence.push(format!("{}:{path}", v.volume.device));
+            }
+        }
+        if let Ok(dirs) = esp.read_dir("/EFI") {
+            for d in dirs.iter().filter(|d| d.file_type == FileType::Dir && !d.name.eq_ignore_ascii_case("BOOT")) {
+                for loader in UEFI_DISTRO_LOADERS {
+                    let path = format!("/EFI/{}/{loader}", d.name);
+                    if esp_file(esp.as_mut(), &path) {
+                        uefi_evidence.push(format!("{}:{path}", v.volume.device));
+                    }
+                }
+            }
+        }
+    }
+    let uefi = !uefi_evidence.is_empty();
+    let mode = match (bios, uefi) {
+        (true, true) => Some("UEFI-Preferred"),
+        (true, false) => Some("BIOS"),
+        (false, true) => Some("UEFI"),
+        (false, false) => None,
+    };
+    if mode.is_none() {
+        findings.push(Finding::new(Severity::Warning, "boot", None, "no BIOS boot code and no UEFI loader found"));
+    }
+    BootModes { bios, uefi, mode, bios_evidence, uefi_evidence }
+}
+
+fn esp_file(esp: &mut dyn GuestFs, path: &str) -> bool {
+    esp.lstat(path).is_ok_and(|m| m.file_type == FileType::File)
+}
