@@ -3,13 +3,13 @@
 #
 # Source: a 4 GiB sparse raw holding 1 GiB of random data scattered in 4 MiB pieces plus 128 MiB of written
 # zeros, and its qcow2 / VHD / VHDX / VMDK (streamOptimized) conversions made by qemu-img. Every case is timed
-# for both tools (median of RUNS, output synced, warm cache), and the bytes each process read (rchar) are
+# for both tools (median of RUNS, alternating, output synced, warm cache), and the bytes each process read (rchar) are
 # compared with the source's allocated bytes.
 #
-# usage: scripts/bench-convert.sh [WORKDIR]   (env RUNS=3, IMGPORT=target/release/imgport)
+# usage: scripts/bench-convert.sh [WORKDIR]   (env RUNS=5, IMGPORT=target/release/imgport, ONLY=substring of a case name)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 WORK=${1:-$(mktemp -d /var/tmp/imgport-bench.XXXXXX)}
 mkdir -p "$WORK"
 if [ -z "${IMGPORT:-}" ]; then
@@ -59,6 +59,7 @@ measure() {
     python3 - "$out" "$@" <<'PY'
 import os, subprocess, sys, time
 out, cmd = sys.argv[1], sys.argv[2:]
+os.sync()  # start from clean page cache writeback, so one run's flush does not land in the next run's time
 t = time.monotonic()
 p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
 os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
@@ -86,6 +87,7 @@ printf '|%s|%s|%s|%s|%s|%s|\n' "----------------------" "------------" "--------
 cat "$SRC" "$WORK"/src.* >/dev/null  # warm the cache
 for c in "${CASES[@]}"; do
     IFS='|' read -r name qargs iargs source <<<"$c"
+    [ -n "${ONLY:-}" ] && [[ "$name" != *"$ONLY"* ]] && continue
     q=(); i=(); rc=()
     for _ in $(seq "$RUNS"); do
         r=$(measure "$WORK/out.q" qemu-img convert $qargs "$WORK/out.q"); q+=("${r% *}")

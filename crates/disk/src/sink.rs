@@ -29,9 +29,10 @@ pub struct FileSink {
     file: File,
     path: PathBuf,
     pub sync: bool,
-    /// Body bytes written since writeback was last started, and where that range begins.
-    unflushed_from: u64,
-    unflushed_to: u64,
+    /// Bytes written since writeback was last started, and the span they cover.
+    pending_bytes: u64,
+    pending_from: u64,
+    pending_to: u64,
 }
 
 /// Start writeback after this many bytes of body.
@@ -39,27 +40,29 @@ const WRITEBACK_CHUNK: u64 = 32 << 20;
 
 impl FileSink {
     pub fn new(file: File, path: PathBuf) -> Self {
-        FileSink { file, path, sync: true, unflushed_from: 0, unflushed_to: 0 }
+        FileSink { file, path, sync: true, pending_bytes: 0, pending_from: 0, pending_to: 0 }
     }
 
+    /// Once enough bytes are pending, ask the kernel to start writing them (without waiting). Body writes
+    /// only move forward, so the pending range is one span (holes inside it cost nothing).
     fn start_writeback(&mut self, offset: u64, len: u64) {
         if !self.sync {
             return;
         }
-        let end = offset + len;
-        if offset < self.unflushed_from || offset > self.unflushed_to + WRITEBACK_CHUNK {
-            self.unflushed_from = offset;
-            self.unflushed_to = offset;
+        if self.pending_bytes == 0 || offset < self.pending_from {
+            self.pending_from = offset;
         }
-        self.unflushed_to = self.unflushed_to.max(end);
-        if self.unflushed_to - self.unflushed_from >= WRITEBACK_CHUNK {
+        self.pending_bytes += len;
+        self.pending_to = self.pending_to.max(offset + len);
+        if self.pending_bytes >= WRITEBACK_CHUNK {
             use std::os::unix::io::AsRawFd;
-            let (from, n) = (self.unflushed_from, self.unflushed_to - self.unflushed_from);
-            if let (Ok(from), Ok(n)) = (libc::off64_t::try_from(from), libc::off64_t::try_from(n)) {
-                // SAFETY: a hint on our own descriptor; failure only loses the overlap, fsync still runs.
+            let span = self.pending_to.saturating_sub(self.pending_from);
+            if let (Ok(from), Ok(n)) = (libc::off64_t::try_from(self.pending_from), libc::off64_t::try_from(span)) {
+                // SAFETY: a hint on our own descriptor; failure only loses the overlap, fdatasync still runs.
                 unsafe { libc::sync_file_range(self.file.as_raw_fd(), from, n, libc::SYNC_FILE_RANGE_WRITE) };
             }
-            self.unflushed_from = self.unflushed_to;
+            self.pending_bytes = 0;
+            self.pending_to = 0;
         }
     }
 }
