@@ -111,3 +111,21 @@ fn format_override_reads_a_fixed_vhd_as_raw_bytes() {
     assert_eq!(forced["format"], "raw");
     assert_eq!(forced["virtual_size"], (2 << 20) + 512);
 }
+
+#[test]
+fn conversions_read_the_allocated_data_and_little_else() {
+    let dir = tempdir();
+    let (_src, fixtures) = format_fixtures(dir.path(), 24 << 20, 31);
+    for fx in &fixtures {
+        let info = imgport_json(&["info", "--json", fx.path.to_str().unwrap()]);
+        let allocated = info["allocated_bytes"].as_u64().unwrap();
+        let out = dir.path().join(format!("{}.out", fx.name));
+        let summary =
+            imgport_json(&["convert", "--json", "-O", "raw", fx.path.to_str().unwrap(), out.to_str().unwrap()]);
+        let read = summary["bytes_read"].as_u64().unwrap();
+        // Compressed formats read less than they map as allocated; metadata costs at most a couple of MiB here.
+        assert!(read <= allocated + (2 << 20), "{}: read {read} bytes for {allocated} allocated", fx.name);
+        assert!(summary["bytes_written"].as_u64().unwrap() <= 24 << 20, "{}", fx.name);
+        assert_eq!(summary["virtual_size"], info["virtual_size"], "{}", fx.name);
+    }
+}

@@ -96,3 +96,43 @@ fn info_agrees_with_qemu_img_for_every_fixture() {
         }
     }
 }
+
+/// Converters take data straight from `data_file()` at the extents' host offsets: those bytes must be the
+/// virtual disk's bytes, for every reader and for imgport's own outputs too.
+#[test]
+fn host_offsets_point_at_the_virtual_data() {
+    use imgport_disk::{open, ExtentKind, OpenOptions};
+    use std::os::unix::fs::FileExt;
+    let dir = tempdir();
+    let (_src, mut fixtures) = format_fixtures(dir.path(), (7 << 20) + 4096 * 5, 21);
+    for (fmt, opts, qemu_fmt, suffix) in OUTPUTS {
+        let out = dir.path().join(format!("own.{suffix}"));
+        let mut args = vec!["convert", "-O", fmt];
+        if !opts.is_empty() {
+            args.extend(["-o", opts]);
+        }
+        args.extend([fixtures[0].path.to_str().unwrap(), out.to_str().unwrap()]);
+        imgport_ok(&args);
+        fixtures.push(Fixture { name: format!("imgport-{suffix}"), path: out, qemu_format: qemu_fmt });
+    }
+    let mut checked = 0;
+    for fx in &fixtures {
+        let img = open(&fx.path, &OpenOptions::default()).unwrap();
+        let Some(file) = img.data_file() else { continue };
+        let host = std::fs::File::open(file.path()).unwrap();
+        for e in img.map(0, img.virtual_size()).unwrap() {
+            let (ExtentKind::Data, Some(h), false) = (e.kind, e.host_offset, e.compressed) else { continue };
+            // Sample the start, the end and one 4 KiB window in the middle of each extent.
+            for off in [0, e.length.saturating_sub(4096), e.length / 2 / 4096 * 4096] {
+                let len = 4096.min(e.length - off) as usize;
+                let mut virt = vec![0u8; len];
+                img.read_at(&mut virt, e.offset + off).unwrap();
+                let mut stored = vec![0u8; len];
+                host.read_exact_at(&mut stored, h + off).unwrap();
+                assert!(virt == stored, "{}: extent at {:#x} (host {h:#x}) +{off:#x} differs", fx.name, e.offset);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} windows checked");
+}

@@ -23,13 +23,36 @@ pub struct Args {
     /// Show a progress bar (when stderr is a terminal).
     #[arg(short = 'p', long)]
     progress: bool,
+    /// Print a summary as JSON: sizes, bytes read and written, seconds.
+    #[arg(long)]
+    json: bool,
     input: PathBuf,
     output: PathBuf,
 }
 
+/// What `convert --json` prints.
+#[derive(serde::Serialize)]
+struct Summary {
+    input: String,
+    output: String,
+    input_format: Format,
+    output_format: Format,
+    virtual_size: u64,
+    /// Bytes read from the input file(s), metadata included.
+    bytes_read: u64,
+    /// Bytes written to the output (holes left unwritten are not counted).
+    bytes_written: u64,
+    seconds: f64,
+}
+
 pub fn run(args: Args) -> u8 {
     match convert(&args) {
-        Ok(()) => 0,
+        Ok(summary) => {
+            if args.json {
+                crate::output::print_json(&summary);
+            }
+            0
+        }
         Err(e) => {
             print_error(&e);
             if e.kind() == ErrorKind::Interrupted {
@@ -41,7 +64,8 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-fn convert(args: &Args) -> Result<(), Error> {
+fn convert(args: &Args) -> Result<Summary, Error> {
+    let started = std::time::Instant::now();
     let mut opts = WriteOptions::new(args.output_format);
     for kv in &args.options {
         let (k, v) =
@@ -72,7 +96,7 @@ fn convert(args: &Args) -> Result<(), Error> {
         .tempfile_in(&dir)
         .map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
     let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
-    let (ctl, bar) = control_with_progress(src.virtual_size(), true);
+    let (ctl, bar) = control_with_progress(src.virtual_size(), !args.json);
     let mut sink = FileSink::new(file, args.output.clone());
     let result = write_image(src.as_ref(), &opts, &mut sink, &ctl);
     if let Some(bar) = bar {
@@ -81,7 +105,16 @@ fn convert(args: &Args) -> Result<(), Error> {
     result?;
     let persisted = if args.force { tmp.persist(&args.output) } else { tmp.persist_noclobber(&args.output) };
     persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(&args.output))?;
-    Ok(())
+    Ok(Summary {
+        input: args.input.display().to_string(),
+        output: args.output.display().to_string(),
+        input_format: src.details().format,
+        output_format: args.output_format,
+        virtual_size: src.virtual_size(),
+        bytes_read: imgport_disk::file::bytes_read(),
+        bytes_written: sink.bytes_written(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -5,12 +5,26 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// Bytes read from input files by this process (positional reads and mapped data handed out), so commands
+/// can show that conversions read the allocated data and little else.
+static BYTES_READ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Total bytes read from input image files so far by this process.
+pub fn bytes_read() -> u64 {
+    BYTES_READ.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn count_read(n: u64) {
+    BYTES_READ.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An input file opened read-only, with its path kept for error messages.
 #[derive(Debug)]
 pub struct ImageFile {
     file: File,
     path: PathBuf,
     len: u64,
+    mapping: std::sync::OnceLock<Option<crate::mapping::Mapping>>,
 }
 
 impl ImageFile {
@@ -21,11 +35,16 @@ impl ImageFile {
             return Err(Error::invalid_argument("is a directory").in_file(path));
         }
         let len = if meta.file_type().is_file() { meta.len() } else { block_device_len(&file).unwrap_or(meta.len()) };
-        Ok(ImageFile { file, path: path.to_path_buf(), len })
+        Ok(ImageFile { file, path: path.to_path_buf(), len, mapping: std::sync::OnceLock::new() })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The whole file mapped read-only (created on first use), or None where mapping is not possible.
+    pub fn mapping(&self) -> Option<&crate::mapping::Mapping> {
+        self.mapping.get_or_init(|| crate::mapping::Mapping::new(&self.file, self.len)).as_ref()
     }
     pub fn len(&self) -> u64 {
         self.len
@@ -51,6 +70,7 @@ impl ImageFile {
                 ),
             ));
         }
+        count_read(buf.len() as u64);
         self.file
             .read_exact_at(buf, offset)
             .map_err(|e| Error::io(format!("cannot read {what}"), e).in_file(&self.path).at(offset))

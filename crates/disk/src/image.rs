@@ -113,6 +113,13 @@ pub trait DiskImage: Send + Sync {
 
     /// Structural integrity check. Errors that stop the check entirely are returned as `Err`.
     fn check(&self) -> Result<CheckReport>;
+
+    /// The file that the `host_offset` of this image's Data extents point into, when the bytes there are
+    /// exactly the virtual disk's bytes (no overlay such as a replayed log). Lets converters take data
+    /// straight from the file's mapping. None (the default) means: always go through `read_at`.
+    fn data_file(&self) -> Option<&crate::file::ImageFile> {
+        None
+    }
 }
 
 /// Check that a read request lies within the virtual disk.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod file;
 pub mod image;
 pub mod info;
+pub mod mapping;
 pub mod mem;
 pub mod open;
 pub mod probe;

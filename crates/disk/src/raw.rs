@@ -17,6 +17,10 @@ pub(crate) fn open(file: ImageFile) -> Result<Box<dyn DiskImage>> {
 }
 
 impl DiskImage for RawImage {
+    fn data_file(&self) -> Option<&ImageFile> {
+        Some(&self.file)
+    }
+
     fn virtual_size(&self) -> u64 {
         self.file.len()
     }

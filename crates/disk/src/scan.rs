@@ -70,6 +70,38 @@ pub fn scan_data(
     })
 }
 
+/// A chunk of source data: read into a buffer, or borrowed from the source file's mapping.
+enum Chunk<'a> {
+    Owned(Vec<u8>),
+    Mapped(&'a [u8]),
+}
+
+impl Chunk<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Mapped(s) => s,
+        }
+    }
+}
+
+/// `[start, end)` straight from the source file's mapping, when it is stored there uncompressed in one piece.
+/// Saves the copy into a buffer; the pages are faulted in here, on the reader thread.
+fn mapped_chunk(src: &dyn DiskImage, start: u64, end: u64) -> Option<&[u8]> {
+    let mapping = src.data_file()?.mapping()?;
+    let extents = src.map(start, end - start).ok()?;
+    let [e] = extents.as_slice() else { return None };
+    if e.kind != ExtentKind::Data || e.compressed || e.offset != start || e.end() != end {
+        return None;
+    }
+    let len = usize::try_from(end - start).ok()?;
+    let host = e.host_offset?;
+    let slice = mapping.slice(host, len)?;
+    mapping.prefetch(host, len);
+    crate::file::count_read(len as u64);
+    Some(slice)
+}
+
 /// Read the given ranges in chunks of up to 8 MiB, in order, calling `f(offset, data)` for each chunk.
 pub fn scan_ranges(
     src: &dyn DiskImage,
@@ -89,7 +121,7 @@ pub fn scan_ranges(
     std::thread::scope(|scope| {
         let mut receivers = Vec::new();
         for reader in 0..READERS {
-            let (tx, rx) = mpsc::sync_channel::<Result<(u64, Vec<u8>)>>(DEPTH);
+            let (tx, rx) = mpsc::sync_channel::<Result<(u64, Chunk)>>(DEPTH);
             receivers.push(rx);
             let chunks = &chunks;
             let recycle_rx = &recycle_rx;
@@ -99,10 +131,16 @@ pub fn scan_ranges(
                         let _ = tx.send(Err(Error::interrupted()));
                         return;
                     }
+                    if let Some(slice) = mapped_chunk(src, start, end) {
+                        if tx.send(Ok((start, Chunk::Mapped(slice)))).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     let reused = recycle_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
                     let mut buf = reused.unwrap_or_default();
                     buf.resize((end - start) as usize, 0);
-                    let r = src.read_at(&mut buf, start).map(|()| (start, buf));
+                    let r = src.read_at(&mut buf, start).map(|()| (start, Chunk::Owned(buf)));
                     let failed = r.is_err();
                     if tx.send(r).is_err() || failed {
                         return;
@@ -115,11 +153,14 @@ pub fn scan_ranges(
                 let msg = receivers[i % READERS]
                     .recv()
                     .map_err(|_| Error::new(crate::ErrorKind::Io, "reader thread stopped"))?;
-                let (offset, buf) = msg?;
-                f(offset, &buf)?;
-                ctl.report(offset + buf.len() as u64);
+                let (offset, chunk) = msg?;
+                let data = chunk.bytes();
+                f(offset, data)?;
+                ctl.report(offset + data.len() as u64);
                 ctl.check()?;
-                let _ = recycle_tx.send(buf);
+                if let Chunk::Owned(buf) = chunk {
+                    let _ = recycle_tx.send(buf);
+                }
             }
             Ok(())
         })();

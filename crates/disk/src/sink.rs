@@ -33,6 +33,7 @@ pub struct FileSink {
     pending_bytes: u64,
     pending_from: u64,
     pending_to: u64,
+    written: u64,
 }
 
 /// Start writeback after this many bytes of body.
@@ -40,11 +41,16 @@ const WRITEBACK_CHUNK: u64 = 32 << 20;
 
 impl FileSink {
     pub fn new(file: File, path: PathBuf) -> Self {
-        FileSink { file, path, sync: true, pending_bytes: 0, pending_from: 0, pending_to: 0 }
+        FileSink { file, path, sync: true, pending_bytes: 0, pending_from: 0, pending_to: 0, written: 0 }
     }
 
     /// Once enough bytes are pending, ask the kernel to start writing them (without waiting). Body writes
     /// only move forward, so the pending range is one span (holes inside it cost nothing).
+    /// Bytes written so far (holes not counted).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
     fn start_writeback(&mut self, offset: u64, len: u64) {
         if !self.sync {
             return;
@@ -72,7 +78,10 @@ impl Sink for FileSink {
         Ok(())
     }
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file.write_all_at(data, offset).map_err(|e| Error::io("cannot write", e).in_file(&self.path).at(offset))?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io("cannot write", e).in_file(&self.path).at(offset))?;
+        self.written += data.len() as u64;
         self.start_writeback(offset, data.len() as u64);
         Ok(())
     }

@@ -114,6 +114,11 @@ fn open_backing(file: &ImageFile, header: &Header, name: &str, ctx: &mut OpenCtx
 }
 
 impl DiskImage for Qcow2Image {
+    fn data_file(&self) -> Option<&ImageFile> {
+        // Backing-file data is mapped without host offsets, so every host offset points into this file.
+        Some(&self.file)
+    }
+
     fn virtual_size(&self) -> u64 {
         self.header.size
     }

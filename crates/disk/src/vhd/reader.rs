@@ -411,6 +411,10 @@ impl VhdImage {
 }
 
 impl DiskImage for VhdImage {
+    fn data_file(&self) -> Option<&ImageFile> {
+        Some(&self.file)
+    }
+
     fn virtual_size(&self) -> u64 {
         self.virtual_size
     }

@@ -570,6 +570,12 @@ fn read_metadata(store: &Store, region: &Region, notes: &mut Vec<Note>) -> Resul
 }
 
 impl DiskImage for VhdxImage {
+    fn data_file(&self) -> Option<&ImageFile> {
+        // After a log replay the bytes on disk are not the image's bytes: always read through the overlay.
+        let store = &self.store;
+        (store.overlay().is_empty() && store.len() == store.file.len()).then_some(&store.file)
+    }
+
     fn virtual_size(&self) -> u64 {
         self.virtual_size
     }
