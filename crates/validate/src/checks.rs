@@ -104,7 +104,13 @@ impl<'a> Subject<'a> {
     }
     fn no_root_reason(&self) -> String {
         let has_pv = !self.physical_volumes.is_empty() || self.has_fs(FsKind::Lvm2Member);
-        if has_pv {
+        if let Some((v, e)) = self.unreadable_linux_fs().first() {
+            format!(
+                "the {} filesystem on {} could not be read ({e})",
+                v.filesystem.as_ref().map_or("", |f| f.kind.blkid_name()),
+                v.device
+            )
+        } else if has_pv {
             format!("the root filesystem is probably inside {}: logical volumes are not read yet", self.lvm_summary())
         } else if self.has_fs(FsKind::CryptoLuks) {
             "the disk holds an encrypted (LUKS) volume, which cannot be read offline".into()
@@ -116,11 +122,49 @@ impl<'a> Subject<'a> {
             "no Linux root filesystem was found (no volume with /etc, /bin and /etc/fstab or /etc/hosts)".into()
         }
     }
-    /// A root that may exist but could not be read (LVM, LUKS, NTFS, btrfs) rather than no root at all.
+    /// ext2/3/4 and XFS volumes whose files could not be read, with the reason.
+    fn unreadable_linux_fs(&self) -> Vec<(&'a Volume, &'a str)> {
+        self.inspection
+            .volumes
+            .iter()
+            .filter(|v| v.filesystem.as_ref().is_some_and(|f| f.kind.is_ext() || f.kind == FsKind::Xfs))
+            .filter_map(|v| v.error.as_deref().map(|e| (v, e)))
+            .collect()
+    }
+    /// A root that may exist but could not be read (LVM, LUKS, NTFS, btrfs, a filesystem feature the readers do
+    /// not support) rather than no root at all, or a damaged one.
     fn root_unreadable_kind(&self) -> bool {
         !self.physical_volumes.is_empty()
             || [FsKind::Lvm2Member, FsKind::CryptoLuks, FsKind::Ntfs, FsKind::Btrfs].iter().any(|&k| self.has_fs(k))
+            || self.unreadable_linux_fs().iter().any(|(_, e)| e.starts_with("unsupported"))
     }
+    /// Which check reports a finding of the inspection.
+    fn route(&self, f: &imgport_guest::Finding) -> Route {
+        if f.structure == "boot" || f.structure.starts_with("esp ") {
+            return Route::Boot;
+        }
+        if f.structure.starts_with("volume ") {
+            return Route::PartitionTable;
+        }
+        let device = f.structure.rsplit(' ').next().unwrap_or("");
+        match self.volume(device) {
+            Some(v) if v.mountpoint.as_deref() == Some("/") => Route::RootFs,
+            Some(_) if self.os().is_none() => Route::RootFs,
+            Some(v) if v.mountpoint.is_some() => Route::Fstab,
+            _ => Route::PartitionTable,
+        }
+    }
+    fn findings_for(&self, route: Route) -> impl Iterator<Item = &'a imgport_guest::Finding> + '_ {
+        self.inspection.findings.iter().filter(move |f| self.route(f) == route)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    PartitionTable,
+    Boot,
+    RootFs,
+    Fstab,
 }
 
 fn debian_like(os: &OperatingSystem) -> bool {
@@ -186,7 +230,9 @@ fn linux_guest<'a>(s: &Subject<'a>, id: &'static str) -> Result<&'a OperatingSys
     match s.guest() {
         Guest::Linux(os) => Ok(os),
         Guest::Windows(_) => Err(Vec::new()),
-        Guest::Unknown(reason) => Err(vec![Finding::not_checked(id, format!("no readable root filesystem: {reason}"))]),
+        Guest::Unknown(_) => {
+            Err(vec![Finding::not_checked(id, "needs the root filesystem, which was not read (see root-filesystem)")])
+        }
     }
 }
 
@@ -453,12 +499,7 @@ fn partition_table(s: &Subject, sev: Severity) -> Vec<Finding> {
         }
         out.push(fd);
     }
-    let root = s.os().map(|o| o.root.as_str());
-    for f in &s.inspection.findings {
-        // Damage inside the root filesystem belongs to root-filesystem; boot findings to boot-mode.
-        if f.structure == "boot" || root.is_some_and(|r| f.structure.ends_with(r)) {
-            continue;
-        }
+    for f in s.findings_for(Route::PartitionTable) {
         let fsev = if f.severity == imgport_guest::Severity::Error { sev } else { Severity::Warning };
         let mut fd = Finding::fail(
             ID,
@@ -536,6 +577,19 @@ fn boot_mode(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
             "install GRUB for BIOS as well: grub-install --target=i386-pc /dev/sdX",
         ));
     }
+    for f in s.findings_for(Route::Boot).filter(|f| f.structure != "boot") {
+        let mut fd = Finding::fail(
+            ID,
+            Severity::Warning,
+            format!("{}: {}", f.structure, f.message),
+            "recreate the EFI system partition (mkfs.fat -F 32) and reinstall the UEFI loader",
+        )
+        .path(f.structure.clone());
+        if let Some(o) = f.offset {
+            fd = fd.offset(o);
+        }
+        out.push(fd);
+    }
     if profile.arm64_needs_uefi && arch == Some("aarch64") && !b.uefi {
         out.push(Finding::fail(
             ID,
@@ -576,30 +630,49 @@ fn root_filesystem(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding
         Guest::Unknown(reason) if s.root_unreadable_kind() => {
             vec![Finding::not_checked(ID, reason)]
         }
-        Guest::Unknown(reason) => vec![Finding::fail(
-            ID,
-            sev,
-            reason,
-            "check that this is the system disk of the VM; the root must be ext3/ext4/xfs on a partition",
-        )],
+        Guest::Unknown(reason) => {
+            let damage: Vec<Finding> = s
+                .findings_for(Route::RootFs)
+                .map(|f| {
+                    let mut fd = Finding::fail(
+                        ID,
+                        sev,
+                        format!("{}: {}", f.structure, f.message),
+                        "repair the filesystem in the source VM (e2fsck -f / xfs_repair) and export the disk again",
+                    )
+                    .path(f.structure.clone());
+                    if let Some(o) = f.offset {
+                        fd = fd.offset(o);
+                    }
+                    fd
+                })
+                .collect();
+            if !damage.is_empty() {
+                return damage;
+            }
+            vec![Finding::fail(
+                ID,
+                sev,
+                reason,
+                "check that this is the system disk of the VM; the root must be ext3/ext4/xfs on a partition",
+            )]
+        }
         Guest::Windows(_) => vec![Finding::pass(ID, "Windows system volume on NTFS")],
-        Guest::Linux(os) => {
+        Guest::Linux(_) => {
             let Some(v) = s.root_volume() else { return vec![Finding::not_checked(ID, "root volume not found")] };
             let kind = v.filesystem.as_ref().map_or("unknown", |f| f.kind.blkid_name());
             let mut out = Vec::new();
-            for f in &s.inspection.findings {
-                if f.structure.ends_with(&os.root) {
-                    out.push(
-                        Finding::fail(
-                            ID,
-                            sev,
-                            format!("{}: {}", f.structure, f.message),
-                            "repair the root filesystem (e2fsck -f / xfs_repair) and export the disk again",
-                        )
-                        .path(v.device.clone())
-                        .offset(f.offset.unwrap_or(v.start)),
-                    );
-                }
+            for f in s.findings_for(Route::RootFs) {
+                out.push(
+                    Finding::fail(
+                        ID,
+                        sev,
+                        format!("{}: {}", f.structure, f.message),
+                        "repair the root filesystem (e2fsck -f / xfs_repair) and export the disk again",
+                    )
+                    .path(v.device.clone())
+                    .offset(f.offset.unwrap_or(v.start)),
+                );
             }
             if !profile.root_filesystems.is_empty() && !profile.root_filesystems.contains(&kind) {
                 out.push(
@@ -644,7 +717,11 @@ fn ext4_features(profile: &Profile, s: &Subject, _sev: Severity) -> Vec<Finding>
             None => continue,
         };
         seen += 1;
-        let name = format!("{} on {mp} ({})", f.kind.blkid_name(), v.device);
+        let name = if mp == v.device {
+            format!("{} on {mp}", f.kind.blkid_name())
+        } else {
+            format!("{} on {mp} ({})", f.kind.blkid_name(), v.device)
+        };
         if f.needs_recovery {
             out.push(
                 Finding::fail(
@@ -801,7 +878,10 @@ fn root_last(s: &Subject, sev: Severity) -> Vec<Finding> {
             // Root inside LVM: what has to grow is the physical volume.
             let pv = s.physical_volumes.first().and_then(|pv| s.volume(&pv.device)).and_then(|v| v.partition);
             if pv.is_none() {
-                return vec![Finding::not_checked(ID, format!("no readable root: {}", s.no_root_reason()))];
+                return vec![Finding::not_checked(
+                    ID,
+                    "needs the root filesystem, which was not read (see root-filesystem)",
+                )];
             }
             pv
         }
@@ -920,7 +1000,12 @@ fn architecture(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
     const ID: &str = "architecture";
     let os = match s.guest() {
         Guest::Linux(os) | Guest::Windows(os) => os,
-        Guest::Unknown(reason) => return vec![Finding::not_checked(ID, format!("no readable root: {reason}"))],
+        Guest::Unknown(_) => {
+            return vec![Finding::not_checked(
+                ID,
+                "needs the root filesystem, which was not read (see root-filesystem)",
+            )]
+        }
     };
     let Some(a) = &os.architecture else {
         return vec![Finding::fail(
@@ -967,7 +1052,11 @@ fn kernel(s: &Subject, sev: Severity) -> Vec<Finding> {
             ID,
             sev,
             "no kernel in /boot (vmlinuz-*)",
-            format!("install a kernel package inside the guest: {}", reinstall.replace("--reinstall ", "")),
+            if debian_like(os) {
+                "install a kernel inside the guest: apt-get install linux-image-amd64 (linux-image-arm64 on arm64)"
+            } else {
+                "install a kernel inside the guest: dnf install kernel (yum on older releases)"
+            },
         )
         .path("/boot")];
     };
