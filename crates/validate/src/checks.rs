@@ -377,8 +377,10 @@ fn size(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
         ];
     };
     let range = format!("{}-{} GiB", min / GIB, max / GIB);
-    if gib * GIB < min || gib * GIB > max {
-        let fix = if gib * GIB < min {
+    // Compared in GiB: the size rounded up, as DiskImageSize is given.
+    let (min_gib, max_gib) = (min.div_ceil(GIB), max / GIB);
+    if gib < min_gib || gib > max_gib {
+        let fix = if gib < min_gib {
             format!("grow the virtual disk to at least {} GiB: qemu-img resize IMAGE {}G", min / GIB, min / GIB)
         } else {
             format!(
@@ -396,7 +398,7 @@ fn size(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
     }
     let mut msg = format!("virtual size {shown} is within {range}");
     if let Some((lo, hi, note)) = profile.size_note {
-        if gib * GIB < lo || gib * GIB > hi {
+        if gib < lo.div_ceil(GIB) || gib > hi / GIB {
             msg.push_str(&format!(" (note: {note})"));
         }
     }
@@ -734,7 +736,7 @@ fn ext4_features(profile: &Profile, s: &Subject, _sev: Severity) -> Vec<Finding>
                     ),
                 )
                 .path(v.device.clone())
-                .offset(v.start + 1024)
+                .offset(v.start.saturating_add(1024))
                 .value("needs_recovery"),
             );
         }
@@ -747,7 +749,7 @@ fn ext4_features(profile: &Profile, s: &Subject, _sev: Severity) -> Vec<Finding>
                     format!("check it before exporting: e2fsck -f {}", v.device),
                 )
                 .path(v.device.clone())
-                .offset(v.start + 1024)
+                .offset(v.start.saturating_add(1024))
                 .value("not clean"),
             );
         }
@@ -764,7 +766,7 @@ fn ext4_features(profile: &Profile, s: &Subject, _sev: Severity) -> Vec<Finding>
                         ),
                     )
                     .path(v.device.clone())
-                    .offset(v.start + 1024)
+                    .offset(v.start.saturating_add(1024))
                     .value("64bit"),
                 );
             }
@@ -1584,6 +1586,10 @@ fn sshd(s: &Subject, sev: Severity) -> Vec<Finding> {
     vec![Finding::pass(ID, "the SSH server is installed and enabled")]
 }
 
+fn percent(part: u64, whole: u64) -> u128 {
+    u128::from(part) * 100 / u128::from(whole.max(1))
+}
+
 fn usage(s: &Subject, sev: Severity) -> Vec<Finding> {
     const ID: &str = "usage";
     let mut out = Vec::new();
@@ -1600,7 +1606,7 @@ fn usage(s: &Subject, sev: Severity) -> Vec<Finding> {
                 Finding::fail(
                     ID,
                     sev,
-                    format!("{mp} ({}) has {}% free space ({} of {})", v.device, free * 100 / size, human(free), human(size)),
+                    format!("{mp} ({}) has {}% free space ({} of {})", v.device, percent(free, size), human(free), human(size)),
                     format!("free space on {mp} (apt-get clean / dnf clean all, journalctl --vacuum-size, old logs) or grow it"),
                 )
                 .path(v.device.clone())
@@ -1616,7 +1622,7 @@ fn usage(s: &Subject, sev: Severity) -> Vec<Finding> {
                         Finding::fail(
                             ID,
                             sev,
-                            format!("{mp} ({}) has {}% free inodes ({free_i} of {inodes})", v.device, free_i * 100 / inodes),
+                            format!("{mp} ({}) has {}% free inodes ({free_i} of {inodes})", v.device, percent(free_i, inodes)),
                             format!("delete many small files on {mp} (caches, mail queues, session files) or rebuild it with more inodes"),
                         )
                         .path(v.device.clone())
