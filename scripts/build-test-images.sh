@@ -292,3 +292,245 @@ build_gpt_hybrid_ext4
 build_mbr_xfs5
 build_mbr_xfs4
 echo "build-test-images: images in $OUT" >&2
+
+# ==== images for imgport validate ================================================================================
+#   mbr-bad-fstab      Debian 12 (ext4 without 64bit): fstab names /dev/sdb1 and a UUID that does not exist
+#   mbr-lvm-root       Debian 12, /boot on ext4, root on LVM (vg0/root), PV label and metadata written by hand
+#   mbr-lvm-spanning   as mbr-lvm-root, but vg0 also needs a PV on another disk
+#   mbr-inodes-full    Debian 12, root ext4 with fewer than 10% free inodes
+#   gpt-uefi-arm64     Debian 12 arm64 (aarch64 ELF), GPT, ESP with \EFI\BOOT\BOOTAA64.EFI    -> UEFI
+#   mbr-arm64-bios     Debian 12 arm64 on MBR with BIOS boot code only (arm64 cannot boot that)
+#   mbr-exotic-riscv   an unknown distribution, riscv64 binaries, no kernel in /boot
+#   mbr-vmware-unclean Debian 12, ext4 not cleanly unmounted, VMware Tools installed
+#   mbr-ext4-recovery  Debian 12, ext4 whose journal needs recovery (its files are then not read)
+
+# fake_elf FILE MACHINE: a 64-byte ELF64 little-endian header for the machine (e_machine, one byte).
+fake_elf() {
+    rm -f "$1"
+    head -c 64 /dev/zero >"$1"
+    printf '\177ELF\002\001\001' | dd of="$1" bs=1 conv=notrunc status=none
+    printf "\\002\\000\\$(printf '%03o' "$2")\\000" | dd of="$1" bs=1 seek=16 conv=notrunc status=none
+}
+
+# debian_ext4 NAME HOSTNAME FSTAB [MKFS_OPTIONS...]: a Debian tree in $WORK/NAME, its ext4 in $WORK/NAME.fs.
+debian_tree() {
+    local name=$1 host=$2 fstab=$3
+    local t="$WORK/$name"
+    rm -rf "$t"
+    make_tree "$t" "$host" "$fstab"
+    debian_release "$t"
+    cloud_init "$t"
+}
+
+# mbr_disk NAME SIZE_MIB FS_IMAGE UUID: an MBR disk with one bootable Linux partition at 1 MiB holding FS_IMAGE.
+mbr_disk() {
+    local name=$1 size=$2 fs=$3 id=$4
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" "$size"
+    printf 'label: dos\nlabel-id: 0x%s\nstart=2048, type=83, bootable\n' "$id" | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$fs" 2048
+}
+
+build_mbr_bad_fstab() {
+    local name=mbr-bad-fstab uuid=6e6e6e6e-1111-4222-8333-444444444444
+    debian_tree "$name" deb-fstab "UUID=$uuid / ext4 errors=remount-ro 0 1
+/dev/sdb1 /data ext4 defaults 0 2
+UUID=0badc0de-0000-4000-8000-000000000000 /srv ext4 defaults 0 2
+UUID=0badc0de-0000-4000-8000-000000000001 /mnt/optional ext4 defaults,nofail 0 2"
+    mkdir -p "$WORK/$name/data" "$WORK/$name/srv" "$WORK/$name/mnt/optional"
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$WORK/$name" "$WORK/$name.fs" 100M
+    mbr_disk "$name" 104 "$WORK/$name.fs" 6e6e0001
+    write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid ROOT_TYPE=ext4 DISTRO=debian ARCH=x86_64 BOOT_MODE=BIOS
+}
+
+# lvm_pv OUT SIZE_MIB LV_FS [MISSING_PV]: an LVM2 physical volume holding volume group vg0 with logical volume
+# root (LV_FS placed at the first extent), laid out as pvcreate/vgcreate/lvcreate do: label in sector 1, metadata
+# area at 4 KiB, extents (4 MiB) from 1 MiB. pvcreate needs a block device, so the structures are written here
+# from lvm2's on-disk format (lib/format_text/layout.h, lib/label/label.h); blkid verifies the label checksum.
+lvm_pv() {
+    python3 - "$@" <<'PY'
+import os, struct, sys
+out, size_mib, lv_fs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+missing = sys.argv[4] if len(sys.argv) > 4 else None
+
+def crc(data, c=0xF597A6CF):
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
+    return c
+
+def dashed(u):
+    return "-".join([u[0:6], u[6:10], u[10:14], u[14:18], u[18:22], u[22:26], u[26:32]])
+
+MIB, EXTENT = 1 << 20, 4 << 20
+size = size_mib * MIB
+pv_uuid, vg_uuid, lv_uuid = "Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv", "Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg", "Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv"
+pe_start, mda_start = MIB, 4096
+pe_count = (size - pe_start) // EXTENT
+lv_extents = -(-os.path.getsize(lv_fs) // EXTENT)
+pvs = f'pv0 {{\nid = "{dashed(pv_uuid)}"\ndevice = "/dev/sda2"\nstatus = ["ALLOCATABLE"]\nflags = []\ndev_size = {size // 512}\npe_start = {pe_start // 512}\npe_count = {pe_count}\n}}\n'
+if missing:
+    pvs += f'pv1 {{\nid = "{dashed(missing)}"\ndevice = "/dev/sdb"\nstatus = ["ALLOCATABLE"]\nflags = []\ndev_size = 2097152\npe_start = 2048\npe_count = 255\n}}\n'
+text = (f'vg0 {{\nid = "{dashed(vg_uuid)}"\nseqno = 2\nformat = "lvm2"\nstatus = ["RESIZEABLE", "READ", "WRITE"]\n'
+        f'flags = []\nextent_size = {EXTENT // 512}\nmax_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\n'
+        f'physical_volumes {{\n\n{pvs}}}\n\nlogical_volumes {{\n\nroot {{\nid = "{dashed(lv_uuid)}"\n'
+        f'status = ["READ", "WRITE", "VISIBLE"]\nflags = []\ncreation_time = 1700000000\nsegment_count = 1\n\n'
+        f'segment1 {{\nstart_extent = 0\nextent_count = {lv_extents}\n\ntype = "striped"\nstripe_count = 1\n\n'
+        f'stripes = [\n"pv0", 0\n]\n}}\n}}\n}}\n\n}}\n'
+        '# Generated by LVM2 version 2.03.16(2) (2022-05-18): Tue Nov 14 22:13:20 2023\n\n'
+        'contents = "Text Format Volume Group"\nversion = 1\n\ndescription = ""\n\n'
+        'creation_host = "imgport-test"\ncreation_time = 1700000000\n\n').encode() + b"\0"
+
+with open(out, "wb") as f:
+    f.truncate(size)
+    # label_header + pv_header: uuid, device size, data areas (pe_start, 0), end, metadata areas, end,
+    # then the v2 extension (version, flags PV_EXT_USED) with an empty bootloader area list.
+    pvh = pv_uuid.encode() + struct.pack("<Q", size)
+    pvh += struct.pack("<QQQQ", pe_start, 0, 0, 0) + struct.pack("<QQQQ", mda_start, pe_start - mda_start, 0, 0)
+    pvh += struct.pack("<II", 2, 1) + struct.pack("<QQ", 0, 0)
+    label = bytearray(512)
+    label[0:8] = b"LABELONE"
+    label[8:16] = struct.pack("<Q", 1)
+    label[20:24] = struct.pack("<I", 32)
+    label[24:32] = b"LVM2 001"
+    label[32:32 + len(pvh)] = pvh
+    label[16:20] = struct.pack("<I", crc(label[20:]))
+    f.seek(512)
+    f.write(label)
+    # mda_header: checksum, magic, version, start, size, then raw_locn (offset from the area start, size,
+    # checksum of the text, flags) and a zero terminator.
+    mda = bytearray(512)
+    mda[4:20] = b" LVM2 x[5A%r0N*>"
+    mda[20:40] = struct.pack("<IQQ", 1, mda_start, pe_start - mda_start)
+    mda[40:64] = struct.pack("<QQII", 512, len(text), crc(text), 0)
+    mda[0:4] = struct.pack("<I", crc(mda[4:]))
+    f.seek(mda_start)
+    f.write(mda)
+    f.seek(mda_start + 512)
+    f.write(text)
+    with open(lv_fs, "rb") as lv:
+        f.seek(pe_start)
+        while True:
+            chunk = lv.read(MIB)
+            if not chunk:
+                break
+            if chunk.count(0) == len(chunk):
+                f.seek(len(chunk), 1)
+            else:
+                f.write(chunk)
+PY
+}
+
+# build_lvm NAME [MISSING_PV_UUID]
+build_lvm() {
+    local name=$1 missing=${2:-} uuid=7a7a7a7a-2222-4333-8444-555555555555 boot_uuid=7b7b7b7b-2222-4333-8444-555555555555
+    debian_tree "$name" deb-lvm "/dev/mapper/vg0-root / ext4 errors=remount-ro 0 1
+UUID=$boot_uuid /boot ext4 defaults 0 2"
+    local t="$WORK/$name" b="$WORK/$name-boot"
+    rm -rf "$b" && mkdir -p "$b"
+    mv "$t"/boot/* "$b/"
+    mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
+    mkfs.ext4 -q -F -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
+    lvm_pv "$WORK/$name.pv" 72 "$WORK/$name.fs" $missing
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 106
+    printf 'label: dos\nlabel-id: 0x7a7a0001\nstart=2048, size=65536, type=83, bootable\nstart=67584, type=8e\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.boot" 2048
+    stitch "$disk" "$WORK/$name.pv" 67584
+    write_env "$name" TABLE=mbr BOOT_PART=1 PV_PART=2 VG=vg0 LV=root ROOT_UUID=$uuid BOOT_MODE=BIOS
+}
+
+build_mbr_inodes_full() {
+    local name=mbr-inodes-full uuid=8c8c8c8c-3333-4444-8555-666666666666
+    debian_tree "$name" deb-inodes "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    local t="$WORK/$name" i
+    mkdir -p "$t/var/spool/many"
+    for i in $(seq 1 200); do : >"$t/var/spool/many/f$i"; done
+    # Inodes for exactly what the tree needs (plus the 11 reserved ones and a few spare): under 10% stay free.
+    local n=$(( $(find "$t" | wc -l) + 12 ))
+    mkfs.ext4 -q -F -O ^64bit -N "$n" -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
+    mbr_disk "$name" 68 "$WORK/$name.fs" 8c8c0001
+    write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid ROOT_TYPE=ext4 DISTRO=debian BOOT_MODE=BIOS
+}
+
+# An arm64 Debian tree: the host's /bin/sh replaced by an aarch64 ELF header.
+arm64_tree() {
+    debian_tree "$@"
+    fake_elf "$WORK/$1/usr/bin/dash" 183
+}
+
+build_gpt_uefi_arm64() {
+    local name=gpt-uefi-arm64 uuid=9a9a9a9a-4444-4555-8666-777777777777
+    arm64_tree "$name" deb-arm "UUID=$uuid / ext4 errors=remount-ro 0 1
+UUID=4E1F-C003 /boot/efi vfat umask=0077 0 1"
+    mkdir -p "$WORK/$name/boot/efi"
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$WORK/$name" "$WORK/$name.fs" 100M
+    pe_stub "$WORK/BOOTAA64.EFI"
+    make_esp "$WORK/$name.esp" ESP 4E1FC003 "$WORK/BOOTAA64.EFI:/EFI/BOOT/BOOTAA64.EFI"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 140
+    sgdisk -U 33333333-4444-5555-6666-777777777777 -n1:2048:+33M -t1:EF00 -c1:EFI -n2:0:0 -t2:8300 -c2:root \
+        "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.fs" $((2048 + 33 * 2048))
+    write_env "$name" TABLE=gpt ROOT_PART=2 ROOT_UUID=$uuid DISTRO=debian ARCH=aarch64 BOOT_MODE=UEFI
+}
+
+build_mbr_arm64_bios() {
+    local name=mbr-arm64-bios uuid=9b9b9b9b-4444-4555-8666-777777777777
+    arm64_tree "$name" deb-arm-bios "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$WORK/$name" "$WORK/$name.fs" 100M
+    mbr_disk "$name" 104 "$WORK/$name.fs" 9b9b0001
+    write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid DISTRO=debian ARCH=aarch64 BOOT_MODE=BIOS
+}
+
+build_mbr_exotic_riscv() {
+    local name=mbr-exotic-riscv uuid=5e5e5e5e-5555-4666-8777-888888888888
+    debian_tree "$name" exotic "UUID=$uuid / ext4 defaults 0 1"
+    local t="$WORK/$name"
+    rm -f "$t/etc/debian_version" "$t"/boot/vmlinuz-* "$t"/boot/initrd.img-*
+    printf 'NAME="Exotic OS"\nID=exoticos\nVERSION_ID=1.0\nPRETTY_NAME="Exotic OS 1.0"\n' >"$t/etc/os-release"
+    fake_elf "$t/usr/bin/dash" 243
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 100M
+    mbr_disk "$name" 104 "$WORK/$name.fs" 5e5e0001
+    write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid DISTRO=exoticos ARCH=riscv64 BOOT_MODE=BIOS
+}
+
+build_mbr_vmware_unclean() {
+    local name=mbr-vmware-unclean uuid=4d4d4d4d-6666-4777-8888-999999999999
+    debian_tree "$name" deb-vmware "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    local t="$WORK/$name"
+    mkdir -p "$t/etc/vmware-tools"
+    printf '#!/bin/sh\n' >"$t/usr/bin/vmtoolsd"
+    chmod 755 "$t/usr/bin/vmtoolsd"
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 100M
+    # As if the disk was copied while mounted: the superblock state is "not clean".
+    debugfs -w -R "ssv state 0" "$WORK/$name.fs" >/dev/null 2>&1
+    mbr_disk "$name" 104 "$WORK/$name.fs" 4d4d0001
+    write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid DISTRO=debian BOOT_MODE=BIOS
+}
+
+build_mbr_ext4_recovery() {
+    local name=mbr-ext4-recovery uuid=4e4e4e4e-6666-4777-8888-999999999999
+    debian_tree "$name" deb-recovery "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$WORK/$name" "$WORK/$name.fs" 100M
+    # As if the VM was exported while running: the journal still needs replaying.
+    debugfs -w -R "feature needs_recovery" "$WORK/$name.fs" >/dev/null 2>&1
+    mbr_disk "$name" 104 "$WORK/$name.fs" 4e4e0001
+    write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid DISTRO=debian BOOT_MODE=BIOS
+}
+
+command -v python3 >/dev/null 2>&1 || { echo "build-test-images: missing tool 'python3'" >&2; exit 1; }
+build_mbr_bad_fstab
+build_lvm mbr-lvm-root
+build_lvm mbr-lvm-spanning Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv
+build_mbr_inodes_full
+build_gpt_uefi_arm64
+build_mbr_arm64_bios
+build_mbr_exotic_riscv
+build_mbr_vmware_unclean
+build_mbr_ext4_recovery
+echo "build-test-images: validate images in $OUT" >&2

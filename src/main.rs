@@ -32,6 +32,9 @@ enum Command {
     Auth(commands::auth::Command),
     /// Read the guest inside an image: partitions, filesystems, OS, architecture, kernels, boot modes, agents.
     Inspect(commands::inspect::Args),
+    /// Check that an image will import and boot on a cloud, say what to fix, and derive the import parameters
+    /// (exit 0 ok, 1 problems found, 2 image unreadable).
+    Validate(commands::validate::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Digest(a) => commands::digest::run(a),
         Command::Auth(c) => commands::auth::run(c),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Validate(a) => commands::validate::run(a),
     };
     ExitCode::from(code)
 }

@@ -8,6 +8,7 @@ pub mod digest;
 pub mod info;
 pub mod inspect;
 pub mod map;
+pub mod validate;
 
 use clap::Args as ClapArgs;
 use imgport_disk::{Format, OpenOptions};

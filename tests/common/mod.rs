@@ -259,3 +259,35 @@ pub fn imgport_no_panic(args: &[&str]) -> (i32, String, String) {
     assert!(code.is_some() && code != Some(101), "imgport {args:?} crashed ({}):\n{stdout}\n{stderr}", out.status);
     (code.unwrap_or(-1), stdout, stderr)
 }
+
+// ---- validate -------------------------------------------------------------------------------------------------------
+// Helpers for `imgport validate`: run it with --json and read the findings.
+
+/// `imgport validate --json ARGS...`: (exit code, parsed report). Insists it did not crash and printed JSON.
+pub fn validate_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let mut all = vec!["validate", "--json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = imgport_no_panic(&all);
+    let v = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("imgport {all:?} printed invalid JSON ({e}):\n{out}\n{err}"));
+    (code, v)
+}
+
+/// The failed findings of a report as "id:severity", sorted; `min` "warning" leaves out notes.
+pub fn failures(report: &serde_json::Value, min: &str) -> Vec<String> {
+    let rank = |s: &str| ["info", "warning", "error"].iter().position(|x| *x == s).unwrap_or(0);
+    let mut out: Vec<String> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["status"] == "fail" && rank(f["severity"].as_str().unwrap()) >= rank(min))
+        .map(|f| format!("{}:{}", f["id"].as_str().unwrap(), f["severity"].as_str().unwrap()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The findings of one check.
+pub fn findings_of<'a>(report: &'a serde_json::Value, id: &str) -> Vec<&'a serde_json::Value> {
+    report["findings"].as_array().expect("findings").iter().filter(|f| f["id"] == id).collect()
+}
