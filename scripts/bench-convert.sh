@@ -53,56 +53,52 @@ CASES=(
   "raw->qcow2 zstd|-f raw -O qcow2 -c -o compression_type=zstd $SRC|-O qcow2 --compress zstd $SRC|$SRC"
 )
 
-# Time one command (seconds) including an fsync of its output; print "seconds rchar".
+# Time one command including an fsync of its output; print "wall_seconds cpu_seconds bytes_read".
+# CPU time (user + system of the command) is printed too: on a busy machine it is steadier than wall time.
 measure() {
     local out=$1; shift
     rm -f "$out"
     python3 - "$out" "$@" <<'PY'
-import os, subprocess, sys, time
+import json, os, subprocess, sys, time
 out, cmd = sys.argv[1], sys.argv[2:]
 os.sync()  # start from clean page cache writeback, so one run's flush does not land in the next run's time
 t = time.monotonic()
 p = subprocess.Popen(cmd, stdout=subprocess.PIPE)
 stdout = p.stdout.read()
-os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
-rchar = 0
-with open(f"/proc/{p.pid}/io") as f:
-    for line in f:
-        if line.startswith("rchar:"):
-            rchar = int(line.split()[1])
-rc = p.wait()
-try:  # imgport maps its input, which rchar does not see: use its own count (reads + mapped data)
-    import json
-    rchar = json.loads(stdout)["bytes_read"]
-except Exception:
-    pass
+_, status, usage = os.wait4(p.pid, 0)
 fd = os.open(out, os.O_RDONLY); os.fsync(fd); os.close(fd)
 el = time.monotonic() - t
-if rc != 0:
-    sys.exit(f"command failed ({rc}): {' '.join(cmd)}")
-print(f"{el:.3f} {rchar}")
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit(f"command failed: {' '.join(cmd)}")
+try:  # imgport counts what it read (reads plus mapped data)
+    read = json.loads(stdout)["bytes_read"]
+except Exception:
+    read = 0
+print(f"{el:.3f} {usage.ru_utime + usage.ru_stime:.3f} {read}")
 PY
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); $(qemu-img --version | head -1)"
-echo "runs per case: $RUNS (median), warm cache, output fsynced"
+echo "runs per case: $RUNS (median), warm cache, output fsynced; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '| %-20s | %10s | %10s | %7s | %14s | %14s |\n' case "qemu-img s" "imgport s" ratio "imgport read MiB" "allocated MiB"
-printf '|%s|%s|%s|%s|%s|%s|\n' "----------------------" "------------" "------------" "---------" "----------------" "----------------"
+printf '| %-20s | %8s | %8s | %6s | %8s | %8s | %6s | %9s | %9s |\n' case "qemu s" "imgport s" ratio "qemu cpu" "imgport cpu" "cpu ratio" "read MiB" "alloc MiB"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------" "----------" "-----------" "--------" "----------" "-------------" "-----------" "-----------" "-----------"
 cat "$SRC" "$WORK"/src.* >/dev/null  # warm the cache
 for c in "${CASES[@]}"; do
     IFS='|' read -r name qargs iargs source <<<"$c"
     [ -n "${ONLY:-}" ] && [[ "$name" != *"$ONLY"* ]] && continue
-    q=(); i=(); rc=()
+    qw=(); qc=(); iw=(); ic=(); rd=()
     for _ in $(seq "$RUNS"); do
-        r=$(measure "$WORK/out.q" qemu-img convert $qargs "$WORK/out.q"); q+=("${r% *}")
-        r=$(measure "$WORK/out.i" "$IMGPORT" convert --json --force $iargs "$WORK/out.i"); i+=("${r% *}"); rc+=("${r#* }")
+        read -r w cpu _ < <(measure "$WORK/out.q" qemu-img convert $qargs "$WORK/out.q"); qw+=("$w"); qc+=("$cpu")
+        read -r w cpu r < <(measure "$WORK/out.i" "$IMGPORT" convert --json --force $iargs "$WORK/out.i"); iw+=("$w"); ic+=("$cpu"); rd+=("$r")
     done
-    qm=$(printf '%s\n' "${q[@]}" | median); im=$(printf '%s\n' "${i[@]}" | median)
+    qm=$(printf '%s\n' "${qw[@]}" | median); im=$(printf '%s\n' "${iw[@]}" | median)
+    qcm=$(printf '%s\n' "${qc[@]}" | median); icm=$(printf '%s\n' "${ic[@]}" | median)
     alloc=$("$IMGPORT" info --json "$source" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated_bytes"])')
-    printf '| %-20s | %10.2f | %10.2f | %7.2f | %14.0f | %14.0f |\n' "$name" "$qm" "$im" \
-        "$(echo "$im / $qm" | bc -l)" "$(echo "${rc[0]} / 1048576" | bc -l)" "$(echo "$alloc / 1048576" | bc -l)"
+    printf '| %-20s | %8.2f | %9.2f | %6.2f | %8.2f | %11.2f | %9.2f | %9.0f | %9.0f |\n' "$name" "$qm" "$im" \
+        "$(echo "$im / $qm" | bc -l)" "$qcm" "$icm" "$(echo "$icm / $qcm" | bc -l)" \
+        "$(echo "${rd[0]} / 1048576" | bc -l)" "$(echo "$alloc / 1048576" | bc -l)"
     rm -f "$WORK/out.q" "$WORK/out.i"
 done
