@@ -32,6 +32,9 @@ enum Command {
     Auth(commands::auth::Command),
     /// Read the guest inside an image: partitions, filesystems, OS, architecture, kernels, boot modes, agents.
     Inspect(commands::inspect::Args),
+    /// A local Alibaba Cloud emulator (OSS; ECS, RAM and STS endpoints on the same port) for offline runs.
+    #[command(subcommand)]
+    Emulator(commands::emulator::Command),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Digest(a) => commands::digest::run(a),
         Command::Auth(c) => commands::auth::run(c),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Emulator(c) => commands::emulator::run(c),
     };
     ExitCode::from(code)
 }
