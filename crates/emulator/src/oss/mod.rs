@@ -385,15 +385,14 @@ pub async fn handle(
     if !d.latency.is_zero() {
         tokio::time::sleep(d.latency).await;
     }
+    let mut body = Some(body);
     if let Some(e) = d.error {
-        return Reply::Response(finish(
-            injected_error(e).into_response(request_id, &host, head),
-            d.drop_response_after,
-        ));
+        let r = injected_error(e).into_response(request_id, &host, head);
+        return Reply::Response(finish(settle_body(&mut body, r).await, d.drop_response_after));
     }
     let now = state.now();
     let date = UtcTime::from_unix(now).http_date();
-    let reply = run(state, op, &signable, body, bucket, key, &host, request_id, now, d.drop_request_after).await;
+    let reply = run(state, op, &signable, &mut body, bucket, key, &host, request_id, now, d.drop_request_after).await;
     match reply {
         Ok(mut r) => {
             if let Ok(v) = HeaderValue::from_str(&date) {
@@ -407,9 +406,28 @@ pub async fn handle(
             if let Ok(v) = HeaderValue::from_str(&date) {
                 r.headers_mut().insert("date", v);
             }
-            Reply::Response(finish(r, d.drop_response_after))
+            Reply::Response(finish(settle_body(&mut body, r).await, d.drop_response_after))
         }
     }
+}
+
+/// Largest unread request body drained before an early error, so the connection stays usable.
+const DRAIN_LIMIT: u64 = 8 << 20;
+
+/// An answer given before the request body was read: a small body is read and discarded so the client can
+/// reuse the connection; for a large one the connection is closed after the answer instead.
+async fn settle_body(body: &mut Option<Incoming>, mut r: Response<Body>) -> Response<Body> {
+    use http_body::Body as _;
+    let Some(b) = body.take() else { return r };
+    if b.is_end_stream() {
+        return r;
+    }
+    let small = b.size_hint().upper().is_some_and(|n| n <= DRAIN_LIMIT);
+    if small && crate::body::receive_small(b, None, DRAIN_LIMIT as usize).await.is_ok() {
+        return r;
+    }
+    r.headers_mut().insert("connection", HeaderValue::from_static("close"));
+    r
 }
 
 fn finish(r: Response<Body>, drop_after: Option<u64>) -> Response<Body> {
@@ -424,7 +442,7 @@ async fn run(
     state: &Arc<EmulatorState>,
     op: Op,
     req: &SignableRequest,
-    body: Incoming,
+    body: &mut Option<Incoming>,
     bucket: Option<String>,
     key: Option<String>,
     host: &str,

@@ -104,7 +104,12 @@ fn quoted(etag: &str) -> String {
     format!("\"{etag}\"")
 }
 
-pub async fn run(op: Op, ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failure> {
+/// Takes the request body for a handler that reads it (once).
+fn take(body: &mut Option<Incoming>) -> Result<Incoming, Failure> {
+    body.take().ok_or_else(|| Failure::Error(OssError::internal("the request body was already read")))
+}
+
+pub async fn run(op: Op, ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Response<Body>, Failure> {
     match op {
         Op::ListBuckets => list_buckets(ctx).await,
         Op::PutBucket => put_bucket(ctx, body).await,
@@ -248,8 +253,8 @@ async fn list_buckets(ctx: &Ctx<'_>) -> Result<Response<Body>, Failure> {
     Ok(ctx.xml(200, w.finish(), vec![]))
 }
 
-async fn put_bucket(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failure> {
-    let data = read_xml_body(ctx, body).await?;
+async fn put_bucket(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Response<Body>, Failure> {
+    let data = read_xml_body(ctx, take(body)?).await?;
     let (mut class, mut redundancy, mut location) = ("Standard".to_string(), "LRS".to_string(), None);
     if !data.iter().all(u8::is_ascii_whitespace) {
         let text = std::str::from_utf8(&data).map_err(|_| OssError::malformed_xml())?;
@@ -419,9 +424,9 @@ async fn list_objects(ctx: &Ctx<'_>, v2: bool) -> Result<Response<Body>, Failure
     Ok(ctx.xml(200, w.finish(), vec![]))
 }
 
-async fn delete_multiple(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failure> {
+async fn delete_multiple(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Response<Body>, Failure> {
     let expected = expected_md5(ctx)?;
-    let data = read_xml_body(ctx, body).await?;
+    let data = read_xml_body(ctx, take(body)?).await?;
     if let Some(md5) = expected {
         use md5::Digest;
         if md5::Md5::digest(&data).as_slice() != md5 {
@@ -468,7 +473,7 @@ async fn delete_multiple(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>
 // ---- objects ----------------------------------------------------------------------------------------------
 
 /// Receives a PutObject or UploadPart body into a temporary file and checks its Content-MD5.
-async fn receive_body(ctx: &Ctx<'_>, body: Incoming) -> Result<Received, Failure> {
+async fn receive_body(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Received, Failure> {
     let expected = expected_md5(ctx)?;
     let max = ctx.state.max_put_size;
     if let Some(len) = ctx.h("Content-Length").and_then(|v| v.parse::<u64>().ok()) {
@@ -477,8 +482,9 @@ async fn receive_body(ctx: &Ctx<'_>, body: Incoming) -> Result<Received, Failure
         }
     }
     let path = ctx.state.store.tmp_path();
-    let received =
-        body::receive_to_file(body, &path, ctx.drop_request_after, max).await.map_err(|e| recv_failure(e, max))?;
+    let received = body::receive_to_file(take(body)?, &path, ctx.drop_request_after, max)
+        .await
+        .map_err(|e| recv_failure(e, max))?;
     if expected.is_some_and(|m| m != received.md5) {
         let _ = tokio::fs::remove_file(&received.path).await;
         return Err(OssError::invalid_digest().into());
@@ -494,7 +500,7 @@ fn write_headers(etag: &str, crc: u64, md5: &[u8; 16]) -> Vec<(String, String)> 
     ]
 }
 
-async fn put_object(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failure> {
+async fn put_object(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Response<Body>, Failure> {
     let new = new_object(ctx)?;
     bucket_info(ctx).await?;
     let received = receive_body(ctx, body).await?;
@@ -715,7 +721,7 @@ fn part_number(ctx: &Ctx<'_>) -> Result<u32, OssError> {
     }
 }
 
-async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failure> {
+async fn upload_part(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Response<Body>, Failure> {
     let number = part_number(ctx)?;
     let upload_id = ctx.q("uploadId").unwrap_or("").to_string();
     let store = ctx.store();
@@ -735,9 +741,9 @@ async fn upload_part(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Fa
     Ok(ctx.empty(200, write_headers(&part.etag, part.crc64, &received.md5)))
 }
 
-async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failure> {
+async fn complete(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Response<Body>, Failure> {
     let upload_id = ctx.q("uploadId").unwrap_or("").to_string();
-    let data = read_xml_body(ctx, body).await?;
+    let data = read_xml_body(ctx, take(body)?).await?;
     let complete_all = ctx.h("x-oss-complete-all").is_some_and(|v| v.eq_ignore_ascii_case("yes"));
     let listed: Option<Vec<(u32, String)>> = if complete_all {
         if !data.iter().all(u8::is_ascii_whitespace) {
@@ -788,7 +794,8 @@ async fn complete(ctx: &Ctx<'_>, body: Incoming) -> Result<Response<Body>, Failu
         .elem("Key", ctx.enc(&ctx.key))
         .elem("ETag", quoted(&meta.etag))
         .close("CompleteMultipartUploadResult");
-    Ok(ctx.xml(200, w.finish(), vec![("x-oss-hash-crc64ecma".into(), meta.crc64.to_string())]))
+    let headers = vec![("x-oss-hash-crc64ecma".into(), meta.crc64.to_string()), ("ETag".into(), quoted(&meta.etag))];
+    Ok(ctx.xml(200, w.finish(), headers))
 }
 
 async fn abort(ctx: &Ctx<'_>) -> Result<Response<Body>, Failure> {
