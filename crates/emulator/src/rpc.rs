@@ -168,14 +168,20 @@ impl RpcRouter {
 /// Remembers recent signature nonces so a replayed request is refused (`SignatureNonceUsed`).
 #[derive(Default)]
 pub struct NonceCache {
-    seen: Mutex<(HashMap<String, i64>, VecDeque<(i64, String)>)>,
+    seen: Mutex<Nonces>,
+}
+
+#[derive(Default)]
+struct Nonces {
+    by_nonce: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
 }
 
 impl NonceCache {
     /// Records a nonce; false when it was already used within the skew window.
     fn insert(&self, nonce: &str, now: i64) -> bool {
         let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, order) = &mut *g;
+        let Nonces { by_nonce: map, order } = &mut *g;
         while order.front().is_some_and(|(t, _)| *t < now - 2 * MAX_SKEW_SECONDS) {
             if let Some((_, n)) = order.pop_front() {
                 map.remove(&n);
@@ -312,8 +318,7 @@ pub async fn handle(
     req: Request<Incoming>,
     request_id: &str,
     decision: impl FnOnce(&str) -> Decision,
-    operation: &mut String,
-    fault: &mut Option<String>,
+    out: &mut crate::oss::Outcome,
 ) -> Reply {
     let (parts, incoming) = req.into_parts();
     let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
@@ -324,7 +329,7 @@ pub async fn handle(
         .collect();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let Ok(signable) = SignableRequest::from_target(parts.method.as_str(), &target, headers) else {
-        *operation = "Invalid".into();
+        out.operation = "Invalid".into();
         let e = RpcError::new(400, "InvalidParameter", "The request URI could not be decoded.");
         return Reply::Response(render_error(&e, Format::Json, request_id, &host));
     };
@@ -344,9 +349,9 @@ pub async fn handle(
         _ => Format::Xml,
     };
     let pre_action = action.clone().unwrap_or_else(|| "Unknown".into());
-    *operation = pre_action.clone();
+    out.operation = pre_action.clone();
     let d = decision(&pre_action);
-    *fault = d.describe();
+    out.fault = d.describe();
     if !d.latency.is_zero() {
         tokio::time::sleep(d.latency).await;
     }
@@ -372,7 +377,7 @@ pub async fn handle(
     let format = fmt_of(&params);
     let action = action.or_else(|| params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()));
     if let Some(a) = &action {
-        *operation = a.clone();
+        out.operation = a.clone();
     }
     let finish = |r: Response<Body>| -> Reply {
         let mut r = r;

@@ -76,37 +76,28 @@ impl Server {
         let start = Instant::now();
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
-        let mut operation = String::from("-");
-        let mut fault = None;
         let state = &self.state;
+        let dropped = || Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped"));
+        let mut out = oss::Outcome::default();
         let (request_id, result) = if path.starts_with("/_emulator/") {
-            operation = "Admin".into();
+            out.operation = "Admin".into();
             (util::oss_request_id(), Ok(self.admin(req).await))
         } else if rpc::is_rpc(&req) {
             let id = util::rpc_request_id();
             let decide = |op: &str| state.faults.decide("rpc", op);
-            let r = rpc::handle(state, &self.router, &self.nonces, req, &id, decide, &mut operation, &mut fault).await;
-            (
-                id,
-                match r {
-                    rpc::Reply::Response(r) => Ok(r),
-                    rpc::Reply::Drop => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped")),
-                },
-            )
+            let r = match rpc::handle(state, &self.router, &self.nonces, req, &id, decide, &mut out).await {
+                rpc::Reply::Response(r) => Ok(r),
+                rpc::Reply::Drop => dropped(),
+            };
+            (id, r)
         } else {
             let id = util::oss_request_id();
-            let mut out = oss::Outcome::default();
             let decide = |op: &str| state.faults.decide("oss", op);
-            let r = oss::handle(state, req, &id, decide, &mut out).await;
-            operation = out.operation;
-            fault = out.fault;
-            (
-                id,
-                match r {
-                    oss::Reply::Response(r) => Ok(r),
-                    oss::Reply::Drop => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped")),
-                },
-            )
+            let r = match oss::handle(state, req, &id, decide, &mut out).await {
+                oss::Reply::Response(r) => Ok(r),
+                oss::Reply::Drop => dropped(),
+            };
+            (id, r)
         };
         let status = result.as_ref().map_or(0, |r| r.status().as_u16());
         state.log.record(LogEntry {
@@ -117,10 +108,10 @@ impl Server {
             request_id,
             method,
             path,
-            operation,
+            operation: out.operation,
             status,
             duration_ms: start.elapsed().as_millis() as u64,
-            fault,
+            fault: out.fault,
         });
         result
     }
