@@ -20,7 +20,17 @@ struct Served {
 
 fn serve(data: &std::path::Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgport"))
-        .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--json", "--access-key-id", AK, "--access-key-secret", SK])
+        .args([
+            "emulator",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--json",
+            "--access-key-id",
+            AK,
+            "--access-key-secret",
+            SK,
+        ])
         .arg("--data")
         .arg(data)
         .stdout(Stdio::piped())
@@ -77,7 +87,8 @@ fn request(
     let (bucket, key) = rest.split_once('/').map_or((rest, None), |(b, k)| (b, Some(k).filter(|k| !k.is_empty())));
     oss_v1::sign_header(&mut req, &Credentials::new(AK, SK), Some(bucket), key, now());
     let mut s = TcpStream::connect(addr).expect("connect");
-    let mut head = format!("{method} {} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {len}\r\nConnection: close\r\n", req.target());
+    let mut head =
+        format!("{method} {} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {len}\r\nConnection: close\r\n", req.target());
     for (k, v) in &req.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -150,6 +161,7 @@ fn memory_stays_flat_while_a_large_object_streams_in_and_out() {
 
     let mut sent = Crc64::new();
     let len = mib * CHUNK as u64;
+    let put_started = std::time::Instant::now();
     let (status, headers, _) = request(&addr, "PUT", "/mem/big.raw", len, &mut |s| {
         let mut buf = vec![0x5a; CHUNK];
         for i in 0..mib {
@@ -161,6 +173,8 @@ fn memory_stays_flat_while_a_large_object_streams_in_and_out() {
     });
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "x-oss-hash-crc64ecma"), Some(sent.finish().to_string().as_str()));
+    let put_secs = put_started.elapsed().as_secs_f64();
+    let get_started = std::time::Instant::now();
 
     let (status, headers, mut r) = request(&addr, "GET", "/mem/big.raw", 0, &mut |_| Ok(()));
     assert_eq!(status, 200);
@@ -182,6 +196,9 @@ fn memory_stays_flat_while_a_large_object_streams_in_and_out() {
     let peak = served.peak_rss_kib();
     let (code, stderr) = served.stop();
     assert_eq!(code, 0, "{stderr}");
-    eprintln!("emulator peak RSS: {baseline} KiB at start, {peak} KiB after {mib} MiB in and out");
+    let get_secs = get_started.elapsed().as_secs_f64();
+    eprintln!(
+        "PUT {mib} MiB in {put_secs:.1} s, GET in {get_secs:.1} s; emulator peak RSS {baseline} KiB at start, {peak} KiB after"
+    );
     assert!(peak < baseline + 96 * 1024, "peak RSS grew from {baseline} KiB to {peak} KiB for a {mib} MiB object");
 }

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 /// The response body type of every handler.
 pub type Body = BoxBody<Bytes, io::Error>;
 
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 
 pub fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into()).map_err(|never| match never {}).boxed()
@@ -180,6 +180,8 @@ async fn receive_inner(
     let mut md5 = Md5::new();
     let mut crc = crate::crc64::Crc64::new();
     let mut size = 0u64;
+    // Frames are often small (16 KiB): gather them so each trip to the blocking file writer moves a chunk.
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| RecvError::Client(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
@@ -192,8 +194,13 @@ async fn receive_inner(
         }
         md5.update(&data);
         crc.update(&data);
-        file.write_all(&data).await?;
+        pending.extend_from_slice(&data);
+        if pending.len() >= CHUNK {
+            file.write_all(&pending).await?;
+            pending.clear();
+        }
     }
+    file.write_all(&pending).await?;
     // No fsync: the emulator promises survival of its own restart or crash (the page cache outlives the
     // process), not of a power cut, and an fsync per part would slow every upload test.
     file.flush().await?;
