@@ -39,7 +39,6 @@ pub struct Ctx<'a> {
     pub request_id: String,
     pub now: i64,
     pub drop_request_after: Option<u64>,
-    #[allow(dead_code)]
     pub principal: Principal,
     pub host_region: Option<String>,
 }
