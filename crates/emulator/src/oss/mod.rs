@@ -386,12 +386,15 @@ pub async fn handle(
         tokio::time::sleep(d.latency).await;
     }
     let mut body = Some(body);
-    if let Some(e) = d.error {
-        let r = injected_error(e).into_response(request_id, &host, head);
-        return Reply::Response(finish(settle_body(&mut body, r).await, d.drop_response_after));
-    }
     let now = state.now();
     let date = UtcTime::from_unix(now).http_date();
+    if let Some(e) = d.error {
+        let mut r = injected_error(e).into_response(request_id, &host, head);
+        if let Ok(v) = HeaderValue::from_str(&date) {
+            r.headers_mut().insert("date", v);
+        }
+        return Reply::Response(finish(settle_body(&mut body, r).await, d.drop_response_after));
+    }
     let reply = run(state, op, &signable, &mut body, bucket, key, &host, request_id, now, d.drop_request_after).await;
     match reply {
         Ok(mut r) => {
