@@ -35,6 +35,9 @@ enum Command {
     /// Check that an image will import and boot on a cloud, say what to fix, and derive the import parameters
     /// (exit 0 ok, 1 problems found, 2 image unreadable).
     Validate(commands::validate::Args),
+    /// A local Alibaba Cloud emulator (OSS; ECS, RAM and STS endpoints on the same port) for offline runs.
+    #[command(subcommand)]
+    Emulator(commands::emulator::Command),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Auth(c) => commands::auth::run(c),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Validate(a) => commands::validate::run(a),
+        Command::Emulator(c) => commands::emulator::run(c),
     };
     ExitCode::from(code)
 }

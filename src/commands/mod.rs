@@ -5,6 +5,7 @@ pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod digest;
+pub mod emulator;
 pub mod info;
 pub mod inspect;
 pub mod map;

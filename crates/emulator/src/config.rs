@@ -1,0 +1,161 @@
+//! Emulator settings, in-process and from a TOML or JSON file.
+
+use crate::faults::FaultConfig;
+use crate::rpc::{RpcRouter, RpcService};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to run an emulator. Build with [`EmulatorConfig::new`] and adjust the fields.
+#[derive(Clone)]
+pub struct EmulatorConfig {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the state lives (created if missing).
+    pub data_dir: PathBuf,
+    /// Served regions; the first is the default.
+    pub regions: Vec<String>,
+    /// The accepted long-term key pair; generated (and kept in `DATA/access-key.json`) when unset.
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<String>,
+    /// The emulated account's id.
+    pub account_id: String,
+    pub faults: FaultConfig,
+    /// Print each request's log record on stderr.
+    pub log_to_stderr: bool,
+    /// Print log records as JSON lines.
+    pub log_json: bool,
+    /// Largest PutObject / UploadPart body.
+    pub max_put_size: u64,
+    pub rpc: RpcRouter,
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("regions", &self.regions)
+            .field("access_key_id", &self.access_key_id.as_deref().map(imgport_auth::mask_access_key_id))
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
+    }
+}
+
+pub const DEFAULT_REGION: &str = "cn-hangzhou";
+pub const DEFAULT_ACCOUNT_ID: &str = "1234567890123456";
+
+impl EmulatorConfig {
+    /// Loopback on a free port, state under `data_dir`, region cn-hangzhou, a generated key pair.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            regions: vec![DEFAULT_REGION.to_string()],
+            access_key_id: None,
+            access_key_secret: None,
+            account_id: DEFAULT_ACCOUNT_ID.to_string(),
+            faults: FaultConfig::default(),
+            log_to_stderr: false,
+            log_json: false,
+            max_put_size: 5 << 30,
+            rpc: RpcRouter::default(),
+        }
+    }
+
+    /// Sets the accepted key pair.
+    pub fn with_keys(mut self, access_key_id: &str, access_key_secret: &str) -> Self {
+        self.access_key_id = Some(access_key_id.to_string());
+        self.access_key_secret = Some(access_key_secret.to_string());
+        self
+    }
+
+    /// Plugs in the service for an API version (`2014-05-26` ECS, `2015-05-01` RAM, `2015-04-01` STS, ...).
+    pub fn rpc_service(mut self, version: &str, service: Arc<dyn RpcService>) -> Self {
+        self.rpc.register(version, service);
+        self
+    }
+}
+
+/// The settings a `--config` file may hold; every field is optional and command-line flags win.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub regions: Option<Vec<String>>,
+    pub access_key_id: Option<String>,
+    pub access_key_secret: Option<String>,
+    pub account_id: Option<String>,
+    pub max_put_size: Option<u64>,
+    pub faults: Option<FaultConfig>,
+}
+
+impl FileConfig {
+    /// Reads a TOML file, or JSON when the name ends in `.json` or the text starts with `{`.
+    pub fn load(path: &Path) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        if json {
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        } else {
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+    }
+
+    /// Applies the file's settings to a configuration.
+    pub fn apply(self, cfg: &mut EmulatorConfig) {
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if let Some(d) = self.data {
+            cfg.data_dir = d;
+        }
+        if let Some(r) = self.regions.filter(|r| !r.is_empty()) {
+            cfg.regions = r;
+        }
+        if self.access_key_id.is_some() {
+            cfg.access_key_id = self.access_key_id;
+        }
+        if self.access_key_secret.is_some() {
+            cfg.access_key_secret = self.access_key_secret;
+        }
+        if let Some(a) = self.account_id {
+            cfg.account_id = a;
+        }
+        if let Some(m) = self.max_put_size {
+            cfg.max_put_size = m;
+        }
+        if let Some(f) = self.faults {
+            cfg.faults = f;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_json_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = dir.path().join("emu.toml");
+        std::fs::write(
+            &t,
+            "listen = \"127.0.0.1:9999\"\nregions = [\"cn-shanghai\", \"cn-beijing\"]\n[faults]\nseed = 3\n[[faults.rules]]\noperation = \"UploadPart\"\nkind = \"internal_error\"\nrate = 0.1\n",
+        )
+        .expect("write");
+        let mut cfg = EmulatorConfig::new("/tmp/x");
+        FileConfig::load(&t).expect("toml loads").apply(&mut cfg);
+        assert_eq!(cfg.listen.port(), 9999);
+        assert_eq!(cfg.regions, vec!["cn-shanghai", "cn-beijing"]);
+        assert_eq!(cfg.faults.seed, 3);
+        let j = dir.path().join("emu.json");
+        std::fs::write(&j, r#"{"faults": {"clock_skew_seconds": 1200}}"#).expect("write");
+        FileConfig::load(&j).expect("json loads").apply(&mut cfg);
+        assert_eq!(cfg.faults.clock_skew_seconds, 1200);
+        std::fs::write(&j, r#"{"bogus": 1}"#).expect("write");
+        assert!(FileConfig::load(&j).is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! The keys the emulator accepts: one long-term access key pair, and a registry of temporary credentials
+//! (access key, secret, security token, expiry) that STS AssumeRole adds to. Temporary credentials are kept in
+//! `DATA/credentials.json` so they survive a restart, as issued STS tokens do.
+
+use crate::util;
+use imgport_auth::sign::SecretLookup;
+use imgport_auth::{Credentials, Secret};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+/// Temporary credentials as STS issues them.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TemporaryCredential {
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub security_token: String,
+    /// Unix seconds.
+    pub expiration: i64,
+}
+
+impl std::fmt::Debug for TemporaryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporaryCredential")
+            .field("access_key_id", &imgport_auth::mask_access_key_id(&self.access_key_id))
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TemporaryCredential {
+    /// New random temporary credentials valid until `expiration` (ids shaped like STS's: `STS.` + 28 characters).
+    pub fn generate(expiration: i64) -> Self {
+        TemporaryCredential {
+            access_key_id: format!("STS.{}", util::random_alnum(28)),
+            access_key_secret: util::random_alnum(44),
+            security_token: format!("CAIS{}", util::random_alnum(300)),
+            expiration,
+        }
+    }
+
+    pub fn to_credentials(&self) -> Credentials {
+        Credentials::new(self.access_key_id.clone(), self.access_key_secret.as_str())
+            .with_token(self.security_token.as_str())
+            .with_expiration(self.expiration)
+    }
+}
+
+/// Why a request's security token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    /// Temporary credentials used without their token, or with another one.
+    Invalid,
+    Expired,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Persisted {
+    temporary: Vec<TemporaryCredential>,
+}
+
+/// The accepted keys. Implements [`SecretLookup`] for the verifiers.
+pub struct CredentialStore {
+    access_key_id: String,
+    access_key_secret: Secret,
+    temporary: RwLock<HashMap<String, TemporaryCredential>>,
+    path: Option<PathBuf>,
+}
+
+impl CredentialStore {
+    /// The long-term pair, and the temporary credentials saved under `data_dir` (if any).
+    pub fn open(access_key_id: &str, access_key_secret: &str, data_dir: Option<&Path>) -> io::Result<Self> {
+        let path = data_dir.map(|d| d.join("credentials.json"));
+        let mut temporary = HashMap::new();
+        if let Some(p) = &path {
+            match std::fs::read(p) {
+                Ok(data) => {
+                    let saved: Persisted = serde_json::from_slice(&data)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", p.display())))?;
+                    for t in saved.temporary {
+                        temporary.insert(t.access_key_id.clone(), t);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(CredentialStore {
+            access_key_id: access_key_id.to_string(),
+            access_key_secret: Secret::new(access_key_secret),
+            temporary: RwLock::new(temporary),
+            path,
+        })
+    }
+
+    pub fn access_key_id(&self) -> &str {
+        &self.access_key_id
+    }
+
+    /// The long-term pair.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::new(self.access_key_id.clone(), self.access_key_secret.clone())
+    }
+
+    fn save(&self, map: &HashMap<String, TemporaryCredential>) -> io::Result<()> {
+        let Some(p) = &self.path else { return Ok(()) };
+        let mut list: Vec<TemporaryCredential> = map.values().cloned().collect();
+        list.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
+        let data = serde_json::to_vec_pretty(&Persisted { temporary: list }).map_err(io::Error::other)?;
+        let tmp = p.with_extension("json.tmp");
+        write_private(&tmp, &data)?;
+        std::fs::rename(&tmp, p)
+    }
+
+    /// Registers temporary credentials (what STS AssumeRole does); credentials expired for more than a day are
+    /// dropped at the same time so the registry does not grow without bound.
+    pub fn add_temporary(&self, cred: TemporaryCredential, now: i64) -> io::Result<()> {
+        let mut map = self.temporary.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, t| t.expiration > now - 86_400);
+        map.insert(cred.access_key_id.clone(), cred);
+        self.save(&map)
+    }
+
+    /// Issues and registers new temporary credentials valid for `duration_seconds` from `now`.
+    pub fn issue_temporary(&self, now: i64, duration_seconds: i64) -> io::Result<TemporaryCredential> {
+        let cred = TemporaryCredential::generate(now + duration_seconds);
+        self.add_temporary(cred.clone(), now)?;
+        Ok(cred)
+    }
+
+    pub fn temporary(&self, access_key_id: &str) -> Option<TemporaryCredential> {
+        self.temporary.read().unwrap_or_else(|p| p.into_inner()).get(access_key_id).cloned()
+    }
+
+    pub fn is_temporary(&self, access_key_id: &str) -> bool {
+        self.temporary(access_key_id).is_some()
+    }
+
+    /// Checks the security token a request carried for its access key. `expire_all_from` is the fault that
+    /// makes every temporary credential count as expired from that time on.
+    pub fn check_token(
+        &self,
+        access_key_id: &str,
+        token: Option<&str>,
+        now: i64,
+        expire_all_from: Option<i64>,
+    ) -> Result<(), TokenProblem> {
+        let Some(t) = self.temporary(access_key_id) else {
+            return Ok(());
+        };
+        if token.is_none_or(|tok| !same(tok, &t.security_token)) {
+            return Err(TokenProblem::Invalid);
+        }
+        if now >= t.expiration || expire_all_from.is_some_and(|from| now >= from) {
+            return Err(TokenProblem::Expired);
+        }
+        Ok(())
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(data)
+}
+
+impl SecretLookup for CredentialStore {
+    fn secret(&self, access_key_id: &str) -> Option<Secret> {
+        if access_key_id == self.access_key_id {
+            return Some(self.access_key_secret.clone());
+        }
+        self.temporary(access_key_id).map(|t| Secret::new(t.access_key_secret))
+    }
+}
+
+/// A new long-term pair shaped like Alibaba Cloud's (`LTAI` + 20 characters, 30-character secret).
+pub fn generate_key_pair() -> (String, String) {
+    (format!("LTAI{}", util::random_alnum(20)), util::random_alnum(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_and_tokens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = CredentialStore::open("AK", "SK", Some(dir.path())).expect("open");
+        assert_eq!(store.secret("AK").map(|s| s.expose().to_string()), Some("SK".into()));
+        assert!(store.secret("nope").is_none());
+        let t = store.issue_temporary(1000, 3600).expect("issue");
+        assert!(store.secret(&t.access_key_id).is_some());
+        assert_eq!(store.check_token("AK", None, 0, None), Ok(()));
+        assert_eq!(store.check_token(&t.access_key_id, Some(&t.security_token), 2000, None), Ok(()));
+        assert_eq!(store.check_token(&t.access_key_id, None, 2000, None), Err(TokenProblem::Invalid));
+        assert_eq!(store.check_token(&t.access_key_id, Some("x"), 2000, None), Err(TokenProblem::Invalid));
+        assert_eq!(
+            store.check_token(&t.access_key_id, Some(&t.security_token), 4600, None),
+            Err(TokenProblem::Expired)
+        );
+        assert_eq!(
+            store.check_token(&t.access_key_id, Some(&t.security_token), 2000, Some(1500)),
+            Err(TokenProblem::Expired)
+        );
+        // Survives a restart.
+        let again = CredentialStore::open("AK", "SK", Some(dir.path())).expect("reopen");
+        assert_eq!(again.temporary(&t.access_key_id), Some(t.clone()));
+        assert!(!format!("{t:?}").contains(&t.access_key_secret));
+    }
+}

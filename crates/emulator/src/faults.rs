@@ -1,0 +1,252 @@
+//! Fault injection: errors, throttling, latency, dropped connections, clock skew and token expiry, chosen per
+//! operation by rules whose random draws come from a seed, so a run can be repeated exactly.
+//!
+//! A rule's n-th matching request gets the same decision in every run with the same seed, whatever else runs.
+
+use crate::util::splitmix64;
+use serde::{Deserialize, Serialize};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+
+/// Everything that can be injected; set from the config file, the admin endpoint or in-process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultConfig {
+    /// Seed of the per-rule random draws.
+    pub seed: u64,
+    pub rules: Vec<FaultRule>,
+    /// The server's clock runs this many seconds ahead of the real one (negative: behind). Requests then look
+    /// skewed (`RequestTimeTooSkewed`) and every response's `Date` shows the server's time.
+    pub clock_skew_seconds: i64,
+    /// From this time on (unix seconds, server clock) every temporary credential counts as expired.
+    pub tokens_expire_at: Option<i64>,
+}
+
+/// One rule: which operations, what happens, how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRule {
+    /// An operation name (`PutObject`, `UploadPart`, `ImportImage`, ...), `oss` or `rpc` for all of one
+    /// kind, or `*` for every request.
+    #[serde(default = "any")]
+    pub operation: String,
+    #[serde(flatten)]
+    pub fault: Fault,
+    /// Probability that a matching request is hit (0..=1; default 1).
+    #[serde(default = "one")]
+    pub rate: f64,
+    /// Matching requests let through before the rule starts.
+    #[serde(default)]
+    pub after: u64,
+    /// Hit at most this many requests.
+    #[serde(default)]
+    pub times: Option<u64>,
+}
+
+fn any() -> String {
+    "*".into()
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// 500 `InternalError`.
+    InternalError,
+    /// 503 `ServiceUnavailable`.
+    ServiceUnavailable,
+    /// Throttling: 503 `SlowDown` from OSS, `Throttling` from the RPC gateway.
+    SlowDown,
+    /// Extra delay before the request is handled.
+    Latency { ms: u64 },
+    /// Close the connection after this many bytes of the response body.
+    DropResponse { after_bytes: u64 },
+    /// Close the connection after this many bytes of the request body have arrived.
+    DropRequest { after_bytes: u64 },
+}
+
+/// An error to answer with instead of handling the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedError {
+    InternalError,
+    ServiceUnavailable,
+    SlowDown,
+}
+
+/// What the rules decided for one request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub latency: Duration,
+    pub error: Option<InjectedError>,
+    pub drop_response_after: Option<u64>,
+    pub drop_request_after: Option<u64>,
+}
+
+impl Decision {
+    pub fn is_empty(&self) -> bool {
+        *self == Decision::default()
+    }
+
+    /// A short description for the request log.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.latency.is_zero() {
+            parts.push(format!("latency {}ms", self.latency.as_millis()));
+        }
+        if let Some(e) = self.error {
+            parts.push(format!("{e:?}"));
+        }
+        if let Some(n) = self.drop_request_after {
+            parts.push(format!("drop request after {n}"));
+        }
+        if let Some(n) = self.drop_response_after {
+            parts.push(format!("drop response after {n}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counter {
+    seen: u64,
+    hit: u64,
+}
+
+/// The live fault state.
+#[derive(Default)]
+pub struct Faults {
+    config: RwLock<FaultConfig>,
+    counters: Mutex<Vec<Counter>>,
+}
+
+impl Faults {
+    pub fn new(config: FaultConfig) -> Self {
+        let n = config.rules.len();
+        Faults { config: RwLock::new(config), counters: Mutex::new(vec![Counter::default(); n]) }
+    }
+
+    /// Replaces the configuration and restarts the rule counters.
+    pub fn set(&self, config: FaultConfig) {
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        *counters = vec![Counter::default(); config.rules.len()];
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    pub fn get(&self) -> FaultConfig {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn clock_skew(&self) -> i64 {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clock_skew_seconds
+    }
+
+    pub fn tokens_expire_at(&self) -> Option<i64> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).tokens_expire_at
+    }
+
+    /// Decides the faults for one request of `service` (`oss` or `rpc`) and operation.
+    pub fn decide(&self, service: &str, operation: &str) -> Decision {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = Decision::default();
+        for (i, rule) in config.rules.iter().enumerate() {
+            if !(rule.operation == "*" || rule.operation == service || rule.operation == operation) {
+                continue;
+            }
+            let Some(c) = counters.get_mut(i) else { continue };
+            let n = c.seen;
+            c.seen += 1;
+            if n < rule.after || rule.times.is_some_and(|t| c.hit >= t) {
+                continue;
+            }
+            let mut state =
+                config.seed ^ (i as u64).wrapping_mul(0xA24B_AED4_963E_E407) ^ n.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+            let draw = (splitmix64(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+            if draw >= rule.rate {
+                continue;
+            }
+            c.hit += 1;
+            match rule.fault {
+                Fault::InternalError => {
+                    d.error.get_or_insert(InjectedError::InternalError);
+                }
+                Fault::ServiceUnavailable => {
+                    d.error.get_or_insert(InjectedError::ServiceUnavailable);
+                }
+                Fault::SlowDown => {
+                    d.error.get_or_insert(InjectedError::SlowDown);
+                }
+                Fault::Latency { ms } => d.latency += Duration::from_millis(ms),
+                Fault::DropResponse { after_bytes } => {
+                    d.drop_response_after.get_or_insert(after_bytes);
+                }
+                Fault::DropRequest { after_bytes } => {
+                    d.drop_request_after.get_or_insert(after_bytes);
+                }
+            }
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(op: &str, fault: Fault, rate: f64) -> FaultRule {
+        FaultRule { operation: op.into(), fault, rate, after: 0, times: None }
+    }
+
+    #[test]
+    fn deterministic_with_seed() {
+        let cfg =
+            FaultConfig { seed: 42, rules: vec![rule("UploadPart", Fault::InternalError, 0.3)], ..Default::default() };
+        let run = |cfg: &FaultConfig| {
+            let f = Faults::new(cfg.clone());
+            (0..200).map(|_| f.decide("oss", "UploadPart").error.is_some()).collect::<Vec<_>>()
+        };
+        let a = run(&cfg);
+        assert_eq!(a, run(&cfg));
+        let hits = a.iter().filter(|h| **h).count();
+        assert!((35..=85).contains(&hits), "{hits}");
+        let other = run(&FaultConfig { seed: 43, ..cfg.clone() });
+        assert_ne!(a, other);
+        // Other operations are not affected, and do not shift the rule's draws.
+        let f = Faults::new(cfg);
+        assert!(f.decide("oss", "PutObject").is_empty());
+    }
+
+    #[test]
+    fn after_and_times() {
+        let mut r = rule("*", Fault::DropResponse { after_bytes: 10 }, 1.0);
+        r.after = 2;
+        r.times = Some(1);
+        let f = Faults::new(FaultConfig { rules: vec![r], ..Default::default() });
+        let got: Vec<Option<u64>> = (0..5).map(|_| f.decide("oss", "GetObject").drop_response_after).collect();
+        assert_eq!(got, vec![None, None, Some(10), None, None]);
+    }
+
+    #[test]
+    fn parses_from_toml_and_json() {
+        let toml_text = r#"
+            seed = 7
+            clock_skew_seconds = -1200
+            [[rules]]
+            operation = "UploadPart"
+            kind = "slow_down"
+            rate = 0.5
+            [[rules]]
+            kind = "latency"
+            ms = 20
+        "#;
+        let cfg: FaultConfig = toml::from_str(toml_text).expect("toml");
+        assert_eq!(cfg.rules[0].fault, Fault::SlowDown);
+        assert_eq!(cfg.rules[1].operation, "*");
+        assert_eq!(cfg.rules[1].fault, Fault::Latency { ms: 20 });
+        let json = serde_json::to_string(&cfg).expect("json");
+        let back: FaultConfig = serde_json::from_str(&json).expect("json back");
+        assert_eq!(back, cfg);
+    }
+}

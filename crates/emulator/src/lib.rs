@@ -1,0 +1,193 @@
+//! A local Alibaba Cloud emulator that the official SDKs work against unchanged: OSS (buckets, objects, ranges,
+//! multipart uploads, V1 and V4 signatures, CRC-64 and MD5 checks) and an RPC gateway where the ECS, RAM and STS
+//! services plug in ([`rpc::RpcService`]). State persists under a data folder; faults can be injected
+//! ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
+
+pub mod body;
+pub mod config;
+pub mod crc64;
+pub mod credentials;
+pub mod faults;
+pub mod log;
+pub mod oss;
+pub mod rpc;
+mod server;
+pub mod state;
+pub mod util;
+pub mod xml;
+
+pub use config::{EmulatorConfig, FileConfig};
+pub use credentials::{CredentialStore, TemporaryCredential};
+pub use faults::{Fault, FaultConfig, FaultRule};
+pub use log::LogEntry;
+pub use rpc::{Params, RpcContext, RpcError, RpcResult, RpcService};
+pub use state::EmulatorState;
+
+use imgport_auth::Credentials;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Starts emulators.
+pub struct Emulator;
+
+/// A running emulator; stops when dropped or on [`RunningEmulator::shutdown`].
+pub struct RunningEmulator {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT`: the OSS endpoint (path style; `http://BUCKET.localhost:PORT` works too).
+    pub oss_endpoint: String,
+    /// The same listener, for ECS, RAM and STS.
+    pub ecs_endpoint: String,
+    pub regions: Vec<String>,
+    /// The long-term key pair the emulator accepts.
+    pub credentials: Credentials,
+    state: Arc<EmulatorState>,
+    shutdown: Option<watch::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedKey {
+    access_key_id: String,
+    access_key_secret: String,
+}
+
+/// The configured key pair, or the one generated on an earlier run with this data folder, or a new one.
+fn resolve_keys(config: &EmulatorConfig) -> io::Result<(String, String)> {
+    if let (Some(id), Some(secret)) = (&config.access_key_id, &config.access_key_secret) {
+        return Ok((id.clone(), secret.clone()));
+    }
+    let path = config.data_dir.join("access-key.json");
+    if let Ok(data) = std::fs::read(&path) {
+        if let Ok(k) = serde_json::from_slice::<SavedKey>(&data) {
+            return Ok((k.access_key_id, k.access_key_secret));
+        }
+    }
+    let (id, secret) = credentials::generate_key_pair();
+    let data = serde_json::to_vec_pretty(&SavedKey { access_key_id: id.clone(), access_key_secret: secret.clone() })
+        .map_err(io::Error::other)?;
+    write_private(&path, &data)?;
+    Ok((id, secret))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path)?.write_all(data)
+}
+
+impl Emulator {
+    /// Opens the state, binds the listener and serves on a background thread with its own runtime.
+    pub fn start(config: EmulatorConfig) -> io::Result<RunningEmulator> {
+        if config.regions.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "at least one region is needed"));
+        }
+        std::fs::create_dir_all(&config.data_dir)?;
+        let (ak, sk) = resolve_keys(&config)?;
+        let creds = credentials::CredentialStore::open(&ak, &sk, Some(&config.data_dir))?;
+        let store = oss::store::Store::open(&config.data_dir)?;
+        let state = Arc::new(EmulatorState {
+            regions: config.regions.clone(),
+            account_id: config.account_id.clone(),
+            data_dir: config.data_dir.clone(),
+            store: Arc::new(store),
+            credentials: Arc::new(creds),
+            faults: faults::Faults::new(config.faults.clone()),
+            log: log::RequestLog::new(config.log_to_stderr, config.log_json),
+            max_put_size: config.max_put_size,
+        });
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("imgport-emulator")
+            .enable_all()
+            .build()?;
+        let (tx, rx) = watch::channel(false);
+        let server =
+            Arc::new(server::Server { state: state.clone(), router: config.rpc.clone(), nonces: Default::default() });
+        let thread = std::thread::Builder::new().name("imgport-emulator".into()).spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => server::accept_loop(l, server, rx).await,
+                    Err(e) => eprintln!("imgport-emulator: cannot listen: {e}"),
+                }
+            });
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        })?;
+        let url = format!("http://{addr}");
+        Ok(RunningEmulator {
+            addr,
+            oss_endpoint: url.clone(),
+            ecs_endpoint: url,
+            regions: config.regions,
+            credentials: Credentials::new(ak, sk),
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl RunningEmulator {
+    /// The default region.
+    pub fn region(&self) -> &str {
+        self.state.default_region()
+    }
+
+    /// The shared state (store, credentials, faults, log).
+    pub fn state(&self) -> &Arc<EmulatorState> {
+        &self.state
+    }
+
+    /// Replaces the fault configuration.
+    pub fn set_faults(&self, faults: FaultConfig) {
+        self.state.faults.set(faults);
+    }
+
+    pub fn faults(&self) -> FaultConfig {
+        self.state.faults.get()
+    }
+
+    /// Issues temporary credentials valid for `duration_seconds` (as STS AssumeRole will).
+    pub fn issue_temporary_credentials(&self, duration_seconds: i64) -> io::Result<TemporaryCredential> {
+        self.state.credentials.issue_temporary(self.state.now(), duration_seconds)
+    }
+
+    pub fn add_temporary_credentials(&self, cred: TemporaryCredential) -> io::Result<()> {
+        self.state.credentials.add_temporary(cred, self.state.now())
+    }
+
+    /// The most recent request log records.
+    pub fn request_log(&self) -> Vec<LogEntry> {
+        self.state.log.entries()
+    }
+
+    /// Stops accepting, lets open requests finish (up to a few seconds) and waits for the server thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Blocks until the server thread ends (after [`RunningEmulator::shutdown`] from elsewhere, or a failure).
+    fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

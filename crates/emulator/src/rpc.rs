@@ -1,0 +1,565 @@
+//! The RPC gateway for ECS, RAM and STS: requests that carry an `Action` (query or form) or an `x-acs-action`
+//! header. The gateway checks the signature (ACS3-HMAC-SHA256 or RPC V1), the timestamp, the nonce and the
+//! security token, routes by API version to an [`RpcService`], and renders the result or error as JSON or XML
+//! according to `Format`, as the real gateway does.
+//!
+//! A service only implements [`RpcService::handle`]; register it with [`crate::EmulatorConfig::rpc_service`].
+
+use crate::body::{self, Body, RecvError};
+use crate::credentials::TokenProblem;
+use crate::faults::{Decision, InjectedError};
+use crate::state::EmulatorState;
+use crate::xml::{escape, XmlWriter};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use imgport_auth::encode::parse_query;
+use imgport_auth::sign::{acs3, rpc_v1, sha256_hex, VerifyError};
+use imgport_auth::time::{parse_iso8601, UtcTime};
+use imgport_auth::SignableRequest;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+pub const ECS_VERSION: &str = "2014-05-26";
+pub const RAM_VERSION: &str = "2015-05-01";
+pub const STS_VERSION: &str = "2015-04-01";
+
+/// How far `Timestamp` / `x-acs-date` may be from the server's clock.
+const MAX_SKEW_SECONDS: i64 = 15 * 60;
+const MAX_BODY: usize = 8 << 20;
+
+/// Response format: the `Format` parameter (RPC V1 defaults to XML, ACS3 to JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+/// The request parameters: query and form body together, decoded, in arrival order.
+#[derive(Debug, Clone, Default)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A parameter that must be present and non-empty (`MissingParameter` / `Missing<Name>` otherwise).
+    pub fn require(&self, name: &str) -> Result<&str, RpcError> {
+        self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| RpcError::missing_parameter(name))
+    }
+
+    /// Flattened list parameters `Prefix.N` or `Prefix.N.Field`: for each index N in order, the fields under it
+    /// (the empty name for `Prefix.N` itself).
+    pub fn indexed(&self, prefix: &str) -> BTreeMap<u32, BTreeMap<String, String>> {
+        let mut out: BTreeMap<u32, BTreeMap<String, String>> = BTreeMap::new();
+        let lead = format!("{prefix}.");
+        for (k, v) in &self.0 {
+            let Some(rest) = k.strip_prefix(&lead) else { continue };
+            let (n, field) = rest.split_once('.').unwrap_or((rest, ""));
+            if let Ok(n) = n.parse::<u32>() {
+                out.entry(n).or_default().insert(field.to_string(), v.clone());
+            }
+        }
+        out
+    }
+}
+
+/// What a service sees of the request besides its parameters.
+pub struct RpcContext {
+    pub state: Arc<EmulatorState>,
+    pub request_id: String,
+    pub action: String,
+    pub version: String,
+    /// The caller's access key id (verified).
+    pub access_key_id: String,
+    /// Whether the caller used temporary (STS) credentials.
+    pub temporary: bool,
+    /// The server's clock (unix seconds), skew included.
+    pub now: i64,
+    pub format: Format,
+    pub host: String,
+    pub method: String,
+}
+
+/// An error answer: HTTP status, code and message as the gateway shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl RpcError {
+    pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
+        RpcError { status, code: code.into(), message: message.into() }
+    }
+
+    pub fn missing_parameter(name: &str) -> Self {
+        RpcError::new(
+            400,
+            format!("Missing{name}"),
+            format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+        )
+    }
+
+    pub fn invalid_parameter(name: &str, message: impl Into<String>) -> Self {
+        RpcError::new(400, format!("InvalidParameter.{name}"), message)
+    }
+
+    pub fn action_not_found() -> Self {
+        RpcError::new(404, "InvalidAction.NotFound", "Specified api is not found, please check your url and method.")
+    }
+
+    pub fn internal() -> Self {
+        RpcError::new(
+            500,
+            "InternalError",
+            "The request processing has failed due to some unknown error, exception or failure.",
+        )
+    }
+}
+
+/// The result of an action: a JSON object (the response fields without `RequestId`, which the gateway adds).
+pub type RpcResult = Result<Value, RpcError>;
+
+/// One API (ECS, RAM, STS, ...), called on a blocking thread: it may touch the disk freely, and may start
+/// background work with `tokio::runtime::Handle::current()` or threads.
+pub trait RpcService: Send + Sync {
+    fn handle(&self, ctx: &RpcContext, action: &str, params: &Params) -> RpcResult;
+}
+
+/// Answers every action with `InvalidAction.NotFound`: the placeholder for APIs not emulated yet.
+pub struct NotImplemented;
+
+impl RpcService for NotImplemented {
+    fn handle(&self, _ctx: &RpcContext, _action: &str, _params: &Params) -> RpcResult {
+        Err(RpcError::action_not_found())
+    }
+}
+
+/// Services by API version.
+#[derive(Clone)]
+pub struct RpcRouter {
+    services: HashMap<String, Arc<dyn RpcService>>,
+}
+
+impl Default for RpcRouter {
+    fn default() -> Self {
+        let mut services: HashMap<String, Arc<dyn RpcService>> = HashMap::new();
+        for v in [ECS_VERSION, RAM_VERSION, STS_VERSION] {
+            services.insert(v.to_string(), Arc::new(NotImplemented));
+        }
+        RpcRouter { services }
+    }
+}
+
+impl RpcRouter {
+    pub fn register(&mut self, version: &str, service: Arc<dyn RpcService>) {
+        self.services.insert(version.to_string(), service);
+    }
+
+    fn get(&self, version: &str) -> Option<Arc<dyn RpcService>> {
+        self.services.get(version).cloned()
+    }
+}
+
+/// Remembers recent signature nonces so a replayed request is refused (`SignatureNonceUsed`).
+#[derive(Default)]
+pub struct NonceCache {
+    seen: Mutex<Nonces>,
+}
+
+#[derive(Default)]
+struct Nonces {
+    by_nonce: HashMap<String, i64>,
+    order: VecDeque<(i64, String)>,
+}
+
+impl NonceCache {
+    /// Records a nonce; false when it was already used within the skew window.
+    fn insert(&self, nonce: &str, now: i64) -> bool {
+        let mut g = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let Nonces { by_nonce: map, order } = &mut *g;
+        while order.front().is_some_and(|(t, _)| *t < now - 2 * MAX_SKEW_SECONDS) {
+            if let Some((_, n)) = order.pop_front() {
+                map.remove(&n);
+            }
+        }
+        if map.contains_key(nonce) {
+            return false;
+        }
+        map.insert(nonce.to_string(), now);
+        order.push_back((now, nonce.to_string()));
+        true
+    }
+}
+
+/// Whether a request is for the RPC gateway, from what is visible before reading the body.
+pub fn is_rpc(req: &Request<Incoming>) -> bool {
+    if req.headers().contains_key("x-acs-action") {
+        return true;
+    }
+    let query = req.uri().query().unwrap_or("");
+    if query.split('&').any(|p| p.split('=').next() == Some("Action")) {
+        return true;
+    }
+    // An RPC call may carry all of its parameters in a form body; OSS has no form-encoded POST to "/".
+    req.method() == hyper::Method::POST
+        && req.uri().path() == "/"
+        && req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+}
+
+fn render_error(e: &RpcError, format: Format, request_id: &str, host: &str) -> Response<Body> {
+    let recommend = format!("https://api.aliyun.com/troubleshoot?q={}", e.code);
+    let (ctype, text) = match format {
+        Format::Json => {
+            let v = serde_json::json!({
+                "RequestId": request_id,
+                "HostId": host,
+                "Code": e.code,
+                "Message": e.message,
+                "Recommend": recommend,
+            });
+            ("application/json;charset=utf-8", v.to_string())
+        }
+        Format::Xml => {
+            let mut w = XmlWriter::new();
+            w.open("Error")
+                .elem("RequestId", request_id)
+                .elem("HostId", host)
+                .elem("Code", &e.code)
+                .elem("Message", &e.message)
+                .elem("Recommend", recommend)
+                .close("Error");
+            ("text/xml;charset=utf-8", w.finish())
+        }
+    };
+    reply(e.status, ctype, request_id, text)
+}
+
+fn reply(status: u16, ctype: &'static str, request_id: &str, text: String) -> Response<Body> {
+    let mut r = Response::new(body::full(text));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert("content-type", HeaderValue::from_static(ctype));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        r.headers_mut().insert("x-acs-request-id", v);
+    }
+    r
+}
+
+/// JSON to the gateway's XML: objects become elements, arrays repeat their element name.
+fn json_to_xml(out: &mut String, name: &str, v: &Value) {
+    match v {
+        Value::Array(items) => {
+            for item in items {
+                json_to_xml(out, name, item);
+            }
+        }
+        Value::Object(map) => {
+            out.push_str(&format!("<{name}>"));
+            for (k, v) in map {
+                json_to_xml(out, k, v);
+            }
+            out.push_str(&format!("</{name}>"));
+        }
+        Value::Null => out.push_str(&format!("<{name}></{name}>")),
+        Value::String(s) => out.push_str(&format!("<{name}>{}</{name}>", escape(s))),
+        other => out.push_str(&format!("<{name}>{other}</{name}>")),
+    }
+}
+
+fn render_ok(value: Value, ctx: &RpcContext) -> Response<Body> {
+    let mut map = match value {
+        Value::Object(m) => m,
+        other => {
+            let mut m = Map::new();
+            m.insert("Result".into(), other);
+            m
+        }
+    };
+    map.insert("RequestId".into(), Value::String(ctx.request_id.clone()));
+    match ctx.format {
+        Format::Json => reply(200, "application/json;charset=utf-8", &ctx.request_id, Value::Object(map).to_string()),
+        Format::Xml => {
+            let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+            json_to_xml(&mut s, &format!("{}Response", ctx.action), &Value::Object(map));
+            reply(200, "text/xml;charset=utf-8", &ctx.request_id, s)
+        }
+    }
+}
+
+fn injected(e: InjectedError) -> RpcError {
+    match e {
+        InjectedError::InternalError => RpcError::internal(),
+        InjectedError::ServiceUnavailable => {
+            RpcError::new(503, "ServiceUnavailable", "The request has failed due to a temporary failure of the server.")
+        }
+        InjectedError::SlowDown => RpcError::new(400, "Throttling", "Request was denied due to request throttling."),
+    }
+}
+
+/// What the gateway tells the server loop.
+pub enum Reply {
+    Response(Response<Body>),
+    Drop,
+}
+
+/// Handles one RPC request.
+pub async fn handle(
+    state: &Arc<EmulatorState>,
+    router: &RpcRouter,
+    nonces: &NonceCache,
+    req: Request<Incoming>,
+    request_id: &str,
+    decision: impl FnOnce(&str) -> Decision,
+    out: &mut crate::oss::Outcome,
+) -> Reply {
+    let (parts, incoming) = req.into_parts();
+    let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .collect();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let Ok(signable) = SignableRequest::from_target(parts.method.as_str(), &target, headers) else {
+        out.operation = "Invalid".into();
+        let e = RpcError::new(400, "InvalidParameter", "The request URI could not be decoded.");
+        return Reply::Response(render_error(&e, Format::Json, request_id, &host));
+    };
+    let action = signable
+        .header("x-acs-action")
+        .map(str::to_string)
+        .or_else(|| signable.query_param("Action").map(str::to_string));
+    let acs3 = signable.header("Authorization").is_some_and(|a| a.starts_with(acs3::ALGORITHM));
+    let fmt_of = |params: &[(String, String)]| match params
+        .iter()
+        .find(|(k, _)| k == "Format")
+        .map(|(_, v)| v.to_ascii_lowercase())
+    {
+        Some(f) if f == "json" => Format::Json,
+        Some(f) if f == "xml" => Format::Xml,
+        _ if acs3 => Format::Json,
+        _ => Format::Xml,
+    };
+    let pre_action = action.clone().unwrap_or_else(|| "Unknown".into());
+    out.operation = pre_action.clone();
+    let d = decision(&pre_action);
+    out.fault = d.describe();
+    if !d.latency.is_zero() {
+        tokio::time::sleep(d.latency).await;
+    }
+    let body = match body::receive_small(incoming, d.drop_request_after, MAX_BODY).await {
+        Ok(b) => b,
+        Err(RecvError::TooLarge) => {
+            let e = RpcError::new(413, "RequestEntityTooLarge", "The request body is too large.");
+            return Reply::Response(render_error(&e, fmt_of(&signable.query), request_id, &host));
+        }
+        Err(_) => return Reply::Drop,
+    };
+    let mut params = signable.query.clone();
+    let form = signable.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        match std::str::from_utf8(&body).ok().and_then(|s| parse_query(s).ok()) {
+            Some(p) => params.extend(p),
+            None => {
+                let e = RpcError::new(400, "InvalidParameter", "The form body could not be decoded.");
+                return Reply::Response(render_error(&e, fmt_of(&params), request_id, &host));
+            }
+        }
+    }
+    let format = fmt_of(&params);
+    let action = action.or_else(|| params.iter().find(|(k, _)| k == "Action").map(|(_, v)| v.clone()));
+    if let Some(a) = &action {
+        out.operation = a.clone();
+    }
+    let finish = |r: Response<Body>| -> Reply {
+        let mut r = r;
+        if let Ok(v) = HeaderValue::from_str(&UtcTime::from_unix(state.now()).http_date()) {
+            r.headers_mut().insert("date", v);
+        }
+        Reply::Response(match d.drop_response_after {
+            Some(n) => r.map(|b| crate::body::DropAfter::wrap(b, n)),
+            None => r,
+        })
+    };
+    if let Some(e) = d.error {
+        return finish(render_error(&injected(e), format, request_id, &host));
+    }
+    let now = state.now();
+    let result = authenticate(state, nonces, &signable, &params, &body, acs3, now);
+    let (access_key_id, temporary) = match result {
+        Ok(v) => v,
+        Err(e) => return finish(render_error(&e, format, request_id, &host)),
+    };
+    let Some(action) = action.filter(|a| !a.is_empty()) else {
+        return finish(render_error(&RpcError::missing_parameter("Action"), format, request_id, &host));
+    };
+    let version = signable
+        .header("x-acs-version")
+        .map(str::to_string)
+        .or_else(|| params.iter().find(|(k, _)| k == "Version").map(|(_, v)| v.clone()))
+        .unwrap_or_default();
+    let Some(service) = router.get(&version) else {
+        let e = RpcError::new(400, "InvalidVersion", "Specified parameter Version is not valid.");
+        return finish(render_error(&e, format, request_id, &host));
+    };
+    let ctx = RpcContext {
+        state: state.clone(),
+        request_id: request_id.to_string(),
+        action: action.clone(),
+        version,
+        access_key_id,
+        temporary,
+        now,
+        format,
+        host: host.clone(),
+        method: parts.method.as_str().to_string(),
+    };
+    let params = Params(params);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let r = service.handle(&ctx, &ctx.action, &params);
+        (r, ctx)
+    })
+    .await;
+    match outcome {
+        Ok((Ok(v), ctx)) => finish(render_ok(v, &ctx)),
+        Ok((Err(e), _)) => finish(render_error(&e, format, request_id, &host)),
+        Err(_) => finish(render_error(&RpcError::internal(), format, request_id, &host)),
+    }
+}
+
+/// Signature, time, nonce and token checks; the caller's access key id and whether it is temporary.
+fn authenticate(
+    state: &EmulatorState,
+    nonces: &NonceCache,
+    req: &SignableRequest,
+    params: &[(String, String)],
+    body: &[u8],
+    acs3: bool,
+    now: i64,
+) -> Result<(String, bool), RpcError> {
+    let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let keys = state.credentials.as_ref();
+    let verified = if acs3 {
+        acs3::verify(req, &sha256_hex(body), keys)
+    } else {
+        rpc_v1::verify(req.method.as_str(), params, keys)
+    };
+    let v = match verified {
+        Ok(v) => v,
+        Err(VerifyError::Unsigned) => {
+            return Err(RpcError::new(
+                400,
+                "MissingSignature",
+                "The input parameter \"Signature\" that is mandatory for processing this request is not supplied.",
+            ))
+        }
+        Err(VerifyError::Malformed(_)) => {
+            return Err(RpcError::new(
+                400,
+                "IncompleteSignature",
+                "The request signature does not conform to Aliyun standards.",
+            ))
+        }
+        Err(VerifyError::UnknownAccessKey(_)) => {
+            return Err(RpcError::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))
+        }
+        Err(VerifyError::Mismatch { string_to_sign, .. }) => {
+            // The real gateway names the server's string to sign in the message so clients can compare.
+            return Err(RpcError::new(
+                400,
+                "SignatureDoesNotMatch",
+                format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
+            ));
+        }
+    };
+    let signed_at =
+        if acs3 { req.header("x-acs-date").and_then(parse_iso8601) } else { get("Timestamp").and_then(parse_iso8601) };
+    match signed_at {
+        None => {
+            return Err(RpcError::new(
+                400,
+                "InvalidTimeStamp.Format",
+                "Specified time stamp or date value is not well formatted.",
+            ))
+        }
+        Some(t) if (now - t).abs() > MAX_SKEW_SECONDS => {
+            return Err(RpcError::new(
+                400,
+                "InvalidTimeStamp.Expired",
+                "Specified time stamp or date value is expired.",
+            ))
+        }
+        Some(_) => {}
+    }
+    let nonce = if acs3 { req.header("x-acs-signature-nonce") } else { get("SignatureNonce") };
+    if let Some(n) = nonce {
+        if !nonces.insert(&format!("{}:{n}", v.access_key_id), now) {
+            return Err(RpcError::new(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
+        }
+    }
+    let token = if acs3 { req.header("x-acs-security-token") } else { get("SecurityToken") };
+    match state.credentials.check_token(&v.access_key_id, token, now, state.faults.tokens_expire_at()) {
+        Ok(()) => {}
+        Err(TokenProblem::Invalid) => {
+            return Err(RpcError::new(
+                400,
+                "InvalidSecurityToken.MismatchWithAccessKey",
+                "Specified SecurityToken mismatch with the AccessKey.",
+            ))
+        }
+        Err(TokenProblem::Expired) => {
+            return Err(RpcError::new(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired."))
+        }
+    }
+    let temporary = state.credentials.is_temporary(&v.access_key_id);
+    Ok((v.access_key_id, temporary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indexed_params() {
+        let p = Params(vec![
+            ("DiskDeviceMapping.2.OSSObject".into(), "b.qcow2".into()),
+            ("DiskDeviceMapping.1.OSSBucket".into(), "bk".into()),
+            ("DiskDeviceMapping.1.OSSObject".into(), "a.qcow2".into()),
+            ("Tag.1".into(), "x".into()),
+        ]);
+        let m = p.indexed("DiskDeviceMapping");
+        assert_eq!(m.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(m[&1]["OSSBucket"], "bk");
+        assert_eq!(p.indexed("Tag")[&1][""], "x");
+        assert_eq!(p.require("Nope").map_err(|e| e.code), Err("MissingNope".to_string()));
+    }
+
+    #[test]
+    fn xml_rendering() {
+        let mut s = String::new();
+        let v = serde_json::json!({"Images": {"Image": [{"ImageId": "m-1"}, {"ImageId": "m-<2>"}]}, "TotalCount": 2});
+        json_to_xml(&mut s, "DescribeImagesResponse", &v);
+        assert_eq!(
+            s,
+            "<DescribeImagesResponse><Images><Image><ImageId>m-1</ImageId></Image><Image><ImageId>m-&lt;2&gt;</ImageId></Image></Images><TotalCount>2</TotalCount></DescribeImagesResponse>"
+        );
+    }
+
+    #[test]
+    fn nonces() {
+        let c = NonceCache::default();
+        assert!(c.insert("a", 1000));
+        assert!(!c.insert("a", 1001));
+        assert!(c.insert("b", 1001));
+        // Old nonces are forgotten after the window.
+        assert!(c.insert("a", 1000 + 3 * MAX_SKEW_SECONDS));
+    }
+}

@@ -1,0 +1,164 @@
+//! `imgport emulator serve`: a local Alibaba Cloud (OSS now; ECS, RAM and STS as they are added) on one port.
+
+use imgport_emulator::{Emulator, EmulatorConfig, FileConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Serve the emulator until Ctrl-C. Prints the endpoints, regions and the key pair it accepts.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:9400")]
+    listen: SocketAddr,
+    /// Folder for the emulator's state (created if missing) [default: $XDG_DATA_HOME/imgport/emulator].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Settings and fault injection rules, TOML or JSON.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The access key id to accept (generated and kept in the data folder when not given).
+    #[arg(long, requires = "access_key_secret")]
+    access_key_id: Option<String>,
+    /// The access key secret to accept.
+    #[arg(long, requires = "access_key_id")]
+    access_key_secret: Option<String>,
+    /// A region to serve (repeat for several; the first is the default) [default: cn-hangzhou].
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    /// Print the start-up facts as one JSON object on the first line of stdout; request logs go to stderr
+    /// as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Do not log each request.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Started<'a> {
+    oss_endpoint: &'a str,
+    ecs_endpoint: &'a str,
+    sts_endpoint: &'a str,
+    ram_endpoint: &'a str,
+    listen: String,
+    region: &'a str,
+    regions: &'a [String],
+    access_key_id: &'a str,
+    access_key_secret: &'a str,
+    data_dir: String,
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share")));
+    match base {
+        Some(b) => b.join("imgport").join("emulator"),
+        None => PathBuf::from(".imgport-emulator"),
+    }
+}
+
+pub fn run(cmd: Command) -> u8 {
+    match cmd {
+        Command::Serve(a) => serve(a),
+    }
+}
+
+fn serve(args: ServeArgs) -> u8 {
+    let mut cfg = EmulatorConfig::new(default_data_dir());
+    cfg.listen = args.listen;
+    if let Some(path) = &args.config {
+        match FileConfig::load(path) {
+            Ok(file) => {
+                // The file may set the address; an explicit --listen still wins below.
+                let listen_given = std::env::args().any(|a| a == "--listen" || a.starts_with("--listen="));
+                let before = cfg.listen;
+                file.apply(&mut cfg);
+                if listen_given {
+                    cfg.listen = before;
+                }
+            }
+            Err(e) => {
+                eprintln!("imgport: error: {e}");
+                return 1;
+            }
+        }
+    }
+    if let Some(d) = args.data {
+        cfg.data_dir = d;
+    }
+    if !args.regions.is_empty() {
+        cfg.regions = args.regions;
+    }
+    if let (Some(id), Some(secret)) = (&args.access_key_id, &args.access_key_secret) {
+        cfg = cfg.with_keys(id, secret);
+    }
+    cfg.log_to_stderr = !args.quiet;
+    cfg.log_json = args.json;
+    let data_dir = cfg.data_dir.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    }) {
+        eprintln!("imgport: error: cannot watch for Ctrl-C: {e}");
+        return 1;
+    }
+    let emu = match Emulator::start(cfg) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("imgport: error: cannot start the emulator: {e}");
+            return 1;
+        }
+    };
+    let started = Started {
+        oss_endpoint: &emu.oss_endpoint,
+        ecs_endpoint: &emu.ecs_endpoint,
+        sts_endpoint: &emu.ecs_endpoint,
+        ram_endpoint: &emu.ecs_endpoint,
+        listen: emu.addr.to_string(),
+        region: emu.region(),
+        regions: &emu.regions,
+        access_key_id: &emu.credentials.access_key_id,
+        access_key_secret: emu.credentials.access_key_secret.expose(),
+        data_dir: data_dir.display().to_string(),
+    };
+    if args.json {
+        match serde_json::to_string(&started) {
+            Ok(line) => println!("{line}"),
+            Err(e) => {
+                eprintln!("imgport: error: cannot encode JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        println!("imgport emulator listening on {}", started.listen);
+        println!("  OSS endpoint:      {}", started.oss_endpoint);
+        println!("  ECS endpoint:      {} (RAM and STS on the same port)", started.ecs_endpoint);
+        println!("  regions:           {}", started.regions.join(", "));
+        println!("  access key id:     {}", started.access_key_id);
+        println!("  access key secret: {}", started.access_key_secret);
+        println!("  data:              {}", started.data_dir);
+        println!("Point imgport at it:");
+        println!(
+            "  export IMGPORT_OSS_ENDPOINT={0} IMGPORT_ECS_ENDPOINT={0} IMGPORT_STS_ENDPOINT={0} IMGPORT_RAM_ENDPOINT={0}",
+            started.oss_endpoint
+        );
+        println!(
+            "  export ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
+            started.access_key_id, started.access_key_secret
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // Either Ctrl-C, or every sender gone (cannot happen while the handler lives): stop cleanly.
+    let _ = rx.recv();
+    eprintln!("imgport: emulator stopping");
+    emu.shutdown();
+    0
+}
