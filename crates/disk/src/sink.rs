@@ -72,7 +72,9 @@ impl Sink for FileSink {
         Ok(())
     }
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.file.write_all_at(data, offset).map_err(|e| Error::io("cannot write", e).in_file(&self.path).at(offset))?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io("cannot write", e).in_file(&self.path).at(offset))?;
         self.start_writeback(offset, data.len() as u64);
         Ok(())
     }

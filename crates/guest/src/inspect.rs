@@ -291,13 +291,22 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
         fstab.push(FstabLine { entry, resolves_to: target.map(|t| vols[t].volume.device.clone()) });
     }
     let mounted = vfs.mount_points().into_iter().filter(|m| m != "/").collect();
+    let mut kernels = linux::kernels(vfs);
+    for k in kernels.iter_mut() {
+        crate::drivers::examine(vfs, k, crate::initramfs::Limits::default());
+        if let (Some(path), Some(c)) = (&k.initramfs, &k.initramfs_contents) {
+            for p in &c.problems {
+                findings.push(Finding::warning(format!("initramfs {path}"), None, p.clone()));
+            }
+        }
+    }
     OperatingSystem {
         os_type: "linux".into(),
         root: vols[root].volume.device.clone(),
         release: linux::os_release(vfs),
         hostname: linux::hostname(vfs),
         architecture: linux::architecture(vfs),
-        kernels: linux::kernels(vfs),
+        kernels,
         module_trees: linux::module_trees(vfs),
         fstab,
         mounted,

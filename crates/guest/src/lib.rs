@@ -8,8 +8,10 @@
 //! - [`linux`]: guest facts from a Linux root; [`inspect()`] puts everything together.
 
 pub mod bytes;
+pub mod drivers;
 pub mod finding;
 pub mod fs;
+pub mod initramfs;
 pub mod inspect;
 pub mod linux;
 pub mod partition;

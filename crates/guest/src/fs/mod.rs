@@ -3,6 +3,7 @@
 //! [`crate::vfs::Vfs`] resolves symlinks and mount points above them.
 
 pub mod ext4;
+mod ext4_raw;
 pub mod fat;
 pub mod xfs;
 
@@ -76,6 +77,34 @@ pub trait GuestFs {
     fn read_dir(&mut self, path: &str) -> FsResult<Vec<DirEntry>>;
     /// The first `max` bytes of a regular file (all of it when shorter).
     fn read_file(&mut self, path: &str, max: usize) -> FsResult<Vec<u8>>;
+
+    /// A sequential reader of a regular file, for files too large to hold (an initramfs). The default reads the
+    /// file whole, up to [`MAX_FILE_READ`]; backends that can stream override it.
+    fn open_reader<'a>(&'a mut self, path: &str) -> FsResult<Box<dyn std::io::Read + 'a>> {
+        let data = self.read_file(path, MAX_FILE_READ as usize)?;
+        Ok(Box::new(std::io::Cursor::new(data)))
+    }
+
+    /// The inode flags of `path` in the Linux `FS_*_FL` encoding (`FS_IMMUTABLE_FL` 0x10, `FS_APPEND_FL` 0x20),
+    /// or `None` where the filesystem has no such flags or the backend cannot read them.
+    fn inode_flags(&mut self, _path: &str) -> FsResult<Option<u32>> {
+        Ok(None)
+    }
+}
+
+/// `FS_IMMUTABLE_FL`: the file cannot be changed, renamed, linked or deleted, even by root.
+pub const FS_IMMUTABLE_FL: u32 = 0x10;
+/// `FS_APPEND_FL`: the file can only be appended to.
+pub const FS_APPEND_FL: u32 = 0x20;
+
+/// Turns a backend's streaming reads into `std::io::Read`, catching panics of the crate behind it.
+pub(crate) struct GuardedReader<F: FnMut(&mut [u8]) -> FsResult<usize>>(pub(crate) F);
+
+impl<F: FnMut(&mut [u8]) -> FsResult<usize>> std::io::Read for GuardedReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let f = &mut self.0;
+        guarded("file read", || f(buf)).map_err(|e| std::io::Error::other(e.to_string()))
+    }
 }
 
 /// Largest file content read at once, whatever the caller asks: an inode's size field is not trusted.
