@@ -63,6 +63,10 @@ pub struct OperatingSystem {
     pub agents: Vec<Agent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selinux: Option<Selinux>,
+    /// GRUB's menu, default entry and settings, when the guest has GRUB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grub: Option<crate::grub::Grub>,
+    pub network: crate::network::Network,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -300,6 +304,12 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
             }
         }
     }
+    let mut grub = crate::grub::grub(vfs);
+    if let Some(g) = grub.as_mut() {
+        for e in g.entries.iter_mut().chain(g.default_entry.as_mut()) {
+            e.root_resolves_to = e.root.as_ref().and_then(|r| resolve_root(r, vols));
+        }
+    }
     OperatingSystem {
         os_type: "linux".into(),
         root: vols[root].volume.device.clone(),
@@ -312,7 +322,23 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
         mounted,
         agents: linux::agents(vfs),
         selinux: linux::selinux(vfs),
+        grub,
+        network: crate::network::network(vfs),
     }
+}
+
+/// The volume a kernel `root=` names (UUID=, LABEL=, PARTUUID=, /dev/sdXN, /dev/disk/by-*).
+fn resolve_root(root: &str, vols: &[Vol]) -> Option<String> {
+    let e = FstabEntry {
+        spec: root.to_string(),
+        mountpoint: "/".into(),
+        fstype: String::new(),
+        options: Vec::new(),
+        dump: 0,
+        pass: 0,
+        line: 0,
+    };
+    resolve_spec(&e, vols).map(|i| vols[i].volume.device.clone())
 }
 
 const UEFI_FALLBACK: &[&str] = &["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/BOOTAA64.EFI", "/EFI/BOOT/BOOTIA32.EFI"];
