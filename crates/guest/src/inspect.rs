@@ -67,6 +67,14 @@ pub struct OperatingSystem {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grub: Option<crate::grub::Grub>,
     pub network: crate::network::Network,
+    /// Installed packages with versions, from the dpkg or RPM database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::packages::Packages>,
+    /// root in /etc/passwd and /etc/shadow, and /etc/shadow's immutable flag.
+    pub accounts: crate::system::Accounts,
+    /// /lib and /lib64: directories, or symlinks (absolute ones break).
+    pub lib_links: Vec<crate::system::LibLink>,
+    pub sshd: crate::system::Sshd,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -304,6 +312,12 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
             }
         }
     }
+    let packages = crate::packages::packages(vfs);
+    if let Some(p) = &packages {
+        for problem in &p.problems {
+            findings.push(Finding::warning(format!("package database {}", p.source), None, problem.clone()));
+        }
+    }
     let mut grub = crate::grub::grub(vfs);
     if let Some(g) = grub.as_mut() {
         for e in g.entries.iter_mut().chain(g.default_entry.as_mut()) {
@@ -324,6 +338,10 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
         selinux: linux::selinux(vfs),
         grub,
         network: crate::network::network(vfs),
+        packages,
+        accounts: crate::system::accounts(vfs),
+        lib_links: crate::system::lib_links(vfs),
+        sshd: crate::system::sshd(vfs),
     }
 }
 

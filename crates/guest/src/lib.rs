@@ -16,9 +16,12 @@ pub mod initramfs;
 pub mod inspect;
 pub mod linux;
 pub mod network;
+pub mod packages;
 pub mod partition;
 pub mod probe;
 pub mod reader;
+pub mod sqlite;
+pub mod system;
 pub mod vfs;
 
 pub use finding::{Finding, Severity};
