@@ -354,8 +354,9 @@ pub fn parse_bls(text: &str, id: &str, source: &str, env: &BTreeMap<String, Stri
         match k {
             "title" => e.title = v.to_string(),
             "version" => version = Some(v.to_string()),
-            "linux" => e.kernel = Some(v.to_string()),
-            "initrd" => e.initrd.extend(v.split_whitespace().map(str::to_string)),
+            "linux" => e.kernel = Some(expand(v, env)),
+            // GRUB expands variables here too; tuned's "$tuned_initrd" is usually unset, so empty.
+            "initrd" => e.initrd.extend(expand(v, env).split_whitespace().map(str::to_string)),
             "options" => {
                 let o = expand(v, env);
                 e.options = if e.options.is_empty() { o } else { format!("{} {o}", e.options) };
@@ -605,7 +606,7 @@ menuentry 'UEFI Firmware Settings' $menuentry_id_option 'uefi-firmware' {
         assert_eq!(e.root.as_deref(), Some("UUID=5a5a"));
         assert_eq!(e.consoles, ["ttyS0"]);
         assert_eq!(e.options, "root=UUID=5a5a ro console=ttyS0 crashkernel=1G");
-        assert_eq!(e.initrd, ["/initramfs-5.14.0-362.el9.x86_64.img", "$tuned_initrd"]);
+        assert_eq!(e.initrd, ["/initramfs-5.14.0-362.el9.x86_64.img"]);
     }
 
     #[test]
