@@ -160,9 +160,9 @@ impl Cpio {
         }
     }
 
+    /// Counters restart per segment; the parse state does not: like the kernel, an archive may continue from one
+    /// compressed stream into the next.
     fn begin_segment(&mut self) {
-        self.state = State::Start;
-        self.in_archive = false;
         self.pos = 0;
         self.archives = 0;
         self.entries = 0;
@@ -341,13 +341,13 @@ impl Cpio {
         }
     }
 
-    /// A segment ended: anything but "between archives" means it was cut short.
-    fn end_segment(&self) -> Result<(), String> {
+    /// The file ended: anything but "between archives" means it was cut short.
+    fn at_end(&self) -> Result<(), String> {
         if self.state == State::Start && !self.in_archive {
             return Ok(());
         }
         Err(format!(
-            "ends inside a cpio archive (entry at unpacked offset {}): truncated, or no TRAILER!!! entry",
+            "inside a cpio archive (last entry at unpacked offset {} of its segment): truncated, or no TRAILER!!! entry",
             self.entry_at
         ))
     }
@@ -504,7 +504,6 @@ pub fn read(reader: impl Read, limits: Limits) -> InitramfsContents {
             "lz4_frame" => Err("lz4 frame format: the Linux kernel unpacks only the legacy lz4 format (lz4 -l)".into()),
             other => Err(format!("{other} compression is not read by imgport")),
         };
-        let result = result.and_then(|()| cpio.end_segment());
         segments.push(Segment {
             offset,
             compression,
@@ -515,6 +514,11 @@ pub fn read(reader: impl Read, limits: Limits) -> InitramfsContents {
         if let Err(e) = result {
             problems.push(format!("{compression} segment at byte {offset} of the file: {e}"));
             break;
+        }
+    }
+    if problems.is_empty() {
+        if let Err(e) = cpio.at_end() {
+            problems.push(format!("end of the file: {e}"));
         }
     }
     let out = std::mem::take(&mut cpio.out);
@@ -764,6 +768,12 @@ pub(crate) mod tests {
         let gz = gzip(&main);
         let r = read(&gz[..gz.len() / 2], Limits::default());
         assert!(r.problems[0].starts_with("gzip segment at byte 0"), "{:?}", r.problems);
+        // An archive may run from one compressed stream into the next, as the kernel allows.
+        let mut split = gzip(&main[..1000]);
+        split.extend_from_slice(&gzip(&main[1000..]));
+        check_main(&read(&split[..], Limits::default()));
+        let r = read(&gzip(&main[..1000])[..], Limits::default());
+        assert!(r.problems[0].starts_with("end of the file: inside a cpio archive"), "{:?}", r.problems);
         let r = read(&b"070707000000000000000000"[..], Limits::default());
         assert!(!r.complete);
         // Every prefix and single-byte corruption ends, whatever it reads.
