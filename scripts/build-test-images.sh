@@ -16,6 +16,8 @@
 #   deb-novirtio-{gzip,xz,zstd,lz4}
 #                    Debian 12 as mbr-bios-ext4, but virtio is neither built in nor in the initramfs (an early
 #                    microcode cpio, then the main archive compressed as named)
+#   win-ntfs         Windows Server 2022 skeleton: GPT, ESP, NTFS with SOFTWARE and SYSTEM hives written by hivexsh
+#                    (viostor and netkvm registered), PE stubs for cmd.exe and ntoskrnl.exe                     -> UEFI
 #   deb-bad-ext4     Debian 12 with problems (PROBLEMS in its .env): GRUB root=/dev/sda1, cloud-init 0.7.9,
 #                    immutable /etc/shadow, absolute /lib symlink, sshd installed but not enabled, netplan static
 #                    address matched by MAC
@@ -30,7 +32,7 @@ OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgport-images.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio gzip xz zstd lz4 dd truncate debugfs rpm rpmbuild; do
+for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio gzip xz zstd lz4 dd truncate debugfs rpm rpmbuild hivexsh mkntfs wimlib-imagex python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "build-test-images: missing tool '$tool' (run scripts/install-peers.sh)" >&2; exit 1; }
 done
 
@@ -548,6 +550,110 @@ build_deb_bad_ext4() {
         PROBLEMS=grub-device-name,cloud-init-old,shadow-immutable,lib-absolute,sshd-disabled,network-static
 }
 
+# ---- win-ntfs ----------------------------------------------------------------------------------------------------
+# An empty registry hive (base block with its checksum, one hive bin with the root key and its security record),
+# which hivexsh then fills: the keys, values and subkey lists in the test hives are written by hivex itself.
+# empty_hive FILE ROOT_NAME
+empty_hive() {
+    python3 - "$1" "$2" <<'PYHIVE'
+import struct, sys
+# An empty registry hive: base block (with its XOR checksum), one 4 KiB hive bin holding the root key node.
+root_name = sys.argv[2].encode()
+nk = bytearray(76)
+nk[0:2] = b"nk"
+struct.pack_into("<H", nk, 2, 0x2c)          # KEY_HIVE_ENTRY | KEY_NO_DELETE | KEY_COMP_NAME
+struct.pack_into("<I", nk, 16, 0xffffffff)   # parent
+struct.pack_into("<I", nk, 28, 0xffffffff)   # subkey list
+struct.pack_into("<I", nk, 32, 0xffffffff)
+struct.pack_into("<I", nk, 40, 0xffffffff)   # value list
+struct.pack_into("<I", nk, 44, 0)            # security: set below
+struct.pack_into("<I", nk, 48, 0xffffffff)   # class
+struct.pack_into("<H", nk, 72, len(root_name))
+nk += root_name
+def mkcell(payload):
+    c = struct.pack("<i", -((len(payload) + 4 + 7) // 8 * 8)) + payload
+    return c + b"\0" * ((-len(c)) % 8)
+# A security record (sk) for the root, in a list with itself: hivex copies it to every key it adds.
+desc = struct.pack("<BBHIIII", 1, 0, 0x8004, 0, 0, 0, 0)
+nk_cell_len = len(mkcell(bytes(nk)))
+sk_off = 32 + nk_cell_len
+struct.pack_into("<I", nk, 44, sk_off)
+sk = b"sk" + struct.pack("<HIIII", 0, sk_off, sk_off, 1, len(desc)) + desc
+cell = mkcell(bytes(nk)) + mkcell(sk)
+hbin = bytearray(4096)
+hbin[0:4] = b"hbin"
+struct.pack_into("<I", hbin, 4, 0)
+struct.pack_into("<I", hbin, 8, 4096)
+hbin[32:32 + len(cell)] = cell
+free = 4096 - 32 - len(cell)
+struct.pack_into("<i", hbin, 32 + len(cell), free)
+base = bytearray(4096)
+base[0:4] = b"regf"
+struct.pack_into("<IIQIIIII", base, 4, 1, 1, 0, 1, 3, 0, 1, 32)
+struct.pack_into("<I", base, 40, 4096)
+struct.pack_into("<I", base, 44, 1)
+x = 0
+for i in range(0, 508, 4):
+    x ^= struct.unpack_from("<I", base, i)[0]
+struct.pack_into("<I", base, 508, x)
+open(sys.argv[1], "wb").write(bytes(base + hbin))
+PYHIVE
+}
+
+# Windows Server 2022 skeleton: GPT, ESP with the Windows boot manager, NTFS (mkntfs, filled by wimlib) holding
+# Windows/System32 with SOFTWARE and SYSTEM hives (virtio storage and network drivers registered), and PE stubs.
+build_win_ntfs() {
+    local name=win-ntfs t="$WORK/win-ntfs" c
+    rm -rf "$t"
+    c="$t/Windows/System32/config"
+    mkdir -p "$c" "$t/Windows/System32/drivers" "$t/Program Files" "$t/Users"
+    pe_stub "$t/Windows/System32/cmd.exe"
+    pe_stub "$t/Windows/System32/ntoskrnl.exe"
+    pe_stub "$t/Windows/System32/drivers/viostor.sys"
+    empty_hive "$c/SOFTWARE" ROOT
+    {
+        echo "add Microsoft"
+        echo "cd Microsoft"
+        # Enough sibling keys that the subkey lists are large.
+        for i in $(seq -w 1 300); do echo "add Product$i"; done
+        printf '%s\n' "add Windows NT" "cd Windows NT" "add CurrentVersion" "cd CurrentVersion" "setval 9" \
+            ProductName "string:Windows Server 2022 Datacenter" EditionID string:ServerDatacenter \
+            InstallationType string:Server CurrentVersion string:6.3 CurrentBuild string:20348 \
+            CurrentBuildNumber string:20348 DisplayVersion string:21H2 \
+            CurrentMajorVersionNumber dword:0x0000000a CurrentMinorVersionNumber dword:0x00000000 commit
+    } >"$WORK/software.hsh"
+    hivexsh -w -f "$WORK/software.hsh" "$c/SOFTWARE"
+    empty_hive "$c/SYSTEM" ROOT
+    {
+        printf '%s\n' "add Select" "cd Select" "setval 2" Current dword:0x00000001 Default dword:0x00000001 "cd \\"
+        printf '%s\n' "add ControlSet001" "cd ControlSet001" "add Control" "cd Control" "add ComputerName" "cd ComputerName" \
+            "add ComputerName" "cd ComputerName" "setval 1" ComputerName string:WIN-IMGPORT "cd \\" "cd ControlSet001" \
+            "add Services" "cd Services"
+        for svc in Tcpip disk viostor netkvm; do echo "add $svc"; done
+        printf '%s\n' "cd viostor" "setval 3" Start dword:0x00000000 Type dword:0x00000001 \
+            ImagePath 'expandstring:System32\drivers\viostor.sys' "cd .." \
+            "cd netkvm" "setval 1" Start dword:0x00000003 commit
+    } >"$WORK/system.hsh"
+    hivexsh -w -f "$WORK/system.hsh" "$c/SYSTEM"
+    rm -f "$WORK/$name.ntfs" "$WORK/$name.wim"
+    truncate -s 40M "$WORK/$name.ntfs"
+    mkntfs -q -F -Q -L Windows "$WORK/$name.ntfs" >/dev/null 2>&1
+    wimlib-imagex capture "$t" "$WORK/$name.wim" --no-acls >/dev/null
+    wimlib-imagex apply "$WORK/$name.wim" 1 "$WORK/$name.ntfs" >/dev/null
+    pe_stub "$WORK/BOOTX64.EFI"
+    make_esp "$WORK/$name.esp" SYSTEM 5A5A0003 "$WORK/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 80
+    sgdisk -U 33333333-4444-5555-6666-777777777777 -n1:2048:+33M -t1:EF00 -c1:"EFI system partition" \
+        -n2:0:+40M -t2:0700 -c2:"Basic data partition" "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.ntfs" $((2048 + 33 * 2048))
+    write_env "$name" TABLE=gpt OS_TYPE=windows ROOT_PART=2 DISTRO=windows \
+        PRODUCT="Windows Server 2022 Datacenter" EDITION=ServerDatacenter INSTALLATION_TYPE=Server \
+        MAJOR=10 MINOR=0 BUILD=20348 DISPLAY_VERSION=21H2 HOSTNAME=WIN-IMGPORT ARCH=x86_64 BOOT_MODE=UEFI \
+        WIN_DRIVERS=viostor,netkvm
+}
+
 build_mbr_bios_ext4
 build_gpt_uefi_ext4
 build_gpt_hybrid_ext4
@@ -555,4 +661,5 @@ build_mbr_xfs5
 build_mbr_xfs4
 for comp in gzip xz zstd lz4; do build_deb_novirtio "$comp"; done
 build_deb_bad_ext4
+build_win_ntfs
 echo "build-test-images: images in $OUT" >&2

@@ -695,3 +695,95 @@ fn corrupt_rpm_database_never_panics() {
     assert!(problems.iter().any(|p| p.contains("loops")), "{problems:?}");
     assert!(imgport_guest::packages::read_rpm_sqlite(&db[..db.len() / 2]).1.iter().any(|p| p.contains("outside")));
 }
+
+/// The Windows skeleton: product, version and drivers from hives written by hivexsh, read back by imgport and
+/// by hivexget; architecture from the PE header.
+#[test]
+fn windows_facts_from_real_hives() {
+    require("hivexget");
+    let (r, env) = inspect("win-ntfs");
+    assert!(findings(&r).is_empty(), "{:?}", findings(&r));
+    assert_eq!(r["operating_systems"].as_array().unwrap().len(), 1);
+    let o = os(&r);
+    assert_eq!(o["os_type"], "windows");
+    assert_eq!(o["root"], format!("/dev/sda{}", env["ROOT_PART"]));
+    assert_eq!(o["distro"], env["DISTRO"].as_str());
+    assert_eq!(o["version"], format!("{}.{}", env["MAJOR"], env["MINOR"]));
+    assert_eq!(o["hostname"], env["HOSTNAME"].as_str());
+    assert_eq!(o["architecture"]["name"], env["ARCH"].as_str());
+    assert_eq!(r["boot"]["mode"], env["BOOT_MODE"].as_str());
+    let w = &o["windows"];
+    assert_eq!(w["product_name"], env["PRODUCT"].as_str());
+    assert_eq!(w["edition_id"], env["EDITION"].as_str());
+    assert_eq!(w["installation_type"], env["INSTALLATION_TYPE"].as_str());
+    assert_eq!(w["current_build"], env["BUILD"].as_str());
+    assert_eq!(w["display_version"], env["DISPLAY_VERSION"].as_str());
+    let registered: Vec<String> = w["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["registered"] == true)
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(registered, list(&env, "WIN_DRIVERS"));
+    // hivexget, on the same hive files, agrees.
+    let dir = tempdir();
+    let part: u32 = env["ROOT_PART"].parse().unwrap();
+    for (hive, key, value, ours) in [
+        ("SOFTWARE", "Microsoft\\Windows NT\\CurrentVersion", "ProductName", w["product_name"].clone()),
+        ("SOFTWARE", "Microsoft\\Windows NT\\CurrentVersion", "CurrentBuild", w["current_build"].clone()),
+        ("SYSTEM", "ControlSet001\\Control\\ComputerName\\ComputerName", "ComputerName", w["computer_name"].clone()),
+        ("SYSTEM", "ControlSet001\\Services\\viostor", "ImagePath", w["drivers"][0]["image_path"].clone()),
+    ] {
+        let file = dir.path().join(hive);
+        std::fs::write(&file, guest_file(&image("win-ntfs"), part, &format!("/Windows/System32/config/{hive}")))
+            .unwrap();
+        let out = Command::new("hivexget").arg(&file).arg(key).arg(value).output().unwrap();
+        assert!(out.status.success(), "hivexget {key} {value}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), ours.as_str().unwrap(), "{key}\\{value}");
+    }
+}
+
+/// Damage to a real hive (random bytes in its bins; a subkey list pointing at itself; a huge cell size): errors
+/// naming the structure, never a panic or a hang.
+#[test]
+fn corrupt_hive_never_panics() {
+    use imgport_guest::regf::Hive;
+    let env = guest_env("win-ntfs");
+    let part: u32 = env["ROOT_PART"].parse().unwrap();
+    let hive = guest_file(&image("win-ntfs"), part, "/Windows/System32/config/SOFTWARE");
+    let lookup = |d: &[u8]| -> Result<Option<String>, String> {
+        let mut h = Hive::open(d, d.len() as u64)?;
+        let Some(k) = h.open_path("Microsoft\\Windows NT\\CurrentVersion")? else { return Ok(None) };
+        Ok(h.value(k, "ProductName")?.map(|v| format!("{v:?}")))
+    };
+    assert!(lookup(&hive).unwrap().unwrap().contains("Windows Server 2022"));
+    let mut rng = Rng::new(5);
+    let start = Instant::now();
+    for _ in 0..2000 {
+        let mut d = hive.clone();
+        for _ in 0..1 + rng.below(8) {
+            let at = 4096 + rng.below(d.len() as u64 - 4096) as usize;
+            d[at] = rng.next_u64() as u8;
+        }
+        let _ = lookup(&d);
+    }
+    assert!(start.elapsed() < Duration::from_secs(60));
+    // The Microsoft key's subkey list (hivex writes lh records) made to contain itself as an ri record.
+    let le32 = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let root = 4096 + le32(&hive, 36) as usize + 4;
+    let root_list = 4096 + le32(&hive, root + 28) as usize + 4;
+    let microsoft = 4096 + le32(&hive, root_list + 4) as usize + 4;
+    assert_eq!(&hive[microsoft..microsoft + 2], b"nk");
+    let list_off = le32(&hive, microsoft + 28);
+    let list = 4096 + list_off as usize + 4;
+    let mut d = hive.clone();
+    d[list..list + 2].copy_from_slice(b"ri");
+    d[list + 4..list + 8].copy_from_slice(&list_off.to_le_bytes());
+    let e = lookup(&d).unwrap_err();
+    assert!(e.contains("loop") || e.contains("deeper"), "{e}");
+    let mut d = hive.clone();
+    d[microsoft - 4..microsoft].copy_from_slice(&(-0x4000_0000i32).to_le_bytes());
+    let e = lookup(&d).unwrap_err();
+    assert!(e.contains("size"), "{e}");
+}

@@ -152,6 +152,16 @@ fn print_human(r: &Inspection) {
         if let Some(p) = &os.packages {
             println!("  packages: {} installed ({})", p.packages.len(), p.source);
         }
+        if let Some(w) = &os.windows {
+            let drivers: Vec<&str> = w.drivers.iter().filter(|d| d.registered).map(|d| d.name).collect();
+            println!(
+                "  windows: {}, build {}, drivers registered: {}",
+                opt(&w.installation_type),
+                opt(&w.current_build),
+                if drivers.is_empty() { "none".into() } else { drivers.join(", ") }
+            );
+            continue;
+        }
         let a = &os.accounts;
         println!(
             "  root account: passwd {}, shadow {}{}",

@@ -44,7 +44,7 @@ pub struct FstabLine {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OperatingSystem {
-    /// "linux" (Windows detection comes with the NTFS reader).
+    /// "linux" or "windows".
     pub os_type: String,
     /// Device of the root filesystem.
     pub root: String,
@@ -75,6 +75,9 @@ pub struct OperatingSystem {
     /// /lib and /lib64: directories, or symlinks (absolute ones break).
     pub lib_links: Vec<crate::system::LibLink>,
     pub sshd: crate::system::Sshd,
+    /// Windows facts (product, version, computer name, drivers) when `os_type` is "windows".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<crate::windows::WindowsInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,7 +213,7 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
     let mut oses = Vec::new();
     for i in 0..vols.len() {
         let Some(info) = vols[i].volume.filesystem.clone() else { continue };
-        if !(info.kind.is_ext() || info.kind == probe::FsKind::Xfs) {
+        if !(info.kind.is_ext() || info.kind == probe::FsKind::Xfs || info.kind == probe::FsKind::Ntfs) {
             continue;
         }
         let fs = match fs::open(vols[i].region.clone(), &info) {
@@ -226,6 +229,12 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
             }
         };
         let mut vfs = Vfs::new(fs);
+        if info.kind == probe::FsKind::Ntfs {
+            if let Some(os) = windows_os(&mut vfs, i, &mut vols, &mut findings) {
+                oses.push(os);
+            }
+            continue;
+        }
         if !linux::is_linux_root(&mut vfs) {
             continue;
         }
@@ -342,7 +351,57 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
         accounts: crate::system::accounts(vfs),
         lib_links: crate::system::lib_links(vfs),
         sshd: crate::system::sshd(vfs),
+        windows: None,
     }
+}
+
+/// A Windows installation on the NTFS volume `i`, if it holds a systemroot.
+fn windows_os(vfs: &mut Vfs, i: usize, vols: &mut [Vol], findings: &mut Vec<Finding>) -> Option<OperatingSystem> {
+    let (info, arch) = crate::windows::windows(vfs)?;
+    vols[i].volume.mountpoint = Some("C:".into());
+    for p in &info.problems {
+        findings.push(Finding::warning(format!("registry on {}", vols[i].volume.device), None, p.clone()));
+    }
+    let architecture = arch.and_then(|a| {
+        let (name, evidence) = a.split_once(':')?;
+        let bits = if matches!(name, "i386" | "armv7l") { 32 } else { 64 };
+        Some(Architecture { name: name.to_string(), evidence: evidence.to_string(), bits })
+    });
+    let version = match (info.major_version, info.minor_version) {
+        (Some(a), Some(b)) => Some(format!("{a}.{b}")),
+        _ => info.current_version.clone(),
+    };
+    let release = OsRelease {
+        distro: Some("windows".into()),
+        name: info.product_name.clone(),
+        pretty_name: info.product_name.clone(),
+        version,
+        major_version: info.major_version,
+        minor_version: info.minor_version,
+        codename: info.display_version.clone(),
+        id_like: Vec::new(),
+        source: Some(format!("{}/System32/config/SOFTWARE", info.systemroot)),
+    };
+    Some(OperatingSystem {
+        os_type: "windows".into(),
+        root: vols[i].volume.device.clone(),
+        release,
+        hostname: info.computer_name.clone(),
+        architecture,
+        kernels: Vec::new(),
+        module_trees: Vec::new(),
+        fstab: Vec::new(),
+        mounted: Vec::new(),
+        agents: Vec::new(),
+        selinux: None,
+        grub: None,
+        network: crate::network::Network::default(),
+        packages: None,
+        accounts: crate::system::Accounts::default(),
+        lib_links: Vec::new(),
+        sshd: crate::system::Sshd::default(),
+        windows: Some(info),
+    })
 }
 
 /// The volume a kernel `root=` names (UUID=, LABEL=, PARTUUID=, /dev/sdXN, /dev/disk/by-*).

@@ -20,9 +20,11 @@ pub mod packages;
 pub mod partition;
 pub mod probe;
 pub mod reader;
+pub mod regf;
 pub mod sqlite;
 pub mod system;
 pub mod vfs;
+pub mod windows;
 
 pub use finding::{Finding, Severity};
 pub use inspect::{inspect, Inspection};

@@ -153,6 +153,13 @@ impl Vfs {
         fs.open_reader(&inner)
     }
 
+    /// Up to `buf.len()` bytes of the file `path` names from `offset` (following symlinks); 0 at its end.
+    pub fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        let p = self.resolve(path, true)?;
+        let (fs, inner) = self.locate(&p)?;
+        fs.read_at(&inner, offset, buf)
+    }
+
     /// Inode flags (`FS_*_FL`) of the file `path` names, following symlinks; `None` where unknown.
     pub fn inode_flags(&mut self, path: &str) -> FsResult<Option<u32>> {
         let p = self.resolve(path, true)?;

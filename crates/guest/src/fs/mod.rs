@@ -5,6 +5,7 @@
 pub mod ext4;
 mod ext4_raw;
 pub mod fat;
+pub mod ntfs;
 pub mod xfs;
 
 use crate::probe::{FsInfo, FsKind};
@@ -85,6 +86,27 @@ pub trait GuestFs {
         Ok(Box::new(std::io::Cursor::new(data)))
     }
 
+    /// Up to `buf.len()` bytes of a regular file from `offset`; 0 at its end. The default streams from the start
+    /// (fine for the small files it is used on); backends with random access override it.
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        use std::io::Read;
+        let mut r = self.open_reader(path)?;
+        let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())
+            .map_err(|e| FsError::Corrupt(e.to_string()))?;
+        if skipped < offset {
+            return Ok(0);
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            match r.read(&mut buf[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(FsError::Corrupt(e.to_string())),
+            }
+        }
+        Ok(done)
+    }
+
     /// The inode flags of `path` in the Linux `FS_*_FL` encoding (`FS_IMMUTABLE_FL` 0x10, `FS_APPEND_FL` 0x20),
     /// or `None` where the filesystem has no such flags or the backend cannot read them.
     fn inode_flags(&mut self, _path: &str) -> FsResult<Option<u32>> {
@@ -152,6 +174,7 @@ pub fn open(region: Region, info: &FsInfo) -> FsResult<Box<dyn GuestFs>> {
         k if k.is_ext() => Ok(Box::new(ext4::Ext4Fs::open(region, k)?)),
         FsKind::Xfs => Ok(Box::new(xfs::XfsFs::open(region)?)),
         FsKind::Vfat => Ok(Box::new(fat::FatFs::open(region)?)),
+        FsKind::Ntfs => Ok(Box::new(ntfs::NtfsFs::open(region)?)),
         k => Err(FsError::Unsupported(format!("reading files from {} is not supported", k.blkid_name()))),
     }
 }
