@@ -220,6 +220,10 @@ pub fn guest_images() -> &'static Path {
             "debugfs",
             "rpm",
             "rpmbuild",
+            "hivexsh",
+            "mkntfs",
+            "wimlib-imagex",
+            "python3",
         ] {
             require(tool);
         }
