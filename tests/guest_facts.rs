@@ -787,3 +787,38 @@ fn corrupt_hive_never_panics() {
     let e = lookup(&d).unwrap_err();
     assert!(e.contains("size"), "{e}");
 }
+
+/// A real initramfs made by initramfs-tools for a real Debian kernel, where the machine has one in /boot
+/// (installing linux-image-amd64 makes it): imgport lists the modules lsinitramfs lists, and finds virtio.
+#[test]
+fn real_debian_initramfs_matches_lsinitramfs() {
+    let Some(img) = std::fs::read_dir("/boot")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("initrd.img-")))
+    else {
+        eprintln!("no /boot/initrd.img-* on this machine: nothing to compare");
+        return;
+    };
+    require("lsinitramfs");
+    let out = Command::new("lsinitramfs").arg(&img).output().unwrap();
+    assert!(out.status.success());
+    let mut theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("lib/modules/"))
+        .filter_map(imgport_guest::initramfs::module_name)
+        .collect();
+    theirs.sort();
+    theirs.dedup();
+    let start = Instant::now();
+    let r = imgport_guest::initramfs::read(std::fs::File::open(&img).unwrap(), Default::default());
+    let took = start.elapsed();
+    assert!(r.complete, "{:?}", r.problems);
+    assert_eq!(r.modules, theirs);
+    for m in ["virtio_blk", "virtio_net", "virtio_scsi", "nvme"] {
+        assert!(r.modules.iter().any(|x| x == m), "{m} missing");
+    }
+    eprintln!("{}: {:?} in {took:?}", img.display(), r.segments);
+}
