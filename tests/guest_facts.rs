@@ -822,3 +822,21 @@ fn real_debian_initramfs_matches_lsinitramfs() {
     }
     eprintln!("{}: {:?} in {took:?}", img.display(), r.segments);
 }
+
+/// Callers that need less can skip initramfs files, or read only the default kernel's.
+#[test]
+fn initramfs_scope_option() {
+    use imgport_guest::{inspect_with, InitramfsScope, Options};
+    let open = || std::sync::Arc::from(imgport_disk::open(&image("mbr-bios-ext4"), &Default::default()).unwrap());
+    let all = inspect_with(open(), &Options::default()).unwrap();
+    let none = inspect_with(open(), &Options { initramfs: InitramfsScope::None }).unwrap();
+    let default = inspect_with(open(), &Options { initramfs: InitramfsScope::DefaultKernel }).unwrap();
+    assert!(all.operating_systems[0].kernels[0].initramfs_contents.is_some());
+    assert!(default.operating_systems[0].kernels[0].initramfs_contents.is_some());
+    assert!(none.operating_systems[0].kernels[0].initramfs_contents.is_none());
+    assert!(none.bytes_read <= all.bytes_read);
+    // Built-in drivers are still known without the initramfs.
+    let d = &none.operating_systems[0].kernels[0].drivers;
+    assert!(d.iter().any(|d| d.name == "virtio_pci" && d.available_at_boot));
+    assert!(d.iter().any(|d| d.name == "virtio_blk" && !d.available_at_boot));
+}

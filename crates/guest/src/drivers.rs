@@ -39,7 +39,8 @@ pub struct Driver {
     pub config: Option<String>,
     /// Built into the kernel image (config "y", or named in a modules.builtin).
     pub builtin: bool,
-    /// A module file for it is inside the initramfs.
+    /// A module file for it is inside the initramfs (false too when the initramfs was not read: see the
+    /// kernel's `initramfs_contents`).
     pub in_initramfs: bool,
     /// A module file for it is installed in /lib/modules/<version>.
     pub in_module_tree: bool,
@@ -97,9 +98,9 @@ fn module_tree(vfs: &mut Vfs, dir: &str) -> BTreeSet<String> {
     out
 }
 
-/// Read the kernel's initramfs (when it has one) and work out its boot drivers.
-pub fn examine(vfs: &mut Vfs, kernel: &mut Kernel, limits: initramfs::Limits) {
-    if let Some(path) = kernel.initramfs.clone() {
+/// Work out the kernel's boot drivers, reading its initramfs (when it has one) if `read_initramfs`.
+pub fn examine(vfs: &mut Vfs, kernel: &mut Kernel, limits: initramfs::Limits, read_initramfs: bool) {
+    if let Some(path) = kernel.initramfs.clone().filter(|_| read_initramfs) {
         let contents = match vfs.open_reader(&path) {
             Ok(r) => initramfs::read(r, limits),
             Err(e) => InitramfsContents { problems: vec![format!("cannot open: {e}")], ..Default::default() },

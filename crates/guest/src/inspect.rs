@@ -123,8 +123,28 @@ struct Vol {
     partlabel: Option<String>,
 }
 
+/// Which kernels' initramfs files are read (the costliest part of an inspection: tens of MiB each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitramfsScope {
+    #[default]
+    All,
+    /// Only the kernel GRUB boots by default (the newest when GRUB says nothing).
+    DefaultKernel,
+    None,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub initramfs: InitramfsScope,
+}
+
 /// Inspect the guest in `image`. Only an unreadable disk is an error; damage inside it becomes findings.
 pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
+    inspect_with(image, &Options::default())
+}
+
+/// [`inspect`] with options.
+pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspection> {
     let format = image.details().format;
     let disk = Disk::new(image);
     let table = partition::read_table(&disk)?;
@@ -238,7 +258,7 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
         if !linux::is_linux_root(&mut vfs) {
             continue;
         }
-        oses.push(linux_os(&mut vfs, i, &mut vols, &mut findings));
+        oses.push(linux_os(&mut vfs, i, &mut vols, &mut findings, opts));
     }
 
     let boot = boot_modes(&table, &mut vols, &mut findings);
@@ -279,7 +299,13 @@ fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
     })
 }
 
-fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Finding>) -> OperatingSystem {
+fn linux_os(
+    vfs: &mut Vfs,
+    root: usize,
+    vols: &mut [Vol],
+    findings: &mut Vec<Finding>,
+    opts: &Options,
+) -> OperatingSystem {
     vols[root].volume.mountpoint = Some("/".into());
     let fstab_text = vfs.read_text("/etc/fstab", linux::MAX_TEXT).unwrap_or_default();
     let mut fstab = Vec::new();
@@ -312,9 +338,27 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
         fstab.push(FstabLine { entry, resolves_to: target.map(|t| vols[t].volume.device.clone()) });
     }
     let mounted = vfs.mount_points().into_iter().filter(|m| m != "/").collect();
+    let mut grub = crate::grub::grub(vfs);
+    if let Some(g) = grub.as_mut() {
+        for e in g.entries.iter_mut().chain(g.default_entry.as_mut()) {
+            e.root_resolves_to = e.root.as_ref().and_then(|r| resolve_root(r, vols));
+        }
+    }
     let mut kernels = linux::kernels(vfs);
-    for k in kernels.iter_mut() {
-        crate::drivers::examine(vfs, k, crate::initramfs::Limits::default());
+    // The kernel GRUB boots by default, else the newest.
+    let default_kernel = grub
+        .as_ref()
+        .and_then(|g| g.default_entry.as_ref())
+        .and_then(|e| e.kernel_path.clone())
+        .and_then(|p| kernels.iter().position(|k| vfs.resolve(&k.path, true).ok() == vfs.resolve(&p, true).ok()))
+        .unwrap_or(0);
+    for (i, k) in kernels.iter_mut().enumerate() {
+        let read = match opts.initramfs {
+            InitramfsScope::All => true,
+            InitramfsScope::DefaultKernel => i == default_kernel,
+            InitramfsScope::None => false,
+        };
+        crate::drivers::examine(vfs, k, crate::initramfs::Limits::default(), read);
         if let (Some(path), Some(c)) = (&k.initramfs, &k.initramfs_contents) {
             for p in &c.problems {
                 findings.push(Finding::warning(format!("initramfs {path}"), None, p.clone()));
@@ -325,12 +369,6 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
     if let Some(p) = &packages {
         for problem in &p.problems {
             findings.push(Finding::warning(format!("package database {}", p.source), None, problem.clone()));
-        }
-    }
-    let mut grub = crate::grub::grub(vfs);
-    if let Some(g) = grub.as_mut() {
-        for e in g.entries.iter_mut().chain(g.default_entry.as_mut()) {
-            e.root_resolves_to = e.root.as_ref().and_then(|r| resolve_root(r, vols));
         }
     }
     OperatingSystem {

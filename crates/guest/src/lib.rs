@@ -27,7 +27,7 @@ pub mod vfs;
 pub mod windows;
 
 pub use finding::{Finding, Severity};
-pub use inspect::{inspect, Inspection};
+pub use inspect::{inspect, inspect_with, InitramfsScope, Inspection, Options};
 
 #[cfg(test)]
 mod hostile_tests {
