@@ -116,7 +116,7 @@ impl RawExt4 {
         if block == 0 || out.len() as u64 >= want {
             return Ok(());
         }
-        let data = self.read(block * self.block_size, self.block_size, "indirect block")?;
+        let data = self.read(block.saturating_mul(self.block_size), self.block_size, "indirect block")?;
         for i in 0..(self.block_size / 4) as usize {
             if out.len() as u64 >= want {
                 break;
@@ -157,7 +157,7 @@ impl RawExt4 {
                 }
             } else {
                 let leaf = (u64::from(le16(node, e + 8)) << 32) | u64::from(le32(node, e + 4));
-                let child = self.read(leaf * self.block_size, self.block_size, "extent index block")?;
+                let child = self.read(leaf.saturating_mul(self.block_size), self.block_size, "extent index block")?;
                 self.extent_node(&child, depth + 1, want, out)?;
             }
         }
@@ -171,7 +171,7 @@ impl RawExt4 {
             return Err(FsError::NotADirectory);
         }
         for block in self.blocks(dir, &inode)? {
-            let data = self.read(block * self.block_size, self.block_size, "directory block")?;
+            let data = self.read(block.saturating_mul(self.block_size), self.block_size, "directory block")?;
             let mut at = 0usize;
             while at + 8 <= data.len() {
                 let ino = le32(&data, at);
