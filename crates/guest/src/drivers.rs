@@ -1,4 +1,4 @@
-//! Which drivers a kernel has at boot: built in (`CONFIG_...=y` in /boot/config-<version>, or listed in a
+//! Which drivers a kernel has at boot: built in (`CONFIG_...=y` in `/boot/config-<version>`, or listed in a
 //! modules.builtin), or a module inside its initramfs. A module only in /lib/modules is installed but not
 //! loadable before the root filesystem is found, so it does not count for storage drivers.
 
@@ -34,7 +34,7 @@ const MAX_WALK: usize = 50_000;
 pub struct Driver {
     /// Module name, '-' written as '_' as the kernel does ("xen_blkfront").
     pub name: &'static str,
-    /// "y", "m" or "n" from /boot/config-<version> ("n" for "# ... is not set"), absent without a config.
+    /// "y", "m" or "n" from `/boot/config-<version>` ("n" for "# ... is not set"), absent without a config.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
     /// Built into the kernel image (config "y", or named in a modules.builtin).
@@ -42,7 +42,7 @@ pub struct Driver {
     /// A module file for it is inside the initramfs (false too when the initramfs was not read: see the
     /// kernel's `initramfs_contents`).
     pub in_initramfs: bool,
-    /// A module file for it is installed in /lib/modules/<version>.
+    /// A module file for it is installed in `/lib/modules/<version>.`
     pub in_module_tree: bool,
     /// Built in or in the initramfs: usable before the root filesystem is mounted.
     pub available_at_boot: bool,
@@ -68,7 +68,7 @@ pub fn parse_kernel_config(text: &str) -> BTreeMap<String, String> {
     out
 }
 
-/// Module names installed under /lib/modules/<version>: from modules.dep, or a bounded walk of the tree.
+/// Module names installed under `/lib/modules/<version>`: from modules.dep, or a bounded walk of the tree.
 fn module_tree(vfs: &mut Vfs, dir: &str) -> BTreeSet<String> {
     if let Ok(dep) = vfs.read_file(&format!("{dir}/modules.dep"), MAX_LIST) {
         let text = String::from_utf8_lossy(&dep);

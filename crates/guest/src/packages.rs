@@ -29,7 +29,7 @@ pub enum PackageFormat {
 #[derive(Debug, Clone, Serialize)]
 pub struct Package {
     pub name: String,
-    /// The full version: dpkg "[epoch:]upstream[-revision]"; RPM "[epoch:]version-release".
+    /// The full version: dpkg `epoch:upstream-revision`, RPM `epoch:version-release` (epoch, revision optional).
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arch: Option<String>,
@@ -153,7 +153,7 @@ fn split_epoch(v: &str) -> (u64, &str) {
     }
 }
 
-/// Compare two dpkg versions ("[epoch:]upstream[-revision]") as `dpkg --compare-versions` does.
+/// Compare two dpkg versions (`epoch:upstream-revision`) as `dpkg --compare-versions` does.
 pub fn dpkg_cmp(a: &str, b: &str) -> Ordering {
     let (ea, ra) = split_epoch(a.trim());
     let (eb, rb) = split_epoch(b.trim());
@@ -247,7 +247,7 @@ pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Compare "[epoch:]version[-release]" as RPM does; a release missing on one side is not compared.
+/// Compare `epoch:version-release` as RPM does; a release missing on one side is not compared.
 pub fn rpm_evr_cmp(a: &str, b: &str) -> Ordering {
     let (ea, ra) = split_epoch(a.trim());
     let (eb, rb) = split_epoch(b.trim());
