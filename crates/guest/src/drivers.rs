@@ -42,7 +42,7 @@ pub struct Driver {
     /// A module file for it is inside the initramfs (false too when the initramfs was not read: see the
     /// kernel's `initramfs_contents`).
     pub in_initramfs: bool,
-    /// A module file for it is installed in `/lib/modules/<version>.`
+    /// A module file for it is installed in `/lib/modules/<version>`.
     pub in_module_tree: bool,
     /// Built in or in the initramfs: usable before the root filesystem is mounted.
     pub available_at_boot: bool,

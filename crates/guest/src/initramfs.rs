@@ -46,11 +46,11 @@ pub struct InitramfsContents {
     pub unpacked_bytes: u64,
     /// CPU microcode (kernel/x86/microcode/*) is present, as early initramfs archives carry it.
     pub early_microcode: bool,
-    /// Versions named by lib`/modules/<version>` paths inside.
+    /// Versions named by `lib/modules/<version>` paths inside.
     pub kernel_versions: Vec<String>,
     /// Kernel modules inside (.ko, .ko.xz, .ko.zst, .ko.gz), by module name ('-' written as '_'), sorted.
     pub modules: Vec<String>,
-    /// Modules built into the kernel according to the lib`/modules/<version>/modules.builtin` inside, if any.
+    /// Modules built into the kernel according to the `lib/modules/<version>/modules.builtin` inside, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modules_builtin: Option<Vec<String>>,
     /// The whole file was read without a problem.
