@@ -11,7 +11,19 @@
 #   gpt-hybrid-ext4  Debian 12, GPT, BIOS boot partition with a core image, boot code in the protective MBR,
 #                    ESP, separate ext4 /boot, ext4 root                                -> UEFI-Preferred
 #   mbr-xfs5         Rocky 9, XFS v5 root, qemu-guest-agent present and cloud-init absent, SELinux enforcing
-#   mbr-xfs4         CentOS 7 (redhat-release only, no os-release), XFS v4 root, swap partition
+#   mbr-xfs4         CentOS 7 (redhat-release only, no os-release), XFS v4 root, swap partition; ifcfg with a
+#                    static address, HWADDR and a 70-persistent-net.rules MAC pin
+#   deb-novirtio-{gzip,xz,zstd,lz4}
+#                    Debian 12 as mbr-bios-ext4, but virtio is neither built in nor in the initramfs (an early
+#                    microcode cpio, then the main archive compressed as named)
+#   win-ntfs         Windows Server 2022 skeleton: GPT, ESP, NTFS with SOFTWARE and SYSTEM hives written by hivexsh
+#                    (viostor and netkvm registered), PE stubs for cmd.exe and ntoskrnl.exe                     -> UEFI
+#   deb-bad-ext4     Debian 12 with problems (PROBLEMS in its .env): GRUB root=/dev/sda1, cloud-init 0.7.9,
+#                    immutable /etc/shadow, absolute /lib symlink, sshd installed but not enabled, netplan static
+#                    address matched by MAC
+# The good images also carry GRUB configuration (grub.cfg; BLS entries and grubenv on Rocky), network
+# configuration, package databases (dpkg status; on Rocky a real RPM SQLite database written by rpm --justdb) and
+# sshd units, with the facts in their .env files.
 set -euo pipefail
 
 OUT=${1:?usage: build-test-images.sh OUTDIR}
@@ -20,7 +32,7 @@ OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgport-images.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio gzip dd truncate; do
+for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio gzip xz zstd lz4 dd truncate debugfs rpm rpmbuild hivexsh mkntfs wimlib-imagex python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "build-test-images: missing tool '$tool' (run scripts/install-peers.sh)" >&2; exit 1; }
 done
 
@@ -52,11 +64,135 @@ make_tree() {
     printf 'ELF-module-stub\n' >"$t/usr/lib/modules/$KVER/kernel/drivers/block/virtio_blk.ko"
     printf 'ELF-module-stub\n' >"$t/usr/lib/modules/$KVER/kernel/drivers/virtio/virtio_pci.ko"
     printf 'kernel/drivers/virtio/virtio.ko\n' >"$t/usr/lib/modules/$KVER/modules.builtin"
-    # initramfs: newc cpio, gzip-compressed, holding the virtio modules.
-    local ir="$WORK/initramfs"
-    rm -rf "$ir" && mkdir -p "$ir/usr/lib/modules/$KVER/kernel/drivers/block"
-    cp "$t/usr/lib/modules/$KVER/kernel/drivers/block/virtio_blk.ko" "$ir/usr/lib/modules/$KVER/kernel/drivers/block/"
-    (cd "$ir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9n) >"$t/boot/initrd.img-$KVER"
+    make_initramfs "$t/boot/initrd.img-$KVER" 1 gzip
+}
+
+# An initramfs as the kernel loads it: an uncompressed early cpio with CPU microcode, then the main newc cpio
+# compressed with COMPRESS (gzip, xz, zstd or lz4 in the legacy format the kernel reads). Module files are stubs.
+# make_initramfs OUT VIRTIO(0|1) COMPRESS
+make_initramfs() {
+    local out=$1 virtio=$2 comp=$3 ir="$WORK/initramfs" early="$WORK/early" m z
+    rm -rf "$ir" "$early"
+    mkdir -p "$early/kernel/x86/microcode"
+    printf 'imgport-test-microcode' >"$early/kernel/x86/microcode/GenuineIntel.bin"
+    m="$ir/usr/lib/modules/$KVER/kernel"
+    mkdir -p "$ir/usr/bin" "$m/fs/ext4" "$m/drivers/ata" "$m/drivers/scsi" "$m/drivers/block" "$m/drivers/virtio" "$m/drivers/net"
+    printf '#!/bin/sh\n' >"$ir/init"
+    chmod 755 "$ir/init"
+    printf 'ELF-module-stub\n' | tee "$m/fs/ext4/ext4.ko" "$m/drivers/ata/ahci.ko" "$m/drivers/scsi/sd_mod.ko" >/dev/null
+    if [ "$virtio" = 1 ]; then
+        printf 'ELF-module-stub\n' | tee "$m/drivers/block/virtio_blk.ko" "$m/drivers/virtio/virtio_pci.ko" \
+            "$m/drivers/virtio/virtio.ko" "$m/drivers/virtio/virtio_ring.ko" "$m/drivers/scsi/virtio_scsi.ko" >/dev/null
+        printf 'ELF-module-stub\n' | xz -c >"$m/drivers/net/virtio_net.ko.xz"
+    fi
+    case $comp in
+        gzip) z="gzip -9n" ;;
+        xz) z="xz -c --check=crc32 --lzma2=dict=1MiB" ;;
+        zstd) z="zstd -q -c -19" ;;
+        lz4) z="lz4 -q -l -c" ;;
+        *) echo "make_initramfs: unknown compression $comp" >&2; return 1 ;;
+    esac
+    (cd "$early" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$out"
+    (cd "$ir" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | $z) >>"$out"
+}
+
+# GRUB files: grub.cfg in DIR (boot/grub or boot/grub2 of the tree) with one entry and a recovery entry in a
+# submenu, and /etc/default/grub. KPATH is where GRUB finds the kernel ("/boot" on the root filesystem, "" when
+# /boot is its own partition).
+# grub_cfg TREE DIR ROOT_ARG SEARCH_UUID KPATH CONSOLE
+grub_cfg() {
+    local t=$1 dir=$2 root=$3 search=$4 kpath=$5 console=$6
+    mkdir -p "$t/$dir" "$t/etc/default"
+    cat >"$t/$dir/grub.cfg" <<GRUBEOF
+# generated by grub-mkconfig (test stand-in)
+set default="0"
+if [ -s \$prefix/grubenv ]; then
+  load_env
+fi
+function load_video {
+  insmod all_video
+}
+menuentry 'Linux' --class gnu-linux \$menuentry_id_option 'gnulinux-simple-$search' {
+	load_video
+	insmod ext2
+	search --no-floppy --fs-uuid --set=root $search
+	echo	'Loading Linux $KVER ...'
+	linux	$kpath/vmlinuz-$KVER root=$root ro $console quiet
+	initrd	$kpath/initrd.img-$KVER
+}
+submenu 'Advanced options' \$menuentry_id_option 'gnulinux-advanced-$search' {
+	menuentry 'Linux, with Linux $KVER (recovery mode)' \$menuentry_id_option 'gnulinux-$KVER-recovery-$search' {
+		search --no-floppy --fs-uuid --set=root $search
+		linux	$kpath/vmlinuz-$KVER root=$root ro single
+		initrd	$kpath/initrd.img-$KVER
+	}
+}
+GRUBEOF
+    cat >"$t/etc/default/grub" <<GRUBEOF
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=5
+GRUB_CMDLINE_LINUX_DEFAULT="quiet"
+GRUB_CMDLINE_LINUX="$console"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --speed=115200"
+GRUBEOF
+}
+
+# A dpkg status database: base-files, openssh-server, cloud-init at CLOUD_INIT_VERSION (left out when empty), the
+# kernel, and a removed package whose configuration files remain (not installed).
+# dpkg_status TREE CLOUD_INIT_VERSION
+dpkg_status() {
+    local t=$1 ci=$2
+    mkdir -p "$t/var/lib/dpkg"
+    {
+        printf 'Package: base-files\nEssential: yes\nStatus: install ok installed\nPriority: required\nArchitecture: amd64\nVersion: 12.4+deb12u5\nDescription: Debian base system miscellaneous files\n\n'
+        printf 'Package: openssh-server\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:9.2p1-2+deb12u2\nDescription: secure shell (SSH) server\n multi-line description\n .\n continued\n\n'
+        printf 'Package: ifupdown\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 0.8.41\n\n'
+        if [ -n "$ci" ]; then
+            printf 'Package: cloud-init\nStatus: install ok installed\nArchitecture: all\nVersion: %s\nDescription: initialization for cloud instances\n\n' "$ci"
+        fi
+        printf 'Package: linux-image-%s\nStatus: install ok installed\nArchitecture: amd64\nVersion: 6.1.76-1\n' "$KVER"
+    } >"$t/var/lib/dpkg/status"
+}
+
+# sshd with its systemd unit in UNIT_DIR; enabled (a multi-user.target.wants link) when ENABLED=1.
+# sshd_unit TREE UNIT_DIR UNIT ENABLED
+sshd_unit() {
+    local t=$1 dir=$2 unit=$3 enabled=$4
+    mkdir -p "$t/usr/sbin" "$t/$dir" "$t/etc/ssh" "$t/etc/systemd/system/multi-user.target.wants"
+    printf 'ELF-sshd-stub\n' >"$t/usr/sbin/sshd"
+    printf 'PermitRootLogin prohibit-password\n' >"$t/etc/ssh/sshd_config"
+    printf '[Unit]\nDescription=OpenBSD Secure Shell server\n[Install]\nWantedBy=multi-user.target\n' >"$t/$dir/$unit"
+    if [ "$enabled" = 1 ]; then
+        ln -sf "/$dir/$unit" "$t/etc/systemd/system/multi-user.target.wants/$unit"
+    fi
+}
+
+# A real RPM SQLite database made by rpm itself: rpmbuild makes empty noarch packages (one spec, a subpackage
+# each; one with a long description so its header spills into SQLite overflow pages), rpm --justdb records them.
+# rpm_db TREE NAME:EPOCH:VERSION:RELEASE...
+rpm_db() {
+    local t=$1 top="$WORK/rpmtop" db="$WORK/rpmdb" spec="$WORK/pkgs.spec" p n e v r
+    shift
+    rm -rf "$top" "$db"
+    mkdir -p "$db" "$t/var/lib/rpm"
+    printf 'Name: imgport-test\nVersion: 1\nRelease: 1\nSummary: test packages\nLicense: MIT\nBuildArch: noarch\n%%description\ntest\n' >"$spec"
+    for p in "$@"; do
+        IFS=: read -r n e v r <<<"$p"
+        printf '%%package -n %s\nVersion: %s\nRelease: %s\nSummary: %s\n' "$n" "$v" "$r" "$n" >>"$spec"
+        [ -n "$e" ] && printf 'Epoch: %s\n' "$e" >>"$spec"
+        printf '%%description -n %s\n' "$n" >>"$spec"
+        if [ "$n" = kernel-core ]; then
+            for _ in $(seq 1 120); do printf 'A long description line that makes this header larger than one SQLite page.\n'; done >>"$spec"
+        else
+            printf '%s test package\n' "$n" >>"$spec"
+        fi
+        printf '%%files -n %s\n' "$n" >>"$spec"
+    done
+    rpmbuild --quiet --define "_topdir $top" --define "_build_id_links none" -bb "$spec" >/dev/null 2>&1
+    rpm --dbpath "$db" --initdb
+    rpm --dbpath "$db" -i --justdb --nodeps --noscripts --ignorearch --ignoreos "$top"/RPMS/noarch/*.rpm 2>/dev/null
+    cp "$db/rpmdb.sqlite" "$t/var/lib/rpm/rpmdb.sqlite"
 }
 
 debian_release() {
@@ -118,6 +254,7 @@ build_mbr_bios_ext4() {
     make_tree "$t" deb-bios "UUID=$uuid / ext4 errors=remount-ro 0 1"
     debian_release "$t"
     cloud_init "$t"
+    debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
     mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 120M
     local disk="$OUT/$name.raw"
     new_disk "$disk" 128
@@ -126,7 +263,30 @@ build_mbr_bios_ext4() {
     stitch "$disk" "$WORK/$name.fs" 2048
     write_env "$name" TABLE=mbr DISK_ID=1a2b3c4d ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 \
         DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-bios ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
-        CLOUD_INIT=1 QEMU_GA=0 SELINUX=
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= $(debian_env "$uuid" 1 gzip)
+}
+
+# Debian's usual extras: GRUB with root=UUID and a serial console, ifupdown DHCP, dpkg status, sshd enabled.
+# debian_extras TREE ROOT_UUID CLOUD_INIT_VERSION
+debian_extras() {
+    local t=$1 uuid=$2 ci=$3
+    grub_cfg "$t" boot/grub "UUID=$uuid" "$uuid" /boot "console=tty0 console=ttyS0,115200n8"
+    mkdir -p "$t/etc/network/interfaces.d"
+    printf 'source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n' >"$t/etc/network/interfaces"
+    printf 'allow-hotplug eth0\niface eth0 inet dhcp\n' >"$t/etc/network/interfaces.d/eth0"
+    dpkg_status "$t" "$ci"
+    sshd_unit "$t" lib/systemd/system ssh.service 1
+    ln -s /lib/systemd/system/ssh.service "$t/etc/systemd/system/sshd.service"
+}
+
+# The .env facts debian_extras put there. debian_env ROOT_UUID VIRTIO(0|1) COMPRESSION
+debian_env() {
+    local drivers=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi
+    [ "$2" = 1 ] || drivers=
+    echo INITRD_COMPRESSION=$3 MICROCODE=1 DRIVERS_AT_BOOT=$drivers \
+        GRUB_CONFIG=/boot/grub/grub.cfg GRUB_ROOT=UUID=$1 GRUB_ROOT_DEVICE=/dev/sda1 GRUB_CONSOLE=tty0,ttyS0,115200n8 \
+        GRUB_KERNEL=/boot/vmlinuz-$KVER NET=ifupdown:eth0:dhcp PINNED= PKG_FORMAT=dpkg \
+        CLOUD_INIT_VERSION=22.4.2-1+deb12u1 SHADOW_IMMUTABLE=0 LIB_ABSOLUTE=0 SSHD_ENABLED=1
 }
 
 # ---- gpt-uefi-ext4 ---------------------------------------------------------------------------------------------
@@ -147,6 +307,19 @@ ID_LIKE=debian
 EOF
     printf 'DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\nDISTRIB_CODENAME=jammy\n' >"$t/etc/lsb-release"
     cloud_init "$t"
+    # Ubuntu builds virtio into the kernel: no virtio modules in the (zstd) initramfs; modules.builtin lists them.
+    printf 'CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_BLK=y\nCONFIG_VIRTIO_NET=y\nCONFIG_SCSI_VIRTIO=y\nCONFIG_BLK_DEV_NVME=y\n# CONFIG_HYPERV is not set\n' >"$t/boot/config-$KVER"
+    printf 'kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_pci.ko\nkernel/drivers/block/virtio_blk.ko\nkernel/drivers/net/virtio_net.ko\nkernel/drivers/scsi/virtio_scsi.ko\nkernel/drivers/nvme/host/nvme.ko\n' >"$t/usr/lib/modules/$KVER/modules.builtin"
+    make_initramfs "$t/boot/initrd.img-$KVER" 0 zstd
+    grub_cfg "$t" boot/grub "UUID=$uuid" "$uuid" /boot "console=ttyS0,115200"
+    mkdir -p "$t/etc/netplan"
+    printf '# written by cloud-init\nnetwork:\n    version: 2\n    ethernets:\n        ens3:\n            dhcp4: true\n            dhcp6: false\n' >"$t/etc/netplan/50-cloud-init.yaml"
+    dpkg_status "$t" 22.4.2-0ubuntu0~22.04.1
+    # sshd by socket activation (Ubuntu 22.10 and later).
+    sshd_unit "$t" lib/systemd/system ssh.service 0
+    mkdir -p "$t/etc/systemd/system/sockets.target.wants"
+    printf '[Socket]\nListenStream=22\n' >"$t/lib/systemd/system/ssh.socket"
+    ln -s /lib/systemd/system/ssh.socket "$t/etc/systemd/system/sockets.target.wants/ssh.socket"
     mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 100M
     pe_stub "$WORK/BOOTX64.EFI"
     make_esp "$WORK/$name.esp" ESP 4E1FA001 "$WORK/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
@@ -160,7 +333,11 @@ EOF
     write_env "$name" TABLE=gpt DISK_ID=11111111-2222-3333-4444-555555555555 ESP_PART=1 ESP_UUID=4E1F-A001 \
         ESP_LABEL=ESP ROOT_PART=2 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 ROOT_PARTUUID=aaaaaaaa-0000-0000-0000-000000000002 \
         DISTRO=ubuntu VERSION=22.04 MAJOR=22 MINOR=4 HOSTNAME=ubu-uefi ARCH=x86_64 KERNEL=$KVER BOOT_MODE=UEFI \
-        CLOUD_INIT=1 QEMU_GA=0 SELINUX=
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= \
+        INITRD_COMPRESSION=zstd MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi,nvme \
+        GRUB_CONFIG=/boot/grub/grub.cfg GRUB_ROOT=UUID=$uuid GRUB_ROOT_DEVICE=/dev/sda2 GRUB_CONSOLE=ttyS0,115200 \
+        GRUB_KERNEL=/boot/vmlinuz-$KVER NET=netplan:ens3:dhcp PINNED= PKG_FORMAT=dpkg \
+        CLOUD_INIT_VERSION=22.4.2-0ubuntu0~22.04.1 SHADOW_IMMUTABLE=0 LIB_ABSOLUTE=0 SSHD_ENABLED=1
 }
 
 # ---- gpt-hybrid-ext4 -------------------------------------------------------------------------------------------
@@ -172,6 +349,9 @@ UUID=$boot_uuid /boot ext4 defaults 0 2
 UUID=4E1F-B002 /boot/efi vfat umask=0077 0 1"
     debian_release "$t"
     cloud_init "$t"
+    debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
+    # GRUB reads the kernel from the /boot partition, so its paths have no /boot prefix.
+    grub_cfg "$t" boot/grub "UUID=$uuid" "$boot_uuid" "" "console=tty0 console=ttyS0,115200n8"
     # /boot lives on its own partition: move the kernel files there, leave the mount point empty.
     local b="$WORK/$name-boot"
     rm -rf "$b" && mkdir -p "$b/efi" "$b/grub"
@@ -194,7 +374,7 @@ UUID=4E1F-B002 /boot/efi vfat umask=0077 0 1"
     write_env "$name" TABLE=gpt DISK_ID=22222222-3333-4444-5555-666666666666 ESP_PART=2 ESP_UUID=4E1F-B002 ESP_LABEL=ESP \
         BOOT_PART=3 BOOT_UUID=$boot_uuid ROOT_PART=4 ROOT_UUID=$uuid ROOT_LABEL=root ROOT_TYPE=ext4 \
         DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-hybrid ARCH=x86_64 KERNEL=$KVER BOOT_MODE=UEFI-Preferred \
-        CLOUD_INIT=1 QEMU_GA=0 SELINUX=
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= $(debian_env "$uuid" 1 gzip | sed 's|GRUB_ROOT_DEVICE=/dev/sda1|GRUB_ROOT_DEVICE=/dev/sda4|; s|GRUB_CONFIG=/boot/grub/grub.cfg|GRUB_CONFIG=/boot/grub/grub.cfg GRUB_KERNEL_AS_WRITTEN=/vmlinuz-'$KVER'|')
 }
 
 # XFS protofile for a folder (mkfs.xfs -p): directories, regular files (by source path) and symlinks.
@@ -243,6 +423,20 @@ EOF
     printf '#!/bin/sh\n' >"$t/usr/bin/qemu-ga"
     chmod 755 "$t/usr/bin/qemu-ga"
     printf '[Unit]\nDescription=QEMU Guest Agent\n' >"$t/usr/lib/systemd/system/qemu-guest-agent.service"
+    # GRUB 2 with BLS: grub.cfg calls blscfg, entries in /boot/loader/entries, kernelopts in grubenv.
+    local mid=0123456789abcdef0123456789abcdef
+    mkdir -p "$t/boot/grub2" "$t/boot/loader/entries" "$t/etc/default"
+    printf 'set default="${saved_entry}"\nload_env -f ${config_directory}/grubenv\ninsmod blscfg\nblscfg\n' >"$t/boot/grub2/grub.cfg"
+    printf '%s\n' "# GRUB Environment Block" "saved_entry=$mid-$KVER" "kernelopts=root=UUID=$uuid ro console=ttyS0,115200n8 crashkernel=1G-4G:192M" "boot_success=0" >"$t/boot/grub2/grubenv"
+    head -c $((1024 - $(wc -c <"$t/boot/grub2/grubenv"))) /dev/zero | tr '\0' '#' >>"$t/boot/grub2/grubenv"
+    printf 'title Rocky Linux (%s) 9.3 (Blue Onyx)\nversion %s\nlinux /boot/vmlinuz-%s\ninitrd /boot/initramfs-%s.img $tuned_initrd\noptions $kernelopts $tuned_params\ngrub_users $grub_users\ngrub_arg --unrestricted\ngrub_class rocky\n' "$KVER" "$KVER" "$KVER" "$KVER" >"$t/boot/loader/entries/$mid-$KVER.conf"
+    printf 'title Rocky Linux (0-rescue) 9.3\nversion 0-rescue-%s\nlinux /boot/vmlinuz-0-rescue-%s\ninitrd /boot/initramfs-0-rescue-%s.img\noptions $kernelopts\n' "$mid" "$mid" "$mid" >"$t/boot/loader/entries/$mid-0-rescue.conf"
+    printf 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=saved\nGRUB_CMDLINE_LINUX="crashkernel=1G-4G:192M console=ttyS0,115200n8"\nGRUB_ENABLE_BLSCFG=true\n' >"$t/etc/default/grub"
+    rpm_db "$t" rocky-release::9.3:1.el9 openssh-server::8.7p1:34.el9 qemu-guest-agent:17:8.0.0:16.el9 \
+        kernel-core::5.14.0:362.8.1.el9_3 bash::5.1.8:6.el9_1 NetworkManager:1:1.44.0:3.el9 $(seq -f 'filler%g::1.0:1.el9' 1 30)
+    mkdir -p "$t/etc/sysconfig/network-scripts"
+    printf 'DEVICE=eth0\nBOOTPROTO=dhcp\nONBOOT=yes\nTYPE=Ethernet\n' >"$t/etc/sysconfig/network-scripts/ifcfg-eth0"
+    sshd_unit "$t" usr/lib/systemd/system sshd.service 1
     make_proto "$t" "$WORK/$name.proto"
     rm -f "$WORK/$name.fs"
     truncate -s 300M "$WORK/$name.fs"
@@ -254,7 +448,11 @@ EOF
     stitch "$disk" "$WORK/$name.fs" 2048
     write_env "$name" TABLE=mbr DISK_ID=5a5a0001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=rocky-root ROOT_TYPE=xfs XFS_VERSION=5 \
         DISTRO=rocky VERSION=9.3 MAJOR=9 MINOR=3 HOSTNAME=rocky9 ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
-        CLOUD_INIT=0 QEMU_GA=1 SELINUX=enforcing
+        CLOUD_INIT=0 QEMU_GA=1 SELINUX=enforcing \
+        INITRD_COMPRESSION=gzip MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi \
+        GRUB_CONFIG=/boot/grub2/grub.cfg GRUB_ROOT=UUID=$uuid GRUB_ROOT_DEVICE=/dev/sda1 GRUB_CONSOLE=ttyS0,115200n8 \
+        GRUB_KERNEL=/boot/vmlinuz-$KVER GRUB_BLS=1 NET=ifcfg:eth0:dhcp PINNED= PKG_FORMAT=rpm_sqlite \
+        CLOUD_INIT_VERSION= SHADOW_IMMUTABLE=0 LIB_ABSOLUTE=0 SSHD_ENABLED=1
 }
 
 # ---- mbr-xfs4 --------------------------------------------------------------------------------------------------
@@ -267,6 +465,10 @@ UUID=$swap_uuid swap swap defaults 0 0"
     rm -f "$t/etc/hostname"
     printf 'NETWORKING=yes\nHOSTNAME=centos7\n' >"$t/etc/sysconfig-network"
     mkdir -p "$t/etc/sysconfig" && mv "$t/etc/sysconfig-network" "$t/etc/sysconfig/network"
+    mkdir -p "$t/etc/sysconfig/network-scripts" "$t/etc/udev/rules.d"
+    printf 'DEVICE=eth0\nBOOTPROTO=static\nIPADDR=192.168.122.50\nPREFIX=24\nGATEWAY=192.168.122.1\nHWADDR=52:54:00:12:34:56\nONBOOT=yes\n' >"$t/etc/sysconfig/network-scripts/ifcfg-eth0"
+    printf 'DEVICE=lo\nIPADDR=127.0.0.1\nONBOOT=yes\n' >"$t/etc/sysconfig/network-scripts/ifcfg-lo"
+    printf '# This file was automatically generated by the /lib/udev/write_net_rules\n# PCI device 0x1af4:0x1000 (virtio-pci)\nSUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", ATTR{address}=="52:54:00:12:34:56", ATTR{type}=="1", KERNEL=="eth*", NAME="eth0"\n' >"$t/etc/udev/rules.d/70-persistent-net.rules"
     make_proto "$t" "$WORK/$name.proto"
     rm -f "$WORK/$name.fs"
     truncate -s 300M "$WORK/$name.fs"
@@ -283,7 +485,173 @@ UUID=$swap_uuid swap swap defaults 0 0"
     write_env "$name" TABLE=mbr DISK_ID=4b4b0002 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=c7root ROOT_TYPE=xfs XFS_VERSION=4 \
         SWAP_PART=2 SWAP_UUID=$swap_uuid SWAP_LABEL=c7swap \
         DISTRO=centos VERSION=7.9.2009 MAJOR=7 MINOR=9 HOSTNAME=centos7 ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
-        CLOUD_INIT=0 QEMU_GA=0 SELINUX=
+        CLOUD_INIT=0 QEMU_GA=0 SELINUX= \
+        NET=ifcfg:eth0:static:52:54:00:12:34:56 PINNED=eth0=52:54:00:12:34:56 SHADOW_IMMUTABLE=0 LIB_ABSOLUTE=0 SSHD_ENABLED=0
+}
+
+# ---- deb-novirtio-* ----------------------------------------------------------------------------------------------
+# build_deb_novirtio COMPRESSION: Debian 12 like mbr-bios-ext4 whose kernel has virtio neither built in nor in the
+# initramfs (the modules are only in /lib/modules).
+build_deb_novirtio() {
+    local comp=$1 name=deb-novirtio-$1 label=debroot uuid
+    uuid=$(printf '6e0a%04x-1b2c-4d3e-8f40-5a6b7c8d9e0f' "$(printf '%s' "$comp" | cksum | cut -c1-4)")
+    local t="$WORK/$name"
+    rm -rf "$t"
+    make_tree "$t" "deb-$comp" "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    debian_release "$t"
+    cloud_init "$t"
+    debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
+    printf 'CONFIG_VIRTIO=m\nCONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_BLK=m\nCONFIG_VIRTIO_NET=m\n' >"$t/boot/config-$KVER"
+    : >"$t/usr/lib/modules/$KVER/modules.builtin"
+    make_initramfs "$t/boot/initrd.img-$KVER" 0 "$comp"
+    mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 48M
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 50
+    printf 'label: dos\nlabel-id: 0x6e0a0001\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.fs" 2048
+    write_env "$name" TABLE=mbr DISK_ID=6e0a0001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 \
+        DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-$comp ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= $(debian_env "$uuid" 0 "$comp") PROBLEMS=virtio
+}
+
+# ---- deb-bad-ext4 ------------------------------------------------------------------------------------------------
+build_deb_bad_ext4() {
+    local name=deb-bad-ext4 uuid=bad0bad0-1111-4222-8333-444455556666 label=badroot
+    local t="$WORK/$name"
+    rm -rf "$t"
+    make_tree "$t" deb-bad "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    debian_release "$t"
+    cloud_init "$t"
+    # GRUB names the root by kernel device name, which changes with the disk controller.
+    grub_cfg "$t" boot/grub /dev/sda1 "$uuid" /boot "console=tty0"
+    dpkg_status "$t" 0.7.9-1
+    sshd_unit "$t" lib/systemd/system ssh.service 0
+    mkdir -p "$t/etc/netplan"
+    printf 'network:\n  version: 2\n  ethernets:\n    lan0:\n      match:\n        macaddress: "52:54:00:aa:bb:cc"\n      set-name: lan0\n      dhcp4: false\n      addresses: [10.1.2.3/24]\n' >"$t/etc/netplan/01-static.yaml"
+    # Not usrmerge the relative way: /lib is an absolute symlink.
+    rm "$t/lib"
+    ln -s /usr/lib "$t/lib"
+    mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 48M
+    # chattr +i without mounting: set EXT4_IMMUTABLE_FL (0x10) next to EXTENTS_FL (0x80000).
+    debugfs -w -R "set_inode_field /etc/shadow flags 0x80010" "$WORK/$name.fs" >/dev/null 2>&1
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 50
+    printf 'label: dos\nlabel-id: 0xbad00001\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.fs" 2048
+    write_env "$name" TABLE=mbr DISK_ID=bad00001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 \
+        DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-bad ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= \
+        INITRD_COMPRESSION=gzip MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi \
+        GRUB_CONFIG=/boot/grub/grub.cfg GRUB_ROOT=/dev/sda1 GRUB_ROOT_DEVICE=/dev/sda1 GRUB_CONSOLE=tty0 \
+        GRUB_KERNEL=/boot/vmlinuz-$KVER NET=netplan:lan0:static:52:54:00:aa:bb:cc PINNED= PKG_FORMAT=dpkg \
+        CLOUD_INIT_VERSION=0.7.9-1 SHADOW_IMMUTABLE=1 LIB_ABSOLUTE=1 SSHD_ENABLED=0 \
+        PROBLEMS=grub-device-name,cloud-init-old,shadow-immutable,lib-absolute,sshd-disabled,network-static
+}
+
+# ---- win-ntfs ----------------------------------------------------------------------------------------------------
+# An empty registry hive (base block with its checksum, one hive bin with the root key and its security record),
+# which hivexsh then fills: the keys, values and subkey lists in the test hives are written by hivex itself.
+# empty_hive FILE ROOT_NAME
+empty_hive() {
+    python3 - "$1" "$2" <<'PYHIVE'
+import struct, sys
+# An empty registry hive: base block (with its XOR checksum), one 4 KiB hive bin holding the root key node.
+root_name = sys.argv[2].encode()
+nk = bytearray(76)
+nk[0:2] = b"nk"
+struct.pack_into("<H", nk, 2, 0x2c)          # KEY_HIVE_ENTRY | KEY_NO_DELETE | KEY_COMP_NAME
+struct.pack_into("<I", nk, 16, 0xffffffff)   # parent
+struct.pack_into("<I", nk, 28, 0xffffffff)   # subkey list
+struct.pack_into("<I", nk, 32, 0xffffffff)
+struct.pack_into("<I", nk, 40, 0xffffffff)   # value list
+struct.pack_into("<I", nk, 44, 0)            # security: set below
+struct.pack_into("<I", nk, 48, 0xffffffff)   # class
+struct.pack_into("<H", nk, 72, len(root_name))
+nk += root_name
+def mkcell(payload):
+    c = struct.pack("<i", -((len(payload) + 4 + 7) // 8 * 8)) + payload
+    return c + b"\0" * ((-len(c)) % 8)
+# A security record (sk) for the root, in a list with itself: hivex copies it to every key it adds.
+desc = struct.pack("<BBHIIII", 1, 0, 0x8004, 0, 0, 0, 0)
+nk_cell_len = len(mkcell(bytes(nk)))
+sk_off = 32 + nk_cell_len
+struct.pack_into("<I", nk, 44, sk_off)
+sk = b"sk" + struct.pack("<HIIII", 0, sk_off, sk_off, 1, len(desc)) + desc
+cell = mkcell(bytes(nk)) + mkcell(sk)
+hbin = bytearray(4096)
+hbin[0:4] = b"hbin"
+struct.pack_into("<I", hbin, 4, 0)
+struct.pack_into("<I", hbin, 8, 4096)
+hbin[32:32 + len(cell)] = cell
+free = 4096 - 32 - len(cell)
+struct.pack_into("<i", hbin, 32 + len(cell), free)
+base = bytearray(4096)
+base[0:4] = b"regf"
+struct.pack_into("<IIQIIIII", base, 4, 1, 1, 0, 1, 3, 0, 1, 32)
+struct.pack_into("<I", base, 40, 4096)
+struct.pack_into("<I", base, 44, 1)
+x = 0
+for i in range(0, 508, 4):
+    x ^= struct.unpack_from("<I", base, i)[0]
+struct.pack_into("<I", base, 508, x)
+open(sys.argv[1], "wb").write(bytes(base + hbin))
+PYHIVE
+}
+
+# Windows Server 2022 skeleton: GPT, ESP with the Windows boot manager, NTFS (mkntfs, filled by wimlib) holding
+# Windows/System32 with SOFTWARE and SYSTEM hives (virtio storage and network drivers registered), and PE stubs.
+build_win_ntfs() {
+    local name=win-ntfs t="$WORK/win-ntfs" c
+    rm -rf "$t"
+    c="$t/Windows/System32/config"
+    mkdir -p "$c" "$t/Windows/System32/drivers" "$t/Program Files" "$t/Users"
+    pe_stub "$t/Windows/System32/cmd.exe"
+    pe_stub "$t/Windows/System32/ntoskrnl.exe"
+    pe_stub "$t/Windows/System32/drivers/viostor.sys"
+    empty_hive "$c/SOFTWARE" ROOT
+    {
+        echo "add Microsoft"
+        echo "cd Microsoft"
+        # Enough sibling keys that the subkey lists are large.
+        for i in $(seq -w 1 300); do echo "add Product$i"; done
+        printf '%s\n' "add Windows NT" "cd Windows NT" "add CurrentVersion" "cd CurrentVersion" "setval 9" \
+            ProductName "string:Windows Server 2022 Datacenter" EditionID string:ServerDatacenter \
+            InstallationType string:Server CurrentVersion string:6.3 CurrentBuild string:20348 \
+            CurrentBuildNumber string:20348 DisplayVersion string:21H2 \
+            CurrentMajorVersionNumber dword:0x0000000a CurrentMinorVersionNumber dword:0x00000000 commit
+    } >"$WORK/software.hsh"
+    hivexsh -w -f "$WORK/software.hsh" "$c/SOFTWARE"
+    empty_hive "$c/SYSTEM" ROOT
+    {
+        printf '%s\n' "add Select" "cd Select" "setval 2" Current dword:0x00000001 Default dword:0x00000001 "cd \\"
+        printf '%s\n' "add ControlSet001" "cd ControlSet001" "add Control" "cd Control" "add ComputerName" "cd ComputerName" \
+            "add ComputerName" "cd ComputerName" "setval 1" ComputerName string:WIN-IMGPORT "cd \\" "cd ControlSet001" \
+            "add Services" "cd Services"
+        for svc in Tcpip disk viostor netkvm; do echo "add $svc"; done
+        printf '%s\n' "cd viostor" "setval 3" Start dword:0x00000000 Type dword:0x00000001 \
+            ImagePath 'expandstring:System32\drivers\viostor.sys' "cd .." \
+            "cd netkvm" "setval 1" Start dword:0x00000003 commit
+    } >"$WORK/system.hsh"
+    hivexsh -w -f "$WORK/system.hsh" "$c/SYSTEM"
+    rm -f "$WORK/$name.ntfs" "$WORK/$name.wim"
+    truncate -s 40M "$WORK/$name.ntfs"
+    mkntfs -q -F -Q -L Windows "$WORK/$name.ntfs" >/dev/null 2>&1
+    wimlib-imagex capture "$t" "$WORK/$name.wim" --no-acls >/dev/null
+    wimlib-imagex apply "$WORK/$name.wim" 1 "$WORK/$name.ntfs" >/dev/null
+    pe_stub "$WORK/BOOTX64.EFI"
+    make_esp "$WORK/$name.esp" SYSTEM 5A5A0003 "$WORK/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 80
+    sgdisk -U 33333333-4444-5555-6666-777777777777 -n1:2048:+33M -t1:EF00 -c1:"EFI system partition" \
+        -n2:0:+40M -t2:0700 -c2:"Basic data partition" "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.ntfs" $((2048 + 33 * 2048))
+    write_env "$name" TABLE=gpt OS_TYPE=windows ROOT_PART=2 DISTRO=windows \
+        PRODUCT="Windows Server 2022 Datacenter" EDITION=ServerDatacenter INSTALLATION_TYPE=Server \
+        MAJOR=10 MINOR=0 BUILD=20348 DISPLAY_VERSION=21H2 HOSTNAME=WIN-IMGPORT ARCH=x86_64 BOOT_MODE=UEFI \
+        WIN_DRIVERS=viostor,netkvm
 }
 
 build_mbr_bios_ext4
@@ -291,6 +659,9 @@ build_gpt_uefi_ext4
 build_gpt_hybrid_ext4
 build_mbr_xfs5
 build_mbr_xfs4
+for comp in gzip xz zstd lz4; do build_deb_novirtio "$comp"; done
+build_deb_bad_ext4
+build_win_ntfs
 echo "build-test-images: images in $OUT" >&2
 
 # ==== images for imgport validate ================================================================================

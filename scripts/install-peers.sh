@@ -41,11 +41,14 @@ python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526" || {
     exit 1
 }
 # Guest inspection tests build realistic disk images from folders, without loop devices:
-# partition tools (sfdisk, sgdisk), mkfs for ext4/XFS/FAT, mtools, cpio for initramfs archives; NTFS, btrfs,
-# ISO9660 and LUKS makers so the signature probes are checked against blkid on the real thing.
+# partition tools (sfdisk, sgdisk), mkfs for ext4/XFS/FAT, mtools, cpio and xz/zstd/lz4 for initramfs archives;
+# NTFS, btrfs, ISO9660 and LUKS makers so the signature probes are checked against blkid on the real thing; rpm
+# and rpmbuild to write a real RPM SQLite database (rpm --justdb) for the package reader; hivexsh/hivexget to
+# write and read back the Windows registry hives, wimlib to fill an NTFS image without mounting it.
 guest_tools_missing() {
     local t
-    for t in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio blkid mkntfs mkfs.btrfs genisoimage cryptsetup; do
+    for t in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio blkid mkntfs mkfs.btrfs genisoimage cryptsetup \
+        debugfs xz zstd lz4 rpm rpmbuild hivexsh hivexget wimlib-imagex; do
         command -v "$t" >/dev/null 2>&1 || return 0
     done
     return 1
@@ -55,7 +58,8 @@ if guest_tools_missing; then
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         gdisk dosfstools mtools xfsprogs e2fsprogs fdisk cpio util-linux \
-        ntfs-3g btrfs-progs genisoimage cryptsetup-bin
+        ntfs-3g btrfs-progs genisoimage cryptsetup-bin \
+        xz-utils zstd lz4 rpm libhivex-bin wimtools
 fi
 if guest_tools_missing; then
     echo "install-peers: image building tools are still missing" >&2

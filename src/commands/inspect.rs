@@ -104,7 +104,82 @@ fn print_human(r: &Inspection) {
                 opt(&k.initramfs),
                 opt(&k.modules_dir)
             );
+            if let Some(c) = &k.initramfs_contents {
+                let kinds: Vec<&str> = c.segments.iter().map(|s| s.compression).collect();
+                println!(
+                    "    initramfs: {} ({} entries, {} modules{})",
+                    kinds.join(" + "),
+                    c.entries,
+                    c.modules.len(),
+                    if c.complete { "" } else { ", not read to the end" }
+                );
+            }
+            if !k.drivers.is_empty() {
+                let at_boot: Vec<&str> = k.drivers.iter().filter(|d| d.available_at_boot).map(|d| d.name).collect();
+                println!(
+                    "    drivers at boot: {}",
+                    if at_boot.is_empty() { "none".into() } else { at_boot.join(", ") }
+                );
+            }
         }
+        if let Some(e) = os.grub.as_ref().and_then(|g| g.default_entry.as_ref()) {
+            println!(
+                "  grub default: {} (kernel {}{}, root={}{})",
+                e.title,
+                opt(&e.kernel),
+                if e.kernel_exists == Some(false) { " MISSING" } else { "" },
+                opt(&e.root),
+                if e.consoles.is_empty() {
+                    String::new()
+                } else {
+                    format!(", console={}", e.consoles.join(" console="))
+                }
+            );
+        }
+        for i in &os.network.interfaces {
+            println!(
+                "  network: {} {} {}{} ({})",
+                i.system,
+                i.name,
+                if i.dhcp4 { "dhcp" } else { "static" },
+                i.mac.as_ref().map(|m| format!(", mac {m}")).unwrap_or_default(),
+                i.source
+            );
+        }
+        for p in &os.network.pinned_names {
+            println!("  network: {} pinned to {} ({})", p.name, p.mac, p.source);
+        }
+        if let Some(p) = &os.packages {
+            println!("  packages: {} installed ({})", p.packages.len(), p.source);
+        }
+        if let Some(w) = &os.windows {
+            let drivers: Vec<&str> = w.drivers.iter().filter(|d| d.registered).map(|d| d.name).collect();
+            println!(
+                "  windows: {}, build {}, drivers registered: {}",
+                opt(&w.installation_type),
+                opt(&w.current_build),
+                if drivers.is_empty() { "none".into() } else { drivers.join(", ") }
+            );
+            continue;
+        }
+        let a = &os.accounts;
+        println!(
+            "  root account: passwd {}, shadow {}{}",
+            if a.passwd_root_entry { "yes" } else { "no" },
+            if a.shadow_root_entry { "yes" } else { "no" },
+            if a.shadow_immutable == Some(true) { ", /etc/shadow IMMUTABLE" } else { "" }
+        );
+        for l in os.lib_links.iter().filter(|l| l.absolute) {
+            println!("  {} is an absolute symlink to {}", l.path, opt(&l.target));
+        }
+        println!(
+            "  sshd: {}",
+            match (os.sshd.installed, os.sshd.enabled) {
+                (false, _) => "not installed",
+                (true, false) => "installed, not enabled",
+                (true, true) => "installed, enabled",
+            }
+        );
         for f in &os.fstab {
             println!(
                 "  fstab: {} {} {} -> {}",

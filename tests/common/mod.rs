@@ -204,7 +204,27 @@ pub fn format_fixtures(dir: &Path, size: u64, seed: u64) -> (PathBuf, Vec<Fixtur
 pub fn guest_images() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        for tool in ["sfdisk", "sgdisk", "mkfs.ext4", "mkfs.xfs", "mkfs.fat", "mkswap", "mmd", "mcopy", "cpio"] {
+        for tool in [
+            "sfdisk",
+            "sgdisk",
+            "mkfs.ext4",
+            "mkfs.xfs",
+            "mkfs.fat",
+            "mkswap",
+            "mmd",
+            "mcopy",
+            "cpio",
+            "xz",
+            "zstd",
+            "lz4",
+            "debugfs",
+            "rpm",
+            "rpmbuild",
+            "hivexsh",
+            "mkntfs",
+            "wimlib-imagex",
+            "python3",
+        ] {
             require(tool);
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-images");

@@ -44,7 +44,7 @@ pub struct FstabLine {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OperatingSystem {
-    /// "linux" (Windows detection comes with the NTFS reader).
+    /// "linux" or "windows".
     pub os_type: String,
     /// Device of the root filesystem.
     pub root: String,
@@ -63,6 +63,21 @@ pub struct OperatingSystem {
     pub agents: Vec<Agent>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selinux: Option<Selinux>,
+    /// GRUB's menu, default entry and settings, when the guest has GRUB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grub: Option<crate::grub::Grub>,
+    pub network: crate::network::Network,
+    /// Installed packages with versions, from the dpkg or RPM database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<crate::packages::Packages>,
+    /// root in /etc/passwd and /etc/shadow, and /etc/shadow's immutable flag.
+    pub accounts: crate::system::Accounts,
+    /// /lib and /lib64: directories, or symlinks (absolute ones break).
+    pub lib_links: Vec<crate::system::LibLink>,
+    pub sshd: crate::system::Sshd,
+    /// Windows facts (product, version, computer name, drivers) when `os_type` is "windows".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<crate::windows::WindowsInfo>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,8 +123,28 @@ struct Vol {
     partlabel: Option<String>,
 }
 
+/// Which kernels' initramfs files are read (the costliest part of an inspection: tens of MiB each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitramfsScope {
+    #[default]
+    All,
+    /// Only the kernel GRUB boots by default (the newest when GRUB says nothing).
+    DefaultKernel,
+    None,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub initramfs: InitramfsScope,
+}
+
 /// Inspect the guest in `image`. Only an unreadable disk is an error; damage inside it becomes findings.
 pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
+    inspect_with(image, &Options::default())
+}
+
+/// [`inspect`] with options.
+pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspection> {
     let format = image.details().format;
     let disk = Disk::new(image);
     let table = partition::read_table(&disk)?;
@@ -198,7 +233,7 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
     let mut oses = Vec::new();
     for i in 0..vols.len() {
         let Some(info) = vols[i].volume.filesystem.clone() else { continue };
-        if !(info.kind.is_ext() || info.kind == probe::FsKind::Xfs) {
+        if !(info.kind.is_ext() || info.kind == probe::FsKind::Xfs || info.kind == probe::FsKind::Ntfs) {
             continue;
         }
         let fs = match fs::open(vols[i].region.clone(), &info) {
@@ -214,10 +249,16 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
             }
         };
         let mut vfs = Vfs::new(fs);
+        if info.kind == probe::FsKind::Ntfs {
+            if let Some(os) = windows_os(&mut vfs, i, &mut vols, &mut findings) {
+                oses.push(os);
+            }
+            continue;
+        }
         if !linux::is_linux_root(&mut vfs) {
             continue;
         }
-        oses.push(linux_os(&mut vfs, i, &mut vols, &mut findings));
+        oses.push(linux_os(&mut vfs, i, &mut vols, &mut findings, opts));
     }
 
     let boot = boot_modes(&table, &mut vols, &mut findings);
@@ -258,7 +299,13 @@ fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
     })
 }
 
-fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Finding>) -> OperatingSystem {
+fn linux_os(
+    vfs: &mut Vfs,
+    root: usize,
+    vols: &mut [Vol],
+    findings: &mut Vec<Finding>,
+    opts: &Options,
+) -> OperatingSystem {
     vols[root].volume.mountpoint = Some("/".into());
     let fstab_text = vfs.read_text("/etc/fstab", linux::MAX_TEXT).unwrap_or_default();
     let mut fstab = Vec::new();
@@ -291,19 +338,122 @@ fn linux_os(vfs: &mut Vfs, root: usize, vols: &mut [Vol], findings: &mut Vec<Fin
         fstab.push(FstabLine { entry, resolves_to: target.map(|t| vols[t].volume.device.clone()) });
     }
     let mounted = vfs.mount_points().into_iter().filter(|m| m != "/").collect();
+    let mut grub = crate::grub::grub(vfs);
+    if let Some(g) = grub.as_mut() {
+        for e in g.entries.iter_mut().chain(g.default_entry.as_mut()) {
+            e.root_resolves_to = e.root.as_ref().and_then(|r| resolve_root(r, vols));
+        }
+    }
+    let mut kernels = linux::kernels(vfs);
+    // The kernel GRUB boots by default, else the newest.
+    let default_kernel = grub
+        .as_ref()
+        .and_then(|g| g.default_entry.as_ref())
+        .and_then(|e| e.kernel_path.clone())
+        .and_then(|p| kernels.iter().position(|k| vfs.resolve(&k.path, true).ok() == vfs.resolve(&p, true).ok()))
+        .unwrap_or(0);
+    for (i, k) in kernels.iter_mut().enumerate() {
+        let read = match opts.initramfs {
+            InitramfsScope::All => true,
+            InitramfsScope::DefaultKernel => i == default_kernel,
+            InitramfsScope::None => false,
+        };
+        crate::drivers::examine(vfs, k, crate::initramfs::Limits::default(), read);
+        if let (Some(path), Some(c)) = (&k.initramfs, &k.initramfs_contents) {
+            for p in &c.problems {
+                findings.push(Finding::warning(format!("initramfs {path}"), None, p.clone()));
+            }
+        }
+    }
+    let packages = crate::packages::packages(vfs);
+    if let Some(p) = &packages {
+        for problem in &p.problems {
+            findings.push(Finding::warning(format!("package database {}", p.source), None, problem.clone()));
+        }
+    }
     OperatingSystem {
         os_type: "linux".into(),
         root: vols[root].volume.device.clone(),
         release: linux::os_release(vfs),
         hostname: linux::hostname(vfs),
         architecture: linux::architecture(vfs),
-        kernels: linux::kernels(vfs),
+        kernels,
         module_trees: linux::module_trees(vfs),
         fstab,
         mounted,
         agents: linux::agents(vfs),
         selinux: linux::selinux(vfs),
+        grub,
+        network: crate::network::network(vfs),
+        packages,
+        accounts: crate::system::accounts(vfs),
+        lib_links: crate::system::lib_links(vfs),
+        sshd: crate::system::sshd(vfs),
+        windows: None,
     }
+}
+
+/// A Windows installation on the NTFS volume `i`, if it holds a systemroot.
+fn windows_os(vfs: &mut Vfs, i: usize, vols: &mut [Vol], findings: &mut Vec<Finding>) -> Option<OperatingSystem> {
+    let (info, arch) = crate::windows::windows(vfs)?;
+    vols[i].volume.mountpoint = Some("C:".into());
+    for p in &info.problems {
+        findings.push(Finding::warning(format!("registry on {}", vols[i].volume.device), None, p.clone()));
+    }
+    let architecture = arch.and_then(|a| {
+        let (name, evidence) = a.split_once(':')?;
+        let bits = if matches!(name, "i386" | "armv7l") { 32 } else { 64 };
+        Some(Architecture { name: name.to_string(), evidence: evidence.to_string(), bits })
+    });
+    let version = match (info.major_version, info.minor_version) {
+        (Some(a), Some(b)) => Some(format!("{a}.{b}")),
+        _ => info.current_version.clone(),
+    };
+    let release = OsRelease {
+        distro: Some("windows".into()),
+        name: info.product_name.clone(),
+        pretty_name: info.product_name.clone(),
+        version,
+        major_version: info.major_version,
+        minor_version: info.minor_version,
+        codename: info.display_version.clone(),
+        id_like: Vec::new(),
+        source: Some(format!("{}/System32/config/SOFTWARE", info.systemroot)),
+    };
+    Some(OperatingSystem {
+        os_type: "windows".into(),
+        root: vols[i].volume.device.clone(),
+        release,
+        hostname: info.computer_name.clone(),
+        architecture,
+        kernels: Vec::new(),
+        module_trees: Vec::new(),
+        fstab: Vec::new(),
+        mounted: Vec::new(),
+        agents: Vec::new(),
+        selinux: None,
+        grub: None,
+        network: crate::network::Network::default(),
+        packages: None,
+        accounts: crate::system::Accounts::default(),
+        lib_links: Vec::new(),
+        sshd: crate::system::Sshd::default(),
+        windows: Some(info),
+    })
+}
+
+/// The volume a kernel `root=` names (UUID=, LABEL=, PARTUUID=, /dev/sdXN, /dev/disk/by-*).
+fn resolve_root(root: &str, vols: &[Vol]) -> Option<String> {
+    let e = FstabEntry {
+        spec: root.to_string(),
+        mountpoint: "/".into(),
+        fstype: String::new(),
+        options: Vec::new(),
+        dump: 0,
+        pass: 0,
+        line: 0,
+    };
+    resolve_spec(&e, vols).map(|i| vols[i].volume.device.clone())
 }
 
 const UEFI_FALLBACK: &[&str] = &["/EFI/BOOT/BOOTX64.EFI", "/EFI/BOOT/BOOTAA64.EFI", "/EFI/BOOT/BOOTIA32.EFI"];

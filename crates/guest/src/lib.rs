@@ -4,21 +4,34 @@
 //! - [`reader`]: byte-range views of the virtual disk with a small block cache and a count of bytes read.
 //! - [`partition`]: MBR and GPT tables; damage becomes [`Finding`]s.
 //! - [`probe`]: filesystem and volume signatures with label, UUID, size and usage.
-//! - [`fs`]: file access to ext2/3/4, XFS and FAT behind [`fs::GuestFs`]; [`vfs`] adds mounts and symlinks.
-//! - [`linux`]: guest facts from a Linux root; [`inspect()`] puts everything together.
+//! - [`fs`]: file access to ext2/3/4, XFS, FAT and NTFS behind [`fs::GuestFs`]; [`vfs`] adds mounts and symlinks.
+//! - [`linux`]: guest facts from a Linux root; [`initramfs`] and [`drivers`] (boot drivers per kernel), [`grub`],
+//!   [`network`], [`packages`] (dpkg, RPM through [`sqlite`]) and [`system`] (root account, /etc/shadow flags,
+//!   /lib links, sshd) add to them.
+//! - [`windows`]: facts from a Windows systemroot, with the registry read by [`regf`].
+//! - [`inspect()`] puts everything together.
 
 pub mod bytes;
+pub mod drivers;
 pub mod finding;
 pub mod fs;
+pub mod grub;
+pub mod initramfs;
 pub mod inspect;
 pub mod linux;
+pub mod network;
+pub mod packages;
 pub mod partition;
 pub mod probe;
 pub mod reader;
+pub mod regf;
+pub mod sqlite;
+pub mod system;
 pub mod vfs;
+pub mod windows;
 
 pub use finding::{Finding, Severity};
-pub use inspect::{inspect, Inspection};
+pub use inspect::{inspect, inspect_with, InitramfsScope, Inspection, Options};
 
 #[cfg(test)]
 mod hostile_tests {

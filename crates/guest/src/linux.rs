@@ -261,6 +261,12 @@ pub struct Kernel {
     pub modules_dir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<String>,
+    /// What the initramfs holds, when there is one and it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initramfs_contents: Option<crate::initramfs::InitramfsContents>,
+    /// The boot drivers the clouds ask about ([`crate::drivers::BOOT_DRIVERS`]) and whether this kernel has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drivers: Vec<crate::drivers::Driver>,
 }
 
 /// Order versions by their numeric and text runs ("6.1.0-18" < "6.1.0-20" < "6.10.0").
@@ -337,6 +343,8 @@ pub fn kernels(vfs: &mut Vfs) -> Vec<Kernel> {
             initramfs: initramfs.map(|i| i.0),
             modules_dir: vfs.is_dir(&modules).then_some(modules),
             config: names.contains(&config).then(|| format!("/boot/{config}")),
+            initramfs_contents: None,
+            drivers: Vec::new(),
         });
     }
     out.sort_by(|a, b| version_cmp(&b.version, &a.version));

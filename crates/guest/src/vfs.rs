@@ -146,6 +146,27 @@ impl Vfs {
         fs.read_file(&inner, max)
     }
 
+    /// A sequential reader of the file `path` names (following symlinks), for files too large to hold.
+    pub fn open_reader(&mut self, path: &str) -> FsResult<Box<dyn std::io::Read + '_>> {
+        let p = self.resolve(path, true)?;
+        let (fs, inner) = self.locate(&p)?;
+        fs.open_reader(&inner)
+    }
+
+    /// Up to `buf.len()` bytes of the file `path` names from `offset` (following symlinks); 0 at its end.
+    pub fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        let p = self.resolve(path, true)?;
+        let (fs, inner) = self.locate(&p)?;
+        fs.read_at(&inner, offset, buf)
+    }
+
+    /// Inode flags (`FS_*_FL`) of the file `path` names, following symlinks; `None` where unknown.
+    pub fn inode_flags(&mut self, path: &str) -> FsResult<Option<u32>> {
+        let p = self.resolve(path, true)?;
+        let (fs, inner) = self.locate(&p)?;
+        fs.inode_flags(&inner)
+    }
+
     /// A text file, lossily decoded, when it exists and is a regular file.
     pub fn read_text(&mut self, path: &str, max: usize) -> Option<String> {
         self.read_file(path, max).ok().map(|b| String::from_utf8_lossy(&b).into_owned())

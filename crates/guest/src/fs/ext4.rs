@@ -2,7 +2,10 @@
 //! casefold-less encryption, requires `filetype`, and keeps inode flags private. It allocates one descriptor per
 //! block group up front, so the superblock geometry is checked against the partition before it is loaded.
 
-use super::{guarded, read_chunks, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
+use super::ext4_raw::RawExt4;
+use super::{
+    guarded, read_chunks, DirEntry, FileType, FsError, FsResult, GuardedReader, GuestFs, Metadata, MAX_DIR_ENTRIES,
+};
 use crate::bytes::le32;
 use crate::probe::FsKind;
 use crate::reader::Region;
@@ -26,6 +29,8 @@ impl Ext4Read for Source {
 pub struct Ext4Fs {
     fs: Ext4,
     kind: FsKind,
+    /// For the inode fields `ext4-view` does not expose (flags).
+    raw: Region,
 }
 
 fn map_err(e: Ext4Error) -> FsError {
@@ -69,8 +74,9 @@ fn check_geometry(region: &mut Region) -> FsResult<()> {
 impl Ext4Fs {
     pub fn open(mut region: Region, kind: FsKind) -> FsResult<Self> {
         check_geometry(&mut region)?;
+        let raw = region.clone();
         let fs = guarded("ext4 load", || Ext4::load(Box::new(Source(region))).map_err(map_err))?;
-        Ok(Ext4Fs { fs, kind })
+        Ok(Ext4Fs { fs, kind, raw })
     }
 }
 
@@ -137,5 +143,22 @@ impl GuestFs for Ext4Fs {
             let mut file = fs.open(path).map_err(map_err)?;
             read_chunks(m.len(), max, |buf, _| file.read_bytes(buf).map_err(map_err))
         })
+    }
+
+    fn open_reader<'a>(&'a mut self, path: &str) -> FsResult<Box<dyn std::io::Read + 'a>> {
+        let fs = &self.fs;
+        let mut file = guarded("ext4 open", || {
+            let m = fs.symlink_metadata(path).map_err(map_err)?;
+            if !m.file_type().is_regular_file() {
+                return Err(FsError::NotAFile);
+            }
+            fs.open(path).map_err(map_err)
+        })?;
+        Ok(Box::new(GuardedReader(move |buf: &mut [u8]| file.read_bytes(buf).map_err(map_err))))
+    }
+
+    fn inode_flags(&mut self, path: &str) -> FsResult<Option<u32>> {
+        let mut raw = RawExt4::new(self.raw.clone())?;
+        raw.flags(path).map(Some)
     }
 }

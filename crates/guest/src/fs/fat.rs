@@ -1,7 +1,9 @@
 //! FAT12/16/32 through `fatfs` 0.3, over a reader that refuses every write. Path lookup is done here, with a cap
 //! on the entries scanned per directory, because fatfs follows cluster chains without detecting cycles.
 
-use super::{components, guarded, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
+use super::{
+    components, guarded, DirEntry, FileType, FsError, FsResult, GuardedReader, GuestFs, Metadata, MAX_DIR_ENTRIES,
+};
 use crate::probe::FsKind;
 use crate::reader::Region;
 use fatfs::{Dir, FileSystem, FsOptions};
@@ -111,5 +113,14 @@ impl GuestFs for FatFs {
             entry.to_file().take(want).read_to_end(&mut out).map_err(corrupt)?;
             Ok(out)
         })
+    }
+
+    fn open_reader<'a>(&'a mut self, path: &str) -> FsResult<Box<dyn std::io::Read + 'a>> {
+        let fs = &self.fs;
+        let mut file = guarded("fat open", || match lookup(fs, path)? {
+            Found::Entry(e) if e.is_file() => Ok(e.to_file()),
+            _ => Err(FsError::NotAFile),
+        })?;
+        Ok(Box::new(GuardedReader(move |buf: &mut [u8]| file.read(buf).map_err(corrupt))))
     }
 }

@@ -3,7 +3,9 @@
 //! [`crate::vfs::Vfs`] resolves symlinks and mount points above them.
 
 pub mod ext4;
+mod ext4_raw;
 pub mod fat;
+pub mod ntfs;
 pub mod xfs;
 
 use crate::probe::{FsInfo, FsKind};
@@ -76,6 +78,55 @@ pub trait GuestFs {
     fn read_dir(&mut self, path: &str) -> FsResult<Vec<DirEntry>>;
     /// The first `max` bytes of a regular file (all of it when shorter).
     fn read_file(&mut self, path: &str, max: usize) -> FsResult<Vec<u8>>;
+
+    /// A sequential reader of a regular file, for files too large to hold (an initramfs). The default reads the
+    /// file whole, up to [`MAX_FILE_READ`]; backends that can stream override it.
+    fn open_reader<'a>(&'a mut self, path: &str) -> FsResult<Box<dyn std::io::Read + 'a>> {
+        let data = self.read_file(path, MAX_FILE_READ as usize)?;
+        Ok(Box::new(std::io::Cursor::new(data)))
+    }
+
+    /// Up to `buf.len()` bytes of a regular file from `offset`; 0 at its end. The default streams from the start
+    /// (fine for the small files it is used on); backends with random access override it.
+    fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
+        use std::io::Read;
+        let mut r = self.open_reader(path)?;
+        let skipped = std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())
+            .map_err(|e| FsError::Corrupt(e.to_string()))?;
+        if skipped < offset {
+            return Ok(0);
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            match r.read(&mut buf[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) => return Err(FsError::Corrupt(e.to_string())),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The inode flags of `path` in the Linux `FS_*_FL` encoding (`FS_IMMUTABLE_FL` 0x10, `FS_APPEND_FL` 0x20),
+    /// or `None` where the filesystem has no such flags or the backend cannot read them.
+    fn inode_flags(&mut self, _path: &str) -> FsResult<Option<u32>> {
+        Ok(None)
+    }
+}
+
+/// `FS_IMMUTABLE_FL`: the file cannot be changed, renamed, linked or deleted, even by root.
+pub const FS_IMMUTABLE_FL: u32 = 0x10;
+/// `FS_APPEND_FL`: the file can only be appended to.
+pub const FS_APPEND_FL: u32 = 0x20;
+
+/// Turns a backend's streaming reads into `std::io::Read`, catching panics of the crate behind it.
+pub(crate) struct GuardedReader<F: FnMut(&mut [u8]) -> FsResult<usize>>(pub(crate) F);
+
+impl<F: FnMut(&mut [u8]) -> FsResult<usize>> std::io::Read for GuardedReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let f = &mut self.0;
+        guarded("file read", || f(buf)).map_err(|e| std::io::Error::other(e.to_string()))
+    }
 }
 
 /// Largest file content read at once, whatever the caller asks: an inode's size field is not trusted.
@@ -123,6 +174,7 @@ pub fn open(region: Region, info: &FsInfo) -> FsResult<Box<dyn GuestFs>> {
         k if k.is_ext() => Ok(Box::new(ext4::Ext4Fs::open(region, k)?)),
         FsKind::Xfs => Ok(Box::new(xfs::XfsFs::open(region)?)),
         FsKind::Vfat => Ok(Box::new(fat::FatFs::open(region)?)),
+        FsKind::Ntfs => Ok(Box::new(ntfs::NtfsFs::open(region)?)),
         k => Err(FsError::Unsupported(format!("reading files from {} is not supported", k.blkid_name()))),
     }
 }

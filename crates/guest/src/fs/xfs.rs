@@ -1,7 +1,10 @@
 //! XFS (v4 and v5) through `lamxfs`, which replays a dirty v5 log in memory, verifies v5 CRCs and caps its own
 //! allocations. It never follows symlinks, which suits [`crate::vfs::Vfs`] doing that above it.
 
-use super::{guarded, read_chunks, DirEntry, FileType, FsError, FsResult, GuestFs, Metadata, MAX_DIR_ENTRIES};
+use super::{
+    guarded, read_chunks, DirEntry, FileType, FsError, FsResult, GuardedReader, GuestFs, Metadata, MAX_DIR_ENTRIES,
+};
+use crate::bytes::{be16, be32};
 use crate::probe::FsKind;
 use crate::reader::Region;
 use lamxfs::{BlockRead, EntryKind, Path, Xfs};
@@ -17,6 +20,8 @@ impl BlockRead for Source {
 
 pub struct XfsFs {
     fs: Xfs<Source>,
+    /// For the inode fields `lamxfs` does not expose (di_flags).
+    raw: Region,
 }
 
 fn map_err(e: lamxfs::Error) -> FsError {
@@ -41,8 +46,9 @@ fn kind(k: EntryKind) -> FileType {
 impl XfsFs {
     pub fn open(region: Region) -> FsResult<Self> {
         let len = region.len();
+        let raw = region.clone();
         let fs = guarded("xfs open", || Xfs::open(Source(region), len).map_err(map_err))?;
-        Ok(XfsFs { fs })
+        Ok(XfsFs { fs, raw })
     }
 }
 
@@ -101,4 +107,70 @@ impl GuestFs for XfsFs {
             read_chunks(m.size(), max, |buf, off| fs.read_file_at(&ino, off, buf).map_err(map_err))
         })
     }
+
+    fn open_reader<'a>(&'a mut self, path: &str) -> FsResult<Box<dyn std::io::Read + 'a>> {
+        let fs = &mut self.fs;
+        let (ino, size) = guarded("xfs open", || {
+            let ino = fs.resolve(Path::new(path.as_bytes())).map_err(map_err)?;
+            let m = fs.metadata(&ino).map_err(map_err)?;
+            if !m.is_file() {
+                return Err(FsError::NotAFile);
+            }
+            Ok((ino, m.size()))
+        })?;
+        let mut pos = 0u64;
+        Ok(Box::new(GuardedReader(move |buf: &mut [u8]| {
+            let n = (size.saturating_sub(pos)).min(buf.len() as u64) as usize;
+            if n == 0 {
+                return Ok(0);
+            }
+            let got = fs.read_file_at(&ino, pos, &mut buf[..n]).map_err(map_err)?.min(n);
+            pos += got as u64;
+            Ok(got)
+        })))
+    }
+
+    /// `di_flags` read from the inode core on disk (a log that lamxfs replays in memory is not seen here: a flag
+    /// changed since the last clean unmount may be missed).
+    fn inode_flags(&mut self, path: &str) -> FsResult<Option<u32>> {
+        let fs = &mut self.fs;
+        let ino = guarded("xfs lookup", || fs.resolve(Path::new(path.as_bytes())).map_err(map_err))?;
+        let sb = self.raw.read_vec(0, 512).map_err(|e| FsError::Corrupt(format!("xfs superblock: {e}")))?;
+        let block_size = u64::from(be32(&sb, 4));
+        let ag_blocks = u64::from(be32(&sb, 84));
+        let inode_size = u64::from(be16(&sb, 104));
+        let (inopblog, agblklog) = (u32::from(sb[123]), u32::from(sb[124]));
+        if inopblog >= 32 || agblklog >= 32 || block_size == 0 || !(256..=2048).contains(&inode_size) {
+            return Err(FsError::Corrupt("xfs superblock: implausible inode geometry".into()));
+        }
+        let ino = ino.ino;
+        let ag = ino >> (inopblog + agblklog);
+        let agbno = (ino >> inopblog) & ((1u64 << agblklog) - 1);
+        let index = ino & ((1u64 << inopblog) - 1);
+        let at = ag
+            .checked_mul(ag_blocks)
+            .and_then(|b| b.checked_add(agbno))
+            .and_then(|b| b.checked_mul(block_size))
+            .and_then(|o| o.checked_add(index * inode_size))
+            .ok_or_else(|| FsError::Corrupt(format!("xfs inode {ino}: location overflows")))?;
+        let core = self.raw.read_vec(at, 96).map_err(|e| FsError::Corrupt(format!("xfs inode {ino}: {e}")))?;
+        if &core[..2] != b"IN" {
+            return Err(FsError::Corrupt(format!(
+                "xfs inode {ino} at disk offset {:#x}: no inode magic",
+                self.raw.start() + at
+            )));
+        }
+        let di = be16(&core, 90);
+        let mut flags = 0;
+        if di & XFS_DIFLAG_IMMUTABLE != 0 {
+            flags |= super::FS_IMMUTABLE_FL;
+        }
+        if di & XFS_DIFLAG_APPEND != 0 {
+            flags |= super::FS_APPEND_FL;
+        }
+        Ok(Some(flags))
+    }
 }
+
+const XFS_DIFLAG_IMMUTABLE: u16 = 0x0008;
+const XFS_DIFLAG_APPEND: u16 = 0x0010;
