@@ -77,9 +77,7 @@ impl Server {
             while !stop2.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        if let Some(r) = serve(stream, &handler) {
-                            reqs.lock().expect("lock").push(r);
-                        }
+                        let _ = serve(stream, &handler, &reqs);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -106,7 +104,9 @@ impl Drop for Server {
     }
 }
 
-fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply) -> Option<Received> {
+/// Answer one request. It is recorded before the reply is written, so a client that has its answer can count on
+/// the request being in the list.
+fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply, log: &Mutex<Vec<Received>>) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut reader = BufReader::new(stream.try_clone().ok()?);
@@ -134,6 +134,7 @@ fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply) -> Option<Rec
     reader.read_exact(&mut body).ok()?;
     let received = Received { method, target, headers, body };
     let reply = handler(&received);
+    log.lock().expect("lock").push(received);
     let mut out = stream;
     let head = format!(
         "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -143,5 +144,5 @@ fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply) -> Option<Rec
     out.write_all(head.as_bytes()).ok()?;
     out.write_all(reply.body.as_bytes()).ok()?;
     out.flush().ok()?;
-    Some(received)
+    Some(())
 }
