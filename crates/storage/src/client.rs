@@ -122,8 +122,7 @@ impl Client {
         let mut req = SignableRequest::new(method, &path);
         req.query = query;
         req.headers = headers;
-        let creds =
-            self.cfg.credentials.credentials().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
+        let creds = self.cfg.credentials.credentials().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
         let time = imgport_auth::time::now() + self.clock_offset();
         match self.cfg.flavor {
             Flavor::OssV4 => oss_v4::sign_header(
@@ -166,7 +165,15 @@ impl Client {
             let text = String::from_utf8_lossy(&answer.body);
             let server_time = answer.header("date").and_then(imgport_auth::time::parse_http_date);
             let rid = answer.header("x-oss-request-id").or_else(|| answer.header("x-amz-request-id"));
-            return Err(from_response(status, &text, rid, server_time));
+            let mut err = from_response(status, &text, rid, server_time);
+            // HEAD answers carry no body: recognise a skewed clock from the server's Date alone.
+            if let (StorageError::Service { code, .. }, Some(t)) = (&mut err, server_time) {
+                let ours = imgport_auth::time::now() + self.clock_offset();
+                if status == 403 && text.is_empty() && (t - ours).abs() > 600 {
+                    *code = "RequestTimeTooSkewed".to_string();
+                }
+            }
+            return Err(err);
         }
         Ok(answer)
     }

@@ -70,9 +70,18 @@ impl StorageError {
                     RetryClass::RefreshCredentials
                 }
                 "NoSuchUpload" => RetryClass::RestartUpload,
-                "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "EntityTooLarge" | "AccessDenied"
-                | "SignatureDoesNotMatch" | "InvalidAccessKeyId" | "NoSuchBucket" | "InvalidArgument"
-                | "InvalidBucketName" | "MethodNotAllowed" | "NotImplemented" => RetryClass::Fatal,
+                "InvalidPart"
+                | "InvalidPartOrder"
+                | "EntityTooSmall"
+                | "EntityTooLarge"
+                | "AccessDenied"
+                | "SignatureDoesNotMatch"
+                | "InvalidAccessKeyId"
+                | "NoSuchBucket"
+                | "InvalidArgument"
+                | "InvalidBucketName"
+                | "MethodNotAllowed"
+                | "NotImplemented" => RetryClass::Fatal,
                 "InvalidDigest" | "BadDigest" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" => {
                     RetryClass::Retry
                 }
@@ -128,9 +137,7 @@ pub fn from_response(status: u16, body: &str, request_id: Option<&str>, server_t
         status,
         code,
         message: crate::xml::text(body, "Message").unwrap_or_default(),
-        request_id: crate::xml::text(body, "RequestId")
-            .or_else(|| request_id.map(str::to_string))
-            .unwrap_or_default(),
+        request_id: crate::xml::text(body, "RequestId").or_else(|| request_id.map(str::to_string)).unwrap_or_default(),
         server_time,
     }
 }
@@ -143,14 +150,22 @@ mod tests {
     fn classifies() {
         let e = from_response(503, "<Error><Code>SlowDown</Code><Message>m</Message></Error>", None, None);
         assert_eq!(e.retry_class(), RetryClass::Throttle);
-        assert_eq!(from_response(404, "<Error><Code>NoSuchUpload</Code></Error>", None, None).retry_class(),
-            RetryClass::RestartUpload);
-        assert_eq!(from_response(400, "<Error><Code>EntityTooSmall</Code></Error>", None, None).retry_class(),
-            RetryClass::Fatal);
-        assert_eq!(from_response(403, "<Error><Code>RequestTimeTooSkewed</Code></Error>", None, Some(5)).retry_class(),
-            RetryClass::ClockSkew);
-        assert_eq!(from_response(403, "<Error><Code>SecurityTokenExpired</Code></Error>", None, None).retry_class(),
-            RetryClass::RefreshCredentials);
+        assert_eq!(
+            from_response(404, "<Error><Code>NoSuchUpload</Code></Error>", None, None).retry_class(),
+            RetryClass::RestartUpload
+        );
+        assert_eq!(
+            from_response(400, "<Error><Code>EntityTooSmall</Code></Error>", None, None).retry_class(),
+            RetryClass::Fatal
+        );
+        assert_eq!(
+            from_response(403, "<Error><Code>RequestTimeTooSkewed</Code></Error>", None, Some(5)).retry_class(),
+            RetryClass::ClockSkew
+        );
+        assert_eq!(
+            from_response(403, "<Error><Code>SecurityTokenExpired</Code></Error>", None, None).retry_class(),
+            RetryClass::RefreshCredentials
+        );
         assert_eq!(from_response(500, "", None, None).retry_class(), RetryClass::Retry);
         assert_eq!(from_response(429, "", None, None).retry_class(), RetryClass::Throttle);
         assert_eq!(StorageError::Transport("x".into()).retry_class(), RetryClass::Retry);
