@@ -5,6 +5,8 @@
 pub mod client;
 pub mod crc64;
 pub mod error;
+pub mod state;
+pub mod upload;
 pub mod xml;
 
 pub use client::{Client, Flavor, StoreConfig};
