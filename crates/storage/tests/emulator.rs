@@ -70,3 +70,90 @@ async fn oss_v4_round_trip() {
 async fn oss_v1_round_trip() {
     round_trip(Flavor::OssV1).await;
 }
+
+struct EmulatorSts(Arc<RunningEmulator>);
+
+impl imgport_auth::provider::Fetch for EmulatorSts {
+    fn fetch(
+        &self,
+    ) -> imgport_auth::provider::BoxFuture<
+        '_,
+        Result<imgport_auth::Credentials, imgport_auth::provider::CredentialsError>,
+    > {
+        let r = self.0.issue_temporary_credentials(2).map(|t| {
+            imgport_auth::Credentials::new(t.access_key_id, t.access_key_secret)
+                .with_token(t.security_token)
+                .with_expiration(t.expiration)
+        });
+        Box::pin(async move {
+            r.map_err(|e| imgport_auth::provider::CredentialsError::Failed {
+                provider: "emulator".into(),
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+/// Two-second STS credentials expire several times during the upload: expired-token answers are retried with
+/// fresh credentials and the object is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_tokens_are_refreshed() {
+    use imgport_storage::upload::{upload, UploadOptions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Arc::new(Emulator::start(EmulatorConfig::new(dir.path().join("emu"))).expect("emulator"));
+    client(&emu, Flavor::OssV4, "bucket-sts").create_bucket().await.expect("bucket");
+    let provider = imgport_auth::provider::Refreshing::new(
+        EmulatorSts(emu.clone()),
+        "emulator-sts",
+        imgport_auth::provider::system_clock(),
+    )
+    // Keep using credentials a second past their expiry, so the store answers SecurityTokenExpired.
+    .with_margin(-1);
+    let endpoint = Endpoint::parse(&emu.oss_endpoint).expect("endpoint");
+    let c = Arc::new(
+        Client::new(StoreConfig {
+            flavor: Flavor::OssV4,
+            style: BucketStyle::default_for(&endpoint),
+            endpoint,
+            region: emu.region().to_string(),
+            bucket: "bucket-sts".into(),
+            credentials: Arc::new(provider),
+        })
+        .expect("client"),
+    );
+    emu.set_faults(FaultConfig {
+        rules: vec![imgport_emulator::FaultRule {
+            operation: "UploadPart".into(),
+            fault: imgport_emulator::Fault::Latency { ms: 150 },
+            rate: 1.0,
+            after: 0,
+            times: None,
+        }],
+        ..Default::default()
+    });
+    let src = dir.path().join("src");
+    let data: Vec<u8> = (0..(8u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&src, &data).expect("write");
+    let opts = UploadOptions {
+        source: src,
+        key: "sts.raw".into(),
+        endpoint_id: emu.oss_endpoint.clone(),
+        url: "oss://bucket-sts/sts.raw".into(),
+        part_size: Some(128 << 10),
+        min_part_size: 100 << 10,
+        concurrency: 4,
+        resume: true,
+        state_dir: Some(dir.path().join("state")),
+        put: PutOptions::default(),
+        rate_limit: None,
+        max_attempts: 10,
+        send_md5: false,
+    };
+    let store: Arc<dyn ObjectStore> = c.clone();
+    let s = upload(store, None, &opts, None).await.expect("upload");
+    assert_eq!(s.parts, 64);
+    assert!(s.retries > 0, "no expired-token answers were retried");
+    emu.set_faults(FaultConfig::default());
+    let got = c.get_object("sts.raw").await.expect("get");
+    assert!(got.as_ref() == data.as_slice());
+}
