@@ -315,3 +315,57 @@ fn interrupted_uploads_are_listed_and_aborted() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
 }
+
+#[test]
+fn oss_a_few_hundred_mib_in_small_parts() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let len = 200 << 20;
+    let (src, d) = write_source(dir.path(), "big", len, 11);
+    let want = imgport_storage::crc64::checksum(&d);
+    drop(d);
+    let s = store.upload_ok(&src, "big.raw", &["--part-size", "1M", "--concurrency", "8"]);
+    assert_eq!(s["parts"], 200, "{s}");
+    assert_eq!(s["crc64"], want.to_string(), "{s}");
+    let head = rt().block_on(store.client().head_object("big.raw")).expect("head");
+    assert_eq!((head.len, head.crc64), (len as u64, Some(want)));
+}
+
+/// s3s-fs cannot be slowed down from outside: --rate-limit keeps the upload going long enough to kill it.
+#[test]
+fn s3_kill_9_then_resume_and_local_listing() {
+    let Some(store) = s3() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 40 << 20, 12);
+    let url = store.url("resume.raw");
+    let mut child = store
+        .command(&["upload", src.to_str().expect("utf-8"), &url, "--part-size", "5M", "--concurrency", "2"])
+        .args(["--rate-limit", "5M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut recorded = 0;
+    while std::time::Instant::now() < deadline && recorded < 2 {
+        if let Some(f) = store.state_files().first() {
+            recorded = std::fs::read(f)
+                .ok()
+                .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+                .and_then(|v| v["parts"].as_object().map(|m| m.len()))
+                .unwrap_or(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(recorded >= 2, "the upload never recorded 2 parts");
+    // s3s-fs has no ListMultipartUploads: the listing comes from the local resume state.
+    let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["source"], "local", "{v}");
+    let s = store.upload_ok(&src, "resume.raw", &["--part-size", "5M", "--concurrency", "4"]);
+    assert!(s["resumed_parts"].as_u64().unwrap_or(0) as usize >= recorded, "{s}");
+    assert!(store.get("resume.raw") == d);
+}

@@ -437,7 +437,9 @@ async fn multipart(
             *n <= nparts
                 && p.size == rec.size
                 && rec.size == part_len(*n)
-                && p.etag.eq_ignore_ascii_case(&rec.etag)
+                // Some stores (s3s-fs) list parts without ETags: the recorded one was checked against the part's
+                // MD5 when it was sent, and Complete checks it again.
+                && (p.etag.is_empty() || p.etag.eq_ignore_ascii_case(&rec.etag))
                 && p.crc64.is_none_or(|c| c == rec.crc64)
         });
         resumed = s.parts.len() as u64;
