@@ -316,19 +316,83 @@ fn interrupted_uploads_are_listed_and_aborted() {
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
 }
 
+/// Runs an upload under /usr/bin/time and returns its JSON summary and peak RSS in KiB (`None` without
+/// /usr/bin/time). wait4's figure for a child of this test process is no use: it counts the test's own pages,
+/// which the child shares between fork and exec.
+fn upload_measured(store: &Store, src: &Path, key: &str, extra: &[&str]) -> (Value, Option<u64>) {
+    let url = store.url(key);
+    let time = Path::new("/usr/bin/time");
+    let rss_file = store.dir.path().join("rss");
+    let mut cmd = store.command(&["upload", "--json", src.to_str().expect("utf-8"), url.as_str()]);
+    cmd.args(extra);
+    if time.exists() {
+        let inner = cmd;
+        cmd = Command::new(time);
+        cmd.arg("-o").arg(&rss_file).args(["-f", "%M"]).arg(inner.get_program()).args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+    }
+    let out = cmd.output().expect("run upload");
+    assert!(out.status.success(), "upload failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rss = std::fs::read_to_string(&rss_file).ok().and_then(|s| s.lines().last()?.trim().parse().ok());
+    (serde_json::from_slice(&out.stdout).expect("json summary"), rss)
+}
+
+/// 200 MiB in 4 MiB parts, 8 in flight: the stored CRC matches and peak RSS stays under (8 + 1) parts + 64 MiB.
 #[test]
-fn oss_a_few_hundred_mib_in_small_parts() {
+fn oss_a_few_hundred_mib_in_bounded_memory() {
     let store = oss(Flavor::OssV4);
     let dir = tempfile::tempdir().expect("tempdir");
     let len = 200 << 20;
     let (src, d) = write_source(dir.path(), "big", len, 11);
     let want = imgport_storage::crc64::checksum(&d);
     drop(d);
-    let s = store.upload_ok(&src, "big.raw", &["--part-size", "1M", "--concurrency", "8"]);
-    assert_eq!(s["parts"], 200, "{s}");
+    let (s, rss_kib) = upload_measured(&store, &src, "big.raw", &["--part-size", "4M", "--concurrency", "8"]);
+    assert_eq!(s["parts"], 50, "{s}");
     assert_eq!(s["crc64"], want.to_string(), "{s}");
+    match rss_kib {
+        Some(rss) => {
+            let bound = (9 * 4 + 64) * 1024;
+            assert!(rss < bound, "peak RSS {} MiB over the bound {} MiB", rss / 1024, bound / 1024);
+        }
+        None => eprintln!("/usr/bin/time missing: peak RSS not checked"),
+    }
     let head = rt().block_on(store.client().head_object("big.raw")).expect("head");
     assert_eq!((head.len, head.crc64), (len as u64, Some(want)));
+}
+
+/// Ctrl-C leaves a resumable upload, says how to resume or abort, and exits 130; the rerun resumes.
+#[test]
+fn ctrl_c_leaves_a_resumable_upload() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(FaultConfig {
+        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 4 << 20, 13);
+    let url = store.url("int.raw");
+    let child = store
+        .command(&["upload", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("resume:") && err.contains("uploads abort"), "{err}");
+    store.emu().set_faults(FaultConfig::default());
+    let s = store.upload_ok(&src, "int.raw", &[]);
+    assert!(s["resumed_parts"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert!(store.get("int.raw") == d);
 }
 
 /// s3s-fs cannot be slowed down from outside: --rate-limit keeps the upload going long enough to kill it.

@@ -266,7 +266,15 @@ pub async fn upload(
     let mut file = std::fs::File::open(&abs).map_err(|e| io_err(&source_name, e))?;
     let id = state::source_id(&abs.to_string_lossy(), &mut file).map_err(|e| io_err(&source_name, e))?;
     let size = id.size;
-    let part_size = match opts.part_size {
+    // An interrupted upload of this source keeps its part size unless another is asked for.
+    let saved_part_size = opts
+        .state_dir
+        .as_ref()
+        .filter(|_| opts.resume)
+        .and_then(|d| state::load(&state::file_for(d, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key)))
+        .filter(|s| s.source == id)
+        .map(|s| s.part_size);
+    let part_size = match opts.part_size.or(saved_part_size) {
         Some(p) => p,
         None => auto_part_size(size).max(opts.min_part_size),
     };
