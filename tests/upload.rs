@@ -433,3 +433,40 @@ fn s3_kill_9_then_resume_and_local_listing() {
     assert!(s["resumed_parts"].as_u64().unwrap_or(0) as usize >= recorded, "{s}");
     assert!(store.get("resume.raw") == d);
 }
+
+/// The upload vanishes mid-way (aborted elsewhere): the uploader starts over once and still completes correctly.
+#[test]
+fn vanished_upload_starts_over() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(FaultConfig {
+        rules: vec![rule("UploadPart", Fault::Latency { ms: 100 }, 1.0, 0, None)],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 4 << 20, 14);
+    let url = store.url("vanish.raw");
+    let child = store
+        .command(&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut aborted = false;
+    while std::time::Instant::now() < deadline && !aborted {
+        if let Some(f) = store.state_files().first() {
+            let v = std::fs::read(f).ok().and_then(|d| serde_json::from_slice::<Value>(&d).ok());
+            if let Some(v) = v.filter(|v| v["parts"].as_object().is_some_and(|m| m.len() >= 3)) {
+                let id = v["upload_id"].as_str().expect("upload id").to_string();
+                rt().block_on(store.client().abort_multipart("vanish.raw", &id)).expect("abort");
+                aborted = true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(aborted, "never saw 3 parts recorded");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    store.emu().set_faults(FaultConfig::default());
+    assert!(store.get("vanish.raw") == d);
+}
