@@ -65,3 +65,11 @@ if guest_tools_missing; then
     echo "install-peers: image building tools are still missing" >&2
     exit 1
 fi
+
+# s3s-fs: a real S3 server (SigV4, Content-MD5) for the upload tests. Building it takes minutes: cache the binary.
+S3S_ROOT="${IMGPORT_PEERS_DIR:-$HOME/.cache/imgport-peers}"
+if [ ! -x "$S3S_ROOT/bin/s3s-fs" ]; then
+    echo "install-peers: building s3s-fs 0.14.1 into $S3S_ROOT (a few minutes)" >&2
+    cargo install s3s-fs@0.14.1 --locked --features binary --root "$S3S_ROOT"
+fi
+echo "install-peers: $("$S3S_ROOT/bin/s3s-fs" --version 2>/dev/null || echo s3s-fs) at $S3S_ROOT/bin/s3s-fs" >&2

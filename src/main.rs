@@ -38,6 +38,11 @@ enum Command {
     /// A local Alibaba Cloud emulator (OSS; ECS, RAM and STS endpoints on the same port) for offline runs.
     #[command(subcommand)]
     Emulator(commands::emulator::Command),
+    /// Upload a file to OSS or S3: multipart, resumable, verified end to end.
+    Upload(commands::upload::Args),
+    /// Interrupted multipart uploads: list, abort, forget stale resume state.
+    #[command(subcommand)]
+    Uploads(commands::upload::UploadsCommand),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +58,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Validate(a) => commands::validate::run(a),
         Command::Emulator(c) => commands::emulator::run(c),
+        Command::Upload(a) => commands::upload::run(a),
+        Command::Uploads(c) => commands::upload::run_uploads(c),
     };
     ExitCode::from(code)
 }

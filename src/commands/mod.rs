@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod info;
 pub mod inspect;
 pub mod map;
+pub mod upload;
 pub mod validate;
 
 use clap::Args as ClapArgs;

@@ -1,0 +1,402 @@
+//! The HTTP client behind [`ObjectStore`]: builds, signs and sends requests, parses answers.
+
+use crate::error::{from_response, StorageError};
+use crate::xml;
+use crate::{BoxFuture, ObjectMeta, ObjectStore, PartInfo, PutOptions, PutResult, Result, UploadInfo};
+use bytes::Bytes;
+use imgport_auth::endpoints::{oss_location, BucketStyle, Endpoint};
+use imgport_auth::provider::CredentialsProvider;
+use imgport_auth::sign::{oss_v1, oss_v4, sigv4};
+use imgport_auth::SignableRequest;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which protocol and signature the store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    OssV4,
+    OssV1,
+    S3,
+}
+
+impl Flavor {
+    pub fn is_oss(self) -> bool {
+        matches!(self, Flavor::OssV4 | Flavor::OssV1)
+    }
+}
+
+pub struct StoreConfig {
+    pub flavor: Flavor,
+    pub endpoint: Endpoint,
+    pub region: String,
+    pub bucket: String,
+    pub style: BucketStyle,
+    pub credentials: Arc<dyn CredentialsProvider>,
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    cfg: StoreConfig,
+    /// Seconds to add to the local clock when signing, learnt from `RequestTimeTooSkewed` answers.
+    clock_offset: AtomicI64,
+}
+
+struct Answer {
+    headers: reqwest::header::HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn etag(&self) -> String {
+        self.header("etag").map(unquote).unwrap_or_default()
+    }
+
+    fn crc64(&self) -> Result<Option<u64>> {
+        match self.header("x-oss-hash-crc64ecma") {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| StorageError::Protocol(format!("x-oss-hash-crc64ecma {v:?} is not a number"))),
+        }
+    }
+
+    fn text(&self) -> Result<&str> {
+        std::str::from_utf8(&self.body).map_err(|_| StorageError::Protocol("answer is not UTF-8".into()))
+    }
+}
+
+pub fn unquote(s: &str) -> String {
+    s.trim().trim_matches('"').to_string()
+}
+
+fn parse_u64(s: Option<String>, what: &str) -> Result<u64> {
+    s.as_deref()
+        .map(str::trim)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StorageError::Protocol(format!("missing or bad {what}")))
+}
+
+impl Client {
+    pub fn new(cfg: StoreConfig) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120))
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(64)
+            .user_agent(concat!("imgport/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StorageError::Transport(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client { http, cfg, clock_offset: AtomicI64::new(0) })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset.load(Ordering::Relaxed)
+    }
+
+    /// Signs from now on as if the clock read `server_time` now.
+    pub fn correct_clock(&self, server_time: i64) {
+        self.clock_offset.store(server_time - imgport_auth::time::now(), Ordering::Relaxed);
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        key: Option<&str>,
+        query: Vec<(String, String)>,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> Result<Answer> {
+        let bucket = self.cfg.bucket.as_str();
+        let (host, path) = oss_location(&self.cfg.endpoint, self.cfg.style, bucket, key);
+        let mut req = SignableRequest::new(method, &path);
+        req.query = query;
+        req.headers = headers;
+        let creds = self.cfg.credentials.credentials().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
+        let time = imgport_auth::time::now() + self.clock_offset();
+        match self.cfg.flavor {
+            Flavor::OssV4 => oss_v4::sign_header(
+                &mut req,
+                &creds,
+                oss_v4::Resource { bucket: Some(bucket), key },
+                oss_v4::Scope { region: &self.cfg.region, product: "oss" },
+                &[],
+                time,
+            ),
+            Flavor::OssV1 => oss_v1::sign_header(&mut req, &creds, Some(bucket), key, time),
+            Flavor::S3 => {
+                req.set_header("host", &host);
+                sigv4::sign_header(
+                    &mut req,
+                    &creds,
+                    sigv4::Scope { region: &self.cfg.region, service: "s3" },
+                    sigv4::UNSIGNED_PAYLOAD,
+                    time,
+                );
+            }
+        }
+        let url = format!("{}://{}{}", self.cfg.endpoint.scheme, host, req.target());
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| StorageError::Protocol(format!("bad method {method}")))?;
+        // Whole-request deadline sized for a slow (256 KiB/s) link, so a stalled part fails and is retried.
+        let timeout = Duration::from_secs(60 + body.len() as u64 / (256 * 1024));
+        let mut rb = self.http.request(method, url).timeout(timeout);
+        for (k, v) in &req.headers {
+            if !k.eq_ignore_ascii_case("host") {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+        }
+        let resp = rb.body(body).send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(transport)?;
+        let answer = Answer { headers, body };
+        if status >= 300 {
+            let text = String::from_utf8_lossy(&answer.body);
+            let server_time = answer.header("date").and_then(imgport_auth::time::parse_http_date);
+            let rid = answer.header("x-oss-request-id").or_else(|| answer.header("x-amz-request-id"));
+            let mut err = from_response(status, &text, rid, server_time);
+            // HEAD answers carry no body: recognise a skewed clock from the server's Date alone.
+            if let (StorageError::Service { code, .. }, Some(t)) = (&mut err, server_time) {
+                let ours = imgport_auth::time::now() + self.clock_offset();
+                if status == 403 && text.is_empty() && (t - ours).abs() > 600 {
+                    *code = "RequestTimeTooSkewed".to_string();
+                }
+            }
+            return Err(err);
+        }
+        Ok(answer)
+    }
+
+    fn object_headers(&self, opts: &PutOptions) -> Vec<(String, String)> {
+        let mut h = Vec::new();
+        if let Some(ct) = &opts.content_type {
+            h.push(("Content-Type".to_string(), ct.clone()));
+        }
+        if let Some(md5) = &opts.content_md5 {
+            h.push(("Content-MD5".to_string(), md5.clone()));
+        }
+        if let Some(sc) = &opts.storage_class {
+            let name = if self.cfg.flavor.is_oss() { "x-oss-storage-class" } else { "x-amz-storage-class" };
+            h.push((name.to_string(), sc.clone()));
+        }
+        h
+    }
+
+    /// Creates the bucket (tests and local stores); an existing bucket of ours is fine.
+    pub async fn create_bucket(&self) -> Result<()> {
+        match self.send("PUT", None, vec![], vec![], Bytes::new()).await {
+            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou") | Some("BucketAlreadyExists")) => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    async fn list_parts_impl(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut q = vec![("uploadId".to_string(), upload_id.to_string()), ("max-parts".into(), "1000".into())];
+            if let Some(m) = &marker {
+                q.push(("part-number-marker".into(), m.clone()));
+            }
+            let a = self.send("GET", Some(key), q, vec![], Bytes::new()).await?;
+            let text = a.text()?;
+            for p in xml::elements(text, "Part") {
+                let crc = xml::text(p, "HashCrc64ecma").and_then(|v| v.trim().parse().ok());
+                out.push(PartInfo {
+                    number: parse_u64(xml::text(p, "PartNumber"), "PartNumber")? as u32,
+                    size: parse_u64(xml::text(p, "Size"), "Size")?,
+                    etag: unquote(&xml::text(p, "ETag").unwrap_or_default()),
+                    crc64: crc,
+                });
+            }
+            let truncated = xml::text(text, "IsTruncated").is_some_and(|t| t.trim() == "true");
+            let next = xml::text(text, "NextPartNumberMarker").filter(|m| !m.is_empty());
+            match (truncated, next) {
+                (true, Some(n)) if marker.as_deref() != Some(n.as_str()) => marker = Some(n),
+                (true, _) => return Err(StorageError::Protocol("ListParts truncated without a next marker".into())),
+                _ => break,
+            }
+        }
+        // Some stores list parts unsorted.
+        out.sort_by_key(|p| p.number);
+        out.dedup_by_key(|p| p.number);
+        Ok(out)
+    }
+
+    async fn list_uploads_impl(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker) = (String::new(), String::new());
+        loop {
+            let mut q = vec![("uploads".to_string(), String::new()), ("max-uploads".into(), "1000".into())];
+            if !prefix.is_empty() {
+                q.push(("prefix".into(), prefix.to_string()));
+            }
+            if !key_marker.is_empty() {
+                q.push(("key-marker".into(), key_marker.clone()));
+                q.push(("upload-id-marker".into(), id_marker.clone()));
+            }
+            let a = match self.send("GET", None, q, vec![], Bytes::new()).await {
+                Err(e) if matches!(e.status(), Some(501) | Some(405)) || e.code() == Some("NotImplemented") => {
+                    return Err(StorageError::Unsupported(format!("ListMultipartUploads: {e}")))
+                }
+                r => r?,
+            };
+            let text = a.text()?;
+            for u in xml::elements(text, "Upload") {
+                out.push(UploadInfo {
+                    key: xml::text(u, "Key").unwrap_or_default(),
+                    upload_id: xml::text(u, "UploadId").unwrap_or_default(),
+                    initiated: xml::text(u, "Initiated").unwrap_or_default(),
+                });
+            }
+            let truncated = xml::text(text, "IsTruncated").is_some_and(|t| t.trim() == "true");
+            let nk = xml::text(text, "NextKeyMarker").unwrap_or_default();
+            let ni = xml::text(text, "NextUploadIdMarker").unwrap_or_default();
+            if !truncated || (nk == key_marker && ni == id_marker) || nk.is_empty() {
+                break;
+            }
+            key_marker = nk;
+            id_marker = ni;
+        }
+        Ok(out)
+    }
+}
+
+fn transport(e: reqwest::Error) -> StorageError {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    // reqwest's messages hold the URL (no secrets: signatures travel in headers).
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    StorageError::Transport(msg)
+}
+
+/// S3 may answer 200 and put an error in the body of CompleteMultipartUpload.
+fn error_in_body(text: &str) -> Option<StorageError> {
+    if text.contains("<Error>") {
+        Some(from_response(500, text, None, None))
+    } else {
+        None
+    }
+}
+
+impl ObjectStore for Client {
+    fn put_object<'a>(&'a self, key: &'a str, body: Bytes, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>> {
+        Box::pin(async move {
+            let a = self.send("PUT", Some(key), vec![], self.object_headers(opts), body).await?;
+            Ok(PutResult { etag: a.etag(), crc64: a.crc64()? })
+        })
+    }
+
+    fn head_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta>> {
+        Box::pin(async move {
+            let a = self.send("HEAD", Some(key), vec![], vec![], Bytes::new()).await?;
+            let len = parse_u64(a.header("content-length").map(str::to_string), "Content-Length")?;
+            Ok(ObjectMeta { len, etag: a.etag(), crc64: a.crc64()? })
+        })
+    }
+
+    fn get_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>> {
+        Box::pin(async move { Ok(self.send("GET", Some(key), vec![], vec![], Bytes::new()).await?.body) })
+    }
+
+    fn initiate_multipart<'a>(&'a self, key: &'a str, opts: &'a PutOptions) -> BoxFuture<'a, Result<String>> {
+        Box::pin(async move {
+            let q = vec![("uploads".to_string(), String::new())];
+            let mut opts = opts.clone();
+            opts.content_md5 = None;
+            let a = self.send("POST", Some(key), q, self.object_headers(&opts), Bytes::new()).await?;
+            xml::text(a.text()?, "UploadId")
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| StorageError::Protocol("InitiateMultipartUpload: no UploadId".into()))
+        })
+    }
+
+    fn upload_part<'a>(
+        &'a self,
+        key: &'a str,
+        upload_id: &'a str,
+        number: u32,
+        body: Bytes,
+        content_md5: Option<String>,
+    ) -> BoxFuture<'a, Result<PutResult>> {
+        Box::pin(async move {
+            let q = vec![("partNumber".to_string(), number.to_string()), ("uploadId".to_string(), upload_id.into())];
+            let h = content_md5.map(|m| vec![("Content-MD5".to_string(), m)]).unwrap_or_default();
+            let a = self.send("PUT", Some(key), q, h, body).await?;
+            let etag = a.etag();
+            if etag.is_empty() {
+                return Err(StorageError::Protocol(format!("UploadPart {number}: no ETag")));
+            }
+            Ok(PutResult { etag, crc64: a.crc64()? })
+        })
+    }
+
+    fn list_parts<'a>(&'a self, key: &'a str, upload_id: &'a str) -> BoxFuture<'a, Result<Vec<PartInfo>>> {
+        Box::pin(self.list_parts_impl(key, upload_id))
+    }
+
+    fn complete_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        upload_id: &'a str,
+        parts: &'a [(u32, String)],
+    ) -> BoxFuture<'a, Result<PutResult>> {
+        Box::pin(async move {
+            let mut body = String::from("<CompleteMultipartUpload>");
+            for (n, etag) in parts {
+                body.push_str(&format!(
+                    "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
+                    xml::escape(&format!("\"{etag}\""))
+                ));
+            }
+            body.push_str("</CompleteMultipartUpload>");
+            let q = vec![("uploadId".to_string(), upload_id.to_string())];
+            let h = vec![("Content-Type".to_string(), "application/xml".to_string())];
+            let a = self.send("POST", Some(key), q, h, Bytes::from(body)).await?;
+            let text = a.text()?;
+            if let Some(e) = error_in_body(text) {
+                return Err(e);
+            }
+            let etag = xml::text(text, "ETag").map(|e| unquote(&e)).unwrap_or_else(|| a.etag());
+            Ok(PutResult { etag, crc64: a.crc64()? })
+        })
+    }
+
+    fn abort_multipart<'a>(&'a self, key: &'a str, upload_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let q = vec![("uploadId".to_string(), upload_id.to_string())];
+            self.send("DELETE", Some(key), q, vec![], Bytes::new()).await.map(|_| ())
+        })
+    }
+
+    fn list_multipart_uploads<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<UploadInfo>>> {
+        Box::pin(self.list_uploads_impl(prefix))
+    }
+
+    fn has_crc64(&self) -> bool {
+        self.cfg.flavor.is_oss()
+    }
+}

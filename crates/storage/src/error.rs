@@ -1,0 +1,176 @@
+//! Errors from the store, with the service's code and how a caller should react to each.
+
+use std::fmt;
+
+/// How a failed request should be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// Transient (network, timeout, 5xx, 408): back off and retry.
+    Retry,
+    /// The store asks to slow down (503 SlowDown, 429, Throttling): back off, lower concurrency, retry.
+    Throttle,
+    /// Our clock is off: correct the offset from the server's `Date` and retry at once.
+    ClockSkew,
+    /// Temporary credentials expired: refresh them and retry.
+    RefreshCredentials,
+    /// The multipart upload is gone (`NoSuchUpload`): start a new one.
+    RestartUpload,
+    /// Retrying cannot help.
+    Fatal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageError {
+    /// The store answered with an error status.
+    Service {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+        /// The server's `Date` header (unix seconds), used to correct clock skew.
+        server_time: Option<i64>,
+    },
+    /// No usable answer: connect, send, receive or timeout failures.
+    Transport(String),
+    /// The credentials provider failed.
+    Credentials(String),
+    /// An answer that does not make sense (missing headers, unparsable XML, mismatched checksums).
+    Protocol(String),
+    /// The store does not implement the operation.
+    Unsupported(String),
+}
+
+impl StorageError {
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StorageError::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            StorageError::Service { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            StorageError::Transport(_) => RetryClass::Retry,
+            StorageError::Credentials(_) | StorageError::Unsupported(_) => RetryClass::Fatal,
+            // A checksum mismatch or a truncated answer: the data may have been damaged on the way.
+            StorageError::Protocol(_) => RetryClass::Retry,
+            StorageError::Service { status, code, .. } => match code.as_str() {
+                "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests" => {
+                    RetryClass::Throttle
+                }
+                "RequestTimeTooSkewed" => RetryClass::ClockSkew,
+                "SecurityTokenExpired" | "InvalidSecurityToken" | "ExpiredToken" | "TokenRefreshRequired" => {
+                    RetryClass::RefreshCredentials
+                }
+                "NoSuchUpload" => RetryClass::RestartUpload,
+                "InvalidPart"
+                | "InvalidPartOrder"
+                | "EntityTooSmall"
+                | "EntityTooLarge"
+                | "AccessDenied"
+                | "SignatureDoesNotMatch"
+                | "InvalidAccessKeyId"
+                | "NoSuchBucket"
+                | "InvalidArgument"
+                | "InvalidBucketName"
+                | "MethodNotAllowed"
+                | "NotImplemented" => RetryClass::Fatal,
+                "InvalidDigest" | "BadDigest" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" => {
+                    RetryClass::Retry
+                }
+                _ if *status == 429 => RetryClass::Throttle,
+                _ if *status == 503 => RetryClass::Throttle,
+                _ if *status >= 500 || *status == 408 => RetryClass::Retry,
+                _ => RetryClass::Fatal,
+            },
+        }
+    }
+}
+
+impl fmt::Display for StorageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageError::Service { status, code, message, request_id, .. } => {
+                write!(f, "{code} (HTTP {status})")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                if !request_id.is_empty() {
+                    write!(f, " [request id {request_id}]")?;
+                }
+                Ok(())
+            }
+            StorageError::Transport(m) => write!(f, "network: {m}"),
+            StorageError::Credentials(m) => write!(f, "credentials: {m}"),
+            StorageError::Protocol(m) => write!(f, "unexpected answer: {m}"),
+            StorageError::Unsupported(m) => write!(f, "not supported by this store: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StorageError {}
+
+/// Parses an error body (`<Error><Code/><Message/><RequestId/></Error>`); a body without one (HEAD, proxies)
+/// gets a code from the status.
+pub fn from_response(status: u16, body: &str, request_id: Option<&str>, server_time: Option<i64>) -> StorageError {
+    let code = crate::xml::text(body, "Code").unwrap_or_else(|| {
+        match status {
+            404 => "NotFound",
+            403 => "AccessDenied",
+            408 => "RequestTimeout",
+            429 => "TooManyRequests",
+            500 => "InternalError",
+            501 => "NotImplemented",
+            503 => "ServiceUnavailable",
+            _ => "Unknown",
+        }
+        .to_string()
+    });
+    StorageError::Service {
+        status,
+        code,
+        message: crate::xml::text(body, "Message").unwrap_or_default(),
+        request_id: crate::xml::text(body, "RequestId").or_else(|| request_id.map(str::to_string)).unwrap_or_default(),
+        server_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies() {
+        let e = from_response(503, "<Error><Code>SlowDown</Code><Message>m</Message></Error>", None, None);
+        assert_eq!(e.retry_class(), RetryClass::Throttle);
+        assert_eq!(
+            from_response(404, "<Error><Code>NoSuchUpload</Code></Error>", None, None).retry_class(),
+            RetryClass::RestartUpload
+        );
+        assert_eq!(
+            from_response(400, "<Error><Code>EntityTooSmall</Code></Error>", None, None).retry_class(),
+            RetryClass::Fatal
+        );
+        assert_eq!(
+            from_response(403, "<Error><Code>RequestTimeTooSkewed</Code></Error>", None, Some(5)).retry_class(),
+            RetryClass::ClockSkew
+        );
+        assert_eq!(
+            from_response(403, "<Error><Code>SecurityTokenExpired</Code></Error>", None, None).retry_class(),
+            RetryClass::RefreshCredentials
+        );
+        assert_eq!(from_response(500, "", None, None).retry_class(), RetryClass::Retry);
+        assert_eq!(from_response(429, "", None, None).retry_class(), RetryClass::Throttle);
+        assert_eq!(StorageError::Transport("x".into()).retry_class(), RetryClass::Retry);
+        assert!(from_response(400, "<Error><Code>InvalidPart</Code><RequestId>R1</RequestId></Error>", None, None)
+            .to_string()
+            .contains("R1"));
+    }
+}

@@ -1,0 +1,162 @@
+//! Resume state: one JSON file per (source, endpoint, bucket, key), replaced atomically after every part.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const VERSION: u32 = 1;
+
+/// What identifies the source file's content without reading all of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceId {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+    /// CRC-64 of up to 64 KiB at the start, middle and end: catches rewrites that keep size and mtime.
+    pub sample_crc64: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub size: u64,
+    pub crc64: u64,
+    pub md5_hex: String,
+    pub etag: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadState {
+    pub version: u32,
+    pub source: SourceId,
+    pub endpoint: String,
+    pub bucket: String,
+    pub key: String,
+    pub url: String,
+    pub upload_id: String,
+    pub part_size: u64,
+    pub created: i64,
+    pub parts: BTreeMap<u32, PartRecord>,
+}
+
+/// `$XDG_STATE_HOME/imgport/uploads`, else `~/.local/state/imgport/uploads`.
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return Some(PathBuf::from(x).join("imgport/uploads"));
+    }
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".local/state/imgport/uploads"))
+}
+
+/// The file name for an upload: a hash of what identifies it (the path, not the content, so a changed source
+/// finds its old state and can abort the stale upload).
+pub fn file_for(dir: &Path, source_path: &str, endpoint: &str, bucket: &str, key: &str) -> PathBuf {
+    let id = format!("{source_path}\n{endpoint}\n{bucket}\n{key}");
+    dir.join(format!("{:016x}.json", crate::crc64::checksum(id.as_bytes())))
+}
+
+pub fn load(path: &Path) -> Option<UploadState> {
+    let data = std::fs::read(path).ok()?;
+    serde_json::from_slice::<UploadState>(&data).ok().filter(|s| s.version == VERSION)
+}
+
+/// Writes to a temporary file, syncs, renames over the old state.
+pub fn save(path: &Path, state: &UploadState) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let data = serde_json::to_vec(state).map_err(io::Error::other)?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+pub fn remove(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// Every readable state file in `dir` with its path.
+pub fn list(dir: &Path) -> Vec<(PathBuf, UploadState)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                if let Some(s) = load(&p) {
+                    out.push((p, s));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Identity of an open file.
+pub fn source_id(path: &str, file: &mut std::fs::File) -> io::Result<SourceId> {
+    let meta = file.metadata()?;
+    let size = meta.len();
+    #[cfg(unix)]
+    let (mtime_ns, inode) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128, meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (mtime_ns, inode) = (
+        meta.modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i128),
+        0,
+    );
+    const SAMPLE: u64 = 64 * 1024;
+    let mut crc_input = Vec::new();
+    for off in [0, size / 2, size.saturating_sub(SAMPLE)] {
+        file.seek(SeekFrom::Start(off))?;
+        let mut buf = Vec::new();
+        Read::by_ref(file).take(SAMPLE).read_to_end(&mut buf)?;
+        crc_input.extend_from_slice(&buf);
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(SourceId { path: path.to_string(), size, mtime_ns, inode, sample_crc64: crate::crc64::checksum(&crc_input) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_load_and_identity() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::write(&src, vec![5u8; 200_000]).expect("write");
+        let mut f = std::fs::File::open(&src).expect("open");
+        let id = source_id("src", &mut f).expect("id");
+        let st = UploadState {
+            version: VERSION,
+            source: id.clone(),
+            endpoint: "http://e".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            url: "oss://b/k".into(),
+            upload_id: "U".into(),
+            part_size: 1 << 20,
+            created: 0,
+            parts: BTreeMap::from([(1, PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into() })]),
+        };
+        let p = file_for(dir.path(), "src", "http://e", "b", "k");
+        save(&p, &st).expect("save");
+        assert_eq!(load(&p), Some(st));
+        assert_eq!(list(dir.path()).len(), 1);
+        // Same size, different middle: the sample differs.
+        let mut data = vec![5u8; 200_000];
+        data[100_000] = 6;
+        std::fs::write(&src, data).expect("rewrite");
+        let mut f = std::fs::File::open(&src).expect("open");
+        assert_ne!(source_id("src", &mut f).expect("id").sample_crc64, id.sample_crc64);
+    }
+}

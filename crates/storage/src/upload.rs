@@ -1,0 +1,634 @@
+//! Resumable, verified multipart upload of a file: bounded memory, adaptive concurrency, retries with backoff.
+
+use crate::error::{RetryClass, StorageError};
+use crate::state::{self, PartRecord, UploadState};
+use crate::{crc64, ObjectStore, PutOptions};
+use bytes::Bytes;
+use md5::{Digest, Md5};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+pub const MAX_PARTS: u64 = 10_000;
+
+/// Automatic part size: at least 64 MiB, large enough that the count stays near 9,000, whole MiB.
+pub fn auto_part_size(size: u64) -> u64 {
+    let p = (64 * MIB).max(size.div_ceil(9000));
+    p.div_ceil(MIB) * MIB
+}
+
+pub struct UploadOptions {
+    pub source: PathBuf,
+    pub key: String,
+    /// Identifies the store in the resume state (endpoint URL).
+    pub endpoint_id: String,
+    /// `oss://bucket/key`, for messages.
+    pub url: String,
+    pub part_size: Option<u64>,
+    /// The store's smallest part (OSS 100 KiB, S3 5 MiB).
+    pub min_part_size: u64,
+    pub concurrency: usize,
+    pub resume: bool,
+    pub state_dir: Option<PathBuf>,
+    pub put: PutOptions,
+    /// Bytes per second over all parts.
+    pub rate_limit: Option<u64>,
+    pub max_attempts: u32,
+    /// S3 checks it; OSS has CRC-64 and skips the extra hashing.
+    pub send_md5: bool,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub bytes: u64,
+    pub parts: u64,
+    pub part_size: u64,
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    pub crc64: Option<String>,
+    pub etag: String,
+    pub retries: u64,
+    pub resumed_parts: u64,
+    pub upload_id: Option<String>,
+}
+
+/// What a progress display needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub total: u64,
+    pub done: u64,
+    pub in_flight: usize,
+}
+
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+#[derive(Debug)]
+pub enum UploadError {
+    Io(String),
+    Store {
+        context: String,
+        error: StorageError,
+    },
+    /// A check after the upload failed: the stored object is not what was sent.
+    Verify(String),
+    Config(String),
+}
+
+impl std::fmt::Display for UploadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UploadError::Io(m) => write!(f, "{m}"),
+            UploadError::Store { context, error } => write!(f, "{context}: {error}"),
+            UploadError::Verify(m) => write!(f, "verification failed: {m}"),
+            UploadError::Config(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for UploadError {}
+
+/// Concurrency that halves on throttling and grows back by one after a run of successes.
+struct Limiter {
+    max: usize,
+    current: AtomicUsize,
+    successes: AtomicUsize,
+}
+
+impl Limiter {
+    fn throttled(&self) {
+        let c = self.current.load(Ordering::Relaxed);
+        self.current.store((c / 2).max(1), Ordering::Relaxed);
+        self.successes.store(0, Ordering::Relaxed);
+    }
+
+    fn succeeded(&self) {
+        let s = self.successes.fetch_add(1, Ordering::Relaxed) + 1;
+        let c = self.current.load(Ordering::Relaxed);
+        if c < self.max && s >= 2 * c {
+            self.current.store(c + 1, Ordering::Relaxed);
+            self.successes.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn limit(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+}
+
+/// A shared budget of bytes per second.
+struct RateLimit {
+    rate: u64,
+    next: tokio::sync::Mutex<Instant>,
+}
+
+impl RateLimit {
+    async fn take(&self, bytes: u64) {
+        let wait_until = {
+            let mut next = self.next.lock().await;
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate as f64);
+            start
+        };
+        tokio::time::sleep_until(wait_until.into()).await;
+    }
+}
+
+struct Shared {
+    store: Arc<dyn ObjectStore>,
+    correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
+    retries: AtomicU64,
+    limiter: Limiter,
+    rate: Option<RateLimit>,
+    max_attempts: u32,
+    pool: Mutex<Vec<Vec<u8>>>,
+}
+
+fn jitter(attempt: u32) -> Duration {
+    let cap = 20_000u64.min(200u64 << attempt.min(10));
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.subsec_nanos());
+    let x = crate::crc64::checksum(&seed.to_le_bytes());
+    Duration::from_millis(cap / 2 + x % (cap / 2 + 1))
+}
+
+impl Shared {
+    /// Runs `op` until it succeeds, fails for good, or the attempts run out. Throttling lowers concurrency;
+    /// a skewed clock is corrected from the server's time.
+    async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let err = match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            attempt += 1;
+            let class = err.retry_class();
+            if attempt >= self.max_attempts || matches!(class, RetryClass::Fatal | RetryClass::RestartUpload) {
+                return Err(err);
+            }
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            match class {
+                RetryClass::ClockSkew => {
+                    if let (StorageError::Service { server_time: Some(t), .. }, Some(fix)) = (&err, &self.correct_clock)
+                    {
+                        fix(*t);
+                    }
+                }
+                RetryClass::Throttle => {
+                    self.limiter.throttled();
+                    tokio::time::sleep(jitter(attempt + 2)).await;
+                }
+                // The credentials provider refreshes temporary credentials when asked again.
+                RetryClass::RefreshCredentials => tokio::time::sleep(jitter(0)).await,
+                _ => tokio::time::sleep(jitter(attempt)).await,
+            }
+            let _ = what;
+        }
+    }
+
+    fn buffer(&self, len: usize) -> Vec<u8> {
+        let mut b = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        b.resize(len, 0);
+        b
+    }
+
+    fn give_back(&self, data: Bytes) {
+        if let Ok(m) = data.try_into_mut() {
+            if let Ok(mut p) = self.pool.lock() {
+                p.push(m.into());
+            }
+        }
+    }
+}
+
+fn io_err(what: &str, e: std::io::Error) -> UploadError {
+    UploadError::Io(format!("{what}: {e}"))
+}
+
+fn md5_hex(data: &[u8]) -> String {
+    let d = Md5::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// Reads `len` bytes at `offset` into a pooled buffer and checksums them, off the async threads.
+async fn read_part(
+    shared: &Arc<Shared>,
+    file: &Arc<std::fs::File>,
+    offset: u64,
+    len: usize,
+    md5: bool,
+) -> Result<(Bytes, u64, String), UploadError> {
+    let mut buf = shared.buffer(len);
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        #[cfg(unix)]
+        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf, offset)?;
+        #[cfg(not(unix))]
+        std::os::windows::fs::FileExt::seek_read(&*file, &mut buf, offset)?;
+        let crc = crc64::checksum(&buf);
+        let md5 = if md5 { md5_hex(&buf) } else { String::new() };
+        Ok::<_, std::io::Error>((Bytes::from(buf), crc, md5))
+    })
+    .await
+    .map_err(|e| UploadError::Io(format!("reader task: {e}")))?
+    .map_err(|e| io_err(&format!("reading the source at {offset}"), e))
+}
+
+/// Uploads `opts.source` to `opts.key`. `correct_clock` receives the server's time after a skew error.
+pub async fn upload(
+    store: Arc<dyn ObjectStore>,
+    correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
+    opts: &UploadOptions,
+    progress: Option<ProgressFn>,
+) -> Result<Summary, UploadError> {
+    let started = Instant::now();
+    let source_name = opts.source.to_string_lossy().to_string();
+    let abs = std::fs::canonicalize(&opts.source).map_err(|e| io_err(&source_name, e))?;
+    let mut file = std::fs::File::open(&abs).map_err(|e| io_err(&source_name, e))?;
+    let id = state::source_id(&abs.to_string_lossy(), &mut file).map_err(|e| io_err(&source_name, e))?;
+    let size = id.size;
+    // An interrupted upload of this source keeps its part size unless another is asked for.
+    let saved_part_size = opts
+        .state_dir
+        .as_ref()
+        .filter(|_| opts.resume)
+        .and_then(|d| state::load(&state::file_for(d, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key)))
+        .filter(|s| s.source == id)
+        .map(|s| s.part_size);
+    let part_size = match opts.part_size.or(saved_part_size) {
+        Some(p) => p,
+        None => auto_part_size(size).max(opts.min_part_size),
+    };
+    if part_size < opts.min_part_size && size > part_size {
+        return Err(UploadError::Config(format!(
+            "part size {part_size} is below this store's minimum of {}",
+            opts.min_part_size
+        )));
+    }
+    if part_size > 5 << 30 {
+        return Err(UploadError::Config(format!("part size {part_size} is above the 5 GiB maximum")));
+    }
+    let concurrency = opts.concurrency.max(1);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        correct_clock,
+        retries: AtomicU64::new(0),
+        limiter: Limiter { max: concurrency, current: AtomicUsize::new(concurrency), successes: AtomicUsize::new(0) },
+        rate: opts.rate_limit.filter(|r| *r > 0).map(|rate| RateLimit { rate, next: Instant::now().into() }),
+        max_attempts: opts.max_attempts.max(1),
+        pool: Mutex::new(Vec::new()),
+    });
+    let file = Arc::new(file);
+
+    let mut summary = if size < part_size || size == 0 {
+        single_put(&shared, &file, size, opts).await?
+    } else {
+        let parts = size.div_ceil(part_size);
+        if parts > MAX_PARTS {
+            return Err(UploadError::Config(format!(
+                "{parts} parts of {part_size} bytes: more than {MAX_PARTS}; choose a larger --part-size"
+            )));
+        }
+        // A vanished upload (aborted elsewhere, expired by a lifecycle rule) is started over once.
+        let mut restarted = false;
+        loop {
+            match multipart(&shared, &file, &id, part_size, opts, progress.clone()).await {
+                Err(UploadError::Store { error, .. })
+                    if error.retry_class() == RetryClass::RestartUpload && !restarted =>
+                {
+                    restarted = true;
+                    if let Some(dir) = &opts.state_dir {
+                        state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
+                    }
+                }
+                r => break r?,
+            }
+        }
+    };
+    summary.bytes = size;
+    summary.part_size = part_size;
+    summary.retries = shared.retries.load(Ordering::Relaxed);
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.mib_per_s = if summary.seconds > 0.0 { size as f64 / MIB as f64 / summary.seconds } else { 0.0 };
+    Ok(summary)
+}
+
+fn bucket_of(opts: &UploadOptions) -> &str {
+    opts.url.split_once("://").map_or("", |(_, r)| r.split('/').next().unwrap_or(""))
+}
+
+async fn single_put(
+    shared: &Arc<Shared>,
+    file: &Arc<std::fs::File>,
+    size: u64,
+    opts: &UploadOptions,
+) -> Result<Summary, UploadError> {
+    let (data, crc, md5) = read_part(shared, file, 0, size as usize, true).await?;
+    let mut put = opts.put.clone();
+    if opts.send_md5 {
+        put.content_md5 = hex_to_bytes(&md5).map(|b| b64(&b));
+    }
+    let store = &shared.store;
+    let res = shared
+        .retry("PutObject", || async {
+            if let Some(r) = &shared.rate {
+                r.take(size).await;
+            }
+            let r = store.put_object(&opts.key, data.clone(), &put).await?;
+            check_part(store.as_ref(), &r, crc, &md5)?;
+            Ok(r)
+        })
+        .await
+        .map_err(|error| UploadError::Store { context: format!("PutObject {}", opts.url), error })?;
+    verify_head(shared, opts, size, Some(crc)).await?;
+    Ok(Summary { parts: 1, crc64: Some(format!("{crc}")), etag: res.etag, ..Default::default() })
+}
+
+/// A part (or object) answer must carry the checksums of what was sent.
+fn check_part(store: &dyn ObjectStore, r: &crate::PutResult, crc: u64, md5: &str) -> Result<(), StorageError> {
+    if let Some(got) = r.crc64 {
+        if got != crc {
+            return Err(StorageError::Protocol(format!("server CRC-64 {got} differs from the sent data's {crc}")));
+        }
+    } else if store.has_crc64() {
+        return Err(StorageError::Protocol("no x-oss-hash-crc64ecma in the answer".into()));
+    }
+    let etag = r.etag.to_ascii_lowercase();
+    if store.etag_is_md5() && !md5.is_empty() && etag.len() == 32 && etag != md5 {
+        return Err(StorageError::Protocol(format!("ETag {etag} is not the MD5 of the sent data ({md5})")));
+    }
+    Ok(())
+}
+
+async fn verify_head(
+    shared: &Arc<Shared>,
+    opts: &UploadOptions,
+    size: u64,
+    crc: Option<u64>,
+) -> Result<(), UploadError> {
+    let meta = shared
+        .retry("HeadObject", || shared.store.head_object(&opts.key))
+        .await
+        .map_err(|error| UploadError::Store { context: format!("HeadObject {}", opts.url), error })?;
+    if meta.len != size {
+        return Err(UploadError::Verify(format!("{} holds {} bytes, the source {size}", opts.url, meta.len)));
+    }
+    if let (Some(want), Some(got)) = (crc, meta.crc64) {
+        if want != got {
+            return Err(UploadError::Verify(format!("{}: CRC-64 {got}, the source's {want}", opts.url)));
+        }
+    }
+    Ok(())
+}
+
+async fn multipart(
+    shared: &Arc<Shared>,
+    file: &Arc<std::fs::File>,
+    id: &state::SourceId,
+    part_size: u64,
+    opts: &UploadOptions,
+    progress: Option<ProgressFn>,
+) -> Result<Summary, UploadError> {
+    let size = id.size;
+    let nparts = size.div_ceil(part_size) as u32;
+    let part_len = |n: u32| -> u64 { (size - (n as u64 - 1) * part_size).min(part_size) };
+    let store = shared.store.clone();
+    let bucket = bucket_of(opts).to_string();
+    let state_path =
+        opts.state_dir.as_ref().map(|d| state::file_for(d, &id.path, &opts.endpoint_id, &bucket, &opts.key));
+    let ctx = |what: &str| format!("{what} {}", opts.url);
+
+    // Resume when the same source (unchanged) was being sent to the same place with the same part size.
+    let mut st: Option<UploadState> = None;
+    if let Some(p) = &state_path {
+        if let Some(old) = state::load(p) {
+            if opts.resume && old.source == *id && old.part_size == part_size {
+                st = Some(old);
+            } else {
+                // The old upload cannot be continued: do not leave its parts behind.
+                if old.source != *id {
+                    eprintln!("imgport: {} changed since the interrupted upload; starting over", id.path);
+                }
+                let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
+                state::remove(p);
+            }
+        }
+    }
+    let mut resumed = 0u64;
+    if let Some(s) = st.as_mut() {
+        let listed = shared
+            .retry("ListParts", || store.list_parts(&opts.key, &s.upload_id))
+            .await
+            .map_err(|error| UploadError::Store { context: ctx("ListParts"), error })?;
+        let listed: BTreeMap<u32, crate::PartInfo> = listed.into_iter().map(|p| (p.number, p)).collect();
+        s.parts.retain(|n, rec| {
+            let Some(p) = listed.get(n) else { return false };
+            *n <= nparts
+                && p.size == rec.size
+                && rec.size == part_len(*n)
+                // Some stores (s3s-fs) list parts without ETags: the recorded one was checked against the part's
+                // MD5 when it was sent, and Complete checks it again.
+                && (p.etag.is_empty() || p.etag.eq_ignore_ascii_case(&rec.etag))
+                && p.crc64.is_none_or(|c| c == rec.crc64)
+        });
+        resumed = s.parts.len() as u64;
+    }
+    let mut st = match st {
+        Some(s) => s,
+        None => {
+            let upload_id = shared
+                .retry("InitiateMultipartUpload", || store.initiate_multipart(&opts.key, &opts.put))
+                .await
+                .map_err(|error| UploadError::Store { context: ctx("InitiateMultipartUpload"), error })?;
+            UploadState {
+                version: state::VERSION,
+                source: id.clone(),
+                endpoint: opts.endpoint_id.clone(),
+                bucket: bucket.clone(),
+                key: opts.key.clone(),
+                url: opts.url.clone(),
+                upload_id,
+                part_size,
+                created: imgport_auth::time::now(),
+                parts: BTreeMap::new(),
+            }
+        }
+    };
+    let save = |st: &UploadState| -> Result<(), UploadError> {
+        match &state_path {
+            Some(p) => state::save(p, st).map_err(|e| io_err(&format!("saving resume state {}", p.display()), e)),
+            None => Ok(()),
+        }
+    };
+    save(&st)?;
+
+    let upload_id = st.upload_id.clone();
+    let mut done_bytes: u64 = st.parts.values().map(|p| p.size).sum();
+    let todo: Vec<u32> = (1..=nparts).filter(|n| !st.parts.contains_key(n)).collect();
+    let report = |done: u64, in_flight: usize| {
+        if let Some(p) = &progress {
+            p(Progress { total: size, done, in_flight });
+        }
+    };
+    report(done_bytes, 0);
+
+    let mut set: tokio::task::JoinSet<Result<(u32, PartRecord), UploadError>> = tokio::task::JoinSet::new();
+    let mut next = todo.into_iter().peekable();
+    loop {
+        while set.len() < shared.limiter.limit() && next.peek().is_some() {
+            let Some(n) = next.next() else { break };
+            let (shared, file, key, upload_id, url) =
+                (shared.clone(), file.clone(), opts.key.clone(), upload_id.clone(), opts.url.clone());
+            let len = part_len(n);
+            let md5 = opts.send_md5;
+            set.spawn(async move {
+                let offset = (n as u64 - 1) * part_size;
+                let (data, crc, md5_hex) = read_part(&shared, &file, offset, len as usize, true).await?;
+                let content_md5 = if md5 { hex_to_bytes(&md5_hex).map(|b| b64(&b)) } else { None };
+                let store = shared.store.clone();
+                let r = shared
+                    .retry("UploadPart", || async {
+                        if let Some(r) = &shared.rate {
+                            r.take(len).await;
+                        }
+                        let r = store.upload_part(&key, &upload_id, n, data.clone(), content_md5.clone()).await?;
+                        check_part(store.as_ref(), &r, crc, &md5_hex)?;
+                        Ok(r)
+                    })
+                    .await
+                    .map_err(|error| UploadError::Store {
+                        context: format!("UploadPart {n} ({len} bytes at {offset}) of {url}, upload id {upload_id}"),
+                        error,
+                    })?;
+                shared.limiter.succeeded();
+                shared.give_back(data);
+                Ok((n, PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag }))
+            });
+            report(done_bytes, set.len());
+        }
+        let Some(joined) = set.join_next().await else { break };
+        let (n, rec) = joined.map_err(|e| UploadError::Io(format!("part task: {e}")))??;
+        done_bytes += rec.size;
+        st.parts.insert(n, rec);
+        save(&st)?;
+        report(done_bytes, set.len());
+    }
+
+    // Complete, then check the object: combined CRC (OSS) or multipart ETag (S3), and the length.
+    let list: Vec<(u32, String)> = st.parts.iter().map(|(n, p)| (*n, p.etag.clone())).collect();
+    let combined = st.parts.values().fold(None, |acc: Option<u64>, p| {
+        Some(match acc {
+            None => p.crc64,
+            Some(a) => crc64::combine(a, p.crc64, p.size),
+        })
+    });
+    let mut attempts_done = 0;
+    let res = shared
+        .retry("CompleteMultipartUpload", || {
+            attempts_done += 1;
+            let (store, key, id, list) = (&store, &opts.key, &upload_id, &list);
+            let first = attempts_done == 1;
+            async move {
+                match store.complete_multipart(key, id, list).await {
+                    // A retry after a lost answer: the first attempt may have completed it.
+                    Err(e) if !first && e.retry_class() == RetryClass::RestartUpload => {
+                        let m = store.head_object(key).await?;
+                        Ok(crate::PutResult { etag: m.etag, crc64: m.crc64 })
+                    }
+                    r => r,
+                }
+            }
+        })
+        .await
+        .map_err(|error| UploadError::Store { context: ctx("CompleteMultipartUpload"), error })?;
+    if let (Some(want), Some(got)) = (combined, res.crc64) {
+        if want != got {
+            return Err(UploadError::Verify(format!("object CRC-64 {got}, combined part CRC-64 {want}")));
+        }
+    } else if store.has_crc64() {
+        return Err(UploadError::Verify("no CRC-64 in the CompleteMultipartUpload answer".into()));
+    }
+    if let Some(want) = multipart_etag(&st.parts) {
+        let got = res.etag.to_ascii_lowercase();
+        if got.contains('-') && got != want {
+            return Err(UploadError::Verify(format!("multipart ETag {got}, expected {want}")));
+        }
+    }
+    verify_head(shared, opts, size, combined).await?;
+    if let Some(p) = &state_path {
+        state::remove(p);
+    }
+    Ok(Summary {
+        parts: nparts as u64,
+        crc64: combined.map(|c| c.to_string()),
+        etag: res.etag,
+        resumed_parts: resumed,
+        upload_id: Some(upload_id),
+        ..Default::default()
+    })
+}
+
+/// `hex(md5(md5(part 1) ++ md5(part 2) ...))-N`, the ETag S3 and OSS give multipart objects.
+fn multipart_etag(parts: &BTreeMap<u32, PartRecord>) -> Option<String> {
+    let mut h = Md5::new();
+    for p in parts.values() {
+        h.update(hex_to_bytes(&p.md5_hex)?);
+    }
+    let d = h.finalize();
+    Some(format!("{}-{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>(), parts.len()))
+}
+
+/// Where the resume state of an upload lives (for messages and `uploads` commands).
+pub fn state_file(dir: &Path, source: &Path, endpoint: &str, bucket: &str, key: &str) -> Option<PathBuf> {
+    let abs = std::fs::canonicalize(source).ok()?;
+    Some(state::file_for(dir, &abs.to_string_lossy(), endpoint, bucket, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes() {
+        assert_eq!(auto_part_size(0), 64 * MIB);
+        assert_eq!(auto_part_size(10 << 30), 64 * MIB);
+        let big = 1u64 << 40;
+        let p = auto_part_size(big);
+        assert_eq!(p % MIB, 0);
+        assert!(big.div_ceil(p) <= 9000);
+    }
+
+    #[test]
+    fn limiter_halves_and_grows() {
+        let l = Limiter { max: 8, current: AtomicUsize::new(8), successes: AtomicUsize::new(0) };
+        l.throttled();
+        assert_eq!(l.limit(), 4);
+        l.throttled();
+        l.throttled();
+        l.throttled();
+        assert_eq!(l.limit(), 1);
+        for _ in 0..2 {
+            l.succeeded();
+        }
+        assert_eq!(l.limit(), 2);
+    }
+}

@@ -1,0 +1,472 @@
+//! `imgport upload` end to end against the in-process OSS emulator (V4 and V1) and, when installed, s3s-fs:
+//! sizes at part boundaries, injected faults, kill -9 and resume, a changed source.
+
+use imgport_auth::endpoints::{BucketStyle, Endpoint};
+use imgport_auth::provider::Static;
+use imgport_auth::Credentials;
+use imgport_emulator::{Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
+use imgport_storage::{Client, Flavor, ObjectStore, StoreConfig};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+const BUCKET: &str = "imgport-test";
+
+struct Store {
+    dir: tempfile::TempDir,
+    endpoint: String,
+    region: String,
+    creds: Credentials,
+    flavor: Flavor,
+    emu: Option<RunningEmulator>,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn oss(flavor: Flavor) -> Store {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(EmulatorConfig::new(dir.path().join("emu"))).expect("emulator");
+    let s = Store {
+        endpoint: emu.oss_endpoint.clone(),
+        region: emu.region().to_string(),
+        creds: emu.credentials.clone(),
+        flavor,
+        emu: Some(emu),
+        child: None,
+        dir,
+    };
+    rt().block_on(s.client().create_bucket()).expect("bucket");
+    s
+}
+
+fn s3s_fs_binary() -> Option<PathBuf> {
+    let root = std::env::var_os("IMGPORT_PEERS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imgport-peers")))?;
+    let bin = root.join("bin/s3s-fs");
+    bin.exists().then_some(bin)
+}
+
+/// s3s-fs on a free port; `None` (test skipped with a note) when scripts/install-peers.sh has not built it.
+fn s3() -> Option<Store> {
+    let Some(bin) = s3s_fs_binary() else {
+        eprintln!("s3s-fs not installed (scripts/install-peers.sh): skipping the S3 part");
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("s3");
+    std::fs::create_dir_all(data.join(BUCKET)).expect("bucket dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "AKTEST", "--secret-key", "SKTEST"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start s3s-fs");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(Store {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        region: "us-east-1".into(),
+        creds: Credentials::new("AKTEST", "SKTEST"),
+        flavor: Flavor::S3,
+        emu: None,
+        child: Some(child),
+        dir,
+    })
+}
+
+impl Store {
+    fn client(&self) -> Client {
+        let endpoint = Endpoint::parse(&self.endpoint).expect("endpoint");
+        Client::new(StoreConfig {
+            flavor: self.flavor,
+            style: BucketStyle::default_for(&endpoint),
+            endpoint,
+            region: self.region.clone(),
+            bucket: BUCKET.into(),
+            credentials: Arc::new(Static::new(self.creds.clone(), "test")),
+        })
+        .expect("client")
+    }
+
+    fn emu(&self) -> &RunningEmulator {
+        self.emu.as_ref().expect("an emulator store")
+    }
+
+    fn url(&self, key: &str) -> String {
+        let scheme = if self.flavor == Flavor::S3 { "s3" } else { "oss" };
+        format!("{scheme}://{BUCKET}/{key}")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgport"));
+        cmd.args(args)
+            .env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env("IMGPORT_OSS_ENDPOINT", &self.endpoint)
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("ALIBABA_CLOUD_REGION_ID", &self.region)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", &self.creds.access_key_id)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", self.creds.access_key_secret.expose())
+            .env("AWS_ACCESS_KEY_ID", &self.creds.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", self.creds.access_key_secret.expose())
+            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+            .env_remove("AWS_SESSION_TOKEN");
+        if self.flavor == Flavor::OssV1 {
+            cmd.arg("--oss-v1");
+        }
+        cmd
+    }
+
+    fn upload(&self, src: &Path, key: &str, extra: &[&str]) -> Output {
+        let url = self.url(key);
+        let mut args = vec!["upload", "--json", src.to_str().expect("utf-8 path"), url.as_str()];
+        args.extend_from_slice(extra);
+        self.command(&args).output().expect("run imgport upload")
+    }
+
+    fn upload_ok(&self, src: &Path, key: &str, extra: &[&str]) -> Value {
+        let out = self.upload(src, key, extra);
+        assert!(out.status.success(), "upload failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json summary")
+    }
+
+    fn get(&self, key: &str) -> Vec<u8> {
+        rt().block_on(self.client().get_object(key)).expect("get").to_vec()
+    }
+
+    fn state_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("state/imgport/uploads"))
+            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Deterministic, incompressible-looking data.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn write_source(dir: &Path, name: &str, len: usize, seed: u64) -> (PathBuf, Vec<u8>) {
+    let p = dir.join(name);
+    let d = data(len, seed);
+    std::fs::write(&p, &d).expect("write source");
+    (p, d)
+}
+
+fn sizes_at_part_boundaries(store: &Store, part: usize) {
+    let src_dir = tempfile::tempdir().expect("tempdir");
+    let part_arg = part.to_string();
+    for (i, len) in [0, 1, part - 1, part, part + 1, 2 * part - 1, 3 * part, 3 * part + 1].into_iter().enumerate() {
+        let (src, d) = write_source(src_dir.path(), &format!("f{i}"), len, i as u64 + 1);
+        let key = format!("sizes/{len}.raw");
+        let s = store.upload_ok(&src, &key, &["--part-size", &part_arg, "--concurrency", "3"]);
+        assert_eq!(s["bytes"], len as u64, "{s}");
+        assert_eq!(s["parts"], len.div_ceil(part).max(1) as u64, "{s}");
+        assert!(store.get(&key) == d, "stored object differs from the source ({len} bytes)");
+    }
+    assert!(store.state_files().is_empty(), "resume state left behind after success");
+}
+
+#[test]
+fn oss_v4_sizes() {
+    sizes_at_part_boundaries(&oss(Flavor::OssV4), 100 << 10);
+}
+
+#[test]
+fn oss_v1_sizes() {
+    sizes_at_part_boundaries(&oss(Flavor::OssV1), 100 << 10);
+}
+
+#[test]
+fn s3_sizes() {
+    if let Some(s) = s3() {
+        sizes_at_part_boundaries(&s, 5 << 20);
+    }
+}
+
+fn rule(operation: &str, fault: Fault, rate: f64, after: u64, times: Option<u64>) -> FaultRule {
+    FaultRule { operation: operation.into(), fault, rate, after, times }
+}
+
+#[test]
+fn oss_faults_are_retried() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(FaultConfig {
+        seed: 42,
+        rules: vec![
+            rule("UploadPart", Fault::InternalError, 0.1, 0, None),
+            rule("UploadPart", Fault::DropRequest { after_bytes: 50_000 }, 0.05, 0, None),
+            rule("UploadPart", Fault::SlowDown, 1.0, 10, Some(6)),
+            rule("CompleteMultipartUpload", Fault::ServiceUnavailable, 1.0, 0, Some(1)),
+        ],
+        clock_skew_seconds: 3600,
+        tokens_expire_at: None,
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 12 << 20, 9);
+    let s = store.upload_ok(&src, "faults.raw", &["--part-size", "256K", "--concurrency", "8"]);
+    assert!(s["retries"].as_u64().unwrap_or(0) >= 8, "{s}");
+    store.emu().set_faults(FaultConfig::default());
+    assert!(store.get("faults.raw") == d);
+}
+
+/// Starts an upload slowed by latency, kills it with SIGKILL once `min_parts` parts are recorded, and returns
+/// how many the state held.
+fn start_and_kill(store: &Store, src: &Path, key: &str, min_parts: usize) -> usize {
+    store.emu().set_faults(FaultConfig {
+        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
+        ..Default::default()
+    });
+    let url = store.url(key);
+    let mut child = store
+        .command(&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn upload");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut recorded = 0;
+    while std::time::Instant::now() < deadline {
+        if let Some(f) = store.state_files().first() {
+            if let Ok(v) = std::fs::read(f).map(|d| serde_json::from_slice::<Value>(&d)) {
+                recorded = v.ok().and_then(|v| v["parts"].as_object().map(|m| m.len())).unwrap_or(0);
+                if recorded >= min_parts {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    store.emu().set_faults(FaultConfig::default());
+    assert!(recorded >= min_parts, "the upload never recorded {min_parts} parts");
+    recorded
+}
+
+#[test]
+fn kill_9_then_resume() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 8 << 20, 3);
+    let recorded = start_and_kill(&store, &src, "resume.raw", 12);
+    let s = store.upload_ok(&src, "resume.raw", &["--part-size", "128K", "--concurrency", "4"]);
+    let resumed = s["resumed_parts"].as_u64().unwrap_or(0) as usize;
+    // Parts finished after the state was read may also be kept; none recorded is lost.
+    assert!(resumed >= recorded, "resumed {resumed} of {recorded} recorded parts: {s}");
+    assert!(store.get("resume.raw") == d);
+    assert!(store.state_files().is_empty());
+}
+
+#[test]
+fn changed_source_is_not_resumed() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, _) = write_source(dir.path(), "src", 8 << 20, 4);
+    start_and_kill(&store, &src, "changed.raw", 4);
+    // Same size, new content in the middle.
+    let (src, d) = write_source(dir.path(), "src", 8 << 20, 5);
+    let s = store.upload_ok(&src, "changed.raw", &["--part-size", "128K", "--concurrency", "4"]);
+    assert_eq!(s["resumed_parts"], 0, "{s}");
+    assert!(store.get("changed.raw") == d);
+}
+
+#[test]
+fn interrupted_uploads_are_listed_and_aborted() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, _) = write_source(dir.path(), "src", 8 << 20, 6);
+    start_and_kill(&store, &src, "left.raw", 2);
+    let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+    let out = store.command(&["uploads", "abort", &store.url("left.raw")]).output().expect("abort");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(store.state_files().is_empty());
+    let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
+}
+
+/// Runs an upload under /usr/bin/time and returns its JSON summary and peak RSS in KiB (`None` without
+/// /usr/bin/time). wait4's figure for a child of this test process is no use: it counts the test's own pages,
+/// which the child shares between fork and exec.
+fn upload_measured(store: &Store, src: &Path, key: &str, extra: &[&str]) -> (Value, Option<u64>) {
+    let url = store.url(key);
+    let time = Path::new("/usr/bin/time");
+    let rss_file = store.dir.path().join("rss");
+    let mut cmd = store.command(&["upload", "--json", src.to_str().expect("utf-8"), url.as_str()]);
+    cmd.args(extra);
+    if time.exists() {
+        let inner = cmd;
+        cmd = Command::new(time);
+        cmd.arg("-o").arg(&rss_file).args(["-f", "%M"]).arg(inner.get_program()).args(inner.get_args());
+        for (k, v) in inner.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+    }
+    let out = cmd.output().expect("run upload");
+    assert!(out.status.success(), "upload failed: {}", String::from_utf8_lossy(&out.stderr));
+    let rss = std::fs::read_to_string(&rss_file).ok().and_then(|s| s.lines().last()?.trim().parse().ok());
+    (serde_json::from_slice(&out.stdout).expect("json summary"), rss)
+}
+
+/// 200 MiB in 4 MiB parts, 8 in flight: the stored CRC matches and peak RSS stays under (8 + 1) parts + 64 MiB.
+#[test]
+fn oss_a_few_hundred_mib_in_bounded_memory() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let len = 200 << 20;
+    let (src, d) = write_source(dir.path(), "big", len, 11);
+    let want = imgport_storage::crc64::checksum(&d);
+    drop(d);
+    let (s, rss_kib) = upload_measured(&store, &src, "big.raw", &["--part-size", "4M", "--concurrency", "8"]);
+    assert_eq!(s["parts"], 50, "{s}");
+    assert_eq!(s["crc64"], want.to_string(), "{s}");
+    match rss_kib {
+        Some(rss) => {
+            let bound = (9 * 4 + 64) * 1024;
+            assert!(rss < bound, "peak RSS {} MiB over the bound {} MiB", rss / 1024, bound / 1024);
+        }
+        None => eprintln!("/usr/bin/time missing: peak RSS not checked"),
+    }
+    let head = rt().block_on(store.client().head_object("big.raw")).expect("head");
+    assert_eq!((head.len, head.crc64), (len as u64, Some(want)));
+}
+
+/// Ctrl-C leaves a resumable upload, says how to resume or abort, and exits 130; the rerun resumes.
+#[test]
+fn ctrl_c_leaves_a_resumable_upload() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(FaultConfig {
+        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 4 << 20, 13);
+    let url = store.url("int.raw");
+    let child = store
+        .command(&["upload", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("resume:") && err.contains("uploads abort"), "{err}");
+    store.emu().set_faults(FaultConfig::default());
+    let s = store.upload_ok(&src, "int.raw", &[]);
+    assert!(s["resumed_parts"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert!(store.get("int.raw") == d);
+}
+
+/// s3s-fs cannot be slowed down from outside: --rate-limit keeps the upload going long enough to kill it.
+#[test]
+fn s3_kill_9_then_resume_and_local_listing() {
+    let Some(store) = s3() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 40 << 20, 12);
+    let url = store.url("resume.raw");
+    let mut child = store
+        .command(&["upload", src.to_str().expect("utf-8"), &url, "--part-size", "5M", "--concurrency", "2"])
+        .args(["--rate-limit", "5M"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut recorded = 0;
+    while std::time::Instant::now() < deadline && recorded < 2 {
+        if let Some(f) = store.state_files().first() {
+            recorded = std::fs::read(f)
+                .ok()
+                .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
+                .and_then(|v| v["parts"].as_object().map(|m| m.len()))
+                .unwrap_or(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(recorded >= 2, "the upload never recorded 2 parts");
+    // s3s-fs has no ListMultipartUploads: the listing comes from the local resume state.
+    let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v[0]["source"], "local", "{v}");
+    let s = store.upload_ok(&src, "resume.raw", &["--part-size", "5M", "--concurrency", "4"]);
+    assert!(s["resumed_parts"].as_u64().unwrap_or(0) as usize >= recorded, "{s}");
+    assert!(store.get("resume.raw") == d);
+}
+
+/// The upload vanishes mid-way (aborted elsewhere): the uploader starts over once and still completes correctly.
+#[test]
+fn vanished_upload_starts_over() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(FaultConfig {
+        rules: vec![rule("UploadPart", Fault::Latency { ms: 100 }, 1.0, 0, None)],
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 4 << 20, 14);
+    let url = store.url("vanish.raw");
+    let child = store
+        .command(&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut aborted = false;
+    while std::time::Instant::now() < deadline && !aborted {
+        if let Some(f) = store.state_files().first() {
+            let v = std::fs::read(f).ok().and_then(|d| serde_json::from_slice::<Value>(&d).ok());
+            if let Some(v) = v.filter(|v| v["parts"].as_object().is_some_and(|m| m.len() >= 3)) {
+                let id = v["upload_id"].as_str().expect("upload id").to_string();
+                rt().block_on(store.client().abort_multipart("vanish.raw", &id)).expect("abort");
+                aborted = true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(aborted, "never saw 3 parts recorded");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    store.emu().set_faults(FaultConfig::default());
+    assert!(store.get("vanish.raw") == d);
+}
