@@ -1,4 +1,4 @@
-//! `imgport upload` end to end against the in-process OSS emulator (V4 and V1) and, when installed, s3s-fs:
+//! `imgport upload` end to end against the in-process OSS emulator (V4 and V1) and s3s-fs (a real S3 server):
 //! sizes at part boundaries, injected faults, kill -9 and resume, a changed source.
 
 use imgport_auth::endpoints::{BucketStyle, Endpoint};
@@ -60,11 +60,10 @@ fn s3s_fs_binary() -> Option<PathBuf> {
     bin.exists().then_some(bin)
 }
 
-/// s3s-fs on a free port; `None` (test skipped with a note) when scripts/install-peers.sh has not built it.
+/// s3s-fs on a free port. A missing peer fails the test: scripts/install-peers.sh builds it.
 fn s3() -> Option<Store> {
     let Some(bin) = s3s_fs_binary() else {
-        eprintln!("s3s-fs not installed (scripts/install-peers.sh): skipping the S3 part");
-        return None;
+        panic!("s3s-fs is not installed: run scripts/install-peers.sh (it builds s3s-fs 0.14.1)");
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("s3");
