@@ -1437,12 +1437,28 @@ fn cloud_init(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
     for (name, human) in profile.provisioning_agents {
         if let Some(a) = agent(os, name) {
             let version = match &s.extras.cloud_init_version {
-                Fact::Known(Some(v)) if *name == "cloud_init" => format!(" {v}"),
+                Fact::Known(Some(v)) if *name == "cloud_init" => format!(" {}", v.version),
                 Fact::Unknown(_) if *name == "cloud_init" => " (version not read yet)".into(),
                 _ => String::new(),
             };
-            return vec![Finding::pass(ID, format!("{human} is installed{version}"))
-                .path(a.evidence.first().cloned().unwrap_or_default())];
+            let path = a.evidence.first().cloned().unwrap_or_default();
+            if let (Fact::Known(Some(v)), Some(min), true) =
+                (&s.extras.cloud_init_version, profile.cloud_init_min, *name == "cloud_init")
+            {
+                if !v.at_least(min) {
+                    return vec![Finding::fail(
+                        ID,
+                        Severity::Warning,
+                        format!("cloud-init {} is older than {min}, the oldest that supports this cloud", v.version),
+                        format!(
+                            "upgrade cloud-init to {min} or later (apt-get install cloud-init / yum update cloud-init)"
+                        ),
+                    )
+                    .path(path)
+                    .value(v.version.clone())];
+                }
+            }
+            return vec![Finding::pass(ID, format!("{human} is installed{version}")).path(path)];
         }
     }
     let wanted: Vec<&str> = profile.provisioning_agents.iter().map(|(_, h)| *h).collect();
