@@ -696,8 +696,8 @@ fn guest_fact_checks_pass_and_fail_on_real_images() {
     assert_passes(&r, "windows-drivers");
 }
 
-/// Validate a test image through the library with facts the inspection does not carry yet: shows that each
-/// waiting check applies its rule once the facts arrive.
+/// Validate a test image through the library with facts replaced: shows each check's rule on facts no test image
+/// has (a driver missing entirely, root= naming no filesystem, Windows without viostor).
 fn with_facts(name: &str, target: Target, edit: impl FnOnce(&mut GuestExtras)) -> Report {
     let img: std::sync::Arc<dyn imgport_disk::DiskImage> =
         std::sync::Arc::from(imgport_disk::open(&image(name), &Default::default()).unwrap());

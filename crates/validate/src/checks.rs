@@ -1144,7 +1144,7 @@ fn drivers(profile: &Profile, s: &Subject, id: &'static str) -> Vec<Finding> {
         Fact::Known(bd) => bd,
         Fact::Unknown(why) => {
             let k = os.kernels.first();
-            let mut f = Finding::not_checked(id, format!("{}: cannot check yet: {why}", modules.join(", ")));
+            let mut f = Finding::not_checked(id, format!("{}: cannot check: {why}", modules.join(", ")));
             if let Some(k) = k {
                 f = f.path(k.initramfs.clone().unwrap_or_else(|| k.path.clone())).value(k.version.clone());
             }
@@ -1338,7 +1338,7 @@ fn pending<T>(id: &'static str, s: &Subject, fact: &Fact<T>, what: &str) -> Resu
     linux_guest(s, id)?;
     match fact {
         Fact::Known(_) => Ok(()),
-        Fact::Unknown(why) => Err(vec![Finding::not_checked(id, format!("{what}: cannot check yet: {why}"))]),
+        Fact::Unknown(why) => Err(vec![Finding::not_checked(id, format!("{what}: cannot check: {why}"))]),
     }
 }
 
@@ -1438,7 +1438,7 @@ fn cloud_init(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
         if let Some(a) = agent(os, name) {
             let version = match &s.extras.cloud_init_version {
                 Fact::Known(Some(v)) if *name == "cloud_init" => format!(" {}", v.version),
-                Fact::Unknown(_) if *name == "cloud_init" => " (version not read yet)".into(),
+                Fact::Unknown(_) if *name == "cloud_init" => " (version unknown)".into(),
                 _ => String::new(),
             };
             let path = a.evidence.first().cloned().unwrap_or_default();
@@ -1700,7 +1700,7 @@ fn windows_drivers(s: &Subject, sev: Severity) -> Vec<Finding> {
         return Vec::new();
     }
     match &s.extras.windows_drivers {
-        Fact::Unknown(why) => vec![Finding::not_checked(ID, format!("viostor, netkvm: cannot check yet: {why}"))],
+        Fact::Unknown(why) => vec![Finding::not_checked(ID, format!("viostor, netkvm: cannot check: {why}"))],
         Fact::Known(d) => {
             let missing: Vec<&str> =
                 [("viostor", d.viostor), ("netkvm", d.netkvm)].iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();
