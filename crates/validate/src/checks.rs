@@ -1144,7 +1144,7 @@ fn drivers(profile: &Profile, s: &Subject, id: &'static str) -> Vec<Finding> {
         Fact::Known(bd) => bd,
         Fact::Unknown(why) => {
             let k = os.kernels.first();
-            let mut f = Finding::not_checked(id, format!("{}: cannot check yet: {why}", modules.join(", ")));
+            let mut f = Finding::not_checked(id, format!("{}: cannot check: {why}", modules.join(", ")));
             if let Some(k) = k {
                 f = f.path(k.initramfs.clone().unwrap_or_else(|| k.path.clone())).value(k.version.clone());
             }
@@ -1338,7 +1338,7 @@ fn pending<T>(id: &'static str, s: &Subject, fact: &Fact<T>, what: &str) -> Resu
     linux_guest(s, id)?;
     match fact {
         Fact::Known(_) => Ok(()),
-        Fact::Unknown(why) => Err(vec![Finding::not_checked(id, format!("{what}: cannot check yet: {why}"))]),
+        Fact::Unknown(why) => Err(vec![Finding::not_checked(id, format!("{what}: cannot check: {why}"))]),
     }
 }
 
@@ -1437,12 +1437,28 @@ fn cloud_init(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
     for (name, human) in profile.provisioning_agents {
         if let Some(a) = agent(os, name) {
             let version = match &s.extras.cloud_init_version {
-                Fact::Known(Some(v)) if *name == "cloud_init" => format!(" {v}"),
-                Fact::Unknown(_) if *name == "cloud_init" => " (version not read yet)".into(),
+                Fact::Known(Some(v)) if *name == "cloud_init" => format!(" {}", v.version),
+                Fact::Unknown(_) if *name == "cloud_init" => " (version unknown)".into(),
                 _ => String::new(),
             };
-            return vec![Finding::pass(ID, format!("{human} is installed{version}"))
-                .path(a.evidence.first().cloned().unwrap_or_default())];
+            let path = a.evidence.first().cloned().unwrap_or_default();
+            if let (Fact::Known(Some(v)), Some(min), true) =
+                (&s.extras.cloud_init_version, profile.cloud_init_min, *name == "cloud_init")
+            {
+                if !v.at_least(min) {
+                    return vec![Finding::fail(
+                        ID,
+                        Severity::Warning,
+                        format!("cloud-init {} is older than {min}, the oldest that supports this cloud", v.version),
+                        format!(
+                            "upgrade cloud-init to {min} or later (apt-get install cloud-init / yum update cloud-init)"
+                        ),
+                    )
+                    .path(path)
+                    .value(v.version.clone())];
+                }
+            }
+            return vec![Finding::pass(ID, format!("{human} is installed{version}")).path(path)];
         }
     }
     let wanted: Vec<&str> = profile.provisioning_agents.iter().map(|(_, h)| *h).collect();
@@ -1684,7 +1700,7 @@ fn windows_drivers(s: &Subject, sev: Severity) -> Vec<Finding> {
         return Vec::new();
     }
     match &s.extras.windows_drivers {
-        Fact::Unknown(why) => vec![Finding::not_checked(ID, format!("viostor, netkvm: cannot check yet: {why}"))],
+        Fact::Unknown(why) => vec![Finding::not_checked(ID, format!("viostor, netkvm: cannot check: {why}"))],
         Fact::Known(d) => {
             let missing: Vec<&str> =
                 [("viostor", d.viostor), ("netkvm", d.netkvm)].iter().filter(|(_, ok)| !ok).map(|(n, _)| *n).collect();

@@ -1,10 +1,13 @@
-//! Guest facts some checks need that the inspection report does not carry yet (initramfs contents, GRUB, network
-//! configuration, /etc/shadow flags, /lib links, sshd, Windows drivers, package versions).
+//! Guest facts some checks need, in the shape the checks use (boot drivers, GRUB, network configuration,
+//! /etc/shadow flags, /lib links, sshd, Windows drivers, package versions).
 //!
-//! Each is a named input struct: [`GuestExtras::from_inspection`] fills it from what the report holds, which today
-//! is nothing, so the checks report `not_checked` with the reason. When the inspection grows a fact, filling its
-//! struct here is the whole change; the check already knows what to do with it.
+//! Each is a named input struct: [`GuestExtras::from_inspection`] fills it from the inspection report. A fact the
+//! report could not establish (an initramfs that was not read, a package database in a format not read) stays
+//! unknown with the reason, so its check reports `not_checked` instead of guessing.
 
+use imgport_guest::inspect::OperatingSystem;
+use imgport_guest::linux::Kernel;
+use imgport_guest::packages::{dpkg_cmp, rpm_evr_cmp, PackageFormat};
 use imgport_guest::Inspection;
 use serde::Serialize;
 
@@ -114,6 +117,24 @@ pub struct WindowsDrivers {
     pub netkvm: bool,
 }
 
+/// An installed package's version, with the rules its database orders versions by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageVersion {
+    pub version: String,
+    pub format: PackageFormat,
+}
+
+impl PackageVersion {
+    /// Whether this version is `min` or later, by the package manager's own ordering ("0.7.9-1" < "19.1.3").
+    pub fn at_least(&self, min: &str) -> bool {
+        let ord = match self.format {
+            PackageFormat::Dpkg => dpkg_cmp(&self.version, min),
+            _ => rpm_evr_cmp(&self.version, min),
+        };
+        ord != std::cmp::Ordering::Less
+    }
+}
+
 /// Facts beyond the inspection report, each possibly unknown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuestExtras {
@@ -126,7 +147,7 @@ pub struct GuestExtras {
     pub sshd: Fact<Sshd>,
     pub windows_drivers: Fact<WindowsDrivers>,
     /// Installed cloud-init version.
-    pub cloud_init_version: Fact<Option<String>>,
+    pub cloud_init_version: Fact<Option<PackageVersion>>,
 }
 
 pub const NEEDS_INITRAMFS: &str = "needs initramfs reading (kernel config, modules.builtin, initramfs contents)";
@@ -140,17 +161,163 @@ pub const NEEDS_REGISTRY: &str = "needs the Windows SYSTEM registry hive";
 pub const NEEDS_PACKAGES: &str = "needs the installed package list";
 
 impl GuestExtras {
-    /// Everything the report carries today; the rest stays unknown with its reason.
-    pub fn from_inspection(_inspection: &Inspection) -> Self {
+    /// The facts the report establishes; the rest stays unknown with its reason.
+    pub fn from_inspection(inspection: &Inspection) -> Self {
+        // The checks judge the guest the report lists first; its facts must come from the same place.
+        let os = inspection.operating_systems.first();
+        let linux = os.filter(|o| o.os_type == "linux");
         GuestExtras {
-            boot_drivers: Fact::unknown(NEEDS_INITRAMFS),
-            boot_entries: Fact::unknown(NEEDS_GRUB),
-            network: Fact::unknown(NEEDS_NETWORK),
-            shadow: Fact::unknown(NEEDS_SHADOW),
-            absolute_lib_links: Fact::unknown(NEEDS_LIB_LINKS),
-            sshd: Fact::unknown(NEEDS_SSHD),
-            windows_drivers: Fact::unknown(NEEDS_REGISTRY),
-            cloud_init_version: Fact::unknown(NEEDS_PACKAGES),
+            boot_drivers: linux.map_or_else(|| Fact::unknown(NEEDS_INITRAMFS), boot_drivers),
+            boot_entries: linux.map_or_else(|| Fact::unknown(NEEDS_GRUB), boot_entries),
+            network: linux.map_or_else(|| Fact::unknown(NEEDS_NETWORK), network),
+            shadow: linux.map_or_else(|| Fact::unknown(NEEDS_SHADOW), shadow),
+            absolute_lib_links: linux.map_or_else(|| Fact::unknown(NEEDS_LIB_LINKS), lib_links),
+            sshd: linux.map_or_else(|| Fact::unknown(NEEDS_SSHD), sshd),
+            windows_drivers: windows_drivers(os),
+            cloud_init_version: linux.map_or_else(|| Fact::unknown(NEEDS_PACKAGES), cloud_init_version),
         }
     }
+}
+
+/// The kernel GRUB boots by default, else the first the report lists (its newest).
+fn default_kernel(os: &OperatingSystem) -> Option<&Kernel> {
+    let grub_kernel = os
+        .grub
+        .as_ref()
+        .and_then(|g| g.default_entry.as_ref())
+        .and_then(|e| e.kernel_path.as_deref().or(e.kernel.as_deref()));
+    grub_kernel
+        .and_then(|p| os.kernels.iter().find(|k| k.path == p || p.ends_with(&format!("/vmlinuz-{}", k.version))))
+        .or_else(|| os.kernels.first())
+}
+
+fn boot_drivers(os: &OperatingSystem) -> Fact<BootDrivers> {
+    let Some(k) = default_kernel(os) else { return Fact::unknown("no kernel found in /boot") };
+    if k.drivers.is_empty() {
+        return Fact::unknown(&format!("kernel {}: its drivers were not examined", k.version));
+    }
+    // A driver absent from an initramfs that was not read, or read only in part, may still be in it: saying it is
+    // missing would send the user to fix a problem that may not exist.
+    if let Some(initrd) = &k.initramfs {
+        match &k.initramfs_contents {
+            None => return Fact::unknown(&format!("kernel {}: {initrd} was not read", k.version)),
+            Some(c) if !c.complete && k.drivers.iter().any(|d| !d.available_at_boot) => {
+                let why = c.problems.first().map_or("reading stopped early", String::as_str);
+                return Fact::unknown(&format!("kernel {}: {initrd} was read only in part ({why})", k.version));
+            }
+            Some(_) => {}
+        }
+    }
+    let drivers = k
+        .drivers
+        .iter()
+        .map(|d| {
+            let evidence = d.evidence.first().cloned().unwrap_or_default();
+            let a = if d.builtin {
+                Availability::BuiltIn(evidence)
+            } else if d.in_initramfs {
+                Availability::InInitramfs(evidence)
+            } else if d.in_module_tree {
+                Availability::ModuleOnly(evidence)
+            } else {
+                Availability::Missing
+            };
+            (d.name.to_string(), a)
+        })
+        .collect::<Vec<_>>();
+    // Without /boot/config-<version> a built-in driver not listed in a modules.builtin looks missing.
+    if k.drivers.iter().any(|d| d.config.is_none()) && drivers.iter().any(|(_, a)| *a == Availability::Missing) {
+        return Fact::unknown(&format!(
+            "kernel {}: no /boot/config-{} to tell built-in drivers from missing ones",
+            k.version, k.version
+        ));
+    }
+    Fact::Known(BootDrivers { kernel: k.version.clone(), drivers })
+}
+
+fn cloud_init_version(os: &OperatingSystem) -> Fact<Option<PackageVersion>> {
+    let Some(p) = &os.packages else { return Fact::unknown("no package database found") };
+    match p.get("cloud-init") {
+        Some(c) => Fact::Known(Some(PackageVersion { version: c.version.clone(), format: p.format })),
+        // A database read only in part (or in a format not read) cannot show that a package is absent.
+        None if !p.complete => Fact::unknown(&format!("{} was not read completely", p.source)),
+        None => Fact::Known(None),
+    }
+}
+
+fn shadow(os: &OperatingSystem) -> Fact<Shadow> {
+    let a = &os.accounts;
+    if !a.shadow_exists {
+        return Fact::unknown("no /etc/shadow in the image");
+    }
+    let mut immutable = Vec::new();
+    if a.shadow_immutable == Some(true) || a.shadow_append_only == Some(true) {
+        immutable.push("/etc/shadow".to_string());
+    }
+    // Flags that could not be read leave immutability open; a missing root entry is still certain.
+    if a.shadow_immutable.is_none() && a.shadow_root_entry {
+        if let Some(e) = &a.shadow_flags_error {
+            return Fact::unknown(&format!("/etc/shadow inode flags not read: {e}"));
+        }
+    }
+    Fact::Known(Shadow { root_entry: a.shadow_root_entry, immutable })
+}
+
+fn lib_links(os: &OperatingSystem) -> Fact<Vec<(String, String)>> {
+    Fact::Known(
+        os.lib_links.iter().filter(|l| l.absolute).filter_map(|l| Some((l.path.clone(), l.target.clone()?))).collect(),
+    )
+}
+
+fn sshd(os: &OperatingSystem) -> Fact<Sshd> {
+    let d = &os.sshd;
+    let evidence = d.enabled_evidence.first().or(d.installed_evidence.first()).cloned();
+    Fact::Known(Sshd { installed: d.installed, enabled: d.enabled, evidence })
+}
+
+fn boot_entries(os: &OperatingSystem) -> Fact<Vec<BootEntry>> {
+    let Some(g) = &os.grub else { return Fact::unknown("no GRUB configuration found (grub.cfg, BLS entries)") };
+    let Some(e) = &g.default_entry else {
+        return Fact::unknown(&format!(
+            "{}: no default boot entry could be worked out",
+            g.config.as_deref().unwrap_or("the GRUB configuration")
+        ));
+    };
+    Fact::Known(vec![BootEntry {
+        source: e.source.clone(),
+        kernel: e.kernel_path.clone().or_else(|| e.kernel.clone()).unwrap_or_default(),
+        initrd: e.initrd.first().cloned(),
+        root: e.root.clone(),
+        // An entry without a kernel cannot boot Linux; one without an initrd names nothing missing.
+        kernel_exists: e.kernel_exists.unwrap_or(false),
+        initrd_exists: e.initrd_exists.unwrap_or(true),
+        root_resolves: e.root_resolves_to.is_some(),
+        default: true,
+    }])
+}
+
+fn network(os: &OperatingSystem) -> Fact<Network> {
+    let n = &os.network;
+    let ifaces: Vec<_> = n.interfaces.iter().filter(|i| i.name != "lo").collect();
+    if ifaces.is_empty() && n.pinned_names.is_empty() {
+        return Fact::unknown("no network configuration found (ifupdown, netplan, NetworkManager, networkd, ifcfg)");
+    }
+    let mut sources: Vec<String> = ifaces.iter().map(|i| i.source.clone()).collect();
+    sources.dedup();
+    let mut pinned: Vec<String> =
+        n.pinned_names.iter().map(|p| format!("{} named by MAC {} ({})", p.name, p.mac, p.source)).collect();
+    pinned.extend(
+        ifaces.iter().filter_map(|i| i.mac.as_ref().map(|m| format!("{} matched by MAC {m} ({})", i.name, i.source))),
+    );
+    Fact::Known(Network { sources, primary_dhcp: ifaces.iter().any(|i| i.dhcp4), pinned })
+}
+
+fn windows_drivers(os: Option<&OperatingSystem>) -> Fact<WindowsDrivers> {
+    let Some(w) = os.and_then(|o| o.windows.as_ref()) else { return Fact::unknown(NEEDS_REGISTRY) };
+    if w.drivers.is_empty() {
+        let why = w.problems.first().map_or("no driver services read", String::as_str);
+        return Fact::unknown(&format!("SYSTEM hive: {why}"));
+    }
+    let has = |name: &str| w.drivers.iter().any(|d| d.name == name && d.registered);
+    Fact::Known(WindowsDrivers { viostor: has("viostor"), netkvm: has("netkvm") })
 }

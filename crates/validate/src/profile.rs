@@ -111,6 +111,8 @@ pub struct Profile {
     pub ext4_64bit: Option<Severity>,
     /// Agents that should be present: (report name, human name); any one of them satisfies the check.
     pub provisioning_agents: &'static [(&'static str, &'static str)],
+    /// Oldest cloud-init the target's datasource works with; older ones get a warning.
+    pub cloud_init_min: Option<&'static str>,
 }
 
 const GIB: u64 = 1 << 30;
@@ -187,6 +189,8 @@ pub static ALIBABA: Profile = Profile {
     lvm_root: Warning,
     ext4_64bit: Some(Info),
     provisioning_agents: &[("cloud_init", "cloud-init")],
+    // ECS's Alibaba Cloud datasource needs 19.1.3 or later (the ImportImage documentation).
+    cloud_init_min: Some("19.1.3"),
 };
 
 pub static AWS: Profile = Profile {
@@ -235,6 +239,7 @@ pub static AWS: Profile = Profile {
     lvm_root: Info,
     ext4_64bit: None,
     provisioning_agents: &[("cloud_init", "cloud-init")],
+    cloud_init_min: None,
 };
 
 pub static AZURE: Profile = Profile {
@@ -279,6 +284,7 @@ pub static AZURE: Profile = Profile {
     lvm_root: Warning,
     ext4_64bit: None,
     provisioning_agents: &[("waagent", "the Azure Linux agent (waagent)"), ("cloud_init", "cloud-init")],
+    cloud_init_min: None,
 };
 
 pub static GCE: Profile = Profile {
@@ -323,6 +329,7 @@ pub static GCE: Profile = Profile {
     lvm_root: Info,
     ext4_64bit: None,
     provisioning_agents: &[("cloud_init", "cloud-init")],
+    cloud_init_min: None,
 };
 
 #[cfg(test)]
