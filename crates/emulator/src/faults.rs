@@ -65,6 +65,12 @@ pub enum Fault {
     DropResponse { after_bytes: u64 },
     /// Close the connection after this many bytes of the request body have arrived.
     DropRequest { after_bytes: u64 },
+    /// Imports and copies started by the matching action (`ImportImage`, `CopyImage`) end CreateFailed, with
+    /// this reason (`CODE: message`) when given.
+    CreateFailed {
+        #[serde(default)]
+        reason: Option<String>,
+    },
 }
 
 /// An error to answer with instead of handling the request.
@@ -168,7 +174,7 @@ impl Faults {
                 continue;
             }
             c.hit += 1;
-            match rule.fault {
+            match &rule.fault {
                 Fault::InternalError => {
                     d.error.get_or_insert(InjectedError::InternalError);
                 }
@@ -178,13 +184,15 @@ impl Faults {
                 Fault::SlowDown => {
                     d.error.get_or_insert(InjectedError::SlowDown);
                 }
-                Fault::Latency { ms } => d.latency += Duration::from_millis(ms),
+                Fault::Latency { ms } => d.latency += Duration::from_millis(*ms),
                 Fault::DropResponse { after_bytes } => {
-                    d.drop_response_after.get_or_insert(after_bytes);
+                    d.drop_response_after.get_or_insert(*after_bytes);
                 }
                 Fault::DropRequest { after_bytes } => {
-                    d.drop_request_after.get_or_insert(after_bytes);
+                    d.drop_request_after.get_or_insert(*after_bytes);
                 }
+                // Read by the ECS service when an import starts, not by the gateway.
+                Fault::CreateFailed { .. } => {}
             }
         }
         d

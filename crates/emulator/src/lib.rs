@@ -4,6 +4,7 @@
 //! ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
 
 pub mod body;
+pub mod cloud;
 pub mod config;
 pub mod crc64;
 pub mod credentials;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod util;
 pub mod xml;
 
+pub use cloud::{Cloud, CloudSettings};
 pub use config::{EmulatorConfig, FileConfig};
 pub use credentials::{CredentialStore, TemporaryCredential};
 pub use faults::{Fault, FaultConfig, FaultRule};
