@@ -2,7 +2,7 @@
 //! engine), DescribeImages over a seeded catalogue, tasks, copy, share, attributes, tags and delete.
 
 use super::ram::IMPORT_POLICY;
-use super::{iso, new_id, DiskMapping, Image, Inner, Task};
+use super::{iso, new_id, DiskMapping, Image, Inner, Instance, Task};
 use crate::faults::Fault;
 use crate::oss::store::StoreError;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -41,6 +41,10 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
         "TagResources" => tag_resources(inner, ctx, params, true),
         "UntagResources" => tag_resources(inner, ctx, params, false),
         "ListTagResources" => list_tag_resources(inner, ctx, params),
+        "DescribeInstances" => describe_instances(inner, ctx, params),
+        "StopInstance" => set_instance_status(inner, ctx, params, "Running", "Stopped"),
+        "StartInstance" => set_instance_status(inner, ctx, params, "Stopped", "Running"),
+        "ReplaceSystemDisk" => replace_system_disk(inner, ctx, params),
         _ => Err(RpcError::action_not_found()),
     }
 }
@@ -163,6 +167,21 @@ pub(crate) fn resume(inner: &Arc<Inner>) {
         for r in &inner.state.regions {
             let s = seed(r, now, &inner.state.account_id);
             db.images.extend(s);
+        }
+        for r in &inner.state.regions {
+            for (n, status) in [(1, "Running"), (2, "Stopped")] {
+                db.instances.push(Instance {
+                    id: new_id("i-"),
+                    region: r.clone(),
+                    name: format!("seed-instance-{n}"),
+                    status: status.into(),
+                    image_id: "ubuntu_22_04_x64_20G_alibase_20240101.vhd".into(),
+                    instance_type: "ecs.g7.large".into(),
+                    system_disk_id: new_id("d-"),
+                    system_disk_gib: 40,
+                    created: now,
+                });
+            }
         }
         let _ = db.save();
     }
@@ -758,6 +777,11 @@ fn delete_image(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     if IN_FLIGHT.contains(&i.status.as_str()) {
         return Err(err(403, "ImageIsImporting", "The specified image is being imported; cancel its task instead."));
     }
+    let used = db.instances.iter().any(|n| n.image_id == id);
+    let i = own_image(&mut db, &region, id)?;
+    if used && !force {
+        return Err(err(403, "ImageUsingByInstance", "The specified image is in use by instances; delete with Force."));
+    }
     if !i.shared_with.is_empty() && !force {
         return Err(err(
             403,
@@ -995,4 +1019,98 @@ fn list_tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcRe
         }
     }
     Ok(json!({"NextToken": "", "TagResources": {"TagResource": out}}))
+}
+
+fn instance_json(n: &Instance) -> Value {
+    json!({
+        "InstanceId": n.id, "InstanceName": n.name, "HostName": n.name, "Status": n.status, "ImageId": n.image_id,
+        "RegionId": n.region, "ZoneId": format!("{}-b", n.region), "InstanceType": n.instance_type,
+        "OSType": "linux", "CreationTime": iso(n.created), "InstanceChargeType": "PostPaid",
+        "Cpu": 2, "Memory": 8192, "Description": "",
+    })
+}
+
+fn no_instance(id: &str) -> RpcError {
+    err(404, "InvalidInstanceId.NotFound", format!("The specified InstanceId {id} does not exist."))
+}
+
+fn describe_instances(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let region = region(ctx, params, "RegionId")?;
+    let (page, size) = paging(params, 100)?;
+    let ids: Option<Vec<String>> = match params.get("InstanceIds").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(
+            serde_json::from_str(v)
+                .map_err(|_| RpcError::invalid_parameter("InstanceIds", "InstanceIds must be a JSON array of ids."))?,
+        ),
+    };
+    let status = params.get("Status").filter(|v| !v.is_empty());
+    let image = params.get("ImageId").filter(|v| !v.is_empty());
+    let db = inner.db();
+    let found: Vec<&Instance> = db
+        .instances
+        .iter()
+        .filter(|n| n.region == region)
+        .filter(|n| ids.as_ref().is_none_or(|ids| ids.contains(&n.id)))
+        .filter(|n| status.is_none_or(|s| s == n.status) && image.is_none_or(|i| i == n.image_id))
+        .collect();
+    let total = found.len();
+    let list: Vec<Value> =
+        found.into_iter().skip(((page - 1) * size) as usize).take(size as usize).map(instance_json).collect();
+    Ok(json!({"PageNumber": page, "PageSize": size, "TotalCount": total, "Instances": {"Instance": list}}))
+}
+
+/// StopInstance / StartInstance, which take effect at once.
+fn set_instance_status(inner: &Inner, _ctx: &RpcContext, params: &Params, from: &str, to: &str) -> RpcResult {
+    let id = params.require("InstanceId")?;
+    let mut db = inner.db();
+    let n = db.instances.iter_mut().find(|n| n.id == id).ok_or_else(|| no_instance(id))?;
+    if n.status != from {
+        return Err(err(
+            403,
+            "IncorrectInstanceStatus",
+            "The current status of the resource does not support this operation.",
+        ));
+    }
+    n.status = to.to_string();
+    db.save()?;
+    Ok(json!({}))
+}
+
+fn replace_system_disk(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let id = params.require("InstanceId")?;
+    let image_id = params.require("ImageId")?;
+    let mut db = inner.db();
+    let n = db.instances.iter().find(|n| n.id == id).cloned().ok_or_else(|| no_instance(id))?;
+    if n.status != "Stopped" {
+        return Err(err(
+            403,
+            "IncorrectInstanceStatus",
+            "The current status of the resource does not support this operation.",
+        ));
+    }
+    let image = db
+        .images
+        .iter()
+        .filter(|i| i.owner_alias != "others" || i.shared_with.contains(&ctx.state.account_id))
+        .find(|i| i.id == image_id && i.region == n.region)
+        .ok_or_else(|| no_image(image_id))?;
+    if image.status != "Available" {
+        return Err(err(403, "InvalidImageId.NotFound", "The specified image is not Available."));
+    }
+    let need = image.disks.first().map_or(1, |d| d.size_gib);
+    let size = match params.get("SystemDisk.Size").filter(|v| !v.is_empty()) {
+        None => n.system_disk_gib.max(need),
+        Some(v) => v.parse::<u64>().ok().filter(|s| *s >= need && *s <= 2048).ok_or_else(|| {
+            err(400, "InvalidSystemDiskSize", "The system disk size is smaller than the image or too large.")
+        })?,
+    };
+    let disk_id = new_id("d-");
+    if let Some(m) = db.instances.iter_mut().find(|m| m.id == id) {
+        m.image_id = image_id.to_string();
+        m.system_disk_id = disk_id.clone();
+        m.system_disk_gib = size;
+    }
+    db.save()?;
+    Ok(json!({"DiskId": disk_id}))
 }

@@ -95,12 +95,27 @@ pub(crate) struct Task {
     pub failure: Option<String>,
 }
 
+/// A minimal instance: enough for DescribeInstances, Start/StopInstance and ReplaceSystemDisk.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct Instance {
+    pub id: String,
+    pub region: String,
+    pub name: String,
+    pub status: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub system_disk_id: String,
+    pub system_disk_gib: u64,
+    pub created: i64,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub(crate) struct Db {
     pub roles: BTreeMap<String, Role>,
     pub images: Vec<Image>,
     pub tasks: Vec<Task>,
+    pub instances: Vec<Instance>,
     #[serde(skip)]
     pub path: Option<PathBuf>,
 }

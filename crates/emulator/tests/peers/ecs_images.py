@@ -241,6 +241,21 @@ if scenario == "images":
     img, seen = wait_image(copy.image_id, region="cn-shanghai")
     check(img.status == "Available" and img.image_name == "the-copy" and img.is_copied, img)
 
+    # Instances: the system disk is replaced only on a stopped instance; an image in use needs Force to go.
+    sh = "cn-shanghai"
+    insts = ecs_client.describe_instances(ecs.DescribeInstancesRequest(region_id=sh)).body.instances.instance
+    running = next(i for i in insts if i.status == "Running")
+    replace = ecs.ReplaceSystemDiskRequest(instance_id=running.instance_id, image_id=copy.image_id)
+    expect_error(lambda: ecs_client.replace_system_disk(replace), "IncorrectInstanceStatus")
+    ecs_client.stop_instance(ecs.StopInstanceRequest(instance_id=running.instance_id))
+    disk = ecs_client.replace_system_disk(replace).body.disk_id
+    check(disk.startswith("d-"), disk)
+    got = ecs_client.describe_instances(ecs.DescribeInstancesRequest(
+        region_id=sh, instance_ids=json.dumps([running.instance_id]))).body.instances.instance
+    check(len(got) == 1 and got[0].image_id == copy.image_id and got[0].status == "Stopped", got)
+    expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=sh, image_id=copy.image_id)),
+                 "ImageUsingByInstance")
+
     # A shared image is deleted only with Force.
     expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=out.image_id)),
                  "InvalidImageId.IsShared")
