@@ -171,6 +171,12 @@ mod tests {
         std::fs::write(&j, r#"{"faults": {"clock_skew_seconds": 1200}}"#).expect("write");
         FileConfig::load(&j).expect("json loads").apply(&mut cfg);
         assert_eq!(cfg.faults.clock_skew_seconds, 1200);
+        std::fs::write(&t, "[cloud]\nimport_seconds = 1.5\nseed_import_role = true\n").expect("write");
+        let file = FileConfig::load(&t).expect("toml loads");
+        let cloud = file.cloud.clone().expect("cloud section");
+        assert_eq!((cloud.import_seconds, cloud.seed_import_role, cloud.sts_lifetime_cap_seconds), (1.5, true, None));
+        file.apply(&mut cfg);
+        assert_eq!(cfg.listen.port(), 9999, "applying cloud settings keeps the rest");
         std::fs::write(&j, r#"{"bogus": 1}"#).expect("write");
         assert!(FileConfig::load(&j).is_err());
     }

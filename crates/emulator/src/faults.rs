@@ -88,6 +88,8 @@ pub struct Decision {
     pub error: Option<InjectedError>,
     pub drop_response_after: Option<u64>,
     pub drop_request_after: Option<u64>,
+    /// The reason an import or copy started by this request must fail with (`CODE: message`).
+    pub create_failed: Option<String>,
 }
 
 impl Decision {
@@ -109,6 +111,9 @@ impl Decision {
         }
         if let Some(n) = self.drop_response_after {
             parts.push(format!("drop response after {n}"));
+        }
+        if self.create_failed.is_some() {
+            parts.push("create failed".into());
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -191,8 +196,11 @@ impl Faults {
                 Fault::DropRequest { after_bytes } => {
                     d.drop_request_after.get_or_insert(*after_bytes);
                 }
-                // Read by the ECS service when an import starts, not by the gateway.
-                Fault::CreateFailed { .. } => {}
+                Fault::CreateFailed { reason } => {
+                    d.create_failed.get_or_insert_with(|| {
+                        reason.clone().unwrap_or_else(|| "ImportImageFailed: injected failure".into())
+                    });
+                }
             }
         }
         d

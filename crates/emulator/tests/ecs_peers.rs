@@ -116,7 +116,7 @@ fn forced_create_failed_and_imports_across_a_restart() {
             fault: Fault::CreateFailed { reason: Some("ImportImageFailed: injected".into()) },
             rate: 1.0,
             after: 0,
-            times: None,
+            times: Some(1),
         }],
         ..Default::default()
     });
@@ -130,7 +130,9 @@ fn forced_create_failed_and_imports_across_a_restart() {
         scenario(emu, "import-wait", v)
     };
     wait(&emu, &ids, "CreateFailed");
-    emu.set_faults(FaultConfig::default());
+    // The rule was for one request only.
+    let next = started(&scenario(&emu, "import-start", json!({"qcow2": qcow2, "name": "not-forced"})));
+    wait(&emu, &next, "Available");
     // An import interrupted by a restart starts again and completes; finished images survive.
     let slow = CloudSettings { import_seconds: 30.0, ..seeded.clone() };
     emu.shutdown();

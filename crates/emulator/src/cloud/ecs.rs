@@ -3,7 +3,6 @@
 
 use super::ram::IMPORT_POLICY;
 use super::{iso, new_id, DiskMapping, Image, Inner, Instance, Task};
-use crate::faults::Fault;
 use crate::oss::store::StoreError;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::state::EmulatorState;
@@ -411,6 +410,7 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
         disks,
         tags,
         task_id: Some(task_id.clone()),
+        forced_failure: ctx.create_failed.clone(),
         ..Default::default()
     });
     db.tasks.push(Task {
@@ -430,16 +430,6 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
 
 fn spawn_worker(inner: Arc<Inner>, image_id: String) {
     let _ = std::thread::Builder::new().name("imgport-emulator-import".into()).spawn(move || work(&inner, &image_id));
-}
-
-/// A `create_failed` fault rule for this action, if one is configured.
-fn forced_failure(state: &EmulatorState, action: &str) -> Option<String> {
-    state.faults.get().rules.into_iter().find_map(|r| match r.fault {
-        Fault::CreateFailed { reason } if r.operation == "*" || r.operation == action || r.operation == "rpc" => {
-            Some(reason.unwrap_or_else(|| "ImportImageFailed: injected failure".into()))
-        }
-        _ => None,
-    })
 }
 
 /// Applies a change to the image and its task; false when either is gone or the task was cancelled.
@@ -463,11 +453,11 @@ fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) 
 /// The background import or copy: Waiting, then Creating with Progress rising, then Available or CreateFailed.
 fn work(inner: &Arc<Inner>, image_id: &str) {
     let step = Duration::from_secs_f64((inner.settings.import_seconds.max(0.0) / 10.0).min(3600.0));
-    let (action, region, disks, copied_from) = {
+    let (action, region, disks, copied_from, forced) = {
         let db = inner.db();
         let Some(i) = db.images.iter().find(|i| i.id == image_id) else { return };
         let action = db.tasks.iter().find(|t| Some(&t.id) == i.task_id.as_ref()).map(|t| t.action.clone());
-        (action.unwrap_or_default(), i.region.clone(), i.disks.clone(), i.copied_from.clone())
+        (action.unwrap_or_default(), i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone())
     };
     // Copies into one region run one at a time, as the real service queues them.
     let queue = (action == "CopyImage").then(|| {
@@ -484,7 +474,7 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     }) {
         return;
     }
-    let mut failure = forced_failure(&inner.state, &action);
+    let mut failure = forced;
     if failure.is_none() && action == "ImportImage" {
         failure = check_disks(&inner.state, &disks);
     }
@@ -831,6 +821,7 @@ fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResul
     copy.shared_with.clear();
     copy.copied_from = Some(src.id.clone());
     copy.task_id = Some(task_id.clone());
+    copy.forced_failure = ctx.create_failed.clone();
     for (_, t) in params.indexed("Tag") {
         if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
             copy.tags.insert(k.clone(), t.get("Value").cloned().unwrap_or_default());

@@ -80,6 +80,8 @@ pub(crate) struct Image {
     pub task_id: Option<String>,
     pub copied_from: Option<String>,
     pub failure: Option<String>,
+    /// Set by a `create_failed` fault when the import or copy was requested.
+    pub forced_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
