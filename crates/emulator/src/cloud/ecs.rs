@@ -249,8 +249,32 @@ fn format_name(f: Format) -> &'static str {
     }
 }
 
+/// The image an earlier request with this ClientToken created, for idempotent retries.
+fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
+    let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
+    if token.len() > 64 || !token.is_ascii() {
+        return Err(RpcError::invalid_parameter("ClientToken", "The ClientToken is at most 64 ASCII characters."));
+    }
+    let db = inner.db();
+    let found = db.images.iter().find(|i| {
+        i.client_token.as_deref() == Some(token)
+            && i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action))
+    });
+    Ok(found.cloned())
+}
+
+fn dry_run(params: &Params) -> Result<(), RpcError> {
+    if params.get("DryRun").is_some_and(|d| d.eq_ignore_ascii_case("true")) {
+        return Err(err(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));
+    }
+    Ok(())
+}
+
 fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
+    if let Some(i) = by_client_token(inner, params, "ImportImage")? {
+        return Ok(json!({"ImageId": i.id, "TaskId": i.task_id.unwrap_or_default(), "RegionId": i.region}));
+    }
     let pick = |name: &str, allowed: &[&str], default: &str| -> Result<String, RpcError> {
         match params.get(name).filter(|v| !v.is_empty()) {
             None => Ok(default.to_string()),
@@ -383,6 +407,7 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
     if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
         return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
     }
+    dry_run(params)?;
     let image_id = new_id("m-");
     let task_id = new_id("t-");
     let mut tags = std::collections::BTreeMap::new();
@@ -411,6 +436,7 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
         tags,
         task_id: Some(task_id.clone()),
         forced_failure: ctx.create_failed.clone(),
+        client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
         ..Default::default()
     });
     db.tasks.push(Task {
@@ -788,6 +814,9 @@ fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResul
     let region = region(ctx, params, "RegionId")?;
     let id = params.require("ImageId")?;
     let dest = region_of(ctx, params)?;
+    if let Some(i) = by_client_token(inner, params, "CopyImage")? {
+        return Ok(json!({"ImageId": i.id}));
+    }
     let mut db = inner.db();
     let src = db.images.iter().find(|i| i.id == id && i.region == region).cloned().ok_or_else(|| no_image(id))?;
     if src.owner_alias != "self" {
@@ -806,9 +835,11 @@ fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResul
     if db.images.iter().any(|i| i.region == dest && i.owner_alias == "self" && i.name == name) {
         return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
     }
+    dry_run(params)?;
     let image_id = new_id("m-");
     let task_id = new_id("t-");
     let mut copy = src.clone();
+    copy.client_token = params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string);
     copy.id = image_id.clone();
     copy.region = dest.clone();
     copy.name = name;

@@ -82,6 +82,9 @@ pub(crate) struct Image {
     pub failure: Option<String>,
     /// Set by a `create_failed` fault when the import or copy was requested.
     pub forced_failure: Option<String>,
+    /// The request's ClientToken: a retried request with the same token gets the same image back.
+    #[serde(default)]
+    pub client_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -152,10 +152,14 @@ if scenario == "images":
     expect_error(lambda: import_image("nope", "images", "disk.qcow2", boot_mode="BIOS", architecture="arm64"),
                  "InvalidBootMode.NotSupport")
 
-    # The round trip.
-    out = import_image("round-trip", "images", "disk.qcow2", size=3,
+    expect_error(lambda: import_image("dry", "images", "disk.qcow2", dry_run=True), "DryRunOperation")
+
+    # The round trip (retried with the same ClientToken: one image).
+    out = import_image("round-trip", "images", "disk.qcow2", size=3, client_token="token-1",
                        tag=[ecs.ImportImageRequestTag(key="team", value="infra")])
     check(out.image_id.startswith("m-") and out.task_id.startswith("t-"), out)
+    again = import_image("round-trip", "images", "disk.qcow2", size=3, client_token="token-1")
+    check((again.image_id, again.task_id) == (out.image_id, out.task_id), again)
     # Importing images are hidden by default: Status defaults to Available.
     check(images(image_id=out.image_id).total_count == 0, "an importing image listed without Status")
     expect_error(lambda: import_image("round-trip", "images", "disk.qcow2"), "InvalidImageName.Duplicated")
