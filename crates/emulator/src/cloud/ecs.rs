@@ -2,7 +2,7 @@
 //! engine), DescribeImages over a seeded catalogue, tasks, copy, share, attributes, tags and delete.
 
 use super::ram::IMPORT_POLICY;
-use super::{iso, new_id, DiskMapping, Image, Inner, Instance, Task};
+use super::{iso, new_id, Detection, DiskMapping, Image, Inner, Instance, Task};
 use crate::oss::store::StoreError;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::state::EmulatorState;
@@ -203,11 +203,13 @@ struct Probe {
     format: Format,
     virtual_size: u64,
     boot_sector: bool,
+    /// The guest checks' problems (check id, message, risk level), when asked for.
+    detection: Option<Detection>,
 }
 
 /// Reads the object with the disk engine. The engine opens paths: a single-segment object is read through its
 /// open file descriptor (no copy); a multipart object is joined into a temporary file first.
-fn probe(state: &EmulatorState, bucket: &str, key: &str) -> Result<Probe, String> {
+fn probe(state: &EmulatorState, bucket: &str, key: &str, detect: bool) -> Result<Probe, String> {
     let data = state.store.open_object(bucket, key).map_err(|e| format!("the object cannot be read: {e}"))?;
     let (_, mut files) = data.into_files();
     let mut tmp = None;
@@ -230,7 +232,28 @@ fn probe(state: &EmulatorState, bucket: &str, key: &str) -> Result<Probe, String
             && image.read_at(&mut sector, 0).is_ok()
             && sector[510] == 0x55
             && sector[511] == 0xAA;
-        Ok(Probe { format: image.details().format, virtual_size: image.virtual_size(), boot_sector })
+        let (format, virtual_size) = (image.details().format, image.virtual_size());
+        // DetectionStrategy=Standard: the server-side image check, here imgport's own Alibaba validation.
+        let detection = detect.then(|| {
+            let options = imgport_validate::Options { target: imgport_validate::Target::Alibaba, file_size: None };
+            match imgport_validate::validate(std::sync::Arc::from(image), &options) {
+                Ok(report) => report
+                    .findings
+                    .iter()
+                    .filter(|f| f.status == imgport_validate::Status::Fail)
+                    .map(|f| {
+                        let level = match f.severity {
+                            imgport_validate::Severity::Error => "High",
+                            imgport_validate::Severity::Warning => "Medium",
+                            imgport_validate::Severity::Info => "Low",
+                        };
+                        (f.id.to_string(), f.message.clone(), level.to_string())
+                    })
+                    .collect(),
+                Err(e) => vec![("inspect".to_string(), e.to_string(), "High".to_string())],
+            }
+        });
+        Ok(Probe { format, virtual_size, boot_sector, detection })
     })();
     drop(files);
     if let Some(p) = tmp {
@@ -374,7 +397,7 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
         // The header checks a real import makes before queueing: the declared size must hold the disk, and a
         // VHD's virtual size must be a whole number of MiB.
         let mut size = size_gib.unwrap_or(0);
-        if let Ok(p) = probe(&ctx.state, bucket, object) {
+        if let Ok(p) = probe(&ctx.state, bucket, object, false) {
             if p.format == Format::Vhd && p.virtual_size % (1 << 20) != 0 {
                 return Err(err(
                     400,
@@ -436,6 +459,7 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
         tags,
         task_id: Some(task_id.clone()),
         forced_failure: ctx.create_failed.clone(),
+        detection_requested: params.get("DetectionStrategy").is_some_and(|d| d.eq_ignore_ascii_case("Standard")),
         client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
         ..Default::default()
     });
@@ -502,7 +526,12 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     }
     let mut failure = forced;
     if failure.is_none() && action == "ImportImage" {
-        failure = check_disks(&inner.state, &disks);
+        let detect = inner.db().images.iter().any(|i| i.id == image_id && i.detection_requested);
+        let (f, detection) = check_disks(&inner.state, &disks, detect);
+        failure = f;
+        if detection.is_some() {
+            update(inner, image_id, |i, _| i.detection = detection);
+        }
     }
     if failure.is_none() && action == "CopyImage" {
         let source_ok = copied_from
@@ -545,34 +574,49 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     });
 }
 
-/// What a real import would fail on, read from the uploaded objects; `CODE: message`.
-fn check_disks(state: &EmulatorState, disks: &[DiskMapping]) -> Option<String> {
-    for (n, d) in disks.iter().enumerate() {
-        let p = match probe(state, &d.bucket, &d.object) {
-            Ok(p) => p,
-            Err(e) => return Some(format!("InvalidImageFormat.Malformed: the image file cannot be read: {e}")),
-        };
-        let detected = format_name(p.format);
-        if p.format == Format::Vhdx {
-            return Some("InvalidImageFormat.Malformed: VHDX images are not supported; convert to VHD or QCOW2".into());
+/// What a real import would fail on, read from the uploaded objects (`CODE: message`); also returns the system disk's detection results when `detect`.
+fn check_disks(state: &EmulatorState, disks: &[DiskMapping], detect: bool) -> (Option<String>, Option<Detection>) {
+    let mut detection = None;
+    let failure = (|| {
+        for (n, d) in disks.iter().enumerate() {
+            let p = match probe(state, &d.bucket, &d.object, detect && n == 0) {
+                Ok(p) => p,
+                Err(e) => return Some(format!("InvalidImageFormat.Malformed: the image file cannot be read: {e}")),
+            };
+            if n == 0 {
+                detection = p.detection.clone();
+            }
+            if let Some(f) = disk_problem(n, d, &p) {
+                return Some(f);
+            }
         }
-        if !d.format.is_empty() && d.format != detected {
-            return Some(format!(
-                "InvalidImageFormat.Malformed: the image file is not {} (it reads as {detected})",
-                d.format
-            ));
-        }
-        if p.virtual_size > d.size_gib * GIB {
-            return Some(format!(
-                "InvalidImageSize: the image's virtual size ({} bytes) exceeds DiskImageSize {} GiB",
-                p.virtual_size, d.size_gib
-            ));
-        }
-        if n == 0 && !p.boot_sector {
-            return Some(
-                "ImportImageFailed: the system disk has no boot sector or partition table (no 0x55AA signature)".into(),
-            );
-        }
+        None
+    })();
+    (failure, detection)
+}
+
+/// What a real import fails on for one disk; `CODE: message`.
+fn disk_problem(n: usize, d: &DiskMapping, p: &Probe) -> Option<String> {
+    let detected = format_name(p.format);
+    if p.format == Format::Vhdx {
+        return Some("InvalidImageFormat.Malformed: VHDX images are not supported; convert to VHD or QCOW2".into());
+    }
+    if !d.format.is_empty() && d.format != detected {
+        return Some(format!(
+            "InvalidImageFormat.Malformed: the image file is not {} (it reads as {detected})",
+            d.format
+        ));
+    }
+    if p.virtual_size > d.size_gib * GIB {
+        return Some(format!(
+            "InvalidImageSize: the image's virtual size ({} bytes) exceeds DiskImageSize {} GiB",
+            p.virtual_size, d.size_gib
+        ));
+    }
+    if n == 0 && !p.boot_sector {
+        return Some(
+            "ImportImageFailed: the system disk has no boot sector or partition table (no 0x55AA signature)".into(),
+        );
     }
     None
 }
@@ -606,6 +650,12 @@ fn image_json(i: &Image, account: &str) -> Value {
         "ImageVersion": "", "ProductCode": if i.owner_alias == "marketplace" { "cmjj000001" } else { "" },
         "ResourceGroupId": "",
         "DiskDeviceMappings": {"DiskDeviceMapping": disks}, "Tags": {"Tag": tags},
+        "DetectionOptions": match &i.detection {
+            None if i.detection_requested => json!({"Status": "Processing", "Items": {"Item": []}}),
+            None => json!({}),
+            Some(items) => json!({"Status": "Finished", "Items": {"Item": items.iter().map(|(name, value, level)| json!({
+                "Name": name, "Value": value, "RiskLevel": level, "RiskCode": name})).collect::<Vec<_>>()}}),
+        },
     })
 }
 

@@ -55,6 +55,9 @@ pub(crate) struct DiskMapping {
     pub snapshot_id: String,
 }
 
+/// DetectionStrategy=Standard findings: (check name, what was found, risk level).
+pub(crate) type Detection = Vec<(String, String, String)>;
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub(crate) struct Image {
     pub id: String,
@@ -82,6 +85,11 @@ pub(crate) struct Image {
     pub failure: Option<String>,
     /// Set by a `create_failed` fault when the import or copy was requested.
     pub forced_failure: Option<String>,
+    /// DetectionStrategy=Standard: `None` until the check ran, then (name, value, risk level) per problem.
+    #[serde(default)]
+    pub detection: Option<Detection>,
+    #[serde(default)]
+    pub detection_requested: bool,
     /// The request's ClientToken: a retried request with the same token gets the same image back.
     #[serde(default)]
     pub client_token: Option<String>,

@@ -155,7 +155,7 @@ if scenario == "images":
     expect_error(lambda: import_image("dry", "images", "disk.qcow2", dry_run=True), "DryRunOperation")
 
     # The round trip (retried with the same ClientToken: one image).
-    out = import_image("round-trip", "images", "disk.qcow2", size=3, client_token="token-1",
+    out = import_image("round-trip", "images", "disk.qcow2", size=3, client_token="token-1", detection_strategy="Standard",
                        tag=[ecs.ImportImageRequestTag(key="team", value="infra")])
     check(out.image_id.startswith("m-") and out.task_id.startswith("t-"), out)
     again = import_image("round-trip", "images", "disk.qcow2", size=3, client_token="token-1")
@@ -174,6 +174,9 @@ if scenario == "images":
     progress = [int(p.rstrip("%")) for s, p in seen if s == "Creating"]
     check(progress == sorted(progress) and progress[-1] > progress[0], f"progress did not rise: {seen}")
     check(img.size == 3 and img.image_owner_alias == "self" and img.platform == "Ubuntu", img)
+    # DetectionStrategy=Standard: the guest checks ran; an empty disk has no partition table to boot from.
+    det = img.detection_options
+    check(det.status == "Finished" and det.items.item and all(i.risk_level for i in det.items.item), det)
     snap = img.disk_device_mappings.disk_device_mapping[0].snapshot_id
     check(snap.startswith("s-"), snap)
     t = task_of(out.task_id)
