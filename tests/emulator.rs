@@ -19,6 +19,10 @@ struct Served {
 }
 
 fn serve(data: &std::path::Path) -> Served {
+    serve_with(data, &[])
+}
+
+fn serve_with(data: &std::path::Path, extra: &[&str]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgport"))
         .args([
             "emulator",
@@ -31,6 +35,7 @@ fn serve(data: &std::path::Path) -> Served {
             "--access-key-secret",
             SK,
         ])
+        .args(extra)
         .arg("--data")
         .arg(data)
         .stdout(Stdio::piped())
@@ -123,6 +128,45 @@ const CHUNK: usize = 1 << 20;
 /// The i-th MiB of the test object: a fixed pattern stamped with its index, so every chunk differs.
 fn chunk(i: u64, buf: &mut [u8]) {
     buf[..8].copy_from_slice(&i.to_le_bytes());
+}
+
+/// An RPC V1 signed GET; returns the status and body (JSON).
+fn rpc(addr: &str, action: &str, version: &str, extra: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let mut params: Vec<(String, String)> = [("Action", action), ("Version", version), ("Format", "JSON")]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let nonce = imgport_emulator::util::random_hex(8);
+    imgport_auth::sign::rpc_v1::sign(&mut params, "GET", &Credentials::new(AK, SK), now(), &nonce);
+    let mut req = SignableRequest::new("GET", "/");
+    req.query = params;
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n", req.target()).expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn serve_answers_ecs_ram_and_sts_with_the_import_role_seeded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = serve_with(dir.path(), &["--seed-import-role", "--import-seconds", "0.5", "--quiet"]);
+    let addr = served.addr();
+    let (status, v) = rpc(&addr, "GetRole", "2015-05-01", &[("RoleName", "AliyunECSImageImportDefaultRole")]);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["Role"]["RoleName"], "AliyunECSImageImportDefaultRole");
+    let (status, v) = rpc(&addr, "DescribeImages", "2014-05-26", &[("RegionId", "cn-hangzhou")]);
+    assert_eq!(status, 200, "{v}");
+    assert!(v["TotalCount"].as_u64().is_some_and(|n| n > 0), "{v}");
+    let arn = format!("acs:ram::{}:role/aliyunecsimageimportdefaultrole", "1234567890123456");
+    let (status, v) = rpc(&addr, "AssumeRole", "2015-04-01", &[("RoleArn", &arn), ("RoleSessionName", "cli")]);
+    assert_eq!(status, 200, "{v}");
+    assert!(v["Credentials"]["AccessKeyId"].as_str().is_some_and(|k| k.starts_with("STS.")), "{v}");
+    let (code, stderr) = served.stop();
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! `imgport emulator serve`: a local Alibaba Cloud (OSS now; ECS, RAM and STS as they are added) on one port.
+//! `imgport emulator serve`: a local Alibaba Cloud (OSS, ECS images, RAM roles, STS) on one port.
 
-use imgport_emulator::{Emulator, EmulatorConfig, FileConfig};
+use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, FileConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// Do not log each request.
     #[arg(long)]
     quiet: bool,
+    /// Seconds an ECS ImportImage or CopyImage takes from Waiting to Available [default: 3].
+    #[arg(long, value_name = "SECS")]
+    import_seconds: Option<f64>,
+    /// Create the ECS import role (AliyunECSImageImportDefaultRole with its policy) if it does not exist, as the
+    /// console's one-click authorisation does; without it ImportImage answers NoSetRoletoECSServiceAcount until
+    /// the role is created through RAM.
+    #[arg(long)]
+    seed_import_role: bool,
 }
 
 #[derive(serde::Serialize)]
@@ -73,9 +81,13 @@ pub fn run(cmd: Command) -> u8 {
 fn serve(args: ServeArgs) -> u8 {
     let mut cfg = EmulatorConfig::new(default_data_dir());
     cfg.listen = args.listen;
+    let mut cloud = CloudSettings::default();
     if let Some(path) = &args.config {
         match FileConfig::load(path) {
             Ok(file) => {
+                if let Some(c) = &file.cloud {
+                    cloud = c.clone();
+                }
                 // The file may set the address; an explicit --listen still wins below.
                 let listen_given = std::env::args().any(|a| a == "--listen" || a.starts_with("--listen="));
                 let before = cfg.listen;
@@ -99,6 +111,15 @@ fn serve(args: ServeArgs) -> u8 {
     if let (Some(id), Some(secret)) = (&args.access_key_id, &args.access_key_secret) {
         cfg = cfg.with_keys(id, secret);
     }
+    if let Some(secs) = args.import_seconds {
+        if !(0.0..=86_400.0).contains(&secs) {
+            eprintln!("imgport: error: --import-seconds must be between 0 and 86400");
+            return 1;
+        }
+        cloud.import_seconds = secs;
+    }
+    cloud.seed_import_role |= args.seed_import_role;
+    cfg = cfg.cloud(cloud);
     cfg.log_to_stderr = !args.quiet;
     cfg.log_json = args.json;
     let data_dir = cfg.data_dir.clone();

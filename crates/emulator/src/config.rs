@@ -1,5 +1,6 @@
 //! Emulator settings, in-process and from a TOML or JSON file.
 
+use crate::cloud::{Cloud, CloudSettings};
 use crate::faults::FaultConfig;
 use crate::rpc::{RpcRouter, RpcService};
 use serde::Deserialize;
@@ -62,6 +63,16 @@ impl EmulatorConfig {
             max_put_size: 5 << 30,
             rpc: RpcRouter::default(),
         }
+        .cloud(CloudSettings::default())
+    }
+
+    /// Serves ECS images, RAM roles and STS AssumeRole with these settings (the default configuration already
+    /// does, with [`CloudSettings::default`]).
+    pub fn cloud(self, settings: CloudSettings) -> Self {
+        let service = Arc::new(Cloud::new(settings));
+        self.rpc_service(crate::rpc::ECS_VERSION, service.clone())
+            .rpc_service(crate::rpc::RAM_VERSION, service.clone())
+            .rpc_service(crate::rpc::STS_VERSION, service)
     }
 
     /// Sets the accepted key pair.
@@ -90,6 +101,8 @@ pub struct FileConfig {
     pub account_id: Option<String>,
     pub max_put_size: Option<u64>,
     pub faults: Option<FaultConfig>,
+    /// ECS/RAM/STS settings: `import_seconds`, `sts_lifetime_cap_seconds`, `seed_import_role`.
+    pub cloud: Option<CloudSettings>,
 }
 
 impl FileConfig {
@@ -130,6 +143,9 @@ impl FileConfig {
         if let Some(f) = self.faults {
             cfg.faults = f;
         }
+        if let Some(c) = self.cloud {
+            *cfg = std::mem::replace(cfg, EmulatorConfig::new(PathBuf::new())).cloud(c);
+        }
     }
 }
 
@@ -155,6 +171,12 @@ mod tests {
         std::fs::write(&j, r#"{"faults": {"clock_skew_seconds": 1200}}"#).expect("write");
         FileConfig::load(&j).expect("json loads").apply(&mut cfg);
         assert_eq!(cfg.faults.clock_skew_seconds, 1200);
+        std::fs::write(&t, "[cloud]\nimport_seconds = 1.5\nseed_import_role = true\n").expect("write");
+        let file = FileConfig::load(&t).expect("toml loads");
+        let cloud = file.cloud.clone().expect("cloud section");
+        assert_eq!((cloud.import_seconds, cloud.seed_import_role, cloud.sts_lifetime_cap_seconds), (1.5, true, None));
+        file.apply(&mut cfg);
+        assert_eq!(cfg.listen.port(), 9999, "applying cloud settings keeps the rest");
         std::fs::write(&j, r#"{"bogus": 1}"#).expect("write");
         assert!(FileConfig::load(&j).is_err());
     }

@@ -65,6 +65,12 @@ pub enum Fault {
     DropResponse { after_bytes: u64 },
     /// Close the connection after this many bytes of the request body have arrived.
     DropRequest { after_bytes: u64 },
+    /// Imports and copies started by the matching action (`ImportImage`, `CopyImage`) end CreateFailed, with
+    /// this reason (`CODE: message`) when given.
+    CreateFailed {
+        #[serde(default)]
+        reason: Option<String>,
+    },
 }
 
 /// An error to answer with instead of handling the request.
@@ -82,6 +88,8 @@ pub struct Decision {
     pub error: Option<InjectedError>,
     pub drop_response_after: Option<u64>,
     pub drop_request_after: Option<u64>,
+    /// The reason an import or copy started by this request must fail with (`CODE: message`).
+    pub create_failed: Option<String>,
 }
 
 impl Decision {
@@ -103,6 +111,9 @@ impl Decision {
         }
         if let Some(n) = self.drop_response_after {
             parts.push(format!("drop response after {n}"));
+        }
+        if self.create_failed.is_some() {
+            parts.push("create failed".into());
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -168,7 +179,7 @@ impl Faults {
                 continue;
             }
             c.hit += 1;
-            match rule.fault {
+            match &rule.fault {
                 Fault::InternalError => {
                     d.error.get_or_insert(InjectedError::InternalError);
                 }
@@ -178,12 +189,17 @@ impl Faults {
                 Fault::SlowDown => {
                     d.error.get_or_insert(InjectedError::SlowDown);
                 }
-                Fault::Latency { ms } => d.latency += Duration::from_millis(ms),
+                Fault::Latency { ms } => d.latency += Duration::from_millis(*ms),
                 Fault::DropResponse { after_bytes } => {
-                    d.drop_response_after.get_or_insert(after_bytes);
+                    d.drop_response_after.get_or_insert(*after_bytes);
                 }
                 Fault::DropRequest { after_bytes } => {
-                    d.drop_request_after.get_or_insert(after_bytes);
+                    d.drop_request_after.get_or_insert(*after_bytes);
+                }
+                Fault::CreateFailed { reason } => {
+                    d.create_failed.get_or_insert_with(|| {
+                        reason.clone().unwrap_or_else(|| "ImportImageFailed: injected failure".into())
+                    });
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! A local Alibaba Cloud emulator that the official SDKs work against unchanged: OSS (buckets, objects, ranges,
-//! multipart uploads, V1 and V4 signatures, CRC-64 and MD5 checks) and an RPC gateway where the ECS, RAM and STS
-//! services plug in ([`rpc::RpcService`]). State persists under a data folder; faults can be injected
-//! ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
+//! multipart uploads, V1 and V4 signatures, CRC-64 and MD5 checks) and an RPC gateway serving ECS images, RAM roles
+//! and STS AssumeRole ([`cloud`]; other services plug in through [`rpc::RpcService`]). State persists under a data
+//! folder; faults can be injected ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
 
 pub mod body;
+pub mod cloud;
 pub mod config;
 pub mod crc64;
 pub mod credentials;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod util;
 pub mod xml;
 
+pub use cloud::{Cloud, CloudSettings};
 pub use config::{EmulatorConfig, FileConfig};
 pub use credentials::{CredentialStore, TemporaryCredential};
 pub use faults::{Fault, FaultConfig, FaultRule};

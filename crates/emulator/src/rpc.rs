@@ -81,6 +81,8 @@ pub struct RpcContext {
     pub format: Format,
     pub host: String,
     pub method: String,
+    /// A `create_failed` fault rule hit this request: the import or copy it starts must end CreateFailed.
+    pub create_failed: Option<String>,
 }
 
 /// An error answer: HTTP status, code and message as the gateway shows them.
@@ -421,6 +423,7 @@ pub async fn handle(
         format,
         host: host.clone(),
         method: parts.method.as_str().to_string(),
+        create_failed: d.create_failed.clone(),
     };
     let params = Params(params);
     let outcome = tokio::task::spawn_blocking(move || {

@@ -121,21 +121,24 @@ fn virtual_hosted_and_chunked_bodies() {
 }
 
 #[test]
-fn rpc_placeholders_answer_in_the_requested_format() {
+fn rpc_unknown_actions_and_answers_in_the_requested_format() {
     let dir = tempfile::tempdir().expect("tempdir");
     let emu = start(dir.path());
-    let call = |version: &str, format: &str, secret: &str| {
-        let mut params: Vec<(String, String)> =
-            [("Action", "GetCallerIdentity"), ("Version", version), ("Format", format)]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+    let call_action = |action: &str, version: &str, format: &str, secret: &str| {
+        let mut params: Vec<(String, String)> = [("Action", action), ("Version", version), ("Format", format)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let nonce = imgport_emulator::util::random_hex(8);
         rpc_v1::sign(&mut params, "GET", &Credentials::new(AK, secret), now(), &nonce);
         let mut r = SignableRequest::new("GET", "/").with_header("Host", &emu.addr.to_string());
         r.query = params;
         send(&emu, &r, b"", "")
     };
+    let call = |version: &str, format: &str, secret: &str| call_action("NoSuchAction", version, format, secret);
+    let a = call_action("GetCallerIdentity", "2015-04-01", "XML", SK);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("<GetCallerIdentityResponse><AccountId>"), "{}", a.body);
     let a = call("2015-04-01", "JSON", SK);
     assert_eq!(a.status, 404, "{}", a.body);
     let v: serde_json::Value = serde_json::from_str(&a.body).expect("JSON error body");

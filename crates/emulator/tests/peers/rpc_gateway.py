@@ -1,5 +1,5 @@
 """Calls the emulator's RPC gateway with Alibaba's ECS SDK, signing with ACS3-HMAC-SHA256 (the SDK default) and
-with the RPC V1 signature. No ECS action is emulated yet, so the gateway must authenticate the call and answer
+with the RPC V1 signature. DescribeZones is not emulated, so the gateway must authenticate the call and answer
 with the real error shape; with a wrong key it must say so.
 
 usage: rpc_gateway.py http://HOST:PORT AK SK [expect=CODE]
@@ -24,8 +24,8 @@ for algorithm in (None, "v2"):
         cfg.signature_algorithm = algorithm
     client = Client(cfg)
     try:
-        client.describe_regions(ecs_models.DescribeRegionsRequest())
-        raise AssertionError("DescribeRegions succeeded")
+        client.describe_zones(ecs_models.DescribeZonesRequest(region_id="cn-hangzhou"))
+        raise AssertionError("DescribeZones succeeded")
     except AssertionError:
         raise
     except Exception as e:  # noqa: BLE001 - the SDK raises its own exception types
