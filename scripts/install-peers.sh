@@ -32,11 +32,11 @@ echo "install-peers: $(qemu-img --version | head -1)" >&2
 
 # Alibaba's official Python SDKs: real clients whose signed requests imgport's signature verifiers must accept.
 PY_SDKS="oss2 alibabacloud-oss-v2 alibabacloud-ecs20140526 alibabacloud-ram20150501 alibabacloud-sts20150401"
-if ! python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526" >/dev/null 2>&1; then
+if ! python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401" >/dev/null 2>&1; then
     echo "install-peers: installing $PY_SDKS (PyPI)" >&2
     python3 -m pip install -q $PY_SDKS 2>/dev/null || python3 -m pip install -q --break-system-packages $PY_SDKS
 fi
-python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526" || {
+python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401" || {
     echo "install-peers: the Alibaba Cloud Python SDKs are still missing" >&2
     exit 1
 }
