@@ -66,6 +66,13 @@ if guest_tools_missing; then
     exit 1
 fi
 
+# GNU time measures a command's own peak RSS (the upload memory test).
+if [ ! -x /usr/bin/time ]; then
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time
+fi
+[ -x /usr/bin/time ] || { echo "install-peers: /usr/bin/time is still missing" >&2; exit 1; }
+
 # s3s-fs: a real S3 server (SigV4, Content-MD5) for the upload tests. Building it takes minutes: cache the binary.
 S3S_ROOT="${IMGPORT_PEERS_DIR:-$HOME/.cache/imgport-peers}"
 if [ ! -x "$S3S_ROOT/bin/s3s-fs" ]; then

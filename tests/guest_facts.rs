@@ -443,46 +443,8 @@ fn inode_flags_agree_with_debugfs_and_xfs_db() {
 
 // ---- hostile input ---------------------------------------------------------------------------------------------
 
+/// Longest one inspection of a hostile image may take.
 const TIME_BOUND: Duration = Duration::from_secs(60);
-const RSS_BOUND_KIB: i64 = 256 * 1024;
-
-/// Run imgport with a deadline; returns (exit code, stdout). Fails on a signal, a hang, or a peak RSS over the
-/// bound (measured for this child alone with wait4).
-// The child is reaped by wait4 (which also gives its own peak RSS), not by Child::wait.
-#[allow(clippy::zombie_processes)]
-fn run_bounded(args: &[&str]) -> (i32, String) {
-    let mut child = imgport().args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn imgport");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let pid = child.id() as libc::pid_t;
-    let start = Instant::now();
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: wait4 on our own child; the structs are plain data we own.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            let out = reader.join().unwrap_or_default();
-            assert!(!libc::WIFSIGNALED(status), "imgport {args:?} killed by signal {}", libc::WTERMSIG(status));
-            assert!(
-                usage.ru_maxrss < RSS_BOUND_KIB,
-                "imgport {args:?} peaked at {} MiB of RSS",
-                usage.ru_maxrss / 1024
-            );
-            return (libc::WEXITSTATUS(status), out);
-        }
-        if start.elapsed() > TIME_BOUND {
-            let _ = child.kill();
-            panic!("imgport {args:?} hung for more than {TIME_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
 
 /// A zstd frame that unpacks to `blocks` RLE blocks of 128 KiB of `byte` each: a few bytes per 128 KiB.
 fn zstd_rle_bomb(byte: u8, blocks: usize) -> Vec<u8> {
@@ -584,7 +546,7 @@ fn decompression_bomb_stops_at_the_limit() {
     assert!(initramfs.len() < 64 << 10);
     let disk = image_with_initramfs(dir.path(), "bomb", &initramfs);
     let start = Instant::now();
-    let (code, out) = run_bounded(&["inspect", "--json", disk.to_str().unwrap()]);
+    let BoundedRun { code, stdout: out, .. } = run_bounded(&["inspect", "--json", disk.to_str().unwrap()], TIME_BOUND);
     assert_eq!(code, 0);
     let r: Value = serde_json::from_str(&out).unwrap();
     let p = initramfs_problem(&r);
@@ -645,7 +607,8 @@ fn malformed_initramfs_gives_findings() {
     cases.push(("truncated gzip", z[..z.len() - 12].to_vec(), "gzip segment"));
     for (i, (what, data, want)) in cases.into_iter().enumerate() {
         let disk = image_with_initramfs(dir.path(), &format!("case{i}"), &data);
-        let (code, out) = run_bounded(&["inspect", "--json", disk.to_str().unwrap()]);
+        let BoundedRun { code, stdout: out, .. } =
+            run_bounded(&["inspect", "--json", disk.to_str().unwrap()], TIME_BOUND);
         assert_eq!(code, 0, "{what}");
         let r: Value = serde_json::from_str(&out).unwrap();
         let p = initramfs_problem(&r);

@@ -4,49 +4,10 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+/// Longest any one command may take on a corrupted image.
 const TIME_BOUND: Duration = Duration::from_secs(30);
-const RSS_BOUND_KIB: i64 = 256 * 1024;
-
-/// Run imgport with a deadline; returns (exit code, stderr). Fails on a signal, a hang, or a peak RSS
-/// over the bound (measured for this child alone with wait4).
-// The child is reaped by wait4 (which also gives its own peak RSS), not by Child::wait.
-#[allow(clippy::zombie_processes)]
-fn run_bounded(args: &[&str]) -> (i32, String) {
-    let mut child = imgport().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn imgport");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut err = String::new();
-        let _ = stderr.read_to_string(&mut err);
-        err
-    });
-    let pid = child.id() as libc::pid_t;
-    let start = Instant::now();
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: wait4 on our own child; the structs are plain data we own.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            let err = reader.join().unwrap_or_default();
-            assert!(!libc::WIFSIGNALED(status), "imgport {args:?} killed by signal {}: {err}", libc::WTERMSIG(status));
-            assert!(
-                usage.ru_maxrss < RSS_BOUND_KIB,
-                "imgport {args:?} peaked at {} MiB of RSS",
-                usage.ru_maxrss / 1024
-            );
-            return (libc::WEXITSTATUS(status), err);
-        }
-        if start.elapsed() > TIME_BOUND {
-            let _ = child.kill();
-            panic!("imgport {args:?} hung for more than {TIME_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 fn file_fingerprint(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
     (std::fs::read(path).unwrap(), std::fs::metadata(path).unwrap().modified().unwrap())
@@ -67,7 +28,7 @@ fn all_commands(img: &Path, scratch: &Path) {
         (&["convert", "-O", "raw", s, o], &[0, 1]),
     ];
     for (args, allowed) in cases {
-        let (code, err) = run_bounded(args);
+        let BoundedRun { code, stderr: err, .. } = run_bounded(args, TIME_BOUND);
         assert!(allowed.contains(&code), "imgport {args:?} exited {code}: {err}");
         assert!(!err.contains("panicked"), "imgport {args:?} panicked: {err}");
         let is_error = code == 1 && args[0] != "compare" || code == 2 && args[0] == "compare";
@@ -137,7 +98,7 @@ fn inputs_are_never_modified() {
         all_commands(&fx.path, &scratch);
         let out = scratch.join("x.qcow2");
         let _ = std::fs::remove_file(&out);
-        let _ = run_bounded(&["convert", "-O", "qcow2", fx.path.to_str().unwrap(), out.to_str().unwrap()]);
+        let _ = run_bounded(&["convert", "-O", "qcow2", fx.path.to_str().unwrap(), out.to_str().unwrap()], TIME_BOUND);
     }
     let after: Vec<_> = files.iter().map(|p| file_fingerprint(p)).collect();
     for ((path, b), a) in files.iter().zip(&before).zip(&after) {

@@ -551,36 +551,6 @@ fn volume_signatures_match_blkid() {
     }
 }
 
-/// A disk image with bytes overwritten in memory: lets the mutation test damage metadata without copying files.
-struct Patched {
-    inner: Box<dyn imgport_disk::DiskImage>,
-    patches: Vec<(u64, u8)>,
-}
-
-impl imgport_disk::DiskImage for Patched {
-    fn virtual_size(&self) -> u64 {
-        self.inner.virtual_size()
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> imgport_disk::Result<()> {
-        self.inner.read_at(buf, offset)?;
-        for &(at, byte) in &self.patches {
-            if at >= offset && at < offset + buf.len() as u64 {
-                buf[(at - offset) as usize] = byte;
-            }
-        }
-        Ok(())
-    }
-    fn map(&self, offset: u64, length: u64) -> imgport_disk::Result<Vec<imgport_disk::Extent>> {
-        self.inner.map(offset, length)
-    }
-    fn details(&self) -> imgport_disk::ImageDetails {
-        self.inner.details()
-    }
-    fn check(&self) -> imgport_disk::Result<imgport_disk::CheckReport> {
-        self.inner.check()
-    }
-}
-
 /// Random damage to the metadata the inspection reads (tables, superblocks, descriptors, inode tables, FATs,
 /// directories) must never panic or hang; a bounded, deterministic number of rounds.
 #[test]

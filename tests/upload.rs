@@ -315,29 +315,29 @@ fn interrupted_uploads_are_listed_and_aborted() {
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
 }
 
-/// Runs an upload under /usr/bin/time and returns its JSON summary and peak RSS in KiB (`None` without
-/// /usr/bin/time). wait4's figure for a child of this test process is no use: it counts the test's own pages,
+/// Runs an upload under /usr/bin/time (installed by scripts/install-peers.sh) and returns its JSON summary and
+/// peak RSS in KiB. wait4's figure for a child of this test process is no use: it counts the test's own pages,
 /// which the child shares between fork and exec.
-fn upload_measured(store: &Store, src: &Path, key: &str, extra: &[&str]) -> (Value, Option<u64>) {
+fn upload_measured(store: &Store, src: &Path, key: &str, extra: &[&str]) -> (Value, u64) {
     let url = store.url(key);
     let time = Path::new("/usr/bin/time");
+    assert!(time.exists(), "/usr/bin/time is missing: run scripts/install-peers.sh (Debian package `time`)");
     let rss_file = store.dir.path().join("rss");
     let mut cmd = store.command(&["upload", "--json", src.to_str().expect("utf-8"), url.as_str()]);
     cmd.args(extra);
-    if time.exists() {
-        let inner = cmd;
-        cmd = Command::new(time);
-        cmd.arg("-o").arg(&rss_file).args(["-f", "%M"]).arg(inner.get_program()).args(inner.get_args());
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+    let inner = cmd;
+    cmd = Command::new(time);
+    cmd.arg("-o").arg(&rss_file).args(["-f", "%M"]).arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
     }
     let out = cmd.output().expect("run upload");
     assert!(out.status.success(), "upload failed: {}", String::from_utf8_lossy(&out.stderr));
     let rss = std::fs::read_to_string(&rss_file).ok().and_then(|s| s.lines().last()?.trim().parse().ok());
+    let rss = rss.expect("/usr/bin/time wrote no peak RSS");
     (serde_json::from_slice(&out.stdout).expect("json summary"), rss)
 }
 
@@ -353,13 +353,8 @@ fn oss_a_few_hundred_mib_in_bounded_memory() {
     let (s, rss_kib) = upload_measured(&store, &src, "big.raw", &["--part-size", "4M", "--concurrency", "8"]);
     assert_eq!(s["parts"], 50, "{s}");
     assert_eq!(s["crc64"], want.to_string(), "{s}");
-    match rss_kib {
-        Some(rss) => {
-            let bound = (9 * 4 + 64) * 1024;
-            assert!(rss < bound, "peak RSS {} MiB over the bound {} MiB", rss / 1024, bound / 1024);
-        }
-        None => eprintln!("/usr/bin/time missing: peak RSS not checked"),
-    }
+    let bound = (9 * 4 + 64) * 1024;
+    assert!(rss_kib < bound, "peak RSS {} MiB over the bound {} MiB", rss_kib / 1024, bound / 1024);
     let head = rt().block_on(store.client().head_object("big.raw")).expect("head");
     assert_eq!((head.len, head.crc64), (len as u64, Some(want)));
 }

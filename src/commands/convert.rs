@@ -20,9 +20,9 @@ pub struct Args {
     /// Overwrite OUT if it exists.
     #[arg(long)]
     force: bool,
-    /// Show a progress bar (when stderr is a terminal).
-    #[arg(short = 'p', long)]
-    progress: bool,
+    /// Accepted for qemu-img compatibility: the progress bar is shown whenever stderr is a terminal.
+    #[arg(short = 'p', long = "progress")]
+    _progress: bool,
     /// Print a summary as JSON: sizes, bytes read and written, seconds.
     #[arg(long)]
     json: bool,

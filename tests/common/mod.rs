@@ -311,3 +311,95 @@ pub fn failures(report: &serde_json::Value, min: &str) -> Vec<String> {
 pub fn findings_of<'a>(report: &'a serde_json::Value, id: &str) -> Vec<&'a serde_json::Value> {
     report["findings"].as_array().expect("findings").iter().filter(|f| f["id"] == id).collect()
 }
+
+// ---- bounded runs and damaged images (hostile-input tests) -----------------------------------------------------
+
+/// Peak resident memory any imgport command may reach, whatever the input.
+pub const RSS_BOUND_KIB: i64 = 256 * 1024;
+
+/// What a bounded run of imgport returned.
+pub struct BoundedRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run imgport with a deadline. Fails on a signal, a hang, or a peak RSS over [`RSS_BOUND_KIB`] (measured for
+/// this child alone with wait4).
+// The child is reaped by wait4 (which also gives its own peak RSS), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+pub fn run_bounded(args: &[&str], time_bound: std::time::Duration) -> BoundedRun {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = imgport().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn imgport");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let pid = child.id() as libc::pid_t;
+    let start = std::time::Instant::now();
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: wait4 on our own child; the structs are plain data we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            let stdout = out_reader.join().unwrap_or_default();
+            let stderr = err_reader.join().unwrap_or_default();
+            assert!(
+                !libc::WIFSIGNALED(status),
+                "imgport {args:?} killed by signal {}: {stderr}",
+                libc::WTERMSIG(status)
+            );
+            assert!(
+                usage.ru_maxrss < RSS_BOUND_KIB,
+                "imgport {args:?} peaked at {} MiB of RSS",
+                usage.ru_maxrss / 1024
+            );
+            return BoundedRun { code: libc::WEXITSTATUS(status), stdout, stderr };
+        }
+        if start.elapsed() > time_bound {
+            let _ = child.kill();
+            panic!("imgport {args:?} hung for more than {time_bound:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// A disk image with bytes overwritten in memory, so tests can damage metadata without copying files.
+pub struct Patched {
+    pub inner: Box<dyn imgport_disk::DiskImage>,
+    pub patches: Vec<(u64, u8)>,
+}
+
+impl imgport_disk::DiskImage for Patched {
+    fn virtual_size(&self) -> u64 {
+        self.inner.virtual_size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> imgport_disk::Result<()> {
+        self.inner.read_at(buf, offset)?;
+        for &(at, byte) in &self.patches {
+            if at >= offset && at < offset + buf.len() as u64 {
+                buf[(at - offset) as usize] = byte;
+            }
+        }
+        Ok(())
+    }
+    fn map(&self, offset: u64, length: u64) -> imgport_disk::Result<Vec<imgport_disk::Extent>> {
+        self.inner.map(offset, length)
+    }
+    fn details(&self) -> imgport_disk::ImageDetails {
+        self.inner.details()
+    }
+    fn check(&self) -> imgport_disk::Result<imgport_disk::CheckReport> {
+        self.inner.check()
+    }
+}

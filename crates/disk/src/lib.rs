@@ -11,6 +11,7 @@ pub mod compare;
 pub mod digest;
 pub mod error;
 pub mod file;
+pub mod guid;
 pub mod image;
 pub mod info;
 pub mod mapping;

@@ -6,7 +6,7 @@
 pub mod body;
 pub mod cloud;
 pub mod config;
-pub mod crc64;
+pub use imgport_auth::crc64;
 pub mod credentials;
 pub mod faults;
 pub mod log;

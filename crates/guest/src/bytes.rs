@@ -43,35 +43,15 @@ pub fn label(raw: &[u8]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// A UUID stored as 16 big-endian bytes (ext4, XFS, btrfs, swap, LUKS), lower-case hyphenated.
+/// A UUID stored as 16 big-endian bytes (ext4, XFS, btrfs, swap, LUKS), lower-case hyphenated; None when all zero.
 pub fn uuid_be(b: &[u8]) -> Option<String> {
     let b: [u8; 16] = arr(b, 0);
-    if b.iter().all(|&c| c == 0) {
-        return None;
-    }
-    Some(format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]
-    ))
+    (b != [0; 16]).then(|| imgport_disk::guid::big_endian(&b))
 }
 
 /// A GUID in the mixed-endian layout of GPT and Microsoft (first three fields little-endian), upper-case.
 pub fn guid_mixed(b: &[u8]) -> String {
-    let b: [u8; 16] = arr(b, 0);
-    format!(
-        "{:08X}-{:04X}-{:04X}-{:02X}{:02X}-{:02X}{:02X}{:02X}{:02X}{:02X}{:02X}",
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        u16::from_le_bytes([b[4], b[5]]),
-        u16::from_le_bytes([b[6], b[7]]),
-        b[8],
-        b[9],
-        b[10],
-        b[11],
-        b[12],
-        b[13],
-        b[14],
-        b[15]
-    )
+    imgport_disk::guid::mixed_endian(&arr(b, 0)).to_uppercase()
 }
 
 #[cfg(test)]

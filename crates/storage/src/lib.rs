@@ -3,7 +3,7 @@
 //! [`RetryClass`]; the caller owns the retry policy.
 
 pub mod client;
-pub mod crc64;
+pub use imgport_auth::crc64;
 pub mod error;
 pub mod state;
 pub mod upload;

@@ -4,48 +4,14 @@ use super::entries::{classify, Cluster, L1E_OFFSET_MASK};
 use super::header::{self, serialize, CompressionType, NewHeader};
 use crate::error::{ErrorKind, Result};
 use crate::file::ImageFile;
-use crate::image::{check_bounds, CheckReport, DiskImage, Extent, ExtentKind, ImageDetails};
+use crate::image::{DiskImage, ExtentKind};
 use crate::open::{open, OpenOptions};
 use crate::probe::Format;
 use crate::sink::VecSink;
 use crate::write::{write_image, Compression, Control, WriteOptions};
 use std::path::{Path, PathBuf};
 
-/// An in-memory source whose map reports every non-zero 4 KiB block as data.
-struct MemImage(Vec<u8>);
-
-impl DiskImage for MemImage {
-    fn virtual_size(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_bounds(self.virtual_size(), offset, buf.len())?;
-        buf.copy_from_slice(&self.0[offset as usize..offset as usize + buf.len()]);
-        Ok(())
-    }
-    fn map(&self, offset: u64, length: u64) -> Result<Vec<Extent>> {
-        let mut list = crate::image::ExtentList::new();
-        let end = (offset + length).min(self.virtual_size());
-        let mut pos = offset;
-        while pos < end {
-            let next = ((pos / 4096 + 1) * 4096).min(end);
-            let zero = self.0[pos as usize..next as usize].iter().all(|&b| b == 0);
-            list.push(if zero {
-                Extent::unallocated(pos, next - pos)
-            } else {
-                Extent::data(pos, next - pos, Some(pos))
-            });
-            pos = next;
-        }
-        Ok(list.into_vec())
-    }
-    fn details(&self) -> ImageDetails {
-        ImageDetails::new(Format::Raw)
-    }
-    fn check(&self) -> Result<CheckReport> {
-        Ok(CheckReport::default())
-    }
-}
+use crate::mem::MemImage;
 
 /// A disk with incompressible data, compressible text, zeros and holes, at unaligned places.
 fn sample_disk(size: usize) -> Vec<u8> {

@@ -284,12 +284,6 @@ pub(crate) fn text4(b: &[u8; 4]) -> String {
     b[..end].iter().map(|&c| if c.is_ascii_graphic() || c == b' ' { c as char } else { '?' }).collect()
 }
 
-/// A unique id in the usual 8-4-4-4-12 form, bytes in file order.
-pub(crate) fn guid(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-}
-
 /// A VHD timestamp (seconds since 2000-01-01 UTC) as an RFC 3339 UTC date.
 pub(crate) fn timestamp_utc(ts: u32) -> String {
     let secs = VHD_EPOCH_UNIX + ts as u64;
@@ -394,7 +388,7 @@ mod tests {
     fn text_guid_and_time() {
         assert_eq!(text4(b"tap\0"), "tap");
         assert_eq!(text4(b"vpc "), "vpc ");
-        assert_eq!(guid(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
+        assert_eq!(crate::guid::big_endian(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
         assert_eq!(timestamp_utc(0), "2000-01-01T00:00:00Z");
         assert_eq!(timestamp_utc(86_400 * 60 + 3661), "2000-03-01T01:01:01Z");
     }

@@ -401,7 +401,7 @@ impl VhdImage {
             size_source: self.size_source.as_str(),
             block_size: dynamic.map(|d| d.block_size),
             max_table_entries: dynamic.map(|d| d.header.max_table_entries),
-            unique_id: super::footer::guid(&f.unique_id),
+            unique_id: crate::guid::big_endian(&f.unique_id),
             timestamp: f.timestamp,
             timestamp_utc: super::footer::timestamp_utc(f.timestamp),
             saved_state: f.saved_state != 0,

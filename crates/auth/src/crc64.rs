@@ -1,4 +1,4 @@
-//! CRC-64/XZ, the checksum OSS reports in `x-oss-hash-crc64ecma` (the `crc` crate's CRC_64_ECMA_182 is another
+//! CRC-64/XZ, the checksum OSS reports in `x-oss-hash-crc64ecma`, shared by the uploader and the emulator (the `crc` crate's CRC_64_ECMA_182 is another
 //! variant: no reflection, no final xor).
 
 use crc_fast::CrcAlgorithm::Crc64Xz;
@@ -67,5 +67,8 @@ mod tests {
         let parts: Vec<&[u8]> = data.chunks(100_000).collect();
         let folded = parts.iter().fold(0, |acc, p| combine(acc, checksum(p), p.len() as u64));
         assert_eq!(folded, checksum(&data));
+        assert_eq!(combine(checksum(b"1234"), checksum(b"56789"), 5), checksum(b"123456789"));
+        assert_eq!(combine(checksum(b""), checksum(b"abc"), 3), checksum(b"abc"));
+        assert_eq!(combine(checksum(b"abc"), checksum(b""), 0), checksum(b"abc"));
     }
 }
