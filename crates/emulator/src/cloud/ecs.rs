@@ -14,6 +14,8 @@ use std::time::Duration;
 const GIB: u64 = 1 << 30;
 const OTHER_ACCOUNT: &str = "9876543210987654";
 const IN_FLIGHT: [&str; 2] = ["Waiting", "Creating"];
+/// A custom image can be shared with at most this many accounts.
+const MAX_SHARED_ACCOUNTS: usize = 50;
 
 fn err(status: u16, code: &str, message: impl Into<String>) -> RpcError {
     RpcError::new(status, code, message)
@@ -51,7 +53,8 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
 fn region(ctx: &RpcContext, params: &Params, name: &str) -> Result<String, RpcError> {
     let r = params.require(name)?;
     if !ctx.state.serves_region(r) {
-        return Err(err(404, "InvalidRegionId.NotFound", format!("The specified {name} {r} does not exist.")));
+        // Documented as 400 for every Images and Tasks operation (ImportImage, CancelTask, ModifyImageSharePermission).
+        return Err(err(400, "InvalidRegionId.NotFound", format!("The specified {name} {r} does not exist.")));
     }
     Ok(r.to_string())
 }
@@ -302,7 +305,13 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
         match params.get(name).filter(|v| !v.is_empty()) {
             None => Ok(default.to_string()),
             Some(v) => allowed.iter().find(|a| a.eq_ignore_ascii_case(v)).map(|a| a.to_string()).ok_or_else(|| {
-                RpcError::invalid_parameter(name, format!("The specified {name} \"{v}\" is not valid."))
+                // ImportImage's documented codes: InvalidArchitecture.Malformed, InvalidOSType.Malformed,
+                // InvalidBootMode.Malformed, InvalidLicenseType.NotSupported.
+                let code = match name {
+                    "LicenseType" => "InvalidLicenseType.NotSupported".to_string(),
+                    _ => format!("Invalid{name}.Malformed"),
+                };
+                err(400, &code, format!("The specified {name} \"{v}\" is wrongly formed."))
             }),
         }
     };
@@ -317,7 +326,11 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
     let platform = params.get("Platform").filter(|p| !p.is_empty()).unwrap_or("Others Linux").to_string();
     if os_type == "windows" && !platform.starts_with("Windows") || os_type == "linux" && platform.starts_with("Windows")
     {
-        return Err(err(400, "InvalidPlatform.ValueNotSupported", "The Platform does not match the OSType."));
+        return Err(err(
+            400,
+            "InvalidPlatform.Malformed",
+            "The specified Platform is wrongly formed (it does not match the OSType).",
+        ));
     }
     let name = match params.get("ImageName").filter(|n| !n.is_empty()) {
         Some(n) if !valid_name(n) => {
@@ -376,7 +389,11 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
                 })?),
             };
         let info = ctx.state.store.bucket(bucket).ok_or_else(|| {
-            err(404, "InvalidOSSBucket.NotFound", format!("The specified OSS bucket {bucket} does not exist."))
+            err(
+                400,
+                "InvalidOSSBucket.NotFound",
+                format!("The specified OSS bucket {bucket} does not exist in this region."),
+            )
         })?;
         if info.region != region {
             return Err(err(
@@ -386,9 +403,11 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
             ));
         }
         let meta = ctx.state.store.head_object(bucket, object).map_err(|e| match e {
-            StoreError::NoSuchKey | StoreError::NoSuchBucket => {
-                err(404, "InvalidOSSObject.NotFound", format!("The specified OSS object {object} does not exist."))
-            }
+            StoreError::NoSuchKey | StoreError::NoSuchBucket => err(
+                400,
+                "InvalidOSSObject.NotFound",
+                format!("The specified OSS object {object} does not exist in this region."),
+            ),
             _ => RpcError::internal(),
         })?;
         if meta.size == 0 {
@@ -775,11 +794,10 @@ fn describe_task_attribute(inner: &Inner, ctx: &RpcContext, params: &Params) -> 
     let region = region(ctx, params, "RegionId")?;
     let id = params.require("TaskId")?;
     let db = inner.db();
-    let t = db
-        .tasks
-        .iter()
-        .find(|t| t.id == id && t.region == region)
-        .ok_or_else(|| err(404, "InvalidTaskId.NotFound", format!("The specified TaskId {id} does not exist.")))?;
+    let t =
+        db.tasks.iter().find(|t| t.id == id && t.region == region).ok_or_else(|| {
+            err(400, "InvalidTaskId.NotFound", format!("The specified \"TaskId\" {id} is not found."))
+        })?;
     let (code, msg) = match &t.failure {
         Some(f) => match f.split_once(": ") {
             Some((c, m)) => (c.to_string(), m.to_string()),
@@ -810,13 +828,12 @@ fn cancel_task(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let id = params.require("TaskId")?;
     let mut db = inner.db();
-    let t = db
-        .tasks
-        .iter_mut()
-        .find(|t| t.id == id && t.region == region)
-        .ok_or_else(|| err(404, "InvalidTaskId.NotFound", format!("The specified TaskId {id} does not exist.")))?;
+    let t =
+        db.tasks.iter_mut().find(|t| t.id == id && t.region == region).ok_or_else(|| {
+            err(400, "InvalidTaskId.NotFound", format!("The specified \"TaskId\" {id} is not found."))
+        })?;
     if !IN_FLIGHT_TASK.contains(&t.status.as_str()) {
-        return Err(err(403, "InvalidTaskId.IncorrectStatus", "The task has already finished."));
+        return Err(err(403, "InvalidTaskId.IncorrectTaskStatus", "The specified task status is invalid."));
     }
     t.status = "Deleted".into();
     t.finished = Some(ctx.now);
@@ -839,21 +856,21 @@ fn delete_image(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let id = params.require("ImageId")?;
     let force = params.get("Force").is_some_and(|f| f.eq_ignore_ascii_case("true"));
     let mut db = inner.db();
+    // Documented: "If the specified custom image does not exist, the request is ignored."
+    if !db.images.iter().any(|i| i.id == id && i.region == region) {
+        return Ok(json!({}));
+    }
     let i = own_image(&mut db, &region, id)?;
     if IN_FLIGHT.contains(&i.status.as_str()) {
-        return Err(err(403, "ImageIsImporting", "The specified image is being imported; cancel its task instead."));
+        return Err(err(403, "ImageIsImporting", "The specified Image is importing."));
     }
     let used = db.instances.iter().any(|n| n.image_id == id);
     let i = own_image(&mut db, &region, id)?;
     if used && !force {
-        return Err(err(403, "ImageUsingByInstance", "The specified image is in use by instances; delete with Force."));
+        return Err(err(403, "ImageUsingByInstance", "The specified image has been used to create instances."));
     }
     if !i.shared_with.is_empty() && !force {
-        return Err(err(
-            403,
-            "InvalidImageId.IsShared",
-            "The specified image is shared with other accounts; unshare it or delete with Force.",
-        ));
+        return Err(err(403, "ImageUseShared", "The specified image has been shared to others."));
     }
     db.images.retain(|i| i.id != id);
     db.save()?;
@@ -873,7 +890,7 @@ fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResul
         return Err(err(403, "InvalidImageId.NotSupported", "Only custom images can be copied."));
     }
     if src.status != "Available" {
-        return Err(err(403, "IncorrectImageStatus", "The image must be Available to be copied."));
+        return Err(err(400, "IncorrectImageStatus", "The image not available."));
     }
     let name = match params.get("DestinationImageName").filter(|n| !n.is_empty()) {
         Some(n) if !valid_name(n) => {
@@ -927,11 +944,7 @@ fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResul
 fn region_of(ctx: &RpcContext, params: &Params) -> Result<String, RpcError> {
     let r = params.require("DestinationRegionId")?;
     if !ctx.state.serves_region(r) {
-        return Err(err(
-            404,
-            "InvalidRegionId.NotFound",
-            format!("The specified DestinationRegionId {r} does not exist."),
-        ));
+        return Err(err(400, "DestinationRegion.NotFound", format!("The destination region {r} not found.")));
     }
     Ok(r.to_string())
 }
@@ -942,24 +955,33 @@ fn modify_share(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let add: Vec<String> = params.indexed("AddAccount").into_values().filter_map(|m| m.get("").cloned()).collect();
     let remove: Vec<String> =
         params.indexed("RemoveAccount").into_values().filter_map(|m| m.get("").cloned()).collect();
-    if add.len() > 10 || remove.len() > 10 {
-        return Err(err(400, "InvalidAccount.Malformed", "At most 10 accounts per call."));
-    }
-    if add.iter().chain(&remove).any(|a| a.is_empty() || !a.chars().all(|c| c.is_ascii_digit())) {
-        return Err(err(400, "InvalidAccount.Malformed", "The specified account is not valid."));
+    // Documented: beyond 10 accounts per call, only the first 10 are processed.
+    let (add, remove) = (&add[..add.len().min(10)], &remove[..remove.len().min(10)]);
+    if add.iter().chain(remove).any(|a| a.is_empty() || !a.chars().all(|c| c.is_ascii_digit())) {
+        return Err(err(
+            404,
+            "InvalidAccount.NotFound",
+            "The specified parameter AddAccount.n or RemoveAccount.n does not exist.",
+        ));
     }
     let mut db = inner.db();
     let i = own_image(&mut db, &region, id)?;
     if i.status != "Available" {
-        return Err(err(403, "IncorrectImageStatus", "The image must be Available to be shared."));
+        return Err(err(400, "IncorrectImageStatus", "The image is not available."));
     }
     if add.contains(&ctx.state.account_id) {
-        return Err(err(400, "InvalidAccount.NotSupported", "An image cannot be shared with its owner."));
+        // Spelled as Alibaba spells it.
+        return Err(err(404, "InvalidAccount.Forbbiden", "The specified account does not yourself."));
     }
-    for a in &remove {
+    let after =
+        i.shared_with.iter().filter(|a| !remove.contains(a)).chain(add).collect::<std::collections::BTreeSet<_>>();
+    if after.len() > MAX_SHARED_ACCOUNTS {
+        return Err(err(403, "QuotaExceed.ShareImageUser", "The shared image user quota exceeds."));
+    }
+    for a in remove {
         i.shared_with.remove(a);
     }
-    i.shared_with.extend(add);
+    i.shared_with.extend(add.iter().cloned());
     db.save()?;
     Ok(json!({}))
 }
@@ -1174,7 +1196,19 @@ fn replace_system_disk(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcR
     let size = match params.get("SystemDisk.Size").filter(|v| !v.is_empty()) {
         None => n.system_disk_gib.max(need),
         Some(v) => v.parse::<u64>().ok().filter(|s| *s >= need && *s <= 2048).ok_or_else(|| {
-            err(400, "InvalidSystemDiskSize", "The system disk size is smaller than the image or too large.")
+            if v.parse::<u64>().is_ok_and(|s| s < need) {
+                err(
+                    400,
+                    "InvalidSystemDiskSize.LessThanImageSize",
+                    "The specified parameter SystemDisk.Size is less than the image size.",
+                )
+            } else {
+                err(
+                    400,
+                    "InvalidSystemDiskSize.ValueNotSupported",
+                    "The specified parameter SystemDisk.Size is invalid.",
+                )
+            }
         })?,
     };
     let disk_id = new_id("d-");
