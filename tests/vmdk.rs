@@ -56,6 +56,17 @@ fn assert_info_matches_qemu(image: &Path) -> serde_json::Value {
     assert_eq!(ours["vmdk"]["cid"], q["cid"]);
     assert_eq!(ours["vmdk"]["parent_cid"], q["parent-cid"]);
     assert_eq!(ours["vmdk"]["extents"].as_array().unwrap().len(), q["extents"].as_array().unwrap().len());
+    // Sizes cover every file of the image (descriptor and extents), as qemu-img's do.
+    assert_eq!(ours["actual_size"], qemu["actual-size"], "actual size of {}", image.display());
+    let files: u64 = qemu["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["info"]["format"] == "file")
+        // qemu rounds each file's length up to a sector; compare with the exact lengths of the files it names.
+        .map(|c| std::fs::metadata(c["info"]["filename"].as_str().unwrap()).unwrap().len())
+        .sum();
+    assert_eq!(ours["file_size"], files, "file size of {}", image.display());
     ours
 }
 

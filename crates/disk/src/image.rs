@@ -120,6 +120,12 @@ pub trait DiskImage: Send + Sync {
     fn data_file(&self) -> Option<&crate::file::ImageFile> {
         None
     }
+
+    /// Files other than the opened one that hold part of the image (a VMDK descriptor's extent files), so
+    /// `info` can size the whole image as qemu-img does. Empty (the default) for single-file formats.
+    fn extra_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
 }
 
 /// Check that a read request lies within the virtual disk.

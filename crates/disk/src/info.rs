@@ -29,14 +29,30 @@ impl ImageInfo {
         let allocated_bytes =
             image.map(0, image.virtual_size())?.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.length).sum();
         let details = image.details();
+        // A multi-file image (VMDK descriptor plus extents) is as large as all its files together, as qemu-img
+        // sums them for `actual-size`. The opened file itself may also be one of the extents (monolithic).
+        let (mut file_size, mut actual_size) = (file.len(), file.actual_size());
+        for extra in image.extra_files().iter().filter(|p| !same_file(p, path)) {
+            let f = ImageFile::open(extra)?;
+            file_size += f.len();
+            actual_size += f.actual_size();
+        }
         Ok(ImageInfo {
             filename: path.display().to_string(),
             qemu_format: details.format.qemu_name(),
             virtual_size: image.virtual_size(),
-            file_size: file.len(),
-            actual_size: file.actual_size(),
+            file_size,
+            actual_size,
             allocated_bytes,
             details,
         })
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => a == b,
     }
 }

@@ -458,6 +458,22 @@ impl FlatExtent {
 }
 
 impl DiskImage for VmdkImage {
+    fn extra_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for p in &self.parts {
+            let path = match &p.body {
+                Body::Flat(f) => f.path.clone(),
+                Body::Sparse(s) if p.line.is_some() => s.file.path().to_path_buf(),
+                _ => continue,
+            };
+            // twoGbMaxExtent images list many extents, some in one file; count each file once.
+            if !files.contains(&path) {
+                files.push(path);
+            }
+        }
+        files
+    }
+
     fn virtual_size(&self) -> u64 {
         self.size
     }
