@@ -235,6 +235,14 @@ impl StreamWriter {
     }
 }
 
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A part the store already holds, and how to recognise it.
 #[derive(Debug, Clone)]
 struct StoredPart {
@@ -306,6 +314,9 @@ where
 
     let concurrency = opts.concurrency.max(1);
     let buffers = Arc::new(Semaphore::new(concurrency + 1));
+    // However this ends (an error, or the caller dropping this future on Ctrl-C), a producer waiting for a
+    // buffer wakes up and stops with an error instead of waiting for ever.
+    let _close = CloseOnDrop(buffers.clone());
     let (tx, rx) = mpsc::channel(concurrency + 1);
     let writer = StreamWriter {
         shared: shared.clone(),
@@ -347,10 +358,7 @@ where
         run.st = Some(st);
         run.stored = stored;
     }
-    let result = run.dispatch(rx, &mut producer).await;
-    // Wake a producer waiting for a buffer: it stops with an error instead of waiting for ever.
-    buffers.close();
-    let mut summary = result?;
+    let mut summary = run.dispatch(rx, &mut producer).await?;
     match producer.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(UploadError::Source(e)),
