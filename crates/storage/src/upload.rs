@@ -146,7 +146,7 @@ impl RateLimit {
 }
 
 /// What every part of one upload shares: the store, retry policy, concurrency, rate and buffer pool. Used by the
-/// file uploader here and the stream uploader (`stream.rs`).
+/// file uploader here and the stream uploader (`stream/`).
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn ObjectStore>,
     correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,

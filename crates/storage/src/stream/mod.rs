@@ -226,6 +226,7 @@ impl Run<'_> {
         }
     }
 
+    /// `total` is 0: a stream's length is known only at its end.
     fn report(&self, in_flight: usize) {
         if let Some(p) = &self.progress {
             p(crate::upload::Progress { total: 0, done: self.done_bytes, in_flight });
