@@ -6,28 +6,32 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    open: OpenArgs,
+    pub(crate) open: OpenArgs,
     /// Output format: raw, qcow2, vhd, vhdx, vmdk.
     #[arg(short = 'O', long = "output-format", value_parser = super::parse_format)]
-    output_format: Format,
+    pub(crate) output_format: Format,
     /// Output options, comma separated: subformat=fixed|dynamic|streamOptimized, cluster_size=64k,
     /// block_size=2M, compression_type=zstd|zlib.
     #[arg(short = 'o', long = "options", value_delimiter = ',')]
-    options: Vec<String>,
+    pub(crate) options: Vec<String>,
     /// Compress qcow2 output clusters.
     #[arg(long, value_parser = ["zstd", "zlib"])]
-    compress: Option<String>,
+    pub(crate) compress: Option<String>,
     /// Overwrite OUT if it exists.
     #[arg(long)]
     force: bool,
     /// Accepted for qemu-img compatibility: the progress bar is shown whenever stderr is a terminal.
     #[arg(short = 'p', long = "progress")]
     _progress: bool,
-    /// Print a summary as JSON: sizes, bytes read and written, seconds.
+    /// Print a summary as JSON: sizes, bytes read and written, seconds (to a store: the upload's summary too).
     #[arg(long)]
-    json: bool,
-    input: PathBuf,
-    output: PathBuf,
+    pub(crate) json: bool,
+    /// Upload options, for an OUTPUT of oss://BUCKET/KEY or s3://BUCKET/KEY (streamed: no temporary file).
+    #[command(flatten)]
+    pub(crate) upload: super::upload::UploadArgs,
+    pub(crate) input: PathBuf,
+    /// A file, or oss://BUCKET/KEY or s3://BUCKET/KEY to upload the output as it is written.
+    pub(crate) output: PathBuf,
 }
 
 /// What `convert --json` prints.
@@ -46,6 +50,9 @@ struct Summary {
 }
 
 pub fn run(args: Args) -> u8 {
+    if args.output.to_str().is_some_and(super::upload::is_store_url) {
+        return super::convert_upload::run(&args);
+    }
     match convert(&args) {
         Ok(summary) => {
             if args.json {
@@ -64,8 +71,8 @@ pub fn run(args: Args) -> u8 {
     }
 }
 
-fn convert(args: &Args) -> Result<Summary, Error> {
-    let started = std::time::Instant::now();
+/// The output options `-O`, `-o` and `--compress` ask for.
+pub(crate) fn write_options(args: &Args) -> Result<WriteOptions, Error> {
     let mut opts = WriteOptions::new(args.output_format);
     for kv in &args.options {
         let (k, v) =
@@ -75,6 +82,12 @@ fn convert(args: &Args) -> Result<Summary, Error> {
     if let Some(c) = &args.compress {
         opts.compression = Some(c.parse()?);
     }
+    Ok(opts)
+}
+
+fn convert(args: &Args) -> Result<Summary, Error> {
+    let started = std::time::Instant::now();
+    let opts = write_options(args)?;
     if !args.force && args.output.exists() {
         return Err(Error::invalid_argument("output exists (use --force to overwrite)").in_file(&args.output));
     }

@@ -16,6 +16,16 @@ pub struct Args {
     source: PathBuf,
     /// oss://BUCKET/KEY or s3://BUCKET/KEY.
     dest: String,
+    #[command(flatten)]
+    upload: UploadArgs,
+    /// Print a JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// How to upload: shared by `upload` and `convert` to a store.
+#[derive(clap::Args, Clone)]
+pub struct UploadArgs {
     /// Part size (e.g. 64M, 100K); default max(64 MiB, size/9000) rounded up to MiB.
     #[arg(long, value_parser = parse_size)]
     part_size: Option<u64>,
@@ -33,9 +43,6 @@ pub struct Args {
     /// Bytes per second at most over all parts (e.g. 50M).
     #[arg(long, value_parser = parse_size)]
     rate_limit: Option<u64>,
-    /// Print a JSON summary.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -181,6 +188,67 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
+pub fn is_store_url(s: &str) -> bool {
+    s.starts_with("oss://") || s.starts_with("s3://")
+}
+
+/// A destination's client and runtime, with the upload options for `source` (the file whose identity keys the
+/// resume state).
+pub struct Prepared {
+    pub client: Arc<Client>,
+    pub rt: tokio::runtime::Runtime,
+    pub opts: UploadOptions,
+}
+
+impl Prepared {
+    pub fn new(dest_url: &str, args: &UploadArgs, source: &std::path::Path) -> Result<Prepared, String> {
+        let dest = match parse_dest(dest_url, args.store.oss_v1)? {
+            d if !d.key.is_empty() && !d.key.ends_with('/') => d,
+            _ => return Err(format!("{dest_url}: give the object key (oss://BUCKET/KEY)")),
+        };
+        let client = Arc::new(client(&dest, &args.store)?);
+        let rt = runtime()?;
+        let opts = UploadOptions {
+            source: source.to_path_buf(),
+            key: dest.key.clone(),
+            endpoint_id: client.config().endpoint.url(),
+            url: dest_url.to_string(),
+            part_size: args.part_size,
+            min_part_size: if dest.flavor == Flavor::S3 { 5 << 20 } else { 100 << 10 },
+            concurrency: args.concurrency,
+            resume: !args.no_resume,
+            state_dir: state::default_dir(),
+            put: PutOptions { storage_class: args.storage_class.clone(), ..Default::default() },
+            rate_limit: args.rate_limit,
+            max_attempts: 10,
+            send_md5: dest.flavor == Flavor::S3,
+        };
+        Ok(Prepared { client, rt, opts })
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.client.clone()
+    }
+
+    /// Signs with the server's clock after a `RequestTimeTooSkewed`.
+    pub fn fix_clock(&self) -> Arc<dyn Fn(i64) + Send + Sync> {
+        let c = self.client.clone();
+        Arc::new(move |t| c.correct_clock(t))
+    }
+}
+
+/// The human line after an upload (with `--json` the summary is printed as is).
+pub fn summary_line(s: &upload::Summary, dest: &str) -> String {
+    let mut line = format!(
+        "uploaded {} bytes to {dest} in {} part(s) of {} bytes, {:.1} s, {:.1} MiB/s, {} retries",
+        s.bytes, s.parts, s.part_size, s.seconds, s.mib_per_s, s.retries
+    );
+    if s.resumed_parts > 0 || s.skipped_parts > 0 {
+        line.push_str(&format!(", {} part(s) resumed, {} not sent again", s.resumed_parts, s.skipped_parts));
+    }
+    line
+}
+
 fn progress_bar(total: u64) -> Option<(indicatif::ProgressBar, upload::ProgressFn)> {
     if !std::io::stderr().is_terminal() {
         return None;
@@ -199,58 +267,27 @@ fn progress_bar(total: u64) -> Option<(indicatif::ProgressBar, upload::ProgressF
 }
 
 pub fn run(args: Args) -> u8 {
-    let dest = match parse_dest(&args.dest, args.store.oss_v1) {
-        Ok(d) if !d.key.is_empty() && !d.key.ends_with('/') => d,
-        Ok(_) => {
-            eprintln!("imgport: error: {}: give the object key (oss://BUCKET/KEY)", args.dest);
-            return 1;
-        }
+    let prepared = match Prepared::new(&args.dest, &args.upload, &args.source) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("imgport: error: {e}");
             return 1;
         }
     };
-    let (client, rt) = match client(&dest, &args.store).and_then(|c| Ok((c, runtime()?))) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("imgport: error: {e}");
-            return 1;
-        }
-    };
-    let client = Arc::new(client);
-    let endpoint_id = client.config().endpoint.url();
     let size = std::fs::metadata(&args.source).map(|m| m.len()).unwrap_or(0);
-    let opts = UploadOptions {
-        source: args.source.clone(),
-        key: dest.key.clone(),
-        endpoint_id: endpoint_id.clone(),
-        url: args.dest.clone(),
-        part_size: args.part_size,
-        min_part_size: if dest.flavor == Flavor::S3 { 5 << 20 } else { 100 << 10 },
-        concurrency: args.concurrency,
-        resume: !args.no_resume,
-        state_dir: state::default_dir(),
-        put: PutOptions { storage_class: args.storage_class.clone(), ..Default::default() },
-        rate_limit: args.rate_limit,
-        max_attempts: 10,
-        send_md5: dest.flavor == Flavor::S3,
-    };
     let bar = progress_bar(size);
-    let fix_clock: Arc<dyn Fn(i64) + Send + Sync> = {
-        let c = client.clone();
-        Arc::new(move |t| c.correct_clock(t))
-    };
-    let store: Arc<dyn ObjectStore> = client.clone();
+    let (fix_clock, store) = (prepared.fix_clock(), prepared.store());
+    let (rt, opts) = (&prepared.rt, &prepared.opts);
     let result = rt.block_on(async {
         tokio::select! {
-            r = upload::upload(store, Some(fix_clock), &opts, bar.as_ref().map(|b| b.1.clone())) => Some(r),
+            r = upload::upload(store, Some(fix_clock), opts, bar.as_ref().map(|b| b.1.clone())) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
     if let Some((b, _)) = &bar {
         b.finish_and_clear();
     }
-    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    prepared.rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         None => {
             eprintln!("imgport: interrupted; the parts sent so far are kept.");
@@ -262,17 +299,7 @@ pub fn run(args: Args) -> u8 {
             if args.json {
                 print_json(&s);
             } else {
-                println!(
-                    "uploaded {} bytes to {} in {} part(s) of {} bytes, {:.1} s, {:.1} MiB/s, {} retries{}",
-                    s.bytes,
-                    args.dest,
-                    s.parts,
-                    s.part_size,
-                    s.seconds,
-                    s.mib_per_s,
-                    s.retries,
-                    if s.resumed_parts > 0 { format!(", {} part(s) resumed", s.resumed_parts) } else { String::new() }
-                );
+                println!("{}", summary_line(&s, &args.dest));
             }
             0
         }

@@ -36,4 +36,4 @@ pub use mem::MemImage;
 pub use open::{open, OpenOptions};
 pub use probe::Format;
 pub use sink::{FileSink, Sink, VecSink};
-pub use write::{write_image, Compression, Control, Subformat, WriteOptions};
+pub use write::{write_image, Compression, Control, Stamp, Subformat, WriteOptions};

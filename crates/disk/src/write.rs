@@ -62,11 +62,34 @@ pub struct WriteOptions {
     pub cluster_size: Option<u64>,
     /// VHD/VHDX block size (defaults 2 MiB / 32 MiB).
     pub block_size: Option<u64>,
+    /// None: timestamps from the clock and random identifiers, as qemu-img writes them.
+    pub stamp: Option<Stamp>,
+}
+
+/// Fixes what formats otherwise take from the clock or a random source (VHD timestamp and unique id, VMDK
+/// content id, VHDX GUIDs), so the same source and options give the same bytes. A streamed upload needs this:
+/// on resume it writes the output again and skips the parts the store already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Seconds since 1970 for the image's creation time.
+    pub unix_time: u64,
+    pub seed: [u8; 32],
+}
+
+impl Stamp {
+    /// 16 bytes derived from the seed, different for each `purpose`.
+    pub fn bytes(&self, purpose: &str) -> [u8; 16] {
+        use sha2::Digest;
+        let h = sha2::Sha256::new().chain_update(self.seed).chain_update(purpose.as_bytes()).finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h[..16]);
+        out
+    }
 }
 
 impl WriteOptions {
     pub fn new(format: Format) -> Self {
-        WriteOptions { format, subformat: None, compression: None, cluster_size: None, block_size: None }
+        WriteOptions { format, subformat: None, compression: None, cluster_size: None, block_size: None, stamp: None }
     }
 
     /// Apply one `-o key=value` option, as qemu-img spells them where it has an equivalent.
@@ -153,5 +176,48 @@ pub fn write_image(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sink
         Format::Vhd => crate::vhd::write(src, opts, sink, ctl),
         Format::Vhdx => crate::vhdx::write(src, opts, sink, ctl),
         Format::Vmdk => crate::vmdk::write(src, opts, sink, ctl),
+    }
+}
+
+/// An upper bound of the output's length for a virtual disk of `virtual_size` bytes, in every format: the
+/// data (rounded up to whole MiB, as VHD pads it), incompressible data stored by compressed formats with their
+/// per-cluster framing, and the metadata (tables, bitmaps, VHDX's fixed regions), all well under 1/64 of the
+/// data plus 64 MiB. A streamed upload sizes its parts from it before the real length is known.
+pub fn output_len_bound(virtual_size: u64) -> u64 {
+    let size = virtual_size.div_ceil(1 << 20).saturating_mul(1 << 20);
+    size.saturating_add(size / 64).saturating_add(64 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mem::MemImage;
+    use crate::sink::VecSink;
+
+    fn write(src: &MemImage, format: Format, stamp: Option<Stamp>) -> Vec<u8> {
+        let mut opts = WriteOptions::new(format);
+        opts.stamp = stamp;
+        let mut sink = VecSink::default();
+        write_image(src, &opts, &mut sink, &Control::new()).expect("write");
+        sink.data
+    }
+
+    /// With a stamp, every format writes the same bytes twice; VHD without one does not (time and random id).
+    #[test]
+    fn stamped_output_is_deterministic_and_bounded() {
+        let mut data = vec![0u8; 5 << 20];
+        for (i, b) in data.iter_mut().enumerate().skip(1 << 20).take(1 << 20) {
+            *b = (i * 7 % 251) as u8;
+        }
+        let src = MemImage(data);
+        let stamp = Stamp { unix_time: 1_700_000_000, seed: [3; 32] };
+        for format in [Format::Raw, Format::Qcow2, Format::Vhd, Format::Vhdx, Format::Vmdk] {
+            let a = write(&src, format, Some(stamp));
+            assert_eq!(a, write(&src, format, Some(stamp)), "{format}");
+            assert!((a.len() as u64) <= output_len_bound(src.0.len() as u64), "{format}");
+        }
+        let other = Stamp { seed: [4; 32], ..stamp };
+        assert_ne!(write(&src, Format::Vhd, Some(stamp)), write(&src, Format::Vhd, Some(other)));
+        assert_ne!(write(&src, Format::Vhd, None), write(&src, Format::Vhd, None));
     }
 }

@@ -6,6 +6,7 @@ pub mod client;
 pub use imgport_auth::crc64;
 pub mod error;
 pub mod state;
+pub mod stream;
 pub mod upload;
 pub mod xml;
 

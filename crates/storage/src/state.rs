@@ -38,6 +38,10 @@ pub struct UploadState {
     pub part_size: u64,
     pub created: i64,
     pub parts: BTreeMap<u32, PartRecord>,
+    /// For a streamed source: what turned the source into the stream (output format and options). A file
+    /// upload and streams made with other parameters never resume each other's uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 /// `$XDG_STATE_HOME/imgport/uploads`, else `~/.local/state/imgport/uploads`.
@@ -147,6 +151,7 @@ mod tests {
             part_size: 1 << 20,
             created: 0,
             parts: BTreeMap::from([(1, PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into() })]),
+            stream: None,
         };
         let p = file_for(dir.path(), "src", "http://e", "b", "k");
         save(&p, &st).expect("save");

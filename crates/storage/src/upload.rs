@@ -51,7 +51,12 @@ pub struct Summary {
     pub crc64: Option<String>,
     pub etag: String,
     pub retries: u64,
+    /// Parts an interrupted upload had stored that were found intact (size and checksum).
     pub resumed_parts: u64,
+    /// Parts not sent by this run because the store already held them.
+    pub skipped_parts: u64,
+    /// Parts sent by this run.
+    pub sent_parts: u64,
     pub upload_id: Option<String>,
 }
 
@@ -75,6 +80,8 @@ pub enum UploadError {
     /// A check after the upload failed: the stored object is not what was sent.
     Verify(String),
     Config(String),
+    /// The producer of a streamed source failed.
+    Source(String),
 }
 
 impl std::fmt::Display for UploadError {
@@ -84,6 +91,7 @@ impl std::fmt::Display for UploadError {
             UploadError::Store { context, error } => write!(f, "{context}: {error}"),
             UploadError::Verify(m) => write!(f, "verification failed: {m}"),
             UploadError::Config(m) => write!(f, "{m}"),
+            UploadError::Source(m) => write!(f, "{m}"),
         }
     }
 }
@@ -91,7 +99,7 @@ impl std::fmt::Display for UploadError {
 impl std::error::Error for UploadError {}
 
 /// Concurrency that halves on throttling and grows back by one after a run of successes.
-struct Limiter {
+pub(crate) struct Limiter {
     max: usize,
     current: AtomicUsize,
     successes: AtomicUsize,
@@ -113,7 +121,7 @@ impl Limiter {
         }
     }
 
-    fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.current.load(Ordering::Relaxed)
     }
 }
@@ -137,11 +145,13 @@ impl RateLimit {
     }
 }
 
-struct Shared {
-    store: Arc<dyn ObjectStore>,
+/// What every part of one upload shares: the store, retry policy, concurrency, rate and buffer pool. Used by the
+/// file uploader here and the stream uploader (`stream/`).
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn ObjectStore>,
     correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
-    retries: AtomicU64,
-    limiter: Limiter,
+    pub(crate) retries: AtomicU64,
+    pub(crate) limiter: Limiter,
     rate: Option<RateLimit>,
     max_attempts: u32,
     pool: Mutex<Vec<Vec<u8>>>,
@@ -155,9 +165,30 @@ fn jitter(attempt: u32) -> Duration {
 }
 
 impl Shared {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
+        opts: &UploadOptions,
+    ) -> Arc<Shared> {
+        let concurrency = opts.concurrency.max(1);
+        Arc::new(Shared {
+            store,
+            correct_clock,
+            retries: AtomicU64::new(0),
+            limiter: Limiter {
+                max: concurrency,
+                current: AtomicUsize::new(concurrency),
+                successes: AtomicUsize::new(0),
+            },
+            rate: opts.rate_limit.filter(|r| *r > 0).map(|rate| RateLimit { rate, next: Instant::now().into() }),
+            max_attempts: opts.max_attempts.max(1),
+            pool: Mutex::new(Vec::new()),
+        })
+    }
+
     /// Runs `op` until it succeeds, fails for good, or the attempts run out. Throttling lowers concurrency;
     /// a skewed clock is corrected from the server's time.
-    async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StorageError>
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StorageError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StorageError>>,
@@ -199,7 +230,14 @@ impl Shared {
         b
     }
 
-    fn give_back(&self, data: Bytes) {
+    /// An empty pooled buffer (its capacity kept from earlier parts).
+    pub(crate) fn take_buffer(&self) -> Vec<u8> {
+        let mut b = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        b.clear();
+        b
+    }
+
+    pub(crate) fn give_back(&self, data: Bytes) {
         if let Ok(m) = data.try_into_mut() {
             if let Ok(mut p) = self.pool.lock() {
                 p.push(m.into());
@@ -208,11 +246,11 @@ impl Shared {
     }
 }
 
-fn io_err(what: &str, e: std::io::Error) -> UploadError {
+pub(crate) fn io_err(what: &str, e: std::io::Error) -> UploadError {
     UploadError::Io(format!("{what}: {e}"))
 }
 
-fn md5_hex(data: &[u8]) -> String {
+pub(crate) fn md5_hex(data: &[u8]) -> String {
     let d = Md5::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -272,31 +310,14 @@ pub async fn upload(
         .as_ref()
         .filter(|_| opts.resume)
         .and_then(|d| state::load(&state::file_for(d, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key)))
-        .filter(|s| s.source == id)
+        .filter(|s| s.source == id && s.stream.is_none())
         .map(|s| s.part_size);
     let part_size = match opts.part_size.or(saved_part_size) {
         Some(p) => p,
         None => auto_part_size(size).max(opts.min_part_size),
     };
-    if part_size < opts.min_part_size && size > part_size {
-        return Err(UploadError::Config(format!(
-            "part size {part_size} is below this store's minimum of {}",
-            opts.min_part_size
-        )));
-    }
-    if part_size > 5 << 30 {
-        return Err(UploadError::Config(format!("part size {part_size} is above the 5 GiB maximum")));
-    }
-    let concurrency = opts.concurrency.max(1);
-    let shared = Arc::new(Shared {
-        store: store.clone(),
-        correct_clock,
-        retries: AtomicU64::new(0),
-        limiter: Limiter { max: concurrency, current: AtomicUsize::new(concurrency), successes: AtomicUsize::new(0) },
-        rate: opts.rate_limit.filter(|r| *r > 0).map(|rate| RateLimit { rate, next: Instant::now().into() }),
-        max_attempts: opts.max_attempts.max(1),
-        pool: Mutex::new(Vec::new()),
-    });
+    check_part_size(part_size, size, opts)?;
+    let shared = Shared::new(store.clone(), correct_clock, opts);
     let file = Arc::new(file);
 
     let mut summary = if size < part_size || size == 0 {
@@ -332,7 +353,20 @@ pub async fn upload(
     Ok(summary)
 }
 
-fn bucket_of(opts: &UploadOptions) -> &str {
+pub(crate) fn check_part_size(part_size: u64, size: u64, opts: &UploadOptions) -> Result<(), UploadError> {
+    if part_size < opts.min_part_size && size > part_size {
+        return Err(UploadError::Config(format!(
+            "part size {part_size} is below this store's minimum of {}",
+            opts.min_part_size
+        )));
+    }
+    if part_size > 5 << 30 {
+        return Err(UploadError::Config(format!("part size {part_size} is above the 5 GiB maximum")));
+    }
+    Ok(())
+}
+
+pub(crate) fn bucket_of(opts: &UploadOptions) -> &str {
     opts.url.split_once("://").map_or("", |(_, r)| r.split('/').next().unwrap_or(""))
 }
 
@@ -343,6 +377,18 @@ async fn single_put(
     opts: &UploadOptions,
 ) -> Result<Summary, UploadError> {
     let (data, crc, md5) = read_part(shared, file, 0, size as usize, true).await?;
+    put_whole(shared, opts, data, crc, md5).await
+}
+
+/// One PutObject of the whole object, checked like a part, then a HEAD.
+pub(crate) async fn put_whole(
+    shared: &Arc<Shared>,
+    opts: &UploadOptions,
+    data: Bytes,
+    crc: u64,
+    md5: String,
+) -> Result<Summary, UploadError> {
+    let size = data.len() as u64;
     let mut put = opts.put.clone();
     if opts.send_md5 {
         put.content_md5 = hex_to_bytes(&md5).map(|b| b64(&b));
@@ -360,7 +406,7 @@ async fn single_put(
         .await
         .map_err(|error| UploadError::Store { context: format!("PutObject {}", opts.url), error })?;
     verify_head(shared, opts, size, Some(crc)).await?;
-    Ok(Summary { parts: 1, crc64: Some(format!("{crc}")), etag: res.etag, ..Default::default() })
+    Ok(Summary { parts: 1, sent_parts: 1, crc64: Some(format!("{crc}")), etag: res.etag, ..Default::default() })
 }
 
 /// A part (or object) answer must carry the checksums of what was sent.
@@ -421,7 +467,7 @@ async fn multipart(
     let mut st: Option<UploadState> = None;
     if let Some(p) = &state_path {
         if let Some(old) = state::load(p) {
-            if opts.resume && old.source == *id && old.part_size == part_size {
+            if opts.resume && old.source == *id && old.part_size == part_size && old.stream.is_none() {
                 st = Some(old);
             } else {
                 // The old upload cannot be continued: do not leave its parts behind.
@@ -434,7 +480,7 @@ async fn multipart(
         }
     }
     let mut resumed = 0u64;
-    if let Some(s) = st.as_mut() {
+    if let Some(s) = st.as_mut().filter(|s| s.stream.is_none()) {
         let listed = shared
             .retry("ListParts", || store.list_parts(&opts.key, &s.upload_id))
             .await
@@ -470,6 +516,7 @@ async fn multipart(
                 part_size,
                 created: imgport_auth::time::now(),
                 parts: BTreeMap::new(),
+                stream: None,
             }
         }
     };
@@ -503,25 +550,9 @@ async fn multipart(
             set.spawn(async move {
                 let offset = (n as u64 - 1) * part_size;
                 let (data, crc, md5_hex) = read_part(&shared, &file, offset, len as usize, true).await?;
-                let content_md5 = if md5 { hex_to_bytes(&md5_hex).map(|b| b64(&b)) } else { None };
-                let store = shared.store.clone();
-                let r = shared
-                    .retry("UploadPart", || async {
-                        if let Some(r) = &shared.rate {
-                            r.take(len).await;
-                        }
-                        let r = store.upload_part(&key, &upload_id, n, data.clone(), content_md5.clone()).await?;
-                        check_part(store.as_ref(), &r, crc, &md5_hex)?;
-                        Ok(r)
-                    })
-                    .await
-                    .map_err(|error| UploadError::Store {
-                        context: format!("UploadPart {n} ({len} bytes at {offset}) of {url}, upload id {upload_id}"),
-                        error,
-                    })?;
-                shared.limiter.succeeded();
-                shared.give_back(data);
-                Ok((n, PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag }))
+                let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5 };
+                let rec = send_part(&shared, &target, n, offset, data, crc, md5_hex).await?;
+                Ok((n, rec))
             });
             report(done_bytes, set.len());
         }
@@ -533,7 +564,75 @@ async fn multipart(
         report(done_bytes, set.len());
     }
 
-    // Complete, then check the object: combined CRC (OSS) or multipart ETag (S3), and the length.
+    let (etag, combined) = complete_verified(shared, opts, &st, size).await?;
+    if let Some(p) = &state_path {
+        state::remove(p);
+    }
+    Ok(Summary {
+        parts: nparts as u64,
+        crc64: combined.map(|c| c.to_string()),
+        etag,
+        resumed_parts: resumed,
+        skipped_parts: resumed,
+        sent_parts: nparts as u64 - resumed,
+        upload_id: Some(upload_id),
+        ..Default::default()
+    })
+}
+
+/// Where a part goes.
+pub(crate) struct PartTarget<'a> {
+    pub key: &'a str,
+    pub upload_id: &'a str,
+    pub url: &'a str,
+    /// Send Content-MD5 (S3).
+    pub send_md5: bool,
+}
+
+/// Uploads part `n` (at `offset` of the object) with retries, checks the answer's checksums, lets concurrency
+/// grow back and returns the buffer to the pool.
+pub(crate) async fn send_part(
+    shared: &Arc<Shared>,
+    to: &PartTarget<'_>,
+    n: u32,
+    offset: u64,
+    data: Bytes,
+    crc: u64,
+    md5_hex: String,
+) -> Result<PartRecord, UploadError> {
+    let len = data.len() as u64;
+    let content_md5 = if to.send_md5 { hex_to_bytes(&md5_hex).map(|b| b64(&b)) } else { None };
+    let store = shared.store.clone();
+    let r = shared
+        .retry("UploadPart", || async {
+            if let Some(r) = &shared.rate {
+                r.take(len).await;
+            }
+            let r = store.upload_part(to.key, to.upload_id, n, data.clone(), content_md5.clone()).await?;
+            check_part(store.as_ref(), &r, crc, &md5_hex)?;
+            Ok(r)
+        })
+        .await
+        .map_err(|error| UploadError::Store {
+            context: format!("UploadPart {n} ({len} bytes at {offset}) of {}, upload id {}", to.url, to.upload_id),
+            error,
+        })?;
+    shared.limiter.succeeded();
+    shared.give_back(data);
+    Ok(PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag })
+}
+
+/// Completes the upload of `st.parts` (all of the object's parts), then checks the object: combined CRC (OSS)
+/// or multipart ETag (S3), and the length. Returns the object's ETag and combined CRC-64.
+pub(crate) async fn complete_verified(
+    shared: &Arc<Shared>,
+    opts: &UploadOptions,
+    st: &UploadState,
+    size: u64,
+) -> Result<(String, Option<u64>), UploadError> {
+    let store = shared.store.clone();
+    let upload_id = st.upload_id.clone();
+    let ctx = |what: &str| format!("{what} {}", opts.url);
     let list: Vec<(u32, String)> = st.parts.iter().map(|(n, p)| (*n, p.etag.clone())).collect();
     let combined = st.parts.values().fold(None, |acc: Option<u64>, p| {
         Some(match acc {
@@ -574,17 +673,7 @@ async fn multipart(
         }
     }
     verify_head(shared, opts, size, combined).await?;
-    if let Some(p) = &state_path {
-        state::remove(p);
-    }
-    Ok(Summary {
-        parts: nparts as u64,
-        crc64: combined.map(|c| c.to_string()),
-        etag: res.etag,
-        resumed_parts: resumed,
-        upload_id: Some(upload_id),
-        ..Default::default()
-    })
+    Ok((res.etag, combined))
 }
 
 /// `hex(md5(md5(part 1) ++ md5(part 2) ...))-N`, the ETag S3 and OSS give multipart objects.

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::image::DiskImage;
 use crate::scan::{scan_data, Granules};
 use crate::sink::Sink;
-use crate::write::{Control, Subformat, WriteOptions};
+use crate::write::{Control, Stamp, Subformat, WriteOptions};
 
 const MIB: u64 = 1 << 20;
 pub(crate) const DEFAULT_BLOCK_SIZE: u64 = 2 * MIB;
@@ -48,18 +48,25 @@ pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sin
         .checked_next_multiple_of(MIB)
         .ok_or_else(|| Error::invalid_argument("virtual size too large for VHD"))?;
     if fixed {
-        let footer = new_footer(size, DISK_TYPE_FIXED, u64::MAX);
+        let footer = new_footer(size, DISK_TYPE_FIXED, u64::MAX, opts.stamp);
         sink.begin(0)?;
         scan_data(src, Granules::new(4096), ctl, &mut |offset, data| sink.write_at(offset, data))?;
         sink.write_at(size, &footer)?;
         sink.finish(size + FOOTER_SIZE)
     } else {
         let block_size = opts.block_size.unwrap_or(DEFAULT_BLOCK_SIZE);
-        write_dynamic(src, size, block_size, sink, ctl)
+        write_dynamic(src, size, block_size, opts.stamp, sink, ctl)
     }
 }
 
-fn write_dynamic(src: &dyn DiskImage, size: u64, block_size: u64, sink: &mut dyn Sink, ctl: &Control) -> Result<()> {
+fn write_dynamic(
+    src: &dyn DiskImage,
+    size: u64,
+    block_size: u64,
+    stamp: Option<Stamp>,
+    sink: &mut dyn Sink,
+    ctl: &Control,
+) -> Result<()> {
     if !block_size.is_power_of_two() || !(4096..=256 * MIB).contains(&block_size) {
         return Err(Error::invalid_argument(format!(
             "VHD block_size {block_size} must be a power of two from 4 KiB to 256 MiB (Windows uses 512 KiB or 2 MiB)"
@@ -103,7 +110,7 @@ fn write_dynamic(src: &dyn DiskImage, size: u64, block_size: u64, sink: &mut dyn
         Ok(())
     })?;
 
-    let footer = new_footer(size, DISK_TYPE_DYNAMIC, FOOTER_SIZE);
+    let footer = new_footer(size, DISK_TYPE_DYNAMIC, FOOTER_SIZE, stamp);
     sink.write_at(next_block, &footer)?;
     // The header region: footer copy, dynamic header, BAT (padding entries unallocated, as qemu writes them).
     sink.write_at(0, &footer)?;
@@ -118,10 +125,13 @@ fn write_dynamic(src: &dyn DiskImage, size: u64, block_size: u64, sink: &mut dyn
     sink.finish(next_block + FOOTER_SIZE)
 }
 
-/// A footer for a new disk of exactly `size` bytes (a MiB multiple).
-fn new_footer(size: u64, disk_type: u32, data_offset: u64) -> [u8; 512] {
+/// A footer for a new disk of exactly `size` bytes (a MiB multiple); time and unique id from `stamp` if given.
+fn new_footer(size: u64, disk_type: u32, data_offset: u64, stamp: Option<Stamp>) -> [u8; 512] {
     let (cylinders, heads, sectors_per_track) = geometry_for_exact_size(size);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = match stamp {
+        Some(s) => s.unix_time,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
     let version = |s: &str| s.parse::<u32>().unwrap_or(0) & 0xffff;
     Footer {
         cookie: *FOOTER_COOKIE,
@@ -140,17 +150,24 @@ fn new_footer(size: u64, disk_type: u32, data_offset: u64) -> [u8; 512] {
         sectors_per_track,
         disk_type,
         checksum: 0,
-        unique_id: new_unique_id(size),
+        unique_id: new_unique_id(size, stamp),
         saved_state: 0,
     }
     .to_bytes()
 }
 
-/// A random (version 4) UUID from /dev/urandom; should that fail, one derived from the time and process.
-fn new_unique_id(size: u64) -> [u8; 16] {
+/// A random (version 4) UUID from /dev/urandom (or the stamp); should that fail, one derived from the time and
+/// process.
+fn new_unique_id(size: u64, stamp: Option<Stamp>) -> [u8; 16] {
     use std::io::Read;
     let mut id = [0u8; 16];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id));
+    let random = match stamp {
+        Some(s) => {
+            id = s.bytes("vhd unique id");
+            Ok(())
+        }
+        None => std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id)),
+    };
     if random.is_err() {
         use sha2::Digest;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());

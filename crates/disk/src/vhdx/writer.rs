@@ -39,6 +39,8 @@ pub(crate) struct Layout {
     /// Where payload blocks start: the end of the sink's header region.
     pub data_start: u64,
     pub fixed: bool,
+    /// GUIDs from this instead of /dev/urandom.
+    pub stamp: Option<crate::write::Stamp>,
 }
 
 impl Layout {
@@ -56,6 +58,7 @@ impl Layout {
             bat_length,
             data_start: BAT_OFFSET + bat_length,
             fixed,
+            stamp: None,
         }
     }
 
@@ -90,7 +93,9 @@ fn layout_for(src: &dyn DiskImage, opts: &WriteOptions) -> Result<Layout> {
             src.virtual_size()
         )));
     }
-    Ok(Layout::new(src.virtual_size(), block_size, LOGICAL_SECTOR, fixed))
+    let mut layout = Layout::new(src.virtual_size(), block_size, LOGICAL_SECTOR, fixed);
+    layout.stamp = opts.stamp;
+    Ok(layout)
 }
 
 pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sink, ctl: &Control) -> Result<()> {
@@ -130,8 +135,11 @@ pub(crate) fn write_layout(src: &dyn DiskImage, layout: &Layout, sink: &mut dyn 
     sink.finish(layout.data_start + blocks * bs)
 }
 
-/// 16 random bytes for a GUID.
-fn random_guid() -> Result<Guid> {
+/// 16 random bytes for a GUID (derived from the stamp when there is one).
+fn random_guid(layout: &Layout, purpose: &str) -> Result<Guid> {
+    if let Some(s) = &layout.stamp {
+        return Ok(Guid::random_v4(s.bytes(purpose)));
+    }
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
@@ -149,8 +157,8 @@ fn write_header_region(layout: &Layout, stored: &[u64], sink: &mut dyn Sink, ctl
     }
     let mut header = Header {
         sequence: 1,
-        file_write_guid: random_guid()?,
-        data_write_guid: random_guid()?,
+        file_write_guid: random_guid(layout, "vhdx file write guid")?,
+        data_write_guid: random_guid(layout, "vhdx data write guid")?,
         log_guid: Guid::ZERO,
         log_version: 0,
         version: 1,
@@ -173,7 +181,7 @@ fn write_header_region(layout: &Layout, stored: &[u64], sink: &mut dyn Sink, ctl
     sink.write_at(0, &section)?;
     // The log stays all zeros: with a zero log GUID it is empty.
 
-    sink.write_at(METADATA_OFFSET, &encode_metadata(layout, random_guid()?))?;
+    sink.write_at(METADATA_OFFSET, &encode_metadata(layout, random_guid(layout, "vhdx disk id")?))?;
 
     // The BAT, piece by piece; all-zero pieces (nothing stored) are left unwritten.
     let mut next_stored = stored.iter().copied().enumerate().peekable();

@@ -70,7 +70,11 @@ pub(super) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sin
     let grains = capacity.div_ceil(GRAIN_SECTORS);
     let gd_entries = grains.div_ceil(GTES_PER_GT) as usize;
 
-    let desc = stream_optimized_text(random_cid(), capacity, "disk.vmdk");
+    let cid = match opts.stamp {
+        Some(s) => stamped_cid(&s),
+        None => random_cid(),
+    };
+    let desc = stream_optimized_text(cid, capacity, "disk.vmdk");
     // Room for the descriptor to be edited in place, as qemu leaves (20 sectors).
     let desc_sectors = (desc.len() as u64).div_ceil(SECTOR).max(20);
     let overhead = (1 + desc_sectors).div_ceil(GRAIN_SECTORS) * GRAIN_SECTORS;
@@ -292,6 +296,15 @@ fn looks_incompressible(data: &[u8]) -> bool {
         })
         .sum();
     entropy > INCOMPRESSIBLE_BITS
+}
+
+/// A content ID derived from the stamp (never "ffffffff").
+fn stamped_cid(stamp: &crate::write::Stamp) -> u32 {
+    let b = stamp.bytes("vmdk cid");
+    match u32::from_le_bytes([b[0], b[1], b[2], b[3]]) {
+        u32::MAX => 0x1234_5678,
+        cid => cid,
+    }
 }
 
 /// A content ID for the descriptor: random, and never "ffffffff" (which means "no parent").
