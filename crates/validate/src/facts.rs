@@ -110,7 +110,7 @@ pub struct Sshd {
     pub evidence: Option<String>,
 }
 
-/// Windows storage and network drivers from the SYSTEM hive.
+/// Windows storage and network drivers from the SYSTEM hive: registered, not disabled, their file present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WindowsDrivers {
     pub viostor: bool,
@@ -318,6 +318,7 @@ fn windows_drivers(os: Option<&OperatingSystem>) -> Fact<WindowsDrivers> {
         let why = w.problems.first().map_or("no driver services read", String::as_str);
         return Fact::unknown(&format!("SYSTEM hive: {why}"));
     }
-    let has = |name: &str| w.drivers.iter().any(|d| d.name == name && d.registered);
+    // A service key left behind without its .sys file, or disabled, loads nothing.
+    let has = |name: &str| w.drivers.iter().any(|d| d.name == name && d.installed());
     Fact::Known(WindowsDrivers { viostor: has("viostor"), netkvm: has("netkvm") })
 }
