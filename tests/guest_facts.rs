@@ -57,6 +57,8 @@ const ALL_IMAGES: &[&str] = &[
     "deb-novirtio-xz",
     "deb-novirtio-zstd",
     "deb-novirtio-lz4",
+    "deb-nodrivers",
+    "deb-xfs",
     "deb-bad-ext4",
 ];
 
@@ -664,6 +666,14 @@ fn corrupt_rpm_database_never_panics() {
 #[test]
 fn windows_facts_from_real_hives() {
     require("hivexget");
+    // win-novirtio: the same skeleton without the virtio drivers.
+    let (r, env) = inspect("win-novirtio");
+    assert!(findings(&r).is_empty(), "{:?}", findings(&r));
+    assert_eq!(os(&r)["hostname"], env["HOSTNAME"].as_str());
+    let drivers = os(&r)["windows"]["drivers"].as_array().unwrap().clone();
+    assert!(drivers.iter().all(|d| d["registered"] == false && d.get("file").is_none()), "{drivers:#?}");
+    assert_eq!(list(&env, "WIN_DRIVERS"), Vec::<String>::new());
+
     let (r, env) = inspect("win-ntfs");
     assert!(findings(&r).is_empty(), "{:?}", findings(&r));
     assert_eq!(r["operating_systems"].as_array().unwrap().len(), 1);
@@ -689,6 +699,13 @@ fn windows_facts_from_real_hives() {
         .map(|d| d["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(registered, list(&env, "WIN_DRIVERS"));
+    // Each registered driver's file, resolved from its ImagePath, is in System32\drivers.
+    for d in w["drivers"].as_array().unwrap().iter().filter(|d| d["registered"] == true) {
+        assert_eq!(d["file"], format!("/Windows/System32/drivers/{}.sys", d["name"].as_str().unwrap()), "{d}");
+        assert_eq!(d["file_present"], true, "{d}");
+    }
+    let start = |n: &str| w["drivers"].as_array().unwrap().iter().find(|d| d["name"] == n).unwrap()["start"].clone();
+    assert_eq!((start("viostor"), start("netkvm")), (Value::from(0), Value::from(3)));
     // hivexget, on the same hive files, agrees.
     let dir = tempdir();
     let part: u32 = env["ROOT_PART"].parse().unwrap();
