@@ -661,6 +661,17 @@ fn corrupt_rpm_database_never_panics() {
     assert!(imgport_guest::packages::read_rpm_sqlite(&db[..db.len() / 2]).1.iter().any(|p| p.contains("outside")));
 }
 
+/// A byte range of an image copied to a file in a fresh temporary folder (tools that take a device, not an offset).
+fn dir_copy_range(img: &Path, offset: u64, len: u64) -> (tempfile::TempDir, PathBuf) {
+    use std::io::{Read, Seek, SeekFrom};
+    let dir = tempdir();
+    let out = dir.path().join("part.img");
+    let mut f = std::fs::File::open(img).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    std::io::copy(&mut f.take(len), &mut std::fs::File::create(&out).unwrap()).unwrap();
+    (dir, out)
+}
+
 /// The Windows skeleton: product, version and drivers from hives written by hivexsh, read back by imgport and
 /// by hivexget; architecture from the PE header.
 #[test]
@@ -704,6 +715,22 @@ fn windows_facts_from_real_hives() {
         assert_eq!(d["file"], format!("/Windows/System32/drivers/{}.sys", d["name"].as_str().unwrap()), "{d}");
         assert_eq!(d["file_present"], true, "{d}");
     }
+    // Free space on NTFS (no counter in its boot sector) from $Bitmap, as ntfsinfo (ntfs-3g) counts it.
+    require("ntfsinfo");
+    let v = r["volumes"].as_array().unwrap().iter().find(|v| v["device"] == o["root"]).unwrap();
+    let part = dir_copy_range(&image("win-ntfs"), v["start"].as_u64().unwrap(), v["size"].as_u64().unwrap());
+    let out = Command::new("ntfsinfo").arg("-m").arg(part.1.as_path()).output().unwrap();
+    assert!(out.status.success(), "ntfsinfo: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| -> u64 {
+        let line = text.lines().find(|l| l.trim_start().starts_with(k)).unwrap_or_else(|| panic!("{k}: {text}"));
+        line.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        v["filesystem"]["free_bytes"].as_u64(),
+        Some(field("Free Clusters") * field("Cluster Size")),
+        "NTFS free space vs ntfsinfo"
+    );
     let start = |n: &str| w["drivers"].as_array().unwrap().iter().find(|d| d["name"] == n).unwrap()["start"].clone();
     assert_eq!((start("viostor"), start("netkvm")), (Value::from(0), Value::from(3)));
     // hivexget, on the same hive files, agrees.
