@@ -84,6 +84,7 @@ echo "install-peers: $("$S3S_ROOT/bin/s3s-fs" --version 2>/dev/null || echo s3s-
 # virt-inspector (libguestfs-tools, with a host kernel for its appliance): the reference for offline guest facts.
 # libguestfs depends on qemu-system-x86, and plain bookworm's 7.2 would break qemu-utils 10.x (the qemu-img
 # oracle): install qemu-system-x86 first from bookworm-backports at exactly qemu-utils' version, then libguestfs.
+QEMU_IMG_BEFORE=$(qemu-img --version | head -1)
 if ! command -v virt-inspector >/dev/null 2>&1 || ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
     echo "install-peers: installing libguestfs-tools (virt-inspector) and linux-image-amd64" >&2
     QEMU_VER=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
@@ -100,7 +101,7 @@ if ! command -v virt-inspector >/dev/null 2>&1 || ! ls /boot/vmlinuz-* >/dev/nul
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libguestfs-tools linux-image-amd64
 fi
 command -v virt-inspector >/dev/null 2>&1 || { echo "install-peers: virt-inspector is still missing" >&2; exit 1; }
-case $(qemu-img --version | head -1) in
-    "qemu-img version 10."*) ;;
-    *) echo "install-peers: qemu-img was downgraded by the libguestfs install: $(qemu-img --version | head -1)" >&2; exit 1 ;;
-esac
+if [ "$(qemu-img --version | head -1)" != "$QEMU_IMG_BEFORE" ]; then
+    echo "install-peers: the libguestfs install changed qemu-img ($QEMU_IMG_BEFORE -> $(qemu-img --version | head -1))" >&2
+    exit 1
+fi
