@@ -257,6 +257,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn installed_needs_the_key_a_start_other_than_disabled_and_the_file() {
+        let d = |registered, start, file_present| WindowsDriver {
+            name: "viostor",
+            registered,
+            start,
+            image_path: None,
+            file: None,
+            file_present,
+        };
+        assert!(d(true, Some(0), Some(true)).installed());
+        assert!(d(true, None, None).installed(), "unknown Start or file: registered is what is known");
+        assert!(!d(false, None, None).installed());
+        assert!(!d(true, Some(4), Some(true)).installed(), "disabled");
+        assert!(!d(true, Some(0), Some(false)).installed(), "file gone");
+    }
+
+    #[test]
     fn driver_file_paths() {
         let f = |p: Option<&str>| driver_file("/Windows", "viostor", p);
         assert_eq!(f(None).as_deref(), Some("/Windows/System32/drivers/viostor.sys"));
