@@ -168,17 +168,20 @@ const EXPECTED: &[(&str, [&[&str]; 4])] = &[
 /// The images that pass every check of every target.
 const GOOD: &[&str] = &["mbr-bios-ext4", "gpt-uefi-ext4", "gpt-hybrid-ext4", "deb-xfs", "win-ntfs"];
 
-/// The fixed VHD of a test image, as Azure takes it (made once per test process, by qemu-img).
+/// The fixed VHD of a test image, as Azure takes it: made by qemu-img once per test process, after the images were
+/// built (a VHD left by an earlier run may hold an older build of the image).
 fn azure_vhd(name: &str) -> PathBuf {
     let dir = guest_images().join("azure");
     let vhd = dir.join(format!("{name}.vhd"));
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !vhd.exists() {
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+    if !made.iter().any(|m| m == name) {
         std::fs::create_dir_all(&dir).unwrap();
         let tmp = dir.join(format!("{name}.vhd.tmp"));
+        let _ = std::fs::remove_file(&tmp);
         qemu_convert(&image(name), &tmp, "vpc", "subformat=fixed,force_size=on", &[]);
         std::fs::rename(&tmp, &vhd).unwrap();
+        made.push(name.to_string());
     }
     vhd
 }
