@@ -743,7 +743,7 @@ fn guest_fact_checks_pass_and_fail_on_real_images() {
     assert_passes(&r, "windows-drivers");
     let (_, r) = validate("win-novirtio", "alibaba");
     let m = findings_of(&r, "windows-drivers")[0]["message"].as_str().unwrap().to_string();
-    assert!(m.contains("viostor, netkvm"), "{m}");
+    assert!(m.contains("viostor, netkvm (viostor: no service key; netkvm: no service key)"), "{m}");
     // Windows guests are not judged by the Linux driver checks, and Azure and AWS do not ask for virtio.
     for target in ["aws", "azure"] {
         let (_, r) = validate("win-novirtio", target);
@@ -877,7 +877,7 @@ fn waiting_checks_apply_their_rules_once_facts_arrive() {
     let inspection = imgport_guest::inspect(img.clone()).unwrap();
     for (viostor, want) in [(true, Status::Pass), (false, Status::Fail)] {
         let mut extras = GuestExtras::from_inspection(&inspection);
-        extras.windows_drivers = Fact::Known(WindowsDrivers { viostor, netkvm: true });
+        extras.windows_drivers = Fact::Known(WindowsDrivers { viostor, netkvm: true, why_not: Vec::new() });
         let r = imgport_validate::report::validate_inspection(
             &inspection,
             &img.details(),
@@ -1051,5 +1051,6 @@ fn windows_driver_registered_without_its_file_fails() {
         assert_eq!((code, failures(&r, "info")), (1, vec!["windows-drivers:error".to_string()]), "{target}");
         let m = findings_of(&r, "windows-drivers")[0]["message"].as_str().unwrap().to_string();
         assert!(m.contains("netkvm") && !m.contains("viostor"), "{m}");
+        assert!(m.contains("netkvm: registered, but /Windows/System32/drivers/netkvm.sys is missing"), "{m}");
     }
 }

@@ -115,6 +115,10 @@ pub struct Sshd {
 pub struct WindowsDrivers {
     pub viostor: bool,
     pub netkvm: bool,
+    /// Why a driver that is not installed does not count, one entry per such driver ("netkvm: registered, but
+    /// /Windows/System32/drivers/netkvm.sys is missing").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub why_not: Vec<String>,
 }
 
 /// An installed package's version, with the rules its database orders versions by.
@@ -320,5 +324,20 @@ fn windows_drivers(os: Option<&OperatingSystem>) -> Fact<WindowsDrivers> {
     }
     // A service key left behind without its .sys file, or disabled, loads nothing.
     let has = |name: &str| w.drivers.iter().any(|d| d.name == name && d.installed());
-    Fact::Known(WindowsDrivers { viostor: has("viostor"), netkvm: has("netkvm") })
+    let why_not = w
+        .drivers
+        .iter()
+        .filter(|d| ["viostor", "netkvm"].contains(&d.name) && !d.installed())
+        .map(|d| {
+            let why = if !d.registered {
+                "no service key".to_string()
+            } else if d.start == Some(4) {
+                "registered, but disabled (Start=4)".to_string()
+            } else {
+                format!("registered, but {} is missing", d.file.as_deref().unwrap_or("its driver file"))
+            };
+            format!("{}: {why}", d.name)
+        })
+        .collect();
+    Fact::Known(WindowsDrivers { viostor: has("viostor"), netkvm: has("netkvm"), why_not })
 }
