@@ -168,7 +168,7 @@ impl GuestFs for NtfsFs {
             }
             let file = ntfs.file(fs, KnownNtfsFileRecordNumber::Bitmap as u64).map_err(corrupt)?;
             let mut buf = vec![0u8; 1 << 20];
-            let (mut off, mut used) = (0u64, 0u64);
+            let (mut off, mut used, mut last) = (0u64, 0u64, 0u8);
             while off < need {
                 let want = ((need - off) as usize).min(buf.len());
                 let n = read_data_at(&file, fs, off, &mut buf[..want])?;
@@ -178,13 +178,13 @@ impl GuestFs for NtfsFs {
                     )));
                 }
                 used += buf[..n].iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+                last = buf[n - 1];
                 off += n as u64;
             }
             // Bits past the last cluster (in the last byte) are set by mkntfs and Windows: they are not clusters.
             let tail = need * 8 - clusters;
             if tail > 0 {
-                let last = buf[((need - 1) % (1 << 20)) as usize];
-                used -= u64::from((last >> (8 - tail)).count_ones());
+                used = used.saturating_sub(u64::from((last >> (8 - tail)).count_ones()));
             }
             Ok(clusters.saturating_sub(used) * cluster)
         }))
