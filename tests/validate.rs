@@ -1054,3 +1054,40 @@ fn windows_driver_registered_without_its_file_fails() {
         assert!(m.contains("netkvm: registered, but /Windows/System32/drivers/netkvm.sys is missing"), "{m}");
     }
 }
+
+/// The images that declare their problems (PROBLEMS in their .env) fail exactly the checks those problems belong
+/// to, summed over the targets and counting notes: what the builder says it put there is what validate finds.
+#[test]
+fn declared_problems_are_the_failing_checks() {
+    // Problem names in the .env files that are not check ids, and the check each belongs to.
+    fn check_of(p: &str) -> &str {
+        match p {
+            "grub-device-name" => "grub",
+            "cloud-init-old" => "cloud-init",
+            "shadow-immutable" => "shadow",
+            "lib-absolute" => "lib-symlinks",
+            "sshd-disabled" => "sshd",
+            "network-static" => "network",
+            "ext4-64bit" => "ext4-features",
+            id => id,
+        }
+    }
+    let mut seen = 0;
+    for (name, _) in EXPECTED {
+        let env = guest_env(name);
+        let Some(problems) = env.get("PROBLEMS") else { continue };
+        seen += 1;
+        let mut want: Vec<&str> = problems.split(',').map(check_of).collect();
+        want.sort();
+        want.dedup();
+        let mut got: Vec<String> = Vec::new();
+        for target in ["alibaba", "aws", "azure", "gce"] {
+            let (_, r) = validate_as_imported(name, target);
+            got.extend(failures(&r, "info").into_iter().map(|f| f.split(':').next().unwrap_or_default().to_string()));
+        }
+        got.sort();
+        got.dedup();
+        assert_eq!(got, want, "{name}: failing checks vs PROBLEMS={problems}");
+    }
+    assert_eq!(seen, 7, "images declaring PROBLEMS");
+}
