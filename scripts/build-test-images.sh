@@ -11,6 +11,7 @@
 #   gpt-hybrid-ext4  Debian 12, GPT, BIOS boot partition with a core image, boot code in the protective MBR,
 #                    ESP, separate ext4 /boot, ext4 root                                -> UEFI-Preferred
 #   mbr-xfs5         Rocky 9, XFS v5 root, qemu-guest-agent present and cloud-init absent, SELinux enforcing
+#   deb-xfs          Debian 12 on an XFS v5 root (MBR/BIOS)
 #   mbr-xfs4         CentOS 7 (redhat-release only, no os-release), XFS v4 root, swap partition; ifcfg with a
 #                    static address, HWADDR and a 70-persistent-net.rules MAC pin
 #   deb-novirtio-{gzip,xz,zstd,lz4}
@@ -18,9 +19,13 @@
 #                    microcode cpio, then the main archive compressed as named)
 #   win-ntfs         Windows Server 2022 skeleton: GPT, ESP, NTFS with SOFTWARE and SYSTEM hives written by hivexsh
 #                    (viostor and netkvm registered), PE stubs for cmd.exe and ntoskrnl.exe                     -> UEFI
+#   win-novirtio     as win-ntfs, but without the virtio drivers (no services, no .sys files)
+#   deb-nodrivers    Debian 12 as mbr-bios-ext4, but its initramfs lacks NVMe and the Hyper-V drivers
 #   deb-bad-ext4     Debian 12 with problems (PROBLEMS in its .env): GRUB root=/dev/sda1, cloud-init 0.7.9,
 #                    immutable /etc/shadow, absolute /lib symlink, sshd installed but not enabled, netplan static
-#                    address matched by MAC
+#                    address matched by MAC, ext4 with the 64bit feature (a note for Alibaba)
+# The good images (mbr-bios-ext4, gpt-uefi-ext4, gpt-hybrid-ext4, deb-xfs, win-ntfs) pass every check of every target
+# (Azure: as a fixed VHD): ext4 without 64bit, virtio, NVMe and Hyper-V drivers at boot.
 # The good images also carry GRUB configuration (grub.cfg; BLS entries and grubenv on Rocky), network
 # configuration, package databases (dpkg status; on Rocky a real RPM SQLite database written by rpm --justdb) and
 # sshd units, with the facts in their .env files.
@@ -37,6 +42,9 @@ for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio gzip
 done
 
 KVER=6.1.0-18-amd64
+# Debian's kernel builds NVMe and the Hyper-V drivers as modules; the good images' initramfs carries them.
+KCONFIG_NVME_HV="CONFIG_BLK_DEV_NVME=m CONFIG_HYPERV=m CONFIG_HYPERV_STORAGE=m CONFIG_HYPERV_NET=m"
+DRIVERS_NVME_HV=nvme,hv_vmbus,hv_storvsc,hv_netvsc
 # Deterministic mtimes and hash seeds so the same script builds the same trees.
 export E2FSPROGS_FAKE_TIME=1700000000 SOURCE_DATE_EPOCH=1700000000
 
@@ -60,18 +68,26 @@ make_tree() {
     # Kernel: a stub with the bzImage "HdrS" magic at 0x202; enough for the file-level checks.
     head -c 4096 /dev/zero >"$t/boot/vmlinuz-$KVER"
     printf 'HdrS' | dd of="$t/boot/vmlinuz-$KVER" bs=1 seek=514 conv=notrunc status=none
-    printf 'CONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_BLK=m\nCONFIG_VIRTIO_NET=m\n' >"$t/boot/config-$KVER"
+    printf '%s\n' CONFIG_VIRTIO_PCI=y CONFIG_VIRTIO_BLK=m CONFIG_VIRTIO_NET=m $KCONFIG_NVME_HV >"$t/boot/config-$KVER"
     printf 'ELF-module-stub\n' >"$t/usr/lib/modules/$KVER/kernel/drivers/block/virtio_blk.ko"
     printf 'ELF-module-stub\n' >"$t/usr/lib/modules/$KVER/kernel/drivers/virtio/virtio_pci.ko"
+    mkdir -p "$t/usr/lib/modules/$KVER/kernel/drivers/nvme/host" "$t/usr/lib/modules/$KVER/kernel/drivers/hv" \
+        "$t/usr/lib/modules/$KVER/kernel/drivers/scsi" "$t/usr/lib/modules/$KVER/kernel/drivers/net/hyperv"
+    printf 'ELF-module-stub\n' | tee "$t/usr/lib/modules/$KVER/kernel/drivers/nvme/host/nvme.ko" \
+        "$t/usr/lib/modules/$KVER/kernel/drivers/nvme/host/nvme-core.ko" "$t/usr/lib/modules/$KVER/kernel/drivers/hv/hv_vmbus.ko" \
+        "$t/usr/lib/modules/$KVER/kernel/drivers/scsi/hv_storvsc.ko" \
+        "$t/usr/lib/modules/$KVER/kernel/drivers/net/hyperv/hv_netvsc.ko" >/dev/null
     printf 'kernel/drivers/virtio/virtio.ko\n' >"$t/usr/lib/modules/$KVER/modules.builtin"
     make_initramfs "$t/boot/initrd.img-$KVER" 1 gzip
 }
 
 # An initramfs as the kernel loads it: an uncompressed early cpio with CPU microcode, then the main newc cpio
 # compressed with COMPRESS (gzip, xz, zstd or lz4 in the legacy format the kernel reads). Module files are stubs.
-# make_initramfs OUT VIRTIO(0|1) COMPRESS
+# OTHERS (default "nvme,hyperv") names the other driver groups it carries, as initramfs-tools' MODULES=most
+# does: nvme (nvme, nvme-core) and hyperv (hv_vmbus, hv_storvsc, hv_netvsc); empty for none.
+# make_initramfs OUT VIRTIO(0|1) COMPRESS [OTHERS]
 make_initramfs() {
-    local out=$1 virtio=$2 comp=$3 ir="$WORK/initramfs" early="$WORK/early" m z
+    local out=$1 virtio=$2 comp=$3 others=${4-nvme,hyperv} ir="$WORK/initramfs" early="$WORK/early" m z
     rm -rf "$ir" "$early"
     mkdir -p "$early/kernel/x86/microcode"
     printf 'imgport-test-microcode' >"$early/kernel/x86/microcode/GenuineIntel.bin"
@@ -85,6 +101,17 @@ make_initramfs() {
             "$m/drivers/virtio/virtio.ko" "$m/drivers/virtio/virtio_ring.ko" "$m/drivers/scsi/virtio_scsi.ko" >/dev/null
         printf 'ELF-module-stub\n' | xz -c >"$m/drivers/net/virtio_net.ko.xz"
     fi
+    case ,$others, in
+        *,nvme,*)
+            mkdir -p "$m/drivers/nvme/host"
+            printf 'ELF-module-stub\n' | tee "$m/drivers/nvme/host/nvme.ko" "$m/drivers/nvme/host/nvme-core.ko" >/dev/null ;;
+    esac
+    case ,$others, in
+        *,hyperv,*)
+            mkdir -p "$m/drivers/hv" "$m/drivers/net/hyperv"
+            printf 'ELF-module-stub\n' | tee "$m/drivers/hv/hv_vmbus.ko" "$m/drivers/scsi/hv_storvsc.ko" >/dev/null
+            printf 'ELF-module-stub\n' | zstd -q -c >"$m/drivers/net/hyperv/hv_netvsc.ko.zst" ;;
+    esac
     case $comp in
         gzip) z="gzip -9n" ;;
         xz) z="xz -c --check=crc32 --lzma2=dict=1MiB" ;;
@@ -151,7 +178,8 @@ dpkg_status() {
         if [ -n "$ci" ]; then
             printf 'Package: cloud-init\nStatus: install ok installed\nArchitecture: all\nVersion: %s\nDescription: initialization for cloud instances\n\n' "$ci"
         fi
-        printf 'Package: linux-image-%s\nStatus: install ok installed\nArchitecture: amd64\nVersion: 6.1.76-1\n' "$KVER"
+        # dpkg ends every stanza, the last one too, with a blank line.
+        printf 'Package: linux-image-%s\nStatus: install ok installed\nArchitecture: amd64\nVersion: 6.1.76-1\n\n' "$KVER"
     } >"$t/var/lib/dpkg/status"
 }
 
@@ -193,6 +221,10 @@ rpm_db() {
     rpm --dbpath "$db" --initdb
     rpm --dbpath "$db" -i --justdb --nodeps --noscripts --ignorearch --ignoreos "$top"/RPMS/noarch/*.rpm 2>/dev/null
     cp "$db/rpmdb.sqlite" "$t/var/lib/rpm/rpmdb.sqlite"
+    # rpm leaves the database in WAL mode, which SQLite (so librpm, as virt-inspector uses it) cannot open on a
+    # read-only filesystem without its -shm file: switch it to a rollback journal, as a checkpointed copy.
+    python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute("pragma journal_mode=delete"); c.close()' \
+        "$t/var/lib/rpm/rpmdb.sqlite"
 }
 
 debian_release() {
@@ -239,12 +271,16 @@ make_esp() {
     for spec in "$@"; do mcopy -i "$img" "${spec%%:*}" "::${spec#*:}"; done
 }
 
-# A small PE stub ("MZ", "PE\0\0", machine x86-64) standing in for an EFI loader.
+# A small PE32+ stub ("MZ", "PE\0\0", machine x86-64, an optional header with the PE32+ magic and a console
+# subsystem) standing in for EFI loaders and Windows binaries; file(1), which virt-inspector asks for the
+# architecture of cmd.exe, reads it as "PE32+ executable (console) x86-64".
 pe_stub() {
     head -c 1024 /dev/zero >"$1"
     printf 'MZ' | dd of="$1" bs=1 conv=notrunc status=none
     printf '\x80' | dd of="$1" bs=1 seek=60 conv=notrunc status=none
     printf 'PE\0\0\x64\x86' | dd of="$1" bs=1 seek=128 conv=notrunc status=none
+    printf '\xf0\x00\x22\x00\x0b\x02' | dd of="$1" bs=1 seek=148 conv=notrunc status=none
+    printf '\x03\x00' | dd of="$1" bs=1 seek=220 conv=notrunc status=none
 }
 
 # ---- mbr-bios-ext4 ---------------------------------------------------------------------------------------------
@@ -255,7 +291,7 @@ build_mbr_bios_ext4() {
     debian_release "$t"
     cloud_init "$t"
     debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
-    mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 120M
+    mkfs.ext4 -q -F -O ^64bit -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 120M
     local disk="$OUT/$name.raw"
     new_disk "$disk" 128
     printf 'label: dos\nlabel-id: 0x1a2b3c4d\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
@@ -281,8 +317,8 @@ debian_extras() {
 
 # The .env facts debian_extras put there. debian_env ROOT_UUID VIRTIO(0|1) COMPRESSION
 debian_env() {
-    local drivers=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi
-    [ "$2" = 1 ] || drivers=
+    local drivers=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi,$DRIVERS_NVME_HV
+    [ "$2" = 1 ] || drivers=$DRIVERS_NVME_HV
     echo INITRD_COMPRESSION=$3 MICROCODE=1 DRIVERS_AT_BOOT=$drivers \
         GRUB_CONFIG=/boot/grub/grub.cfg GRUB_ROOT=UUID=$1 GRUB_ROOT_DEVICE=/dev/sda1 GRUB_CONSOLE=tty0,ttyS0,115200n8 \
         GRUB_KERNEL=/boot/vmlinuz-$KVER NET=ifupdown:eth0:dhcp PINNED= PKG_FORMAT=dpkg \
@@ -308,9 +344,9 @@ EOF
     printf 'DISTRIB_ID=Ubuntu\nDISTRIB_RELEASE=22.04\nDISTRIB_CODENAME=jammy\n' >"$t/etc/lsb-release"
     cloud_init "$t"
     # Ubuntu builds virtio into the kernel: no virtio modules in the (zstd) initramfs; modules.builtin lists them.
-    printf 'CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_BLK=y\nCONFIG_VIRTIO_NET=y\nCONFIG_SCSI_VIRTIO=y\nCONFIG_BLK_DEV_NVME=y\n# CONFIG_HYPERV is not set\n' >"$t/boot/config-$KVER"
+    printf 'CONFIG_VIRTIO=y\nCONFIG_VIRTIO_PCI=y\nCONFIG_VIRTIO_BLK=y\nCONFIG_VIRTIO_NET=y\nCONFIG_SCSI_VIRTIO=y\nCONFIG_BLK_DEV_NVME=y\nCONFIG_HYPERV=m\nCONFIG_HYPERV_STORAGE=m\nCONFIG_HYPERV_NET=m\n' >"$t/boot/config-$KVER"
     printf 'kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\nkernel/drivers/virtio/virtio_pci.ko\nkernel/drivers/block/virtio_blk.ko\nkernel/drivers/net/virtio_net.ko\nkernel/drivers/scsi/virtio_scsi.ko\nkernel/drivers/nvme/host/nvme.ko\n' >"$t/usr/lib/modules/$KVER/modules.builtin"
-    make_initramfs "$t/boot/initrd.img-$KVER" 0 zstd
+    make_initramfs "$t/boot/initrd.img-$KVER" 0 zstd hyperv
     grub_cfg "$t" boot/grub "UUID=$uuid" "$uuid" /boot "console=ttyS0,115200"
     mkdir -p "$t/etc/netplan"
     printf '# written by cloud-init\nnetwork:\n    version: 2\n    ethernets:\n        ens3:\n            dhcp4: true\n            dhcp6: false\n' >"$t/etc/netplan/50-cloud-init.yaml"
@@ -320,7 +356,7 @@ EOF
     mkdir -p "$t/etc/systemd/system/sockets.target.wants"
     printf '[Socket]\nListenStream=22\n' >"$t/lib/systemd/system/ssh.socket"
     ln -s /lib/systemd/system/ssh.socket "$t/etc/systemd/system/sockets.target.wants/ssh.socket"
-    mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 100M
+    mkfs.ext4 -q -F -O ^64bit -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 100M
     pe_stub "$WORK/BOOTX64.EFI"
     make_esp "$WORK/$name.esp" ESP 4E1FA001 "$WORK/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
     local disk="$OUT/$name.raw"
@@ -334,7 +370,7 @@ EOF
         ESP_LABEL=ESP ROOT_PART=2 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 ROOT_PARTUUID=aaaaaaaa-0000-0000-0000-000000000002 \
         DISTRO=ubuntu VERSION=22.04 MAJOR=22 MINOR=4 HOSTNAME=ubu-uefi ARCH=x86_64 KERNEL=$KVER BOOT_MODE=UEFI \
         CLOUD_INIT=1 QEMU_GA=0 SELINUX= \
-        INITRD_COMPRESSION=zstd MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi,nvme \
+        INITRD_COMPRESSION=zstd MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi,$DRIVERS_NVME_HV \
         GRUB_CONFIG=/boot/grub/grub.cfg GRUB_ROOT=UUID=$uuid GRUB_ROOT_DEVICE=/dev/sda2 GRUB_CONSOLE=ttyS0,115200 \
         GRUB_KERNEL=/boot/vmlinuz-$KVER NET=netplan:ens3:dhcp PINNED= PKG_FORMAT=dpkg \
         CLOUD_INIT_VERSION=22.4.2-0ubuntu0~22.04.1 SHADOW_IMMUTABLE=0 LIB_ABSOLUTE=0 SSHD_ENABLED=1
@@ -356,8 +392,8 @@ UUID=4E1F-B002 /boot/efi vfat umask=0077 0 1"
     local b="$WORK/$name-boot"
     rm -rf "$b" && mkdir -p "$b/efi" "$b/grub"
     mv "$t"/boot/* "$b/"
-    mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
-    mkfs.ext4 -q -F -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 80M
+    mkfs.ext4 -q -F -O ^64bit -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
+    mkfs.ext4 -q -F -O ^64bit -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 80M
     pe_stub "$WORK/BOOTX64.EFI"
     make_esp "$WORK/$name.esp" ESP 4E1FB002 "$WORK/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI" "$WORK/BOOTX64.EFI:/EFI/debian/grubx64.efi"
     local disk="$OUT/$name.raw"
@@ -449,10 +485,35 @@ EOF
     write_env "$name" TABLE=mbr DISK_ID=5a5a0001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=rocky-root ROOT_TYPE=xfs XFS_VERSION=5 \
         DISTRO=rocky VERSION=9.3 MAJOR=9 MINOR=3 HOSTNAME=rocky9 ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
         CLOUD_INIT=0 QEMU_GA=1 SELINUX=enforcing \
-        INITRD_COMPRESSION=gzip MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi \
+        INITRD_COMPRESSION=gzip MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi,$DRIVERS_NVME_HV \
         GRUB_CONFIG=/boot/grub2/grub.cfg GRUB_ROOT=UUID=$uuid GRUB_ROOT_DEVICE=/dev/sda1 GRUB_CONSOLE=ttyS0,115200n8 \
         GRUB_KERNEL=/boot/vmlinuz-$KVER GRUB_BLS=1 NET=ifcfg:eth0:dhcp PINNED= PKG_FORMAT=rpm_sqlite \
         CLOUD_INIT_VERSION= SHADOW_IMMUTABLE=0 LIB_ABSOLUTE=0 SSHD_ENABLED=1
+}
+
+# ---- deb-xfs ----------------------------------------------------------------------------------------------------
+# Debian 12 with an XFS v5 root. Its dpkg database lets virt-inspector, which cannot list RPM SQLite databases
+# here (its appliance's librpm fails in rpmtsInitIterator on mbr-xfs5), report packages on XFS too.
+build_deb_xfs() {
+    local name=deb-xfs uuid=6f6f6f6f-7a7a-4b8b-8c9c-0d0d0d0d0d0d label=debxfs
+    local t="$WORK/$name"
+    rm -rf "$t"
+    make_tree "$t" deb-xfs "UUID=$uuid / xfs defaults 0 0"
+    debian_release "$t"
+    cloud_init "$t"
+    debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
+    make_proto "$t" "$WORK/$name.proto"
+    rm -f "$WORK/$name.fs"
+    truncate -s 300M "$WORK/$name.fs"
+    mkfs.xfs -q -f -L "$label" -m uuid=$uuid -p "$WORK/$name.proto" "$WORK/$name.fs"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 304
+    printf 'label: dos\nlabel-id: 0x6f6f0001\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.fs" 2048
+    write_env "$name" TABLE=mbr DISK_ID=6f6f0001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=xfs XFS_VERSION=5 \
+        DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-xfs ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= $(debian_env "$uuid" 1 gzip)
 }
 
 # ---- mbr-xfs4 --------------------------------------------------------------------------------------------------
@@ -501,10 +562,10 @@ build_deb_novirtio() {
     debian_release "$t"
     cloud_init "$t"
     debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
-    printf 'CONFIG_VIRTIO=m\nCONFIG_VIRTIO_PCI=m\nCONFIG_VIRTIO_BLK=m\nCONFIG_VIRTIO_NET=m\n' >"$t/boot/config-$KVER"
+    printf '%s\n' CONFIG_VIRTIO=m CONFIG_VIRTIO_PCI=m CONFIG_VIRTIO_BLK=m CONFIG_VIRTIO_NET=m $KCONFIG_NVME_HV >"$t/boot/config-$KVER"
     : >"$t/usr/lib/modules/$KVER/modules.builtin"
     make_initramfs "$t/boot/initrd.img-$KVER" 0 "$comp"
-    mkfs.ext4 -q -F -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 48M
+    mkfs.ext4 -q -F -O ^64bit -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 48M
     local disk="$OUT/$name.raw"
     new_disk "$disk" 50
     printf 'label: dos\nlabel-id: 0x6e0a0001\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
@@ -513,6 +574,29 @@ build_deb_novirtio() {
     write_env "$name" TABLE=mbr DISK_ID=6e0a0001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 \
         DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-$comp ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
         CLOUD_INIT=1 QEMU_GA=0 SELINUX= $(debian_env "$uuid" 0 "$comp") PROBLEMS=virtio
+}
+
+# ---- deb-nodrivers -----------------------------------------------------------------------------------------------
+# Debian 12 like mbr-bios-ext4 (virtio in the initramfs) whose initramfs lacks NVMe and the Hyper-V drivers: they
+# are modules in /lib/modules only, as with initramfs-tools' MODULES=dep built on a KVM host.
+build_deb_nodrivers() {
+    local name=deb-nodrivers label=debroot uuid=6e0b0b0b-1b2c-4d3e-8f40-5a6b7c8d9e0f
+    local t="$WORK/$name"
+    rm -rf "$t"
+    make_tree "$t" deb-nodrivers "UUID=$uuid / ext4 errors=remount-ro 0 1"
+    debian_release "$t"
+    cloud_init "$t"
+    debian_extras "$t" "$uuid" 22.4.2-1+deb12u1
+    make_initramfs "$t/boot/initrd.img-$KVER" 1 gzip ""
+    mkfs.ext4 -q -F -O ^64bit -L "$label" -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 48M
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" 50
+    printf 'label: dos\nlabel-id: 0x6e0b0001\nstart=2048, type=83, bootable\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.fs" 2048
+    write_env "$name" TABLE=mbr DISK_ID=6e0b0001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 \
+        DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-nodrivers ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
+        CLOUD_INIT=1 QEMU_GA=0 SELINUX= $(debian_env "$uuid" 1 gzip | sed "s/,$DRIVERS_NVME_HV//") PROBLEMS=nvme,hyperv
 }
 
 # ---- deb-bad-ext4 ------------------------------------------------------------------------------------------------
@@ -543,11 +627,11 @@ build_deb_bad_ext4() {
     write_env "$name" TABLE=mbr DISK_ID=bad00001 ROOT_PART=1 ROOT_UUID=$uuid ROOT_LABEL=$label ROOT_TYPE=ext4 \
         DISTRO=debian VERSION=12 MAJOR=12 MINOR=5 HOSTNAME=deb-bad ARCH=x86_64 KERNEL=$KVER BOOT_MODE=BIOS \
         CLOUD_INIT=1 QEMU_GA=0 SELINUX= \
-        INITRD_COMPRESSION=gzip MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi \
+        INITRD_COMPRESSION=gzip MICROCODE=1 DRIVERS_AT_BOOT=virtio,virtio_ring,virtio_pci,virtio_blk,virtio_net,virtio_scsi,$DRIVERS_NVME_HV \
         GRUB_CONFIG=/boot/grub/grub.cfg GRUB_ROOT=/dev/sda1 GRUB_ROOT_DEVICE=/dev/sda1 GRUB_CONSOLE=tty0 \
         GRUB_KERNEL=/boot/vmlinuz-$KVER NET=netplan:lan0:static:52:54:00:aa:bb:cc PINNED= PKG_FORMAT=dpkg \
         CLOUD_INIT_VERSION=0.7.9-1 SHADOW_IMMUTABLE=1 LIB_ABSOLUTE=1 SSHD_ENABLED=0 \
-        PROBLEMS=grub-device-name,cloud-init-old,shadow-immutable,lib-absolute,sshd-disabled,network-static
+        PROBLEMS=grub-device-name,cloud-init-old,shadow-immutable,lib-absolute,sshd-disabled,network-static,ext4-64bit
 }
 
 # ---- win-ntfs ----------------------------------------------------------------------------------------------------
@@ -602,14 +686,21 @@ PYHIVE
 
 # Windows Server 2022 skeleton: GPT, ESP with the Windows boot manager, NTFS (mkntfs, filled by wimlib) holding
 # Windows/System32 with SOFTWARE and SYSTEM hives (virtio storage and network drivers registered), and PE stubs.
+# With VIRTIO=1 the virtio-win storage and network drivers are installed as virt-v2v leaves them: services viostor
+# (boot start) and netkvm (on demand) with their ImagePath, and the .sys files in System32\drivers; with 0 neither.
+# build_win_ntfs NAME VIRTIO(0|1) COMPUTER_NAME DISK_GUID
 build_win_ntfs() {
-    local name=win-ntfs t="$WORK/win-ntfs" c
+    local name=$1 virtio=$2 host=$3 guid=$4 t="$WORK/$1" c svc k
     rm -rf "$t"
     c="$t/Windows/System32/config"
     mkdir -p "$c" "$t/Windows/System32/drivers" "$t/Program Files" "$t/Users"
     pe_stub "$t/Windows/System32/cmd.exe"
     pe_stub "$t/Windows/System32/ntoskrnl.exe"
-    pe_stub "$t/Windows/System32/drivers/viostor.sys"
+    pe_stub "$t/Windows/System32/drivers/disk.sys"
+    if [ "$virtio" = 1 ]; then
+        pe_stub "$t/Windows/System32/drivers/viostor.sys"
+        pe_stub "$t/Windows/System32/drivers/netkvm.sys"
+    fi
     empty_hive "$c/SOFTWARE" ROOT
     {
         echo "add Microsoft"
@@ -627,12 +718,23 @@ build_win_ntfs() {
     {
         printf '%s\n' "add Select" "cd Select" "setval 2" Current dword:0x00000001 Default dword:0x00000001 "cd \\"
         printf '%s\n' "add ControlSet001" "cd ControlSet001" "add Control" "cd Control" "add ComputerName" "cd ComputerName" \
-            "add ComputerName" "cd ComputerName" "setval 1" ComputerName string:WIN-IMGPORT "cd \\" "cd ControlSet001" \
+            "add ComputerName" "cd ComputerName" "setval 1" ComputerName "string:$host" "cd \\" "cd ControlSet001" \
             "add Services" "cd Services"
-        for svc in Tcpip disk viostor netkvm; do echo "add $svc"; done
-        printf '%s\n' "cd viostor" "setval 3" Start dword:0x00000000 Type dword:0x00000001 \
-            ImagePath 'expandstring:System32\drivers\viostor.sys' "cd .." \
-            "cd netkvm" "setval 1" Start dword:0x00000003 commit
+        svc="Tcpip disk"
+        [ "$virtio" = 1 ] && svc="$svc viostor netkvm"
+        for k in $svc; do echo "add $k"; done
+        # The TCP/IP host name (what virt-inspector reports as the hostname) next to the ComputerName.
+        printf '%s\n' "cd Tcpip" "add Parameters" "cd Parameters" "setval 2" Hostname "string:$host" \
+            Domain string: "cd \\" "cd ControlSet001" "cd Services"
+        printf '%s\n' "cd disk" "setval 3" Start dword:0x00000000 Type dword:0x00000001 \
+            ImagePath 'expandstring:System32\drivers\disk.sys' "cd .."
+        if [ "$virtio" = 1 ]; then
+            printf '%s\n' "cd viostor" "setval 3" Start dword:0x00000000 Type dword:0x00000001 \
+                ImagePath 'expandstring:System32\drivers\viostor.sys' "cd .." \
+                "cd netkvm" "setval 3" Start dword:0x00000003 Type dword:0x00000001 \
+                ImagePath 'expandstring:\SystemRoot\System32\drivers\netkvm.sys' "cd .."
+        fi
+        echo commit
     } >"$WORK/system.hsh"
     hivexsh -w -f "$WORK/system.hsh" "$c/SYSTEM"
     rm -f "$WORK/$name.ntfs" "$WORK/$name.wim"
@@ -644,14 +746,14 @@ build_win_ntfs() {
     make_esp "$WORK/$name.esp" SYSTEM 5A5A0003 "$WORK/BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
     local disk="$OUT/$name.raw"
     new_disk "$disk" 80
-    sgdisk -U 33333333-4444-5555-6666-777777777777 -n1:2048:+33M -t1:EF00 -c1:"EFI system partition" \
+    sgdisk -U "$guid" -n1:2048:+33M -t1:EF00 -c1:"EFI system partition" \
         -n2:0:+40M -t2:0700 -c2:"Basic data partition" "$disk" >/dev/null
     stitch "$disk" "$WORK/$name.esp" 2048
     stitch "$disk" "$WORK/$name.ntfs" $((2048 + 33 * 2048))
     write_env "$name" TABLE=gpt OS_TYPE=windows ROOT_PART=2 DISTRO=windows \
         PRODUCT="Windows Server 2022 Datacenter" EDITION=ServerDatacenter INSTALLATION_TYPE=Server \
-        MAJOR=10 MINOR=0 BUILD=20348 DISPLAY_VERSION=21H2 HOSTNAME=WIN-IMGPORT ARCH=x86_64 BOOT_MODE=UEFI \
-        WIN_DRIVERS=viostor,netkvm
+        MAJOR=10 MINOR=0 BUILD=20348 DISPLAY_VERSION=21H2 HOSTNAME=$host ARCH=x86_64 BOOT_MODE=UEFI \
+        $([ "$virtio" = 1 ] && echo WIN_DRIVERS=viostor,netkvm || echo WIN_DRIVERS= PROBLEMS=windows-drivers)
 }
 
 build_mbr_bios_ext4
@@ -659,9 +761,12 @@ build_gpt_uefi_ext4
 build_gpt_hybrid_ext4
 build_mbr_xfs5
 build_mbr_xfs4
+build_deb_xfs
 for comp in gzip xz zstd lz4; do build_deb_novirtio "$comp"; done
+build_deb_nodrivers
 build_deb_bad_ext4
-build_win_ntfs
+build_win_ntfs win-ntfs 1 WIN-IMGPORT 33333333-4444-5555-6666-777777777777
+build_win_ntfs win-novirtio 0 WIN-NOVIRTIO 33333333-4444-5555-6666-888888888888
 echo "build-test-images: images in $OUT" >&2
 
 # ==== images for imgport validate ================================================================================
@@ -691,6 +796,10 @@ debian_tree() {
     make_tree "$t" "$host" "$fstab"
     debian_release "$t"
     cloud_init "$t"
+    # An SSH server, enabled, and a package database: these images are built each with one problem, and neither
+    # a missing sshd nor a missing dpkg status (which virt-inspector needs) is it.
+    sshd_unit "$t" lib/systemd/system ssh.service 1
+    dpkg_status "$t" 22.4.2-1+deb12u1
 }
 
 # mbr_disk NAME SIZE_MIB FS_IMAGE UUID: an MBR disk with one bootable Linux partition at 1 MiB holding FS_IMAGE.
@@ -718,7 +827,9 @@ UUID=0badc0de-0000-4000-8000-000000000001 /mnt/optional ext4 defaults,nofail 0 2
 # lvm_pv OUT SIZE_MIB LV_FS [MISSING_PV]: an LVM2 physical volume holding volume group vg0 with logical volume
 # root (LV_FS placed at the first extent), laid out as pvcreate/vgcreate/lvcreate do: label in sector 1, metadata
 # area at 4 KiB, extents (4 MiB) from 1 MiB. pvcreate needs a block device, so the structures are written here
-# from lvm2's on-disk format (lib/format_text/layout.h, lib/label/label.h); blkid verifies the label checksum.
+# from lvm2's on-disk format (lib/format_text/layout.h, lib/label/label.h); blkid verifies the label checksum, and
+# lvm2 itself (in virt-inspector's appliance) activates vg0/root from it (an LV with a creation_time needs its
+# creation_host too, or lvm2 refuses the whole volume group).
 lvm_pv() {
     python3 - "$@" <<'PY'
 import os, struct, sys
@@ -747,7 +858,8 @@ if missing:
 text = (f'vg0 {{\nid = "{dashed(vg_uuid)}"\nseqno = 2\nformat = "lvm2"\nstatus = ["RESIZEABLE", "READ", "WRITE"]\n'
         f'flags = []\nextent_size = {EXTENT // 512}\nmax_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\n'
         f'physical_volumes {{\n\n{pvs}}}\n\nlogical_volumes {{\n\nroot {{\nid = "{dashed(lv_uuid)}"\n'
-        f'status = ["READ", "WRITE", "VISIBLE"]\nflags = []\ncreation_time = 1700000000\nsegment_count = 1\n\n'
+        f'status = ["READ", "WRITE", "VISIBLE"]\nflags = []\ncreation_time = 1700000000\ncreation_host = "imgport-test"\n'
+        f'segment_count = 1\n\n'
         f'segment1 {{\nstart_extent = 0\nextent_count = {lv_extents}\n\ntype = "striped"\nstripe_count = 1\n\n'
         f'stripes = [\n"pv0", 0\n]\n}}\n}}\n}}\n\n}}\n'
         '# Generated by LVM2 version 2.03.16(2) (2022-05-18): Tue Nov 14 22:13:20 2023\n\n'
@@ -817,11 +929,13 @@ UUID=$boot_uuid /boot ext4 defaults 0 2"
 build_mbr_inodes_full() {
     local name=mbr-inodes-full uuid=8c8c8c8c-3333-4444-8555-666666666666
     debian_tree "$name" deb-inodes "UUID=$uuid / ext4 errors=remount-ro 0 1"
-    local t="$WORK/$name" i
+    local t="$WORK/$name" i base n
     mkdir -p "$t/var/spool/many"
-    for i in $(seq 1 200); do : >"$t/var/spool/many/f$i"; done
-    # Inodes for exactly what the tree needs (plus the 11 reserved ones and a few spare): under 10% stay free.
-    local n=$(( $(find "$t" | wc -l) + 12 ))
+    # mkfs.ext4 rounds -N to a multiple of 64 here: pick that multiple, then fill it with the tree, the 11 reserved
+    # inodes, lost+found, at least 200 spool files and 4 spare, so that under 10% stay free.
+    base=$(find "$t" | wc -l)
+    n=$(( (base + 200 + 16 + 63) / 64 * 64 ))
+    for i in $(seq 1 $((n - base - 16))); do : >"$t/var/spool/many/f$i"; done
     mkfs.ext4 -q -F -O ^64bit -N "$n" -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
     mbr_disk "$name" 68 "$WORK/$name.fs" 8c8c0001
     write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid ROOT_TYPE=ext4 DISTRO=debian BOOT_MODE=BIOS

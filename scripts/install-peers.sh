@@ -80,3 +80,28 @@ if [ ! -x "$S3S_ROOT/bin/s3s-fs" ]; then
     cargo install s3s-fs@0.14.1 --locked --features binary --root "$S3S_ROOT"
 fi
 echo "install-peers: $("$S3S_ROOT/bin/s3s-fs" --version 2>/dev/null || echo s3s-fs) at $S3S_ROOT/bin/s3s-fs" >&2
+
+# virt-inspector (libguestfs-tools, with a host kernel for its appliance): the reference for offline guest facts.
+# libguestfs depends on qemu-system-x86, and plain bookworm's 7.2 would break qemu-utils 10.x (the qemu-img
+# oracle): install qemu-system-x86 first from bookworm-backports at exactly qemu-utils' version, then libguestfs.
+QEMU_IMG_BEFORE=$(qemu-img --version | head -1)
+if ! command -v virt-inspector >/dev/null 2>&1 || ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
+    echo "install-peers: installing libguestfs-tools (virt-inspector) and linux-image-amd64" >&2
+    QEMU_VER=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    . /etc/os-release 2>/dev/null || true
+    if [ "${VERSION_CODENAME:-}" = "bookworm" ] && ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
+    fi
+    $SUDO apt-get update -qq
+    case $QEMU_VER in
+        *bpo*)
+            $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                -t bookworm-backports "qemu-system-x86=$QEMU_VER" ;;
+    esac
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libguestfs-tools linux-image-amd64
+fi
+command -v virt-inspector >/dev/null 2>&1 || { echo "install-peers: virt-inspector is still missing" >&2; exit 1; }
+if [ "$(qemu-img --version | head -1)" != "$QEMU_IMG_BEFORE" ]; then
+    echo "install-peers: the libguestfs install changed qemu-img ($QEMU_IMG_BEFORE -> $(qemu-img --version | head -1))" >&2
+    exit 1
+fi

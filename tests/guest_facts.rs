@@ -57,6 +57,8 @@ const ALL_IMAGES: &[&str] = &[
     "deb-novirtio-xz",
     "deb-novirtio-zstd",
     "deb-novirtio-lz4",
+    "deb-nodrivers",
+    "deb-xfs",
     "deb-bad-ext4",
 ];
 
@@ -659,11 +661,30 @@ fn corrupt_rpm_database_never_panics() {
     assert!(imgport_guest::packages::read_rpm_sqlite(&db[..db.len() / 2]).1.iter().any(|p| p.contains("outside")));
 }
 
+/// A byte range of an image copied to a file in a fresh temporary folder (tools that take a device, not an offset).
+fn dir_copy_range(img: &Path, offset: u64, len: u64) -> (tempfile::TempDir, PathBuf) {
+    use std::io::{Read, Seek, SeekFrom};
+    let dir = tempdir();
+    let out = dir.path().join("part.img");
+    let mut f = std::fs::File::open(img).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    std::io::copy(&mut f.take(len), &mut std::fs::File::create(&out).unwrap()).unwrap();
+    (dir, out)
+}
+
 /// The Windows skeleton: product, version and drivers from hives written by hivexsh, read back by imgport and
 /// by hivexget; architecture from the PE header.
 #[test]
 fn windows_facts_from_real_hives() {
     require("hivexget");
+    // win-novirtio: the same skeleton without the virtio drivers.
+    let (r, env) = inspect("win-novirtio");
+    assert!(findings(&r).is_empty(), "{:?}", findings(&r));
+    assert_eq!(os(&r)["hostname"], env["HOSTNAME"].as_str());
+    let drivers = os(&r)["windows"]["drivers"].as_array().unwrap().clone();
+    assert!(drivers.iter().all(|d| d["registered"] == false && d.get("file").is_none()), "{drivers:#?}");
+    assert_eq!(list(&env, "WIN_DRIVERS"), Vec::<String>::new());
+
     let (r, env) = inspect("win-ntfs");
     assert!(findings(&r).is_empty(), "{:?}", findings(&r));
     assert_eq!(r["operating_systems"].as_array().unwrap().len(), 1);
@@ -689,6 +710,29 @@ fn windows_facts_from_real_hives() {
         .map(|d| d["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(registered, list(&env, "WIN_DRIVERS"));
+    // Each registered driver's file, resolved from its ImagePath, is in System32\drivers.
+    for d in w["drivers"].as_array().unwrap().iter().filter(|d| d["registered"] == true) {
+        assert_eq!(d["file"], format!("/Windows/System32/drivers/{}.sys", d["name"].as_str().unwrap()), "{d}");
+        assert_eq!(d["file_present"], true, "{d}");
+    }
+    // Free space on NTFS (no counter in its boot sector) from $Bitmap, as ntfsinfo (ntfs-3g) counts it.
+    require("ntfsinfo");
+    let v = r["volumes"].as_array().unwrap().iter().find(|v| v["device"] == o["root"]).unwrap();
+    let part = dir_copy_range(&image("win-ntfs"), v["start"].as_u64().unwrap(), v["size"].as_u64().unwrap());
+    let out = Command::new("ntfsinfo").arg("-m").arg(part.1.as_path()).output().unwrap();
+    assert!(out.status.success(), "ntfsinfo: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |k: &str| -> u64 {
+        let line = text.lines().find(|l| l.trim_start().starts_with(k)).unwrap_or_else(|| panic!("{k}: {text}"));
+        line.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(
+        v["filesystem"]["free_bytes"].as_u64(),
+        Some(field("Free Clusters") * field("Cluster Size")),
+        "NTFS free space vs ntfsinfo"
+    );
+    let start = |n: &str| w["drivers"].as_array().unwrap().iter().find(|d| d["name"] == n).unwrap()["start"].clone();
+    assert_eq!((start("viostor"), start("netkvm")), (Value::from(0), Value::from(3)));
     // hivexget, on the same hive files, agrees.
     let dir = tempdir();
     let part: u32 = env["ROOT_PART"].parse().unwrap();
@@ -751,11 +795,10 @@ fn corrupt_hive_never_panics() {
     assert!(e.contains("size"), "{e}");
 }
 
-/// A real initramfs made by initramfs-tools for a real Debian kernel in /boot (installing linux-image-amd64
-/// makes one): imgport lists the modules lsinitramfs lists, and finds virtio. Opt-in, because a host kernel
-/// package is heavy: `cargo test --test guest_facts -- --ignored`.
+/// A real initramfs made by initramfs-tools for a real Debian kernel in /boot (linux-image-amd64, which
+/// scripts/install-peers.sh installs for virt-inspector's appliance, makes one): imgport lists the modules
+/// lsinitramfs lists, and finds virtio.
 #[test]
-#[ignore = "needs a host kernel and initramfs in /boot (apt-get install linux-image-amd64)"]
 fn real_debian_initramfs_matches_lsinitramfs() {
     let Some(img) = std::fs::read_dir("/boot")
         .into_iter()

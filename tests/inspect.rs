@@ -557,10 +557,20 @@ fn volume_signatures_match_blkid() {
 fn mutated_metadata_never_panics() {
     let mut rng = Rng::new(2024);
     // (image, ranges where metadata lives: GPT/MBR, and the first MiB of each filesystem)
-    let targets: [(&str, &[(u64, u64)]); 3] = [
+    // win-ntfs: the NTFS boot sector and the first 64 MFT records (the system files, $Bitmap among them, whose
+    // runs locate the data the free-space count and the hive reads go through). The MFT's place comes from the
+    // boot sector: cluster number at 0x30, bytes per sector at 11, sectors per cluster at 13.
+    let ntfs = 34u64 << 20;
+    let mut boot = [0u8; 512];
+    std::fs::File::open(image("win-ntfs")).unwrap().read_exact_at(&mut boot, ntfs).unwrap();
+    let cluster = u64::from(u16::from_le_bytes([boot[11], boot[12]])) * u64::from(boot[13]);
+    let mft = ntfs + u64::from_le_bytes(boot[0x30..0x38].try_into().unwrap()) * cluster;
+    let win: &[(u64, u64)] = &[(ntfs, 512), (mft, 64 << 10)];
+    let targets: [(&str, &[(u64, u64)]); 4] = [
         ("gpt-hybrid-ext4", &[(0, 34 * 512), (2 << 20, 1 << 20), (36_700_160, 1 << 20), (70_254_592, 2 << 20)]),
         ("mbr-xfs5", &[(0, 512), (1 << 20, 1 << 20)]),
         ("mbr-bios-ext4", &[(0, 512), (1 << 20, 2 << 20)]),
+        ("win-ntfs", win),
     ];
     for (name, ranges) in targets {
         for round in 0..120 {

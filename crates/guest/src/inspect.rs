@@ -397,6 +397,20 @@ fn linux_os(
 fn windows_os(vfs: &mut Vfs, i: usize, vols: &mut [Vol], findings: &mut Vec<Finding>) -> Option<OperatingSystem> {
     let (info, arch) = crate::windows::windows(vfs)?;
     vols[i].volume.mountpoint = Some("C:".into());
+    // NTFS keeps no free-cluster counter in its boot sector: count the system volume's $Bitmap.
+    match vfs.root_free_bytes() {
+        Some(Ok(free)) => {
+            if let Some(f) = vols[i].volume.filesystem.as_mut() {
+                f.free_bytes = Some(free);
+            }
+        }
+        Some(Err(e)) => findings.push(Finding::warning(
+            format!("ntfs {}", vols[i].volume.device),
+            Some(vols[i].volume.start),
+            format!("free space not counted: {e}"),
+        )),
+        None => {}
+    }
     for p in &info.problems {
         findings.push(Finding::warning(format!("registry on {}", vols[i].volume.device), None, p.clone()));
     }

@@ -31,6 +31,12 @@ impl Vfs {
         Vfs { mounts: vec![Mount { point: "/".into(), fs: root }] }
     }
 
+    /// Free bytes of the root filesystem from its allocation map, where it has no free counter (see
+    /// [`GuestFs::free_bytes`]).
+    pub fn root_free_bytes(&mut self) -> Option<FsResult<u64>> {
+        self.mounts.iter_mut().find(|m| m.point == "/").and_then(|m| m.fs.free_bytes())
+    }
+
     /// Mount `fs` at `point` (an absolute path); a later mount at the same point replaces nothing.
     pub fn mount(&mut self, point: &str, fs: Box<dyn GuestFs>) {
         let parts: Vec<String> = components(point).map(str::to_string).collect();

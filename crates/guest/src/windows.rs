@@ -21,6 +21,42 @@ pub struct WindowsDriver {
     pub start: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_path: Option<String>,
+    /// Guest path of the driver file the service loads (its ImagePath, else System32\drivers\NAME.sys), when
+    /// registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Whether that file exists in the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_present: Option<bool>,
+}
+
+impl WindowsDriver {
+    /// Registered, not disabled (Start 4), and its file present where that could be checked: Windows can load it.
+    pub fn installed(&self) -> bool {
+        self.registered && self.start != Some(4) && self.file_present != Some(false)
+    }
+}
+
+/// The guest path of a service's driver file: its ImagePath as Windows resolves it (`\SystemRoot\...`,
+/// `%SystemRoot%\...` and relative paths from the systemroot, `\??\C:\...` from the volume root), or the
+/// default `System32\drivers\NAME.sys`. `None` for a path on another volume.
+pub fn driver_file(systemroot: &str, name: &str, image_path: Option<&str>) -> Option<String> {
+    let raw = image_path.map_or_else(|| format!("System32\\drivers\\{name}.sys"), str::to_string);
+    let p = raw.trim().trim_matches('"');
+    let lower = p.to_ascii_lowercase();
+    let (base, rest) = if let Some(r) = ["\\systemroot\\", "%systemroot%\\"].iter().find(|pre| lower.starts_with(**pre))
+    {
+        (systemroot.to_string(), &p[r.len()..])
+    } else if lower.starts_with("\\??\\c:\\") {
+        (String::new(), &p[7..])
+    } else if lower.starts_with("c:\\") {
+        (String::new(), &p[3..])
+    } else if lower.starts_with("\\??\\") || lower.get(1..2) == Some(":") {
+        return None;
+    } else {
+        (systemroot.to_string(), p.trim_start_matches('\\'))
+    };
+    Some(format!("{base}/{}", rest.replace('\\', "/")))
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -173,9 +209,24 @@ fn system(vfs: &mut Vfs, root: &str, w: &mut WindowsInfo) -> regf::Result<()> {
             }
             None => (None, None),
         };
-        w.drivers.push(WindowsDriver { name, registered: key.is_some(), start, image_path });
+        w.drivers.push(WindowsDriver {
+            name,
+            registered: key.is_some(),
+            start,
+            image_path,
+            file: None,
+            file_present: None,
+        });
     }
     Ok(())
+}
+
+/// Look up each registered driver's file (after the hive is closed: both read through the same filesystem).
+fn driver_files(vfs: &mut Vfs, root: &str, w: &mut WindowsInfo) {
+    for d in w.drivers.iter_mut().filter(|d| d.registered) {
+        d.file = driver_file(root, d.name, d.image_path.as_deref());
+        d.file_present = d.file.as_deref().map(|f| vfs.is_file(f));
+    }
 }
 
 /// Windows facts, when `vfs` holds a systemroot.
@@ -188,6 +239,7 @@ pub fn windows(vfs: &mut Vfs) -> Option<(WindowsInfo, Option<String>)> {
     if let Err(e) = system(vfs, &root, &mut w) {
         w.problems.push(e);
     }
+    driver_files(vfs, &root, &mut w);
     let mut arch = None;
     for exe in ["System32/ntoskrnl.exe", "System32/cmd.exe"] {
         if let Ok(head) = vfs.read_file(&format!("{root}/{exe}"), 4096) {
@@ -203,6 +255,42 @@ pub fn windows(vfs: &mut Vfs) -> Option<(WindowsInfo, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn installed_needs_the_key_a_start_other_than_disabled_and_the_file() {
+        let d = |registered, start, file_present| WindowsDriver {
+            name: "viostor",
+            registered,
+            start,
+            image_path: None,
+            file: None,
+            file_present,
+        };
+        assert!(d(true, Some(0), Some(true)).installed());
+        assert!(d(true, None, None).installed(), "unknown Start or file: registered is what is known");
+        assert!(!d(false, None, None).installed());
+        assert!(!d(true, Some(4), Some(true)).installed(), "disabled");
+        assert!(!d(true, Some(0), Some(false)).installed(), "file gone");
+    }
+
+    #[test]
+    fn driver_file_paths() {
+        let f = |p: Option<&str>| driver_file("/Windows", "viostor", p);
+        assert_eq!(f(None).as_deref(), Some("/Windows/System32/drivers/viostor.sys"));
+        assert_eq!(f(Some("System32\\drivers\\viostor.sys")).as_deref(), Some("/Windows/System32/drivers/viostor.sys"));
+        assert_eq!(
+            f(Some("\\SystemRoot\\System32\\drivers\\x.sys")).as_deref(),
+            Some("/Windows/System32/drivers/x.sys")
+        );
+        assert_eq!(
+            f(Some("%SystemRoot%\\system32\\DRIVERS\\x.sys")).as_deref(),
+            Some("/Windows/system32/DRIVERS/x.sys")
+        );
+        assert_eq!(f(Some("\\??\\C:\\Drivers\\x.sys")).as_deref(), Some("/Drivers/x.sys"));
+        assert_eq!(f(Some("\"C:\\Program Files\\x.sys\"")).as_deref(), Some("/Program Files/x.sys"));
+        assert_eq!(f(Some("D:\\x.sys")), None);
+        assert_eq!(f(Some("\\??\\D:\\x.sys")), None);
+    }
 
     #[test]
     fn pe_machines() {

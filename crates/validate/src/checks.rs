@@ -1707,10 +1707,11 @@ fn windows_drivers(s: &Subject, sev: Severity) -> Vec<Finding> {
             if missing.is_empty() {
                 vec![Finding::pass(ID, "viostor and netkvm (virtio) drivers are installed")]
             } else {
+                let why = if d.why_not.is_empty() { String::new() } else { format!(" ({})", d.why_not.join("; ")) };
                 vec![Finding::fail(
                     ID,
                     sev,
-                    format!("virtio drivers missing: {}", missing.join(", ")),
+                    format!("virtio drivers missing: {}{why}", missing.join(", ")),
                     "install the virtio-win drivers in the guest (virtio-win-guest-tools.exe) before exporting",
                 )]
             }

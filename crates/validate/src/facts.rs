@@ -110,11 +110,15 @@ pub struct Sshd {
     pub evidence: Option<String>,
 }
 
-/// Windows storage and network drivers from the SYSTEM hive.
+/// Windows storage and network drivers from the SYSTEM hive: registered, not disabled, their file present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WindowsDrivers {
     pub viostor: bool,
     pub netkvm: bool,
+    /// Why a driver that is not installed does not count, one entry per such driver ("netkvm: registered, but
+    /// /Windows/System32/drivers/netkvm.sys is missing").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub why_not: Vec<String>,
 }
 
 /// An installed package's version, with the rules its database orders versions by.
@@ -318,6 +322,22 @@ fn windows_drivers(os: Option<&OperatingSystem>) -> Fact<WindowsDrivers> {
         let why = w.problems.first().map_or("no driver services read", String::as_str);
         return Fact::unknown(&format!("SYSTEM hive: {why}"));
     }
-    let has = |name: &str| w.drivers.iter().any(|d| d.name == name && d.registered);
-    Fact::Known(WindowsDrivers { viostor: has("viostor"), netkvm: has("netkvm") })
+    // A service key left behind without its .sys file, or disabled, loads nothing.
+    let has = |name: &str| w.drivers.iter().any(|d| d.name == name && d.installed());
+    let why_not = w
+        .drivers
+        .iter()
+        .filter(|d| ["viostor", "netkvm"].contains(&d.name) && !d.installed())
+        .map(|d| {
+            let why = if !d.registered {
+                "no service key".to_string()
+            } else if d.start == Some(4) {
+                "registered, but disabled (Start=4)".to_string()
+            } else {
+                format!("registered, but {} is missing", d.file.as_deref().unwrap_or("its driver file"))
+            };
+            format!("{}: {why}", d.name)
+        })
+        .collect();
+    Fact::Known(WindowsDrivers { viostor: has("viostor"), netkvm: has("netkvm"), why_not })
 }

@@ -79,6 +79,12 @@ pub trait GuestFs {
     /// The first `max` bytes of a regular file (all of it when shorter).
     fn read_file(&mut self, path: &str, max: usize) -> FsResult<Vec<u8>>;
 
+    /// Free bytes counted from the filesystem's own allocation map, for filesystems whose superblock has no free
+    /// counter (NTFS); `None` where the probe's counters already tell (the default).
+    fn free_bytes(&mut self) -> Option<FsResult<u64>> {
+        None
+    }
+
     /// A sequential reader of a regular file, for files too large to hold (an initramfs). The default reads the
     /// file whole, up to [`MAX_FILE_READ`]; backends that can stream override it.
     fn open_reader<'a>(&'a mut self, path: &str) -> FsResult<Box<dyn std::io::Read + 'a>> {

@@ -8,7 +8,7 @@ use crate::probe::FsKind;
 use crate::reader::Region;
 use ntfs::indexes::NtfsFileNameIndex;
 use ntfs::structured_values::NtfsFileNamespace;
-use ntfs::{Ntfs, NtfsFile};
+use ntfs::{KnownNtfsFileRecordNumber, Ntfs, NtfsFile};
 use std::io::{Read, Seek, SeekFrom};
 
 pub struct NtfsFs {
@@ -22,6 +22,10 @@ fn corrupt(e: ntfs::NtfsError) -> FsError {
         other => FsError::Corrupt(format!("ntfs: {other}")),
     }
 }
+
+/// Largest $Bitmap counted for free space: a 2 TiB volume of 4 KiB clusters. Larger volumes are not counted (the
+/// read would outweigh the rest of an inspection).
+const MAX_BITMAP: u64 = 64 << 20;
 
 /// Path components visited per lookup at most (guards against absurd paths, not loops: lookups go down only).
 const MAX_COMPONENTS: usize = 256;
@@ -148,6 +152,42 @@ impl GuestFs for NtfsFs {
             let len = data_len(&file, fs)?;
             super::read_chunks(len, max, |buf, off| read_data_at(&file, fs, off, buf))
         })
+    }
+
+    /// Free clusters are the clear bits of $Bitmap (one bit per cluster of the volume), read in 1 MiB pieces.
+    fn free_bytes(&mut self) -> Option<FsResult<u64>> {
+        let (ntfs, fs) = (&self.ntfs, &mut self.region);
+        Some(guarded("ntfs free space", || {
+            let cluster = u64::from(ntfs.cluster_size()).max(1);
+            let clusters = ntfs.size() / cluster;
+            let need = clusters.div_ceil(8);
+            if need > MAX_BITMAP {
+                return Err(FsError::Unsupported(format!(
+                    "ntfs: $Bitmap of {need} bytes is not counted (over {MAX_BITMAP})"
+                )));
+            }
+            let file = ntfs.file(fs, KnownNtfsFileRecordNumber::Bitmap as u64).map_err(corrupt)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let (mut off, mut used, mut last) = (0u64, 0u64, 0u8);
+            while off < need {
+                let want = ((need - off) as usize).min(buf.len());
+                let n = read_data_at(&file, fs, off, &mut buf[..want])?;
+                if n == 0 {
+                    return Err(FsError::Corrupt(format!(
+                        "ntfs: $Bitmap ends at {off} bytes, the volume's {clusters} clusters need {need}"
+                    )));
+                }
+                used += buf[..n].iter().map(|b| u64::from(b.count_ones())).sum::<u64>();
+                last = buf[n - 1];
+                off += n as u64;
+            }
+            // Bits past the last cluster (in the last byte) are set by mkntfs and Windows: they are not clusters.
+            let tail = need * 8 - clusters;
+            if tail > 0 {
+                used = used.saturating_sub(u64::from((last >> (8 - tail)).count_ones()));
+            }
+            Ok(clusters.saturating_sub(used) * cluster)
+        }))
     }
 
     fn read_at(&mut self, path: &str, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
