@@ -324,14 +324,30 @@ pub struct BoundedRun {
     pub stderr: String,
 }
 
-/// Run imgport with a deadline. Fails on a signal, a hang, or a peak RSS over [`RSS_BOUND_KIB`] (measured for
-/// this child alone with wait4).
-// The child is reaped by wait4 (which also gives its own peak RSS), not by Child::wait.
-#[allow(clippy::zombie_processes)]
+/// Run imgport with a deadline. Fails on a signal, a hang, or a peak RSS over [`RSS_BOUND_KIB`].
+///
+/// The peak is measured by /usr/bin/time (installed by scripts/install-peers.sh), which forks imgport from its own
+/// small address space. wait4's figure for a direct child of this test process is no use: Linux carries the
+/// parent's high-water RSS across fork/vfork and exec, so it would count the test's own pages.
 pub fn run_bounded(args: &[&str], time_bound: std::time::Duration) -> BoundedRun {
     use std::io::Read;
+    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
-    let mut child = imgport().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn imgport");
+    let time = Path::new("/usr/bin/time");
+    assert!(time.exists(), "/usr/bin/time is missing: run scripts/install-peers.sh (Debian package `time`)");
+    let report = tempfile::NamedTempFile::new().expect("temporary file for /usr/bin/time");
+    let mut child = Command::new(time)
+        .arg("-o")
+        .arg(report.path())
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_imgport"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a hang is killed with everything it started.
+        .process_group(0)
+        .spawn()
+        .expect("spawn /usr/bin/time imgport");
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
@@ -344,34 +360,27 @@ pub fn run_bounded(args: &[&str], time_bound: std::time::Duration) -> BoundedRun
         let _ = err.read_to_string(&mut s);
         s
     });
-    let pid = child.id() as libc::pid_t;
     let start = std::time::Instant::now();
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: wait4 on our own child; the structs are plain data we own.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            let stdout = out_reader.join().unwrap_or_default();
-            let stderr = err_reader.join().unwrap_or_default();
-            assert!(
-                !libc::WIFSIGNALED(status),
-                "imgport {args:?} killed by signal {}: {stderr}",
-                libc::WTERMSIG(status)
-            );
-            assert!(
-                usage.ru_maxrss < RSS_BOUND_KIB,
-                "imgport {args:?} peaked at {} MiB of RSS",
-                usage.ru_maxrss / 1024
-            );
-            return BoundedRun { code: libc::WEXITSTATUS(status), stdout, stderr };
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for imgport") {
+            break status;
         }
         if start.elapsed() > time_bound {
-            let _ = child.kill();
+            // SAFETY: signalling the process group we created above.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
             panic!("imgport {args:?} hung for more than {time_bound:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    };
+    let stdout = out_reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    let report = std::fs::read_to_string(report.path()).unwrap_or_default();
+    assert!(!report.contains("terminated by signal"), "imgport {args:?}: {report}: {stderr}");
+    let peak_kib: i64 =
+        report.lines().last().and_then(|l| l.trim().parse().ok()).expect("/usr/bin/time wrote no peak RSS");
+    assert!(peak_kib < RSS_BOUND_KIB, "imgport {args:?} peaked at {} MiB of RSS", peak_kib / 1024);
+    BoundedRun { code: status.code().expect("/usr/bin/time exits normally"), stdout, stderr }
 }
 
 /// A disk image with bytes overwritten in memory, so tests can damage metadata without copying files.
