@@ -2,13 +2,15 @@
 # Benchmark: imgport upload vs `aws s3 cp` (awscli) and `rclone copyto`, side by side in one run, against the same
 # local S3 server (s3s-fs, started here), plus the server's own ceiling.
 #
-# Source: SIZE bytes (default 2 GiB) of random data. Every tool sends it with the same part size and the same number
-# of parts in flight (aws: s3.multipart_chunksize / s3.max_concurrent_requests in a temporary AWS_CONFIG_FILE;
-# rclone: --s3-chunk-size / --s3-upload-concurrency). The ceiling is put_ceiling (crates/storage/examples): the
-# same multipart upload from one in-memory buffer, no file reads, no hashing. Each tool runs RUNS times in turn
-# (median reported), the object and the server's leftovers are deleted after every run, wall time and peak RSS come
-# from /usr/bin/time. Then, unless MEMORY_CHECK=0, a 4 GiB upload with 8 parts of 64 MiB in flight checks imgport's
-# peak RSS against the (8 + 1) x 64 MiB + 64 MiB bound of issue 5 (exit status 1 if over).
+# Source: SIZE_MIB MiB (default 2 GiB) of random data. Every tool sends it with the same part size and the same
+# number of parts in flight (aws: s3.multipart_chunksize / multipart_threshold / max_concurrent_requests in a
+# temporary AWS_CONFIG_FILE; rclone: --s3-chunk-size / --s3-upload-cutoff / --s3-upload-concurrency). The ceiling is
+# put_ceiling (crates/storage/examples): the same multipart upload from one in-memory buffer, no file reads, no
+# hashing. Each tool runs RUNS times in turn (median reported); the stored length is checked and the object and the
+# server's leftovers are deleted after every run. Wall time, the client's CPU time and peak RSS come from
+# /usr/bin/time, the server's CPU time from /proc. Then, unless MEMORY_CHECK=0, a 4 GiB upload with 8 parts of
+# 64 MiB in flight checks imgport's peak RSS against the (8 + 1) x 64 MiB + 64 MiB bound of issue 5 (exit status 1
+# if over).
 #
 # usage: scripts/bench-upload.sh [WORKDIR]
 #   env RUNS=3 SIZE_MIB=2048 PART_MIB=64 CONCURRENCY=8 IMGPORT=target/release/imgport
@@ -86,26 +88,31 @@ command_for() { # tool src bytes key
     case $1 in
     imgport) echo "$IMGPORT upload --json --no-resume --endpoint $ENDPOINT $2 s3://$BUCKET/$4 --part-size ${PART_MIB}M --concurrency $CONC" ;;
     aws) echo "aws --endpoint-url $ENDPOINT s3 cp --only-show-errors $2 s3://$BUCKET/$4" ;;
-    rclone) echo "rclone copyto --s3-no-check-bucket --s3-upload-concurrency $CONC --s3-chunk-size ${PART_MIB}M $2 x:$BUCKET/$4" ;;
+    rclone) echo "rclone copyto --s3-no-check-bucket --s3-upload-concurrency $CONC --s3-chunk-size ${PART_MIB}M --s3-upload-cutoff ${PART_MIB}M $2 x:$BUCKET/$4" ;;
     ceiling) echo "$CEILING $ENDPOINT $BUCKET $4 $3 $((PART_MIB << 20)) $CONC" ;;
     esac
 }
 
-# Run one upload; print "seconds peak_rss_kib". The stored length is checked, then the object and any multipart
-# leftovers are deleted so the server's folder does not fill up.
+# CPU seconds (user + system) the server has used so far.
+TICK=$(getconf CLK_TCK)
+server_cpu() { awk -v t="$TICK" '{printf "%.2f\n", ($14 + $15) / t}' "/proc/$SERVER/stat"; }
+
+# Run one upload; print "seconds peak_rss_kib cpu_seconds server_cpu_seconds" (the tool's user + system time, and
+# the server's during the run). The stored length is checked, then the object and any multipart leftovers are
+# deleted so the server's folder does not fill up.
 measure() { # tool src bytes key
-    local cmd
+    local cmd before
     cmd=$(command_for "$@")
     sync
-    if ! XDG_STATE_HOME=$WORK/state /usr/bin/time -o "$WORK/time" -f '%e %M' $cmd >"$WORK/out" 2>"$WORK/err"; then
+    before=$(server_cpu)
+    if ! XDG_STATE_HOME=$WORK/state /usr/bin/time -o "$WORK/time" -f '%e %M %U %S' $cmd >"$WORK/out" 2>"$WORK/err"; then
         echo "$1 failed: $cmd" >&2; cat "$WORK/err" >&2; exit 1
     fi
     local stored
     stored=$(stat -c %s "$S3_DATA/$BUCKET/$4" 2>/dev/null || echo missing)
     [ "$stored" = "$3" ] || { echo "$1: the stored object holds $stored bytes, not $3" >&2; exit 1; }
-    find "$S3_DATA" -mindepth 1 -not -path "$S3_DATA/$BUCKET" -delete 2>/dev/null || true
-    rm -rf "${S3_DATA:?}/$BUCKET"/* "${S3_DATA:?}/$BUCKET"/.??* 2>/dev/null || true
-    tail -1 "$WORK/time"
+    find "$S3_DATA" -mindepth 1 -not -path "$S3_DATA/$BUCKET" -delete # everything but the bucket's folder
+    tail -1 "$WORK/time" | awk -v srv="$(echo "$(server_cpu) - $before" | bc -l)" '{printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, srv}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -118,17 +125,17 @@ echo "peers: $(aws --version 2>&1 | cut -d' ' -f1), $(rclone version 2>/dev/null
 echo "source: $SIZE_MIB MiB random, parts of $PART_MIB MiB, $CONC in flight; runs per tool: $RUNS (median, in turn)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$SRC" >/dev/null # warm the cache: the source is read from memory by every tool
-declare -A SECS RSS
+declare -A SECS RSS CPU SRV
 for run in $(seq "$RUNS"); do
     for tool in "${TOOLS[@]}"; do
-        read -r s kib < <(measure "$tool" "$SRC" "$BYTES" "obj-$tool-$run")
-        SECS[$tool]+="$s "; RSS[$tool]+="$kib "
+        read -r s kib cpu srv < <(measure "$tool" "$SRC" "$BYTES" "obj-$tool-$run")
+        SECS[$tool]+="$s "; RSS[$tool]+="$kib "; CPU[$tool]+="$cpu "; SRV[$tool]+="$srv "
     done
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '| %-8s | %8s | %8s | %9s | %13s | %14s |\n' tool "s" "MiB/s" "RSS MiB" "imgport x" "of ceiling"
-printf '|%s|%s|%s|%s|%s|%s|\n' "----------" "----------" "----------" "-----------" "---------------" "----------------"
+printf '| %-8s | %8s | %8s | %8s | %10s | %9s | %13s | %14s |\n' tool "s" "MiB/s" "cpu s" "server cpu" "RSS MiB" "imgport x" "of ceiling"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------" "----------" "----------" "----------" "------------" "-----------" "---------------" "----------------"
 declare -A RATE
 for tool in "${TOOLS[@]}"; do
     s=$(printf '%s\n' ${SECS[$tool]} | median)
@@ -137,19 +144,21 @@ done
 for tool in "${TOOLS[@]}"; do
     s=$(printf '%s\n' ${SECS[$tool]} | median)
     kib=$(printf '%s\n' ${RSS[$tool]} | median)
+    cpu=$(printf '%s\n' ${CPU[$tool]} | median)
+    srv=$(printf '%s\n' ${SRV[$tool]} | median)
     vs=-; of=-
     [ -n "${RATE[imgport]:-}" ] && [ "$tool" != imgport ] && vs=$(printf '%.2f' "$(echo "${RATE[imgport]} / ${RATE[$tool]}" | bc -l)")
     [ -n "${RATE[ceiling]:-}" ] && of=$(printf '%.0f%%' "$(echo "100 * ${RATE[$tool]} / ${RATE[ceiling]}" | bc -l)")
-    printf '| %-8s | %8.2f | %8.0f | %9.0f | %13s | %14s |\n' "$tool" "$s" "${RATE[$tool]}" "$(echo "$kib / 1024" | bc -l)" "$vs" "$of"
+    printf '| %-8s | %8.2f | %8.0f | %8.2f | %10.2f | %9.0f | %13s | %14s |\n' "$tool" "$s" "${RATE[$tool]}" "$cpu" "$srv" \
+        "$(echo "$kib / 1024" | bc -l)" "$vs" "$of"
 done
-echo "(imgport x: imgport's MiB/s over the tool's; of ceiling: the tool's MiB/s over put_ceiling's)"
+echo "(imgport x: imgport's MiB/s over the tool's; of ceiling: the tool's MiB/s over put_ceiling's; cpu s: the client's own;"
+echo " server cpu: s3s-fs's during the run)"
 
 if [ "$MEMORY_CHECK" = 1 ]; then
     BIG=$WORK/src-4g.bin
     make_source "$BIG" 4096
-    read -r s kib < <(
-        PART_MIB=64 CONC=8 measure imgport "$BIG" $((4 << 30)) obj-4g
-    )
+    read -r s kib _ _ < <(PART_MIB=64 CONC=8 measure imgport "$BIG" $((4 << 30)) obj-4g)
     bound=$(((9 * 64 + 64) * 1024))
     printf '\nmemory: 4 GiB, 64 MiB parts, 8 in flight: %.1f s, peak RSS %d MiB (bound %d MiB)\n' "$s" $((kib / 1024)) $((bound / 1024))
     [ "$kib" -lt "$bound" ] || { echo "peak RSS over the bound" >&2; exit 1; }
