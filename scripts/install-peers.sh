@@ -73,6 +73,20 @@ if [ ! -x /usr/bin/time ]; then
 fi
 [ -x /usr/bin/time ] || { echo "install-peers: /usr/bin/time is still missing" >&2; exit 1; }
 
+# Upload-speed peers for scripts/bench-upload.sh: awscli (`aws s3 cp`) and rclone (`rclone copyto`).
+if ! command -v aws >/dev/null 2>&1; then
+    echo "install-peers: installing awscli (PyPI)" >&2
+    python3 -m pip install -q awscli 2>/dev/null || python3 -m pip install -q --break-system-packages awscli
+fi
+aws --version >/dev/null 2>&1 || { echo "install-peers: aws (awscli) is still missing" >&2; exit 1; }
+if ! command -v rclone >/dev/null 2>&1; then
+    echo "install-peers: installing rclone" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends rclone
+fi
+rclone version >/dev/null 2>&1 || { echo "install-peers: rclone is still missing" >&2; exit 1; }
+echo "install-peers: $(aws --version 2>&1 | cut -d' ' -f1), $(rclone version | head -1)" >&2
+
 # s3s-fs: a real S3 server (SigV4, Content-MD5) for the upload tests. Building it takes minutes: cache the binary.
 S3S_ROOT="${IMGPORT_PEERS_DIR:-$HOME/.cache/imgport-peers}"
 if [ ! -x "$S3S_ROOT/bin/s3s-fs" ]; then

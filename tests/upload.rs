@@ -7,7 +7,7 @@ mod common;
 use imgport_auth::endpoints::{BucketStyle, Endpoint};
 use imgport_auth::provider::Static;
 use imgport_auth::Credentials;
-use imgport_emulator::{Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
+use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
 use imgport_storage::{Client, Flavor, ObjectStore, StoreConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -40,8 +40,12 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn oss(flavor: Flavor) -> Store {
+    oss_with(flavor, CloudSettings::default())
+}
+
+fn oss_with(flavor: Flavor, cloud: CloudSettings) -> Store {
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = Emulator::start(EmulatorConfig::new(dir.path().join("emu"))).expect("emulator");
+    let emu = Emulator::start(EmulatorConfig::new(dir.path().join("emu")).cloud(cloud)).expect("emulator");
     let s = Store {
         endpoint: emu.oss_endpoint.clone(),
         region: emu.region().to_string(),
@@ -344,22 +348,113 @@ fn upload_measured(store: &Store, src: &Path, key: &str, extra: &[&str]) -> (Val
     (serde_json::from_slice(&out.stdout).expect("json summary"), rss)
 }
 
-/// 200 MiB in 4 MiB parts, 8 in flight: the stored CRC matches and peak RSS stays under (8 + 1) parts + 64 MiB.
+/// A large source made cheaply: one pseudo-random MiB repeated, each copy stamped with its index so no two parts
+/// are alike (a misplaced part changes the CRC). Returns the path and the data's CRC-64.
+fn write_large_source(dir: &Path, name: &str, mib: u64) -> (PathBuf, u64) {
+    use std::io::Write;
+    let p = dir.join(name);
+    let mut block = data(1 << 20, 17);
+    let mut crc = imgport_storage::crc64::Crc64::new();
+    let mut f = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(&p).expect("create source"));
+    for i in 0..mib {
+        block[..8].copy_from_slice(&i.to_le_bytes());
+        crc.update(&block);
+        f.write_all(&block).expect("write source");
+    }
+    f.flush().expect("flush source");
+    (p, crc.finish())
+}
+
+/// Acceptance 5 of issue 5: 4 GiB in 64 MiB parts, 8 in flight. The object's length and CRC-64 from the server
+/// match the source, and peak RSS stays under (8 + 1) parts + 64 MiB.
 #[test]
-fn oss_a_few_hundred_mib_in_bounded_memory() {
+fn oss_4_gib_in_bounded_memory() {
     let store = oss(Flavor::OssV4);
     let dir = tempfile::tempdir().expect("tempdir");
-    let len = 200 << 20;
-    let (src, d) = write_source(dir.path(), "big", len, 11);
-    let want = imgport_storage::crc64::checksum(&d);
-    drop(d);
-    let (s, rss_kib) = upload_measured(&store, &src, "big.raw", &["--part-size", "4M", "--concurrency", "8"]);
-    assert_eq!(s["parts"], 50, "{s}");
+    let (part_mib, mib) = (64, 4096);
+    let (src, want) = write_large_source(dir.path(), "big", mib);
+    let (s, rss_kib) = upload_measured(&store, &src, "big.raw", &["--part-size", "64M", "--concurrency", "8"]);
+    assert_eq!(s["parts"], mib / part_mib, "{s}");
     assert_eq!(s["crc64"], want.to_string(), "{s}");
-    let bound = (9 * 4 + 64) * 1024;
+    let bound = (9 * part_mib + 64) * 1024;
     assert!(rss_kib < bound, "peak RSS {} MiB over the bound {} MiB", rss_kib / 1024, bound / 1024);
     let head = rt().block_on(store.client().head_object("big.raw")).expect("head");
-    assert_eq!((head.len, head.crc64), (len as u64, Some(want)));
+    assert_eq!((head.len, head.crc64), (mib << 20, Some(want)));
+}
+
+/// STS credentials (a RamRoleArn profile of the aliyun CLI) expire on the server mid-upload while they look
+/// valid for another hour here (the emulator's token expiry fault): the uploader has the provider drop them,
+/// fetches new ones with AssumeRole and completes.
+#[test]
+fn expired_token_mid_upload_is_refreshed() {
+    let store = oss_with(Flavor::OssV4, CloudSettings { seed_import_role: true, ..Default::default() });
+    let emu = store.emu();
+    let home = store.dir.path().join("home");
+    std::fs::create_dir_all(home.join(".aliyun")).expect("home");
+    let profile = serde_json::json!({
+        "current": "role",
+        "profiles": [{
+            "name": "role",
+            "mode": "RamRoleArn",
+            "access_key_id": store.creds.access_key_id,
+            "access_key_secret": store.creds.access_key_secret.expose(),
+            "ram_role_arn": format!("acs:ram::{}:role/AliyunECSImageImportDefaultRole", emu.state().account_id),
+            "region_id": store.region,
+        }]
+    });
+    std::fs::write(home.join(".aliyun/config.json"), profile.to_string()).expect("profile");
+    let latency = rule("UploadPart", Fault::Latency { ms: 100 }, 1.0, 0, None);
+    emu.set_faults(FaultConfig { rules: vec![latency.clone()], ..Default::default() });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 8 << 20, 21);
+    let url = store.url("sts.raw");
+    let mut cmd = store.command(&["upload", "--json", src.to_str().expect("utf-8"), &url]);
+    cmd.args(["--part-size", "128K", "--concurrency", "4"]);
+    // Only the profile may supply credentials.
+    for var in [
+        "ALIBABA_CLOUD_ACCESS_KEY_ID",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+        "ALICLOUD_ACCESS_KEY",
+        "ALICLOUD_SECRET_KEY",
+        "OSS_ACCESS_KEY_ID",
+        "OSS_ACCESS_KEY_SECRET",
+        "ALIBABA_CLOUD_ROLE_ARN",
+        "ALIBABA_CLOUD_CONFIG_FILE",
+        "ALIBABA_CLOUD_PROFILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .env("HOME", &home)
+        .env("IMGPORT_STS_ENDPOINT", &emu.ecs_endpoint)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn upload");
+    // Expire the tokens once a few parts are in.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let parts_done = || emu.request_log().iter().filter(|e| e.operation == "UploadPart" && e.status == 200).count();
+    while parts_done() < 8 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(parts_done() >= 8, "the upload never got going");
+    emu.set_faults(FaultConfig {
+        rules: vec![latency],
+        tokens_expire_at: Some(emu.state().now()),
+        ..Default::default()
+    });
+    let out = child.wait_with_output().expect("wait");
+    emu.set_faults(FaultConfig::default());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert!(s["retries"].as_u64().unwrap_or(0) >= 1, "{s}");
+    let log = emu.request_log();
+    let refused = log.iter().filter(|e| e.operation == "UploadPart" && e.status == 403).count();
+    let assumed = log.iter().filter(|e| e.operation == "AssumeRole" && e.status == 200).count();
+    assert!(refused >= 1, "no part was refused for its token");
+    assert!(assumed >= 2, "the credentials were not fetched again after the refusal ({assumed} AssumeRole calls)");
+    assert!(store.get("sts.raw") == d);
 }
 
 /// Ctrl-C leaves a resumable upload, says how to resume or abort, and exits 130; the rerun resumes.

@@ -19,6 +19,9 @@ pub struct TemporaryCredential {
     pub security_token: String,
     /// Unix seconds.
     pub expiration: i64,
+    /// Unix seconds; 0 in registries written before it was kept (they count as issued long ago).
+    #[serde(default)]
+    pub issued_at: i64,
 }
 
 impl std::fmt::Debug for TemporaryCredential {
@@ -31,13 +34,15 @@ impl std::fmt::Debug for TemporaryCredential {
 }
 
 impl TemporaryCredential {
-    /// New random temporary credentials valid until `expiration` (ids shaped like STS's: `STS.` + 28 characters).
-    pub fn generate(expiration: i64) -> Self {
+    /// New random temporary credentials issued at `issued_at`, valid until `expiration` (ids shaped like STS's:
+    /// `STS.` + 28 characters).
+    pub fn generate(issued_at: i64, expiration: i64) -> Self {
         TemporaryCredential {
             access_key_id: format!("STS.{}", util::random_alnum(28)),
             access_key_secret: util::random_alnum(44),
             security_token: format!("CAIS{}", util::random_alnum(300)),
             expiration,
+            issued_at,
         }
     }
 
@@ -125,7 +130,7 @@ impl CredentialStore {
 
     /// Issues and registers new temporary credentials valid for `duration_seconds` from `now`.
     pub fn issue_temporary(&self, now: i64, duration_seconds: i64) -> io::Result<TemporaryCredential> {
-        let cred = TemporaryCredential::generate(now + duration_seconds);
+        let cred = TemporaryCredential::generate(now, now + duration_seconds);
         self.add_temporary(cred.clone(), now)?;
         Ok(cred)
     }
@@ -139,7 +144,7 @@ impl CredentialStore {
     }
 
     /// Checks the security token a request carried for its access key. `expire_all_from` is the fault that
-    /// makes every temporary credential count as expired from that time on.
+    /// makes every temporary credential issued up to that time count as expired from then on.
     pub fn check_token(
         &self,
         access_key_id: &str,
@@ -153,7 +158,9 @@ impl CredentialStore {
         if token.is_none_or(|tok| !same(tok, &t.security_token)) {
             return Err(TokenProblem::Invalid);
         }
-        if now >= t.expiration || expire_all_from.is_some_and(|from| now >= from) {
+        // The fault expires what was issued up to its time, as an early expiry or a revocation does; STS
+        // keeps issuing credentials that work (from the next second: the registry counts whole seconds).
+        if now >= t.expiration || expire_all_from.is_some_and(|from| now >= from && t.issued_at <= from) {
             return Err(TokenProblem::Expired);
         }
         Ok(())
@@ -210,6 +217,13 @@ mod tests {
         );
         assert_eq!(
             store.check_token(&t.access_key_id, Some(&t.security_token), 2000, Some(1500)),
+            Err(TokenProblem::Expired)
+        );
+        // The expiry fault spares credentials issued after its time, and those before it until then.
+        assert_eq!(store.check_token(&t.access_key_id, Some(&t.security_token), 2000, Some(999)), Ok(()));
+        assert_eq!(store.check_token(&t.access_key_id, Some(&t.security_token), 1400, Some(1500)), Ok(()));
+        assert_eq!(
+            store.check_token(&t.access_key_id, Some(&t.security_token), 2000, Some(1000)),
             Err(TokenProblem::Expired)
         );
         // Survives a restart.

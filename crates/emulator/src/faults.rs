@@ -18,7 +18,8 @@ pub struct FaultConfig {
     /// The server's clock runs this many seconds ahead of the real one (negative: behind). Requests then look
     /// skewed (`RequestTimeTooSkewed`) and every response's `Date` shows the server's time.
     pub clock_skew_seconds: i64,
-    /// From this time on (unix seconds, server clock) every temporary credential counts as expired.
+    /// From this time on (unix seconds, server clock) every temporary credential issued up to then counts as
+    /// expired; credentials issued later work.
     pub tokens_expire_at: Option<i64>,
 }
 

@@ -1,6 +1,6 @@
 //! The HTTP client behind [`ObjectStore`]: builds, signs and sends requests, parses answers.
 
-use crate::error::{from_response, StorageError};
+use crate::error::{from_response, RetryClass, StorageError};
 use crate::xml;
 use crate::{BoxFuture, ObjectMeta, ObjectStore, PartInfo, PutOptions, PutResult, Result, UploadInfo};
 use bytes::Bytes;
@@ -166,12 +166,17 @@ impl Client {
             let server_time = answer.header("date").and_then(imgport_auth::time::parse_http_date);
             let rid = answer.header("x-oss-request-id").or_else(|| answer.header("x-amz-request-id"));
             let mut err = from_response(status, &text, rid, server_time);
-            // HEAD answers carry no body: recognise a skewed clock from the server's Date alone.
-            if let (StorageError::Service { code, .. }, Some(t)) = (&mut err, server_time) {
+            if let StorageError::Service { code, temporary_credentials, .. } = &mut err {
+                *temporary_credentials = creds.token().is_some();
+                // HEAD answers carry no body: recognise a skewed clock from the server's Date alone.
                 let ours = imgport_auth::time::now() + self.clock_offset();
-                if status == 403 && text.is_empty() && (t - ours).abs() > 600 {
+                if status == 403 && text.is_empty() && server_time.is_some_and(|t| (t - ours).abs() > 600) {
                     *code = "RequestTimeTooSkewed".to_string();
                 }
+            }
+            // The provider still thinks these credentials good: make the retry fetch new ones.
+            if err.retry_class() == RetryClass::RefreshCredentials {
+                self.cfg.credentials.invalidate(&creds.access_key_id).await;
             }
             return Err(err);
         }

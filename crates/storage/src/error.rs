@@ -29,6 +29,9 @@ pub enum StorageError {
         request_id: String,
         /// The server's `Date` header (unix seconds), used to correct clock skew.
         server_time: Option<i64>,
+        /// The request was signed with temporary (STS) credentials: an unknown access key id then means they
+        /// were revoked or purged, and new ones may work.
+        temporary_credentials: bool,
     },
     /// No usable answer: connect, send, receive or timeout failures.
     Transport(String),
@@ -61,6 +64,9 @@ impl StorageError {
             StorageError::Credentials(_) | StorageError::Unsupported(_) => RetryClass::Fatal,
             // A checksum mismatch or a truncated answer: the data may have been damaged on the way.
             StorageError::Protocol(_) => RetryClass::Retry,
+            StorageError::Service { code, temporary_credentials: true, .. } if code == "InvalidAccessKeyId" => {
+                RetryClass::RefreshCredentials
+            }
             StorageError::Service { status, code, .. } => match code.as_str() {
                 "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests" => {
                     RetryClass::Throttle
@@ -139,6 +145,7 @@ pub fn from_response(status: u16, body: &str, request_id: Option<&str>, server_t
         message: crate::xml::text(body, "Message").unwrap_or_default(),
         request_id: crate::xml::text(body, "RequestId").or_else(|| request_id.map(str::to_string)).unwrap_or_default(),
         server_time,
+        temporary_credentials: false,
     }
 }
 
@@ -166,6 +173,12 @@ mod tests {
             from_response(403, "<Error><Code>SecurityTokenExpired</Code></Error>", None, None).retry_class(),
             RetryClass::RefreshCredentials
         );
+        let mut unknown_key = from_response(403, "<Error><Code>InvalidAccessKeyId</Code></Error>", None, None);
+        assert_eq!(unknown_key.retry_class(), RetryClass::Fatal);
+        if let StorageError::Service { temporary_credentials, .. } = &mut unknown_key {
+            *temporary_credentials = true;
+        }
+        assert_eq!(unknown_key.retry_class(), RetryClass::RefreshCredentials);
         assert_eq!(from_response(500, "", None, None).retry_class(), RetryClass::Retry);
         assert_eq!(from_response(429, "", None, None).retry_class(), RetryClass::Throttle);
         assert_eq!(StorageError::Transport("x".into()).retry_class(), RetryClass::Retry);

@@ -216,8 +216,9 @@ impl Shared {
                     self.limiter.throttled();
                     tokio::time::sleep(jitter(attempt + 2)).await;
                 }
-                // The credentials provider refreshes temporary credentials when asked again.
-                RetryClass::RefreshCredentials => tokio::time::sleep(jitter(0)).await,
+                // The client has told the provider to drop the refused credentials, so the retry fetches new
+                // ones; the wait grows in case the fresh ones are refused too (a token service a little behind).
+                RetryClass::RefreshCredentials => tokio::time::sleep(jitter(attempt - 1)).await,
                 _ => tokio::time::sleep(jitter(attempt)).await,
             }
             let _ = what;
@@ -549,7 +550,8 @@ async fn multipart(
             let md5 = opts.send_md5;
             set.spawn(async move {
                 let offset = (n as u64 - 1) * part_size;
-                let (data, crc, md5_hex) = read_part(&shared, &file, offset, len as usize, true).await?;
+                // OSS parts are checked by CRC-64 alone: MD5 would cost more CPU than the send itself.
+                let (data, crc, md5_hex) = read_part(&shared, &file, offset, len as usize, md5).await?;
                 let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5 };
                 let rec = send_part(&shared, &target, n, offset, data, crc, md5_hex).await?;
                 Ok((n, rec))
@@ -676,11 +678,12 @@ pub(crate) async fn complete_verified(
     Ok((res.etag, combined))
 }
 
-/// `hex(md5(md5(part 1) ++ md5(part 2) ...))-N`, the ETag S3 and OSS give multipart objects.
+/// `hex(md5(md5(part 1) ++ md5(part 2) ...))-N`, the ETag S3 and OSS give multipart objects; `None` when a part's
+/// MD5 was not computed (OSS, checked by CRC-64 instead).
 fn multipart_etag(parts: &BTreeMap<u32, PartRecord>) -> Option<String> {
     let mut h = Md5::new();
     for p in parts.values() {
-        h.update(hex_to_bytes(&p.md5_hex)?);
+        h.update(hex_to_bytes(&p.md5_hex).filter(|b| b.len() == 16)?);
     }
     let d = h.finalize();
     Some(format!("{}-{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>(), parts.len()))

@@ -83,4 +83,13 @@ impl CredentialsProvider for DefaultChain {
             None => "default".to_string(),
         }
     }
+
+    fn invalidate<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, ()> {
+        let last = self.last.lock().ok().and_then(|l| l.clone());
+        Box::pin(async move {
+            if let Some(p) = last {
+                p.invalidate(access_key_id).await;
+            }
+        })
+    }
 }

@@ -59,6 +59,13 @@ pub trait CredentialsProvider: Send + Sync {
     fn credentials(&self) -> BoxFuture<'_, Result<Credentials, CredentialsError>>;
     /// Which source this is (`env`, `cli_profile/RamRoleArn`, `ecs_ram_role` ...), for `auth whoami` and errors.
     fn name(&self) -> String;
+    /// The service refused the credentials with this access key id (expired or revoked token) although they look
+    /// valid here: forget them, so the next [`CredentialsProvider::credentials`] fetches new ones. Credentials
+    /// cached since (another caller already refreshed) are kept. Sources without a cache have nothing to forget.
+    fn invalidate<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, ()> {
+        let _ = access_key_id;
+        Box::pin(async {})
+    }
 }
 
 /// Fixed credentials (environment, AK and StsToken profiles).
@@ -136,6 +143,15 @@ impl<F: Fetch> CredentialsProvider for Refreshing<F> {
 
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn invalidate<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut cache = self.cache.lock().await;
+            if cache.as_ref().is_some_and(|c| c.access_key_id == access_key_id) {
+                *cache = None;
+            }
+        })
     }
 }
 
@@ -220,6 +236,33 @@ mod tests {
         now.fetch_add(900 - REFRESH_MARGIN + 1, Ordering::SeqCst);
         assert_eq!(p.credentials().await.map(|c| c.access_key_id).as_deref(), Ok("STS.1"));
         now.fetch_add(REFRESH_MARGIN, Ordering::SeqCst);
+        assert!(p.credentials().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn invalidate_forgets_only_the_refused_credentials() {
+        let clock: Clock = Arc::new(|| 1_000_000);
+        let calls = Arc::new(AtomicU64::new(0));
+        let fail = Arc::new(Mutex::new(false));
+        let p = Refreshing::new(
+            Counting { calls: calls.clone(), lifetime: 3600, clock: clock.clone(), fail: fail.clone() },
+            "t",
+            clock,
+        );
+        let key = |r: Result<Credentials, CredentialsError>| r.map(|c| c.access_key_id);
+        assert_eq!(key(p.credentials().await).as_deref(), Ok("STS.0"));
+        // Long valid by their expiration, but refused: the next call fetches.
+        p.invalidate("STS.0").await;
+        assert_eq!(key(p.credentials().await).as_deref(), Ok("STS.1"));
+        // A late report about the old key (another part in flight) keeps the fresh ones.
+        p.invalidate("STS.0").await;
+        assert_eq!(key(p.credentials().await).as_deref(), Ok("STS.1"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Invalidated credentials are never served again, even when the refresh fails.
+        if let Ok(mut f) = fail.lock() {
+            *f = true;
+        }
+        p.invalidate("STS.1").await;
         assert!(p.credentials().await.is_err());
     }
 

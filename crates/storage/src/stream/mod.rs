@@ -62,10 +62,12 @@ struct StoredPart {
 }
 
 impl StoredPart {
+    /// `md5` is empty where the store is checked by CRC-64 alone (OSS): the CRC must then be known and match.
     fn matches(&self, size: u64, crc: u64, md5: &str) -> bool {
         let crc_ok = self.crc64.is_none_or(|c| c == crc);
-        let md5_ok = self.md5_hex.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(md5));
-        self.size == size && crc_ok && md5_ok && (self.crc64.is_some() || self.md5_hex.is_some())
+        let md5_ok = md5.is_empty() || self.md5_hex.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(md5));
+        let known = self.crc64.is_some() || !md5.is_empty() && self.md5_hex.is_some();
+        self.size == size && crc_ok && md5_ok && known
     }
 }
 
@@ -277,7 +279,8 @@ impl Run<'_> {
             let _permit = permit;
             let (data, crc, md5) = tokio::task::spawn_blocking(move || {
                 let crc = crc64::checksum(&data);
-                let md5 = md5_hex(&data);
+                // OSS parts are checked by CRC-64 alone: MD5 would cost more CPU than the send itself.
+                let md5 = if send_md5 { md5_hex(&data) } else { String::new() };
                 (data, crc, md5)
             })
             .await
