@@ -3,6 +3,7 @@
 //! store: the object equals `imgport convert`'s file, with faults, after kill -9 and resume, a changed source.
 
 mod common;
+use common::{peak_rss_kib, under_time};
 
 use imgport_auth::endpoints::{BucketStyle, Endpoint};
 use imgport_auth::provider::Static;
@@ -322,30 +323,15 @@ fn interrupted_uploads_are_listed_and_aborted() {
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
 }
 
-/// Runs an upload under /usr/bin/time (installed by scripts/install-peers.sh) and returns its JSON summary and
-/// peak RSS in KiB. wait4's figure for a child of this test process is no use: it counts the test's own pages,
-/// which the child shares between fork and exec.
+/// Runs an upload under /usr/bin/time and returns its JSON summary and peak RSS in KiB.
 fn upload_measured(store: &Store, src: &Path, key: &str, extra: &[&str]) -> (Value, u64) {
     let url = store.url(key);
-    let time = Path::new("/usr/bin/time");
-    assert!(time.exists(), "/usr/bin/time is missing: run scripts/install-peers.sh (Debian package `time`)");
-    let rss_file = store.dir.path().join("rss");
-    let mut cmd = store.command(&["upload", "--json", src.to_str().expect("utf-8"), url.as_str()]);
-    cmd.args(extra);
-    let inner = cmd;
-    cmd = Command::new(time);
-    cmd.arg("-o").arg(&rss_file).args(["-f", "%M"]).arg(inner.get_program()).args(inner.get_args());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let out = cmd.output().expect("run upload");
+    let report = store.dir.path().join("rss");
+    let mut inner = store.command(&["upload", "--json", src.to_str().expect("utf-8"), url.as_str()]);
+    inner.args(extra);
+    let out = under_time(&inner, &report).output().expect("run upload");
     assert!(out.status.success(), "upload failed: {}", String::from_utf8_lossy(&out.stderr));
-    let rss = std::fs::read_to_string(&rss_file).ok().and_then(|s| s.lines().last()?.trim().parse().ok());
-    let rss = rss.expect("/usr/bin/time wrote no peak RSS");
-    (serde_json::from_slice(&out.stdout).expect("json summary"), rss)
+    (serde_json::from_slice(&out.stdout).expect("json summary"), peak_rss_kib(&report))
 }
 
 /// A large source made cheaply: one pseudo-random MiB repeated, each copy stamped with its index so no two parts

@@ -315,7 +315,7 @@ pub fn findings_of<'a>(report: &'a serde_json::Value, id: &str) -> Vec<&'a serde
 // ---- bounded runs and damaged images (hostile-input tests) -----------------------------------------------------
 
 /// Peak resident memory any imgport command may reach, whatever the input.
-pub const RSS_BOUND_KIB: i64 = 256 * 1024;
+pub const RSS_BOUND_KIB: u64 = 256 * 1024;
 
 /// What a bounded run of imgport returned.
 pub struct BoundedRun {
@@ -324,24 +324,40 @@ pub struct BoundedRun {
     pub stderr: String,
 }
 
-/// Run imgport with a deadline. Fails on a signal, a hang, or a peak RSS over [`RSS_BOUND_KIB`].
-///
-/// The peak is measured by /usr/bin/time (installed by scripts/install-peers.sh), which forks imgport from its own
-/// small address space. wait4's figure for a direct child of this test process is no use: Linux carries the
-/// parent's high-water RSS across fork/vfork and exec, so it would count the test's own pages.
+/// `inner` (program, arguments, environment) run under /usr/bin/time, which writes the peak RSS in KiB to `report`
+/// (read it with [`peak_rss_kib`]). /usr/bin/time is installed by scripts/install-peers.sh. It forks the program
+/// from its own small address space; wait4's figure for a direct child of a test process is no use, because Linux
+/// carries the parent's high-water RSS across fork/vfork and exec, so it would count the test's own pages.
+pub fn under_time(inner: &Command, report: &Path) -> Command {
+    let time = Path::new("/usr/bin/time");
+    assert!(time.exists(), "/usr/bin/time is missing: run scripts/install-peers.sh (Debian package `time`)");
+    let mut cmd = Command::new(time);
+    cmd.arg("-o").arg(report).args(["-f", "%M"]).arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
+/// The peak RSS in KiB that /usr/bin/time wrote to `report` (see [`under_time`]).
+pub fn peak_rss_kib(report: &Path) -> u64 {
+    let text = std::fs::read_to_string(report).unwrap_or_default();
+    text.lines().last().and_then(|l| l.trim().parse().ok()).expect("/usr/bin/time wrote no peak RSS")
+}
+
+/// Run imgport with a deadline. Fails on a signal, a hang, or a peak RSS over [`RSS_BOUND_KIB`] (measured by
+/// [`under_time`]).
 pub fn run_bounded(args: &[&str], time_bound: std::time::Duration) -> BoundedRun {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     use std::process::Stdio;
-    let time = Path::new("/usr/bin/time");
-    assert!(time.exists(), "/usr/bin/time is missing: run scripts/install-peers.sh (Debian package `time`)");
     let report = tempfile::NamedTempFile::new().expect("temporary file for /usr/bin/time");
-    let mut child = Command::new(time)
-        .arg("-o")
-        .arg(report.path())
-        .args(["-f", "%M"])
-        .arg(env!("CARGO_BIN_EXE_imgport"))
-        .args(args)
+    let mut inner = imgport();
+    inner.args(args);
+    let mut child = under_time(&inner, report.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so a hang is killed with everything it started.
@@ -375,10 +391,9 @@ pub fn run_bounded(args: &[&str], time_bound: std::time::Duration) -> BoundedRun
     };
     let stdout = out_reader.join().unwrap_or_default();
     let stderr = err_reader.join().unwrap_or_default();
-    let report = std::fs::read_to_string(report.path()).unwrap_or_default();
-    assert!(!report.contains("terminated by signal"), "imgport {args:?}: {report}: {stderr}");
-    let peak_kib: i64 =
-        report.lines().last().and_then(|l| l.trim().parse().ok()).expect("/usr/bin/time wrote no peak RSS");
+    let report_text = std::fs::read_to_string(report.path()).unwrap_or_default();
+    assert!(!report_text.contains("terminated by signal"), "imgport {args:?}: {report_text}: {stderr}");
+    let peak_kib = peak_rss_kib(report.path());
     assert!(peak_kib < RSS_BOUND_KIB, "imgport {args:?} peaked at {} MiB of RSS", peak_kib / 1024);
     BoundedRun { code: status.code().expect("/usr/bin/time exits normally"), stdout, stderr }
 }
