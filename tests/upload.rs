@@ -165,6 +165,23 @@ impl Store {
             .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
             .unwrap_or_default()
     }
+
+    /// The resume state of the upload in progress, once one has been written.
+    fn recorded_state(&self) -> Option<Value> {
+        let f = self.state_files().into_iter().next()?;
+        serde_json::from_slice(&std::fs::read(f).ok()?).ok()
+    }
+
+    /// Waits (up to 60 s) until the resume state records at least `n` parts; returns how many it records.
+    fn wait_for_recorded_parts(&self, n: usize) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut recorded = 0;
+        while std::time::Instant::now() < deadline && recorded < n {
+            recorded = self.recorded_state().and_then(|v| v["parts"].as_object().map(|m| m.len())).unwrap_or(0);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        recorded
+    }
 }
 
 /// Deterministic, incompressible-looking data.
@@ -222,11 +239,11 @@ fn rule(operation: &str, fault: Fault, rate: f64, after: u64, times: Option<u64>
     FaultRule { operation: operation.into(), fault, rate, after, times }
 }
 
-#[test]
-fn oss_faults_are_retried() {
-    let store = oss(Flavor::OssV4);
-    store.emu().set_faults(FaultConfig {
-        seed: 42,
+/// Issue 5's acceptance 2: 10% 5xx, dropped connections mid-part, a throttling burst, a failed Complete and an
+/// hour of clock skew.
+fn acceptance_faults(seed: u64) -> FaultConfig {
+    FaultConfig {
+        seed,
         rules: vec![
             rule("UploadPart", Fault::InternalError, 0.1, 0, None),
             rule("UploadPart", Fault::DropRequest { after_bytes: 50_000 }, 0.05, 0, None),
@@ -235,7 +252,13 @@ fn oss_faults_are_retried() {
         ],
         clock_skew_seconds: 3600,
         tokens_expire_at: None,
-    });
+    }
+}
+
+#[test]
+fn oss_faults_are_retried() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(acceptance_faults(42));
     let dir = tempfile::tempdir().expect("tempdir");
     let (src, d) = write_source(dir.path(), "src", 12 << 20, 9);
     let s = store.upload_ok(&src, "faults.raw", &["--part-size", "256K", "--concurrency", "8"]);
@@ -258,19 +281,7 @@ fn start_and_kill(store: &Store, src: &Path, key: &str, min_parts: usize) -> usi
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn upload");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut recorded = 0;
-    while std::time::Instant::now() < deadline {
-        if let Some(f) = store.state_files().first() {
-            if let Ok(v) = std::fs::read(f).map(|d| serde_json::from_slice::<Value>(&d)) {
-                recorded = v.ok().and_then(|v| v["parts"].as_object().map(|m| m.len())).unwrap_or(0);
-                if recorded >= min_parts {
-                    break;
-                }
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let recorded = store.wait_for_recorded_parts(min_parts);
     let _ = child.kill();
     let _ = child.wait();
     store.emu().set_faults(FaultConfig::default());
@@ -487,18 +498,7 @@ fn s3_kill_9_then_resume_and_local_listing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut recorded = 0;
-    while std::time::Instant::now() < deadline && recorded < 2 {
-        if let Some(f) = store.state_files().first() {
-            recorded = std::fs::read(f)
-                .ok()
-                .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-                .and_then(|v| v["parts"].as_object().map(|m| m.len()))
-                .unwrap_or(0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let recorded = store.wait_for_recorded_parts(2);
     let _ = child.kill();
     let _ = child.wait();
     assert!(recorded >= 2, "the upload never recorded 2 parts");
@@ -532,13 +532,10 @@ fn vanished_upload_starts_over() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut aborted = false;
     while std::time::Instant::now() < deadline && !aborted {
-        if let Some(f) = store.state_files().first() {
-            let v = std::fs::read(f).ok().and_then(|d| serde_json::from_slice::<Value>(&d).ok());
-            if let Some(v) = v.filter(|v| v["parts"].as_object().is_some_and(|m| m.len() >= 3)) {
-                let id = v["upload_id"].as_str().expect("upload id").to_string();
-                rt().block_on(store.client().abort_multipart("vanish.raw", &id)).expect("abort");
-                aborted = true;
-            }
+        if let Some(v) = store.recorded_state().filter(|v| v["parts"].as_object().is_some_and(|m| m.len() >= 3)) {
+            let id = v["upload_id"].as_str().expect("upload id").to_string();
+            rt().block_on(store.client().abort_multipart("vanish.raw", &id)).expect("abort");
+            aborted = true;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -568,8 +565,7 @@ impl Store {
 
     /// Parts the store holds for the upload the resume state names.
     fn stored_parts(&self) -> Vec<u32> {
-        let f = self.state_files().into_iter().next().expect("a resume state");
-        let v: Value = serde_json::from_slice(&std::fs::read(f).expect("state")).expect("state json");
+        let v = self.recorded_state().expect("a resume state");
         let (key, id) = (v["key"].as_str().expect("key"), v["upload_id"].as_str().expect("upload id"));
         rt().block_on(self.client().list_parts(key, id)).expect("list parts").iter().map(|p| p.number).collect()
     }
@@ -706,18 +702,7 @@ fn start_stream_and_kill(store: &Store, src: &Path, key: &str, args: &[&str], mi
     all.extend_from_slice(args);
     all.extend_from_slice(&[src.to_str().expect("utf-8"), url.as_str()]);
     let mut child = store.command(&all).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut recorded = 0;
-    while std::time::Instant::now() < deadline && recorded < min_parts {
-        if let Some(f) = store.state_files().first() {
-            recorded = std::fs::read(f)
-                .ok()
-                .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-                .and_then(|v| v["parts"].as_object().map(|m| m.len()))
-                .unwrap_or(0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let recorded = store.wait_for_recorded_parts(min_parts);
     let _ = child.kill();
     let _ = child.wait();
     store.emu().set_faults(FaultConfig::default());
@@ -787,17 +772,7 @@ fn oss_streamed_changed_source_is_not_resumed() {
 #[test]
 fn oss_streamed_faults_are_retried() {
     let store = oss(Flavor::OssV4);
-    store.emu().set_faults(FaultConfig {
-        seed: 5,
-        rules: vec![
-            rule("UploadPart", Fault::InternalError, 0.1, 0, None),
-            rule("UploadPart", Fault::DropRequest { after_bytes: 50_000 }, 0.05, 0, None),
-            rule("UploadPart", Fault::SlowDown, 1.0, 10, Some(6)),
-            rule("CompleteMultipartUpload", Fault::ServiceUnavailable, 1.0, 0, Some(1)),
-        ],
-        clock_skew_seconds: 3600,
-        tokens_expire_at: None,
-    });
+    store.emu().set_faults(acceptance_faults(5));
     let dir = tempfile::tempdir().expect("tempdir");
     let src = raw_disk(dir.path(), "disk.raw", 16, 25);
     let s = store.convert_ok(&src, "f.qcow2", &["-O", "qcow2", "--part-size", "256K", "--concurrency", "8"]);
@@ -899,18 +874,7 @@ fn s3_streamed_kill_9_then_resume() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut recorded = 0;
-    while std::time::Instant::now() < deadline && recorded < 2 {
-        if let Some(f) = store.state_files().first() {
-            recorded = std::fs::read(f)
-                .ok()
-                .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
-                .and_then(|v| v["parts"].as_object().map(|m| m.len()))
-                .unwrap_or(0);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let recorded = store.wait_for_recorded_parts(2);
     let _ = child.kill();
     let _ = child.wait();
     assert!(recorded >= 2, "the streamed upload never recorded 2 parts");

@@ -34,14 +34,21 @@ pub struct Args {
     pub(crate) output: PathBuf,
 }
 
-/// What `convert --json` prints.
+/// What every `convert --json` reports of the conversion, to a file or to a store.
+#[derive(serde::Serialize)]
+pub(crate) struct Conversion {
+    pub(crate) input: String,
+    pub(crate) output: String,
+    pub(crate) input_format: Format,
+    pub(crate) output_format: Format,
+    pub(crate) virtual_size: u64,
+}
+
+/// What `convert --json` prints for a local output.
 #[derive(serde::Serialize)]
 struct Summary {
-    input: String,
-    output: String,
-    input_format: Format,
-    output_format: Format,
-    virtual_size: u64,
+    #[serde(flatten)]
+    conversion: Conversion,
     /// Bytes read from the input file(s), metadata included.
     bytes_read: u64,
     /// Bytes written to the output (holes left unwritten are not counted).
@@ -119,11 +126,13 @@ fn convert(args: &Args) -> Result<Summary, Error> {
     let persisted = if args.force { tmp.persist(&args.output) } else { tmp.persist_noclobber(&args.output) };
     persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(&args.output))?;
     Ok(Summary {
-        input: args.input.display().to_string(),
-        output: args.output.display().to_string(),
-        input_format: src.details().format,
-        output_format: args.output_format,
-        virtual_size: src.virtual_size(),
+        conversion: Conversion {
+            input: args.input.display().to_string(),
+            output: args.output.display().to_string(),
+            input_format: src.details().format,
+            output_format: args.output_format,
+            virtual_size: src.virtual_size(),
+        },
         bytes_read: imgport_disk::file::bytes_read(),
         bytes_written: sink.bytes_written(),
         seconds: started.elapsed().as_secs_f64(),

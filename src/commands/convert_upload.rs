@@ -7,7 +7,7 @@ use super::convert::{write_options, Args};
 use super::upload::{summary_line, Prepared};
 use crate::output::print_json;
 use imgport_disk::write::output_len_bound;
-use imgport_disk::{open, write_image, Control, Error, ErrorKind, Format, Sink, Stamp, WriteOptions};
+use imgport_disk::{open, write_image, Control, Error, ErrorKind, Sink, Stamp, WriteOptions};
 use imgport_storage::state::SourceId;
 use imgport_storage::stream::{upload_stream, StreamParams, StreamWriter};
 use imgport_storage::upload::{Summary as UploadSummary, UploadError};
@@ -40,11 +40,8 @@ impl Sink for UploadSink<'_> {
 /// as `upload --json`).
 #[derive(serde::Serialize)]
 struct Summary {
-    input: String,
-    output: String,
-    input_format: Format,
-    output_format: Format,
-    virtual_size: u64,
+    #[serde(flatten)]
+    conversion: super::convert::Conversion,
     #[serde(flatten)]
     upload: UploadSummary,
 }
@@ -87,7 +84,12 @@ pub fn run(args: &Args) -> u8 {
             if args.json {
                 print_json(&s);
             } else {
-                println!("{} ({} of {})", summary_line(&s.upload, &s.output), s.output_format, s.input);
+                println!(
+                    "{} ({} of {})",
+                    summary_line(&s.upload, &s.conversion.output),
+                    s.conversion.output_format,
+                    s.conversion.input
+                );
             }
             0
         }
@@ -150,11 +152,13 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
         None => Ok(None),
         Some(Err(e)) => Err(e.to_string()),
         Some(Ok(upload)) => Ok(Some(Summary {
-            input: args.input.display().to_string(),
-            output: dest,
-            input_format,
-            output_format: args.output_format,
-            virtual_size,
+            conversion: super::convert::Conversion {
+                input: args.input.display().to_string(),
+                output: dest,
+                input_format,
+                output_format: args.output_format,
+                virtual_size,
+            },
             upload,
         })),
     }

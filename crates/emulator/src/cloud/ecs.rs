@@ -482,19 +482,37 @@ fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcRes
         client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
         ..Default::default()
     });
+    queue_task(
+        inner,
+        db,
+        ctx,
+        Task { id: task_id.clone(), region: region.clone(), ..Default::default() },
+        "ImportImage",
+        &image_id,
+    )?;
+    Ok(json!({"ImageId": image_id, "TaskId": task_id, "RegionId": region}))
+}
+
+/// Records `task` (id and region set) as a waiting `action` on `image_id` and starts the worker that moves it on.
+fn queue_task(
+    inner: &Arc<Inner>,
+    mut db: std::sync::MutexGuard<'_, super::Db>,
+    ctx: &RpcContext,
+    task: Task,
+    action: &str,
+    image_id: &str,
+) -> Result<(), RpcError> {
     db.tasks.push(Task {
-        id: task_id.clone(),
-        region: region.clone(),
-        action: "ImportImage".into(),
-        image_id: image_id.clone(),
+        action: action.into(),
+        image_id: image_id.to_string(),
         status: "Waiting".into(),
         created: ctx.now,
-        ..Default::default()
+        ..task
     });
     db.save()?;
     drop(db);
-    spawn_worker(inner.clone(), image_id.clone());
-    Ok(json!({"ImageId": image_id, "TaskId": task_id, "RegionId": region}))
+    spawn_worker(inner.clone(), image_id.to_string());
+    Ok(())
 }
 
 fn spawn_worker(inner: Arc<Inner>, image_id: String) {
@@ -926,18 +944,7 @@ fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResul
         }
     }
     db.images.push(copy);
-    db.tasks.push(Task {
-        id: task_id,
-        region: dest,
-        action: "CopyImage".into(),
-        image_id: image_id.clone(),
-        status: "Waiting".into(),
-        created: ctx.now,
-        ..Default::default()
-    });
-    db.save()?;
-    drop(db);
-    spawn_worker(inner.clone(), image_id.clone());
+    queue_task(inner, db, ctx, Task { id: task_id, region: dest, ..Default::default() }, "CopyImage", &image_id)?;
     Ok(json!({"ImageId": image_id}))
 }
 
