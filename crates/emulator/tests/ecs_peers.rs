@@ -3,8 +3,7 @@
 //! with a qcow2 made by qemu-img, import errors, catalogue filters, copy, share, tags, delete, temporary
 //! credentials and their expiry, a forced CreateFailed, and imports across a restart.
 //!
-//! Needs `python3` with the SDKs and qemu-img (scripts/install-peers.sh); skipped, saying so, without them —
-//! except under CI=true, where a missing peer fails the test.
+//! Needs the peers scripts/install-peers.sh installs (python3 with the SDKs, qemu-img); fails without them.
 
 use imgport_emulator::faults::{Fault, FaultConfig, FaultRule};
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, RunningEmulator};
@@ -16,18 +15,15 @@ const AK: &str = "LTAI5tEmulatorTest02";
 const SK: &str = "emulator-test-secret-ecs-0123456";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_images.py");
 
-fn have_peers() -> bool {
+/// The official SDKs and qemu-img are the test's peers (scripts/install-peers.sh installs them): without them the
+/// test fails, never skips.
+fn require_peers() {
     let python = Command::new("python3")
         .args(["-c", "import oss2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401"])
         .output()
         .is_ok_and(|o| o.status.success());
     let qemu = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !(python && qemu) {
-        // CI installs the peers (scripts/install-peers.sh): a skip there would hide a regression.
-        assert!(std::env::var_os("CI").is_none(), "python3 with the ECS/RAM/STS SDKs or qemu-img is missing under CI");
-        eprintln!("skipped: python3 with the ECS/RAM/STS SDKs or qemu-img is not installed (scripts/install-peers.sh)");
-    }
-    python && qemu
+    assert!(python && qemu, "python3 with the ECS/RAM/STS SDKs or qemu-img is missing: run scripts/install-peers.sh");
 }
 
 fn start(dir: &Path, settings: CloudSettings) -> RunningEmulator {
@@ -72,9 +68,7 @@ fn scenario(emu: &RunningEmulator, name: &str, extra: Value) -> String {
 
 #[test]
 fn import_round_trip_errors_catalogue_copy_share_tags_and_delete() {
-    if !have_peers() {
-        return;
-    }
+    require_peers();
     let dir = tempfile::tempdir().expect("tempdir");
     let (qcow2, vhd) = images(dir.path());
     let emu = start(&dir.path().join("emu"), fast());
@@ -86,9 +80,7 @@ fn import_round_trip_errors_catalogue_copy_share_tags_and_delete() {
 
 #[test]
 fn assume_role_credentials_work_for_oss_and_ecs_until_they_expire() {
-    if !have_peers() {
-        return;
-    }
+    require_peers();
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = CloudSettings { sts_lifetime_cap_seconds: Some(3), ..fast() };
     let emu = start(dir.path(), settings);
@@ -102,9 +94,7 @@ fn started(text: &str) -> Value {
 
 #[test]
 fn forced_create_failed_and_imports_across_a_restart() {
-    if !have_peers() {
-        return;
-    }
+    require_peers();
     let dir = tempfile::tempdir().expect("tempdir");
     let (qcow2, _) = images(dir.path());
     let data = dir.path().join("emu");

@@ -2,8 +2,7 @@
 //! alibabacloud-ecs20140526) as real clients, against an in-process emulator on a random port: conformance,
 //! authentication errors, every fault kind, persistence across a restart.
 //!
-//! Needs `python3` with the SDKs (scripts/install-peers.sh); skipped, saying so, without them — except under
-//! CI=true, where a missing SDK fails the test.
+//! Needs the peers scripts/install-peers.sh installs (python3 with the SDKs, qemu-img); fails without them.
 
 use imgport_emulator::faults::{Fault, FaultConfig, FaultRule};
 use imgport_emulator::{Emulator, EmulatorConfig, RunningEmulator};
@@ -16,19 +15,16 @@ const SK: &str = "emulator-test-secret-0123456789";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oss_conformance.py");
 const RPC_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/rpc_gateway.py");
 
-fn have_python(modules: &str) -> bool {
+/// The official SDKs are the test's peers (scripts/install-peers.sh installs them): without them the test fails,
+/// never skips.
+fn require_python(modules: &str) {
     let ok =
         Command::new("python3").args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        // CI installs the SDKs (scripts/install-peers.sh): a skip there would hide a regression.
-        assert!(std::env::var_os("CI").is_none(), "python3 with {modules} is missing under CI");
-        eprintln!("skipped: python3 with {modules} is not installed (scripts/install-peers.sh)");
-    }
-    ok
+    assert!(ok, "python3 with {modules} is missing: run scripts/install-peers.sh");
 }
 
-fn have_oss_sdks() -> bool {
-    have_python("oss2, alibabacloud_oss_v2, requests")
+fn require_oss_sdks() {
+    require_python("oss2, alibabacloud_oss_v2, requests");
 }
 
 struct Emu {
@@ -100,33 +96,25 @@ fn rule(operation: &str, fault: Fault) -> FaultRule {
 
 #[test]
 fn oss2_v1_conformance() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     Emu::start(FaultConfig::default()).expect_ok("full-oss2-v1", json!({}));
 }
 
 #[test]
 fn oss2_v4_conformance() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     Emu::start(FaultConfig::default()).expect_ok("full-oss2-v4", json!({}));
 }
 
 #[test]
 fn oss_v2_sdk_conformance() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     Emu::start(FaultConfig::default()).expect_ok("full-v2", json!({}));
 }
 
 #[test]
 fn wrong_secret_unknown_key_anonymous_and_presigned() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("wrong-secret", json!({}));
     let log = emu.log_lines();
@@ -136,9 +124,7 @@ fn wrong_secret_unknown_key_anonymous_and_presigned() {
 
 #[test]
 fn temporary_credentials_and_expiry() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
     let t = emu.get().issue_temporary_credentials(3600).expect("issue");
@@ -173,9 +159,7 @@ fn temporary_credentials_and_expiry() {
 
 #[test]
 fn injected_errors_are_what_the_sdk_sees() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
     for (fault, code, status) in [
@@ -195,9 +179,7 @@ fn injected_errors_are_what_the_sdk_sees() {
 
 #[test]
 fn the_v2_sdk_retries_throttling_and_errors_and_succeeds() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
     let mut slow = rule("PutObject", Fault::SlowDown);
@@ -224,9 +206,7 @@ fn faulty_multipart(seed: u64) -> (String, Vec<(String, u16)>) {
 
 #[test]
 fn a_retrying_client_completes_under_error_rates_deterministically() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let (out, seq) = faulty_multipart(11);
     let retries: u32 = out
         .lines()
@@ -242,9 +222,7 @@ fn a_retrying_client_completes_under_error_rates_deterministically() {
 
 #[test]
 fn latency_is_added() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.set_faults(vec![rule("PutBucket", Fault::Latency { ms: 400 })]);
     let started = std::time::Instant::now();
@@ -256,9 +234,7 @@ fn latency_is_added() {
 
 #[test]
 fn dropped_response_mid_body() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({"put": "drop.bin"}));
     let mut drop = rule("GetObject", Fault::DropResponse { after_bytes: 1000 });
@@ -270,9 +246,7 @@ fn dropped_response_mid_body() {
 
 #[test]
 fn dropped_connection_while_receiving_a_body() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
     let mut drop = rule("PutObject", Fault::DropRequest { after_bytes: 64 * 1024 });
@@ -286,9 +260,7 @@ fn dropped_connection_while_receiving_a_body() {
 
 #[test]
 fn clock_skew_gives_request_time_too_skewed_and_the_date_to_correct_by() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
     emu.get().set_faults(FaultConfig { clock_skew_seconds: 1800, ..Default::default() });
@@ -311,9 +283,7 @@ fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u1
 
 #[test]
 fn faults_set_through_the_admin_endpoint() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
     let addr = emu.get().addr;
@@ -335,9 +305,7 @@ fn faults_set_through_the_admin_endpoint() {
 
 #[test]
 fn state_persists_across_a_restart() {
-    if !have_oss_sdks() {
-        return;
-    }
+    require_oss_sdks();
     let mut emu = Emu::start(FaultConfig::default());
     let out = emu.expect_ok("persist-write", json!({}));
     let saved: Value = out.lines().find_map(|l| serde_json::from_str(l).ok()).expect("upload facts printed");
@@ -350,9 +318,7 @@ fn state_persists_across_a_restart() {
 
 #[test]
 fn rpc_gateway_authenticates_the_ecs_sdk_and_answers_unknown_actions() {
-    if !have_python("alibabacloud_ecs20140526, alibabacloud_tea_openapi") {
-        return;
-    }
+    require_python("alibabacloud_ecs20140526, alibabacloud_tea_openapi");
     let emu = Emu::start(FaultConfig::default());
     let run = |args: &[&str]| {
         let out =
