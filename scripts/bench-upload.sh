@@ -15,7 +15,7 @@
 # usage: scripts/bench-upload.sh [WORKDIR]
 #   env RUNS=3 SIZE_MIB=2048 PART_MIB=64 CONCURRENCY=8 IMGPORT=target/release/imgport
 #       S3_DATA=folder for the server's data (default /dev/shm/..., so the VM's disk is not what is measured)
-#       ONLY=imgport|aws|rclone|ceiling (one tool) MEMORY_CHECK=1
+#       ONLY=imgport,ceiling (some of the tools) MEMORY_CHECK=1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -119,7 +119,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 BYTES=$((SIZE_MIB << 20))
 TOOLS=(imgport aws rclone ceiling)
-[ -n "${ONLY:-}" ] && TOOLS=("$ONLY")
+[ -n "${ONLY:-}" ] && read -r -a TOOLS <<<"${ONLY//,/ }"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
 echo "peers: $(aws --version 2>&1 | cut -d' ' -f1), $(rclone version 2>/dev/null | head -1), $("$S3S" --version 2>/dev/null || echo s3s-fs) (data in $S3_DATA)"
 echo "source: $SIZE_MIB MiB random, parts of $PART_MIB MiB, $CONC in flight; runs per tool: $RUNS (median, in turn)"

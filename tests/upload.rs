@@ -768,6 +768,42 @@ fn oss_streamed_changed_source_is_not_resumed() {
     assert_streamed(&store, "c.qcow2", &reference, &src, "qcow2", &s);
 }
 
+/// A qcow2 overlay streamed through its backing file: an unchanged chain resumes; a backing file changed after
+/// the kill (the overlay itself untouched) starts over, and the object is the new chain's.
+#[test]
+fn oss_streamed_changed_backing_file_is_not_resumed() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = raw_disk(dir.path(), "base.raw", 16, 25);
+    let overlay = dir.path().join("overlay.qcow2");
+    let (b, o) = (base.to_str().expect("utf-8"), overlay.to_str().expect("utf-8"));
+    // A relative backing name, resolved against the overlay's folder as qemu does.
+    common::qemu_img(&["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", o]);
+    let args = ["-O", "qcow2", "--follow-backing", "--part-size", "128K", "--concurrency", "4"];
+
+    start_stream_and_kill(&store, &overlay, "b.qcow2", &args, 6);
+    let stored = store.stored_parts().len() as u64;
+    let s = store.convert_ok(&overlay, "b.qcow2", &args);
+    assert_eq!(s["skipped_parts"].as_u64(), Some(stored), "an unchanged chain must resume: {s}");
+
+    start_stream_and_kill(&store, &overlay, "b2.qcow2", &args, 6);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&base).expect("open backing file");
+        f.write_all_at(&data(1 << 20, 98), 8 << 20).expect("rewrite");
+    }
+    let out =
+        store.command(&[&["convert", "--json"][..], &args, &[o, store.url("b2.qcow2").as_str()]].concat()).output();
+    let out = out.expect("run imgport");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("a file the image is read from (extent, backing file), changed"), "{stderr}");
+    let s: Value = serde_json::from_str(&stdout).expect("JSON summary");
+    assert_eq!((s["resumed_parts"].as_u64(), s["skipped_parts"].as_u64()), (Some(0), Some(0)), "{s}");
+    let reference = convert_local(&overlay, dir.path(), &["-O", "qcow2", "--follow-backing"]);
+    assert_streamed(&store, "b2.qcow2", &reference, Path::new(b), "qcow2", &s);
+}
+
 /// 5xx, dropped requests, throttling and a failed Complete during a stream: retried, and the object is right.
 #[test]
 fn oss_streamed_faults_are_retried() {

@@ -7,11 +7,13 @@ use super::convert::{write_options, Args};
 use super::upload::{summary_line, Prepared};
 use crate::output::print_json;
 use imgport_disk::write::output_len_bound;
-use imgport_disk::{open, write_image, Control, Error, ErrorKind, Sink, Stamp, WriteOptions};
-use imgport_storage::state::SourceId;
+use imgport_disk::{open, write_image, Control, DiskImage, Error, ErrorKind, Sink, Stamp, WriteOptions};
+use imgport_storage::state::{source_id, SourceId};
 use imgport_storage::stream::{upload_stream, StreamParams, StreamWriter};
-use imgport_storage::upload::{Summary as UploadSummary, UploadError};
+use imgport_storage::upload::{Progress, ProgressFn, Summary as UploadSummary, UploadError};
+use indicatif::HumanBytes;
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 /// The disk engine's `Sink` onto the stream uploader. The bridge lives in the binary so that neither crate
 /// depends on the other: imgport-storage knows nothing of disk formats, imgport-disk nothing of the network.
@@ -46,12 +48,17 @@ struct Summary {
     upload: UploadSummary,
 }
 
-/// Everything that decides the output's bytes besides the source: kept in the resume state, so a rerun with
-/// other options starts over instead of mixing parts of two different images.
-fn stream_params(args: &Args, opts: &WriteOptions) -> String {
+/// Everything that decides the output's bytes besides the named source file: the options and the identities of
+/// the other files the image is read from (extent files, the backing chain). Kept in the resume state, so a rerun
+/// with other options, or after one of those files changed, starts over instead of mixing parts of two images.
+fn stream_params(args: &Args, opts: &WriteOptions, other_files: &[SourceId]) -> String {
+    let mut files = String::new();
+    for id in other_files {
+        files.push_str(&format!(" file={}:{}:{}:{}:{:016x}", id.path, id.size, id.mtime_ns, id.inode, id.sample_crc64));
+    }
     format!(
         "imgport-convert-v1 -O {} subformat={:?} compression={:?} cluster_size={:?} block_size={:?} -f {:?} \
-         follow_backing={} ignore_checksums={}",
+         follow_backing={} ignore_checksums={}{files}",
         opts.format,
         opts.subformat,
         opts.compression,
@@ -76,6 +83,18 @@ fn stamp(id: &SourceId, params: &str) -> Stamp {
         .chain_update(id.sample_crc64.to_le_bytes())
         .finalize();
     Stamp { unix_time: u64::try_from(id.mtime_ns / 1_000_000_000).unwrap_or(0), seed: seed.into() }
+}
+
+/// The identities of the files besides the named one that the image's bytes come from.
+fn other_file_ids(src: &dyn DiskImage) -> Result<Vec<SourceId>, String> {
+    let mut ids = Vec::new();
+    for path in src.extra_files().into_iter().chain(src.backing_files()) {
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        let name = path.display().to_string();
+        let id = std::fs::File::open(&path).and_then(|mut f| source_id(&name, &mut f));
+        ids.push(id.map_err(|e| format!("{name}: {e}"))?);
+    }
+    Ok(ids)
 }
 
 pub fn run(args: &Args) -> u8 {
@@ -114,14 +133,17 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
     let src = open(&args.input, &args.open.options()).map_err(|e| e.to_string())?;
     let (virtual_size, input_format) = (src.virtual_size(), src.details().format);
     let prepared = Prepared::new(&dest, &args.upload, &args.input)?;
-    let params = StreamParams { params: stream_params(args, &opts), len_bound: output_len_bound(virtual_size) };
+    let other_files = other_file_ids(src.as_ref())?;
+    let params =
+        StreamParams { params: stream_params(args, &opts, &other_files), len_bound: output_len_bound(virtual_size) };
 
     let mut ctl = Control::new();
     let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(virtual_size);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-        {
+        // The bar follows the source (the output's length is known only at its end); the message, the upload.
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} read {bytes_per_sec} ETA {eta} {msg}",
+        ) {
             bar.set_style(style);
         }
         bar
@@ -135,10 +157,15 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
         opts.stamp = Some(stamp(id, &stamp_params));
         write_image(src.as_ref(), &opts, &mut UploadSink(w), &ctl)
     };
+    let upload_progress = bar.clone().map(|b| -> ProgressFn {
+        Arc::new(move |p: Progress| {
+            b.set_message(format!("{} uploaded, {} in flight", HumanBytes(p.done), p.in_flight))
+        })
+    });
     let (store, fix_clock) = (prepared.store(), prepared.fix_clock());
     let result = prepared.rt.block_on(async {
         tokio::select! {
-            r = upload_stream(store, Some(fix_clock), &prepared.opts, &params, None, produce) => Some(r),
+            r = upload_stream(store, Some(fix_clock), &prepared.opts, &params, upload_progress, produce) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });

@@ -126,6 +126,13 @@ pub trait DiskImage: Send + Sync {
     fn extra_files(&self) -> Vec<std::path::PathBuf> {
         Vec::new()
     }
+
+    /// The files of the backing chain, nearest first, each followed by its own extra files: what the virtual
+    /// disk's bytes also come from, so a caller can tell when any of them changed. Empty (the default) without a
+    /// backing file.
+    fn backing_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
 }
 
 /// Check that a read request lies within the virtual disk.

@@ -3,6 +3,7 @@
 //! [`RetryClass`]; the caller owns the retry policy.
 
 pub mod client;
+mod digests;
 pub use imgport_auth::crc64;
 pub mod error;
 pub mod state;

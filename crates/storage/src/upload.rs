@@ -1,10 +1,11 @@
 //! Resumable, verified multipart upload of a file: bounded memory, adaptive concurrency, retries with backoff.
 
+use crate::digests::{PartDigests, PartSpan};
 use crate::error::{RetryClass, StorageError};
 use crate::state::{self, PartRecord, UploadState};
 use crate::{crc64, ObjectStore, PutOptions};
 use bytes::Bytes;
-use md5::{Digest, Md5};
+use md5_many::Md5State;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -252,8 +253,11 @@ pub(crate) fn io_err(what: &str, e: std::io::Error) -> UploadError {
 }
 
 pub(crate) fn md5_hex(data: &[u8]) -> String {
-    let d = Md5::digest(data);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&md5_many::md5(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -285,7 +289,7 @@ async fn read_part(
         // One pass: each piece is checksummed while it is still in the cache, instead of three passes over the
         // whole part (read, CRC, MD5) through memory the server is using too.
         let mut crc = crc64::Crc64::new();
-        let mut h = md5.then(Md5::new);
+        let mut h = md5.then(Md5State::new);
         for (i, piece) in buf.chunks_mut(READ_PIECE).enumerate() {
             let at = offset + (i * READ_PIECE) as u64;
             #[cfg(unix)]
@@ -297,7 +301,7 @@ async fn read_part(
                 h.update(&*piece);
             }
         }
-        let md5 = h.map(|h| h.finalize().iter().map(|b| format!("{b:02x}")).collect()).unwrap_or_default();
+        let md5 = h.map(|h| hex(&h.finalize())).unwrap_or_default();
         Ok::<_, std::io::Error>((Bytes::from(buf), crc.finish(), md5))
     })
     .await
@@ -552,6 +556,12 @@ async fn multipart(
     };
     report(done_bytes, 0);
 
+    // S3 parts need their MD5 before they are sent: hashed ahead, many parts at a time. OSS parts are checked by
+    // CRC-64 alone: MD5 would cost more CPU than the send itself.
+    let mut digests = opts.send_md5.then(|| {
+        let spans = todo.iter().map(|&n| PartSpan { number: n, offset: (n as u64 - 1) * part_size, len: part_len(n) });
+        PartDigests::start(file.clone(), spans.collect(), opts.concurrency)
+    });
     let mut set: tokio::task::JoinSet<Result<(u32, PartRecord), UploadError>> = tokio::task::JoinSet::new();
     let mut next = todo.into_iter().peekable();
     loop {
@@ -561,10 +571,15 @@ async fn multipart(
                 (shared.clone(), file.clone(), opts.key.clone(), upload_id.clone(), opts.url.clone());
             let len = part_len(n);
             let md5 = opts.send_md5;
+            let digest = digests.as_mut().map(|d| d.take(n));
             set.spawn(async move {
                 let offset = (n as u64 - 1) * part_size;
-                // OSS parts are checked by CRC-64 alone: MD5 would cost more CPU than the send itself.
-                let (data, crc, md5_hex) = read_part(&shared, &file, offset, len as usize, md5).await?;
+                // Read first: the first parts' reads then overlap their hashing.
+                let (data, crc, _) = read_part(&shared, &file, offset, len as usize, false).await?;
+                let md5_hex = match digest {
+                    Some(d) => d.await?,
+                    None => String::new(),
+                };
                 let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5 };
                 let rec = send_part(&shared, &target, n, offset, data, crc, md5_hex).await?;
                 Ok((n, rec))
@@ -694,12 +709,11 @@ pub(crate) async fn complete_verified(
 /// `hex(md5(md5(part 1) ++ md5(part 2) ...))-N`, the ETag S3 and OSS give multipart objects; `None` when a part's
 /// MD5 was not computed (OSS, checked by CRC-64 instead).
 fn multipart_etag(parts: &BTreeMap<u32, PartRecord>) -> Option<String> {
-    let mut h = Md5::new();
+    let mut h = Md5State::new();
     for p in parts.values() {
-        h.update(hex_to_bytes(&p.md5_hex).filter(|b| b.len() == 16)?);
+        h.update(&hex_to_bytes(&p.md5_hex).filter(|b| b.len() == 16)?);
     }
-    let d = h.finalize();
-    Some(format!("{}-{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>(), parts.len()))
+    Some(format!("{}-{}", hex(&h.finalize()), parts.len()))
 }
 
 /// Where the resume state of an upload lives (for messages and `uploads` commands).

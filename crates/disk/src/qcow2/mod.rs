@@ -25,7 +25,7 @@ use crate::probe::Format;
 use crate::sink::Sink;
 use crate::write::{Control, WriteOptions};
 use header::Header;
-use reader::Qcow2Image;
+use reader::{Backing, Qcow2Image};
 use serde::Serialize;
 use std::path::Path;
 
@@ -85,7 +85,7 @@ pub(crate) fn open(file: ImageFile, ctx: &mut OpenCtx) -> Result<Box<dyn DiskIma
 }
 
 /// Open the backing file named in the header, only when the caller asked for backing files to be followed.
-fn open_backing(file: &ImageFile, header: &Header, name: &str, ctx: &mut OpenCtx) -> Result<Box<dyn DiskImage>> {
+fn open_backing(file: &ImageFile, header: &Header, name: &str, ctx: &mut OpenCtx) -> Result<Backing> {
     let described = match &header.backing_format {
         Some(f) => format!("'{name}' (format {f})"),
         None => format!("'{name}'"),
@@ -109,11 +109,20 @@ fn open_backing(file: &ImageFile, header: &Header, name: &str, ctx: &mut OpenCtx
     let path = Path::new(name);
     let resolved =
         if path.is_absolute() { path.to_path_buf() } else { file.path().parent().unwrap_or(Path::new("")).join(path) };
-    ctx.open_referenced(&resolved, format)
-        .map_err(|e| Error::new(e.kind(), format!("backing file {described}: {e}")).in_file(file.path()))
+    let image = ctx
+        .open_referenced(&resolved, format)
+        .map_err(|e| Error::new(e.kind(), format!("backing file {described}: {e}")).in_file(file.path()))?;
+    let mut files = vec![resolved];
+    files.extend(image.extra_files());
+    files.extend(image.backing_files());
+    Ok(Backing { image, files })
 }
 
 impl DiskImage for Qcow2Image {
+    fn backing_files(&self) -> Vec<std::path::PathBuf> {
+        self.backing.as_ref().map(|b| b.files.clone()).unwrap_or_default()
+    }
+
     fn data_file(&self) -> Option<&ImageFile> {
         // Backing-file data is mapped without host offsets, so every host offset points into this file.
         Some(&self.file)

@@ -80,11 +80,17 @@ pub(crate) struct Qcow2Image {
     l2_cache: L2Cache,
     /// The most recently decompressed cluster (guest cluster offset, data), for reads smaller than a cluster.
     last_compressed: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
-    pub(crate) backing: Option<Box<dyn DiskImage>>,
+    pub(crate) backing: Option<Backing>,
+}
+
+/// An opened backing image and the files it is made of (its own path first).
+pub(crate) struct Backing {
+    pub(crate) image: Box<dyn DiskImage>,
+    pub(crate) files: Vec<std::path::PathBuf>,
 }
 
 impl Qcow2Image {
-    pub(crate) fn new(file: ImageFile, header: Header, backing: Option<Box<dyn DiskImage>>) -> Result<Self> {
+    pub(crate) fn new(file: ImageFile, header: Header, backing: Option<Backing>) -> Result<Self> {
         let l1 = read_table(&file, header.l1_table_offset, header.l1_size as u64, "L1 table")?;
         let l2_cache = L2Cache::new(header.cluster_size());
         Ok(Qcow2Image { file, header, l1, l2_cache, last_compressed: Mutex::new(None), backing })
@@ -285,7 +291,7 @@ impl Qcow2Image {
 
     /// Fill `buf` from the backing image at guest offset `pos`; zeros past the backing image's end.
     fn read_backing(&self, buf: &mut [u8], pos: u64) -> Result<()> {
-        let Some(backing) = &self.backing else {
+        let Some(Backing { image: backing, .. }) = &self.backing else {
             buf.fill(0);
             return Ok(());
         };
@@ -336,7 +342,7 @@ impl Qcow2Image {
                 Run::Compressed { .. } => list.push(Extent::compressed(pos, len)),
                 Run::Unallocated => match &self.backing {
                     None => list.push(Extent::unallocated(pos, len)),
-                    Some(backing) => {
+                    Some(Backing { image: backing, .. }) => {
                         let covered = backing.virtual_size().saturating_sub(pos).min(len);
                         if covered > 0 {
                             // Backing data lives in another file: no host offset in this one.

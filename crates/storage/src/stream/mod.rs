@@ -117,6 +117,11 @@ where
         } else {
             if old.source != id {
                 eprintln!("imgport: {} changed since the interrupted upload; starting over", id.path);
+            } else if opts.resume && old.stream.is_some() && old.stream.as_deref() != Some(stream.params.as_str()) {
+                eprintln!(
+                    "imgport: the output options, or a file the image is read from (extent, backing file), changed \
+                     since the interrupted upload; starting over"
+                );
             }
             let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
             state::remove(p);
