@@ -73,7 +73,7 @@ impl PartDigests {
 
 /// Hashes `parts` in groups of [`LANES`], sending each digest as its group completes. Before group `g` it waits
 /// until the senders have taken a part of group `g - 1`, so the file is read at most two groups ahead of them. It
-/// stops when the upload is dropped (no one is left to take parts).
+/// stops before its next group once the upload is dropped.
 fn hash_groups(
     file: &File,
     parts: &[PartSpan],
@@ -90,6 +90,14 @@ fn hash_groups(
     // Where the current and the previous group start in `parts`.
     let (mut start, mut previous_start) = (0usize, 0usize);
     for (g, group) in groups.enumerate() {
+        // Count the parts taken so far; stop once the upload is gone (finished with an error, or cancelled).
+        loop {
+            match taken.try_recv() {
+                Ok(()) => taken_count += 1,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
         while g >= 2 && taken_count <= previous_start {
             if taken.recv().is_err() {
                 return;
