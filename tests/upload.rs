@@ -316,6 +316,53 @@ fn changed_source_is_not_resumed() {
     assert!(store.get("changed.raw") == d);
 }
 
+/// The source is written to in the middle of an upload: the upload fails naming the change and stores nothing;
+/// a rerun uploads the new contents. `slow` makes the upload last long enough to write during it.
+fn source_written_during_upload(store: &Store, part: &str, len: usize, slow: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, _) = write_source(dir.path(), "src", len, 6);
+    let url = store.url("written.raw");
+    let mut args = vec!["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", part];
+    args.extend_from_slice(&["--concurrency", "2"]);
+    args.extend_from_slice(slow);
+    let child = store.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn upload");
+    store.wait_for_recorded_parts(1);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&src).expect("open source");
+        f.write_all_at(&data(4096, 7), (len / 2) as u64).expect("write into the source");
+    }
+    let out = child.wait_with_output().expect("wait for the upload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an upload of a changing file succeeded: {stderr}");
+    assert!(stderr.contains("changed while it was being uploaded"), "{stderr}");
+    assert!(rt().block_on(store.client().head_object("written.raw")).is_err(), "an object was stored");
+    if let Some(m) = &store.emu {
+        m.set_faults(FaultConfig::default());
+    }
+    let d = std::fs::read(&src).expect("read source");
+    let s = store.upload_ok(&src, "written.raw", &["--part-size", part]);
+    assert_eq!(s["resumed_parts"], 0, "{s}");
+    assert!(store.get("written.raw") == d, "the rerun did not store the new contents");
+}
+
+#[test]
+fn oss_source_written_during_upload() {
+    let store = oss(Flavor::OssV4);
+    store.emu().set_faults(FaultConfig {
+        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
+        ..Default::default()
+    });
+    source_written_during_upload(&store, "128K", 4 << 20, &[]);
+}
+
+#[test]
+fn s3_source_written_during_upload() {
+    if let Some(store) = s3() {
+        source_written_during_upload(&store, "5M", 24 << 20, &["--rate-limit", "6M"]);
+    }
+}
+
 #[test]
 fn interrupted_uploads_are_listed_and_aborted() {
     let store = oss(Flavor::OssV4);

@@ -252,6 +252,20 @@ pub(crate) fn io_err(what: &str, e: std::io::Error) -> UploadError {
     UploadError::Io(format!("{what}: {e}"))
 }
 
+/// A source written to while it is read would be stored as a mix of old and new bytes, each part with a correct
+/// checksum of what was read: its identity is taken again before the parts are joined, and after a failed part.
+pub(crate) fn check_unchanged(id: &state::SourceId) -> Result<(), UploadError> {
+    match std::fs::File::open(&id.path).and_then(|mut f| state::source_id(&id.path, &mut f)) {
+        Ok(now) if now == *id => Ok(()),
+        Ok(_) => Err(UploadError::Source(format!(
+            "{} changed while it was being uploaded (its size, modification time or content is not what it was at \
+             the start); the upload was not completed, and a rerun starts over with the new contents",
+            id.path
+        ))),
+        Err(e) => Err(io_err(&format!("checking {} again before completing the upload", id.path), e)),
+    }
+}
+
 pub(crate) fn md5_hex(data: &[u8]) -> String {
     hex(&md5_many::md5(data))
 }
@@ -587,13 +601,18 @@ async fn multipart(
             report(done_bytes, set.len());
         }
         let Some(joined) = set.join_next().await else { break };
-        let (n, rec) = joined.map_err(|e| UploadError::Io(format!("part task: {e}")))??;
+        let (n, rec) = match joined.map_err(|e| UploadError::Io(format!("part task: {e}")))? {
+            Ok(r) => r,
+            // A part that fails its checksum because the file changed under it: say so.
+            Err(e) => return Err(check_unchanged(id).err().unwrap_or(e)),
+        };
         done_bytes += rec.size;
         st.parts.insert(n, rec);
         save(&st)?;
         report(done_bytes, set.len());
     }
 
+    check_unchanged(id)?;
     let (etag, combined) = complete_verified(shared, opts, &st, size).await?;
     if let Some(p) = &state_path {
         state::remove(p);

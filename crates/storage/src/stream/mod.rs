@@ -17,8 +17,8 @@
 
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
-    auto_part_size, bucket_of, check_part_size, complete_verified, io_err, md5_hex, put_whole, send_part, PartTarget,
-    ProgressFn, Shared, Summary, UploadError, UploadOptions,
+    auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, md5_hex, put_whole,
+    send_part, PartTarget, ProgressFn, Shared, Summary, UploadError, UploadOptions,
 };
 use crate::{crc64, ObjectStore, RetryClass};
 use bytes::Bytes;
@@ -374,6 +374,7 @@ impl Run<'_> {
         if let Some(missing) = (1..=last).find(|n| !st.parts.contains_key(n)) {
             return Err(UploadError::Io(format!("part {missing} of {last} was never produced")));
         }
+        check_unchanged(&self.id)?;
         let (etag, combined) = complete_verified(&self.shared, self.opts, &st, total).await?;
         if let Some(p) = &self.state_path {
             state::remove(p);
