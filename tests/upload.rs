@@ -119,6 +119,14 @@ impl Store {
         self.emu.as_ref().expect("an emulator store")
     }
 
+    /// Every UploadPart answered 150 ms late: an upload that lasts long enough to be interrupted or disturbed.
+    fn slow_parts(&self) {
+        self.emu().set_faults(FaultConfig {
+            rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
+            ..Default::default()
+        });
+    }
+
     fn url(&self, key: &str) -> String {
         let scheme = if self.flavor == Flavor::S3 { "s3" } else { "oss" };
         format!("{scheme}://{BUCKET}/{key}")
@@ -270,10 +278,7 @@ fn oss_faults_are_retried() {
 /// Starts an upload slowed by latency, kills it with SIGKILL once `min_parts` parts are recorded, and returns
 /// how many the state held.
 fn start_and_kill(store: &Store, src: &Path, key: &str, min_parts: usize) -> usize {
-    store.emu().set_faults(FaultConfig {
-        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
-        ..Default::default()
-    });
+    store.slow_parts();
     let url = store.url(key);
     let mut child = store
         .command(&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "4"])
@@ -349,10 +354,7 @@ fn source_written_during_upload(store: &Store, part: &str, len: usize, slow: &[&
 #[test]
 fn oss_source_written_during_upload() {
     let store = oss(Flavor::OssV4);
-    store.emu().set_faults(FaultConfig {
-        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
-        ..Default::default()
-    });
+    store.slow_parts();
     source_written_during_upload(&store, "128K", 4 << 20, &[]);
 }
 
@@ -505,10 +507,7 @@ fn expired_token_mid_upload_is_refreshed() {
 #[test]
 fn ctrl_c_leaves_a_resumable_upload() {
     let store = oss(Flavor::OssV4);
-    store.emu().set_faults(FaultConfig {
-        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
-        ..Default::default()
-    });
+    store.slow_parts();
     let dir = tempfile::tempdir().expect("tempdir");
     let (src, d) = write_source(dir.path(), "src", 4 << 20, 13);
     let url = store.url("int.raw");
@@ -740,10 +739,7 @@ fn oss_streamed_compressed_qcow2_and_vhdx() {
 
 /// Starts a streamed convert slowed by latency and kills it with SIGKILL once `min_parts` parts are recorded.
 fn start_stream_and_kill(store: &Store, src: &Path, key: &str, args: &[&str], min_parts: usize) -> usize {
-    store.emu().set_faults(FaultConfig {
-        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
-        ..Default::default()
-    });
+    store.slow_parts();
     let url = store.url(key);
     let mut all = vec!["convert"];
     all.extend_from_slice(args);
@@ -869,10 +865,7 @@ fn oss_streamed_faults_are_retried() {
 #[test]
 fn oss_streamed_ctrl_c_is_resumable() {
     let store = oss(Flavor::OssV4);
-    store.emu().set_faults(FaultConfig {
-        rules: vec![rule("UploadPart", Fault::Latency { ms: 150 }, 1.0, 0, None)],
-        ..Default::default()
-    });
+    store.slow_parts();
     let dir = tempfile::tempdir().expect("tempdir");
     let src = raw_disk(dir.path(), "disk.raw", 32, 26);
     let url = store.url("i.qcow2");
