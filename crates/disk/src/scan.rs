@@ -2,7 +2,8 @@
 //!
 //! Writers call [`scan_data`] with the granularity of their output (4 KiB for raw, the cluster size for
 //! qcow2...). Only ranges the extent map says hold data are read, by several reader threads with ordered
-//! delivery, so I/O and decompression of the source overlap the writer's work.
+//! delivery, so I/O and decompression of the source overlap the writer's work. The readers also find each
+//! chunk's non-zero runs, so the writer's thread, which every output byte passes through, only writes.
 
 use crate::error::{Error, Result};
 use crate::image::{DiskImage, ExtentKind};
@@ -65,8 +66,9 @@ pub fn scan_data(
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let ranges = data_ranges(src, granules)?;
-    scan_ranges(src, &ranges, ctl, &mut |offset, buf| {
-        for_each_nonzero_run(buf, granules.size as usize, |a, b| f(offset + a as u64, &buf[a..b]))
+    // The reader threads find the runs, so the calling thread (the writer) only writes.
+    scan_chunks(src, &ranges, ctl, Some(granules), &mut |offset, buf, runs| {
+        runs.iter().try_for_each(|&(a, b)| f(offset + a as u64, &buf[a..b]))
     })
 }
 
@@ -109,6 +111,22 @@ pub fn scan_ranges(
     ctl: &Control,
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
+    scan_chunks(src, ranges, ctl, None, &mut |offset, buf, _| f(offset, buf))
+}
+
+/// Non-zero runs of a chunk, `[start, end)` in bytes from its start.
+type Runs = Vec<(usize, usize)>;
+/// What [`scan_chunks`] calls for each chunk: its offset, its bytes and its non-zero runs.
+type ChunkFn<'f> = dyn FnMut(u64, &[u8], &Runs) -> Result<()> + 'f;
+
+/// [`scan_ranges`], with each chunk's non-zero runs of `granules` found on the reader thread that read it.
+fn scan_chunks(
+    src: &dyn DiskImage,
+    ranges: &[(u64, u64)],
+    ctl: &Control,
+    granules: Option<Granules>,
+    f: &mut ChunkFn,
+) -> Result<()> {
     let chunks: Vec<(u64, u64)> = ranges
         .iter()
         .flat_map(|&(s, e)| (s..e).step_by(CHUNK as usize).map(move |o| (o, (o + CHUNK).min(e))))
@@ -120,8 +138,18 @@ pub fn scan_ranges(
     let recycle_rx = std::sync::Mutex::new(recycle_rx);
     std::thread::scope(|scope| {
         let mut receivers = Vec::new();
+        let runs_of = |chunk: &Chunk| -> Result<Runs> {
+            let mut runs = Vec::new();
+            if let Some(g) = granules {
+                for_each_nonzero_run(chunk.bytes(), g.size as usize, |a, b| {
+                    runs.push((a, b));
+                    Ok(())
+                })?;
+            }
+            Ok(runs)
+        };
         for reader in 0..READERS {
-            let (tx, rx) = mpsc::sync_channel::<Result<(u64, Chunk)>>(DEPTH);
+            let (tx, rx) = mpsc::sync_channel::<Result<(u64, Chunk, Runs)>>(DEPTH);
             receivers.push(rx);
             let chunks = &chunks;
             let recycle_rx = &recycle_rx;
@@ -132,7 +160,9 @@ pub fn scan_ranges(
                         return;
                     }
                     if let Some(slice) = mapped_chunk(src, start, end) {
-                        if tx.send(Ok((start, Chunk::Mapped(slice)))).is_err() {
+                        let chunk = Chunk::Mapped(slice);
+                        let r = runs_of(&chunk).map(|runs| (start, chunk, runs));
+                        if tx.send(r).is_err() {
                             return;
                         }
                         continue;
@@ -140,7 +170,10 @@ pub fn scan_ranges(
                     let reused = recycle_rx.lock().ok().and_then(|rx| rx.try_recv().ok());
                     let mut buf = reused.unwrap_or_default();
                     buf.resize((end - start) as usize, 0);
-                    let r = src.read_at(&mut buf, start).map(|()| (start, Chunk::Owned(buf)));
+                    let r = src.read_at(&mut buf, start).and_then(|()| {
+                        let chunk = Chunk::Owned(buf);
+                        runs_of(&chunk).map(|runs| (start, chunk, runs))
+                    });
                     let failed = r.is_err();
                     if tx.send(r).is_err() || failed {
                         return;
@@ -153,9 +186,9 @@ pub fn scan_ranges(
                 let msg = receivers[i % READERS]
                     .recv()
                     .map_err(|_| Error::new(crate::ErrorKind::Io, "reader thread stopped"))?;
-                let (offset, chunk) = msg?;
+                let (offset, chunk, runs) = msg?;
                 let data = chunk.bytes();
-                f(offset, data)?;
+                f(offset, data, &runs)?;
                 ctl.report(offset + data.len() as u64);
                 ctl.check()?;
                 if let Chunk::Owned(buf) = chunk {

@@ -44,13 +44,13 @@ impl FileSink {
         FileSink { file, path, sync: true, pending_bytes: 0, pending_from: 0, pending_to: 0, written: 0 }
     }
 
-    /// Once enough bytes are pending, ask the kernel to start writing them (without waiting). Body writes
-    /// only move forward, so the pending range is one span (holes inside it cost nothing).
     /// Bytes written so far (holes not counted).
     pub fn bytes_written(&self) -> u64 {
         self.written
     }
 
+    /// Once enough bytes are pending, ask the kernel to start writing them (without waiting). Body writes
+    /// only move forward, so the pending range is one span (holes inside it cost nothing).
     fn start_writeback(&mut self, offset: u64, len: u64) {
         if !self.sync {
             return;
