@@ -9,7 +9,7 @@
 //! bytes change between the two reads fails the store's Content-MD5 check, or else the check of the part's ETag
 //! against its MD5: it is never stored silently.
 
-use crate::upload::UploadError;
+use crate::upload::{hex, UploadError};
 use md5_many::{Md5Many, Md5State};
 use std::collections::HashMap;
 use std::fs::File;
@@ -71,9 +71,9 @@ impl PartDigests {
     }
 }
 
-/// Hashes `parts` in groups of [`LANES`], sending each digest as its group completes. Before group `g` it waits
-/// until the senders have taken a part of group `g - 1`, so the file is read at most two groups ahead of them. It
-/// stops before its next group once the upload is dropped.
+/// Hashes `parts` in groups (the first of `first` parts, then of [`LANES`]), sending each digest as its group
+/// completes. Before group `g` it waits until the senders have taken a part of group `g - 1`, so the file is read
+/// at most two groups ahead of them. It stops before its next group once the upload is dropped.
 fn hash_groups(
     file: &File,
     parts: &[PartSpan],
@@ -107,7 +107,7 @@ fn hash_groups(
         let result = hash_group(file, &engine, group, &mut scratch);
         for (i, tx) in senders.by_ref().take(group.len()).enumerate() {
             let digest = match &result {
-                Ok(d) => Ok(d[i].iter().map(|b| format!("{b:02x}")).collect()),
+                Ok(d) => Ok(hex(&d[i])),
                 Err(e) => Err(e.clone()),
             };
             let _ = tx.send(digest);

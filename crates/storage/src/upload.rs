@@ -270,7 +270,7 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
     hex(&md5_many::md5(data))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
