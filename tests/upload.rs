@@ -119,6 +119,20 @@ impl Store {
         self.emu.as_ref().expect("an emulator store")
     }
 
+    /// Runs imgport with `args` and kills it with SIGKILL once its resume state records `min_parts` parts (the
+    /// caller makes the run slow enough); any emulator faults are cleared afterwards. Returns the parts recorded.
+    fn kill_after_parts(&self, args: &[&str], min_parts: usize) -> usize {
+        let mut child = self.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn imgport");
+        let recorded = self.wait_for_recorded_parts(min_parts);
+        let _ = child.kill();
+        let _ = child.wait();
+        if let Some(emu) = &self.emu {
+            emu.set_faults(FaultConfig::default());
+        }
+        assert!(recorded >= min_parts, "{args:?} never recorded {min_parts} parts");
+        recorded
+    }
+
     /// Every UploadPart answered 150 ms late: an upload that lasts long enough to be interrupted or disturbed.
     fn slow_parts(&self) {
         self.emu().set_faults(FaultConfig {
@@ -280,18 +294,10 @@ fn oss_faults_are_retried() {
 fn start_and_kill(store: &Store, src: &Path, key: &str, min_parts: usize) -> usize {
     store.slow_parts();
     let url = store.url(key);
-    let mut child = store
-        .command(&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn upload");
-    let recorded = store.wait_for_recorded_parts(min_parts);
-    let _ = child.kill();
-    let _ = child.wait();
-    store.emu().set_faults(FaultConfig::default());
-    assert!(recorded >= min_parts, "the upload never recorded {min_parts} parts");
-    recorded
+    store.kill_after_parts(
+        &["upload", src.to_str().expect("utf-8"), &url, "--part-size", "128K", "--concurrency", "4"],
+        min_parts,
+    )
 }
 
 #[test]
@@ -537,17 +543,8 @@ fn s3_kill_9_then_resume_and_local_listing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (src, d) = write_source(dir.path(), "src", 40 << 20, 12);
     let url = store.url("resume.raw");
-    let mut child = store
-        .command(&["upload", src.to_str().expect("utf-8"), &url, "--part-size", "5M", "--concurrency", "2"])
-        .args(["--rate-limit", "5M"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let recorded = store.wait_for_recorded_parts(2);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(recorded >= 2, "the upload never recorded 2 parts");
+    let args = ["upload", src.to_str().expect("utf-8"), &url, "--part-size", "5M", "--concurrency", "2"];
+    let recorded = store.kill_after_parts(&[&args[..], &["--rate-limit", "5M"]].concat(), 2);
     // s3s-fs has no ListMultipartUploads: the listing comes from the local resume state.
     let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -741,16 +738,7 @@ fn oss_streamed_compressed_qcow2_and_vhdx() {
 fn start_stream_and_kill(store: &Store, src: &Path, key: &str, args: &[&str], min_parts: usize) -> usize {
     store.slow_parts();
     let url = store.url(key);
-    let mut all = vec!["convert"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&[src.to_str().expect("utf-8"), url.as_str()]);
-    let mut child = store.command(&all).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
-    let recorded = store.wait_for_recorded_parts(min_parts);
-    let _ = child.kill();
-    let _ = child.wait();
-    store.emu().set_faults(FaultConfig::default());
-    assert!(recorded >= min_parts, "the streamed upload never recorded {min_parts} parts");
-    recorded
+    store.kill_after_parts(&[&["convert"][..], args, &[src.to_str().expect("utf-8"), url.as_str()]].concat(), min_parts)
 }
 
 /// kill -9 mid-stream, then the same command: the stored parts are regenerated, recognised by checksum and not
@@ -944,16 +932,10 @@ fn s3_streamed_kill_9_then_resume() {
     let src = raw_disk(dir.path(), "disk.raw", 48, 27);
     let url = store.url("k.qcow2");
     let args = ["convert", "-O", "qcow2", "--part-size", "5M", "--concurrency", "2"];
-    let mut child = store
-        .command(&[&args[..], &["--rate-limit", "5M", src.to_str().expect("utf-8"), url.as_str()]].concat())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let recorded = store.wait_for_recorded_parts(2);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(recorded >= 2, "the streamed upload never recorded 2 parts");
+    let recorded = store.kill_after_parts(
+        &[&args[..], &["--rate-limit", "5M", src.to_str().expect("utf-8"), url.as_str()]].concat(),
+        2,
+    );
     let s = store.convert_ok(&src, "k.qcow2", &args[1..]);
     assert!(s["skipped_parts"].as_u64().unwrap_or(0) as usize >= recorded, "{s}");
     let reference = convert_local(&src, dir.path(), &["-O", "qcow2"]);

@@ -61,6 +61,25 @@ pub struct Summary {
     pub upload_id: Option<String>,
 }
 
+impl Summary {
+    /// Fills in what every upload reports the same way, once `bytes` is known.
+    pub(crate) fn finish(&mut self, shared: &Shared, part_size: u64, started: Instant) {
+        self.part_size = part_size;
+        self.retries = shared.retries.load(Ordering::Relaxed);
+        self.seconds = started.elapsed().as_secs_f64();
+        self.mib_per_s = if self.seconds > 0.0 { self.bytes as f64 / MIB as f64 / self.seconds } else { 0.0 };
+    }
+}
+
+/// Whether a part the store lists is the one recorded when it was sent: the same size, and the same ETag and
+/// CRC-64 where the listing has them (s3s-fs lists parts without ETags; the recorded ETag was checked against
+/// the part's MD5 when it was sent, and Complete checks it again).
+pub(crate) fn listed_matches(listed: &crate::PartInfo, recorded: &PartRecord) -> bool {
+    listed.size == recorded.size
+        && (listed.etag.is_empty() || listed.etag.eq_ignore_ascii_case(&recorded.etag))
+        && listed.crc64.is_none_or(|c| c == recorded.crc64)
+}
+
 /// What a progress display needs.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
@@ -378,10 +397,7 @@ pub async fn upload(
         }
     };
     summary.bytes = size;
-    summary.part_size = part_size;
-    summary.retries = shared.retries.load(Ordering::Relaxed);
-    summary.seconds = started.elapsed().as_secs_f64();
-    summary.mib_per_s = if summary.seconds > 0.0 { size as f64 / MIB as f64 / summary.seconds } else { 0.0 };
+    summary.finish(&shared, part_size, started);
     Ok(summary)
 }
 
@@ -520,13 +536,7 @@ async fn multipart(
         let listed: BTreeMap<u32, crate::PartInfo> = listed.into_iter().map(|p| (p.number, p)).collect();
         s.parts.retain(|n, rec| {
             let Some(p) = listed.get(n) else { return false };
-            *n <= nparts
-                && p.size == rec.size
-                && rec.size == part_len(*n)
-                // Some stores (s3s-fs) list parts without ETags: the recorded one was checked against the part's
-                // MD5 when it was sent, and Complete checks it again.
-                && (p.etag.is_empty() || p.etag.eq_ignore_ascii_case(&rec.etag))
-                && p.crc64.is_none_or(|c| c == rec.crc64)
+            *n <= nparts && rec.size == part_len(*n) && listed_matches(p, rec)
         });
         resumed = s.parts.len() as u64;
     }

@@ -17,14 +17,13 @@
 
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
-    auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, md5_hex, put_whole,
-    send_part, PartTarget, ProgressFn, Shared, Summary, UploadError, UploadOptions,
+    auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, md5_hex,
+    put_whole, send_part, PartTarget, ProgressFn, Shared, Summary, UploadError, UploadOptions,
 };
 use crate::{crc64, ObjectStore, RetryClass};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -33,8 +32,6 @@ mod writer;
 
 use writer::Job;
 pub use writer::StreamWriter;
-
-const MIB: u64 = 1 << 20;
 
 /// What the stream is made from, besides the source file (`UploadOptions::source`).
 pub struct StreamParams {
@@ -166,10 +163,7 @@ where
         Ok(Err(e)) => return Err(UploadError::Source(e)),
         Err(e) => return Err(UploadError::Source(format!("the producer failed: {e}"))),
     }
-    summary.part_size = part_size;
-    summary.retries = shared.retries.load(Ordering::Relaxed);
-    summary.seconds = started.elapsed().as_secs_f64();
-    summary.mib_per_s = if summary.seconds > 0.0 { summary.bytes as f64 / MIB as f64 / summary.seconds } else { 0.0 };
+    summary.finish(&shared, part_size, started);
     Ok(summary)
 }
 
@@ -178,11 +172,7 @@ where
 fn stored_parts(st: &UploadState, listed: Vec<crate::PartInfo>, etag_is_md5: bool) -> BTreeMap<u32, StoredPart> {
     let mut out = BTreeMap::new();
     for p in listed {
-        let recorded = st.parts.get(&p.number).filter(|r| {
-            r.size == p.size
-                && (p.etag.is_empty() || p.etag.eq_ignore_ascii_case(&r.etag))
-                && p.crc64.is_none_or(|c| c == r.crc64)
-        });
+        let recorded = st.parts.get(&p.number).filter(|r| listed_matches(&p, r));
         let part = match recorded {
             Some(r) => StoredPart {
                 size: r.size,
