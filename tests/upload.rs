@@ -69,7 +69,7 @@ fn s3s_fs_binary() -> Option<PathBuf> {
 }
 
 /// s3s-fs on a free port. A missing peer fails the test: scripts/install-peers.sh builds it.
-fn s3() -> Option<Store> {
+fn s3() -> Store {
     let Some(bin) = s3s_fs_binary() else {
         panic!("s3s-fs is not installed: run scripts/install-peers.sh (it builds s3s-fs 0.14.1)");
     };
@@ -90,7 +90,7 @@ fn s3() -> Option<Store> {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Some(Store {
+    Store {
         endpoint: format!("http://127.0.0.1:{port}"),
         region: "us-east-1".into(),
         creds: Credentials::new("AKTEST", "SKTEST"),
@@ -98,7 +98,7 @@ fn s3() -> Option<Store> {
         emu: None,
         child: Some(child),
         dir,
-    })
+    }
 }
 
 impl Store {
@@ -252,9 +252,7 @@ fn oss_v1_sizes() {
 
 #[test]
 fn s3_sizes() {
-    if let Some(s) = s3() {
-        sizes_at_part_boundaries(&s, 5 << 20);
-    }
+    sizes_at_part_boundaries(&s3(), 5 << 20);
 }
 
 fn rule(operation: &str, fault: Fault, rate: f64, after: u64, times: Option<u64>) -> FaultRule {
@@ -366,9 +364,7 @@ fn oss_source_written_during_upload() {
 
 #[test]
 fn s3_source_written_during_upload() {
-    if let Some(store) = s3() {
-        source_written_during_upload(&store, "5M", 24 << 20, &["--rate-limit", "6M"]);
-    }
+    source_written_during_upload(&s3(), "5M", 24 << 20, &["--rate-limit", "6M"]);
 }
 
 #[test]
@@ -539,7 +535,7 @@ fn ctrl_c_leaves_a_resumable_upload() {
 /// s3s-fs cannot be slowed down from outside: --rate-limit keeps the upload going long enough to kill it.
 #[test]
 fn s3_kill_9_then_resume_and_local_listing() {
-    let Some(store) = s3() else { return };
+    let store = s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let (src, d) = write_source(dir.path(), "src", 40 << 20, 12);
     let url = store.url("resume.raw");
@@ -711,7 +707,7 @@ fn oss_v1_streamed_convert_equals_convert() {
 
 #[test]
 fn s3_streamed_convert_equals_convert() {
-    let Some(store) = s3() else { return };
+    let store = s3();
     streamed_formats_equal_convert(&store, "5M");
 }
 
@@ -927,7 +923,7 @@ fn oss_streamed_memory_is_bounded() {
 /// --rate-limit keeps the stream going long enough to kill it.
 #[test]
 fn s3_streamed_kill_9_then_resume() {
-    let Some(store) = s3() else { return };
+    let store = s3();
     let dir = tempfile::tempdir().expect("tempdir");
     let src = raw_disk(dir.path(), "disk.raw", 48, 27);
     let url = store.url("k.qcow2");
