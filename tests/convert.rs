@@ -1,4 +1,5 @@
-//! `imgport convert` as a command: options, refusal to overwrite, and Ctrl-C leaving nothing behind.
+//! `imgport convert` as a command: options, refusal to overwrite, and Ctrl-C, SIGTERM or SIGHUP leaving nothing
+//! behind.
 
 mod common;
 use common::*;
@@ -32,8 +33,9 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn ctrl_c_leaves_no_output_and_no_temporary_file() {
+/// Interrupts a conversion under way with `signal`: the exit code is `code` (128 + the signal) and neither the
+/// output nor its temporary file is left behind.
+fn interrupted_convert_leaves_nothing(signal: libc::c_int, code: i32) {
     let dir = tempdir();
     let src = dir.path().join("src.raw");
     slow_source(&src);
@@ -50,11 +52,23 @@ fn ctrl_c_leaves_no_output_and_no_temporary_file() {
     }
     std::thread::sleep(Duration::from_millis(100));
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "interrupted convert should exit 130");
+    assert_eq!(status.code(), Some(code), "convert interrupted by signal {signal}: {status}");
     assert!(!out.exists(), "a half-written output was left under the final name");
     assert!(leftovers(dir.path()).is_empty(), "left behind: {:?}", leftovers(dir.path()));
+}
+
+#[test]
+fn ctrl_c_leaves_no_output_and_no_temporary_file() {
+    interrupted_convert_leaves_nothing(libc::SIGINT, 130);
+}
+
+/// CI cancellation, systemd and Kubernetes stop processes with SIGTERM; a closed terminal sends SIGHUP.
+#[test]
+fn sigterm_and_sighup_leave_no_output_and_no_temporary_file() {
+    interrupted_convert_leaves_nothing(libc::SIGTERM, 143);
+    interrupted_convert_leaves_nothing(libc::SIGHUP, 129);
 }
 
 #[test]

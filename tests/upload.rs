@@ -585,6 +585,228 @@ fn vanished_upload_starts_over() {
     assert!(store.get("vanish.raw") == d);
 }
 
+/// `signal` during an upload (slowed by `slow` or the store) exits `code`, says how to resume or abort and keeps
+/// the resume state; the rerun does not send the recorded parts again.
+fn signalled_upload_resumes(store: &Store, signal: libc::c_int, code: i32, part: &str, len: usize, slow: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", len, 31);
+    let url = store.url("sig.raw");
+    let args = [&["upload", src.to_str().expect("utf-8"), &url, "--part-size", part, "--concurrency", "2"], slow];
+    let child = store.command(&args.concat()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn");
+    assert!(store.wait_for_recorded_parts(2) >= 2, "the upload never got going");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let out = child.wait_with_output().expect("wait");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "signal {signal}: {err}");
+    assert!(err.contains("resume:") && err.contains("uploads abort"), "{err}");
+    let kept = store.recorded_state().expect("the resume state was not kept");
+    let kept = kept["parts"].as_object().map_or(0, |m| m.len()) as u64;
+    assert!(kept >= 2, "{kept} parts recorded");
+    if let Some(emu) = &store.emu {
+        emu.set_faults(FaultConfig::default());
+    }
+    let s = store.upload_ok(&src, "sig.raw", &["--part-size", part]);
+    let (parts, resumed, sent) = (s["parts"].as_u64(), s["resumed_parts"].as_u64(), s["sent_parts"].as_u64());
+    assert!(resumed.unwrap_or(0) >= kept, "{s}");
+    assert_eq!(sent.zip(resumed).map(|(a, b)| a + b), parts, "recorded parts were sent again: {s}");
+    assert!(store.get("sig.raw") == d);
+    assert!(store.state_files().is_empty());
+}
+
+#[test]
+fn oss_sigterm_leaves_a_resumable_upload() {
+    let store = oss(Flavor::OssV4);
+    store.slow_parts();
+    signalled_upload_resumes(&store, libc::SIGTERM, 143, "128K", 4 << 20, &[]);
+}
+
+#[test]
+fn s3_sighup_leaves_a_resumable_upload() {
+    signalled_upload_resumes(&s3(), libc::SIGHUP, 129, "5M", 30 << 20, &["--rate-limit", "5M"]);
+}
+
+/// A second upload of the same source to the same destination while the first runs is refused at once with
+/// exit 75 (EX_TEMPFAIL), naming the process that holds the resume state; the first completes undisturbed. A
+/// streamed convert of the same source to the same destination shares the resume state and is refused too.
+fn concurrent_upload_is_refused(store: &Store, part: &str, len: usize, slow: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", len, 32);
+    let url = store.url("twice.raw");
+    let args = [&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", part], slow].concat();
+    let first = store.command(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    assert!(store.wait_for_recorded_parts(1) >= 1, "the first upload never got going");
+    let second = store.command(&args).output().expect("run the second upload");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "the holder is not named: {err}");
+    let stream = store
+        .command(&["convert", "-O", "raw", "--part-size", part, src.to_str().expect("utf-8"), &url])
+        .output()
+        .expect("run the streamed convert");
+    let err = String::from_utf8_lossy(&stream.stderr);
+    assert_eq!(stream.status.code(), Some(75), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())), "the holder is not named: {err}");
+    let out = first.wait_with_output().expect("wait for the first upload");
+    assert!(out.status.success(), "the first upload failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(store.get("twice.raw") == d);
+    assert!(store.state_files().is_empty());
+}
+
+#[test]
+fn oss_concurrent_upload_is_refused() {
+    let store = oss(Flavor::OssV4);
+    store.slow_parts();
+    concurrent_upload_is_refused(&store, "128K", 4 << 20, &[]);
+}
+
+#[test]
+fn s3_concurrent_upload_is_refused() {
+    concurrent_upload_is_refused(&s3(), "5M", 30 << 20, &["--rate-limit", "8M"]);
+}
+
+/// The upload id a resume state names is aborted through the store's API after the run was killed: the rerun
+/// (`args` without `slow`) starts over once and completes, instead of failing on the vanished upload on every
+/// rerun.
+struct Aborted<'a> {
+    args: &'a [&'a str],
+    slow: &'a [&'a str],
+    min_parts: usize,
+    key: &'a str,
+    want: &'a [u8],
+}
+
+fn aborted_upload_id_starts_over(store: &Store, a: Aborted<'_>) {
+    store.kill_after_parts(&[a.args, a.slow].concat(), a.min_parts);
+    let v = store.recorded_state().expect("a resume state");
+    let id = v["upload_id"].as_str().expect("upload id").to_string();
+    rt().block_on(store.client().abort_multipart(a.key, &id)).expect("abort");
+    let again = [&a.args[..1], &["--json"], &a.args[1..]].concat();
+    let out = store.command(&again).output().expect("rerun");
+    assert!(out.status.success(), "{again:?} after the upload was aborted: {}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert_eq!(s["resumed_parts"], 0, "{s}");
+    assert!(store.get(a.key) == a.want, "the object differs from the source");
+    assert!(store.state_files().is_empty());
+}
+
+/// Every part recorded (CompleteMultipartUpload held back by the emulator), killed, the upload aborted behind
+/// its back; and the same for a streamed convert killed mid-way.
+#[test]
+fn oss_aborted_upload_id_starts_over() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 2 << 20, 33);
+    store.emu().set_faults(FaultConfig {
+        rules: vec![
+            rule("UploadPart", Fault::Latency { ms: 20 }, 1.0, 0, None),
+            rule("CompleteMultipartUpload", Fault::Latency { ms: 20_000 }, 1.0, 0, None),
+        ],
+        ..Default::default()
+    });
+    let (url, s) = (store.url("gone.raw"), src.to_str().expect("utf-8"));
+    let args = ["upload", s, &url, "--part-size", "128K"];
+    aborted_upload_id_starts_over(&store, Aborted { args: &args, slow: &[], min_parts: 16, key: "gone.raw", want: &d });
+
+    let disk = raw_disk(dir.path(), "disk.raw", 8, 34);
+    let want = convert_local(&disk, dir.path(), &["-O", "qcow2"]);
+    store.slow_parts();
+    let (url, s) = (store.url("gone.qcow2"), disk.to_str().expect("utf-8"));
+    let args = ["convert", "-O", "qcow2", "--part-size", "128K", s, &url];
+    aborted_upload_id_starts_over(
+        &store,
+        Aborted { args: &args, slow: &[], min_parts: 4, key: "gone.qcow2", want: &want },
+    );
+}
+
+#[test]
+fn s3_aborted_upload_id_starts_over() {
+    let store = s3();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 30 << 20, 35);
+    let (url, s) = (store.url("gone.raw"), src.to_str().expect("utf-8"));
+    let args = ["upload", s, &url, "--part-size", "5M"];
+    let slow = ["--rate-limit", "5M"];
+    aborted_upload_id_starts_over(
+        &store,
+        Aborted { args: &args, slow: &slow, min_parts: 2, key: "gone.raw", want: &d },
+    );
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+/// Resume state is the user's alone: folders 0700 and files 0600 when created, and a folder others could read
+/// is tightened when it is used. Plain http to a loopback endpoint (the emulator) is not warned about.
+#[test]
+fn resume_state_is_private() {
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 4 << 20, 36);
+    start_and_kill(&store, &src, "private.raw", 2);
+    let (imgport_dir, uploads) =
+        (store.dir.path().join("state/imgport"), store.dir.path().join("state/imgport/uploads"));
+    assert_eq!((mode(&imgport_dir), mode(&uploads)), (0o700, 0o700));
+    let files: Vec<PathBuf> = std::fs::read_dir(&uploads).expect("state dir").flatten().map(|e| e.path()).collect();
+    assert!(!files.is_empty());
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+    }
+    // A folder made readable by others (an older imgport, a umask) is tightened on the next use.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&uploads, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let out = store.upload(&src, "private.raw", &["--part-size", "128K"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("warning"), "loopback http was warned about: {err}");
+    assert_eq!(mode(&uploads), 0o700);
+    assert!(store.get("private.raw") == d);
+}
+
+/// Credentials sent over plain http to a host that is not loopback: warned about on stderr before anything is
+/// sent (the address here does not answer; only the warning matters).
+#[test]
+fn plain_http_to_a_remote_endpoint_is_warned_about() {
+    use std::io::BufRead;
+    let store = oss(Flavor::OssV4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, _) = write_source(dir.path(), "src", 1 << 20, 37);
+    for (url, endpoint) in [(store.url("w.raw"), "http://10.1.2.3:1"), ("s3://b/w.raw".into(), "http://10.1.2.3:1")] {
+        let mut child = store
+            .command(&["upload", src.to_str().expect("utf-8"), &url, "--endpoint", endpoint])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut lines = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            let found = line.contains("warning") && line.contains(endpoint);
+            lines.push(line);
+            if found {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            lines.iter().any(|l| l.starts_with("imgport: warning:") && l.contains(endpoint) && l.contains("http")),
+            "{url} via {endpoint}: no warning in {lines:?}"
+        );
+    }
+}
+
 // ---- convert streamed to the store ----
 
 impl Store {
@@ -845,14 +1067,13 @@ fn oss_streamed_faults_are_retried() {
     assert_streamed(&store, "f.qcow2", &reference, &src, "qcow2", &s);
 }
 
-/// Ctrl-C during a stream exits 130, says how to resume, and the rerun resumes.
-#[test]
-fn oss_streamed_ctrl_c_is_resumable() {
+/// `signal` during a stream exits `code` (128 + the signal), says how to resume, and the rerun resumes.
+fn streamed_interruption_is_resumable(signal: libc::c_int, code: i32, key: &str) {
     let store = oss(Flavor::OssV4);
     store.slow_parts();
     let dir = tempfile::tempdir().expect("tempdir");
     let src = raw_disk(dir.path(), "disk.raw", 32, 26);
-    let url = store.url("i.qcow2");
+    let url = store.url(key);
     let args = ["convert", "-O", "qcow2", "--part-size", "128K", "--concurrency", "1"];
     let child = store
         .command(&[&args[..], &[src.to_str().expect("utf-8"), url.as_str()]].concat())
@@ -860,18 +1081,32 @@ fn oss_streamed_ctrl_c_is_resumable() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(store.wait_for_recorded_parts(2) >= 2, "the stream never got going");
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     let out = child.wait_with_output().expect("wait");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert_eq!(out.status.code(), Some(code), "signal {signal}: {err}");
     assert!(err.contains("resume: ") && err.contains("uploads abort"), "{err}");
+    assert!(store.recorded_state().is_some(), "the resume state was not kept");
     store.emu().set_faults(FaultConfig::default());
-    let s = store.convert_ok(&src, "i.qcow2", &args[1..]);
+    let s = store.convert_ok(&src, key, &args[1..]);
     assert!(s["skipped_parts"].as_u64().unwrap_or(0) > 0, "{s}");
     let reference = convert_local(&src, dir.path(), &["-O", "qcow2"]);
-    assert_streamed(&store, "i.qcow2", &reference, &src, "qcow2", &s);
+    assert_streamed(&store, key, &reference, &src, "qcow2", &s);
+}
+
+/// Ctrl-C during a stream exits 130, says how to resume, and the rerun resumes.
+#[test]
+fn oss_streamed_ctrl_c_is_resumable() {
+    streamed_interruption_is_resumable(libc::SIGINT, 130, "i.qcow2");
+}
+
+/// SIGTERM (CI cancellation, systemd, Kubernetes) and SIGHUP (a closed terminal) are handled as Ctrl-C is.
+#[test]
+fn oss_streamed_sigterm_and_sighup_are_resumable() {
+    streamed_interruption_is_resumable(libc::SIGTERM, 143, "t.qcow2");
+    streamed_interruption_is_resumable(libc::SIGHUP, 129, "h.qcow2");
 }
 
 /// Peak anonymous memory of a streamed convert: the part buffers stay within (concurrency + 1) parts plus the
