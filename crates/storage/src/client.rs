@@ -12,6 +12,32 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Plain `http://` to a host that is not this machine (127.0.0.0/8, ::1, localhost): anyone on the way reads the
+/// requests (the access key id, a session token, the data) and can replay or alter them. A warning, not an
+/// error: some on-premises stores are reached that way on purpose.
+pub fn plaintext_warning(endpoint: &Endpoint) -> Option<String> {
+    if endpoint.scheme != "http" || is_loopback(endpoint.hostname()) {
+        return None;
+    }
+    Some(format!(
+        "{} is plain http to a host that is not this machine: the signed requests (access key id, any session \
+         token, the data) cross the network unencrypted; use https",
+        endpoint.url()
+    ))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback(),
+        Ok(std::net::IpAddr::V6(a)) => a.is_loopback() || a.to_ipv4_mapped().is_some_and(|m| m.is_loopback()),
+        Err(_) => false,
+    }
+}
+
 /// Which protocol and signature the store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavor {
@@ -98,6 +124,12 @@ impl Client {
 
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
+    }
+
+    /// What the caller should warn about before using this client: requests signed with the credentials (and
+    /// a session token, and the data) would cross the network unencrypted.
+    pub fn warnings(&self) -> Vec<String> {
+        plaintext_warning(&self.cfg.endpoint).into_iter().collect()
     }
 
     pub fn clock_offset(&self) -> i64 {
@@ -403,5 +435,29 @@ impl ObjectStore for Client {
 
     fn has_crc64(&self) -> bool {
         self.cfg.flavor.is_oss()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_warned_about_unless_loopback() {
+        let warned = |url: &str| plaintext_warning(&Endpoint::parse(url).expect("endpoint")).is_some();
+        for url in ["http://10.1.2.3:1", "http://oss.example.com", "http://[2001:db8::1]:9000", "http://128.0.0.1"] {
+            assert!(warned(url), "{url}");
+        }
+        for url in [
+            "https://10.1.2.3",
+            "http://127.0.0.1:9000",
+            "http://127.8.9.10",
+            "http://[::1]:9000",
+            "http://localhost:9000",
+            "http://LOCALHOST",
+            "oss-cn-hangzhou.aliyuncs.com",
+        ] {
+            assert!(!warned(url), "{url}");
+        }
     }
 }

@@ -1,4 +1,8 @@
-//! Resume state: one JSON file per (source, endpoint, bucket, key), replaced atomically after every part.
+//! Resume state: one JSON file per (source, endpoint, bucket, key), replaced atomically after every part, and
+//! a lock file beside it held by the process uploading (one upload of a source to a destination at a time).
+//!
+//! The state names the bucket, key and upload id (enough to add parts to someone else's upload with the right
+//! credentials): folders are created 0700 and files 0600, and a folder others can read is tightened on use.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -64,19 +68,134 @@ pub fn load(path: &Path) -> Option<UploadState> {
     serde_json::from_slice::<UploadState>(&data).ok().filter(|s| s.version == VERSION)
 }
 
-/// Writes to a temporary file, syncs, renames over the old state.
+/// Creates `dir` and its missing parents 0700; an existing `dir` that others can enter is tightened to 0700.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let meta = std::fs::metadata(dir)?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// Opens `path` for writing, created 0600 (and made 0600 if it exists with more).
+fn private_file(path: &Path, truncate: bool) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).create(true).truncate(truncate);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        if f.metadata()?.permissions().mode() & 0o077 != 0 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    o.open(path)
+}
+
+/// Writes to a temporary file (0600), syncs, renames over the old state.
 pub fn save(path: &Path, state: &UploadState) -> io::Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        private_dir(dir)?;
     }
     let data = serde_json::to_vec(state).map_err(io::Error::other)?;
     let tmp = path.with_extension("json.tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = private_file(&tmp, true)?;
         f.write_all(&data)?;
         f.sync_data()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// The lock on one resume state, held for a whole run; the lock file holds the holder's process id. Dropping it
+/// removes the lock file (while still locked, so no other process can take a lock on a file about to vanish).
+#[derive(Debug)]
+pub struct StateLock {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+/// Why a resume state could not be locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it: its process id when it had written it.
+    Busy {
+        pid: Option<u32>,
+        path: PathBuf,
+    },
+    Io(io::Error),
+}
+
+/// The lock file beside a state file.
+pub fn lock_file_for(state_path: &Path) -> PathBuf {
+    state_path.with_extension("lock")
+}
+
+/// Takes the advisory lock (`flock`) of the resume state `state_path` without waiting; tightens its folder.
+pub fn lock(state_path: &Path) -> Result<StateLock, LockError> {
+    if let Some(dir) = state_path.parent() {
+        private_dir(dir).map_err(LockError::Io)?;
+    }
+    let path = lock_file_for(state_path);
+    // A holder finishing removes its lock file: a lock taken on a file no longer at `path` is taken again.
+    for _ in 0..16 {
+        let mut file = private_file(&path, false).map_err(LockError::Io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(LockError::Busy { pid: text.trim().parse().ok(), path });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(LockError::Io(e)),
+        }
+        if !same_file(&file, &path) {
+            continue;
+        }
+        file.set_len(0).map_err(LockError::Io)?;
+        file.write_all(format!("{}\n", std::process::id()).as_bytes()).map_err(LockError::Io)?;
+        return Ok(StateLock { file, path });
+    }
+    Err(LockError::Io(io::Error::other(format!("{}: the lock file keeps being replaced", path.display()))))
+}
+
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 pub fn remove(path: &Path) {
@@ -163,5 +282,52 @@ mod tests {
         std::fs::write(&src, data).expect("rewrite");
         let mut f = std::fs::File::open(&src).expect("open");
         assert_ne!(source_id("src", &mut f).expect("id").sample_crc64, id.sample_crc64);
+    }
+
+    #[cfg(unix)]
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_is_private_and_locked() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("imgport/uploads");
+        let p = file_for(&dir, "src", "http://e", "b", "k");
+        let held = lock(&p).expect("lock");
+        assert_eq!((mode(&root.path().join("imgport")), mode(&dir), mode(held.path())), (0o700, 0o700, 0o600));
+        match lock(&p) {
+            Err(LockError::Busy { pid, path }) => {
+                assert_eq!((pid, path.as_path()), (Some(std::process::id()), held.path()));
+            }
+            other => panic!("a second lock was not refused: {other:?}"),
+        }
+        let st = UploadState {
+            version: VERSION,
+            source: SourceId { path: "src".into(), size: 0, mtime_ns: 0, inode: 0, sample_crc64: 0 },
+            endpoint: "http://e".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            url: "oss://b/k".into(),
+            upload_id: "U".into(),
+            part_size: 1 << 20,
+            created: 0,
+            parts: BTreeMap::new(),
+            stream: None,
+        };
+        save(&p, &st).expect("save");
+        assert_eq!(mode(&p), 0o600);
+        drop(held);
+        assert!(!lock_file_for(&p).exists(), "the lock file outlived its lock");
+        // A folder and a state file others can read are tightened when they are next used.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let again = lock(&p).expect("lock again");
+        save(&p, &st).expect("save");
+        assert_eq!((mode(&dir), mode(&p)), (0o700, 0o600));
+        drop(again);
     }
 }

@@ -102,6 +102,19 @@ pub enum UploadError {
     Config(String),
     /// The producer of a streamed source failed.
     Source(String),
+    /// Another process is uploading the same source to the same destination: it holds the resume state's lock.
+    Busy {
+        url: String,
+        pid: Option<u32>,
+        lock: PathBuf,
+    },
+    /// The store no longer knows the upload the resume state names (aborted elsewhere, expired by a lifecycle
+    /// rule, or refused with AccessDenied after an earlier run recorded its parts), even after starting over.
+    Vanished {
+        context: String,
+        error: StorageError,
+        upload_id: String,
+    },
 }
 
 impl std::fmt::Display for UploadError {
@@ -112,11 +125,58 @@ impl std::fmt::Display for UploadError {
             UploadError::Verify(m) => write!(f, "verification failed: {m}"),
             UploadError::Config(m) => write!(f, "{m}"),
             UploadError::Source(m) => write!(f, "{m}"),
+            UploadError::Busy { url, pid, lock } => {
+                let who = pid.map_or("another imgport process".to_string(), |p| format!("another imgport (pid {p})"));
+                write!(
+                    f,
+                    "{who} is uploading this source to {url} (it holds {}); wait for it to finish, or stop it and run \
+                     this again to resume",
+                    lock.display()
+                )
+            }
+            UploadError::Vanished { context, error, upload_id } => {
+                write!(f, "{context}: {error} (the store no longer accepts upload id {upload_id})")
+            }
         }
     }
 }
 
 impl std::error::Error for UploadError {}
+
+impl UploadError {
+    /// Whether the store has lost the upload: NoSuchUpload from any call, or AccessDenied on an upload an earlier
+    /// run started (the store forgot the id and refuses it rather than saying so). Starting over can help.
+    pub(crate) fn upload_gone(&self, resumed: bool) -> bool {
+        match self {
+            UploadError::Store { error, .. } => {
+                error.retry_class() == RetryClass::RestartUpload || resumed && error.code() == Some("AccessDenied")
+            }
+            UploadError::Vanished { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A lost upload's error, with the upload id for the user's abort command.
+    pub(crate) fn vanished(self, upload_id: &str) -> UploadError {
+        match self {
+            UploadError::Store { context, error } => {
+                UploadError::Vanished { context, error, upload_id: upload_id.to_string() }
+            }
+            e => e,
+        }
+    }
+}
+
+/// Locks the resume state of `opts`'s upload of the source `id` for this run (nothing without a state folder).
+pub(crate) fn lock_state(opts: &UploadOptions, source_path: &str) -> Result<Option<state::StateLock>, UploadError> {
+    let Some(dir) = &opts.state_dir else { return Ok(None) };
+    let path = state::file_for(dir, source_path, &opts.endpoint_id, bucket_of(opts), &opts.key);
+    match state::lock(&path) {
+        Ok(l) => Ok(Some(l)),
+        Err(state::LockError::Busy { pid, path }) => Err(UploadError::Busy { url: opts.url.clone(), pid, lock: path }),
+        Err(state::LockError::Io(e)) => Err(io_err(&format!("locking resume state {}", path.display()), e)),
+    }
+}
 
 /// Concurrency that halves on throttling and grows back by one after a run of successes.
 pub(crate) struct Limiter {
@@ -354,6 +414,8 @@ pub async fn upload(
     let abs = std::fs::canonicalize(&opts.source).map_err(|e| io_err(&source_name, e))?;
     let mut file = std::fs::File::open(&abs).map_err(|e| io_err(&source_name, e))?;
     let id = state::source_id(&abs.to_string_lossy(), &mut file).map_err(|e| io_err(&source_name, e))?;
+    // Held until this returns (or is dropped on Ctrl-C): a second run of the same upload stops here.
+    let _lock = lock_state(opts, &id.path)?;
     let size = id.size;
     // An interrupted upload of this source keeps its part size unless another is asked for.
     let saved_part_size = opts
@@ -380,19 +442,26 @@ pub async fn upload(
                 "{parts} parts of {part_size} bytes: more than {MAX_PARTS}; choose a larger --part-size"
             )));
         }
-        // A vanished upload (aborted elsewhere, expired by a lifecycle rule) is started over once.
+        // A vanished upload (aborted elsewhere, expired by a lifecycle rule) is started over once: its resume
+        // state is forgotten and a new upload started.
         let mut restarted = false;
         loop {
-            match multipart(&shared, &file, &id, part_size, opts, progress.clone()).await {
-                Err(UploadError::Store { error, .. })
-                    if error.retry_class() == RetryClass::RestartUpload && !restarted =>
-                {
-                    restarted = true;
-                    if let Some(dir) = &opts.state_dir {
-                        state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
-                    }
-                }
-                r => break r?,
+            // The upload being added to, and whether an earlier run started it.
+            let mut current: Option<(String, bool)> = None;
+            let error = match multipart(&shared, &file, &id, part_size, opts, progress.clone(), &mut current).await {
+                Ok(s) => break s,
+                Err(e) => e,
+            };
+            let Some((upload_id, _)) = current.filter(|(_, resumed)| error.upload_gone(*resumed)) else {
+                return Err(error);
+            };
+            if restarted {
+                return Err(error.vanished(&upload_id));
+            }
+            restarted = true;
+            let _ = store.abort_multipart(&opts.key, &upload_id).await;
+            if let Some(dir) = &opts.state_dir {
+                state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
             }
         }
     };
@@ -501,6 +570,7 @@ async fn multipart(
     part_size: u64,
     opts: &UploadOptions,
     progress: Option<ProgressFn>,
+    current: &mut Option<(String, bool)>,
 ) -> Result<Summary, UploadError> {
     let size = id.size;
     let nparts = size.div_ceil(part_size) as u32;
@@ -529,6 +599,7 @@ async fn multipart(
     }
     let mut resumed = 0u64;
     if let Some(s) = st.as_mut().filter(|s| s.stream.is_none()) {
+        *current = Some((s.upload_id.clone(), true));
         let listed = shared
             .retry("ListParts", || store.list_parts(&opts.key, &s.upload_id))
             .await
@@ -562,6 +633,9 @@ async fn multipart(
             }
         }
     };
+    if current.is_none() {
+        *current = Some((st.upload_id.clone(), false));
+    }
     let save = |st: &UploadState| -> Result<(), UploadError> {
         match &state_path {
             Some(p) => state::save(p, st).map_err(|e| io_err(&format!("saving resume state {}", p.display()), e)),

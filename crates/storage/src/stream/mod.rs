@@ -17,8 +17,8 @@
 
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
-    auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, md5_hex,
-    put_whole, send_part, PartTarget, ProgressFn, Shared, Summary, UploadError, UploadOptions,
+    auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, lock_state,
+    md5_hex, put_whole, send_part, PartTarget, ProgressFn, Shared, Summary, UploadError, UploadOptions,
 };
 use crate::{crc64, ObjectStore, RetryClass};
 use bytes::Bytes;
@@ -88,6 +88,8 @@ where
     let mut file = std::fs::File::open(&abs).map_err(|e| io_err(&source_name, e))?;
     let id = state::source_id(&abs.to_string_lossy(), &mut file).map_err(|e| io_err(&source_name, e))?;
     drop(file);
+    // Held until this returns (or is dropped on Ctrl-C): a second run of the same upload stops here.
+    let _lock = lock_state(opts, &id.path)?;
     let state_path: Option<PathBuf> =
         opts.state_dir.as_ref().map(|d| state::file_for(d, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
     let old = state_path.as_deref().and_then(state::load);
@@ -108,7 +110,11 @@ where
                     let stored = stored_parts(&old, listed, store.etag_is_md5());
                     resumed = Some((old, stored));
                 }
-                Err(e) if e.retry_class() == RetryClass::RestartUpload => state::remove(p),
+                // The store lost the upload (or refuses its id): start a new one.
+                Err(e) if e.retry_class() == RetryClass::RestartUpload || e.code() == Some("AccessDenied") => {
+                    let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
+                    state::remove(p);
+                }
                 Err(error) => return Err(UploadError::Store { context: format!("ListParts {}", opts.url), error }),
             }
         } else {
@@ -157,7 +163,21 @@ where
         run.st = Some(st);
         run.stored = stored;
     }
-    let mut summary = run.dispatch(rx, &mut producer).await?;
+    let was_resumed = run.st.is_some();
+    let mut summary = match run.dispatch(rx, &mut producer).await {
+        Ok(s) => s,
+        // The store lost the upload mid-way: the stream cannot be produced again in this run, so the resume
+        // state is forgotten and a rerun starts a new upload (instead of failing on the lost one every time).
+        Err(e) if e.upload_gone(was_resumed) => {
+            let upload_id = run.st.as_ref().map(|s| s.upload_id.clone()).unwrap_or_default();
+            let _ = store.abort_multipart(&opts.key, &upload_id).await;
+            if let Some(p) = &run.state_path {
+                state::remove(p);
+            }
+            return Err(e.vanished(&upload_id));
+        }
+        Err(e) => return Err(e),
+    };
     match producer.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(UploadError::Source(e)),
@@ -356,7 +376,8 @@ impl Run<'_> {
             self.record(joined)?;
             self.report(set.len());
         }
-        let Some(mut st) = self.st.take() else {
+        // A copy: the upload stays named in `self.st` should completing it fail.
+        let Some(mut st) = self.st.clone() else {
             return Err(UploadError::Io("no multipart upload was started".into()));
         };
         // Parts a longer stream of an earlier run left behind are not part of this object.
