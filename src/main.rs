@@ -1,7 +1,8 @@
 //! imgport: inspect, convert and import virtual machine disk images.
 
-mod commands;
+#[macro_use]
 mod output;
+mod commands;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

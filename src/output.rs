@@ -3,7 +3,28 @@
 use imgport_disk::{Control, Error};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// `println!` (colour-aware, see [`write_line`]) that survives a reader going away: `imgport map IMAGE | head -1` ends quietly, as ripgrep
+/// does, instead of panicking on the closed pipe. Every line a command prints to stdout goes through it.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::write_line(format_args!($($arg)*)) };
+}
+
+/// Write one line to stdout. A closed pipe means nobody reads any more: exit 0 at once (nothing is left to
+/// clean up, stdout is written after the work is done or, for `map`, is the work). Any other write error
+/// (a full disk behind a redirect) is reported and exits 1 rather than losing output silently.
+pub fn write_line(args: std::fmt::Arguments) {
+    // anstream drops colour codes when stdout is not a terminal (validate's styled findings).
+    let mut out = anstream::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("imgport: error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
 
 pub fn print_error(e: &Error) {
     eprintln!("imgport: error: {e}");
@@ -11,7 +32,7 @@ pub fn print_error(e: &Error) {
 
 pub fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => outln!("{s}"),
         Err(e) => eprintln!("imgport: error: cannot encode JSON: {e}"),
     }
 }

@@ -106,3 +106,342 @@ fn inputs_are_never_modified() {
         assert_eq!(b.1, a.1, "{} mtime changed", path.display());
     }
 }
+
+// ---- reproducers of the security review (issue: hostile input) ------------------------------------------------------
+// Each builds the image an attacker would send; every command must refuse it cleanly or read it in bounded memory,
+// agree with the others on refusal, and never copy a host file's bytes into any output.
+
+/// Bytes of the host file the images try to read; found in any output, they prove a leak.
+const SECRET_MARKER: &[u8] = b"HOST-SECRET-7c1f0e3a-not-part-of-any-image";
+
+/// What every command must do with a reproducer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Expect {
+    /// Every command refuses the image (check may report it as corrupt instead).
+    Refused,
+    /// The image opens; commands finish within the memory bound; `check` reports the damage (exit 2).
+    ReadBounded,
+}
+
+struct Reproducer {
+    name: &'static str,
+    path: std::path::PathBuf,
+    expect: Expect,
+    /// Words the refusal must contain (the structure or reason).
+    reason: &'static str,
+}
+
+fn write_secret(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("secret.txt");
+    let mut bytes = Vec::new();
+    while bytes.len() < 1 << 20 {
+        bytes.extend_from_slice(SECRET_MARKER);
+    }
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A monolithicSparse-style KDMV header (little endian) in one 512-byte sector.
+fn kdmv_header(capacity: u64, grain_sectors: u64, desc: (u64, u64), gd_sector: u64, overhead: u64) -> Vec<u8> {
+    let mut h = vec![0u8; 512];
+    h[0..4].copy_from_slice(b"KDMV");
+    h[4..8].copy_from_slice(&1u32.to_le_bytes());
+    h[8..12].copy_from_slice(&3u32.to_le_bytes()); // valid newline test, redundant GD
+    h[12..20].copy_from_slice(&capacity.to_le_bytes());
+    h[20..28].copy_from_slice(&grain_sectors.to_le_bytes());
+    h[28..36].copy_from_slice(&desc.0.to_le_bytes());
+    h[36..44].copy_from_slice(&desc.1.to_le_bytes());
+    h[44..48].copy_from_slice(&512u32.to_le_bytes());
+    h[48..56].copy_from_slice(&gd_sector.to_le_bytes());
+    h[56..64].copy_from_slice(&gd_sector.to_le_bytes());
+    h[64..72].copy_from_slice(&overhead.to_le_bytes());
+    h[73..77].copy_from_slice(b"\n \r\n");
+    h
+}
+
+fn descriptor(extent_lines: &str) -> String {
+    format!(
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\n\
+         # Extent description\n{extent_lines}\n\n# The Disk Data Base\nddb.adapterType = \"ide\"\n"
+    )
+}
+
+/// A KDMV file of capacity 0 whose embedded descriptor names `extent_lines` (qemu reads it as a descriptor file).
+fn kdmv_with_descriptor(extent_lines: &str) -> Vec<u8> {
+    let mut text = descriptor(extent_lines).into_bytes();
+    text.resize(text.len().div_ceil(512) * 512, 0);
+    let mut file = kdmv_header(0, 8, (1, text.len() as u64 / 512), 0, 1 + text.len() as u64 / 512);
+    file.extend_from_slice(&text);
+    file
+}
+
+/// qcow2 v2 with 512-byte clusters whose L1 entries all point at one L2 table whose entries alternate between one
+/// shared data cluster and nothing: `virtual_gib` GiB of virtual disk from a file of about a MiB, and an extent map
+/// of virtual_size / 512 entries (every other cluster is data at the same host offset, so nothing merges).
+fn qcow2_shared_clusters(virtual_gib: u64) -> Vec<u8> {
+    const CS: u64 = 512;
+    let virtual_size = virtual_gib << 30;
+    let l1_entries = virtual_size / (CS * (CS / 8));
+    let l1_clusters = (l1_entries * 8).div_ceil(CS);
+    let (l1_at, l2_at) = (CS, CS * (1 + l1_clusters));
+    let data_at = l2_at + CS;
+    let rt_at = data_at + CS;
+    let total_clusters = rt_at / CS + 1 + 64;
+    let rb_entries = CS / 2;
+    let rb_count = total_clusters.div_ceil(rb_entries);
+    let rb_at = rt_at + CS;
+    let mut f = vec![0u8; (rb_at + rb_count * CS) as usize];
+    let be32 = |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    let be64 = |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_be_bytes());
+    f[0..4].copy_from_slice(b"QFI\xfb");
+    be32(&mut f, 4, 2);
+    be32(&mut f, 20, 9);
+    be64(&mut f, 24, virtual_size);
+    be32(&mut f, 36, l1_entries as u32);
+    be64(&mut f, 40, l1_at);
+    be64(&mut f, 48, rt_at);
+    be32(&mut f, 56, 1);
+    const COPIED: u64 = 1 << 63;
+    for i in 0..l1_entries {
+        be64(&mut f, (l1_at + i * 8) as usize, l2_at | COPIED);
+    }
+    for i in (0..CS / 8).step_by(2) {
+        be64(&mut f, (l2_at + i * 8) as usize, data_at | COPIED);
+    }
+    f[data_at as usize..(data_at + CS) as usize].fill(0x5a);
+    for b in 0..rb_count {
+        be64(&mut f, (rt_at + b * 8) as usize, rb_at + b * CS);
+    }
+    // Refcount 1 for every cluster in use: the L2 table and the data cluster are referenced far more often.
+    let used = f.len() as u64 / CS;
+    for c in 0..used {
+        let at = rb_at + (c / rb_entries) * CS + (c % rb_entries) * 2;
+        f[at as usize..at as usize + 2].copy_from_slice(&1u16.to_be_bytes());
+    }
+    f
+}
+
+/// monolithicSparse VMDK with 512-byte grains whose grain directory points every entry at one grain table whose
+/// entries alternate between one shared grain and nothing.
+fn vmdk_shared_tables(virtual_gib: u64) -> Vec<u8> {
+    let capacity = (virtual_gib << 30) / 512;
+    let gd_entries = capacity.div_ceil(512);
+    let gd_sectors = (gd_entries * 4).div_ceil(512);
+    let (gd_at, gt_at) = (1, 1 + gd_sectors);
+    let grain_at = gt_at + 4;
+    let mut f = kdmv_header(capacity, 1, (0, 0), gd_at, grain_at);
+    f.resize(((grain_at + 1) * 512) as usize, 0);
+    for i in 0..gd_entries {
+        let at = (gd_at * 512 + i * 4) as usize;
+        f[at..at + 4].copy_from_slice(&(gt_at as u32).to_le_bytes());
+    }
+    for i in (0..512u64).step_by(2) {
+        let at = (gt_at * 512 + i * 4) as usize;
+        f[at..at + 4].copy_from_slice(&(grain_at as u32).to_le_bytes());
+    }
+    f[(grain_at * 512) as usize..].fill(0x5a);
+    f
+}
+
+/// A qemu-img-made dynamic VHD with data in its first block, then that block's BAT entry set to sector 0 (the
+/// footer copy at the start of the file).
+fn vhd_bat_at_footer_copy(dir: &Path) -> Vec<u8> {
+    let raw = dir.join("vhd-src.raw");
+    make_source_raw(&raw, 8 << 20, 21);
+    let vhd = dir.join("vhd-src.vhd");
+    qemu_convert(&raw, &vhd, "vpc", "subformat=dynamic", &[]);
+    let mut f = std::fs::read(&vhd).unwrap();
+    let be64 = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    let dyn_header = be64(&f, 16) as usize; // footer copy: data offset
+    let bat = be64(&f, dyn_header + 16) as usize; // dynamic header: table offset
+    f[bat..bat + 4].copy_from_slice(&0u32.to_be_bytes());
+    f
+}
+
+/// A qemu-img-made VHDX with data, then its first BAT entry pointed at the BAT region itself.
+fn vhdx_bat_into_bat(dir: &Path) -> Vec<u8> {
+    let raw = dir.join("vhdx-src.raw");
+    make_source_raw(&raw, 8 << 20, 22);
+    let vhdx = dir.join("vhdx-src.vhdx");
+    qemu_convert(&raw, &vhdx, "vhdx", "", &[]);
+    let mut f = std::fs::read(&vhdx).unwrap();
+    const BAT_GUID: [u8; 16] =
+        [0x66, 0x77, 0xC2, 0x2D, 0x23, 0xF6, 0x00, 0x42, 0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08];
+    let table = 0x30000;
+    let count = u32::from_le_bytes(f[table + 8..table + 12].try_into().unwrap()) as usize;
+    let entry = (0..count).map(|i| table + 16 + i * 32).find(|&e| f[e..e + 16] == BAT_GUID).expect("BAT region");
+    let bat = u64::from_le_bytes(f[entry + 16..entry + 24].try_into().unwrap());
+    assert_eq!(bat % (1 << 20), 0, "qemu-img aligns the BAT to 1 MiB");
+    // PAYLOAD_BLOCK_FULLY_PRESENT (6) at the BAT's own offset, in MiB.
+    let value = (bat >> 20) << 20 | 6;
+    f[bat as usize..bat as usize + 8].copy_from_slice(&value.to_le_bytes());
+    f
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+/// Every reproducer, written under `dir` (the secret lies in `dir`, the images in `dir/images`).
+fn reproducers(dir: &Path) -> Vec<Reproducer> {
+    let secret = write_secret(dir);
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut out = Vec::new();
+    let mut add = |name: &'static str, bytes: Vec<u8>, expect: Expect, reason: &'static str| {
+        let path = images.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        out.push(Reproducer { name, path, expect, reason });
+    };
+    let sectors = (1u64 << 20) / 512;
+    add(
+        "relative-escape.vmdk",
+        descriptor(&format!("RW {sectors} FLAT \"../secret.txt\" 0")).into_bytes(),
+        Expect::Refused,
+        "outside the descriptor's folder",
+    );
+    add(
+        "absolute.vmdk",
+        descriptor(&format!("RW {sectors} FLAT \"{}\" 0", secret.display())).into_bytes(),
+        Expect::Refused,
+        "outside the descriptor's folder",
+    );
+    std::os::unix::fs::symlink("../secret.txt", images.join("link.bin")).unwrap();
+    add(
+        "symlink-escape.vmdk",
+        descriptor(&format!("RW {sectors} FLAT \"link.bin\" 0")).into_bytes(),
+        Expect::Refused,
+        "outside the descriptor's folder",
+    );
+    add(
+        "embedded-descriptor.vmdk",
+        kdmv_with_descriptor(&format!("RW {sectors} FLAT \"../secret.txt\" 0")),
+        Expect::Refused,
+        "outside the descriptor's folder",
+    );
+    mkfifo(&images.join("extent.fifo"));
+    add(
+        "fifo-extent.vmdk",
+        descriptor(&format!("RW {sectors} FLAT \"extent.fifo\" 0")).into_bytes(),
+        Expect::Refused,
+        "FIFO",
+    );
+    // One 4 MiB extent file named 256 times: a 1 GiB disk from a few KiB of descriptor.
+    std::fs::write(images.join("small-extent.bin"), vec![0x33u8; 4 << 20]).unwrap();
+    let lines: Vec<String> = (0..256).map(|_| "RW 8192 FLAT \"small-extent.bin\" 0".to_string()).collect();
+    add("repeated-extent.vmdk", descriptor(&lines.join("\n")).into_bytes(), Expect::ReadBounded, "");
+    add("shared-clusters.qcow2", qcow2_shared_clusters(3), Expect::ReadBounded, "");
+    add("shared-tables.vmdk", vmdk_shared_tables(3), Expect::ReadBounded, "");
+    add("bat-at-footer.vhd", vhd_bat_at_footer_copy(dir), Expect::Refused, "BAT");
+    add("bat-into-bat.vhdx", vhdx_bat_into_bat(dir), Expect::Refused, "BAT");
+    let fifo = images.join("input.fifo");
+    mkfifo(&fifo);
+    out.push(Reproducer { name: "fifo-input", path: fifo, expect: Expect::Refused, reason: "FIFO" });
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn every_command_agrees_on_every_reproducer() {
+    let dir = tempdir();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    for r in reproducers(dir.path()) {
+        let s = r.path.to_str().unwrap();
+        let out = scratch.join("out.img");
+        let o = out.to_str().unwrap();
+        let commands: [&[&str]; 9] = [
+            &["info", "--json", s],
+            &["map", "--json", s],
+            &["check", "--json", s],
+            &["digest", s],
+            &["compare", s, s],
+            &["convert", "-O", "raw", s, o],
+            &["convert", "-O", "qcow2", s, o],
+            &["inspect", "--json", s],
+            &["validate", "--json", s],
+        ];
+        for args in commands {
+            let _ = std::fs::remove_file(&out);
+            let run = run_bounded(args, TIME_BOUND);
+            let what = format!("{}: imgport {:?} exited {}: {}", r.name, &args[..args.len() - 1], run.code, run.stderr);
+            assert!(!run.stderr.contains("panicked"), "{what}");
+            let output_file = std::fs::read(&out).unwrap_or_default();
+            for (name, bytes) in
+                [("stdout", run.stdout.as_bytes()), ("stderr", run.stderr.as_bytes()), ("output", &output_file[..])]
+            {
+                assert!(!contains(bytes, SECRET_MARKER), "{what}: the host file's bytes are in its {name}");
+            }
+            let refused = match args[0] {
+                "compare" | "validate" => run.code == 2,
+                "inspect" => run.code == 1,
+                _ => run.code == 1,
+            };
+            match r.expect {
+                Expect::Refused => {
+                    let reported = args[0] == "check" && run.code == 2;
+                    assert!(refused || reported, "{what}: expected a refusal");
+                    if refused {
+                        assert!(run.stderr.contains(r.reason), "{what}: the refusal does not say '{}'", r.reason);
+                        assert!(!out.exists(), "{what}: an output was left behind");
+                    }
+                }
+                Expect::ReadBounded => match args[0] {
+                    "check" => assert_eq!(run.code, 2, "{what}: the check must report the shared metadata"),
+                    "compare" | "validate" => assert!(run.code != 2, "{what}"),
+                    _ => assert_eq!(run.code, 0, "{what}"),
+                },
+            }
+        }
+    }
+}
+
+#[test]
+fn external_extents_are_read_only_when_the_user_allows_them() {
+    let dir = tempdir();
+    let secret = write_secret(dir.path());
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let desc = images.join("trusted.vmdk");
+    std::fs::write(&desc, descriptor(&format!("RW 2048 FLAT \"{}\" 0", secret.display()))).unwrap();
+    let s = desc.to_str().unwrap();
+    let refused = run_imgport(&["digest", "--plain", s]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--allow-external-extents"));
+    // The user vouches for the image: it reads the file it names, exactly as qemu-img does.
+    let ours = imgport_ok(&["digest", "--plain", "--allow-external-extents", s]);
+    let out = dir.path().join("check.raw");
+    qemu_img(&["convert", "-f", "vmdk", "-O", "raw", s, out.to_str().unwrap()]);
+    let sha = std::process::Command::new("sha256sum").arg(&out).output().unwrap();
+    let theirs = String::from_utf8_lossy(&sha.stdout).split_whitespace().next().unwrap().to_string();
+    assert_eq!(ours.trim(), theirs);
+}
+
+/// `imgport map IMAGE | head -1`: once the reader is gone, the command ends quietly (exit 0, nothing on stderr), as
+/// ripgrep does, instead of panicking on the closed pipe.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let dir = tempdir();
+    let (_src, fixtures) = format_fixtures(dir.path(), 4 << 20, 7);
+    let img = fixtures[0].path.to_str().unwrap();
+    for args in [&["map", img][..], &["map", "--json", img], &["info", img], &["check", img], &["digest", img]] {
+        let mut child = imgport()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the command prints anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "imgport {args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "imgport {args:?}: {err}");
+        assert!(err.is_empty(), "imgport {args:?} complained about the closed pipe: {err}");
+    }
+}

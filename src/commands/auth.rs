@@ -59,14 +59,14 @@ fn whoami(args: WhoamiArgs) -> u8 {
     if args.json {
         print_json(&out);
     } else {
-        println!("source:         {}", out.source);
-        println!("access key id:  {}", out.access_key_id);
-        println!("security token: {}", if out.security_token { "present" } else { "none" });
+        outln!("source:         {}", out.source);
+        outln!("access key id:  {}", out.access_key_id);
+        outln!("security token: {}", if out.security_token { "present" } else { "none" });
         match (&out.expiration, out.expires_in_seconds) {
-            (Some(at), Some(left)) if left >= 0 => println!("expires:        {at} (in {}m {}s)", left / 60, left % 60),
-            (Some(at), _) => println!("expires:        {at} (expired)"),
-            _ if out.security_token => println!("expires:        unknown (a token without a stated expiry)"),
-            _ => println!("expires:        never (long-term key)"),
+            (Some(at), Some(left)) if left >= 0 => outln!("expires:        {at} (in {}m {}s)", left / 60, left % 60),
+            (Some(at), _) => outln!("expires:        {at} (expired)"),
+            _ if out.security_token => outln!("expires:        unknown (a token without a stated expiry)"),
+            _ => outln!("expires:        never (long-term key)"),
         }
     }
     0

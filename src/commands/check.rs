@@ -47,15 +47,15 @@ pub fn run(args: Args) -> u8 {
     for (label, list) in [("ERROR", &report.corruptions), ("Leaked", &report.leaks), ("Warning", &report.warnings)] {
         for f in list {
             match f.offset {
-                Some(o) => println!("{label}: {} at offset {o:#x}: {}", f.structure, f.message),
-                None => println!("{label}: {}: {}", f.structure, f.message),
+                Some(o) => outln!("{label}: {} at offset {o:#x}: {}", f.structure, f.message),
+                None => outln!("{label}: {}: {}", f.structure, f.message),
             }
         }
     }
     match code {
-        0 => println!("No errors were found on the image."),
-        2 => println!("{} errors were found on the image.", report.corruptions.len()),
-        _ => println!("{} leaked clusters were found on the image.", report.leaks.len()),
+        0 => outln!("No errors were found on the image."),
+        2 => outln!("{} errors were found on the image.", report.corruptions.len()),
+        _ => outln!("{} leaked clusters were found on the image.", report.leaks.len()),
     }
     code as u8
 }

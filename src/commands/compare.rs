@@ -38,10 +38,10 @@ pub fn run(args: Args) -> u8 {
         print_json(&outcome);
     } else {
         match &outcome {
-            Comparison::Identical => println!("Images are identical."),
-            Comparison::Differ { offset } => println!("Content mismatch at offset {offset}!"),
+            Comparison::Identical => outln!("Images are identical."),
+            Comparison::Differ { offset } => outln!("Content mismatch at offset {offset}!"),
             Comparison::SizeMismatch { size_a, size_b } => {
-                println!("Image size mismatch: {size_a} != {size_b} bytes (use --allow-size-mismatch)")
+                outln!("Image size mismatch: {size_a} != {size_b} bytes (use --allow-size-mismatch)")
             }
         }
     }

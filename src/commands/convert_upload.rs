@@ -103,7 +103,7 @@ pub fn run(args: &Args) -> u8 {
             if args.json {
                 print_json(&s);
             } else {
-                println!(
+                outln!(
                     "{} ({} of {})",
                     summary_line(&s.upload, &s.conversion.output),
                     s.conversion.output_format,

@@ -35,7 +35,7 @@ pub fn run(args: Args) -> u8 {
             if args.json {
                 print_json(&Out { filename: args.image.display().to_string(), algorithm, digest: d, virtual_size });
             } else {
-                println!("{algorithm}:{d}  {}", args.image.display());
+                outln!("{algorithm}:{d}  {}", args.image.display());
             }
             0
         }

@@ -151,28 +151,29 @@ fn serve(args: ServeArgs) -> u8 {
     };
     if args.json {
         match serde_json::to_string(&started) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => outln!("{line}"),
             Err(e) => {
                 eprintln!("imgport: error: cannot encode JSON: {e}");
                 return 1;
             }
         }
     } else {
-        println!("imgport emulator listening on {}", started.listen);
-        println!("  OSS endpoint:      {}", started.oss_endpoint);
-        println!("  ECS endpoint:      {} (RAM and STS on the same port)", started.ecs_endpoint);
-        println!("  regions:           {}", started.regions.join(", "));
-        println!("  access key id:     {}", started.access_key_id);
-        println!("  access key secret: {}", started.access_key_secret);
-        println!("  data:              {}", started.data_dir);
-        println!("Point imgport at it:");
-        println!(
+        outln!("imgport emulator listening on {}", started.listen);
+        outln!("  OSS endpoint:      {}", started.oss_endpoint);
+        outln!("  ECS endpoint:      {} (RAM and STS on the same port)", started.ecs_endpoint);
+        outln!("  regions:           {}", started.regions.join(", "));
+        outln!("  access key id:     {}", started.access_key_id);
+        outln!("  access key secret: {}", started.access_key_secret);
+        outln!("  data:              {}", started.data_dir);
+        outln!("Point imgport at it:");
+        outln!(
             "  export IMGPORT_OSS_ENDPOINT={0} IMGPORT_ECS_ENDPOINT={0} IMGPORT_STS_ENDPOINT={0} IMGPORT_RAM_ENDPOINT={0}",
             started.oss_endpoint
         );
-        println!(
+        outln!(
             "  export ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
-            started.access_key_id, started.access_key_secret
+            started.access_key_id,
+            started.access_key_secret
         );
     }
     use std::io::Write;

@@ -27,20 +27,20 @@ pub fn run(args: Args) -> u8 {
         return 0;
     }
     let d = &info.details;
-    println!("image: {}", info.filename);
+    outln!("image: {}", info.filename);
     match &d.subformat {
-        Some(sub) => println!("file format: {} ({sub})", d.format),
-        None => println!("file format: {}", d.format),
+        Some(sub) => outln!("file format: {} ({sub})", d.format),
+        None => outln!("file format: {}", d.format),
     }
-    println!("virtual size: {} ({} bytes)", human_size(info.virtual_size), info.virtual_size);
-    println!("file size: {} ({} bytes)", human_size(info.file_size), info.file_size);
-    println!("disk size: {}", human_size(info.actual_size));
-    println!("allocated: {} ({} bytes)", human_size(info.allocated_bytes), info.allocated_bytes);
+    outln!("virtual size: {} ({} bytes)", human_size(info.virtual_size), info.virtual_size);
+    outln!("file size: {} ({} bytes)", human_size(info.file_size), info.file_size);
+    outln!("disk size: {}", human_size(info.actual_size));
+    outln!("allocated: {} ({} bytes)", human_size(info.allocated_bytes), info.allocated_bytes);
     if let Some(c) = d.cluster_size {
-        println!("cluster_size: {c}");
+        outln!("cluster_size: {c}");
     }
     if let Some(b) = &d.backing_file {
-        println!("backing file: {b}");
+        outln!("backing file: {b}");
     }
     let specific = [
         d.qcow2.as_ref().and_then(|v| serde_json::to_value(v).ok()),
@@ -51,14 +51,14 @@ pub fn run(args: Args) -> u8 {
     for value in specific.into_iter().flatten() {
         if let serde_json::Value::Object(map) = value {
             if !map.is_empty() {
-                println!("format specific information:");
+                outln!("format specific information:");
             }
             for (k, v) in map {
                 let v = match v {
                     serde_json::Value::String(s) => s,
                     other => other.to_string(),
                 };
-                println!("    {k}: {v}");
+                outln!("    {k}: {v}");
             }
         }
     }

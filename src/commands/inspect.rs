@@ -45,10 +45,10 @@ fn print_human(r: &Inspection) {
         TableKind::Gpt => "gpt",
         TableKind::None => "none",
     };
-    println!("format: {}, virtual size: {}", r.format, human_size(r.virtual_size));
-    println!("partition table: {kind}{}", t.disk_id.as_ref().map(|d| format!(", disk id {d}")).unwrap_or_default());
+    outln!("format: {}, virtual size: {}", r.format, human_size(r.virtual_size));
+    outln!("partition table: {kind}{}", t.disk_id.as_ref().map(|d| format!(", disk id {d}")).unwrap_or_default());
     for p in &t.partitions {
-        println!(
+        outln!(
             "  {:>2}  start {:>12}  size {:>11}  {}{}{}",
             p.number,
             p.start,
@@ -58,7 +58,7 @@ fn print_human(r: &Inspection) {
             if p.bootable { " *" } else { "" }
         );
     }
-    println!("filesystems:");
+    outln!("filesystems:");
     for v in &r.volumes {
         match &v.filesystem {
             Some(f) => {
@@ -69,7 +69,7 @@ fn print_human(r: &Inspection) {
                     (Some(s), _) => format!("  {}", human_size(s)),
                     _ => String::new(),
                 };
-                println!(
+                outln!(
                     "  {:<10} {:<12} label {:<16} uuid {}{}{}",
                     v.device,
                     f.kind.blkid_name(),
@@ -79,25 +79,25 @@ fn print_human(r: &Inspection) {
                     v.mountpoint.as_ref().map(|m| format!("  on {m}")).unwrap_or_default()
                 );
             }
-            None => println!("  {:<10} (unrecognised)", v.device),
+            None => outln!("  {:<10} (unrecognised)", v.device),
         }
     }
     if r.operating_systems.is_empty() {
-        println!("operating system: none found");
+        outln!("operating system: none found");
     }
     for os in &r.operating_systems {
         let rel = &os.release;
-        println!("operating system: {} {} {} (root {})", os.os_type, opt(&rel.distro), opt(&rel.version), os.root);
+        outln!("operating system: {} {} {} (root {})", os.os_type, opt(&rel.distro), opt(&rel.version), os.root);
         if let Some(p) = &rel.pretty_name {
-            println!("  product: {p}");
+            outln!("  product: {p}");
         }
-        println!("  hostname: {}", opt(&os.hostname));
+        outln!("  hostname: {}", opt(&os.hostname));
         match &os.architecture {
-            Some(a) => println!("  architecture: {} (from {})", a.name, a.evidence),
-            None => println!("  architecture: unknown"),
+            Some(a) => outln!("  architecture: {} (from {})", a.name, a.evidence),
+            None => outln!("  architecture: unknown"),
         }
         for k in &os.kernels {
-            println!(
+            outln!(
                 "  kernel {}: {}, initramfs {}, modules {}",
                 k.version,
                 k.path,
@@ -106,7 +106,7 @@ fn print_human(r: &Inspection) {
             );
             if let Some(c) = &k.initramfs_contents {
                 let kinds: Vec<&str> = c.segments.iter().map(|s| s.compression).collect();
-                println!(
+                outln!(
                     "    initramfs: {} ({} entries, {} modules{})",
                     kinds.join(" + "),
                     c.entries,
@@ -116,14 +116,11 @@ fn print_human(r: &Inspection) {
             }
             if !k.drivers.is_empty() {
                 let at_boot: Vec<&str> = k.drivers.iter().filter(|d| d.available_at_boot).map(|d| d.name).collect();
-                println!(
-                    "    drivers at boot: {}",
-                    if at_boot.is_empty() { "none".into() } else { at_boot.join(", ") }
-                );
+                outln!("    drivers at boot: {}", if at_boot.is_empty() { "none".into() } else { at_boot.join(", ") });
             }
         }
         if let Some(e) = os.grub.as_ref().and_then(|g| g.default_entry.as_ref()) {
-            println!(
+            outln!(
                 "  grub default: {} (kernel {}{}, root={}{})",
                 e.title,
                 opt(&e.kernel),
@@ -137,7 +134,7 @@ fn print_human(r: &Inspection) {
             );
         }
         for i in &os.network.interfaces {
-            println!(
+            outln!(
                 "  network: {} {} {}{} ({})",
                 i.system,
                 i.name,
@@ -147,14 +144,14 @@ fn print_human(r: &Inspection) {
             );
         }
         for p in &os.network.pinned_names {
-            println!("  network: {} pinned to {} ({})", p.name, p.mac, p.source);
+            outln!("  network: {} pinned to {} ({})", p.name, p.mac, p.source);
         }
         if let Some(p) = &os.packages {
-            println!("  packages: {} installed ({})", p.packages.len(), p.source);
+            outln!("  packages: {} installed ({})", p.packages.len(), p.source);
         }
         if let Some(w) = &os.windows {
             let drivers: Vec<&str> = w.drivers.iter().filter(|d| d.registered).map(|d| d.name).collect();
-            println!(
+            outln!(
                 "  windows: {}, build {}, drivers registered: {}",
                 opt(&w.installation_type),
                 opt(&w.current_build),
@@ -163,16 +160,16 @@ fn print_human(r: &Inspection) {
             continue;
         }
         let a = &os.accounts;
-        println!(
+        outln!(
             "  root account: passwd {}, shadow {}{}",
             if a.passwd_root_entry { "yes" } else { "no" },
             if a.shadow_root_entry { "yes" } else { "no" },
             if a.shadow_immutable == Some(true) { ", /etc/shadow IMMUTABLE" } else { "" }
         );
         for l in os.lib_links.iter().filter(|l| l.absolute) {
-            println!("  {} is an absolute symlink to {}", l.path, opt(&l.target));
+            outln!("  {} is an absolute symlink to {}", l.path, opt(&l.target));
         }
-        println!(
+        outln!(
             "  sshd: {}",
             match (os.sshd.installed, os.sshd.enabled) {
                 (false, _) => "not installed",
@@ -181,7 +178,7 @@ fn print_human(r: &Inspection) {
             }
         );
         for f in &os.fstab {
-            println!(
+            outln!(
                 "  fstab: {} {} {} -> {}",
                 f.entry.spec,
                 f.entry.mountpoint,
@@ -190,16 +187,16 @@ fn print_human(r: &Inspection) {
             );
         }
         let present: Vec<&str> = os.agents.iter().filter(|a| a.present).map(|a| a.name).collect();
-        println!("  agents: {}", if present.is_empty() { "none".to_string() } else { present.join(", ") });
+        outln!("  agents: {}", if present.is_empty() { "none".to_string() } else { present.join(", ") });
         if let Some(s) = &os.selinux {
-            println!("  selinux: {}", s.mode);
+            outln!("  selinux: {}", s.mode);
         }
     }
-    println!("boot: {}", r.boot.mode.unwrap_or("none"));
+    outln!("boot: {}", r.boot.mode.unwrap_or("none"));
     for e in r.boot.bios_evidence.iter().chain(&r.boot.uefi_evidence) {
-        println!("  {e}");
+        outln!("  {e}");
     }
     for f in t.findings.iter().chain(&r.findings) {
-        println!("{f}");
+        outln!("{f}");
     }
 }

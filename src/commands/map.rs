@@ -25,7 +25,7 @@ pub fn run(args: Args) -> u8 {
         print_json(&map);
         return 0;
     }
-    println!("{:<20}{:<20}{:<13}Mapped to", "Offset", "Length", "Kind");
+    outln!("{:<20}{:<20}{:<13}Mapped to", "Offset", "Length", "Kind");
     for e in &map {
         let kind = match (e.kind, e.compressed) {
             (ExtentKind::Data, true) => "compressed",
@@ -34,7 +34,7 @@ pub fn run(args: Args) -> u8 {
             (ExtentKind::Unallocated, _) => "unallocated",
         };
         let host = e.host_offset.map(|h| format!("{h:#x}")).unwrap_or_default();
-        println!("{:<20}{:<20}{:<13}{host}", format!("{:#x}", e.offset), format!("{:#x}", e.length), kind);
+        outln!("{:<20}{:<20}{:<13}{host}", format!("{:#x}", e.offset), format!("{:#x}", e.length), kind);
     }
     0
 }

@@ -14,7 +14,7 @@ pub mod upload;
 pub mod validate;
 
 use clap::Args as ClapArgs;
-use imgport_disk::{Format, OpenOptions};
+use imgport_disk::{ExtentFiles, Format, OpenOptions};
 
 /// How to open input images; shared by every command that reads one.
 #[derive(ClapArgs, Debug, Clone)]
@@ -28,6 +28,10 @@ pub struct OpenArgs {
     /// Proceed past bad VHD/VHDX checksums instead of refusing the image.
     #[arg(long)]
     pub ignore_checksums: bool,
+    /// Let a VMDK descriptor name extent files outside its own folder (refused by default: a descriptor could
+    /// otherwise read any host file into the image).
+    #[arg(long)]
+    pub allow_external_extents: bool,
 }
 
 impl OpenArgs {
@@ -36,6 +40,7 @@ impl OpenArgs {
             format: self.format,
             follow_backing: self.follow_backing,
             ignore_checksums: self.ignore_checksums,
+            extent_files: if self.allow_external_extents { ExtentFiles::Anywhere } else { ExtentFiles::InFolder },
             ..OpenOptions::default()
         }
     }

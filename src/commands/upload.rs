@@ -299,7 +299,7 @@ pub fn run(args: Args) -> u8 {
             if args.json {
                 print_json(&s);
             } else {
-                println!("{}", summary_line(&s, &args.dest));
+                outln!("{}", summary_line(&s, &args.dest));
             }
             0
         }
@@ -371,7 +371,7 @@ async fn list(a: UploadsArgs) -> Result<(), String> {
         print_json(&out);
     } else {
         for u in &out {
-            println!("{}  {}  {}  ({})", u.initiated, u.upload_id, u.key, u.source);
+            outln!("{}  {}  {}  ({})", u.initiated, u.upload_id, u.key, u.source);
         }
     }
     Ok(())
@@ -401,8 +401,8 @@ async fn abort(a: AbortArgs) -> Result<(), String> {
     }
     for id in &ids {
         match c.abort_multipart(&dest.key, id).await {
-            Ok(()) => println!("aborted {id}"),
-            Err(e) if e.code() == Some("NoSuchUpload") => println!("{id}: already gone"),
+            Ok(()) => outln!("aborted {id}"),
+            Err(e) if e.code() == Some("NoSuchUpload") => outln!("{id}: already gone"),
             Err(e) => return Err(format!("aborting {id}: {e}")),
         }
     }
@@ -410,7 +410,7 @@ async fn abort(a: AbortArgs) -> Result<(), String> {
         state::remove(&p);
     }
     if ids.is_empty() {
-        println!("no interrupted uploads for {}", a.dest);
+        outln!("no interrupted uploads for {}", a.dest);
     }
     Ok(())
 }
@@ -434,7 +434,7 @@ async fn gc(a: GcArgs) -> Result<(), String> {
         print_json(&removed);
     } else {
         for u in &removed {
-            println!("forgot {u} (the store no longer has the upload)");
+            outln!("forgot {u} (the store no longer has the upload)");
         }
     }
     Ok(())

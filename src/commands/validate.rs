@@ -101,7 +101,7 @@ fn print_human(args: &Args, r: &Report, code: u8) {
         Some(sf) => format!("{} {sf}", r.format),
         None => r.format.to_string(),
     };
-    anstream::println!(
+    outln!(
         "{BOLD}{}{BOLD:#}: {format}, {} virtual, validated for {} ({})",
         args.image.display(),
         human_size(r.virtual_size),
@@ -124,7 +124,7 @@ fn print_human(args: &Args, r: &Report, code: u8) {
             let (name, style) = label(f);
             let fix = f.fix.as_ref().map(|x| format!(" -- fix: {x}")).unwrap_or_default();
             let ev = if args.verbose { evidence(f) } else { String::new() };
-            anstream::println!("{style}{name:<9}{style:#} {:<16} {}{ev}{fix}", f.id, f.message);
+            outln!("{style}{name:<9}{style:#} {:<16} {}{ev}{fix}", f.id, f.message);
         }
     }
     let pairs: Vec<String> = r.parameters.pairs().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -132,7 +132,7 @@ fn print_human(args: &Args, r: &Report, code: u8) {
         Target::Alibaba => "ImportImage",
         _ => "import parameters",
     };
-    println!("{what}: {}", pairs.join(" "));
+    outln!("{what}: {}", pairs.join(" "));
     let s = &r.summary;
     let verdict = match (code, args.strict && s.warnings > 0 && s.errors == 0) {
         (0, _) => format!("{PASS}OK{PASS:#}"),
@@ -140,7 +140,7 @@ fn print_human(args: &Args, r: &Report, code: u8) {
         _ => format!("{ERROR}FAIL{ERROR:#}"),
     };
     let hidden = if args.verbose || s.passed == 0 { "" } else { " (-v lists them)" };
-    anstream::println!(
+    outln!(
         "summary: {verdict} for {}: {} error(s), {} warning(s), {} note(s), {} not checked, {} passed{hidden}, {} read",
         r.target,
         s.errors,

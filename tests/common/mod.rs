@@ -2,6 +2,8 @@
 //! deterministic source disks.
 #![allow(dead_code)]
 
+pub mod netem;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -366,10 +368,13 @@ pub fn run_bounded(args: &[&str], time_bound: std::time::Duration) -> BoundedRun
         .expect("spawn /usr/bin/time imgport");
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
+    // Keep the first 64 MiB of stdout (more than any assertion needs) and drain the rest, so a command whose
+    // output is legitimately large (the map of a huge image) does not weigh on the test process.
     let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
+        let mut s = Vec::new();
+        let _ = (&mut out).take(64 << 20).read_to_end(&mut s);
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+        String::from_utf8_lossy(&s).into_owned()
     });
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();

@@ -28,13 +28,44 @@ pub struct ImageFile {
 }
 
 impl ImageFile {
+    /// Open the image the user named: a regular file or a block device (`/dev/sdb`, an LVM volume).
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io("cannot open", e).in_file(path))?;
+        Self::open_kind(path, true)
+    }
+
+    /// Open a file another image names (a backing file, a VMDK extent): a regular file only.
+    pub fn open_referenced(path: &Path) -> Result<Self> {
+        Self::open_kind(path, false)
+    }
+
+    /// Opened without blocking (a FIFO would otherwise wait forever for a writer) and type-checked on the
+    /// descriptor itself, so the check holds for the file actually read.
+    fn open_kind(path: &Path, allow_block_device: bool) -> Result<Self> {
+        use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| Error::io("cannot open", e).in_file(path))?;
         let meta = file.metadata().map_err(|e| Error::io("cannot stat", e).in_file(path))?;
-        if meta.is_dir() {
-            return Err(Error::invalid_argument("is a directory").in_file(path));
+        let kind = meta.file_type();
+        let refused = if kind.is_dir() {
+            Some("a directory")
+        } else if kind.is_fifo() {
+            Some("a FIFO (named pipe)")
+        } else if kind.is_socket() {
+            Some("a socket")
+        } else if kind.is_char_device() {
+            Some("a character device")
+        } else if kind.is_block_device() && !allow_block_device {
+            Some("a block device, which an image may not name")
+        } else {
+            None
+        };
+        if let Some(what) = refused {
+            return Err(Error::invalid_argument(format!("is {what}, not a disk image file")).in_file(path));
         }
-        let len = if meta.file_type().is_file() { meta.len() } else { block_device_len(&file).unwrap_or(meta.len()) };
+        let len = if kind.is_file() { meta.len() } else { block_device_len(&file).unwrap_or(meta.len()) };
         Ok(ImageFile { file, path: path.to_path_buf(), len, mapping: std::sync::OnceLock::new() })
     }
 

@@ -33,7 +33,7 @@ impl ImageInfo {
         // sums them for `actual-size`. The opened file itself may also be one of the extents (monolithic).
         let (mut file_size, mut actual_size) = (file.len(), file.actual_size());
         for extra in image.extra_files().iter().filter(|p| !same_file(p, path)) {
-            let f = ImageFile::open(extra)?;
+            let f = ImageFile::open_referenced(extra)?;
             file_size += f.len();
             actual_size += f.actual_size();
         }

@@ -33,7 +33,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use image::{CheckReport, DiskImage, Extent, ExtentKind, Finding, ImageDetails};
 pub use info::ImageInfo;
 pub use mem::MemImage;
-pub use open::{open, OpenOptions};
+pub use open::{open, ExtentFiles, OpenOptions};
 pub use probe::Format;
 pub use sink::{FileSink, Sink, VecSink};
 pub use write::{write_image, Compression, Control, Stamp, Subformat, WriteOptions};

@@ -17,12 +17,35 @@ pub struct OpenOptions {
     pub max_backing_depth: usize,
     /// Proceed past bad VHD/VHDX checksums (reported as warnings) instead of refusing the image.
     pub ignore_checksums: bool,
+    /// Which files a VMDK descriptor may name as its extents.
+    pub extent_files: ExtentFiles,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        OpenOptions { format: None, follow_backing: false, max_backing_depth: 16, ignore_checksums: false }
+        OpenOptions {
+            format: None,
+            follow_backing: false,
+            max_backing_depth: 16,
+            ignore_checksums: false,
+            extent_files: ExtentFiles::InFolder,
+        }
     }
+}
+
+/// Which files a VMDK descriptor may name as extents. A descriptor is text from the image's author: an extent
+/// line like `RW 2 FLAT "/etc/shadow" 0` would otherwise make the disk's contents a copy of any host file the
+/// user can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExtentFiles {
+    /// None: only single-file images are accepted (an uploaded object). A descriptor naming an extent file is
+    /// refused before its name is looked up, so the refusal says nothing about the host's files.
+    Refuse,
+    /// Regular files that resolve, symlinks included, inside the descriptor's own folder (the default).
+    #[default]
+    InFolder,
+    /// Any regular file the user can read (`--allow-external-extents`: the user vouches for the image).
+    Anywhere,
 }
 
 /// State carried while opening a chain of images (qcow2 backing files, VMDK extents).
@@ -59,8 +82,11 @@ fn open_in_chain(
         return Err(Error::unsupported(format!("backing chain is deeper than {} images", options.max_backing_depth))
             .in_file(path));
     }
+    // The image the user named may be a block device (/dev/sdb, an LVM volume); a file another image names
+    // (backing file) must be a regular file.
+    let top_level = chain.is_empty();
     chain.push(canonical);
-    let file = ImageFile::open(path)?;
+    let file = if top_level { ImageFile::open(path)? } else { ImageFile::open_referenced(path)? };
     let format = match format {
         Some(f) => f,
         None => detect(&file)?,

@@ -9,10 +9,15 @@ use crate::sink::Sink;
 use crate::write::{Control, WriteOptions};
 
 pub struct RawImage {
-    file: ImageFile,
+    file: std::sync::Arc<ImageFile>,
 }
 
 pub(crate) fn open(file: ImageFile) -> Result<Box<dyn DiskImage>> {
+    open_shared(std::sync::Arc::new(file))
+}
+
+/// A raw image over a file other readers share (a file several VMDK flat extents name).
+pub(crate) fn open_shared(file: std::sync::Arc<ImageFile>) -> Result<Box<dyn DiskImage>> {
     Ok(Box::new(RawImage { file }))
 }
 

@@ -17,7 +17,7 @@ mod writer;
 use crate::error::{Error, Result};
 use crate::file::ImageFile;
 use crate::image::{check_bounds, CheckReport, DiskImage, Extent, ExtentList, Finding, ImageDetails};
-use crate::open::OpenCtx;
+use crate::open::{ExtentFiles, OpenCtx};
 use crate::probe::Format;
 use crate::sink::Sink;
 use crate::write::{Control, WriteOptions};
@@ -25,7 +25,9 @@ use descriptor::{Access, Descriptor, ExtentLine, MAX_DESCRIPTOR_LEN};
 use header::{CowdHeader, SparseHeader, COWD_MAGIC, KDMV_MAGIC, SECTOR};
 use serde::Serialize;
 use sparse::SparseExtent;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Largest virtual disk accepted (64 PiB): keeps every offset computation far from overflowing.
 const MAX_VIRTUAL_SIZE: u64 = 1 << 56;
@@ -216,7 +218,14 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    if d.extents.len() > MAX_EXTENTS {
+        return Err(in_file(Error::unsupported(format!(
+            "VMDK descriptor lists {} extents, more than the {MAX_EXTENTS} supported",
+            d.extents.len()
+        ))));
+    }
     ensure_open_file_budget(d.extents.iter().filter(|l| l.file.is_some()).count());
+    let mut files = ExtentFileOpener::new(dir, ctx);
     let mut report = CheckReport::default();
     let mut parts = Vec::new();
     let mut size = 0u64;
@@ -235,16 +244,16 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
         let (body, len) = match line.kind.as_str() {
             "ZERO" => (Body::Zero, declared),
             "FLAT" | "VMFS" => {
-                let file = open_extent_file(&dir, line, &what, ctx, &mut report).map_err(in_file)?;
+                let file = files.flat(line, &what, &mut report).map_err(in_file)?;
                 let offset = line.offset.checked_mul(SECTOR).filter(|&o| o <= MAX_VIRTUAL_SIZE).ok_or_else(|| {
                     in_file(Error::invalid_format(format!("{what}: offset of {} sectors is impossible", line.offset)))
                 })?;
                 let (path, file_len) = (file.path().to_path_buf(), file.len());
-                let raw = crate::raw::open(file)?;
+                let raw = crate::raw::open_shared(file)?;
                 (Body::Flat(FlatExtent { raw, path, offset, file_len }), declared)
             }
             "SPARSE" | "VMFSSPARSE" => {
-                let file = open_extent_file(&dir, line, &what, ctx, &mut report).map_err(in_file)?;
+                let file = files.sparse(line, &what, &mut report).map_err(in_file)?;
                 let sparse = open_sparse_extent(file, &what)?;
                 if sparse.size != declared {
                     report.corruptions.push(Finding::new(
@@ -302,38 +311,103 @@ fn ensure_open_file_budget(files: usize) {
     }
 }
 
-/// Resolve an extent's file against the descriptor's folder (absolute names are allowed, as in qemu, and
-/// reported by the check) and open it, refusing the descriptor itself.
-fn open_extent_file(
-    dir: &Path,
-    line: &ExtentLine,
-    what: &str,
-    ctx: &OpenCtx,
-    report: &mut CheckReport,
-) -> Result<ImageFile> {
-    let name = line.file.as_deref().unwrap_or("");
-    let named = Path::new(name);
-    let path = if named.is_absolute() {
-        report.warnings.push(Finding::new(
-            what,
-            None,
-            format!("names an absolute path ({name}): the image reads a file outside its own folder"),
-        ));
-        named.to_path_buf()
-    } else {
-        dir.join(named)
-    };
-    let canonical = path.canonicalize().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::corrupt(format!("{what}: extent file '{}' is missing", path.display()))
-        } else {
-            Error::io(format!("{what}: cannot open extent file '{}'", path.display()), e)
-        }
-    })?;
-    if ctx.chain.contains(&canonical) {
-        return Err(Error::corrupt(format!("{what} names the descriptor itself: refusing a self-referencing image")));
+/// Most extents a descriptor may list: a 32 TiB twoGbMaxExtent disk. Each extent keeps a little state, and
+/// an image's author chooses how many there are.
+const MAX_EXTENTS: usize = 16384;
+
+/// Opens the files a descriptor names, each once: a descriptor may list one file many times (flat extents at
+/// several offsets of one file), and opening and mapping it per line would make a few-KiB descriptor cost
+/// memory per line.
+struct ExtentFileOpener<'a> {
+    /// The descriptor's folder, as named and canonical (extent names resolve against it).
+    dir: PathBuf,
+    policy: ExtentFiles,
+    /// The images opened so far in this chain (the descriptor itself among them).
+    chain: &'a [PathBuf],
+    flat: HashMap<PathBuf, Arc<ImageFile>>,
+    sparse: HashSet<PathBuf>,
+}
+
+impl<'a> ExtentFileOpener<'a> {
+    fn new(dir: PathBuf, ctx: &'a OpenCtx) -> Self {
+        let policy = ctx.options.extent_files;
+        ExtentFileOpener { dir, policy, chain: &ctx.chain, flat: HashMap::new(), sparse: HashSet::new() }
     }
-    ImageFile::open(&path)
+
+    /// The file of a FLAT extent, shared with other extents naming the same file.
+    fn flat(&mut self, line: &ExtentLine, what: &str, report: &mut CheckReport) -> Result<Arc<ImageFile>> {
+        let canonical = self.resolve(line, what, report)?;
+        if self.sparse.contains(&canonical) {
+            return Err(Error::corrupt(format!("{what} names a file already used as a sparse extent")));
+        }
+        if let Some(file) = self.flat.get(&canonical) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(ImageFile::open_referenced(&canonical)?);
+        self.flat.insert(canonical, file.clone());
+        Ok(file)
+    }
+
+    /// The file of a SPARSE extent: one extent per file.
+    fn sparse(&mut self, line: &ExtentLine, what: &str, report: &mut CheckReport) -> Result<ImageFile> {
+        let canonical = self.resolve(line, what, report)?;
+        if self.flat.contains_key(&canonical) || !self.sparse.insert(canonical.clone()) {
+            return Err(Error::corrupt(format!("{what} names a sparse extent file that another extent already uses")));
+        }
+        ImageFile::open_referenced(&canonical)
+    }
+
+    /// Where an extent's file is, once the policy allows it. Relative names resolve against the descriptor's
+    /// folder; absolute names are allowed as in qemu (and reported by the check) when the policy lets them.
+    fn resolve(&self, line: &ExtentLine, what: &str, report: &mut CheckReport) -> Result<PathBuf> {
+        if self.policy == ExtentFiles::Refuse {
+            // Decided on the descriptor alone: the name is never looked up on the host.
+            return Err(Error::unsupported(format!(
+                "{what}: this VMDK is a descriptor naming extent files, and only a single-file image is accepted \
+                 here (upload a monolithicSparse or streamOptimized VMDK, or convert the image first)"
+            )));
+        }
+        let name = line.file.as_deref().unwrap_or("");
+        let named = Path::new(name);
+        let path = if named.is_absolute() {
+            report.warnings.push(Finding::new(
+                what,
+                None,
+                format!("names an absolute path ({name}): the image reads a file outside its own folder"),
+            ));
+            named.to_path_buf()
+        } else {
+            self.dir.join(named)
+        };
+        let canonical = path.canonicalize().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::corrupt(format!("{what}: extent file '{}' is missing", path.display()))
+            } else {
+                Error::io(format!("{what}: cannot open extent file '{}'", path.display()), e)
+            }
+        })?;
+        if self.policy == ExtentFiles::InFolder {
+            let folder = self
+                .dir
+                .canonicalize()
+                .map_err(|e| Error::io(format!("cannot resolve the descriptor's folder {}", self.dir.display()), e))?;
+            if !canonical.starts_with(&folder) {
+                return Err(Error::unsupported(format!(
+                    "{what}: extent file '{name}' resolves to {}, outside the descriptor's folder {}: refused, as an \
+                     image could otherwise read any host file (allow it only for an image you trust: \
+                     --allow-external-extents)",
+                    canonical.display(),
+                    folder.display()
+                )));
+            }
+        }
+        if self.chain.contains(&canonical) {
+            return Err(Error::corrupt(format!(
+                "{what} names the descriptor itself: refusing a self-referencing image"
+            )));
+        }
+        Ok(canonical)
+    }
 }
 
 /// Open the file of a SPARSE or VMFSSPARSE extent.
