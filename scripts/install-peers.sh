@@ -73,6 +73,15 @@ if [ ! -x /usr/bin/time ]; then
 fi
 [ -x /usr/bin/time ] || { echo "install-peers: /usr/bin/time is still missing" >&2; exit 1; }
 
+# The hostile-network tests (tests/network.rs) and the WAN benchmark build a network namespace behind a veth pair
+# shaped by tbf: `ip` and `tc` from iproute2.
+if ! command -v ip >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; then
+    echo "install-peers: installing iproute2 (ip, tc)" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2
+fi
+command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || { echo "install-peers: ip and tc are still missing" >&2; exit 1; }
+
 # Upload-speed peers for scripts/bench-upload.sh: awscli (`aws s3 cp`) and rclone (`rclone copyto`).
 if ! command -v aws >/dev/null 2>&1; then
     echo "install-peers: installing awscli (PyPI)" >&2
