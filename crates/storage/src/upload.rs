@@ -112,7 +112,7 @@ pub enum UploadError {
     /// rule, or refused with AccessDenied after an earlier run recorded its parts), even after starting over.
     Vanished {
         context: String,
-        error: StorageError,
+        error: Box<StorageError>,
         upload_id: String,
     },
 }
@@ -160,7 +160,7 @@ impl UploadError {
     pub(crate) fn vanished(self, upload_id: &str) -> UploadError {
         match self {
             UploadError::Store { context, error } => {
-                UploadError::Vanished { context, error, upload_id: upload_id.to_string() }
+                UploadError::Vanished { context, error: Box::new(error), upload_id: upload_id.to_string() }
             }
             e => e,
         }
