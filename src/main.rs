@@ -3,6 +3,7 @@
 #[macro_use]
 mod output;
 mod commands;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -62,5 +63,7 @@ fn main() -> ExitCode {
         Command::Upload(a) => commands::upload::run(a),
         Command::Uploads(c) => commands::upload::run_uploads(c),
     };
+    // A command stopped by SIGINT, SIGTERM or SIGHUP exits 128 + the signal, whatever error it stopped with.
+    let code = if code != 0 && signals::received().is_some() { signals::exit_code() } else { code };
     ExitCode::from(code)
 }

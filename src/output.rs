@@ -56,12 +56,11 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// A Control whose progress drives a bar on stderr (only when stderr is a terminal) and whose cancel flag
-/// is set by Ctrl-C.
+/// is set by Ctrl-C, SIGTERM or SIGHUP (src/signals.rs; the exit code then says which).
 pub fn control_with_progress(total: u64, show: bool) -> (Control, Option<ProgressBar>) {
     let mut ctl = Control::new();
-    let flag = ctl.cancel_flag();
-    // A second Ctrl-C while the first is handled is ignored; the operation stops at the next chunk.
-    let _ = ctrlc::set_handler(move || flag.store(true, std::sync::atomic::Ordering::Relaxed));
+    // A second signal while the first is handled is ignored; the operation stops at the next chunk.
+    crate::signals::cancel_on_signal(ctl.cancel_flag());
     if !(show && std::io::stderr().is_terminal()) {
         return (ctl, None);
     }

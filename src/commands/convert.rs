@@ -70,7 +70,7 @@ pub fn run(args: Args) -> u8 {
         Err(e) => {
             print_error(&e);
             if e.kind() == ErrorKind::Interrupted {
-                130
+                crate::signals::exit_code()
             } else {
                 1
             }

@@ -99,7 +99,7 @@ fn other_file_ids(src: &dyn DiskImage) -> Result<Vec<SourceId>, String> {
 
 pub fn run(args: &Args) -> u8 {
     match stream(args) {
-        Ok(Some(s)) => {
+        Ok(s) => {
             if args.json {
                 print_json(&s);
             } else {
@@ -112,22 +112,32 @@ pub fn run(args: &Args) -> u8 {
             }
             0
         }
-        Ok(None) => {
-            let again: Vec<String> = std::env::args().filter(|a| a != "--no-resume").collect();
-            eprintln!("imgport: interrupted; the parts sent so far are kept.");
-            eprintln!("  resume: {}", again.join(" "));
-            eprintln!("  abort:  imgport uploads abort {}", args.output.display());
-            130
+        Err(Stopped::Signal(sig)) => {
+            super::upload::interrupted(sig, &args.output.to_string_lossy(), &args.upload.store)
         }
-        Err(e) => {
+        Err(Stopped::Upload(e)) => super::upload::failed(&e, &args.output.to_string_lossy(), &args.upload.store),
+        Err(Stopped::Other(e)) => {
             eprintln!("imgport: error: {e}");
             1
         }
     }
 }
 
-/// Ok(None): interrupted by Ctrl-C.
-fn stream(args: &Args) -> Result<Option<Summary>, String> {
+/// Why a streamed convert did not finish.
+enum Stopped {
+    /// SIGINT, SIGTERM or SIGHUP: the parts stored so far stay for a rerun.
+    Signal(libc::c_int),
+    Upload(UploadError),
+    Other(String),
+}
+
+impl From<String> for Stopped {
+    fn from(m: String) -> Self {
+        Stopped::Other(m)
+    }
+}
+
+fn stream(args: &Args) -> Result<Summary, Stopped> {
     let dest = args.output.to_string_lossy().into_owned();
     let mut opts = write_options(args).map_err(|e| e.to_string())?;
     let src = open(&args.input, &args.open.options()).map_err(|e| e.to_string())?;
@@ -152,6 +162,8 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
         ctl = ctl.with_progress(move |pos| b.set_position(pos));
     }
     let cancel = ctl.cancel_flag();
+    // The writer stops at its next chunk on a signal, even before the select below notices it.
+    crate::signals::cancel_on_signal(cancel.clone());
     let stamp_params = params.params.clone();
     let produce = move |id: &SourceId, w: &mut StreamWriter| {
         opts.stamp = Some(stamp(id, &stamp_params));
@@ -165,8 +177,8 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
     let (store, fix_clock) = (prepared.store(), prepared.fix_clock());
     let result = prepared.rt.block_on(async {
         tokio::select! {
-            r = upload_stream(store, Some(fix_clock), &prepared.opts, &params, upload_progress, produce) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            r = upload_stream(store, Some(fix_clock), &prepared.opts, &params, upload_progress, produce) => Ok(r),
+            sig = crate::signals::wait() => Err(sig),
         }
     });
     // Interrupted: the writer stops at its next chunk; the parts stored so far stay for a rerun.
@@ -176,9 +188,9 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
     }
     prepared.rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        None => Ok(None),
-        Some(Err(e)) => Err(e.to_string()),
-        Some(Ok(upload)) => Ok(Some(Summary {
+        Err(sig) => Err(Stopped::Signal(sig)),
+        Ok(Err(e)) => Err(Stopped::Upload(e)),
+        Ok(Ok(upload)) => Ok(Summary {
             conversion: super::convert::Conversion {
                 input: args.input.display().to_string(),
                 output: dest,
@@ -187,6 +199,6 @@ fn stream(args: &Args) -> Result<Option<Summary>, String> {
                 virtual_size,
             },
             upload,
-        })),
+        }),
     }
 }

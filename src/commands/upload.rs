@@ -33,7 +33,7 @@ pub struct UploadArgs {
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
     #[command(flatten)]
-    store: StoreArgs,
+    pub(crate) store: StoreArgs,
     /// Start a new upload even if an interrupted one for the same source and destination exists.
     #[arg(long)]
     no_resume: bool,
@@ -169,7 +169,7 @@ fn client(dest: &Dest, args: &StoreArgs) -> Result<Client, String> {
             .unwrap_or("cn-hangzhou".into());
         (endpoints::resolve(Service::Oss, Some(&region), OssNetwork::Public, args.endpoint.as_deref(), &env)?, region)
     };
-    Client::new(StoreConfig {
+    let client = Client::new(StoreConfig {
         flavor: dest.flavor,
         style: BucketStyle::default_for(&endpoint),
         endpoint,
@@ -177,7 +177,11 @@ fn client(dest: &Dest, args: &StoreArgs) -> Result<Client, String> {
         bucket: dest.bucket.clone(),
         credentials: credentials(dest.flavor, &env),
     })
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    for w in client.warnings() {
+        eprintln!("imgport: warning: {w}");
+    }
+    Ok(client)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -280,22 +284,18 @@ pub fn run(args: Args) -> u8 {
     let (rt, opts) = (&prepared.rt, &prepared.opts);
     let result = rt.block_on(async {
         tokio::select! {
-            r = upload::upload(store, Some(fix_clock), opts, bar.as_ref().map(|b| b.1.clone())) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            r = upload::upload(store, Some(fix_clock), opts, bar.as_ref().map(|b| b.1.clone())) => Ok(r),
+            sig = crate::signals::wait() => Err(sig),
         }
     });
     if let Some((b, _)) = &bar {
         b.finish_and_clear();
     }
+    // Dropping the upload released the resume state's lock; the state itself is as of the last finished part.
     prepared.rt.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
-        None => {
-            eprintln!("imgport: interrupted; the parts sent so far are kept.");
-            eprintln!("  resume: imgport upload {} {}", args.source.display(), args.dest);
-            eprintln!("  abort:  imgport uploads abort {}", args.dest);
-            130
-        }
-        Some(Ok(s)) => {
+        Err(sig) => interrupted(sig, &args.dest, &args.upload.store),
+        Ok(Ok(s)) => {
             if args.json {
                 print_json(&s);
             } else {
@@ -303,10 +303,66 @@ pub fn run(args: Args) -> u8 {
             }
             0
         }
-        Some(Err(e)) => {
-            eprintln!("imgport: error: {e}");
+        Ok(Err(e)) => failed(&e, &args.dest, &args.upload.store),
+    }
+}
+
+/// Exit code of an upload another process is running (it holds the resume state's lock): EX_TEMPFAIL.
+pub const EXIT_BUSY: u8 = 75;
+
+/// A word of a command line as the shell reads it back.
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// The store options as given, for the commands printed to the user.
+fn store_flags(a: &StoreArgs) -> String {
+    let mut s = String::new();
+    if let Some(e) = &a.endpoint {
+        s.push_str(&format!(" --endpoint {}", shell_word(e)));
+    }
+    if let Some(r) = &a.region {
+        s.push_str(&format!(" --region {}", shell_word(r)));
+    }
+    if a.oss_v1 {
+        s.push_str(" --oss-v1");
+    }
+    s
+}
+
+/// Says how to resume or abort an upload stopped by `sig` (SIGINT, SIGTERM, SIGHUP); returns the exit code,
+/// 128 + the signal. Written without panicking: after SIGHUP the terminal may be gone.
+pub fn interrupted(sig: libc::c_int, dest: &str, store: &StoreArgs) -> u8 {
+    use crate::signals::{eprintln_safe, name};
+    let again: Vec<String> =
+        std::env::args_os().map(|a| a.to_string_lossy().into_owned()).filter(|a| a != "--no-resume").collect();
+    let again: Vec<String> = again.iter().map(|a| shell_word(a)).collect();
+    let _ = eprintln_safe(&format!("imgport: interrupted by {}; the parts sent so far are kept.", name(sig)));
+    let _ = eprintln_safe(&format!("  resume: {}", again.join(" ")));
+    let _ = eprintln_safe(&format!("  abort:  imgport uploads abort {}{}", shell_word(dest), store_flags(store)));
+    crate::signals::exit_code()
+}
+
+/// Reports a failed upload; returns the exit code: 75 when another process is running the same upload, else 1.
+pub fn failed(e: &upload::UploadError, dest: &str, store: &StoreArgs) -> u8 {
+    eprintln!("imgport: error: {e}");
+    match e {
+        upload::UploadError::Busy { .. } => EXIT_BUSY,
+        upload::UploadError::Vanished { upload_id, .. } => {
+            eprintln!(
+                "  to abort it and forget its resume state: imgport uploads abort {} --upload-id {}{}",
+                shell_word(dest),
+                shell_word(upload_id),
+                store_flags(store)
+            );
             1
         }
+        _ => 1,
     }
 }
 
