@@ -123,13 +123,9 @@ fn serve(args: ServeArgs) -> u8 {
     cfg.log_to_stderr = !args.quiet;
     cfg.log_json = args.json;
     let data_dir = cfg.data_dir.clone();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    if let Err(e) = ctrlc::set_handler(move || {
-        let _ = tx.send(());
-    }) {
-        eprintln!("imgport: error: cannot watch for Ctrl-C: {e}");
-        return 1;
-    }
+    // Ctrl-C, SIGTERM (systemd, Kubernetes, CI) or SIGHUP (src/signals.rs) stops it cleanly.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::signals::cancel_on_signal(stop.clone());
     let emu = match Emulator::start(cfg) {
         Ok(e) => e,
         Err(e) => {
@@ -178,8 +174,9 @@ fn serve(args: ServeArgs) -> u8 {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    // Either Ctrl-C, or every sender gone (cannot happen while the handler lives): stop cleanly.
-    let _ = rx.recv();
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     eprintln!("imgport: emulator stopping");
     emu.shutdown();
     0
