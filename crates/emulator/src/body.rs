@@ -7,11 +7,14 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use md5::{Digest, Md5};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// The response body type of every handler.
 pub type Body = BoxBody<Bytes, io::Error>;
@@ -151,6 +154,9 @@ pub enum RecvError {
     /// The body is larger than the operation accepts.
     #[error("the request body is too large")]
     TooLarge,
+    /// No bytes arrived for the idle timeout.
+    #[error("the request body stalled")]
+    Stalled,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -162,12 +168,21 @@ pub async fn receive_to_file(
     path: &Path,
     drop_after: Option<u64>,
     max: u64,
+    idle: Duration,
 ) -> Result<crate::oss::store::Received, RecvError> {
-    let result = receive_inner(body, path, drop_after, max).await;
+    let result = receive_inner(body, path, drop_after, max, idle).await;
     if result.is_err() {
         let _ = tokio::fs::remove_file(path).await;
     }
     result
+}
+
+/// The next frame of a body, or `Stalled` when none comes within `idle`.
+async fn next_frame(
+    body: &mut hyper::body::Incoming,
+    idle: Duration,
+) -> Result<Option<Result<Frame<Bytes>, hyper::Error>>, RecvError> {
+    tokio::time::timeout(idle, body.frame()).await.map_err(|_| RecvError::Stalled)
 }
 
 async fn receive_inner(
@@ -175,14 +190,18 @@ async fn receive_inner(
     path: &Path,
     drop_after: Option<u64>,
     max: u64,
+    idle: Duration,
 ) -> Result<crate::oss::store::Received, RecvError> {
-    let mut file = tokio::fs::File::create(path).await?;
+    if body.size_hint().lower() > max {
+        return Err(RecvError::TooLarge);
+    }
+    let mut file = crate::util::create_private_file_async(path).await?;
     let mut md5 = Md5::new();
     let mut crc = crate::crc64::Crc64::new();
     let mut size = 0u64;
     // Frames are often small (16 KiB): gather them so each trip to the blocking file writer moves a chunk.
     let mut pending: Vec<u8> = Vec::with_capacity(CHUNK);
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = next_frame(&mut body, idle).await? {
         let frame = frame.map_err(|e| RecvError::Client(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
         size += data.len() as u64;
@@ -207,14 +226,19 @@ async fn receive_inner(
     Ok(crate::oss::store::Received { path: path.to_path_buf(), size, md5: md5.finalize().into(), crc64: crc.finish() })
 }
 
-/// Reads a small request body into memory (XML and form bodies), refusing more than `max` bytes.
+/// Reads a small request body into memory (XML and form bodies), refusing more than `max` bytes: at once when
+/// the announced length is larger.
 pub async fn receive_small(
     mut body: hyper::body::Incoming,
     drop_after: Option<u64>,
     max: usize,
+    idle: Duration,
 ) -> Result<Bytes, RecvError> {
+    if body.size_hint().lower() > max as u64 {
+        return Err(RecvError::TooLarge);
+    }
     let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = next_frame(&mut body, idle).await? {
         let frame = frame.map_err(|e| RecvError::Client(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
         if drop_after.is_some_and(|n| (out.len() + data.len()) as u64 > n) {
@@ -226,4 +250,132 @@ pub async fn receive_small(
         out.extend_from_slice(&data);
     }
     Ok(Bytes::from(out))
+}
+
+/// Reads and discards up to `max` bytes of a body (so the connection can be reused after an early answer);
+/// false when the body is longer, stalls or breaks. Nothing is kept in memory.
+pub async fn drain(mut body: hyper::body::Incoming, max: u64, idle: Duration) -> bool {
+    if body.size_hint().lower() > max {
+        return false;
+    }
+    let mut seen = 0u64;
+    loop {
+        match next_frame(&mut body, idle).await {
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    seen += data.len() as u64;
+                    if seen > max {
+                        return false;
+                    }
+                }
+            }
+            Ok(None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// A connection's socket with a bound on how long a write may wait for the client to read: a client that stops
+/// reading a response is disconnected after the idle timeout instead of holding the connection forever.
+pub struct WriteTimeout<T> {
+    inner: T,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteTimeout<T> {
+    pub fn new(inner: T, limit: Duration) -> Self {
+        WriteTimeout { inner, limit, stalled: None }
+    }
+
+    fn watch<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Ready(r) => {
+                self.stalled = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let limit = self.limit;
+                let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteTimeout<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A shared allowance of memory for request bodies read before their signature is checked.
+pub struct UnverifiedBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Default for UnverifiedBudget {
+    /// 16 MiB: 256 RPC bodies of the largest size at once.
+    fn default() -> Self {
+        UnverifiedBudget { used: AtomicUsize::new(0), limit: 16 << 20 }
+    }
+}
+
+/// Bytes taken from an [`UnverifiedBudget`], given back when dropped.
+pub struct Reservation<'a> {
+    budget: &'a UnverifiedBudget,
+    bytes: usize,
+}
+
+impl UnverifiedBudget {
+    /// Reserves `bytes`, or None when the budget is spent.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = used.checked_add(bytes).filter(|n| *n <= self.limit)?;
+            match self.used.compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(Reservation { budget: self, bytes }),
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How to run an emulator. Build with [`EmulatorConfig::new`] and adjust the fields.
 #[derive(Clone)]
@@ -30,6 +31,17 @@ pub struct EmulatorConfig {
     /// Largest PutObject / UploadPart body.
     pub max_put_size: u64,
     pub rpc: RpcRouter,
+    /// The secret the admin API (`/_emulator/...`) requires as `Authorization: Bearer SECRET`; generated (and
+    /// kept in `DATA/admin-secret`) when unset.
+    pub admin_secret: Option<String>,
+    /// Connections served at once; further ones wait in the listen queue until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a complete request head, counted from when it is ready for one
+    /// (accepted, or its previous answer sent): this also closes idle kept-alive connections.
+    pub header_timeout: Duration,
+    /// How long a request body may stall (no bytes arriving) and a response may wait for the client to read,
+    /// before the connection is closed.
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for EmulatorConfig {
@@ -62,6 +74,10 @@ impl EmulatorConfig {
             log_json: false,
             max_put_size: 5 << 30,
             rpc: RpcRouter::default(),
+            admin_secret: None,
+            max_connections: 512,
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
         .cloud(CloudSettings::default())
     }
@@ -100,6 +116,14 @@ pub struct FileConfig {
     pub access_key_secret: Option<String>,
     pub account_id: Option<String>,
     pub max_put_size: Option<u64>,
+    /// The admin API's secret (generated and kept in the data folder when unset).
+    pub admin_secret: Option<String>,
+    /// Connections served at once (512).
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may take to send a request head, or stay idle between requests (30).
+    pub header_timeout_seconds: Option<f64>,
+    /// Seconds a request body may stall, or a response wait for the client to read (60).
+    pub idle_timeout_seconds: Option<f64>,
     pub faults: Option<FaultConfig>,
     /// ECS/RAM/STS settings: `import_seconds`, `sts_lifetime_cap_seconds`, `seed_import_role`.
     pub cloud: Option<CloudSettings>,
@@ -140,6 +164,19 @@ impl FileConfig {
         if let Some(m) = self.max_put_size {
             cfg.max_put_size = m;
         }
+        if self.admin_secret.is_some() {
+            cfg.admin_secret = self.admin_secret;
+        }
+        if let Some(n) = self.max_connections {
+            cfg.max_connections = n;
+        }
+        let seconds = |s: f64| Duration::try_from_secs_f64(s.clamp(0.001, 86_400.0)).ok();
+        if let Some(t) = self.header_timeout_seconds.and_then(seconds) {
+            cfg.header_timeout = t;
+        }
+        if let Some(t) = self.idle_timeout_seconds.and_then(seconds) {
+            cfg.idle_timeout = t;
+        }
         if let Some(f) = self.faults {
             cfg.faults = f;
         }
@@ -177,6 +214,12 @@ mod tests {
         assert_eq!((cloud.import_seconds, cloud.seed_import_role, cloud.sts_lifetime_cap_seconds), (1.5, true, None));
         file.apply(&mut cfg);
         assert_eq!(cfg.listen.port(), 9999, "applying cloud settings keeps the rest");
+        std::fs::write(&t, "max_connections = 16\nheader_timeout_seconds = 2.5\nidle_timeout_seconds = 10\n")
+            .expect("write");
+        FileConfig::load(&t).expect("toml loads").apply(&mut cfg);
+        assert_eq!(cfg.max_connections, 16);
+        assert_eq!(cfg.header_timeout, Duration::from_millis(2500));
+        assert_eq!(cfg.idle_timeout, Duration::from_secs(10));
         std::fs::write(&j, r#"{"bogus": 1}"#).expect("write");
         assert!(FileConfig::load(&j).is_err());
     }

@@ -115,7 +115,7 @@ impl CredentialStore {
         list.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
         let data = serde_json::to_vec_pretty(&Persisted { temporary: list }).map_err(io::Error::other)?;
         let tmp = p.with_extension("json.tmp");
-        write_private(&tmp, &data)?;
+        util::write_private(&tmp, &data)?;
         std::fs::rename(&tmp, p)
     }
 
@@ -169,16 +169,6 @@ impl CredentialStore {
 
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(data)
 }
 
 impl SecretLookup for CredentialStore {

@@ -29,7 +29,6 @@ use imgport_auth::Credentials;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -46,6 +45,8 @@ pub struct RunningEmulator {
     pub regions: Vec<String>,
     /// The long-term key pair the emulator accepts.
     pub credentials: Credentials,
+    /// The admin API's secret: send `Authorization: Bearer SECRET` with every `/_emulator/...` request.
+    pub admin_secret: String,
     state: Arc<EmulatorState>,
     shutdown: Option<watch::Sender<bool>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -71,17 +72,32 @@ fn resolve_keys(config: &EmulatorConfig) -> io::Result<(String, String)> {
     let (id, secret) = credentials::generate_key_pair();
     let data = serde_json::to_vec_pretty(&SavedKey { access_key_id: id.clone(), access_key_secret: secret.clone() })
         .map_err(io::Error::other)?;
-    write_private(&path, &data)?;
+    util::write_private(&path, &data)?;
     Ok((id, secret))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    opts.open(path)?.write_all(data)
+/// The configured admin secret, or the one kept in `DATA/admin-secret` from an earlier run, or a new one.
+fn resolve_admin_secret(config: &EmulatorConfig) -> io::Result<String> {
+    if let Some(s) = config.admin_secret.as_ref().filter(|s| !s.is_empty()) {
+        return Ok(s.clone());
+    }
+    let path = config.data_dir.join("admin-secret");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim();
+        if text.len() >= 32 && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(text.to_string());
+        }
+    }
+    let secret = util::random_alnum(40);
+    util::write_private(
+        &path,
+        format!(
+            "{secret}
+"
+        )
+        .as_bytes(),
+    )?;
+    Ok(secret)
 }
 
 impl Emulator {
@@ -90,8 +106,15 @@ impl Emulator {
         if config.regions.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "at least one region is needed"));
         }
-        std::fs::create_dir_all(&config.data_dir)?;
+        if config.max_connections == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "max_connections must be at least 1"));
+        }
+        // Objects, keys and state are the user's alone: the folder is 0700 and every file in it 0600, including
+        // what older versions left readable.
+        util::create_private_dir_all(&config.data_dir)?;
+        util::tighten_tree(&config.data_dir)?;
         let (ak, sk) = resolve_keys(&config)?;
+        let admin_secret = resolve_admin_secret(&config)?;
         let creds = credentials::CredentialStore::open(&ak, &sk, Some(&config.data_dir))?;
         let store = oss::store::Store::open(&config.data_dir)?;
         let state = Arc::new(EmulatorState {
@@ -103,6 +126,7 @@ impl Emulator {
             faults: faults::Faults::new(config.faults.clone()),
             log: log::RequestLog::new(config.log_to_stderr, config.log_json),
             max_put_size: config.max_put_size,
+            idle_timeout: config.idle_timeout,
         });
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
@@ -113,12 +137,23 @@ impl Emulator {
             .enable_all()
             .build()?;
         let (tx, rx) = watch::channel(false);
-        let server =
-            Arc::new(server::Server { state: state.clone(), router: config.rpc.clone(), nonces: Default::default() });
+        let server = Arc::new(server::Server {
+            state: state.clone(),
+            router: config.rpc.clone(),
+            nonces: Default::default(),
+            addr,
+            admin_secret: admin_secret.clone(),
+            unverified: Default::default(),
+        });
+        let limits = server::Limits {
+            max_connections: config.max_connections,
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+        };
         let thread = std::thread::Builder::new().name("imgport-emulator".into()).spawn(move || {
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => server::accept_loop(l, server, rx).await,
+                    Ok(l) => server::accept_loop(l, server, limits, rx).await,
                     Err(e) => eprintln!("imgport-emulator: cannot listen: {e}"),
                 }
             });
@@ -131,6 +166,7 @@ impl Emulator {
             ecs_endpoint: url,
             regions: config.regions,
             credentials: Credentials::new(ak, sk),
+            admin_secret,
             state,
             shutdown: Some(tx),
             thread: Some(thread),

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use imgport_auth::encode::parse_query;
-use imgport_auth::sign::{acs3, rpc_v1, sha256_hex, VerifyError};
+use imgport_auth::sign::{acs3, rpc_v1, sha256_hex, SecretLookup, VerifyError};
 use imgport_auth::time::{parse_iso8601, UtcTime};
 use imgport_auth::SignableRequest;
 use serde_json::{Map, Value};
@@ -27,7 +27,9 @@ pub const STS_VERSION: &str = "2015-04-01";
 
 /// How far `Timestamp` / `x-acs-date` may be from the server's clock.
 const MAX_SKEW_SECONDS: i64 = 15 * 60;
-const MAX_BODY: usize = 8 << 20;
+/// The largest RPC request body (a form of parameters): far more than any call needs. The body of a V1 request is
+/// read before its signature can be checked, so it is kept small; see [`crate::body::UnverifiedBudget`].
+pub const MAX_BODY: usize = 64 << 10;
 
 /// Response format: the `Format` parameter (RPC V1 defaults to XML, ACS3 to JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +319,7 @@ pub async fn handle(
     state: &Arc<EmulatorState>,
     router: &RpcRouter,
     nonces: &NonceCache,
+    budget: &crate::body::UnverifiedBudget,
     req: Request<Incoming>,
     request_id: &str,
     decision: impl FnOnce(&str) -> Decision,
@@ -357,14 +360,37 @@ pub async fn handle(
     if !d.latency.is_zero() {
         tokio::time::sleep(d.latency).await;
     }
-    let body = match body::receive_small(incoming, d.drop_request_after, MAX_BODY).await {
-        Ok(b) => b,
-        Err(RecvError::TooLarge) => {
-            let e = RpcError::new(413, "RequestEntityTooLarge", "The request body is too large.");
-            return Reply::Response(render_error(&e, fmt_of(&signable.query), request_id, &host));
+    // What can be refused before the body is read is refused at once: a body announced larger than any call
+    // needs, an ACS3 signature (it covers the body through its signed hash), a V1 key the server does not know.
+    let refuse_early = |e: RpcError| {
+        let mut r = render_error(&e, fmt_of(&signable.query), request_id, &host);
+        r.headers_mut().insert("connection", HeaderValue::from_static("close"));
+        Reply::Response(r)
+    };
+    let announced = http_body::Body::size_hint(&incoming);
+    if announced.lower() > MAX_BODY as u64 {
+        return refuse_early(too_large());
+    }
+    if d.error.is_none() {
+        if let Err(e) = precheck(state, &signable, acs3) {
+            return refuse_early(e);
         }
+    }
+    let hold = announced.upper().map_or(MAX_BODY, |n| (n as usize).min(MAX_BODY));
+    let reservation = if hold == 0 { None } else { budget.reserve(hold) };
+    if hold > 0 && reservation.is_none() {
+        return refuse_early(RpcError::new(
+            503,
+            "ServiceUnavailable",
+            "The request has failed due to a temporary failure of the server.",
+        ));
+    }
+    let body = match body::receive_small(incoming, d.drop_request_after, MAX_BODY, state.idle_timeout).await {
+        Ok(b) => b,
+        Err(RecvError::TooLarge) => return refuse_early(too_large()),
         Err(_) => return Reply::Drop,
     };
+    drop(reservation);
     let mut params = signable.query.clone();
     let form = signable.header("content-type").is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     if form {
@@ -438,6 +464,84 @@ pub async fn handle(
     }
 }
 
+fn too_large() -> RpcError {
+    RpcError::new(413, "RequestEntityTooLarge", "The request body is too large.")
+}
+
+fn missing_nonce() -> RpcError {
+    RpcError::new(
+        400,
+        "MissingSignatureNonce",
+        "The input parameter \"SignatureNonce\" that is mandatory for processing this request is not supplied.",
+    )
+}
+
+fn incomplete_signature() -> RpcError {
+    RpcError::new(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+}
+
+fn verify_error(e: VerifyError) -> RpcError {
+    match e {
+        VerifyError::Unsigned => RpcError::new(
+            400,
+            "MissingSignature",
+            "The input parameter \"Signature\" that is mandatory for processing this request is not supplied.",
+        ),
+        VerifyError::Malformed(_) => incomplete_signature(),
+        VerifyError::UnknownAccessKey(_) => {
+            RpcError::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        }
+        // The real gateway names the server's string to sign in the message so clients can compare.
+        VerifyError::Mismatch { string_to_sign, .. } => RpcError::new(
+            400,
+            "SignatureDoesNotMatch",
+            format!(
+                "Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"
+            ),
+        ),
+    }
+}
+
+/// The headers an ACS3 request must sign: `host` and every `x-acs-*` header it carries, which must include the
+/// nonce, the date and the body's hash; otherwise whoever sees the request could change them and replay it.
+fn acs3_coverage(req: &SignableRequest) -> Result<(), RpcError> {
+    if req.header("x-acs-signature-nonce").is_none_or(|n| n.trim().is_empty()) {
+        return Err(missing_nonce());
+    }
+    let auth = req.header("Authorization").unwrap_or("");
+    let listed = auth.split_once("SignedHeaders=").map_or("", |(_, r)| r.split(',').next().unwrap_or(""));
+    let signed: Vec<String> = listed.split(';').map(|h| h.trim().to_ascii_lowercase()).collect();
+    for required in ["host", "x-acs-content-sha256", "x-acs-date", "x-acs-signature-nonce"] {
+        if !signed.iter().any(|h| h == required) || req.header(required).is_none() {
+            return Err(incomplete_signature());
+        }
+    }
+    for (name, _) in &req.headers {
+        let name = name.to_ascii_lowercase();
+        if name.starts_with("x-acs-") && !signed.contains(&name) {
+            return Err(incomplete_signature());
+        }
+    }
+    Ok(())
+}
+
+/// The checks that need no body: for ACS3 the signature itself (over the hash the client claims for its body,
+/// checked against the body once read); for V1, whose signature covers form parameters, whether the key named
+/// in the query string exists.
+fn precheck(state: &EmulatorState, req: &SignableRequest, acs3: bool) -> Result<(), RpcError> {
+    let keys = state.credentials.as_ref();
+    if acs3 {
+        acs3_coverage(req)?;
+        let claimed = req.header("x-acs-content-sha256").unwrap_or("").to_ascii_lowercase();
+        acs3::verify(req, &claimed, keys).map_err(verify_error)?;
+    } else if let Some(ak) = req.query_param("AccessKeyId") {
+        if keys.secret(ak).is_none() {
+            return Err(verify_error(VerifyError::UnknownAccessKey(ak.to_string())));
+        }
+    }
+    Ok(())
+}
+
 /// Signature, time, nonce and token checks; the caller's access key id and whether it is temporary.
 fn authenticate(
     state: &EmulatorState,
@@ -451,38 +555,12 @@ fn authenticate(
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     let keys = state.credentials.as_ref();
     let verified = if acs3 {
+        acs3_coverage(req)?;
         acs3::verify(req, &sha256_hex(body), keys)
     } else {
         rpc_v1::verify(req.method.as_str(), params, keys)
     };
-    let v = match verified {
-        Ok(v) => v,
-        Err(VerifyError::Unsigned) => {
-            return Err(RpcError::new(
-                400,
-                "MissingSignature",
-                "The input parameter \"Signature\" that is mandatory for processing this request is not supplied.",
-            ))
-        }
-        Err(VerifyError::Malformed(_)) => {
-            return Err(RpcError::new(
-                400,
-                "IncompleteSignature",
-                "The request signature does not conform to Aliyun standards.",
-            ))
-        }
-        Err(VerifyError::UnknownAccessKey(_)) => {
-            return Err(RpcError::new(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."))
-        }
-        Err(VerifyError::Mismatch { string_to_sign, .. }) => {
-            // The real gateway names the server's string to sign in the message so clients can compare.
-            return Err(RpcError::new(
-                400,
-                "SignatureDoesNotMatch",
-                format!("Specified signature is not matched with our calculation. server string to sign is:{string_to_sign}"),
-            ));
-        }
-    };
+    let v = verified.map_err(verify_error)?;
     let signed_at =
         if acs3 { req.header("x-acs-date").and_then(parse_iso8601) } else { get("Timestamp").and_then(parse_iso8601) };
     match signed_at {
@@ -502,11 +580,11 @@ fn authenticate(
         }
         Some(_) => {}
     }
+    // A nonce is required, so a signed request cannot be replayed within the skew window.
     let nonce = if acs3 { req.header("x-acs-signature-nonce") } else { get("SignatureNonce") };
-    if let Some(n) = nonce {
-        if !nonces.insert(&format!("{}:{n}", v.access_key_id), now) {
-            return Err(RpcError::new(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
-        }
+    let Some(n) = nonce.filter(|n| !n.trim().is_empty()) else { return Err(missing_nonce()) };
+    if !nonces.insert(&format!("{}:{n}", v.access_key_id), now) {
+        return Err(RpcError::new(400, "SignatureNonceUsed", "Specified signature nonce was used already."));
     }
     let token = if acs3 { req.header("x-acs-security-token") } else { get("SecurityToken") };
     match state.credentials.check_token(&v.access_key_id, token, now, state.faults.tokens_expire_at()) {

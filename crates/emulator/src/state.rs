@@ -21,6 +21,8 @@ pub struct EmulatorState {
     pub log: RequestLog,
     /// The largest body a single PutObject or UploadPart accepts (5 GiB, as OSS).
     pub max_put_size: u64,
+    /// How long a request body may stall before the connection is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl EmulatorState {

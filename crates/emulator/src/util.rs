@@ -1,6 +1,7 @@
-//! Identifiers and randomness.
+//! Identifiers, randomness, and files only their owner can read.
 
-use std::io::Read;
+use std::io::{self, Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes from the kernel's generator; falls back to a clock-seeded mix where /dev/urandom cannot be read
@@ -53,6 +54,85 @@ pub fn oss_request_id() -> String {
 pub fn rpc_request_id() -> String {
     let h = random_hex(16);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+/// Creates `path` and any missing parents as folders only the owner can enter (0700, set at creation).
+pub fn create_private_dir_all(path: &Path) -> io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
+}
+
+fn private_options() -> std::fs::OpenOptions {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts
+}
+
+/// Creates (or truncates) a file only the owner can read (0600; an existing file is narrowed to that too).
+pub fn create_private_file(path: &Path) -> io::Result<std::fs::File> {
+    let f = private_options().open(path)?;
+    narrow(&f)?;
+    Ok(f)
+}
+
+/// [`create_private_file`] for async code.
+pub async fn create_private_file_async(path: &Path) -> io::Result<tokio::fs::File> {
+    let path = path.to_path_buf();
+    let f = tokio::task::spawn_blocking(move || create_private_file(&path)).await.map_err(io::Error::other)??;
+    Ok(tokio::fs::File::from_std(f))
+}
+
+/// Writes `data` to a file only the owner can read.
+pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    create_private_file(path)?.write_all(data)
+}
+
+#[cfg(unix)]
+fn narrow(f: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = f.metadata()?.permissions().mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn narrow(_: &std::fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+/// Takes group and other permissions away from `root` and everything under it (left by older versions or a
+/// permissive umask). Symbolic links are neither followed nor changed.
+pub fn tighten_tree(root: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(p) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&p)?;
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+            if meta.is_dir() {
+                for e in std::fs::read_dir(&p)? {
+                    pending.push(e?.path());
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = root;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,8 @@
 //! The little XML the APIs need: a writer for response bodies and a reader for small request bodies
 //! (CompleteMultipartUpload, CreateBucketConfiguration, Delete).
+//!
+//! The reader is iterative and refuses documents nested deeper than [`MAX_DEPTH`]; the tree drops without
+//! recursion too, so no request body can exhaust the stack.
 
 /// Escapes text for element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -71,6 +74,20 @@ pub struct Element {
     pub text: String,
     pub children: Vec<Element>,
 }
+
+impl Drop for Element {
+    /// Drops the descendants from a list rather than recursively, whatever the depth.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.children);
+        while let Some(mut c) = pending.pop() {
+            pending.append(&mut c.children);
+        }
+    }
+}
+
+/// The deepest nesting a request body may have. OSS documents use four levels at most
+/// (`Delete/Object/Key`, `CompleteMultipartUpload/Part/ETag`); anything far deeper is hostile.
+pub const MAX_DEPTH: usize = 32;
 
 impl Element {
     pub fn child(&self, name: &str) -> Option<&Element> {
@@ -190,13 +207,16 @@ pub fn parse(input: &str) -> Result<Element, XmlError> {
             if root.is_some() && stack.is_empty() {
                 return err("more than one root element");
             }
-            let el = Element { name: local_name(name).to_string(), ..Default::default() };
+            let el = Element { name: local_name(name).to_string(), text: String::new(), children: Vec::new() };
             if self_closing {
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
                 }
             } else {
+                if stack.len() >= MAX_DEPTH {
+                    return err("elements nested too deeply");
+                }
                 stack.push(el);
             }
             rest = &r[end + 1..];
@@ -229,8 +249,32 @@ mod tests {
         for bad in ["", "<a>", "<a></b>", "<a/><b/>", "x<a/>", "<a>&bogus;</a>", "<a>&amp</a>"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse("<a/>").map(|e| e.name), Ok("a".to_string()));
-        assert_eq!(parse("<a>&#65;&#x42;<![CDATA[<c>]]></a>").map(|e| e.text), Ok("AB<c>".to_string()));
+        assert_eq!(parse("<a/>").map(|e| e.name.clone()), Ok("a".to_string()));
+        assert_eq!(parse("<a>&#65;&#x42;<![CDATA[<c>]]></a>").map(|e| e.text.clone()), Ok("AB<c>".to_string()));
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let doc = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(parse(&doc(MAX_DEPTH)).is_ok());
+        assert_eq!(parse(&doc(MAX_DEPTH + 1)), Err(XmlError("elements nested too deeply".into())));
+        assert!(parse(&doc(1_000_000)).is_err());
+        assert!(parse(&format!("{}<b/>{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH))).is_ok());
+        // A tree built by hand as deep as memory allows still drops without recursion.
+        let mut e = Element { name: "leaf".into(), text: String::new(), children: Vec::new() };
+        for _ in 0..200_000 {
+            e = Element { name: "a".into(), text: String::new(), children: vec![e] };
+        }
+        drop(e);
+    }
+
+    #[test]
+    fn json_bodies_have_a_depth_limit_too() {
+        // serde_json refuses nesting beyond 128 levels, so admin and policy JSON cannot recurse deeply either.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
+        let deep = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
     }
 
     #[test]

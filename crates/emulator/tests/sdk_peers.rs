@@ -267,10 +267,13 @@ fn clock_skew_gives_request_time_too_skewed_and_the_date_to_correct_by() {
     emu.expect_ok("skew", json!({"skew": 1800}));
 }
 
-fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+/// An admin API call, with the emulator's admin secret.
+fn http(emu: &RunningEmulator, method: &str, path: &str, body: &str) -> (u16, String) {
+    let addr = emu.addr;
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        emu.admin_secret,
         body.len()
     );
     s.write_all(req.as_bytes()).expect("send");
@@ -286,7 +289,7 @@ fn faults_set_through_the_admin_endpoint() {
     require_oss_sdks();
     let emu = Emu::start(FaultConfig::default());
     emu.expect_ok("setup", json!({}));
-    let addr = emu.get().addr;
+    let addr = emu.get();
     let cfg = r#"{"seed": 1, "rules": [{"operation": "PutObject", "kind": "slow_down"}]}"#;
     let (status, body) = http(addr, "POST", "/_emulator/faults", cfg);
     assert_eq!(status, 200, "{body}");

@@ -210,10 +210,31 @@ struct Probe {
     detection: Option<Detection>,
 }
 
+/// What the client is told when the disk engine cannot open an object: the bucket and object, the kind of problem
+/// and what to do, never a host path (the engine's errors name the files it opened: here a `/proc/self/fd` link
+/// or a temporary file, and whatever files the image itself names).
+fn open_failure(bucket: &str, key: &str, e: &imgport_disk::Error) -> String {
+    use imgport_disk::ErrorKind as K;
+    let object = format!("oss://{bucket}/{key}");
+    match e.kind() {
+        K::UnsupportedFeature if e.message().contains("extent file") => format!(
+            "{object} is a VMDK descriptor that names extent files; an uploaded image must be one file (a \
+             monolithicSparse or streamOptimized VMDK, or another format)"
+        ),
+        K::UnsupportedFeature => format!("{object} uses an image feature that cannot be imported"),
+        K::InvalidFormat => format!("{object} is not a disk image in a supported format"),
+        K::CorruptImage => format!("{object} is a damaged image"),
+        _ => format!("{object} cannot be read"),
+    }
+}
+
 /// Reads the object with the disk engine. The engine opens paths: a single-segment object is read through its
-/// open file descriptor (no copy); a multipart object is joined into a temporary file first.
+/// open file descriptor (no copy); a multipart object is joined into a temporary file first. The object is one
+/// file: a VMDK descriptor naming extent files is refused without looking the names up, and no error text
+/// names a host path.
 fn probe(state: &EmulatorState, bucket: &str, key: &str, detect: bool) -> Result<Probe, String> {
-    let data = state.store.open_object(bucket, key).map_err(|e| format!("the object cannot be read: {e}"))?;
+    let unreadable = || format!("oss://{bucket}/{key} cannot be read");
+    let data = state.store.open_object(bucket, key).map_err(|_| unreadable())?;
     let (_, mut files) = data.into_files();
     let mut tmp = None;
     let path = if files.len() == 1 && std::path::Path::new("/proc/self/fd").is_dir() {
@@ -221,15 +242,19 @@ fn probe(state: &EmulatorState, bucket: &str, key: &str, detect: bool) -> Result
         std::path::PathBuf::from(format!("/proc/self/fd/{}", files[0].0.as_raw_fd()))
     } else {
         let p = state.store.tmp_path();
-        let mut out = std::fs::File::create(&p).map_err(|e| e.to_string())?;
-        for (f, _) in &mut files {
-            std::io::copy(f, &mut out).map_err(|e| e.to_string())?;
-        }
         tmp = Some(p.clone());
+        let copied = crate::util::create_private_file(&p)
+            .and_then(|mut out| files.iter_mut().try_for_each(|(f, _)| std::io::copy(f, &mut out).map(drop)));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&p);
+            return Err(unreadable());
+        }
         p
     };
     let result = (|| {
-        let image = imgport_disk::open(&path, &imgport_disk::OpenOptions::default()).map_err(|e| e.to_string())?;
+        let options =
+            imgport_disk::OpenOptions { extent_files: imgport_disk::ExtentFiles::Refuse, ..Default::default() };
+        let image = imgport_disk::open(&path, &options).map_err(|e| open_failure(bucket, key, &e))?;
         let mut sector = [0u8; 512];
         let boot_sector = image.virtual_size() >= 512
             && image.read_at(&mut sector, 0).is_ok()
@@ -253,7 +278,11 @@ fn probe(state: &EmulatorState, bucket: &str, key: &str, detect: bool) -> Result
                         (f.id.to_string(), f.message.clone(), level.to_string())
                     })
                     .collect(),
-                Err(e) => vec![("inspect".to_string(), e.to_string(), "High".to_string())],
+                Err(_) => vec![(
+                    "inspect".to_string(),
+                    format!("oss://{bucket}/{key} could not be inspected"),
+                    "High".to_string(),
+                )],
             }
         });
         Ok(Probe { format, virtual_size, boot_sector, detection })
@@ -618,7 +647,7 @@ fn check_disks(state: &EmulatorState, disks: &[DiskMapping], detect: bool) -> (O
         for (n, d) in disks.iter().enumerate() {
             let p = match probe(state, &d.bucket, &d.object, detect && n == 0) {
                 Ok(p) => p,
-                Err(e) => return Some(format!("InvalidImageFormat.Malformed: the image file cannot be read: {e}")),
+                Err(e) => return Some(format!("InvalidImageFormat.Malformed: {e}")),
             };
             if n == 0 {
                 detection = p.detection.clone();

@@ -150,7 +150,7 @@ impl Db {
         let Some(p) = &self.path else { return Ok(()) };
         let data = serde_json::to_vec_pretty(self).map_err(|_| RpcError::internal())?;
         let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, p)).map_err(|_| RpcError::internal())
+        crate::util::write_private(&tmp, &data).and_then(|_| std::fs::rename(&tmp, p)).map_err(|_| RpcError::internal())
     }
 
     pub fn role(&self, name: &str) -> Option<&Role> {

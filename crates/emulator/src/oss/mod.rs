@@ -393,7 +393,7 @@ pub async fn handle(
         if let Ok(v) = HeaderValue::from_str(&date) {
             r.headers_mut().insert("date", v);
         }
-        return Reply::Response(finish(settle_body(&mut body, r).await, d.drop_response_after));
+        return Reply::Response(finish(settle_body(state, &mut body, r).await, d.drop_response_after));
     }
     let reply = run(state, op, &signable, &mut body, bucket, key, &host, request_id, now, d.drop_request_after).await;
     match reply {
@@ -409,7 +409,7 @@ pub async fn handle(
             if let Ok(v) = HeaderValue::from_str(&date) {
                 r.headers_mut().insert("date", v);
             }
-            Reply::Response(finish(settle_body(&mut body, r).await, d.drop_response_after))
+            Reply::Response(finish(settle_body(state, &mut body, r).await, d.drop_response_after))
         }
     }
 }
@@ -417,16 +417,16 @@ pub async fn handle(
 /// Largest unread request body drained before an early error, so the connection stays usable.
 const DRAIN_LIMIT: u64 = 8 << 20;
 
-/// An answer given before the request body was read: a small body is read and discarded so the client can
-/// reuse the connection; for a large one the connection is closed after the answer instead.
-async fn settle_body(body: &mut Option<Incoming>, mut r: Response<Body>) -> Response<Body> {
+/// An answer given before the request body was read: a small body is read and discarded (never kept) so the
+/// client can reuse the connection; for a large one the connection is closed after the answer instead.
+async fn settle_body(state: &EmulatorState, body: &mut Option<Incoming>, mut r: Response<Body>) -> Response<Body> {
     use http_body::Body as _;
     let Some(b) = body.take() else { return r };
     if b.is_end_stream() {
         return r;
     }
     let small = b.size_hint().upper().is_some_and(|n| n <= DRAIN_LIMIT);
-    if small && crate::body::receive_small(b, None, DRAIN_LIMIT as usize).await.is_ok() {
+    if small && crate::body::drain(b, DRAIN_LIMIT, state.idle_timeout).await {
         return r;
     }
     r.headers_mut().insert("connection", HeaderValue::from_static("close"));

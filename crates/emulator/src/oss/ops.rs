@@ -135,14 +135,14 @@ pub async fn run(op: Op, ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<R
 
 fn recv_failure(e: RecvError, max: u64) -> Failure {
     match e {
-        RecvError::Dropped | RecvError::Client(_) => Failure::Drop,
+        RecvError::Dropped | RecvError::Client(_) | RecvError::Stalled => Failure::Drop,
         RecvError::TooLarge => OssError::entity_too_large(max).into(),
         RecvError::Io(e) => OssError::internal(format!("storage error: {e}")).into(),
     }
 }
 
 async fn read_xml_body(ctx: &Ctx<'_>, body: Incoming) -> Result<bytes::Bytes, Failure> {
-    body::receive_small(body, ctx.drop_request_after, MAX_XML_BODY).await.map_err(|e| match e {
+    body::receive_small(body, ctx.drop_request_after, MAX_XML_BODY, ctx.state.idle_timeout).await.map_err(|e| match e {
         RecvError::TooLarge => OssError::malformed_xml().into(),
         other => recv_failure(other, MAX_XML_BODY as u64),
     })
@@ -481,7 +481,7 @@ async fn receive_body(ctx: &Ctx<'_>, body: &mut Option<Incoming>) -> Result<Rece
         }
     }
     let path = ctx.state.store.tmp_path();
-    let received = body::receive_to_file(take(body)?, &path, ctx.drop_request_after, max)
+    let received = body::receive_to_file(take(body)?, &path, ctx.drop_request_after, max, ctx.state.idle_timeout)
         .await
         .map_err(|e| recv_failure(e, max))?;
     if expected.is_some_and(|m| m != received.md5) {

@@ -182,7 +182,7 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, data)?;
+    crate::util::write_private(&tmp, &data)?;
     fs::rename(&tmp, path)
 }
 
@@ -200,11 +200,11 @@ impl Store {
     /// Opens (creating if needed) the store under `root/oss` and loads its index.
     pub fn open(root: &Path) -> io::Result<Store> {
         let store = Store { root: root.join("oss"), state: Mutex::new(State::default()), seq: AtomicU64::new(0) };
-        fs::create_dir_all(store.root.join("buckets"))?;
-        fs::create_dir_all(store.root.join("uploads"))?;
+        crate::util::create_private_dir_all(&store.root.join("buckets"))?;
+        crate::util::create_private_dir_all(&store.root.join("uploads"))?;
         // Bodies of requests that never finished: nothing refers to them.
         remove_dir_quietly(&store.root.join("tmp"));
-        fs::create_dir_all(store.root.join("tmp"))?;
+        crate::util::create_private_dir_all(&store.root.join("tmp"))?;
         let mut state = State::default();
         for entry in fs::read_dir(store.root.join("buckets"))? {
             let dir = entry?.path();
@@ -282,8 +282,8 @@ impl Store {
             return Ok(false);
         }
         let dir = self.bucket_dir(&info.name);
-        fs::create_dir_all(dir.join("objects"))?;
-        fs::create_dir_all(dir.join("data"))?;
+        crate::util::create_private_dir_all(&dir.join("objects"))?;
+        crate::util::create_private_dir_all(&dir.join("data"))?;
         write_json_atomic(&dir.join("bucket.json"), &info)?;
         st.buckets.insert(info.name.clone(), BucketState { info, objects: BTreeMap::new() });
         Ok(true)
@@ -340,7 +340,7 @@ impl Store {
             return Err(StoreError::FileAlreadyExists);
         }
         let vdir = self.bucket_dir(bucket).join("data").join(&version);
-        fs::create_dir_all(&vdir)?;
+        crate::util::create_private_dir_all(&vdir)?;
         fs::rename(&body.path, vdir.join("0"))?;
         let meta = ObjectMeta {
             key: key.to_string(),
@@ -465,7 +465,7 @@ impl Store {
             storage_class: new.storage_class,
         };
         let dir = self.upload_dir(&upload_id);
-        fs::create_dir_all(&dir)?;
+        crate::util::create_private_dir_all(&dir)?;
         write_json_atomic(&dir.join("upload.json"), &info)?;
         st.uploads.insert(upload_id, UploadState { info: info.clone(), parts: BTreeMap::new() });
         Ok(info)
@@ -603,7 +603,7 @@ impl Store {
         }
         let udir = self.upload_dir(upload_id);
         let vdir = self.bucket_dir(bucket).join("data").join(&version);
-        fs::create_dir_all(&vdir)?;
+        crate::util::create_private_dir_all(&vdir)?;
         let mut segments = Vec::with_capacity(chosen.len());
         for p in &chosen {
             let name = p.number.to_string();
