@@ -21,6 +21,21 @@ pub fn auto_part_size(size: u64) -> u64 {
     p.div_ceil(MIB) * MIB
 }
 
+/// Automatic part size of a file sent `concurrency` parts at a time: [`auto_part_size`], except that a file of
+/// more than one such part is cut into at least four parts per connection (parts of 8 MiB at least). With one
+/// part per connection (a 512 MiB file in 64 MiB parts, 8 at a time) every part buffer is held at once, and the
+/// first send waits until all of them are read and hashed (S3's Content-MD5): about a second before the first
+/// byte, 520 MiB of memory. Smaller parts start sending after a fraction of the file, and hold
+/// (concurrency + 1) of them. Large files keep 64 MiB parts.
+pub fn auto_part_size_for(size: u64, concurrency: usize) -> u64 {
+    let base = auto_part_size(size);
+    if size <= base {
+        return base;
+    }
+    let spread = size.div_ceil(4 * concurrency.max(1) as u64).div_ceil(MIB) * MIB;
+    spread.clamp(8 * MIB, base)
+}
+
 pub struct UploadOptions {
     pub source: PathBuf,
     pub key: String,
@@ -427,7 +442,7 @@ pub async fn upload(
         .map(|s| s.part_size);
     let part_size = match opts.part_size.or(saved_part_size) {
         Some(p) => p,
-        None => auto_part_size(size).max(opts.min_part_size),
+        None => auto_part_size_for(size, opts.concurrency).max(opts.min_part_size),
     };
     check_part_size(part_size, size, opts)?;
     let shared = Shared::new(store.clone(), correct_clock, opts);
@@ -837,6 +852,14 @@ mod tests {
         let p = auto_part_size(big);
         assert_eq!(p % MIB, 0);
         assert!(big.div_ceil(p) <= 9000);
+        // Files: one PUT up to 64 MiB, then at least four parts per connection, of 8 to 64 MiB.
+        assert_eq!(auto_part_size_for(0, 8), 64 * MIB);
+        assert_eq!(auto_part_size_for(64 * MIB, 8), 64 * MIB);
+        assert_eq!(auto_part_size_for(64 * MIB + 1, 8), 8 * MIB);
+        assert_eq!(auto_part_size_for(512 * MIB, 8), 16 * MIB);
+        assert_eq!(auto_part_size_for(512 * MIB, 1), 64 * MIB);
+        assert_eq!(auto_part_size_for(2 << 30, 8), 64 * MIB);
+        assert_eq!(auto_part_size_for(big, 8), p);
     }
 
     #[test]
