@@ -246,3 +246,58 @@ fn memory_stays_flat_while_a_large_object_streams_in_and_out() {
     );
     assert!(peak < baseline + 96 * 1024, "peak RSS grew from {baseline} KiB to {peak} KiB for a {mib} MiB object");
 }
+
+#[test]
+fn admin_api_takes_the_printed_secret_and_unsigned_bodies_stay_small() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let served = serve_with(dir.path(), &["--quiet"]);
+    let addr = served.addr();
+    let secret = served.info["admin_secret"].as_str().expect("admin_secret printed").to_string();
+    assert_eq!(std::fs::read_to_string(dir.path().join("admin-secret")).expect("admin-secret").trim(), secret);
+    let admin = |auth: &str| {
+        let mut s = TcpStream::connect(&addr).expect("connect");
+        write!(s, "GET /_emulator/health HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("read");
+        text.split(' ').nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+    };
+    assert_eq!(admin(""), 401);
+    assert_eq!(admin(&format!("Authorization: Bearer {secret}\r\n")), 200);
+
+    // A hundred unsigned RPC calls of 8 MiB each at once: refused before their bodies are read, so the memory the
+    // server holds does not grow with them.
+    let baseline = served.peak_rss_kib();
+    let workers: Vec<_> = (0..100)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let Ok(mut s) = TcpStream::connect(&addr) else { return };
+                let len = 8usize << 20;
+                let head = format!(
+                    "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {len}\r\n\r\n"
+                );
+                if s.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let block = vec![b'a'; 1 << 20];
+                for _ in 0..8 {
+                    if s.write_all(&block).is_err() {
+                        break;
+                    }
+                }
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                let mut sink = Vec::new();
+                let _ = s.read_to_end(&mut sink);
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let peak = served.peak_rss_kib();
+    assert!(peak < baseline + 64 * 1024, "peak RSS grew from {baseline} KiB to {peak} KiB");
+    let (status, v) = rpc(&addr, "GetCallerIdentity", "2015-04-01", &[]);
+    assert_eq!(status, 200, "{v}");
+    let (code, stderr) = served.stop();
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Serve the emulator until Ctrl-C. Prints the endpoints, regions and the key pair it accepts.
+    /// Serve the emulator until Ctrl-C. Prints the endpoints, regions, the key pair it accepts and the admin API's
+    /// secret.
     Serve(ServeArgs),
 }
 
@@ -58,6 +59,7 @@ struct Started<'a> {
     regions: &'a [String],
     access_key_id: &'a str,
     access_key_secret: &'a str,
+    admin_secret: &'a str,
     data_dir: String,
 }
 
@@ -143,6 +145,7 @@ fn serve(args: ServeArgs) -> u8 {
         regions: &emu.regions,
         access_key_id: &emu.credentials.access_key_id,
         access_key_secret: emu.credentials.access_key_secret.expose(),
+        admin_secret: &emu.admin_secret,
         data_dir: data_dir.display().to_string(),
     };
     if args.json {
@@ -160,6 +163,7 @@ fn serve(args: ServeArgs) -> u8 {
         outln!("  regions:           {}", started.regions.join(", "));
         outln!("  access key id:     {}", started.access_key_id);
         outln!("  access key secret: {}", started.access_key_secret);
+        outln!("  admin secret:      {} (Authorization: Bearer ... for /_emulator/)", started.admin_secret);
         outln!("  data:              {}", started.data_dir);
         outln!("Point imgport at it:");
         outln!(

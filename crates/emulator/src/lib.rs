@@ -9,6 +9,8 @@ pub mod config;
 pub use imgport_auth::crc64;
 pub mod credentials;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod oss;
 pub mod rpc;

@@ -315,6 +315,7 @@ pub enum Reply {
 }
 
 /// Handles one RPC request.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     state: &Arc<EmulatorState>,
     router: &RpcRouter,
@@ -504,7 +505,7 @@ fn verify_error(e: VerifyError) -> RpcError {
 
 /// The headers an ACS3 request must sign: `host` and every `x-acs-*` header it carries, which must include the
 /// nonce, the date and the body's hash; otherwise whoever sees the request could change them and replay it.
-fn acs3_coverage(req: &SignableRequest) -> Result<(), RpcError> {
+pub(crate) fn acs3_coverage(req: &SignableRequest) -> Result<(), RpcError> {
     if req.header("x-acs-signature-nonce").is_none_or(|n| n.trim().is_empty()) {
         return Err(missing_nonce());
     }

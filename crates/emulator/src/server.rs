@@ -167,15 +167,7 @@ impl Server {
     /// (any address literal when listening on all interfaces). Other names are refused, so a web page that
     /// rebinds its own name to this address cannot reach the admin API.
     fn host_is_listener(&self, host: &str) -> bool {
-        let Some((name, port)) = host.rsplit_once(':') else { return false };
-        if port.parse::<u16>().ok() != Some(self.addr.port()) {
-            return false;
-        }
-        if name.eq_ignore_ascii_case("localhost") {
-            return true;
-        }
-        let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else { return false };
-        ip == self.addr.ip() || ip.is_loopback() || self.addr.ip().is_unspecified()
+        host_names_listener(self.addr, host)
     }
 
     /// The admin API's gate: no browser origin, a Host naming this listener, and the admin secret.
@@ -282,4 +274,17 @@ pub(crate) const MAX_STS_SECONDS: i64 = 43_200;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// See [`Server::host_is_listener`].
+pub(crate) fn host_names_listener(addr: SocketAddr, host: &str) -> bool {
+    let Some((name, port)) = host.rsplit_once(':') else { return false };
+    if port.parse::<u16>().ok() != Some(addr.port()) {
+        return false;
+    }
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else { return false };
+    ip == addr.ip() || ip.is_loopback() || addr.ip().is_unspecified()
 }

@@ -119,7 +119,7 @@ const UNSUPPORTED_SUB_RESOURCES: &[&str] = &[
     "x-oss-process",
 ];
 
-fn identify(method: &Method, bucket: Option<&str>, key: Option<&str>, q: &[(String, String)], copy: bool) -> Op {
+pub(crate) fn identify(method: &Method, bucket: Option<&str>, key: Option<&str>, q: &[(String, String)], copy: bool) -> Op {
     if UNSUPPORTED_SUB_RESOURCES.iter().any(|s| has(q, s)) {
         return Op::Unsupported;
     }
@@ -179,7 +179,7 @@ fn region_of_host(host: &str) -> Option<String> {
 
 /// Splits a request into bucket and key. Hosts this emulator answers for (an IP address, `localhost`, the
 /// Alibaba Cloud OSS domains) take path style; `<bucket>.<such a host>` is virtual-hosted style.
-fn address(host: &str, path: &str) -> (Option<String>, Option<String>) {
+pub(crate) fn address(host: &str, path: &str) -> (Option<String>, Option<String>) {
     let host = host.rsplit_once(':').filter(|(_, p)| p.bytes().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
     let is_service_host = |h: &str| {
         h.parse::<std::net::IpAddr>().is_ok()
