@@ -13,17 +13,23 @@ macro_rules! outln {
 
 /// Write one line to stdout. A closed pipe means nobody reads any more: exit 0 at once (nothing is left to
 /// clean up, stdout is written after the work is done or, for `map`, is the work). Any other write error
-/// (a full disk behind a redirect) is reported and exits 1 rather than losing output silently.
+/// (a full disk behind a redirect) is reported and exits 1 rather than losing output silently
+/// ([`stdout_failed`]).
 pub fn write_line(args: std::fmt::Arguments) {
     // anstream drops colour codes when stdout is not a terminal (validate's styled findings).
     let mut out = anstream::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("imgport: error: cannot write to stdout: {e}");
-        std::process::exit(1);
+        stdout_failed(e);
     }
+}
+
+/// Stop after a failed write to stdout: quietly (exit 0) when the reader closed the pipe, else with the error.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("imgport: error: cannot write to stdout: {e}");
+    std::process::exit(1);
 }
 
 pub fn print_error(e: &Error) {

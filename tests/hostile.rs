@@ -112,15 +112,16 @@ fn inputs_are_never_modified() {
 // agree with the others on refusal, and never copy a host file's bytes into any output.
 
 /// Bytes of the host file the images try to read; found in any output, they prove a leak.
-const SECRET_MARKER: &[u8] = b"HOST-SECRET-7c1f0e3a-not-part-of-any-image";
+const SECRET_MARKER: &str = "HOST-SECRET-7c1f0e3a-not-part-of-any-image";
 
 /// What every command must do with a reproducer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Expect {
     /// Every command refuses the image (check may report it as corrupt instead).
     Refused,
-    /// The image opens; commands finish within the memory bound; `check` reports the damage (exit 2).
-    ReadBounded,
+    /// The image opens; commands finish within the memory bound; `check` exits with this code (2: it reports the
+    /// damage).
+    ReadBounded(i32),
 }
 
 struct Reproducer {
@@ -135,7 +136,7 @@ fn write_secret(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("secret.txt");
     let mut bytes = Vec::new();
     while bytes.len() < 1 << 20 {
-        bytes.extend_from_slice(SECRET_MARKER);
+        bytes.extend_from_slice(SECRET_MARKER.as_bytes());
     }
     std::fs::write(&path, bytes).unwrap();
     path
@@ -146,13 +147,12 @@ fn kdmv_header(capacity: u64, grain_sectors: u64, desc: (u64, u64), gd_sector: u
     let mut h = vec![0u8; 512];
     h[0..4].copy_from_slice(b"KDMV");
     h[4..8].copy_from_slice(&1u32.to_le_bytes());
-    h[8..12].copy_from_slice(&3u32.to_le_bytes()); // valid newline test, redundant GD
+    h[8..12].copy_from_slice(&1u32.to_le_bytes()); // valid newline test
     h[12..20].copy_from_slice(&capacity.to_le_bytes());
     h[20..28].copy_from_slice(&grain_sectors.to_le_bytes());
     h[28..36].copy_from_slice(&desc.0.to_le_bytes());
     h[36..44].copy_from_slice(&desc.1.to_le_bytes());
     h[44..48].copy_from_slice(&512u32.to_le_bytes());
-    h[48..56].copy_from_slice(&gd_sector.to_le_bytes());
     h[56..64].copy_from_slice(&gd_sector.to_le_bytes());
     h[64..72].copy_from_slice(&overhead.to_le_bytes());
     h[73..77].copy_from_slice(b"\n \r\n");
@@ -331,9 +331,9 @@ fn reproducers(dir: &Path) -> Vec<Reproducer> {
     // One 4 MiB extent file named 256 times: a 1 GiB disk from a few KiB of descriptor.
     std::fs::write(images.join("small-extent.bin"), vec![0x33u8; 4 << 20]).unwrap();
     let lines: Vec<String> = (0..256).map(|_| "RW 8192 FLAT \"small-extent.bin\" 0".to_string()).collect();
-    add("repeated-extent.vmdk", descriptor(&lines.join("\n")).into_bytes(), Expect::ReadBounded, "");
-    add("shared-clusters.qcow2", qcow2_shared_clusters(3), Expect::ReadBounded, "");
-    add("shared-tables.vmdk", vmdk_shared_tables(3), Expect::ReadBounded, "");
+    add("repeated-extent.vmdk", descriptor(&lines.join("\n")).into_bytes(), Expect::ReadBounded(0), "");
+    add("shared-clusters.qcow2", qcow2_shared_clusters(2), Expect::ReadBounded(2), "");
+    add("shared-tables.vmdk", vmdk_shared_tables(2), Expect::ReadBounded(2), "");
     add("bat-at-footer.vhd", vhd_bat_at_footer_copy(dir), Expect::Refused, "BAT");
     add("bat-into-bat.vhdx", vhdx_bat_into_bat(dir), Expect::Refused, "BAT");
     let fifo = images.join("input.fifo");
@@ -342,8 +342,13 @@ fn reproducers(dir: &Path) -> Vec<Reproducer> {
     out
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Whether the file holds `needle` (grep: outputs are gigabytes of virtual disk).
+fn file_contains(path: &Path, needle: &str) -> bool {
+    if !path.exists() {
+        return false;
+    }
+    let found = std::process::Command::new("grep").args(["-q", "-a", "-F", needle]).arg(path).status().unwrap();
+    found.success()
 }
 
 #[test]
@@ -371,12 +376,10 @@ fn every_command_agrees_on_every_reproducer() {
             let run = run_bounded(args, TIME_BOUND);
             let what = format!("{}: imgport {:?} exited {}: {}", r.name, &args[..args.len() - 1], run.code, run.stderr);
             assert!(!run.stderr.contains("panicked"), "{what}");
-            let output_file = std::fs::read(&out).unwrap_or_default();
-            for (name, bytes) in
-                [("stdout", run.stdout.as_bytes()), ("stderr", run.stderr.as_bytes()), ("output", &output_file[..])]
-            {
-                assert!(!contains(bytes, SECRET_MARKER), "{what}: the host file's bytes are in its {name}");
+            for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+                assert!(!text.contains(SECRET_MARKER), "{what}: the host file's bytes are in its {name}");
             }
+            assert!(!file_contains(&out, SECRET_MARKER), "{what}: the host file's bytes are in its output");
             let refused = match args[0] {
                 "compare" | "validate" => run.code == 2,
                 "inspect" => run.code == 1,
@@ -391,8 +394,8 @@ fn every_command_agrees_on_every_reproducer() {
                         assert!(!out.exists(), "{what}: an output was left behind");
                     }
                 }
-                Expect::ReadBounded => match args[0] {
-                    "check" => assert_eq!(run.code, 2, "{what}: the check must report the shared metadata"),
+                Expect::ReadBounded(check) => match args[0] {
+                    "check" => assert_eq!(run.code, check, "{what}: the check must report the shared metadata"),
                     "compare" | "validate" => assert!(run.code != 2, "{what}"),
                     _ => assert_eq!(run.code, 0, "{what}"),
                 },

@@ -1,6 +1,7 @@
 //! Comparing the virtual contents of two images, reading only where either holds data.
 
 use crate::error::Result;
+use crate::extents::union;
 use crate::image::DiskImage;
 use crate::scan::{data_ranges, is_zero, scan_ranges, Granules};
 use crate::write::Control;
@@ -30,21 +31,12 @@ pub fn compare(a: &dyn DiskImage, b: &dyn DiskImage, allow_size_mismatch: bool, 
     }
     let common = size_a.min(size_b);
     let g = Granules::new(4096);
-    let mut ranges = data_ranges(a, g)?;
-    ranges.extend(data_ranges(b, g)?);
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in ranges {
-        match merged.last_mut() {
-            Some(last) if last.1 >= s => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    let common_ranges: Vec<(u64, u64)> =
-        merged.iter().filter(|r| r.0 < common).map(|&(s, e)| (s, e.min(common))).collect();
+    let common_ranges = union(data_ranges(a, g), data_ranges(b, g))
+        .take_while(move |r| r.as_ref().map_or(true, |r| r.0 < common))
+        .map(move |r| r.map(|(s, e)| (s, e.min(common))));
     let mut first_diff: Option<u64> = None;
     let mut other = Vec::new();
-    let outcome = scan_ranges(a, &common_ranges, ctl, &mut |offset, buf| {
+    let outcome = scan_ranges(a, common_ranges, ctl, &mut |offset, buf| {
         other.resize(buf.len(), 0);
         b.read_at(&mut other, offset)?;
         if buf != other.as_slice() {
@@ -60,9 +52,10 @@ pub fn compare(a: &dyn DiskImage, b: &dyn DiskImage, allow_size_mismatch: bool, 
     outcome?;
     // The longer image's tail must be zeros.
     let longer: &dyn DiskImage = if size_a > size_b { a } else { b };
-    let tail_ranges: Vec<(u64, u64)> =
-        data_ranges(longer, g)?.into_iter().filter(|r| r.1 > common).map(|(s, e)| (s.max(common), e)).collect();
-    let outcome = scan_ranges(longer, &tail_ranges, ctl, &mut |offset, buf| {
+    let tail_ranges = data_ranges(longer, g)
+        .filter(move |r| r.as_ref().map_or(true, |r| r.1 > common))
+        .map(move |r| r.map(|(s, e)| (s.max(common), e)));
+    let outcome = scan_ranges(longer, tail_ranges, ctl, &mut |offset, buf| {
         if !is_zero(buf) {
             let i = buf.iter().position(|&x| x != 0).unwrap_or(0);
             first_diff = Some(offset + i as u64);

@@ -54,6 +54,15 @@ impl Extent {
     pub fn unallocated(offset: u64, length: u64) -> Self {
         Extent { offset, length, kind: ExtentKind::Unallocated, host_offset: None, compressed: false }
     }
+    /// Whether `next` continues this extent as one: same kind, adjacent, host offsets contiguous.
+    pub fn continued_by(&self, next: &Extent) -> bool {
+        let host_contiguous = match (self.host_offset, next.host_offset) {
+            (Some(a), Some(b)) => a.checked_add(self.length) == Some(b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.kind == next.kind && self.compressed == next.compressed && self.end() == next.offset && host_contiguous
+    }
 }
 
 /// Builds an extent list, merging neighbours of the same kind (and contiguous host offsets).
@@ -71,12 +80,7 @@ impl ExtentList {
             return;
         }
         if let Some(last) = self.extents.last_mut() {
-            let host_contiguous = match (last.host_offset, e.host_offset) {
-                (Some(a), Some(b)) => a.checked_add(last.length) == Some(b),
-                (None, None) => true,
-                _ => false,
-            };
-            if last.kind == e.kind && last.compressed == e.compressed && last.end() == e.offset && host_contiguous {
+            if last.continued_by(&e) {
                 last.length += e.length;
                 return;
             }
@@ -107,6 +111,14 @@ pub trait DiskImage: Send + Sync {
     /// The extents covering `[offset, offset + length)`, in order, without gaps, merged where possible.
     /// Costs metadata reads only.
     fn map(&self, offset: u64, length: u64) -> Result<Vec<Extent>>;
+
+    /// The smallest range one extent of [`DiskImage::map`] can cover (a cluster, a grain, a sector where a
+    /// bitmap says which sectors are present), so a caller can bound how many extents a range maps to. The
+    /// default, a sector, is right for every format; a larger one lets [`crate::extents::Extents`] map in
+    /// fewer, larger windows.
+    fn map_granularity(&self) -> u64 {
+        512
+    }
 
     /// Format-level facts for `imgport info`.
     fn details(&self) -> ImageDetails;

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::file::ImageFile;
-use crate::image::{DiskImage, ExtentKind, ImageDetails};
+use crate::image::{DiskImage, ImageDetails};
 use serde::Serialize;
 use std::path::Path;
 
@@ -26,8 +26,7 @@ pub struct ImageInfo {
 impl ImageInfo {
     pub fn gather(path: &Path, image: &dyn DiskImage) -> Result<ImageInfo> {
         let file = ImageFile::open(path)?;
-        let allocated_bytes =
-            image.map(0, image.virtual_size())?.iter().filter(|e| e.kind == ExtentKind::Data).map(|e| e.length).sum();
+        let allocated_bytes = crate::extents::allocated_bytes(image)?;
         let details = image.details();
         // A multi-file image (VMDK descriptor plus extents) is as large as all its files together, as qemu-img
         // sums them for `actual-size`. The opened file itself may also be one of the extents (monolithic).

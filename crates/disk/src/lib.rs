@@ -10,6 +10,7 @@
 pub mod compare;
 pub mod digest;
 pub mod error;
+pub mod extents;
 pub mod file;
 pub mod guid;
 pub mod image;
@@ -30,6 +31,7 @@ pub mod write;
 pub use compare::{compare, Comparison};
 pub use digest::{digest, plain_sha256};
 pub use error::{Error, ErrorKind, Result};
+pub use extents::Extents;
 pub use image::{CheckReport, DiskImage, Extent, ExtentKind, Finding, ImageDetails};
 pub use info::ImageInfo;
 pub use mem::MemImage;

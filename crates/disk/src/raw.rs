@@ -42,6 +42,11 @@ impl DiskImage for RawImage {
         Ok(list.into_vec())
     }
 
+    fn map_granularity(&self) -> u64 {
+        // Holes of the file, found a filesystem block at a time.
+        4096
+    }
+
     fn details(&self) -> ImageDetails {
         ImageDetails::new(Format::Raw)
     }

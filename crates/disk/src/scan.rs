@@ -6,6 +6,7 @@
 //! chunk's non-zero runs, so the writer's thread, which every output byte passes through, only writes.
 
 use crate::error::{Error, Result};
+use crate::extents::DataRanges;
 use crate::image::{DiskImage, ExtentKind};
 use crate::write::Control;
 use std::sync::mpsc;
@@ -33,28 +34,14 @@ impl Granules {
     }
 }
 
-/// Ranges of the virtual disk that hold data according to the map, widened to whole granules and merged.
-pub fn data_ranges(src: &dyn DiskImage, granules: Granules) -> Result<Vec<(u64, u64)>> {
-    let size = src.virtual_size();
-    let g = granules.size;
-    let mut ranges: Vec<(u64, u64)> = Vec::new();
-    for e in src.map(0, size)? {
-        if e.kind != ExtentKind::Data {
-            continue;
-        }
-        let start = e.offset / g * g;
-        let end = e.end().div_ceil(g).saturating_mul(g).min(size);
-        match ranges.last_mut() {
-            Some(last) if last.1 >= start => last.1 = last.1.max(end),
-            _ => ranges.push((start, end)),
-        }
-    }
-    Ok(ranges)
-}
+/// Ordered `[start, end)` ranges to read, produced as they are read (see [`crate::extents::DataRanges`]), so a
+/// map of millions of extents is never held whole.
+pub trait RangeStream: Iterator<Item = Result<(u64, u64)>> + Send {}
+impl<T: Iterator<Item = Result<(u64, u64)>> + Send> RangeStream for T {}
 
-/// Total bytes [`scan_data`] will read.
-pub fn data_bytes(ranges: &[(u64, u64)]) -> u64 {
-    ranges.iter().map(|(s, e)| e - s).sum()
+/// The ranges [`scan_data`] reads: those the map says hold data, widened to whole granules and merged.
+pub fn data_ranges(src: &dyn DiskImage, granules: Granules) -> DataRanges<'_> {
+    DataRanges::new(src, granules.size)
 }
 
 /// Call `f(offset, data)` for every run of non-zero granules of `src`, in increasing offset order.
@@ -65,9 +52,9 @@ pub fn scan_data(
     ctl: &Control,
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let ranges = data_ranges(src, granules)?;
+    let ranges = data_ranges(src, granules);
     // The reader threads find the runs, so the calling thread (the writer) only writes.
-    scan_chunks(src, &ranges, ctl, Some(granules), &mut |offset, buf, runs| {
+    scan_chunks(src, ranges, ctl, Some(granules), &mut |offset, buf, runs| {
         runs.iter().try_for_each(|&(a, b)| f(offset + a as u64, &buf[a..b]))
     })
 }
@@ -107,7 +94,7 @@ fn mapped_chunk(src: &dyn DiskImage, start: u64, end: u64) -> Option<&[u8]> {
 /// Read the given ranges in chunks of up to 8 MiB, in order, calling `f(offset, data)` for each chunk.
 pub fn scan_ranges(
     src: &dyn DiskImage,
-    ranges: &[(u64, u64)],
+    ranges: impl RangeStream,
     ctl: &Control,
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
@@ -119,25 +106,26 @@ type Runs = Vec<(usize, usize)>;
 /// What [`scan_chunks`] calls for each chunk: its offset, its bytes and its non-zero runs.
 type ChunkFn<'f> = dyn FnMut(u64, &[u8], &Runs) -> Result<()> + 'f;
 
+/// A chunk to read, or the error that ended the ranges.
+type Planned = Result<(u64, u64)>;
+/// A chunk read, with its non-zero runs.
+type Read<'a> = Result<(u64, Chunk<'a>, Runs)>;
+
 /// [`scan_ranges`], with each chunk's non-zero runs of `granules` found on the reader thread that read it.
+///
+/// A planner thread walks the ranges (mapping the source as it goes) and deals the chunks out to the readers in
+/// turn; the calling thread takes the chunks back in the same turn, so they arrive in order. Every queue is
+/// bounded, so memory does not depend on how many ranges the source maps to.
 fn scan_chunks(
     src: &dyn DiskImage,
-    ranges: &[(u64, u64)],
+    ranges: impl RangeStream,
     ctl: &Control,
     granules: Option<Granules>,
     f: &mut ChunkFn,
 ) -> Result<()> {
-    let chunks: Vec<(u64, u64)> = ranges
-        .iter()
-        .flat_map(|&(s, e)| (s..e).step_by(CHUNK as usize).map(move |o| (o, (o + CHUNK).min(e))))
-        .collect();
-    if chunks.is_empty() {
-        return Ok(());
-    }
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let recycle_rx = std::sync::Mutex::new(recycle_rx);
     std::thread::scope(|scope| {
-        let mut receivers = Vec::new();
         let runs_of = |chunk: &Chunk| -> Result<Runs> {
             let mut runs = Vec::new();
             if let Some(g) = granules {
@@ -148,13 +136,23 @@ fn scan_chunks(
             }
             Ok(runs)
         };
-        for reader in 0..READERS {
-            let (tx, rx) = mpsc::sync_channel::<Result<(u64, Chunk, Runs)>>(DEPTH);
+        let mut plans = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..READERS {
+            let (plan_tx, plan_rx) = mpsc::sync_channel::<Planned>(DEPTH);
+            let (tx, rx) = mpsc::sync_channel::<Read>(DEPTH);
+            plans.push(plan_tx);
             receivers.push(rx);
-            let chunks = &chunks;
             let recycle_rx = &recycle_rx;
             scope.spawn(move || {
-                for &(start, end) in chunks.iter().skip(reader).step_by(READERS) {
+                for planned in plan_rx {
+                    let (start, end) = match planned {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
                     if ctl.is_cancelled() {
                         let _ = tx.send(Err(Error::interrupted()));
                         return;
@@ -181,11 +179,27 @@ fn scan_chunks(
                 }
             });
         }
+        scope.spawn(move || {
+            let mut turn = 0usize;
+            for range in ranges {
+                let chunks: Box<dyn Iterator<Item = Planned>> = match range {
+                    Ok((s, e)) => Box::new((s..e).step_by(CHUNK as usize).map(move |o| Ok((o, (o + CHUNK).min(e))))),
+                    Err(e) => Box::new(std::iter::once(Err(e))),
+                };
+                for chunk in chunks {
+                    let stop = chunk.is_err() || ctl.is_cancelled();
+                    // A reader gone means the scan stopped: nothing more to plan.
+                    if plans[turn % READERS].send(chunk).is_err() || stop {
+                        return;
+                    }
+                    turn += 1;
+                }
+            }
+        });
         let result = (|| {
-            for i in 0..chunks.len() {
-                let msg = receivers[i % READERS]
-                    .recv()
-                    .map_err(|_| Error::new(crate::ErrorKind::Io, "reader thread stopped"))?;
+            for turn in 0.. {
+                // The reader whose turn it is has finished its chunks: the planner dealt no more.
+                let Ok(msg) = receivers[turn % READERS].recv() else { break };
                 let (offset, chunk, runs) = msg?;
                 let data = chunk.bytes();
                 f(offset, data, &runs)?;
@@ -195,9 +209,10 @@ fn scan_chunks(
                     let _ = recycle_tx.send(buf);
                 }
             }
-            Ok(())
+            // A cancelled planner ends the chunks early: that is an interruption, not the end of the data.
+            ctl.check()
         })();
-        // Dropping the receivers unblocks readers still sending.
+        // Dropping the receivers unblocks readers still sending, and through them the planner.
         drop(receivers);
         result
     })

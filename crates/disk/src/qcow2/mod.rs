@@ -132,6 +132,12 @@ impl DiskImage for Qcow2Image {
         self.header.size
     }
 
+    fn map_granularity(&self) -> u64 {
+        // A cluster, or a subcluster with extended L2 entries; the backing file maps what this one does not.
+        let own = if self.header.extended_l2() { self.cluster_size() / 32 } else { self.cluster_size() };
+        self.backing.as_ref().map_or(own, |b| own.min(b.image.map_granularity()))
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_bounds(self.header.size, offset, buf.len())?;
         self.read(buf, offset)

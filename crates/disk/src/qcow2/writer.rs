@@ -44,7 +44,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn plan(size: u64, cluster_bits: u32, ranges: &[(u64, u64)]) -> Result<Layout> {
+    fn plan(size: u64, cluster_bits: u32, ranges: impl Iterator<Item = Result<(u64, u64)>>) -> Result<Layout> {
         let cs = 1u64 << cluster_bits;
         let span = cs * (cs / 8);
         let l1_size = size.div_ceil(span);
@@ -57,7 +57,8 @@ impl Layout {
         let l1_clusters = (l1_size * 8).div_ceil(cs);
         let mut l2_indices: Vec<u64> = Vec::new();
         let mut data_clusters = 0u64;
-        for &(start, end) in ranges {
+        for range in ranges {
+            let (start, end) = range?;
             data_clusters += end.div_ceil(cs) - start / cs;
             for index in start / span..=(end - 1) / span {
                 if l2_indices.last() != Some(&index) {
@@ -260,10 +261,10 @@ pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sin
         Compression::Zstd => CompressionType::Zstd,
     });
     let cluster_bits = cs.trailing_zeros();
-    let ranges = data_ranges(src, Granules::new(cs))?;
     // qemu sees virtual disks in whole sectors (it would cut a partial one off): round up, as qemu-img does.
     let size = src.virtual_size().div_ceil(SECTOR) * SECTOR;
-    let layout = Layout::plan(size, cluster_bits, &ranges)?;
+    // The map is walked twice (metadata only): once to lay out the tables, once to read the data.
+    let layout = Layout::plan(size, cluster_bits, data_ranges(src, Granules::new(cs)))?;
     let data_start = layout.data_cluster() * cs;
     sink.begin(data_start)?;
 
@@ -278,7 +279,7 @@ pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sin
         out: Vec::new(),
         out_start: data_start,
     };
-    scan_ranges(src, &ranges, ctl, &mut |offset, buf| {
+    scan_ranges(src, data_ranges(src, Granules::new(cs)), ctl, &mut |offset, buf| {
         if body.compression.is_some() {
             body.compress_chunk(offset, buf)
         } else {

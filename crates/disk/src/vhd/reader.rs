@@ -462,6 +462,13 @@ impl DiskImage for VhdImage {
                     match d.bat.get(index).copied() {
                         None | Some(BAT_UNALLOCATED) => list.push(Extent::unallocated(pos, n)),
                         Some(entry) => {
+                            // The same check as reads: a block over the footer, the headers or the BAT, or
+                            // past the end, is refused here too, so no caller copies metadata out as data.
+                            if let Some(msg) = d.describe_trouble(index, self.file.len()) {
+                                return Err(self
+                                    .file
+                                    .corrupt(d.entry_offset(index), format!("BAT entry {index}: {msg}")));
+                            }
                             let host = Dynamic::block_start(entry) + d.bitmap_size + in_block;
                             list.push(Extent::data(pos, n, Some(host)));
                         }
@@ -471,6 +478,15 @@ impl DiskImage for VhdImage {
             }
         }
         Ok(list.into_vec())
+    }
+
+    fn map_granularity(&self) -> u64 {
+        match &self.layout {
+            // Holes of the file, found a filesystem block at a time.
+            Layout::Fixed => 4096,
+            // Blocks are mapped whole.
+            Layout::Dynamic(d) => d.block_size,
+        }
     }
 
     fn details(&self) -> ImageDetails {

@@ -625,19 +625,27 @@ impl DiskImage for VhdxImage {
             let extent = match entry & BAT_STATE_MASK {
                 PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED => Extent::unallocated(pos, n),
                 PAYLOAD_ZERO | PAYLOAD_UNMAPPED | PAYLOAD_UNMAPPED_V095 => Extent::zero(pos, n),
-                PAYLOAD_FULLY_PRESENT => {
-                    let host = (entry & BAT_OFFSET_MASK) + in_block;
-                    // Pages rewritten by the replayed log are not where the BAT says.
-                    let host = (!overlay.touches(host, n)).then_some(host);
-                    Extent::data(pos, n, host)
-                }
-                // Reads of these fail with a clear error; the map stays metadata-only.
-                _ => Extent::data(pos, n, None),
+                // The same checks as reads: a payload overlapping metadata (the BAT, the log, a header) or
+                // past the end of the file is refused here too, so no caller copies metadata out as data.
+                _ => match self.locate(block)? {
+                    Location::Host(host) => {
+                        let host = host + in_block;
+                        // Pages rewritten by the replayed log are not where the BAT says.
+                        let host = (!overlay.touches(host, n)).then_some(host);
+                        Extent::data(pos, n, host)
+                    }
+                    Location::Zero => Extent::zero(pos, n),
+                },
             };
             list.push(extent);
             pos += n;
         }
         Ok(list.into_vec())
+    }
+
+    fn map_granularity(&self) -> u64 {
+        // Blocks are wholly present or not (partial presence is refused).
+        self.block_size
     }
 
     fn details(&self) -> ImageDetails {

@@ -552,6 +552,16 @@ impl DiskImage for VmdkImage {
         self.size
     }
 
+    fn map_granularity(&self) -> u64 {
+        // A grain of the sparse extents; flat extents start at any sector of their file.
+        let unit = |p: &Part| match &p.body {
+            Body::Sparse(s) => s.grain_bytes,
+            Body::Flat(_) => SECTOR,
+            Body::Zero => u64::MAX,
+        };
+        self.parts.iter().map(unit).min().filter(|&g| g != u64::MAX).unwrap_or(SECTOR)
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_bounds(self.size, offset, buf.len())?;
         self.for_each_part(offset, buf.len() as u64, |part, rel, range| {
