@@ -647,6 +647,11 @@ fn concurrent_upload_is_refused(store: &Store, part: &str, len: usize, slow: &[&
     let err = String::from_utf8_lossy(&stream.stderr);
     assert_eq!(stream.status.code(), Some(75), "{err}");
     assert!(err.contains(&format!("pid {}", first.id())), "the holder is not named: {err}");
+    // Nor may `uploads abort` pull the upload from under the running process.
+    let abort = store.command(&["uploads", "abort", &url]).output().expect("run uploads abort");
+    let err = String::from_utf8_lossy(&abort.stderr);
+    assert_eq!(abort.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("pid {}", first.id())) && err.contains("is running"), "{err}");
     let out = first.wait_with_output().expect("wait for the first upload");
     assert!(out.status.success(), "the first upload failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(store.get("twice.raw") == d);

@@ -455,6 +455,22 @@ async fn abort(a: AbortArgs) -> Result<(), String> {
             ids.push(s.upload_id.clone());
         }
     }
+    // An upload still running holds its state's lock: aborting under it would fail that run late. The locks
+    // taken here are held until the states are forgotten.
+    let mut _held = Vec::new();
+    for (p, _) in &locals {
+        match state::lock(p) {
+            Ok(lock) => _held.push(lock),
+            Err(state::LockError::Busy { pid, .. }) => {
+                let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                return Err(format!(
+                    "an upload to {} is running{who}: stop it first (Ctrl-C leaves it resumable), then abort",
+                    a.dest
+                ));
+            }
+            Err(state::LockError::Io(e)) => return Err(format!("cannot lock the resume state {}: {e}", p.display())),
+        }
+    }
     for id in &ids {
         match c.abort_multipart(&dest.key, id).await {
             Ok(()) => outln!("aborted {id}"),

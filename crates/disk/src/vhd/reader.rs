@@ -462,15 +462,12 @@ impl DiskImage for VhdImage {
                     match d.bat.get(index).copied() {
                         None | Some(BAT_UNALLOCATED) => list.push(Extent::unallocated(pos, n)),
                         Some(entry) => {
-                            // The same check as reads: a block over the footer, the headers or the BAT, or
-                            // past the end, is refused here too, so no caller copies metadata out as data.
-                            if let Some(msg) = d.describe_trouble(index, self.file.len()) {
-                                return Err(self
-                                    .file
-                                    .corrupt(d.entry_offset(index), format!("BAT entry {index}: {msg}")));
-                            }
-                            let host = Dynamic::block_start(entry) + d.bitmap_size + in_block;
-                            list.push(Extent::data(pos, n, Some(host)));
+                            // A block reads refuse (over the footer, the headers or the BAT, or past the end)
+                            // is mapped without a host offset: callers then read it, and the read refuses, so
+                            // no fast path copies metadata out as data. The map itself stays metadata-only.
+                            let host = (d.describe_trouble(index, self.file.len()).is_none())
+                                .then(|| Dynamic::block_start(entry) + d.bitmap_size + in_block);
+                            list.push(Extent::data(pos, n, host));
                         }
                     }
                     pos += n;

@@ -625,16 +625,18 @@ impl DiskImage for VhdxImage {
             let extent = match entry & BAT_STATE_MASK {
                 PAYLOAD_NOT_PRESENT | PAYLOAD_UNDEFINED => Extent::unallocated(pos, n),
                 PAYLOAD_ZERO | PAYLOAD_UNMAPPED | PAYLOAD_UNMAPPED_V095 => Extent::zero(pos, n),
-                // The same checks as reads: a payload overlapping metadata (the BAT, the log, a header) or
-                // past the end of the file is refused here too, so no caller copies metadata out as data.
-                _ => match self.locate(block)? {
-                    Location::Host(host) => {
+                // A payload reads refuse (overlapping the BAT, the log, a header, or past the end of the file;
+                // an invalid state) is mapped without a host offset: callers then read it, and the read
+                // refuses, so no fast path copies metadata out as data. The map itself stays metadata-only.
+                _ => match self.locate(block) {
+                    Ok(Location::Host(host)) => {
                         let host = host + in_block;
                         // Pages rewritten by the replayed log are not where the BAT says.
                         let host = (!overlay.touches(host, n)).then_some(host);
                         Extent::data(pos, n, host)
                     }
-                    Location::Zero => Extent::zero(pos, n),
+                    Ok(Location::Zero) => Extent::zero(pos, n),
+                    Err(_) => Extent::data(pos, n, None),
                 },
             };
             list.push(extent);
