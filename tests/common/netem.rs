@@ -391,11 +391,19 @@ fn connection(client: TcpStream, server: TcpStream, st: Arc<ProxyState>, seed: u
     let _ = up.join();
 }
 
-/// Bytes in transit in one direction: (when they may be written, bytes), the total held, and whether the sender
-/// has finished.
+/// Bytes in transit in one direction.
 struct Line {
-    q: Mutex<(VecDeque<(Instant, Vec<u8>)>, usize, bool)>,
+    q: Mutex<Held>,
     cv: Condvar,
+}
+
+#[derive(Default)]
+struct Held {
+    /// (when they may be written, bytes), oldest first.
+    pieces: VecDeque<(Instant, Vec<u8>)>,
+    bytes: usize,
+    /// The sender has finished.
+    done: bool,
 }
 
 /// One direction of a connection: a reader thread fills the delay line, this thread writes each piece out once
@@ -408,7 +416,7 @@ fn direction(
     stall_at: Option<u64>,
     mut rng: Rng,
 ) {
-    let line = Arc::new(Line { q: Mutex::new((VecDeque::new(), 0, false)), cv: Condvar::new() });
+    let line = Arc::new(Line { q: Mutex::new(Held::default()), cv: Condvar::new() });
     let reader = {
         let (conn, st, line) = (conn.clone(), st.clone(), line.clone());
         std::thread::spawn(move || {
@@ -421,7 +429,7 @@ fn direction(
                 // Wait while the line holds a window's worth.
                 {
                     let Ok(mut q) = line.q.lock() else { break };
-                    while q.1 >= f.window && !conn.dead() {
+                    while q.bytes >= f.window && !conn.dead() {
                         q = match line.cv.wait_timeout(q, POLL) {
                             Ok((q, _)) => q,
                             Err(_) => return,
@@ -468,7 +476,7 @@ fn direction(
                 push(&line, last, piece);
             }
             if let Ok(mut q) = line.q.lock() {
-                q.2 = true;
+                q.done = true;
             }
             line.cv.notify_all();
         })
@@ -483,11 +491,11 @@ fn direction(
                 if conn.dead() {
                     break None;
                 }
-                if let Some(p) = q.0.pop_front() {
-                    q.1 -= p.1.len();
+                if let Some(p) = q.pieces.pop_front() {
+                    q.bytes -= p.1.len();
                     break Some(p);
                 }
-                if q.2 {
+                if q.done {
                     break None;
                 }
                 q = match line.cv.wait_timeout(q, POLL) {
@@ -537,8 +545,8 @@ fn direction(
 
 fn push(line: &Line, at: Instant, piece: Vec<u8>) {
     if let Ok(mut q) = line.q.lock() {
-        q.1 += piece.len();
-        q.0.push_back((at, piece));
+        q.bytes += piece.len();
+        q.pieces.push_back((at, piece));
     }
     line.cv.notify_all();
 }
