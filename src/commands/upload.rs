@@ -26,7 +26,8 @@ pub struct Args {
 /// How to upload: shared by `upload` and `convert` to a store.
 #[derive(clap::Args, Clone)]
 pub struct UploadArgs {
-    /// Part size (e.g. 64M, 100K); default max(64 MiB, size/9000) rounded up to MiB.
+    /// Part size (e.g. 64M, 100K); default max(64 MiB, size/9000) rounded up to MiB, and for a file larger than
+    /// that, at least 4 parts per connection (of 8 MiB at least).
     #[arg(long, value_parser = parse_size)]
     part_size: Option<u64>,
     /// Parts in flight at most (lowered automatically while the store throttles).
