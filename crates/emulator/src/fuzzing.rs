@@ -74,10 +74,8 @@ pub fn headers(data: &[u8]) {
     let raw = text(data);
     let mut lines = raw.split('\n');
     let target = lines.next().unwrap_or("/").trim().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let Ok(req) = SignableRequest::from_target("PUT", &target, headers) else { return };
     let host = req.header("host").unwrap_or("").to_string();
     let (bucket, key) = crate::oss::address(&host, &req.path);
