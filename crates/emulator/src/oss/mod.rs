@@ -119,7 +119,13 @@ const UNSUPPORTED_SUB_RESOURCES: &[&str] = &[
     "x-oss-process",
 ];
 
-pub(crate) fn identify(method: &Method, bucket: Option<&str>, key: Option<&str>, q: &[(String, String)], copy: bool) -> Op {
+pub(crate) fn identify(
+    method: &Method,
+    bucket: Option<&str>,
+    key: Option<&str>,
+    q: &[(String, String)],
+    copy: bool,
+) -> Op {
     if UNSUPPORTED_SUB_RESOURCES.iter().any(|s| has(q, s)) {
         return Op::Unsupported;
     }
