@@ -303,26 +303,43 @@ fn reproducers(dir: &Path) -> Vec<Reproducer> {
         "relative-escape.vmdk",
         descriptor(&format!("RW {sectors} FLAT \"../secret.txt\" 0")).into_bytes(),
         Expect::Refused,
-        "outside the descriptor's folder",
+        "not a visible file in the descriptor's folder",
     );
     add(
         "absolute.vmdk",
         descriptor(&format!("RW {sectors} FLAT \"{}\" 0", secret.display())).into_bytes(),
         Expect::Refused,
-        "outside the descriptor's folder",
+        "not a visible file in the descriptor's folder",
     );
     std::os::unix::fs::symlink("../secret.txt", images.join("link.bin")).unwrap();
     add(
         "symlink-escape.vmdk",
         descriptor(&format!("RW {sectors} FLAT \"link.bin\" 0")).into_bytes(),
         Expect::Refused,
-        "outside the descriptor's folder",
+        "not a visible file in the descriptor's folder",
     );
     add(
         "embedded-descriptor.vmdk",
         kdmv_with_descriptor(&format!("RW {sectors} FLAT \"../secret.txt\" 0")),
         Expect::Refused,
-        "outside the descriptor's folder",
+        "not a visible file in the descriptor's folder",
+    );
+    // Inside the folder, but not where VMware puts extents: a subfolder, and a hidden file (an image downloaded into
+    // a home folder or a CI workspace sits beside `.ssh/`, `.aws/credentials`, `.env`).
+    std::fs::create_dir_all(images.join("sub")).unwrap();
+    std::fs::copy(&secret, images.join("sub/secret.bin")).unwrap();
+    std::fs::copy(&secret, images.join(".env")).unwrap();
+    add(
+        "subfolder.vmdk",
+        descriptor(&format!("RW {sectors} FLAT \"sub/secret.bin\" 0")).into_bytes(),
+        Expect::Refused,
+        "not a visible file in the descriptor's folder",
+    );
+    add(
+        "hidden.vmdk",
+        descriptor(&format!("RW {sectors} FLAT \".env\" 0")).into_bytes(),
+        Expect::Refused,
+        "not a visible file in the descriptor's folder",
     );
     mkfifo(&images.join("extent.fifo"));
     add(

@@ -102,6 +102,8 @@ fn convert(args: &Args) -> Result<Summary, Error> {
         return Err(Error::invalid_argument("output is the input image").in_file(&args.output));
     }
     let src = open(&args.input, &args.open.options())?;
+    // Signals are watched before the temporary output exists, so no signal can leave it behind.
+    let (ctl, bar) = control_with_progress(src.virtual_size(), !args.json);
     let dir = match args.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -116,7 +118,6 @@ fn convert(args: &Args) -> Result<Summary, Error> {
         .tempfile_in(&dir)
         .map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
     let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
-    let (ctl, bar) = control_with_progress(src.virtual_size(), !args.json);
     let mut sink = FileSink::new(file, args.output.clone());
     let result = write_image(src.as_ref(), &opts, &mut sink, &ctl);
     if let Some(bar) = bar {

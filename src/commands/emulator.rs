@@ -4,6 +4,15 @@ use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, FileConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Lines of the server's banner and log on stdout. Unlike `outln!`, a closed stdout is ignored: the server's
+/// job is to keep serving, whoever reads its banner.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Serve the emulator until Ctrl-C. Prints the endpoints, regions, the key pair it accepts and the admin API's
@@ -150,27 +159,27 @@ fn serve(args: ServeArgs) -> u8 {
     };
     if args.json {
         match serde_json::to_string(&started) {
-            Ok(line) => outln!("{line}"),
+            Ok(line) => say!("{line}"),
             Err(e) => {
                 eprintln!("imgport: error: cannot encode JSON: {e}");
                 return 1;
             }
         }
     } else {
-        outln!("imgport emulator listening on {}", started.listen);
-        outln!("  OSS endpoint:      {}", started.oss_endpoint);
-        outln!("  ECS endpoint:      {} (RAM and STS on the same port)", started.ecs_endpoint);
-        outln!("  regions:           {}", started.regions.join(", "));
-        outln!("  access key id:     {}", started.access_key_id);
-        outln!("  access key secret: {}", started.access_key_secret);
-        outln!("  admin secret:      {} (Authorization: Bearer ... for /_emulator/)", started.admin_secret);
-        outln!("  data:              {}", started.data_dir);
-        outln!("Point imgport at it:");
-        outln!(
+        say!("imgport emulator listening on {}", started.listen);
+        say!("  OSS endpoint:      {}", started.oss_endpoint);
+        say!("  ECS endpoint:      {} (RAM and STS on the same port)", started.ecs_endpoint);
+        say!("  regions:           {}", started.regions.join(", "));
+        say!("  access key id:     {}", started.access_key_id);
+        say!("  access key secret: {}", started.access_key_secret);
+        say!("  admin secret:      {} (Authorization: Bearer ... for /_emulator/)", started.admin_secret);
+        say!("  data:              {}", started.data_dir);
+        say!("Point imgport at it:");
+        say!(
             "  export IMGPORT_OSS_ENDPOINT={0} IMGPORT_ECS_ENDPOINT={0} IMGPORT_STS_ENDPOINT={0} IMGPORT_RAM_ENDPOINT={0}",
             started.oss_endpoint
         );
-        outln!(
+        say!(
             "  export ALIBABA_CLOUD_ACCESS_KEY_ID={} ALIBABA_CLOUD_ACCESS_KEY_SECRET={}",
             started.access_key_id,
             started.access_key_secret

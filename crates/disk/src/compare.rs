@@ -31,7 +31,7 @@ pub fn compare(a: &dyn DiskImage, b: &dyn DiskImage, allow_size_mismatch: bool, 
     }
     let common = size_a.min(size_b);
     let g = Granules::new(4096);
-    let common_ranges = union(data_ranges(a, g), data_ranges(b, g))
+    let common_ranges = union(data_ranges(a, g, ctl), data_ranges(b, g, ctl))
         .take_while(move |r| r.as_ref().map_or(true, |r| r.0 < common))
         .map(move |r| r.map(|(s, e)| (s, e.min(common))));
     let mut first_diff: Option<u64> = None;
@@ -52,7 +52,7 @@ pub fn compare(a: &dyn DiskImage, b: &dyn DiskImage, allow_size_mismatch: bool, 
     outcome?;
     // The longer image's tail must be zeros.
     let longer: &dyn DiskImage = if size_a > size_b { a } else { b };
-    let tail_ranges = data_ranges(longer, g)
+    let tail_ranges = data_ranges(longer, g, ctl)
         .filter(move |r| r.as_ref().map_or(true, |r| r.1 > common))
         .map(move |r| r.map(|(s, e)| (s.max(common), e)));
     let outcome = scan_ranges(longer, tail_ranges, ctl, &mut |offset, buf| {

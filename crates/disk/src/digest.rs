@@ -78,7 +78,7 @@ impl ChunkRecords {
 pub fn digest(src: &dyn DiskImage, ctl: &Control) -> Result<String> {
     let size = src.virtual_size();
     let mut records = ChunkRecords::new(size);
-    let ranges = data_ranges(src, Granules::new(DIGEST_CHUNK));
+    let ranges = data_ranges(src, Granules::new(DIGEST_CHUNK), ctl);
     scan_ranges(src, ranges, ctl, &mut |offset, buf| {
         let first = offset / DIGEST_CHUNK;
         let hashes: Vec<Option<[u8; 32]>> = buf
@@ -99,7 +99,7 @@ pub fn plain_sha256(src: &dyn DiskImage, ctl: &Control) -> Result<String> {
     let zeros = vec![0u8; 1 << 20];
     let mut h = Sha256::new();
     let mut pos = 0u64;
-    let ranges = data_ranges(src, Granules::new(4096));
+    let ranges = data_ranges(src, Granules::new(4096), ctl);
     scan_ranges(src, ranges, ctl, &mut |offset, buf| {
         hash_zeros(&mut h, &zeros, offset - pos, ctl)?;
         h.update(buf);

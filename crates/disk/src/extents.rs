@@ -7,8 +7,9 @@
 //! one whole-disk `map` would return, one at a time. [`DataRanges`] turns that walk into the ranges converters
 //! read.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image::{DiskImage, Extent, ExtentKind};
+use crate::write::Control;
 
 /// Most extents one window may hold: the window is this many of the image's smallest mapping units.
 const EXTENTS_PER_WINDOW: u64 = 1 << 16;
@@ -22,13 +23,22 @@ pub struct Extents<'a> {
     batch: std::vec::IntoIter<Extent>,
     pending: Option<Extent>,
     failed: bool,
+    /// Checked before each window: a walk over a huge sparse disk takes a while and must stop on Ctrl-C.
+    ctl: Option<&'a Control>,
 }
 
 impl<'a> Extents<'a> {
     pub fn new(src: &'a dyn DiskImage, start: u64, end: u64) -> Self {
         let end = end.min(src.virtual_size());
         let window = src.map_granularity().clamp(512, 1 << 30).saturating_mul(EXTENTS_PER_WINDOW);
-        Extents { src, pos: start.min(end), end, window, batch: Vec::new().into_iter(), pending: None, failed: false }
+        let batch = Vec::new().into_iter();
+        Extents { src, pos: start.min(end), end, window, batch, pending: None, failed: false, ctl: None }
+    }
+
+    /// Stop with [`Error::interrupted`] once `ctl` is cancelled.
+    pub fn until_cancelled(mut self, ctl: &'a Control) -> Self {
+        self.ctl = Some(ctl);
+        self
     }
 
     /// The whole virtual disk.
@@ -44,6 +54,10 @@ impl<'a> Extents<'a> {
             }
             if self.pos >= self.end || self.failed {
                 return None;
+            }
+            if self.ctl.is_some_and(Control::is_cancelled) {
+                self.failed = true;
+                return Some(Err(Error::interrupted()));
             }
             let len = self.window.min(self.end - self.pos);
             match self.src.map(self.pos, len) {
@@ -102,8 +116,10 @@ pub struct DataRanges<'a> {
 }
 
 impl<'a> DataRanges<'a> {
-    pub fn new(src: &'a dyn DiskImage, granule: u64) -> Self {
-        DataRanges { extents: Extents::all(src), granule, size: src.virtual_size(), pending: None }
+    /// The data ranges of `src`; the walk stops with [`Error::interrupted`] once `ctl` is cancelled.
+    pub fn new(src: &'a dyn DiskImage, granule: u64, ctl: &'a Control) -> Self {
+        let extents = Extents::all(src).until_cancelled(ctl);
+        DataRanges { extents, granule, size: src.virtual_size(), pending: None }
     }
 }
 
@@ -226,7 +242,7 @@ mod tests {
         let walked: Vec<Extent> = Extents::all(&img).collect::<Result<_>>().unwrap();
         assert_eq!(walked, extents);
         assert_eq!(allocated_bytes(&img).unwrap(), 3 * w + 512);
-        let ranges: Vec<(u64, u64)> = DataRanges::new(&img, 4096).collect::<Result<_>>().unwrap();
+        let ranges: Vec<(u64, u64)> = DataRanges::new(&img, 4096, &Control::new()).collect::<Result<_>>().unwrap();
         assert_eq!(ranges, vec![(0, 3 * w + 4096)]);
     }
 
@@ -237,6 +253,11 @@ mod tests {
         let u: Vec<(u64, u64)> = union(a.into_iter(), b.into_iter()).collect::<Result<_>>().unwrap();
         assert_eq!(u, vec![(0, 12), (20, 40), (50, 60), (70, 80)]);
         let img = MemImage(vec![1u8; 8192]);
-        assert_eq!(DataRanges::new(&img, 4096).count(), 1);
+        assert_eq!(DataRanges::new(&img, 4096, &Control::new()).count(), 1);
+        // A cancelled walk stops with an interruption, not a short list.
+        let ctl = Control::new();
+        ctl.cancel_flag().store(true, std::sync::atomic::Ordering::Relaxed);
+        let first = DataRanges::new(&img, 4096, &ctl).next();
+        assert!(matches!(first, Some(Err(e)) if e.kind() == crate::ErrorKind::Interrupted));
     }
 }

@@ -40,8 +40,8 @@ pub trait RangeStream: Iterator<Item = Result<(u64, u64)>> + Send {}
 impl<T: Iterator<Item = Result<(u64, u64)>> + Send> RangeStream for T {}
 
 /// The ranges [`scan_data`] reads: those the map says hold data, widened to whole granules and merged.
-pub fn data_ranges(src: &dyn DiskImage, granules: Granules) -> DataRanges<'_> {
-    DataRanges::new(src, granules.size)
+pub fn data_ranges<'a>(src: &'a dyn DiskImage, granules: Granules, ctl: &'a Control) -> DataRanges<'a> {
+    DataRanges::new(src, granules.size, ctl)
 }
 
 /// Call `f(offset, data)` for every run of non-zero granules of `src`, in increasing offset order.
@@ -52,7 +52,7 @@ pub fn scan_data(
     ctl: &Control,
     f: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let ranges = data_ranges(src, granules);
+    let ranges = data_ranges(src, granules, ctl);
     // The reader threads find the runs, so the calling thread (the writer) only writes.
     scan_chunks(src, ranges, ctl, Some(granules), &mut |offset, buf, runs| {
         runs.iter().try_for_each(|&(a, b)| f(offset + a as u64, &buf[a..b]))

@@ -237,19 +237,24 @@ pub async fn receive_small(
     if body.size_hint().lower() > max as u64 {
         return Err(RecvError::TooLarge);
     }
-    let mut out = Vec::new();
-    while let Some(frame) = next_frame(&mut body, idle).await? {
-        let frame = frame.map_err(|e| RecvError::Client(e.to_string()))?;
-        let Ok(data) = frame.into_data() else { continue };
-        if drop_after.is_some_and(|n| (out.len() + data.len()) as u64 > n) {
-            return Err(RecvError::Dropped);
+    // A small body must arrive within one idle period in all: a byte every 59 s would otherwise hold the
+    // connection's slot (and, for RPC, part of the unchecked-body budget) for ever.
+    let read = async {
+        let mut out = Vec::new();
+        while let Some(frame) = next_frame(&mut body, idle).await? {
+            let frame = frame.map_err(|e| RecvError::Client(e.to_string()))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if drop_after.is_some_and(|n| (out.len() + data.len()) as u64 > n) {
+                return Err(RecvError::Dropped);
+            }
+            if out.len() + data.len() > max {
+                return Err(RecvError::TooLarge);
+            }
+            out.extend_from_slice(&data);
         }
-        if out.len() + data.len() > max {
-            return Err(RecvError::TooLarge);
-        }
-        out.extend_from_slice(&data);
-    }
-    Ok(Bytes::from(out))
+        Ok(Bytes::from(out))
+    };
+    tokio::time::timeout(idle, read).await.map_err(|_| RecvError::Stalled)?
 }
 
 /// Reads and discards up to `max` bytes of a body (so the connection can be reused after an early answer);
@@ -259,20 +264,24 @@ pub async fn drain(mut body: hyper::body::Incoming, max: u64, idle: Duration) ->
         return false;
     }
     let mut seen = 0u64;
-    loop {
-        match next_frame(&mut body, idle).await {
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    seen += data.len() as u64;
-                    if seen > max {
-                        return false;
+    // As in `receive_small`: the whole body within one idle period, or the connection is closed.
+    let read = async {
+        loop {
+            match next_frame(&mut body, idle).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        seen += data.len() as u64;
+                        if seen > max {
+                            return false;
+                        }
                     }
                 }
+                Ok(None) => return true,
+                _ => return false,
             }
-            Ok(None) => return true,
-            _ => return false,
         }
-    }
+    };
+    tokio::time::timeout(idle, read).await.unwrap_or(false)
 }
 
 /// A connection's socket with a bound on how long a write may wait for the client to read: a client that stops

@@ -510,7 +510,15 @@ pub(crate) fn acs3_coverage(req: &SignableRequest) -> Result<(), RpcError> {
         return Err(missing_nonce());
     }
     let auth = req.header("Authorization").unwrap_or("");
-    let listed = auth.split_once("SignedHeaders=").map_or("", |(_, r)| r.split(',').next().unwrap_or(""));
+    // Parsed as the verifier parses it (the first parameter named exactly SignedHeaders), so a look-alike such
+    // as `XSignedHeaders=` cannot make this check read a different list from the one the signature covers.
+    let listed = auth
+        .split_once(' ')
+        .map_or("", |(_, params)| params)
+        .split(',')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim() == "SignedHeaders")
+        .map_or("", |(_, v)| v.trim());
     let signed: Vec<String> = listed.split(';').map(|h| h.trim().to_ascii_lowercase()).collect();
     for required in ["host", "x-acs-content-sha256", "x-acs-date", "x-acs-signature-nonce"] {
         if !signed.iter().any(|h| h == required) || req.header(required).is_none() {

@@ -366,6 +366,28 @@ fn stalled_connections_time_out_and_the_connection_cap_holds() {
     let closed = idle.read_to_end(&mut buf);
     assert!(closed.is_ok(), "{closed:?}");
     assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    // A small body dripped a byte a second: every byte within the idle timeout, the whole body never. The
+    // connection (and its slot) is given up within about one idle period, not held for as long as the drip lasts.
+    let mut drip = TcpStream::connect(emu.addr).expect("connect");
+    let r = v1("PUT", &host, "/dripped", "dripped", None);
+    let mut head = format!("PUT {} HTTP/1.1\r\nContent-Length: 1000\r\n", r.target());
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    drip.write_all(format!("{head}\r\n<").as_bytes()).expect("head");
+    drip.set_read_timeout(Some(Duration::from_millis(900))).expect("timeout");
+    let started = Instant::now();
+    let mut closed = false;
+    while !closed && started.elapsed() < Duration::from_secs(10) {
+        let mut b = [0u8; 1024];
+        closed = match drip.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        } || drip.write_all(b"x").is_err();
+    }
+    assert!(closed, "a dripped body held its connection for {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(6), "closed only after {:?}", started.elapsed());
     let a = send(&emu, &v1("GET", &host, "/alive", "alive", None), b"", "");
     assert_eq!(a.status, 200, "{}", a.body);
 }
@@ -426,7 +448,14 @@ fn rpc_v1_get(emu: &RunningEmulator, mut params: Vec<(String, String)>) -> Answe
 
 /// An ACS3 request for STS GetCallerIdentity; `tamper` edits it before the signature, `signed` (when given)
 /// replaces the list of signed headers.
-fn acs3_call(emu: &RunningEmulator, tamper: impl Fn(&mut SignableRequest), signed: Option<&[&str]>) -> Answer {
+/// An ACS3 call signed over `signed` (default: what the SDKs sign); `decoy` is an extra authorization parameter
+/// placed before `SignedHeaders`, to try to make the server read a different header list than the one signed.
+fn acs3_call(
+    emu: &RunningEmulator,
+    tamper: impl Fn(&mut SignableRequest),
+    signed: Option<&[&str]>,
+    decoy: Option<&str>,
+) -> Answer {
     let mut r = SignableRequest::new("POST", "/")
         .with_header("Host", &emu.addr.to_string())
         .with_header("x-acs-action", "GetCallerIdentity")
@@ -441,8 +470,9 @@ fn acs3_call(emu: &RunningEmulator, tamper: impl Fn(&mut SignableRequest), signe
     r.remove_header("Authorization");
     let sts = acs3::string_to_sign(&acs3::canonical_request(&r, &names, &body_hash));
     let auth = format!(
-        "{} Credential={AK},SignedHeaders={},Signature={}",
+        "{} Credential={AK},{}SignedHeaders={},Signature={}",
         acs3::ALGORITHM,
+        decoy.map(|d| format!("{d},")).unwrap_or_default(),
         names.join(";"),
         acs3::signature(SK, &sts)
     );
@@ -483,23 +513,28 @@ fn rpc_requests_need_a_nonce_and_acs3_signs_its_headers() {
     assert!(a.status == 400 && a.body.contains("SignatureNonceUsed"), "{}", a.body);
 
     // ACS3 as the SDKs sign it.
-    let a = acs3_call(&emu, |_| {}, None);
+    let a = acs3_call(&emu, |_| {}, None, None);
     assert_eq!(a.status, 200, "{}", a.body);
     // Without a nonce.
-    let a = acs3_call(&emu, |r| r.remove_header("x-acs-signature-nonce"), None);
+    let a = acs3_call(&emu, |r| r.remove_header("x-acs-signature-nonce"), None, None);
     assert!(a.status == 400 && a.body.contains("MissingSignatureNonce"), "{}", a.body);
     // Only host signed: the action, date, nonce and body hash could be changed by anyone.
-    let a = acs3_call(&emu, |_| {}, Some(&["host"]));
+    let a = acs3_call(&emu, |_| {}, Some(&["host"]), None);
+    assert!(a.status == 400 && a.body.contains("IncompleteSignature"), "{}", a.body);
+    // A look-alike parameter listing every header does not stand in for the list the signature covers.
+    let decoy = "XSignedHeaders=host;x-acs-content-sha256;x-acs-date;x-acs-signature-nonce;x-acs-action;x-acs-version";
+    let a = acs3_call(&emu, |_| {}, Some(&["host"]), Some(decoy));
     assert!(a.status == 400 && a.body.contains("IncompleteSignature"), "{}", a.body);
     // Everything but the content hash signed.
     let a = acs3_call(
         &emu,
         |_| {},
         Some(&["host", "x-acs-action", "x-acs-date", "x-acs-signature-nonce", "x-acs-version"]),
+        None,
     );
     assert!(a.status == 400 && a.body.contains("IncompleteSignature"), "{}", a.body);
     // No content hash at all.
-    let a = acs3_call(&emu, |r| r.remove_header("x-acs-content-sha256"), None);
+    let a = acs3_call(&emu, |r| r.remove_header("x-acs-content-sha256"), None, None);
     assert!(a.status == 400 && a.body.contains("IncompleteSignature"), "{}", a.body);
 }
 

@@ -264,7 +264,7 @@ pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sin
     // qemu sees virtual disks in whole sectors (it would cut a partial one off): round up, as qemu-img does.
     let size = src.virtual_size().div_ceil(SECTOR) * SECTOR;
     // The map is walked twice (metadata only): once to lay out the tables, once to read the data.
-    let layout = Layout::plan(size, cluster_bits, data_ranges(src, Granules::new(cs)))?;
+    let layout = Layout::plan(size, cluster_bits, data_ranges(src, Granules::new(cs), ctl))?;
     let data_start = layout.data_cluster() * cs;
     sink.begin(data_start)?;
 
@@ -279,7 +279,7 @@ pub(crate) fn write(src: &dyn DiskImage, opts: &WriteOptions, sink: &mut dyn Sin
         out: Vec::new(),
         out_start: data_start,
     };
-    scan_ranges(src, data_ranges(src, Granules::new(cs)), ctl, &mut |offset, buf| {
+    scan_ranges(src, data_ranges(src, Granules::new(cs), ctl), ctl, &mut |offset, buf| {
         if body.compression.is_some() {
             body.compress_chunk(offset, buf)
         } else {

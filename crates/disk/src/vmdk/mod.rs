@@ -317,15 +317,22 @@ const MAX_EXTENTS: usize = 16384;
 
 /// Opens the files a descriptor names, each once: a descriptor may list one file many times (flat extents at
 /// several offsets of one file), and opening and mapping it per line would make a few-KiB descriptor cost
-/// memory per line.
+/// memory per line. Files are told apart by device and inode, so hard links to one file are one file too.
 struct ExtentFileOpener<'a> {
-    /// The descriptor's folder, as named and canonical (extent names resolve against it).
+    /// The descriptor's folder, as named (extent names resolve against it).
     dir: PathBuf,
     policy: ExtentFiles,
     /// The images opened so far in this chain (the descriptor itself among them).
     chain: &'a [PathBuf],
-    flat: HashMap<PathBuf, Arc<ImageFile>>,
-    sparse: HashSet<PathBuf>,
+    flat: HashMap<(u64, u64), Arc<ImageFile>>,
+    sparse: HashSet<(u64, u64)>,
+}
+
+/// A file's identity: device and inode.
+fn identity(file: &ImageFile) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.file().metadata().map_err(|e| Error::io("cannot stat", e).in_file(file.path()))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 impl<'a> ExtentFileOpener<'a> {
@@ -336,25 +343,22 @@ impl<'a> ExtentFileOpener<'a> {
 
     /// The file of a FLAT extent, shared with other extents naming the same file.
     fn flat(&mut self, line: &ExtentLine, what: &str, report: &mut CheckReport) -> Result<Arc<ImageFile>> {
-        let canonical = self.resolve(line, what, report)?;
-        if self.sparse.contains(&canonical) {
+        let file = ImageFile::open_referenced(&self.resolve(line, what, report)?)?;
+        let id = identity(&file)?;
+        if self.sparse.contains(&id) {
             return Err(Error::corrupt(format!("{what} names a file already used as a sparse extent")));
         }
-        if let Some(file) = self.flat.get(&canonical) {
-            return Ok(file.clone());
-        }
-        let file = Arc::new(ImageFile::open_referenced(&canonical)?);
-        self.flat.insert(canonical, file.clone());
-        Ok(file)
+        Ok(self.flat.entry(id).or_insert_with(|| Arc::new(file)).clone())
     }
 
     /// The file of a SPARSE extent: one extent per file.
     fn sparse(&mut self, line: &ExtentLine, what: &str, report: &mut CheckReport) -> Result<ImageFile> {
-        let canonical = self.resolve(line, what, report)?;
-        if self.flat.contains_key(&canonical) || !self.sparse.insert(canonical.clone()) {
+        let file = ImageFile::open_referenced(&self.resolve(line, what, report)?)?;
+        let id = identity(&file)?;
+        if self.flat.contains_key(&id) || !self.sparse.insert(id) {
             return Err(Error::corrupt(format!("{what} names a sparse extent file that another extent already uses")));
         }
-        ImageFile::open_referenced(&canonical)
+        Ok(file)
     }
 
     /// Where an extent's file is, once the policy allows it. Relative names resolve against the descriptor's
@@ -391,11 +395,14 @@ impl<'a> ExtentFileOpener<'a> {
                 .dir
                 .canonicalize()
                 .map_err(|e| Error::io(format!("cannot resolve the descriptor's folder {}", self.dir.display()), e))?;
-            if !canonical.starts_with(&folder) {
+            // Siblings only, as VMware writes them, and no hidden files: an image downloaded into a home folder or
+            // a CI workspace must not reach `.ssh/id_rsa`, `.aws/credentials` or `.env` beside it.
+            let hidden = canonical.file_name().is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
+            if canonical.parent() != Some(folder.as_path()) || hidden {
                 return Err(Error::unsupported(format!(
-                    "{what}: extent file '{name}' resolves to {}, outside the descriptor's folder {}: refused, as an \
-                     image could otherwise read any host file (allow it only for an image you trust: \
-                     --allow-external-extents)",
+                    "{what}: extent file '{name}' resolves to {}, which is not a visible file in the descriptor's \
+                     folder {}: refused, as an image could otherwise read any host file (allow it only for an \
+                     image you trust: --allow-external-extents)",
                     canonical.display(),
                     folder.display()
                 )));
@@ -559,7 +566,8 @@ impl DiskImage for VmdkImage {
             Body::Flat(_) => SECTOR,
             Body::Zero => u64::MAX,
         };
-        self.parts.iter().map(unit).min().filter(|&g| g != u64::MAX).unwrap_or(SECTOR)
+        // A disk of ZERO extents only maps to one extent per part: any window will do.
+        self.parts.iter().map(unit).min().filter(|&g| g != u64::MAX).unwrap_or(1 << 30)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
