@@ -351,6 +351,24 @@ fn reproducers(dir: &Path) -> Vec<Reproducer> {
         Expect::Refused,
         "FIFO",
     );
+    // Sparse extent files of holes whose grain directories are each as large as allowed (64 MiB): many of them
+    // must not add up to gigabytes of directory in memory.
+    let mut lines = Vec::new();
+    for i in 0..3 {
+        let name = format!("huge-gd-{i}.vmdk");
+        let capacity = 1u64 << 36; // sectors: 2^24 directory entries of 512 grains of 4 KiB
+        let gd_sectors = (64u64 << 20) / 512;
+        let mut f = std::fs::File::create(images.join(&name)).unwrap();
+        std::io::Write::write_all(&mut f, &kdmv_header(capacity, 8, (0, 0), 1, 1 + gd_sectors)).unwrap();
+        f.set_len((2 + gd_sectors) * 512).unwrap();
+        lines.push(format!("RW {capacity} SPARSE \"{name}\""));
+    }
+    add(
+        "huge-directories.vmdk",
+        descriptor(&lines.join("\n")).into_bytes(),
+        Expect::Refused,
+        "grain directories add up to more than",
+    );
     // One 4 MiB extent file named 256 times: a 1 GiB disk from a few KiB of descriptor.
     std::fs::write(images.join("small-extent.bin"), vec![0x33u8; 4 << 20]).unwrap();
     let lines: Vec<String> = (0..256).map(|_| "RW 8192 FLAT \"small-extent.bin\" 0".to_string()).collect();

@@ -226,6 +226,7 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
     }
     ensure_open_file_budget(d.extents.iter().filter(|l| l.file.is_some()).count());
     let mut files = ExtentFileOpener::new(dir, ctx);
+    let mut directories = 0u64;
     let mut report = CheckReport::default();
     let mut parts = Vec::new();
     let mut size = 0u64;
@@ -254,7 +255,20 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
             }
             "SPARSE" | "VMFSSPARSE" => {
                 let file = files.sparse(line, &what, &mut report).map_err(in_file)?;
-                let sparse = open_sparse_extent(file, &what)?;
+                // Each directory is capped on its own; many extents must not add up to gigabytes either, so
+                // an extent whose directory would pass the total is refused before it is read.
+                let too_many = || {
+                    in_file(Error::unsupported(format!(
+                        "{what}: the sparse extents' grain directories add up to more than {} MiB",
+                        MAX_DIRECTORY_BYTES >> 20
+                    )))
+                };
+                let sparse =
+                    open_sparse_extent(file, &what, MAX_DIRECTORY_BYTES - directories)?.ok_or_else(too_many)?;
+                directories = directories.saturating_add(sparse.directory_bytes());
+                if directories > MAX_DIRECTORY_BYTES {
+                    return Err(too_many());
+                }
                 if sparse.size != declared {
                     report.corruptions.push(Finding::new(
                         what.clone(),
@@ -286,6 +300,15 @@ fn open_descriptor(desc_path: &Path, text: &[u8], ctx: &mut OpenCtx) -> Result<V
             .ok_or_else(|| in_file(Error::invalid_format("the extents add up to an impossible disk size")))?;
         parts.push(Part { start, len, body, line: Some(line.clone()) });
     }
+    // The sparse extents share one grain-table cache budget.
+    let sparse_parts = parts.iter().filter(|p| matches!(p.body, Body::Sparse(_))).count();
+    if sparse_parts > 1 {
+        for p in &mut parts {
+            if let Body::Sparse(s) = &mut p.body {
+                s.limit_cache(sparse::GT_CACHE_BYTES / sparse_parts);
+            }
+        }
+    }
     let details = details_for(&create_type, Some(&d), &parts);
     Ok(VmdkImage { parts, size, details, open_report: report })
 }
@@ -314,6 +337,10 @@ fn ensure_open_file_budget(files: usize) {
 /// Most extents a descriptor may list: a 32 TiB twoGbMaxExtent disk. Each extent keeps a little state, and
 /// an image's author chooses how many there are.
 const MAX_EXTENTS: usize = 16384;
+
+/// Most grain-directory bytes a descriptor's sparse extents may hold in memory together (each one is capped at
+/// 64 MiB by itself, enough for a 32 TiB extent of 4 KiB grains).
+const MAX_DIRECTORY_BYTES: u64 = 96 << 20;
 
 /// Opens the files a descriptor names, each once: a descriptor may list one file many times (flat extents at
 /// several offsets of one file), and opening and mapping it per line would make a few-KiB descriptor cost
@@ -417,15 +444,16 @@ impl<'a> ExtentFileOpener<'a> {
     }
 }
 
-/// Open the file of a SPARSE or VMFSSPARSE extent.
-fn open_sparse_extent(file: ImageFile, what: &str) -> Result<SparseExtent> {
+/// Open the file of a SPARSE or VMFSSPARSE extent; None when its grain directory would be larger than
+/// `directory_budget` bytes (told from the header, before the directory is read).
+fn open_sparse_extent(file: ImageFile, what: &str, directory_budget: u64) -> Result<Option<SparseExtent>> {
     let mut head = [0u8; 512];
     file.read_zero_padded(&mut head, 0, "sparse extent header")?;
     if file.len() < 512 {
         return Err(file.corrupt(0, format!("{what}: sparse extent header is truncated")));
     }
     if head.starts_with(COWD_MAGIC) {
-        return SparseExtent::open_cowd(file, CowdHeader::parse(&head));
+        return SparseExtent::open_cowd(file, CowdHeader::parse(&head)).map(Some);
     }
     if !head.starts_with(KDMV_MAGIC) {
         return Err(file.invalid(0, format!("{what}: not a sparse extent (no KDMV or COWD magic)")));
@@ -436,7 +464,11 @@ fn open_sparse_extent(file: ImageFile, what: &str) -> Result<SparseExtent> {
             file.unsupported(format!("{what}: the extent is itself a descriptor; nested descriptors are refused"))
         );
     }
-    SparseExtent::open_kdmv(file, header)
+    let coverage = u64::from(header.gtes_per_gt).saturating_mul(header.grain_sectors);
+    if coverage > 0 && header.capacity.div_ceil(coverage).saturating_mul(4) > directory_budget {
+        return Ok(None);
+    }
+    SparseExtent::open_kdmv(file, header).map(Some)
 }
 
 fn details_for(create_type: &str, d: Option<&Descriptor>, parts: &[Part]) -> ImageDetails {

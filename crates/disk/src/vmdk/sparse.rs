@@ -27,8 +27,8 @@ const MAX_COMPRESSED_GRAIN_SECTORS: u64 = 1 << 14;
 /// Largest grain directory loaded (4 bytes per entry; 64 MiB covers far more than the 2 TiB a sparse
 /// extent can address).
 const MAX_GD_BYTES: u64 = 64 << 20;
-/// Grain tables kept in memory, in bytes.
-const GT_CACHE_BYTES: usize = 16 << 20;
+/// Grain tables kept in memory, in bytes (per image: a descriptor's sparse extents share it).
+pub(super) const GT_CACHE_BYTES: usize = 16 << 20;
 /// Largest span of compressed grains read with one pread.
 const MAX_COMPRESSED_SPAN: u64 = 32 << 20;
 
@@ -129,6 +129,16 @@ impl SparseExtent {
             format: SparseFormat::Kdmv { primary, header, footer_offset },
             file,
         })
+    }
+
+    /// Bytes of grain directory held in memory.
+    pub fn directory_bytes(&self) -> u64 {
+        self.gd.len() as u64 * 4
+    }
+
+    /// Share the grain-table cache's memory with the other extents of a descriptor: at most `bytes` for this one.
+    pub fn limit_cache(&mut self, bytes: usize) {
+        self.cache = Mutex::new(GtCache::with_budget(self.gtes_per_gt as usize, bytes.min(GT_CACHE_BYTES)));
     }
 
     /// Open a `COWD` (vmfsSparse) extent.
@@ -526,6 +536,10 @@ struct GtCache {
 impl GtCache {
     fn new(entries_per_table: usize) -> Self {
         GtCache { tables: HashMap::new(), tick: 0, capacity: (GT_CACHE_BYTES / (entries_per_table * 4)).max(16) }
+    }
+    /// A cache of at most `bytes` of tables (at least one table).
+    fn with_budget(entries_per_table: usize, bytes: usize) -> Self {
+        GtCache { tables: HashMap::new(), tick: 0, capacity: (bytes / (entries_per_table * 4)).max(1) }
     }
     fn get(&mut self, index: usize) -> Option<Arc<[u32]>> {
         self.tick += 1;
