@@ -2,50 +2,31 @@
 //! would do with it. Errors are expected; panics, hangs and huge allocations are the bugs being hunted.
 
 use imgport_disk::{open, Control, Format, OpenOptions};
-use std::ffi::CString;
 use std::path::PathBuf;
 
-/// An anonymous in-memory file holding `data`, reachable by path through /proc/self/fd.
-struct MemFile {
-    fd: libc::c_int,
+/// The input as a file: one per fuzzing process, rewritten for each input, on tmpfs where there is one. (A memfd
+/// reached through /proc/self/fd cannot be used: opening an image canonicalizes its path, for loop detection and
+/// extent confinement, and a memfd's link names no real path, so every input would fail to open.)
+struct InputFile {
+    path: PathBuf,
 }
 
-impl MemFile {
-    fn new(data: &[u8]) -> Option<MemFile> {
-        let name = CString::new("imgport-fuzz").ok()?;
-        // SAFETY: plain syscalls on a descriptor we own; the buffer outlives the write.
-        unsafe {
-            let fd = libc::memfd_create(name.as_ptr(), 0);
-            if fd < 0 {
-                return None;
-            }
-            let mut written = 0;
-            while written < data.len() {
-                let n = libc::write(fd, data[written..].as_ptr().cast(), data.len() - written);
-                if n <= 0 {
-                    libc::close(fd);
-                    return None;
-                }
-                written += n as usize;
-            }
-            Some(MemFile { fd })
-        }
+impl InputFile {
+    fn new(data: &[u8]) -> Option<InputFile> {
+        let dir =
+            if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let path = dir.join(format!("imgport-fuzz-{}", std::process::id()));
+        std::fs::write(&path, data).ok()?;
+        Some(InputFile { path })
     }
     fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.fd))
-    }
-}
-
-impl Drop for MemFile {
-    fn drop(&mut self) {
-        // SAFETY: closing the descriptor we own.
-        unsafe { libc::close(self.fd) };
+        self.path.clone()
     }
 }
 
 /// Open `data` as `format` (or probed) and exercise map, reads, check and digest within small budgets.
 pub fn exercise(data: &[u8], format: Option<Format>) {
-    let Some(mem) = MemFile::new(data) else { return };
+    let Some(mem) = InputFile::new(data) else { return };
     let options = OpenOptions { format, ..OpenOptions::default() };
     let Ok(img) = open(&mem.path(), &options) else { return };
     let _ = img.details();
