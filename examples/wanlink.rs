@@ -7,6 +7,8 @@
 
 #[path = "../tests/common/netem.rs"]
 mod netem;
+#[path = "../tests/common/rng.rs"]
+mod rng;
 
 use std::io::{Read, Write};
 

@@ -7,17 +7,14 @@
 mod common;
 use common::netem::{Delay, Faults, Link, Proxy};
 
-use imgport_auth::endpoints::{BucketStyle, Endpoint};
-use imgport_auth::provider::Static;
 use imgport_auth::Credentials;
 use imgport_emulator::{Emulator, EmulatorConfig, RunningEmulator};
-use imgport_storage::{Client, Flavor, ObjectStore, StoreConfig};
+use imgport_storage::{Client, Flavor, ObjectStore};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BUCKET: &str = "imgport-net";
@@ -111,16 +108,7 @@ fn wan(
 impl Wan {
     /// A client of the store that does not cross the link.
     fn client(&self) -> Client {
-        let endpoint = Endpoint::parse(&self.direct).expect("endpoint");
-        Client::new(StoreConfig {
-            flavor: self.flavor,
-            style: BucketStyle::default_for(&endpoint),
-            endpoint,
-            region: self.region.clone(),
-            bucket: BUCKET.into(),
-            credentials: Arc::new(Static::new(self.creds.clone(), "test")),
-        })
-        .expect("client")
+        common::store_client(&self.direct, self.flavor, &self.region, BUCKET, &self.creds)
     }
 
     fn url(&self, key: &str) -> String {

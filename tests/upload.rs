@@ -5,15 +5,12 @@
 mod common;
 use common::{peak_rss_kib, under_time};
 
-use imgport_auth::endpoints::{BucketStyle, Endpoint};
-use imgport_auth::provider::Static;
 use imgport_auth::Credentials;
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
-use imgport_storage::{Client, Flavor, ObjectStore, StoreConfig};
+use imgport_storage::{Client, Flavor, ObjectStore};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 
 const BUCKET: &str = "imgport-test";
 
@@ -103,16 +100,7 @@ fn s3() -> Store {
 
 impl Store {
     fn client(&self) -> Client {
-        let endpoint = Endpoint::parse(&self.endpoint).expect("endpoint");
-        Client::new(StoreConfig {
-            flavor: self.flavor,
-            style: BucketStyle::default_for(&endpoint),
-            endpoint,
-            region: self.region.clone(),
-            bucket: BUCKET.into(),
-            credentials: Arc::new(Static::new(self.creds.clone(), "test")),
-        })
-        .expect("client")
+        common::store_client(&self.endpoint, self.flavor, &self.region, BUCKET, &self.creds)
     }
 
     fn emu(&self) -> &RunningEmulator {

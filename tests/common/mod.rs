@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod netem;
+pub mod rng;
+pub use rng::Rng;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -75,32 +77,6 @@ pub fn assert_qemu_identical(a: &Path, fmt_a: &str, b: &Path, fmt_b: &str) {
 pub fn qemu_info(path: &Path, fmt: &str) -> serde_json::Value {
     let out = qemu_img(&["info", "--output=json", "-f", fmt, path.to_str().unwrap()]);
     serde_json::from_str(&out).expect("qemu-img info printed invalid JSON")
-}
-
-/// A small deterministic PRNG (xorshift64*), so fixtures are the same on every run.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
 }
 
 /// Write a sparse raw disk of `size` bytes: pseudo-random data pieces scattered over holes, plus pieces of
@@ -431,4 +407,25 @@ impl imgport_disk::DiskImage for Patched {
     fn check(&self) -> imgport_disk::Result<imgport_disk::CheckReport> {
         self.inner.check()
     }
+}
+
+/// A client of an object store (the local cloud or s3s-fs) for checking what an upload stored.
+pub fn store_client(
+    endpoint: &str,
+    flavor: imgport_storage::Flavor,
+    region: &str,
+    bucket: &str,
+    creds: &imgport_auth::Credentials,
+) -> imgport_storage::Client {
+    use imgport_auth::endpoints::{BucketStyle, Endpoint};
+    let endpoint = Endpoint::parse(endpoint).expect("endpoint");
+    imgport_storage::Client::new(imgport_storage::StoreConfig {
+        flavor,
+        style: BucketStyle::default_for(&endpoint),
+        endpoint,
+        region: region.to_string(),
+        bucket: bucket.into(),
+        credentials: std::sync::Arc::new(imgport_auth::provider::Static::new(creds.clone(), "test")),
+    })
+    .expect("client")
 }

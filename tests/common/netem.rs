@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+// A sibling module wherever this file is included (tests/common, and examples/wanlink.rs).
+use super::rng::Rng;
+
 /// Prefix of every namespace made here; the rest of the name is the process id and a counter.
 const NS_PREFIX: &str = "imgport-net-";
 
@@ -319,21 +322,9 @@ impl Drop for Proxy {
     }
 }
 
-/// xorshift64*: jitter and thresholds, reproducible per connection.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn in_range(&mut self, (lo, hi): (u64, u64)) -> u64 {
-        lo + self.next() % (hi.saturating_sub(lo) + 1)
-    }
+/// A draw in `[lo, hi]`: jitter and thresholds, reproducible per connection.
+fn in_range(rng: &mut Rng, (lo, hi): (u64, u64)) -> u64 {
+    lo + rng.next_u64() % (hi.saturating_sub(lo) + 1)
 }
 
 /// One proxied connection: what both directions share.
@@ -379,15 +370,15 @@ fn connection(client: TcpStream, server: TcpStream, st: Arc<ProxyState>, seed: u
         let _ = s.set_write_timeout(Some(POLL));
     }
     let conn = Arc::new(Conn { killed: AtomicBool::new(false), client, server });
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let f = st.faults();
-    let reset_at = f.reset_after.map(|r| rng.in_range(r));
-    let stall_at = f.stall_after.map(|r| rng.in_range(r));
+    let reset_at = f.reset_after.map(|r| in_range(&mut rng, r));
+    let stall_at = f.stall_after.map(|r| in_range(&mut rng, r));
     let up = {
         let (conn, st) = (conn.clone(), st.clone());
-        std::thread::spawn(move || direction(conn, st, true, reset_at, stall_at, Rng(seed.rotate_left(17) | 1)))
+        std::thread::spawn(move || direction(conn, st, true, reset_at, stall_at, Rng::new(seed.rotate_left(17))))
     };
-    direction(conn, st, false, None, None, Rng(seed.rotate_left(31) | 1));
+    direction(conn, st, false, None, None, Rng::new(seed.rotate_left(31)));
     let _ = up.join();
 }
 
@@ -453,7 +444,7 @@ fn direction(
                 let mut hold = d.delay;
                 if !d.jitter.is_zero() {
                     let j = d.jitter.as_micros() as u64;
-                    let offset = rng.next() % (2 * j + 1);
+                    let offset = rng.next_u64() % (2 * j + 1);
                     hold = (hold + Duration::from_micros(offset)).saturating_sub(d.jitter);
                 }
                 // Later bytes never overtake earlier ones.

@@ -252,16 +252,11 @@ pub fn source_id(path: &str, file: &mut std::fs::File) -> io::Result<SourceId> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn save_load_and_identity() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let src = dir.path().join("src");
-        std::fs::write(&src, vec![5u8; 200_000]).expect("write");
-        let mut f = std::fs::File::open(&src).expect("open");
-        let id = source_id("src", &mut f).expect("id");
-        let st = UploadState {
+    /// The state of an upload of `source` to oss://b/k at http://e holding `parts`.
+    fn state_of(source: SourceId, parts: BTreeMap<u32, PartRecord>) -> UploadState {
+        UploadState {
             version: VERSION,
-            source: id.clone(),
+            source,
             endpoint: "http://e".into(),
             bucket: "b".into(),
             key: "k".into(),
@@ -269,9 +264,20 @@ mod tests {
             upload_id: "U".into(),
             part_size: 1 << 20,
             created: 0,
-            parts: BTreeMap::from([(1, PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into() })]),
+            parts,
             stream: None,
-        };
+        }
+    }
+
+    #[test]
+    fn save_load_and_identity() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = dir.path().join("src");
+        std::fs::write(&src, vec![5u8; 200_000]).expect("write");
+        let mut f = std::fs::File::open(&src).expect("open");
+        let id = source_id("src", &mut f).expect("id");
+        let parts = BTreeMap::from([(1, PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into() })]);
+        let st = state_of(id.clone(), parts);
         let p = file_for(dir.path(), "src", "http://e", "b", "k");
         save(&p, &st).expect("save");
         assert_eq!(load(&p), Some(st));
@@ -305,19 +311,8 @@ mod tests {
             }
             other => panic!("a second lock was not refused: {other:?}"),
         }
-        let st = UploadState {
-            version: VERSION,
-            source: SourceId { path: "src".into(), size: 0, mtime_ns: 0, inode: 0, sample_crc64: 0 },
-            endpoint: "http://e".into(),
-            bucket: "b".into(),
-            key: "k".into(),
-            url: "oss://b/k".into(),
-            upload_id: "U".into(),
-            part_size: 1 << 20,
-            created: 0,
-            parts: BTreeMap::new(),
-            stream: None,
-        };
+        let source = SourceId { path: "src".into(), size: 0, mtime_ns: 0, inode: 0, sample_crc64: 0 };
+        let st = state_of(source, BTreeMap::new());
         save(&p, &st).expect("save");
         assert_eq!(mode(&p), 0o600);
         drop(held);
