@@ -125,7 +125,7 @@ fn exercise(path: &Path) {
     let Ok(map) = img.map(0, size) else { return };
     let mut budget = READ_BUDGET;
     let mut buf = vec![0u8; 1 << 20];
-    for e in map.iter().filter(|e| !e.kind.reads_as_zero()) {
+    for e in map.iter().filter(|e| !e.kind().reads_as_zero()) {
         let mut off = e.offset;
         while off < e.end() && budget > 0 {
             let n = (e.end() - off).min(buf.len() as u64).min(budget);

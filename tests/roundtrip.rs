@@ -101,7 +101,7 @@ fn info_agrees_with_qemu_img_for_every_fixture() {
 /// virtual disk's bytes, for every reader and for imgport's own outputs too.
 #[test]
 fn host_offsets_point_at_the_virtual_data() {
-    use imgport_disk::{open, ExtentKind, OpenOptions};
+    use imgport_disk::{open, Mapping, OpenOptions};
     use std::os::unix::fs::FileExt;
     let dir = tempdir();
     let (_src, mut fixtures) = format_fixtures(dir.path(), (7 << 20) + 4096 * 5, 21);
@@ -121,7 +121,7 @@ fn host_offsets_point_at_the_virtual_data() {
         let Some(file) = img.data_file() else { continue };
         let host = std::fs::File::open(file.path()).unwrap();
         for e in img.map(0, img.virtual_size()).unwrap() {
-            let (ExtentKind::Data, Some(h), false) = (e.kind, e.host_offset, e.compressed) else { continue };
+            let Mapping::Data { host_offset: Some(h) } = e.mapping else { continue };
             // Sample the start, the end and one 4 KiB window in the middle of each extent.
             for off in [0, e.length.saturating_sub(4096), e.length / 2 / 4096 * 4096] {
                 let len = 4096.min(e.length - off) as usize;

@@ -1,6 +1,6 @@
 use super::OpenArgs;
 use crate::output::{human_size, print_error, print_json};
-use imgport_disk::{open, ImageInfo};
+use imgport_disk::{open, FormatInfo, ImageInfo};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -42,24 +42,24 @@ pub fn run(args: Args) -> u8 {
     if let Some(b) = &d.backing_file {
         outln!("backing file: {b}");
     }
-    let specific = [
-        d.qcow2.as_ref().and_then(|v| serde_json::to_value(v).ok()),
-        d.vhd.as_ref().and_then(|v| serde_json::to_value(v).ok()),
-        d.vhdx.as_ref().and_then(|v| serde_json::to_value(v).ok()),
-        d.vmdk.as_ref().and_then(|v| serde_json::to_value(v).ok()),
-    ];
-    for value in specific.into_iter().flatten() {
-        if let serde_json::Value::Object(map) = value {
-            if !map.is_empty() {
-                outln!("format specific information:");
-            }
-            for (k, v) in map {
-                let v = match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                outln!("    {k}: {v}");
-            }
+    // The format's own facts, printed as qemu-img prints them: each field name and its value.
+    let specific = match &d.specific {
+        Some(FormatInfo::Qcow2(i)) => serde_json::to_value(i),
+        Some(FormatInfo::Vhd(i)) => serde_json::to_value(i),
+        Some(FormatInfo::Vhdx(i)) => serde_json::to_value(i),
+        Some(FormatInfo::Vmdk(i)) => serde_json::to_value(i),
+        None => Ok(serde_json::Value::Null),
+    };
+    if let Ok(serde_json::Value::Object(map)) = specific {
+        if !map.is_empty() {
+            outln!("format specific information:");
+        }
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            outln!("    {k}: {v}");
         }
     }
     0

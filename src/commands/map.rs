@@ -1,6 +1,6 @@
 use super::OpenArgs;
 use crate::output::{print_error, stdout_failed};
-use imgport_disk::{open, Error, Extent, ExtentKind, Extents};
+use imgport_disk::{open, Error, Extent, ExtentKind, Extents, Mapping};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -47,13 +47,13 @@ fn print_table(out: &mut impl Write, extents: Extents) -> Result<(), Printing> {
     writeln!(out, "{:<20}{:<20}{:<13}Mapped to", "Offset", "Length", "Kind").map_err(Printing::Stdout)?;
     for e in extents {
         let e = e.map_err(Printing::Map)?;
-        let kind = match (e.kind, e.compressed) {
-            (ExtentKind::Data, true) => "compressed",
-            (ExtentKind::Data, false) => "data",
-            (ExtentKind::Zero, _) => "zero",
-            (ExtentKind::Unallocated, _) => "unallocated",
+        let kind = match e.mapping {
+            Mapping::Compressed => "compressed",
+            Mapping::Data { .. } => "data",
+            Mapping::Zero => "zero",
+            Mapping::Unallocated => "unallocated",
         };
-        let host = e.host_offset.map(|h| format!("{h:#x}")).unwrap_or_default();
+        let host = e.host_offset().map(|h| format!("{h:#x}")).unwrap_or_default();
         writeln!(out, "{:<20}{:<20}{:<13}{host}", format!("{:#x}", e.offset), format!("{:#x}", e.length), kind)
             .map_err(Printing::Stdout)?;
     }
@@ -68,7 +68,7 @@ fn print_json(out: &mut impl Write, extents: Extents) -> Result<(), Printing> {
         let e: Extent = e.map_err(Printing::Map)?;
         let lead = if first { "[\n" } else { ",\n" };
         first = false;
-        let kind = match e.kind {
+        let kind = match e.kind() {
             ExtentKind::Data => "data",
             ExtentKind::Zero => "zero",
             ExtentKind::Unallocated => "unallocated",
@@ -79,10 +79,10 @@ fn print_json(out: &mut impl Write, extents: Extents) -> Result<(), Printing> {
             e.offset, e.length
         )
         .map_err(Printing::Stdout)?;
-        if let Some(h) = e.host_offset {
+        if let Some(h) = e.host_offset() {
             write!(out, ",\n    \"host_offset\": {h}").map_err(Printing::Stdout)?;
         }
-        if e.compressed {
+        if e.is_compressed() {
             out.write_all(b",\n    \"compressed\": true").map_err(Printing::Stdout)?;
         }
         out.write_all(b"\n  }").map_err(Printing::Stdout)?;

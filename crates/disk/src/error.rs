@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// What went wrong, in a form callers can match on and that maps to exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The file is not in the format it claims (bad magic, impossible header values).
     InvalidFormat,

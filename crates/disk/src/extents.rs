@@ -99,7 +99,7 @@ pub fn allocated_bytes(src: &dyn DiskImage) -> Result<u64> {
     let mut total = 0u64;
     for e in Extents::all(src) {
         let e = e?;
-        if e.kind == ExtentKind::Data {
+        if e.kind() == ExtentKind::Data {
             total += e.length;
         }
     }
@@ -134,7 +134,7 @@ impl Iterator for DataRanges<'_> {
                 Some(Err(e)) => return Some(Err(e)),
                 None => return self.pending.take().map(Ok),
             };
-            if e.kind != ExtentKind::Data {
+            if e.kind() != ExtentKind::Data {
                 continue;
             }
             let start = e.offset / g * g;
@@ -212,8 +212,7 @@ mod tests {
             for e in &self.extents {
                 let (s, t) = (e.offset.max(offset), e.end().min(end));
                 if s < t {
-                    let host = e.host_offset.map(|h| h + (s - e.offset));
-                    list.push(Extent { offset: s, length: t - s, host_offset: host, ..*e });
+                    list.push(e.slice(s, t));
                 }
             }
             Ok(list.into_vec())

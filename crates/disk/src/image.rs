@@ -23,19 +23,29 @@ impl ExtentKind {
     }
 }
 
+/// Where a range of the virtual disk comes from. Each variant carries only what can exist for it: a host
+/// offset only for data stored uncompressed at one place, no offset at all for zeros, holes or compressed data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mapping {
+    /// Stored uncompressed. `host_offset` is where the bytes lie in [`DiskImage::data_file`] when a direct read
+    /// of the file gives exactly them; None when only [`DiskImage::read_at`] may produce them (a backing file's
+    /// data, blocks whose reads are refused, a data file the image does not expose).
+    Data { host_offset: Option<u64> },
+    /// Stored compressed: only [`DiskImage::read_at`] can produce the bytes.
+    Compressed,
+    /// Explicitly marked as zero by the format: reads as zeros.
+    Zero,
+    /// Nothing stored: reads as zeros.
+    Unallocated,
+}
+
 /// A contiguous range of the virtual disk with one kind of backing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {
     /// Offset in the virtual disk.
     pub offset: u64,
     pub length: u64,
-    pub kind: ExtentKind,
-    /// Where the data lives in the image file, when it is stored uncompressed at one place.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_offset: Option<u64>,
-    /// Data stored compressed (no single host offset).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub compressed: bool,
+    pub mapping: Mapping,
 }
 
 impl Extent {
@@ -43,25 +53,82 @@ impl Extent {
         self.offset + self.length
     }
     pub fn data(offset: u64, length: u64, host_offset: Option<u64>) -> Self {
-        Extent { offset, length, kind: ExtentKind::Data, host_offset, compressed: false }
+        Extent { offset, length, mapping: Mapping::Data { host_offset } }
     }
     pub fn compressed(offset: u64, length: u64) -> Self {
-        Extent { offset, length, kind: ExtentKind::Data, host_offset: None, compressed: true }
+        Extent { offset, length, mapping: Mapping::Compressed }
     }
     pub fn zero(offset: u64, length: u64) -> Self {
-        Extent { offset, length, kind: ExtentKind::Zero, host_offset: None, compressed: false }
+        Extent { offset, length, mapping: Mapping::Zero }
     }
     pub fn unallocated(offset: u64, length: u64) -> Self {
-        Extent { offset, length, kind: ExtentKind::Unallocated, host_offset: None, compressed: false }
+        Extent { offset, length, mapping: Mapping::Unallocated }
     }
-    /// Whether `next` continues this extent as one: same kind, adjacent, host offsets contiguous.
-    pub fn continued_by(&self, next: &Extent) -> bool {
-        let host_contiguous = match (self.host_offset, next.host_offset) {
-            (Some(a), Some(b)) => a.checked_add(self.length) == Some(b),
-            (None, None) => true,
-            _ => false,
+    /// The kind of backing, compressed data counting as data.
+    pub fn kind(&self) -> ExtentKind {
+        match self.mapping {
+            Mapping::Data { .. } | Mapping::Compressed => ExtentKind::Data,
+            Mapping::Zero => ExtentKind::Zero,
+            Mapping::Unallocated => ExtentKind::Unallocated,
+        }
+    }
+    /// Where uncompressed data lies in the data file, when a direct read may use it.
+    pub fn host_offset(&self) -> Option<u64> {
+        match self.mapping {
+            Mapping::Data { host_offset } => host_offset,
+            _ => None,
+        }
+    }
+    pub fn is_compressed(&self) -> bool {
+        self.mapping == Mapping::Compressed
+    }
+    /// The same range without its host offset: data that only [`DiskImage::read_at`] may produce.
+    pub fn without_host_offset(self) -> Self {
+        match self.mapping {
+            Mapping::Data { host_offset: Some(_) } => Extent { mapping: Mapping::Data { host_offset: None }, ..self },
+            _ => self,
+        }
+    }
+    /// The part `[start, end)` of this extent (which must lie inside it), its host offset moved along.
+    pub fn slice(&self, start: u64, end: u64) -> Self {
+        let mapping = match self.mapping {
+            Mapping::Data { host_offset } => {
+                Mapping::Data { host_offset: host_offset.map(|h| h + (start - self.offset)) }
+            }
+            other => other,
         };
-        self.kind == next.kind && self.compressed == next.compressed && self.end() == next.offset && host_contiguous
+        Extent { offset: start, length: end - start, mapping }
+    }
+    /// Whether `next` continues this extent as one: same mapping, adjacent, host offsets contiguous.
+    pub fn continued_by(&self, next: &Extent) -> bool {
+        let same_mapping = match (self.mapping, next.mapping) {
+            (Mapping::Data { host_offset: Some(a) }, Mapping::Data { host_offset: Some(b) }) => {
+                a.checked_add(self.length) == Some(b)
+            }
+            (a, b) => a == b,
+        };
+        same_mapping && self.end() == next.offset
+    }
+}
+
+/// Serialised as `imgport map --output json` has always written it: offset, length, kind, and `host_offset` or
+/// `compressed: true` where they apply.
+impl Serialize for Extent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let host_offset = self.host_offset();
+        let fields = 3 + usize::from(host_offset.is_some()) + usize::from(self.is_compressed());
+        let mut s = serializer.serialize_struct("Extent", fields)?;
+        s.serialize_field("offset", &self.offset)?;
+        s.serialize_field("length", &self.length)?;
+        s.serialize_field("kind", &self.kind())?;
+        if let Some(h) = host_offset {
+            s.serialize_field("host_offset", &h)?;
+        }
+        if self.is_compressed() {
+            s.serialize_field("compressed", &true)?;
+        }
+        s.end()
     }
 }
 
@@ -169,27 +236,47 @@ pub struct ImageDetails {
     pub cluster_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub qcow2: Option<crate::qcow2::Qcow2Info>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vhd: Option<crate::vhd::VhdInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vhdx: Option<crate::vhdx::VhdxInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vmdk: Option<crate::vmdk::VmdkInfo>,
+    /// What only this format has (none for raw). Serialised under the format's name (`"qcow2": {...}`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub specific: Option<FormatInfo>,
+}
+
+/// The facts only one format has.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatInfo {
+    Qcow2(crate::qcow2::Qcow2Info),
+    Vhd(crate::vhd::VhdInfo),
+    Vhdx(crate::vhdx::VhdxInfo),
+    Vmdk(crate::vmdk::VmdkInfo),
 }
 
 impl ImageDetails {
     pub fn new(format: Format) -> Self {
-        ImageDetails {
-            format,
-            subformat: None,
-            cluster_size: None,
-            backing_file: None,
-            qcow2: None,
-            vhd: None,
-            vhdx: None,
-            vmdk: None,
+        ImageDetails { format, subformat: None, cluster_size: None, backing_file: None, specific: None }
+    }
+    pub fn qcow2(&self) -> Option<&crate::qcow2::Qcow2Info> {
+        match &self.specific {
+            Some(FormatInfo::Qcow2(i)) => Some(i),
+            _ => None,
+        }
+    }
+    pub fn vhd(&self) -> Option<&crate::vhd::VhdInfo> {
+        match &self.specific {
+            Some(FormatInfo::Vhd(i)) => Some(i),
+            _ => None,
+        }
+    }
+    pub fn vhdx(&self) -> Option<&crate::vhdx::VhdxInfo> {
+        match &self.specific {
+            Some(FormatInfo::Vhdx(i)) => Some(i),
+            _ => None,
+        }
+    }
+    pub fn vmdk(&self) -> Option<&crate::vmdk::VmdkInfo> {
+        match &self.specific {
+            Some(FormatInfo::Vmdk(i)) => Some(i),
+            _ => None,
         }
     }
 }
@@ -232,5 +319,50 @@ impl CheckReport {
         } else {
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod extent_tests {
+    use super::*;
+
+    #[test]
+    fn extents_serialise_as_map_always_printed_them() {
+        let json = |e: Extent| serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json(Extent::data(0, 512, Some(4096))),
+            r#"{"offset":0,"length":512,"kind":"data","host_offset":4096}"#
+        );
+        assert_eq!(json(Extent::data(0, 512, None)), r#"{"offset":0,"length":512,"kind":"data"}"#);
+        assert_eq!(
+            json(Extent::compressed(512, 512)),
+            r#"{"offset":512,"length":512,"kind":"data","compressed":true}"#
+        );
+        assert_eq!(json(Extent::zero(0, 1)), r#"{"offset":0,"length":1,"kind":"zero"}"#);
+        assert_eq!(json(Extent::unallocated(0, 1)), r#"{"offset":0,"length":1,"kind":"unallocated"}"#);
+    }
+
+    #[test]
+    fn neighbours_merge_only_with_the_same_mapping_and_contiguous_host_offsets() {
+        let mut list = ExtentList::new();
+        list.push(Extent::data(0, 512, Some(1024)));
+        list.push(Extent::data(512, 512, Some(1536)));
+        list.push(Extent::data(1024, 512, Some(4096)));
+        list.push(Extent::data(1536, 512, None));
+        list.push(Extent::data(2048, 512, None));
+        list.push(Extent::compressed(2560, 512));
+        list.push(Extent::compressed(3072, 512));
+        list.push(Extent::zero(3584, 512));
+        list.push(Extent::unallocated(4096, 512));
+        let lengths: Vec<_> = list.into_vec().iter().map(|e| (e.offset, e.length)).collect();
+        assert_eq!(lengths, [(0, 1024), (1024, 512), (1536, 1024), (2560, 1024), (3584, 512), (4096, 512)]);
+    }
+
+    #[test]
+    fn a_slice_moves_the_host_offset_along() {
+        let e = Extent::data(4096, 8192, Some(65536)).slice(6144, 8192);
+        assert_eq!((e.offset, e.length, e.host_offset()), (6144, 2048, Some(65536 + 2048)));
+        assert_eq!(Extent::zero(0, 100).slice(10, 20), Extent::zero(10, 10));
+        assert_eq!(Extent::data(0, 100, Some(7)).without_host_offset().host_offset(), None);
     }
 }

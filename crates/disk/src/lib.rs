@@ -32,7 +32,7 @@ pub use compare::{compare, Comparison};
 pub use digest::{digest, plain_sha256};
 pub use error::{Error, ErrorKind, Result};
 pub use extents::Extents;
-pub use image::{CheckReport, DiskImage, Extent, ExtentKind, Finding, ImageDetails};
+pub use image::{CheckReport, DiskImage, Extent, ExtentKind, Finding, FormatInfo, ImageDetails, Mapping};
 pub use info::ImageInfo;
 pub use mem::MemImage;
 pub use open::{open, ExtentFiles, OpenOptions};

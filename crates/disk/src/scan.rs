@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::extents::DataRanges;
-use crate::image::{DiskImage, ExtentKind};
+use crate::image::{DiskImage, Mapping};
 use crate::write::Control;
 use std::sync::mpsc;
 
@@ -80,11 +80,11 @@ fn mapped_chunk(src: &dyn DiskImage, start: u64, end: u64) -> Option<&[u8]> {
     let mapping = src.data_file()?.mapping()?;
     let extents = src.map(start, end - start).ok()?;
     let [e] = extents.as_slice() else { return None };
-    if e.kind != ExtentKind::Data || e.compressed || e.offset != start || e.end() != end {
+    let Mapping::Data { host_offset: Some(host) } = e.mapping else { return None };
+    if e.offset != start || e.end() != end {
         return None;
     }
     let len = usize::try_from(end - start).ok()?;
-    let host = e.host_offset?;
     let slice = mapping.slice(host, len)?;
     mapping.prefetch(host, len);
     crate::file::count_read(len as u64);

@@ -304,7 +304,7 @@ fn container(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
             .value(b.clone()),
         );
     }
-    if let Some(q) = &d.qcow2 {
+    if let Some(q) = d.qcow2() {
         if q.corrupt {
             out.push(
                 Finding::fail(
@@ -339,7 +339,7 @@ fn container(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
             );
         }
     }
-    if d.vhd.as_ref().is_some_and(|v| v.saved_state) {
+    if d.vhd().is_some_and(|v| v.saved_state) {
         out.push(Finding::fail(
             ID,
             Severity::Warning,
@@ -347,7 +347,7 @@ fn container(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
             "start and shut down the VM cleanly in its hypervisor, then export the disk again",
         ));
     }
-    if let Some(x) = &d.vhdx {
+    if let Some(x) = d.vhdx() {
         if x.log_state != "empty" {
             out.push(
                 Finding::fail(
@@ -407,7 +407,7 @@ fn size(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
 
 fn vhd_alignment(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
     const ID: &str = "vhd-alignment";
-    let Some(vhd) = &s.details.vhd else {
+    let Some(vhd) = s.details.vhd() else {
         return vec![Finding::pass(ID, format!("not a VHD container ({})", s.details.format))];
     };
     let fix = "rewrite it with a whole-MiB size and an exact footer: imgport convert -O vhd -o subformat=fixed IMAGE \

@@ -151,7 +151,7 @@ impl DiskImage for Qcow2Image {
         let mut d = ImageDetails::new(Format::Qcow2);
         d.cluster_size = Some(self.cluster_size());
         d.backing_file = self.header.backing_file.clone();
-        d.qcow2 = Some(Qcow2Info::from_header(&self.header));
+        d.specific = Some(crate::FormatInfo::Qcow2(Qcow2Info::from_header(&self.header)));
         d
     }
 

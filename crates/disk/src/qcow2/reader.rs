@@ -8,7 +8,7 @@ use super::entries::{classify, Cluster, L1E_OFFSET_MASK, SUBCLUSTERS};
 use super::header::Header;
 use crate::error::Result;
 use crate::file::ImageFile;
-use crate::image::{DiskImage, Extent, ExtentKind, ExtentList};
+use crate::image::{DiskImage, Extent, ExtentList};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -346,10 +346,7 @@ impl Qcow2Image {
                         let covered = backing.virtual_size().saturating_sub(pos).min(len);
                         if covered > 0 {
                             // Backing data lives in another file: no host offset in this one.
-                            list.extend(backing.map(pos, covered)?.into_iter().map(|e| match e.kind {
-                                ExtentKind::Data => Extent { host_offset: None, ..e },
-                                _ => e,
-                            }));
+                            list.extend(backing.map(pos, covered)?.into_iter().map(Extent::without_host_offset));
                         }
                         list.push(Extent::unallocated(pos + covered, len - covered));
                     }

@@ -84,10 +84,10 @@ fn writer_output_reads_back_and_checks_clean() {
             let map = img.map(0, img.virtual_size()).unwrap();
             // Holes of the source stay unallocated (with small clusters).
             if cs <= 65536 {
-                assert!(map.iter().any(|e| e.kind == ExtentKind::Unallocated), "cs {cs}");
+                assert!(map.iter().any(|e| e.kind() == ExtentKind::Unallocated), "cs {cs}");
             }
-            assert_eq!(map.iter().any(|e| e.compressed), compression.is_some(), "cs {cs} {compression:?}");
-            let info = img.details().qcow2.unwrap();
+            assert_eq!(map.iter().any(|e| e.is_compressed()), compression.is_some(), "cs {cs} {compression:?}");
+            let info = img.details().qcow2().unwrap().clone();
             assert_eq!(info.compat, "1.1");
             let kind = if compression == Some(Compression::Zstd) { "zstd" } else { "zlib" };
             assert_eq!(info.compression_type, kind);
@@ -152,7 +152,7 @@ fn empty_and_zero_sized_disks() {
         let (_dir, img) = open_bytes(&bytes);
         let img = img.unwrap();
         assert_eq!(img.virtual_size(), size as u64);
-        assert!(img.map(0, size as u64).unwrap().iter().all(|e| e.kind == ExtentKind::Unallocated));
+        assert!(img.map(0, size as u64).unwrap().iter().all(|e| e.kind() == ExtentKind::Unallocated));
         assert!(img.check().unwrap().is_clean());
     }
 }

@@ -492,7 +492,7 @@ impl DiskImage for VhdImage {
         d.subformat = Some(info.disk_type.to_string());
         // qemu-img reports the block size as the cluster size of a dynamic VHD and none for a fixed one.
         d.cluster_size = info.block_size;
-        d.vhd = Some(info);
+        d.specific = Some(crate::FormatInfo::Vhd(info));
         d
     }
 
@@ -572,7 +572,7 @@ mod tests {
         assert!(data[8192..12288].iter().all(|&b| b == 3));
         let map = img.map(0, 4 * BS).unwrap();
         assert_eq!(map.len(), 4);
-        assert_eq!(map[0].host_offset, Some(2048 + 4608 + 512));
+        assert_eq!(map[0].host_offset(), Some(2048 + 4608 + 512));
         assert!(img.check().unwrap().is_clean());
         // A read across blocks.
         let mut buf = [0u8; 10];

@@ -654,7 +654,7 @@ impl DiskImage for VhdxImage {
         let mut d = ImageDetails::new(Format::Vhdx);
         d.subformat = Some(if self.info.leave_block_allocated { "fixed" } else { "dynamic" }.to_string());
         d.cluster_size = Some(self.block_size);
-        d.vhdx = Some(self.info.clone());
+        d.specific = Some(crate::FormatInfo::Vhdx(self.info.clone()));
         d
     }
 

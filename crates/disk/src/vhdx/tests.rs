@@ -111,13 +111,13 @@ fn dynamic_round_trip_stores_only_blocks_with_data() {
     assert!(img.check().unwrap().warnings.is_empty(), "{:?}", img.check().unwrap().warnings);
     let d = img.details();
     assert_eq!((d.subformat.as_deref(), d.cluster_size), (Some("dynamic"), Some(MIB)));
-    let info = d.vhdx.unwrap();
+    let info = d.vhdx().unwrap().clone();
     assert_eq!((info.logical_sector_size, info.physical_sector_size, info.log_state.as_str()), (512, 4096, "empty"));
     assert!(info.creator.starts_with("imgport v"));
     assert_eq!((info.current_header, info.header_sequence), (2, 2));
     let map = img.map(0, img.virtual_size()).unwrap();
     assert_eq!(map[0], Extent::data(0, MIB, Some(layout.data_start)));
-    assert_eq!(map[1].kind, ExtentKind::Unallocated);
+    assert_eq!(map[1].kind(), ExtentKind::Unallocated);
     assert_eq!(map.iter().map(|e| e.length).sum::<u64>(), img.virtual_size());
 }
 
@@ -429,7 +429,7 @@ fn dirty_log_is_replayed_in_memory() {
     want[..4096].fill(0);
     want[MIB as usize + 8192..MIB as usize + 12288].copy_from_slice(&new_block1);
     assert!(got == want);
-    let kinds: Vec<_> = img.map(0, 4 * MIB).unwrap().iter().map(|e| (e.kind, e.length, e.host_offset)).collect();
+    let kinds: Vec<_> = img.map(0, 4 * MIB).unwrap().iter().map(|e| (e.kind(), e.length, e.host_offset())).collect();
     // Both blocks have pages rewritten by the log, so neither has a single host offset.
     assert_eq!(kinds, [(ExtentKind::Data, 2 * MIB, None), (ExtentKind::Unallocated, 2 * MIB, None)]);
     let r = img.check().unwrap();

@@ -513,7 +513,7 @@ fn details_for(create_type: &str, d: Option<&Descriptor>, parts: &[Part]) -> Ima
     let mut details = ImageDetails::new(Format::Vmdk);
     details.subformat = Some(create_type.to_string());
     details.cluster_size = cluster_size;
-    details.vmdk = Some(info);
+    details.specific = Some(crate::FormatInfo::Vmdk(info));
     details
 }
 
@@ -638,7 +638,7 @@ impl DiskImage for VmdkImage {
                     if s < avail {
                         for x in f.raw.map(s, avail - s)? {
                             // Host offsets are in another file than the one opened: not reported.
-                            list.push(Extent { offset: x.offset - f.offset + base, host_offset: None, ..x });
+                            list.push(Extent { offset: x.offset - f.offset + base, ..x.without_host_offset() });
                         }
                     }
                     // Past the end of the file: data the descriptor promises; reading it reports the damage.

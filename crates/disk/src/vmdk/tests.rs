@@ -78,13 +78,13 @@ fn writer_output_reads_back_with_the_stream_layout() {
     let d = img.details();
     assert_eq!(d.subformat.as_deref(), Some("streamOptimized"));
     assert_eq!(d.cluster_size, Some(65536));
-    let info = d.vmdk.unwrap();
+    let info = d.vmdk().unwrap().clone();
     assert!(info.compressed);
     assert_eq!(info.adapter_type.as_deref(), Some("lsilogic"));
     // Zero blocks were left out; the map says so.
     let map = img.map(0, size as u64).unwrap();
-    assert!(map.iter().any(|e| e.kind == ExtentKind::Unallocated));
-    assert!(map.iter().filter(|e| e.kind == ExtentKind::Data).all(|e| e.compressed));
+    assert!(map.iter().any(|e| e.kind() == ExtentKind::Unallocated));
+    assert!(map.iter().filter(|e| e.kind() == ExtentKind::Data).all(|e| e.is_compressed()));
 
     // Layout: GD_AT_END header, footer marker + footer + end-of-stream marker at the end.
     let mut h = [0u8; 512];
@@ -133,7 +133,7 @@ fn empty_and_tiny_disks() {
     let path = save(dir.path(), "zeros.vmdk", &write_vmdk(&vec![0u8; 3 << 20]));
     let img = open(&path, &OpenOptions::default()).unwrap();
     assert!(read_all(img.as_ref()).iter().all(|&b| b == 0));
-    assert!(img.map(0, 3 << 20).unwrap().iter().all(|e| e.kind == ExtentKind::Unallocated));
+    assert!(img.map(0, 3 << 20).unwrap().iter().all(|e| e.kind() == ExtentKind::Unallocated));
 }
 
 #[test]
@@ -288,10 +288,10 @@ fn descriptor_files_flat_zero_and_sparse_extents() {
     assert_eq!(all[512 * 1040..512 * 1424], pattern(65536 * 3, 7)[..]);
     assert_eq!(all[512 * 1424..], flat[..4096]);
     let map = img.map(0, img.virtual_size()).unwrap();
-    assert!(map.iter().any(|e| e.kind == ExtentKind::Zero));
+    assert!(map.iter().any(|e| e.kind() == ExtentKind::Zero));
     let d = img.details();
     assert_eq!(d.cluster_size, None, "flat extents: no cluster size, like qemu");
-    let info = d.vmdk.unwrap();
+    let info = d.vmdk().unwrap().clone();
     assert_eq!(info.extents.len(), 4);
     assert_eq!(info.extents[0].offset, Some(1024));
     assert_eq!(info.cid, Some(0x12345678));
@@ -359,7 +359,7 @@ fn short_flat_file_reads_as_corrupt_and_check_says_so() {
     assert_eq!(img.check().unwrap().exit_code(), 2);
     // The map still covers the missing tail as data, so a conversion fails instead of inventing zeros.
     let map = img.map(0, 8192).unwrap();
-    assert_eq!(map.last().map(|e| (e.end(), e.kind)), Some((8192, ExtentKind::Data)));
+    assert_eq!(map.last().map(|e| (e.end(), e.kind())), Some((8192, ExtentKind::Data)));
 }
 
 #[test]
