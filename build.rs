@@ -38,7 +38,7 @@ fn git_revision(manifest_dir: &Path) -> Option<String> {
     }
     watch_git_state(manifest_dir);
     let rev = git(manifest_dir, &["rev-parse", "--short=12", "HEAD"])?;
-    let dirty = git(manifest_dir, &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty = git(manifest_dir, &["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
     Some(if dirty { format!("{rev}-dirty") } else { rev })
 }
 

@@ -125,13 +125,11 @@ def read_allowed(path):
 
 
 def cargo_metadata():
-    out = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
-        cwd=SCRIPTS.parent,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    command = ["cargo", "metadata", "--format-version", "1", "--no-deps"]
+    try:
+        out = subprocess.run(command, cwd=SCRIPTS.parent, check=True, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit(f"check-layering: `{' '.join(command)}` failed: {getattr(e, 'stderr', None) or e}")
     return json.loads(out.stdout)
 
 
