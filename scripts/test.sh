@@ -7,4 +7,10 @@ scripts/install-peers.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The architecture's rules: no crate depends on one later in the flow, libraries never print. Each check first
+# proves on its fixtures that it fails on a violation.
+scripts/check-layering.py --self-test
+scripts/check-layering.py
+scripts/check-no-print.py --self-test
+scripts/check-no-print.py
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -5,12 +5,24 @@ mod output;
 mod commands;
 mod signals;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "imgport", version, about = "Inspect, convert and import virtual machine disk images")]
+#[command(
+    name = "imgport",
+    // The package version, with the git revision when built from a checkout (build.rs).
+    version = env!("IMGPORT_VERSION"),
+    about = "Inspect, convert and import virtual machine disk images"
+)]
 struct Cli {
+    /// No progress bars or informational lines on stderr (results and errors are still printed).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail: -v info, -vv debug, -vvv trace log events on stderr (IMGPORT_LOG or RUST_LOG override);
+    /// `validate -v` also lists the checks that passed.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,10 +57,17 @@ enum Command {
     /// Interrupted multipart uploads: list, abort, forget stale resume state.
     #[command(subcommand)]
     Uploads(commands::upload::UploadsCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::Args),
+    /// Print the manual page (roff), or write one page per command into a folder with --out.
+    Man(commands::man::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    output::set_verbosity(cli.quiet, cli.verbose);
+    output::init_logging(cli.quiet, cli.verbose);
+    tracing::debug!(version = env!("IMGPORT_VERSION"), "imgport starting");
     let code = match cli.command {
         Command::Info(a) => commands::info::run(a),
         Command::Check(a) => commands::check::run(a),
@@ -62,6 +81,8 @@ fn main() -> ExitCode {
         Command::Emulator(c) => commands::emulator::run(c),
         Command::Upload(a) => commands::upload::run(a),
         Command::Uploads(c) => commands::upload::run_uploads(c),
+        Command::Completions(a) => commands::completions::run(a, Cli::command()),
+        Command::Man(a) => commands::man::run(a, Cli::command()),
     };
     // A command stopped by SIGINT, SIGTERM or SIGHUP exits 128 + the signal, whatever error it stopped with.
     let code = if code != 0 && signals::received().is_some() { signals::exit_code() } else { code };

@@ -1,9 +1,88 @@
-//! Shared output helpers: errors on stderr, JSON on stdout, human sizes, the progress bar.
+//! Shared output helpers: errors on stderr, JSON on stdout, human sizes, the progress bar, and the global
+//! `-q`/`-v` setting with the log subscriber it configures.
 
 use imgport_disk::{Control, Error};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+static QUIET: AtomicBool = AtomicBool::new(false);
+static VERBOSITY: AtomicU8 = AtomicU8::new(0);
+
+/// Records the global `-q` / `-v` flags once, before a command runs; commands read them through [`quiet`],
+/// [`verbosity`] and [`progress_enabled`].
+pub fn set_verbosity(quiet: bool, verbose: u8) {
+    QUIET.store(quiet, Ordering::Relaxed);
+    VERBOSITY.store(verbose, Ordering::Relaxed);
+}
+
+/// `-q`: no progress bars and no informational lines on stderr (results and errors are still printed).
+pub fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// How many times `-v` was given.
+pub fn verbosity() -> u8 {
+    VERBOSITY.load(Ordering::Relaxed)
+}
+
+/// `-v` given at least once (`validate` then also lists passed checks and evidence).
+pub fn verbose() -> bool {
+    verbosity() > 0
+}
+
+/// Whether a progress bar may be drawn: only on a terminal, and never with `-q`.
+pub fn progress_enabled() -> bool {
+    !quiet() && std::io::stderr().is_terminal()
+}
+
+/// An informational line on stderr, left out with `-q`.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        if !$crate::output::quiet() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
+/// The environment variables that override the log filter, in order (`RUST_LOG` syntax: `debug`,
+/// `imgport_storage=trace,warn`).
+pub const LOG_ENV: [&str; 2] = ["IMGPORT_LOG", "RUST_LOG"];
+
+/// The log filter for a verbosity: warnings by default, errors only with `-q`; `-v` info, `-vv` debug and
+/// `-vvv` trace for imgport's own crates (every target starting with `imgport`), warnings for the others.
+pub fn log_filter(quiet: bool, verbose: u8) -> String {
+    let level = match (quiet, verbose) {
+        (true, _) => return "error".to_string(),
+        (false, 0) => return "warn".to_string(),
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    format!("warn,imgport={level}")
+}
+
+/// Installs the `tracing` subscriber that writes library events to stderr. The first non-empty variable of
+/// [`LOG_ENV`] overrides the level from `-q`/`-v`; a filter that does not parse is reported and the flags' level
+/// is used instead. Libraries only emit events: this binary is the one place that decides where they go.
+pub fn init_logging(quiet: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let from_flags = log_filter(quiet, verbose);
+    let from_env = LOG_ENV.iter().find_map(|name| {
+        let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty())?;
+        Some((*name, value))
+    });
+    let filter = match from_env {
+        Some((name, value)) => EnvFilter::try_new(&value).unwrap_or_else(|e| {
+            eprintln!("imgport: warning: ignoring {name}={value:?}: {e}");
+            EnvFilter::new(&from_flags)
+        }),
+        None => EnvFilter::new(&from_flags),
+    };
+    // try_init: a second subscriber (none is expected) is not worth failing a command for.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
 
 /// `println!` (colour-aware, see [`write_line`]) that survives a reader going away: `imgport map IMAGE | head -1` ends quietly, as ripgrep
 /// does, instead of panicking on the closed pipe. Every line a command prints to stdout goes through it.
@@ -19,6 +98,15 @@ pub fn write_line(args: std::fmt::Arguments) {
     // anstream drops colour codes when stdout is not a terminal (validate's styled findings).
     let mut out = anstream::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        stdout_failed(e);
+    }
+}
+
+/// Write bytes to stdout as they are (a generated script or page), with [`write_line`]'s handling of a closed
+/// pipe and other write errors.
+pub fn write_stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
         stdout_failed(e);
     }
 }
@@ -67,7 +155,7 @@ pub fn control_with_progress(total: u64, show: bool) -> (Control, Option<Progres
     let mut ctl = Control::new();
     // A second signal while the first is handled is ignored; the operation stops at the next chunk.
     crate::signals::cancel_on_signal(ctl.cancel_flag());
-    if !(show && std::io::stderr().is_terminal()) {
+    if !(show && progress_enabled()) {
         return (ctl, None);
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());

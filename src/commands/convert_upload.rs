@@ -12,7 +12,6 @@ use imgport_storage::state::{source_id, SourceId};
 use imgport_storage::stream::{upload_stream, StreamParams, StreamWriter};
 use imgport_storage::upload::{Progress, ProgressFn, Summary as UploadSummary, UploadError};
 use indicatif::HumanBytes;
-use std::io::IsTerminal;
 use std::sync::Arc;
 
 /// The disk engine's `Sink` onto the stream uploader. The bridge lives in the binary so that neither crate
@@ -148,7 +147,7 @@ fn stream(args: &Args) -> Result<Summary, Stopped> {
         StreamParams { params: stream_params(args, &opts, &other_files), len_bound: output_len_bound(virtual_size) };
 
     let mut ctl = Control::new();
-    let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+    let bar = (!args.json && crate::output::progress_enabled()).then(|| {
         let bar = indicatif::ProgressBar::new(virtual_size);
         // The bar follows the source (the output's length is known only at its end); the message, the upload.
         if let Ok(style) = indicatif::ProgressStyle::with_template(

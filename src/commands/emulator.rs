@@ -44,9 +44,7 @@ pub struct ServeArgs {
     /// as JSON lines.
     #[arg(long)]
     json: bool,
-    /// Do not log each request.
-    #[arg(long)]
-    quiet: bool,
+    // -q (global, src/main.rs) stops the log of each request.
     /// Seconds an ECS ImportImage or CopyImage takes from Waiting to Available [default: 3].
     #[arg(long, value_name = "SECS")]
     import_seconds: Option<f64>,
@@ -131,7 +129,7 @@ fn serve(args: ServeArgs) -> u8 {
     }
     cloud.seed_import_role |= args.seed_import_role;
     cfg = cfg.cloud(cloud);
-    cfg.log_to_stderr = !args.quiet;
+    cfg.log_to_stderr = !crate::output::quiet();
     cfg.log_json = args.json;
     let data_dir = cfg.data_dir.clone();
     // Ctrl-C, SIGTERM (systemd, Kubernetes, CI) or SIGHUP (src/signals.rs) stops it cleanly.
@@ -190,7 +188,7 @@ fn serve(args: ServeArgs) -> u8 {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    eprintln!("imgport: emulator stopping");
+    note!("imgport: emulator stopping");
     emu.shutdown();
     0
 }

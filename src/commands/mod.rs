@@ -3,12 +3,14 @@
 pub mod auth;
 pub mod check;
 pub mod compare;
+pub mod completions;
 pub mod convert;
 pub mod convert_upload;
 pub mod digest;
 pub mod emulator;
 pub mod info;
 pub mod inspect;
+pub mod man;
 pub mod map;
 pub mod upload;
 pub mod validate;

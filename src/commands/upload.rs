@@ -6,7 +6,6 @@ use imgport_auth::provider::{CredentialsProvider, DefaultChain, Static};
 use imgport_auth::{Credentials, Env};
 use imgport_storage::upload::{self, Progress, UploadOptions};
 use imgport_storage::{state, Client, Flavor, ObjectStore, PutOptions, StoreConfig};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -255,7 +254,7 @@ pub fn summary_line(s: &upload::Summary, dest: &str) -> String {
 }
 
 fn progress_bar(total: u64) -> Option<(indicatif::ProgressBar, upload::ProgressFn)> {
-    if !std::io::stderr().is_terminal() {
+    if !crate::output::progress_enabled() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(total);

@@ -20,9 +20,7 @@ pub struct Args {
     /// Warnings count as failures for the exit status.
     #[arg(long)]
     strict: bool,
-    /// Also list the checks that passed, and the evidence of each finding.
-    #[arg(short, long)]
-    verbose: bool,
+    // -v (global, src/main.rs) also lists the checks that passed, and the evidence of each finding.
     image: PathBuf,
 }
 
@@ -117,13 +115,13 @@ fn print_human(args: &Args, r: &Report, code: u8) {
         (Status::Pass, None),
     ];
     for (status, sev) in order {
-        if status == Status::Pass && !args.verbose {
+        if status == Status::Pass && !crate::output::verbose() {
             continue;
         }
         for f in r.findings.iter().filter(|f| f.status == status && sev.is_none_or(|s| f.severity == s)) {
             let (name, style) = label(f);
             let fix = f.fix.as_ref().map(|x| format!(" -- fix: {x}")).unwrap_or_default();
-            let ev = if args.verbose { evidence(f) } else { String::new() };
+            let ev = if crate::output::verbose() { evidence(f) } else { String::new() };
             outln!("{style}{name:<9}{style:#} {:<16} {}{ev}{fix}", f.id, f.message);
         }
     }
@@ -139,7 +137,7 @@ fn print_human(args: &Args, r: &Report, code: u8) {
         (_, true) => format!("{ERROR}FAIL{ERROR:#} (--strict: warnings count)"),
         _ => format!("{ERROR}FAIL{ERROR:#}"),
     };
-    let hidden = if args.verbose || s.passed == 0 { "" } else { " (-v lists them)" };
+    let hidden = if crate::output::verbose() || s.passed == 0 { "" } else { " (-v lists them)" };
     outln!(
         "summary: {verdict} for {}: {} error(s), {} warning(s), {} note(s), {} not checked, {} passed{hidden}, {} read",
         r.target,
