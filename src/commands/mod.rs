@@ -4,7 +4,6 @@ pub mod auth;
 pub mod check;
 pub mod compare;
 pub mod convert;
-pub mod convert_upload;
 pub mod digest;
 pub mod emulator;
 pub mod info;
