@@ -1,15 +1,16 @@
 //! `imgport convert`: to a file (written under a temporary name, renamed at the end), or streamed to a store
-//! (`oss://BUCKET/KEY`, `s3://BUCKET/KEY`) part by part as it is written, resumable, by imgport-pipeline.
+//! (`oss://BUCKET/KEY`, `s3://BUCKET/KEY`) part by part as it is written, resumable; both by imgport-pipeline.
 
 use super::upload::{print_events, summary_line, Prepared};
 use super::OpenArgs;
 use crate::output::{control_with_progress, print_error, print_json};
-use imgport_disk::{open, write_image, Control, Error, ErrorKind, FileSink, Format, WriteOptions};
+use imgport_disk::{open, Control, Error, ErrorKind, Format, WriteOptions};
+use imgport_pipeline::convert_file;
 use imgport_pipeline::convert_upload::ConvertUpload;
 use imgport_storage::upload::{Summary as UploadSummary, UploadError};
 use indicatif::HumanBytes;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -103,37 +104,15 @@ fn write_options(args: &Args) -> Result<WriteOptions, Error> {
 fn convert(args: &Args) -> Result<Summary, Error> {
     let started = std::time::Instant::now();
     let opts = write_options(args)?;
-    if !args.force && args.output.exists() {
-        return Err(Error::invalid_argument("output exists (use --force to overwrite)").in_file(&args.output));
-    }
-    if same_file(&args.input, &args.output) {
-        return Err(Error::invalid_argument("output is the input image").in_file(&args.output));
-    }
+    convert_file::check_output(&args.input, &args.output, args.force)?;
     let src = open(&args.input, &args.open.options())?;
     // Signals are watched before the temporary output exists, so no signal can leave it behind.
     let (ctl, bar) = control_with_progress(src.virtual_size(), !args.json);
-    let dir = match args.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = args.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // Written under a temporary name in the same folder and renamed at the end, so an error or Ctrl-C
-    // never leaves a half-written image under the final name (the temporary file is removed on drop).
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".imgport-tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
-    let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
-    let mut sink = FileSink::new(file, args.output.clone());
-    let result = write_image(src.as_ref(), &opts, &mut sink, &ctl);
+    let result = convert_file::convert_to_file(src.as_ref(), &opts, &args.output, args.force, &ctl);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    result?;
-    let persisted = if args.force { tmp.persist(&args.output) } else { tmp.persist_noclobber(&args.output) };
-    persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(&args.output))?;
+    let bytes_written = result?;
     Ok(Summary {
         conversion: Conversion {
             input: args.input.display().to_string(),
@@ -143,16 +122,9 @@ fn convert(args: &Args) -> Result<Summary, Error> {
             virtual_size: src.virtual_size(),
         },
         bytes_read: imgport_disk::file::bytes_read(),
-        bytes_written: sink.bytes_written(),
+        bytes_written,
         seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }
 
 /// What `convert --json` prints for a store: the conversion's facts and the upload's summary (the same fields

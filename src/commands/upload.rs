@@ -194,7 +194,7 @@ pub fn print_events(bar: Option<indicatif::ProgressBar>, show: fn(&indicatif::Pr
             Some(b) => b.suspend(|| eprintln!("imgport: {reason}")),
             None => eprintln!("imgport: {reason}"),
         },
-        UploadEvent::Started { .. } | UploadEvent::Completed { .. } => {}
+        UploadEvent::Started { .. } | UploadEvent::PartStored { .. } | UploadEvent::Completed { .. } => {}
     })
 }
 

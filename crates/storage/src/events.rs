@@ -26,6 +26,13 @@ pub enum UploadEvent {
         upload_id: String,
         resumed_parts: u64,
     },
+    /// Part `number` is in the store: sent by this run, or found there intact (`sent` false: a resumed stream).
+    PartStored {
+        number: u32,
+        size: u64,
+        crc64: u64,
+        sent: bool,
+    },
     Progress(Progress),
     /// The interrupted upload the resume state names is not continued: it is aborted and a new one started.
     Restarted {
@@ -75,6 +82,11 @@ pub(crate) fn emit(events: &Option<EventFn>, event: UploadEvent) {
     if let Some(f) = events {
         f(&event);
     }
+}
+
+/// The event of a part in the store.
+pub(crate) fn part_stored(number: u32, rec: &crate::state::PartRecord, sent: bool) -> UploadEvent {
+    UploadEvent::PartStored { number, size: rec.size, crc64: rec.crc64, sent }
 }
 
 /// The event of a finished upload.

@@ -96,7 +96,7 @@ pub(crate) fn listed_matches(listed: &crate::PartInfo, recorded: &PartRecord) ->
 }
 
 pub use crate::events::Progress;
-use crate::events::{completed, emit, EventFn, RestartReason, UploadEvent};
+use crate::events::{completed, emit, part_stored, EventFn, RestartReason, UploadEvent};
 
 #[derive(Debug)]
 pub enum UploadError {
@@ -705,6 +705,7 @@ async fn multipart(
             Err(e) => return Err(check_unchanged(id).err().unwrap_or(e)),
         };
         done_bytes += rec.size;
+        emit(&events, part_stored(n, &rec, true));
         st.parts.insert(n, rec);
         save(&st)?;
         report(done_bytes, set.len());

@@ -1,5 +1,5 @@
 //! The events an upload reports, against the in-process OSS emulator: a stale resume state restarts the upload
-//! (reported, not printed), then started, progress up to the size, completed.
+//! (reported, not printed), then started, every part stored, progress up to the size, completed.
 
 use imgport_auth::endpoints::{BucketStyle, Endpoint};
 use imgport_auth::provider::Static;
@@ -85,6 +85,12 @@ async fn a_restarted_upload_reports_why_then_its_progress() {
         seen.iter().filter_map(|e| if let UploadEvent::Progress(p) = e { Some(p.done) } else { None }).collect();
     assert!(done.windows(2).all(|w| w[0] <= w[1]), "progress went backwards: {done:?}");
     assert_eq!(done.last(), Some(&(1 << 20)));
+    let mut stored: Vec<u32> = seen
+        .iter()
+        .filter_map(|e| if let UploadEvent::PartStored { number, sent: true, .. } = e { Some(*number) } else { None })
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(stored, (1..=8).collect::<Vec<u32>>());
     let want = UploadEvent::Completed { bytes: 1 << 20, parts: 8, etag: s.etag.clone(), crc64: s.crc64.clone() };
     assert_eq!(seen.last(), Some(&want));
     for e in &seen {

@@ -15,7 +15,7 @@
 //! match a part the store already holds is not sent again. The producer must therefore write the same bytes
 //! every time (the disk engine does with a `Stamp`).
 
-use crate::events::{completed, emit, EventFn, Progress, RestartReason, UploadEvent};
+use crate::events::{completed, emit, part_stored, EventFn, Progress, RestartReason, UploadEvent};
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
     auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, lock_state,
@@ -323,6 +323,7 @@ impl Run<'_> {
             self.sent += 1;
         }
         self.done_bytes += rec.size;
+        emit(&self.events, part_stored(n, &rec, !skipped));
         if let Some(st) = self.st.as_mut() {
             st.parts.insert(n, rec);
         }
