@@ -143,3 +143,22 @@ fn conversions_read_the_allocated_data_and_little_else() {
         assert_eq!(summary["virtual_size"], info["virtual_size"], "{}", fx.name);
     }
 }
+
+#[test]
+fn size_options_take_every_unit_spelling() {
+    // `-o cluster_size=` in KiB, K, k or bytes: the cluster size qemu-img makes from its own spelling, and the
+    // same content.
+    let dir = tempdir();
+    let src = dir.path().join("src.raw");
+    make_source_raw(&src, 4 << 20, 41);
+    for (ours, theirs) in [("64KiB", "64k"), ("128KiB", "128k"), ("256K", "256k"), ("32768", "32k")] {
+        let qemu_out = dir.path().join(format!("qemu-{theirs}.qcow2"));
+        qemu_convert(&src, &qemu_out, "qcow2", &format!("cluster_size={theirs}"), &[]);
+        let out = dir.path().join(format!("ours-{ours}.qcow2"));
+        let option = format!("cluster_size={ours}");
+        imgport_ok(&["convert", "-O", "qcow2", "-o", &option, src.to_str().unwrap(), out.to_str().unwrap()]);
+        let (mine, qemu) = (qemu_info(&out, "qcow2"), qemu_info(&qemu_out, "qcow2"));
+        assert_eq!(mine["cluster-size"], qemu["cluster-size"], "{ours} vs qemu-img's {theirs}");
+        assert_qemu_identical(&out, "qcow2", &src, "raw");
+    }
+}

@@ -308,7 +308,12 @@ fn changed_source_is_not_resumed() {
     start_and_kill(&store, &src, "changed.raw", 4);
     // Same size, new content in the middle.
     let (src, d) = write_source(dir.path(), "src", 8 << 20, 5);
-    let s = store.upload_ok(&src, "changed.raw", &["--part-size", "128K", "--concurrency", "4"]);
+    let out = store.upload(&src, "changed.raw", &["--part-size", "128K", "--concurrency", "4"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "upload failed: {stderr}");
+    // The library reports the restart as an event; the command prints it.
+    assert!(stderr.contains("changed since the interrupted upload; starting over"), "{stderr}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json summary");
     assert_eq!(s["resumed_parts"], 0, "{s}");
     assert!(store.get("changed.raw") == d);
 }

@@ -1,7 +1,15 @@
+//! `imgport convert`: to a file (written under a temporary name, renamed at the end), or streamed to a store
+//! (`oss://BUCKET/KEY`, `s3://BUCKET/KEY`) part by part as it is written, resumable; both by imgport-pipeline.
+
+use super::upload::{print_events, summary_line, Prepared};
 use super::OpenArgs;
-use crate::output::{control_with_progress, print_error};
-use imgport_disk::{open, write_image, Error, ErrorKind, FileSink, Format, WriteOptions};
-use std::path::{Path, PathBuf};
+use crate::output::{control_with_progress, print_error, print_json};
+use imgport_disk::{open, Control, Error, ErrorKind, Format, WriteOptions};
+use imgport_pipeline::convert_file;
+use imgport_pipeline::convert_upload::ConvertUpload;
+use imgport_storage::upload::{Summary as UploadSummary, UploadError};
+use indicatif::HumanBytes;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,12 +44,12 @@ pub struct Args {
 
 /// What every `convert --json` reports of the conversion, to a file or to a store.
 #[derive(serde::Serialize)]
-pub(crate) struct Conversion {
-    pub(crate) input: String,
-    pub(crate) output: String,
-    pub(crate) input_format: Format,
-    pub(crate) output_format: Format,
-    pub(crate) virtual_size: u64,
+struct Conversion {
+    input: String,
+    output: String,
+    input_format: Format,
+    output_format: Format,
+    virtual_size: u64,
 }
 
 /// What `convert --json` prints for a local output.
@@ -57,8 +65,8 @@ struct Summary {
 }
 
 pub fn run(args: Args) -> u8 {
-    if args.output.to_str().is_some_and(super::upload::is_store_url) {
-        return super::convert_upload::run(&args);
+    if args.output.to_str().is_some_and(imgport_storage::is_store_url) {
+        return run_to_store(&args);
     }
     match convert(&args) {
         Ok(summary) => {
@@ -79,7 +87,7 @@ pub fn run(args: Args) -> u8 {
 }
 
 /// The output options `-O`, `-o` and `--compress` ask for.
-pub(crate) fn write_options(args: &Args) -> Result<WriteOptions, Error> {
+fn write_options(args: &Args) -> Result<WriteOptions, Error> {
     let mut opts = WriteOptions::new(args.output_format);
     for kv in &args.options {
         let (k, v) =
@@ -95,37 +103,15 @@ pub(crate) fn write_options(args: &Args) -> Result<WriteOptions, Error> {
 fn convert(args: &Args) -> Result<Summary, Error> {
     let started = std::time::Instant::now();
     let opts = write_options(args)?;
-    if !args.force && args.output.exists() {
-        return Err(Error::invalid_argument("output exists (use --force to overwrite)").in_file(&args.output));
-    }
-    if same_file(&args.input, &args.output) {
-        return Err(Error::invalid_argument("output is the input image").in_file(&args.output));
-    }
+    convert_file::check_output(&args.input, &args.output, args.force)?;
     let src = open(&args.input, &args.open.options())?;
     // Signals are watched before the temporary output exists, so no signal can leave it behind.
     let (ctl, bar) = control_with_progress(src.virtual_size(), !args.json);
-    let dir = match args.output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = args.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // Written under a temporary name in the same folder and renamed at the end, so an error or Ctrl-C
-    // never leaves a half-written image under the final name (the temporary file is removed on drop).
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".imgport-tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
-    let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(&args.output))?;
-    let mut sink = FileSink::new(file, args.output.clone());
-    let result = write_image(src.as_ref(), &opts, &mut sink, &ctl);
+    let result = convert_file::convert_to_file(src.as_ref(), &opts, &args.output, args.force, &ctl);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    result?;
-    let persisted = if args.force { tmp.persist(&args.output) } else { tmp.persist_noclobber(&args.output) };
-    persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(&args.output))?;
+    let bytes_written = result?;
     Ok(Summary {
         conversion: Conversion {
             input: args.input.display().to_string(),
@@ -135,14 +121,113 @@ fn convert(args: &Args) -> Result<Summary, Error> {
             virtual_size: src.virtual_size(),
         },
         bytes_read: imgport_disk::file::bytes_read(),
-        bytes_written: sink.bytes_written(),
+        bytes_written,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+/// What `convert --json` prints for a store: the conversion's facts and the upload's summary (the same fields
+/// as `upload --json`).
+#[derive(serde::Serialize)]
+struct StoreSummary {
+    #[serde(flatten)]
+    conversion: Conversion,
+    #[serde(flatten)]
+    upload: UploadSummary,
+}
+
+fn run_to_store(args: &Args) -> u8 {
+    let dest = args.output.to_string_lossy();
+    match to_store(args) {
+        Ok(s) => {
+            if args.json {
+                print_json(&s);
+            } else {
+                outln!(
+                    "{} ({} of {})",
+                    summary_line(&s.upload, &s.conversion.output),
+                    s.conversion.output_format,
+                    s.conversion.input
+                );
+            }
+            0
+        }
+        Err(Stopped::Signal(sig)) => super::upload::interrupted(sig, &dest, &args.upload.store),
+        Err(Stopped::Upload(e)) => super::upload::failed(&e, &dest, &args.upload.store),
+        Err(Stopped::Other(e)) => {
+            eprintln!("imgport: error: {e}");
+            1
+        }
+    }
+}
+
+/// Why a streamed convert did not finish.
+enum Stopped {
+    /// SIGINT, SIGTERM or SIGHUP: the parts stored so far stay for a rerun.
+    Signal(libc::c_int),
+    Upload(UploadError),
+    Other(String),
+}
+
+impl From<String> for Stopped {
+    fn from(m: String) -> Self {
+        Stopped::Other(m)
+    }
+}
+
+fn to_store(args: &Args) -> Result<StoreSummary, Stopped> {
+    let dest = args.output.to_string_lossy().into_owned();
+    let opts = write_options(args).map_err(|e| e.to_string())?;
+    let src = open(&args.input, &args.open.options()).map_err(|e| e.to_string())?;
+    let (virtual_size, input_format) = (src.virtual_size(), src.details().format);
+    let prepared = Prepared::new(&dest, &args.upload, &args.input)?;
+    let job = ConvertUpload::new(src, &args.open.options(), opts)?;
+
+    let mut ctl = Control::new();
+    let bar = (!args.json && crate::output::progress_enabled()).then(|| {
+        let bar = indicatif::ProgressBar::new(virtual_size);
+        // The bar follows the source (the output's length is known only at its end); the message, the upload.
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} read {bytes_per_sec} ETA {eta} {msg}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    });
+    if let Some(b) = bar.clone() {
+        ctl = ctl.with_progress(move |pos| b.set_position(pos));
+    }
+    let cancel = ctl.cancel_flag();
+    // The writer stops at its next chunk on a signal, even before the select below notices it.
+    crate::signals::cancel_on_signal(cancel.clone());
+    let events = print_events(bar.clone(), |b, p| {
+        b.set_message(format!("{} uploaded, {} in flight", HumanBytes(p.done), p.in_flight))
+    });
+    let (store, fix_clock) = (prepared.store(), prepared.fix_clock());
+    let result = prepared.rt.block_on(async {
+        tokio::select! {
+            r = job.run(store, Some(fix_clock), &prepared.opts, ctl, Some(events)) => Ok(r),
+            sig = crate::signals::wait() => Err(sig),
+        }
+    });
+    // Interrupted: the writer stops at its next chunk; the parts stored so far stay for a rerun.
+    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    prepared.rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Err(sig) => Err(Stopped::Signal(sig)),
+        Ok(Err(e)) => Err(Stopped::Upload(e)),
+        Ok(Ok(upload)) => Ok(StoreSummary {
+            conversion: Conversion {
+                input: args.input.display().to_string(),
+                output: dest,
+                input_format,
+                output_format: args.output_format,
+                virtual_size,
+            },
+            upload,
+        }),
     }
 }

@@ -5,7 +5,6 @@ pub mod check;
 pub mod compare;
 pub mod completions;
 pub mod convert;
-pub mod convert_upload;
 pub mod digest;
 pub mod emulator;
 pub mod info;

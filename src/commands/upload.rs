@@ -1,11 +1,11 @@
 //! `imgport upload` and `imgport uploads list|abort|gc`: resumable, verified multipart uploads to OSS and S3.
 
 use crate::output::print_json;
-use imgport_auth::endpoints::{self, BucketStyle, Endpoint, OssNetwork, Service};
-use imgport_auth::provider::{CredentialsProvider, DefaultChain, Static};
-use imgport_auth::{Credentials, Env};
-use imgport_storage::upload::{self, Progress, UploadOptions};
-use imgport_storage::{state, Client, Flavor, ObjectStore, PutOptions, StoreConfig};
+use imgport_auth::Env;
+use imgport_storage::events::{Progress, RestartReason};
+use imgport_storage::settings::{self, StoreSettings, UploadChoices};
+use imgport_storage::upload::{self, UploadOptions};
+use imgport_storage::{state, uploads, Client, Destination, EventFn, ObjectStore, UploadEvent};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -94,94 +94,40 @@ pub struct GcArgs {
     json: bool,
 }
 
+/// A size flag's value: `64M`, `100K`, `100KiB`, `65536`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        None => (s, 1u64),
-        Some((i, _)) => {
-            let unit = s[i..].trim().to_ascii_lowercase();
-            let unit = unit.trim_end_matches("ib").trim_end_matches('b');
-            let m = match unit {
-                "" => 1,
-                "k" => 1 << 10,
-                "m" => 1 << 20,
-                "g" => 1 << 30,
-                "t" => 1 << 40,
-                _ => return Err(format!("{s:?}: unknown unit (use K, M, G or T)")),
-            };
-            (&s[..i], m)
-        }
-    };
-    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(|| format!("{s:?} is not a size"))
+    imgport_disk::size::parse_size(s).map_err(|e| e.to_string())
 }
 
-struct Dest {
-    flavor: Flavor,
-    bucket: String,
-    key: String,
-}
-
-fn parse_dest(s: &str, oss_v1: bool) -> Result<Dest, String> {
-    let (scheme, rest) =
-        s.split_once("://").ok_or_else(|| format!("{s:?}: expected oss://BUCKET/KEY or s3://BUCKET/KEY"))?;
-    let flavor = match scheme {
-        "oss" if oss_v1 => Flavor::OssV1,
-        "oss" => Flavor::OssV4,
-        "s3" => Flavor::S3,
-        _ => return Err(format!("{s:?}: the scheme must be oss or s3")),
-    };
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(format!("{s:?}: no bucket"));
+impl StoreArgs {
+    fn settings(&self) -> StoreSettings {
+        StoreSettings { endpoint: self.endpoint.clone(), region: self.region.clone(), oss_v1: self.oss_v1 }
     }
-    Ok(Dest { flavor, bucket: bucket.to_string(), key: key.to_string() })
 }
 
-/// AWS_* variables for S3 stores, else the Alibaba Cloud chain (OSS, and OSS's S3 endpoint).
-fn credentials(flavor: Flavor, env: &Env) -> Arc<dyn CredentialsProvider> {
-    if flavor == Flavor::S3 {
-        if let (Some(id), Some(secret)) = (env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")) {
-            let mut c = Credentials::new(id, secret);
-            if let Some(t) = env.get("AWS_SESSION_TOKEN") {
-                c = c.with_token(t);
-            }
-            return Arc::new(Static::new(c, "env (AWS_*)"));
+impl UploadArgs {
+    fn choices(&self) -> UploadChoices {
+        UploadChoices {
+            part_size: self.part_size,
+            concurrency: self.concurrency,
+            resume: !self.no_resume,
+            storage_class: self.storage_class.clone(),
+            rate_limit: self.rate_limit,
         }
     }
-    Arc::new(DefaultChain::new(env.clone()))
 }
 
-fn client(dest: &Dest, args: &StoreArgs) -> Result<Client, String> {
-    let env = Env::from_process();
-    let (endpoint, region) = if dest.flavor == Flavor::S3 {
-        let region =
-            args.region.clone().or_else(|| env.get("AWS_REGION").map(str::to_string)).unwrap_or("us-east-1".into());
-        let ep = match args.endpoint.as_deref().or_else(|| env.get("AWS_ENDPOINT_URL")) {
-            Some(e) => Endpoint::parse(e)?,
-            None => Endpoint::parse(&format!("https://s3.{region}.amazonaws.com"))?,
-        };
-        (ep, region)
-    } else {
-        let region = args
-            .region
-            .clone()
-            .or_else(|| env.get("ALIBABA_CLOUD_REGION_ID").map(str::to_string))
-            .unwrap_or("cn-hangzhou".into());
-        (endpoints::resolve(Service::Oss, Some(&region), OssNetwork::Public, args.endpoint.as_deref(), &env)?, region)
-    };
-    let client = Client::new(StoreConfig {
-        flavor: dest.flavor,
-        style: BucketStyle::default_for(&endpoint),
-        endpoint,
-        region,
-        bucket: dest.bucket.clone(),
-        credentials: credentials(dest.flavor, &env),
-    })
-    .map_err(|e| e.to_string())?;
-    for w in client.warnings() {
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
         eprintln!("imgport: warning: {w}");
     }
-    Ok(client)
+}
+
+/// The client for `dest`, after printing what the user should be warned about.
+fn client(dest: &Destination, args: &StoreArgs) -> Result<Client, String> {
+    let connection = settings::connect(dest, &args.settings(), &Env::from_process())?;
+    print_warnings(&connection.warnings);
+    Ok(connection.client)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -190,10 +136,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
-pub fn is_store_url(s: &str) -> bool {
-    s.starts_with("oss://") || s.starts_with("s3://")
 }
 
 /// A destination's client and runtime, with the upload options for `source` (the file whose identity keys the
@@ -206,27 +148,10 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(dest_url: &str, args: &UploadArgs, source: &std::path::Path) -> Result<Prepared, String> {
-        let dest = match parse_dest(dest_url, args.store.oss_v1)? {
-            d if !d.key.is_empty() && !d.key.ends_with('/') => d,
-            _ => return Err(format!("{dest_url}: give the object key (oss://BUCKET/KEY)")),
-        };
+        let dest = Destination::parse_object(dest_url, args.store.oss_v1).map_err(|e| e.to_string())?;
         let client = Arc::new(client(&dest, &args.store)?);
         let rt = runtime()?;
-        let opts = UploadOptions {
-            source: source.to_path_buf(),
-            key: dest.key.clone(),
-            endpoint_id: client.config().endpoint.url(),
-            url: dest_url.to_string(),
-            part_size: args.part_size,
-            min_part_size: if dest.flavor == Flavor::S3 { 5 << 20 } else { 100 << 10 },
-            concurrency: args.concurrency,
-            resume: !args.no_resume,
-            state_dir: state::default_dir(),
-            put: PutOptions { storage_class: args.storage_class.clone(), ..Default::default() },
-            rate_limit: args.rate_limit,
-            max_attempts: 10,
-            send_md5: dest.flavor == Flavor::S3,
-        };
+        let opts = settings::upload_options(&dest, dest_url, &client, source, &args.choices());
         Ok(Prepared { client, rt, opts })
     }
 
@@ -253,7 +178,26 @@ pub fn summary_line(s: &upload::Summary, dest: &str) -> String {
     line
 }
 
-fn progress_bar(total: u64) -> Option<(indicatif::ProgressBar, upload::ProgressFn)> {
+/// Prints what an upload reports: its progress on `bar` (as `show` puts it), a line for an interrupted upload
+/// that is started over.
+pub fn print_events(bar: Option<indicatif::ProgressBar>, show: fn(&indicatif::ProgressBar, &Progress)) -> EventFn {
+    Arc::new(move |event: &UploadEvent| match event {
+        UploadEvent::Progress(p) => {
+            if let Some(b) = &bar {
+                show(b, p);
+            }
+        }
+        // A lost upload started over was never announced: the summary's counts tell.
+        UploadEvent::Restarted { reason: RestartReason::UploadLost { .. } } => {}
+        UploadEvent::Restarted { reason } => match &bar {
+            Some(b) => b.suspend(|| eprintln!("imgport: {reason}")),
+            None => eprintln!("imgport: {reason}"),
+        },
+        UploadEvent::Started { .. } | UploadEvent::PartStored { .. } | UploadEvent::Completed { .. } => {}
+    })
+}
+
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     if !crate::output::progress_enabled() {
         return None;
     }
@@ -262,12 +206,7 @@ fn progress_bar(total: u64) -> Option<(indicatif::ProgressBar, upload::ProgressF
         indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
-    let b = bar.clone();
-    let f: upload::ProgressFn = Arc::new(move |p: Progress| {
-        b.set_position(p.done);
-        b.set_message(format!("{} in flight", p.in_flight));
-    });
-    Some((bar, f))
+    Some(bar)
 }
 
 pub fn run(args: Args) -> u8 {
@@ -280,15 +219,19 @@ pub fn run(args: Args) -> u8 {
     };
     let size = std::fs::metadata(&args.source).map(|m| m.len()).unwrap_or(0);
     let bar = progress_bar(size);
+    let events = print_events(bar.clone(), |b, p| {
+        b.set_position(p.done);
+        b.set_message(format!("{} in flight", p.in_flight));
+    });
     let (fix_clock, store) = (prepared.fix_clock(), prepared.store());
     let (rt, opts) = (&prepared.rt, &prepared.opts);
     let result = rt.block_on(async {
         tokio::select! {
-            r = upload::upload(store, Some(fix_clock), opts, bar.as_ref().map(|b| b.1.clone())) => Ok(r),
+            r = upload::upload(store, Some(fix_clock), opts, Some(events)) => Ok(r),
             sig = crate::signals::wait() => Err(sig),
         }
     });
-    if let Some((b, _)) = &bar {
+    if let Some(b) = &bar {
         b.finish_and_clear();
     }
     // Dropping the upload released the resume state's lock; the state itself is as of the last finished part.
@@ -366,14 +309,6 @@ pub fn failed(e: &upload::UploadError, dest: &str, store: &StoreArgs) -> u8 {
     }
 }
 
-#[derive(serde::Serialize)]
-struct Listed {
-    key: String,
-    upload_id: String,
-    initiated: String,
-    source: &'static str,
-}
-
 pub fn run_uploads(cmd: UploadsCommand) -> u8 {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -398,31 +333,10 @@ pub fn run_uploads(cmd: UploadsCommand) -> u8 {
     }
 }
 
-fn local_states() -> Vec<(PathBuf, state::UploadState)> {
-    state::default_dir().map(|d| state::list(&d)).unwrap_or_default()
-}
-
 async fn list(a: UploadsArgs) -> Result<(), String> {
-    let dest = parse_dest(&a.dest, a.store.oss_v1)?;
+    let dest = Destination::parse(&a.dest, a.store.oss_v1).map_err(|e| e.to_string())?;
     let c = client(&dest, &a.store)?;
-    let endpoint = c.config().endpoint.url();
-    let out: Vec<Listed> = match c.list_multipart_uploads(&dest.key).await {
-        Ok(ups) => ups
-            .into_iter()
-            .map(|u| Listed { key: u.key, upload_id: u.upload_id, initiated: u.initiated, source: "store" })
-            .collect(),
-        Err(imgport_storage::StorageError::Unsupported(_)) => local_states()
-            .into_iter()
-            .filter(|(_, s)| s.endpoint == endpoint && s.bucket == dest.bucket && s.key.starts_with(&dest.key))
-            .map(|(_, s)| Listed {
-                key: s.key,
-                upload_id: s.upload_id,
-                initiated: imgport_auth::time::UtcTime::from_unix(s.created).iso8601(),
-                source: "local",
-            })
-            .collect(),
-        Err(e) => return Err(e.to_string()),
-    };
+    let out = uploads::list(&c, &dest, state::default_dir().as_deref()).await?;
     if a.json {
         print_json(&out);
     } else {
@@ -433,79 +347,42 @@ async fn list(a: UploadsArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn print_aborted(done: &[uploads::Aborted]) {
+    for a in done {
+        if a.already_gone {
+            outln!("{}: already gone", a.upload_id);
+        } else {
+            outln!("aborted {}", a.upload_id);
+        }
+    }
+}
+
 async fn abort(a: AbortArgs) -> Result<(), String> {
-    let dest = parse_dest(&a.dest, a.store.oss_v1)?;
+    let dest = Destination::parse(&a.dest, a.store.oss_v1).map_err(|e| e.to_string())?;
     let c = client(&dest, &a.store)?;
-    let endpoint = c.config().endpoint.url();
-    let mut ids: Vec<String> = match &a.upload_id {
-        Some(id) => vec![id.clone()],
-        None => match c.list_multipart_uploads(&dest.key).await {
-            Ok(ups) => ups.into_iter().filter(|u| u.key == dest.key).map(|u| u.upload_id).collect(),
-            Err(imgport_storage::StorageError::Unsupported(_)) => Vec::new(),
-            Err(e) => return Err(e.to_string()),
-        },
-    };
-    let locals: Vec<_> = local_states()
-        .into_iter()
-        .filter(|(_, s)| s.endpoint == endpoint && s.bucket == dest.bucket && s.key == dest.key)
-        .filter(|(_, s)| a.upload_id.as_ref().is_none_or(|id| *id == s.upload_id))
-        .collect();
-    for (_, s) in &locals {
-        if !ids.contains(&s.upload_id) {
-            ids.push(s.upload_id.clone());
-        }
-    }
-    // An upload still running holds its state's lock: aborting under it would fail that run late. The locks
-    // taken here are held until the states are forgotten.
-    let mut _held = Vec::new();
-    for (p, _) in &locals {
-        match state::lock(p) {
-            Ok(lock) => _held.push(lock),
-            Err(state::LockError::Busy { pid, .. }) => {
-                let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                return Err(format!(
-                    "an upload to {} is running{who}: stop it first (Ctrl-C leaves it resumable), then abort",
-                    a.dest
-                ));
+    let state_dir = state::default_dir();
+    match uploads::abort(&c, &dest, &a.dest, a.upload_id.as_deref(), state_dir.as_deref()).await {
+        Ok(done) => {
+            print_aborted(&done);
+            if done.is_empty() {
+                outln!("no interrupted uploads for {}", a.dest);
             }
-            Err(state::LockError::Io(e)) => return Err(format!("cannot lock the resume state {}: {e}", p.display())),
+            Ok(())
+        }
+        Err(failed) => {
+            print_aborted(&failed.done);
+            Err(failed.error)
         }
     }
-    for id in &ids {
-        match c.abort_multipart(&dest.key, id).await {
-            Ok(()) => outln!("aborted {id}"),
-            Err(e) if e.code() == Some("NoSuchUpload") => outln!("{id}: already gone"),
-            Err(e) => return Err(format!("aborting {id}: {e}")),
-        }
-    }
-    for (p, _) in locals {
-        state::remove(&p);
-    }
-    if ids.is_empty() {
-        outln!("no interrupted uploads for {}", a.dest);
-    }
-    Ok(())
 }
 
 async fn gc(a: GcArgs) -> Result<(), String> {
-    let mut removed = Vec::new();
-    for (p, s) in local_states() {
-        let Some((scheme, _)) = s.url.split_once("://") else { continue };
-        let v1 = false;
-        let Ok(dest) = parse_dest(&format!("{scheme}://{}/{}", s.bucket, s.key), v1) else { continue };
-        let args = StoreArgs { endpoint: Some(s.endpoint.clone()), region: None, oss_v1: false };
-        let Ok(c) = client(&dest, &args) else { continue };
-        if let Err(e) = c.list_parts(&s.key, &s.upload_id).await {
-            if e.code() == Some("NoSuchUpload") {
-                state::remove(&p);
-                removed.push(s.url.clone());
-            }
-        }
-    }
+    let report = uploads::gc(state::default_dir().as_deref(), &Env::from_process()).await;
+    print_warnings(&report.warnings);
     if a.json {
-        print_json(&removed);
+        print_json(&report.forgotten);
     } else {
-        for u in &removed {
+        for u in &report.forgotten {
             outln!("forgot {u} (the store no longer has the upload)");
         }
     }
@@ -515,6 +392,7 @@ async fn gc(a: GcArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use imgport_storage::Flavor;
 
     #[test]
     fn sizes_and_destinations() {
@@ -522,9 +400,9 @@ mod tests {
         assert_eq!(parse_size("100KiB"), Ok(100 << 10));
         assert_eq!(parse_size("123"), Ok(123));
         assert!(parse_size("5X").is_err());
-        let d = parse_dest("oss://b/k/x.raw", false).expect("dest");
+        let d = Destination::parse("oss://b/k/x.raw", false).expect("dest");
         assert_eq!((d.flavor, d.bucket.as_str(), d.key.as_str()), (Flavor::OssV4, "b", "k/x.raw"));
-        assert_eq!(parse_dest("s3://b/k", false).map(|d| d.flavor), Ok(Flavor::S3));
-        assert!(parse_dest("http://b/k", false).is_err());
+        assert_eq!(Destination::parse("s3://b/k", false).map(|d| d.flavor), Ok(Flavor::S3));
+        assert!(Destination::parse("http://b/k", false).is_err());
     }
 }

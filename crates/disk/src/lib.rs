@@ -23,6 +23,7 @@ pub mod qcow2;
 pub mod raw;
 pub mod scan;
 pub mod sink;
+pub mod size;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;

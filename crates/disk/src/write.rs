@@ -97,35 +97,17 @@ impl WriteOptions {
         match key {
             "subformat" => self.subformat = Some(value.parse()?),
             "compression_type" | "compression" => self.compression = Some(value.parse()?),
-            "cluster_size" => self.cluster_size = Some(parse_size(value)?),
-            "block_size" => self.block_size = Some(parse_size(value)?),
+            "cluster_size" => self.cluster_size = Some(option_size(key, value)?),
+            "block_size" => self.block_size = Some(option_size(key, value)?),
             _ => return Err(Error::invalid_argument(format!("unknown option '{key}' for {} output", self.format))),
         }
         Ok(())
     }
 }
 
-/// Parse "65536", "64k", "2M", "1G" (binary units).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult: u64 = match c.to_ascii_lowercase() {
-                'b' => 1,
-                'k' => 1 << 10,
-                'm' => 1 << 20,
-                'g' => 1 << 30,
-                't' => 1 << 40,
-                _ => return Err(Error::invalid_argument(format!("bad size '{s}'"))),
-            };
-            (&s[..i], mult)
-        }
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| Error::invalid_argument(format!("bad size '{s}'")))
+/// A size option's value, in any spelling [`crate::size::parse_size`] accepts (`64k`, `64KiB`, `65536`).
+fn option_size(key: &str, value: &str) -> Result<u64> {
+    crate::size::parse_size(value).map_err(|e| Error::invalid_argument(format!("option {key}: {e}")))
 }
 
 /// Progress reporting and cancellation shared by long operations.

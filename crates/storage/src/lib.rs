@@ -1,18 +1,26 @@
 //! Object-store clients for uploads: Alibaba Cloud OSS (signature V4 by default, V1 as an option) and
 //! S3-compatible stores (SigV4), behind one [`ObjectStore`] trait. Errors carry the service's code and a
-//! [`RetryClass`]; the caller owns the retry policy.
+//! [`RetryClass`]; the caller owns the retry policy. Around them: destination URLs ([`destination`]), store
+//! configuration ([`settings`]), the bookkeeping of interrupted uploads ([`uploads`]) and the typed events an
+//! upload reports ([`events`]); nothing here prints.
 
 pub mod client;
+pub mod destination;
 mod digests;
 pub use imgport_auth::crc64;
 pub mod error;
+pub mod events;
+pub mod settings;
 pub mod state;
 pub mod stream;
 pub mod upload;
+pub mod uploads;
 pub mod xml;
 
 pub use client::{Client, Flavor, StoreConfig};
+pub use destination::{is_store_url, Destination, DestinationError};
 pub use error::{RetryClass, StorageError};
+pub use events::{EventFn, UploadEvent};
 
 use bytes::Bytes;
 use std::future::Future;

@@ -95,15 +95,8 @@ pub(crate) fn listed_matches(listed: &crate::PartInfo, recorded: &PartRecord) ->
         && listed.crc64.is_none_or(|c| c == recorded.crc64)
 }
 
-/// What a progress display needs.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    pub total: u64,
-    pub done: u64,
-    pub in_flight: usize,
-}
-
-pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+pub use crate::events::Progress;
+use crate::events::{completed, emit, part_stored, EventFn, RestartReason, UploadEvent};
 
 #[derive(Debug)]
 pub enum UploadError {
@@ -417,12 +410,13 @@ async fn read_part(
     .map_err(|e| io_err(&format!("reading the source at {offset}"), e))
 }
 
-/// Uploads `opts.source` to `opts.key`. `correct_clock` receives the server's time after a skew error.
+/// Uploads `opts.source` to `opts.key`. `correct_clock` receives the server's time after a skew error;
+/// `events`, what happens (progress, restarts, completion).
 pub async fn upload(
     store: Arc<dyn ObjectStore>,
     correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
     opts: &UploadOptions,
-    progress: Option<ProgressFn>,
+    events: Option<EventFn>,
 ) -> Result<Summary, UploadError> {
     let started = Instant::now();
     let source_name = opts.source.to_string_lossy().to_string();
@@ -463,7 +457,7 @@ pub async fn upload(
         loop {
             // The upload being added to, and whether an earlier run started it.
             let mut current: Option<(String, bool)> = None;
-            let error = match multipart(&shared, &file, &id, part_size, opts, progress.clone(), &mut current).await {
+            let error = match multipart(&shared, &file, &id, part_size, opts, events.clone(), &mut current).await {
                 Ok(s) => break s,
                 Err(e) => e,
             };
@@ -474,6 +468,10 @@ pub async fn upload(
                 return Err(error.vanished(&upload_id));
             }
             restarted = true;
+            emit(
+                &events,
+                UploadEvent::Restarted { reason: RestartReason::UploadLost { upload_id: upload_id.clone() } },
+            );
             let _ = store.abort_multipart(&opts.key, &upload_id).await;
             if let Some(dir) = &opts.state_dir {
                 state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
@@ -482,6 +480,7 @@ pub async fn upload(
     };
     summary.bytes = size;
     summary.finish(&shared, part_size, started);
+    emit(&events, completed(&summary));
     Ok(summary)
 }
 
@@ -584,7 +583,7 @@ async fn multipart(
     id: &state::SourceId,
     part_size: u64,
     opts: &UploadOptions,
-    progress: Option<ProgressFn>,
+    events: Option<EventFn>,
     current: &mut Option<(String, bool)>,
 ) -> Result<Summary, UploadError> {
     let size = id.size;
@@ -605,7 +604,8 @@ async fn multipart(
             } else {
                 // The old upload cannot be continued: do not leave its parts behind.
                 if old.source != *id {
-                    eprintln!("imgport: {} changed since the interrupted upload; starting over", id.path);
+                    let reason = RestartReason::SourceChanged { path: id.path.clone() };
+                    emit(&events, UploadEvent::Restarted { reason });
                 }
                 let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
                 state::remove(p);
@@ -662,10 +662,9 @@ async fn multipart(
     let upload_id = st.upload_id.clone();
     let mut done_bytes: u64 = st.parts.values().map(|p| p.size).sum();
     let todo: Vec<u32> = (1..=nparts).filter(|n| !st.parts.contains_key(n)).collect();
+    emit(&events, UploadEvent::Started { upload_id: upload_id.clone(), resumed_parts: resumed });
     let report = |done: u64, in_flight: usize| {
-        if let Some(p) = &progress {
-            p(Progress { total: size, done, in_flight });
-        }
+        emit(&events, UploadEvent::Progress(Progress { total: size, done, in_flight }));
     };
     report(done_bytes, 0);
 
@@ -706,6 +705,7 @@ async fn multipart(
             Err(e) => return Err(check_unchanged(id).err().unwrap_or(e)),
         };
         done_bytes += rec.size;
+        emit(&events, part_stored(n, &rec, true));
         st.parts.insert(n, rec);
         save(&st)?;
         report(done_bytes, set.len());

@@ -7,18 +7,19 @@
 //! the writer has moved past it, through the file uploader's machinery (retries, checks, adaptive concurrency,
 //! the buffer pool). The producer blocks while `concurrency + 1` body parts are in memory.
 //!
-//! This crate does not depend on imgport-disk: the binary adapts `Sink` onto [`StreamWriter`] (a few lines),
-//! which keeps the store clients free of the disk engine and lets any producer of such a stream use it.
+//! This crate does not depend on imgport-disk: imgport-pipeline adapts `Sink` onto [`StreamWriter`], which
+//! keeps the store clients free of the disk engine and lets any producer of such a stream use it.
 //!
 //! Resume: the state is that of a file upload plus the stream's parameters. On restart with the same source
 //! (unchanged) and parameters, the stream is produced again; each part whose size and checksum (CRC-64, MD5)
 //! match a part the store already holds is not sent again. The producer must therefore write the same bytes
 //! every time (the disk engine does with a `Stamp`).
 
+use crate::events::{completed, emit, part_stored, EventFn, Progress, RestartReason, UploadEvent};
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
     auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, lock_state,
-    md5_hex, put_whole, send_part, PartTarget, ProgressFn, Shared, Summary, UploadError, UploadOptions,
+    md5_hex, put_whole, send_part, PartTarget, Shared, Summary, UploadError, UploadOptions,
 };
 use crate::{crc64, ObjectStore, RetryClass};
 use bytes::Bytes;
@@ -69,13 +70,14 @@ impl StoredPart {
 }
 
 /// Uploads the stream `produce` writes to `opts.key`. `produce` runs on a blocking thread with the source's
-/// identity (to derive anything that must be the same on every run) and the writer.
+/// identity (to derive anything that must be the same on every run) and the writer. `events` receives what
+/// happens (progress, restarts, completion).
 pub async fn upload_stream<P, E>(
     store: Arc<dyn ObjectStore>,
     correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
     opts: &UploadOptions,
     stream: &StreamParams,
-    progress: Option<ProgressFn>,
+    events: Option<EventFn>,
     produce: P,
 ) -> Result<Summary, UploadError>
 where
@@ -119,12 +121,10 @@ where
             }
         } else {
             if old.source != id {
-                eprintln!("imgport: {} changed since the interrupted upload; starting over", id.path);
+                let reason = RestartReason::SourceChanged { path: id.path.clone() };
+                emit(&events, UploadEvent::Restarted { reason });
             } else if opts.resume && old.stream.is_some() && old.stream.as_deref() != Some(stream.params.as_str()) {
-                eprintln!(
-                    "imgport: the output options, or a file the image is read from (extent, backing file), changed \
-                     since the interrupted upload; starting over"
-                );
+                emit(&events, UploadEvent::Restarted { reason: RestartReason::StreamChanged });
             }
             let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
             state::remove(p);
@@ -156,7 +156,7 @@ where
         skipped: 0,
         sent: 0,
         done_bytes: 0,
-        progress,
+        events: events.clone(),
     };
     if let Some((st, stored)) = resumed {
         run.resumed_parts = stored.len() as u64;
@@ -164,6 +164,9 @@ where
         run.stored = stored;
     }
     let was_resumed = run.st.is_some();
+    if let Some(st) = &run.st {
+        emit(&events, UploadEvent::Started { upload_id: st.upload_id.clone(), resumed_parts: run.resumed_parts });
+    }
     let mut summary = match run.dispatch(rx, &mut producer).await {
         Ok(s) => s,
         // The store lost the upload mid-way: the stream cannot be produced again in this run, so the resume
@@ -184,6 +187,7 @@ where
         Err(e) => return Err(UploadError::Source(format!("the producer failed: {e}"))),
     }
     summary.finish(&shared, part_size, started);
+    emit(&events, completed(&summary));
     Ok(summary)
 }
 
@@ -228,7 +232,7 @@ struct Run<'a> {
     skipped: u64,
     sent: u64,
     done_bytes: u64,
-    progress: Option<ProgressFn>,
+    events: Option<EventFn>,
 }
 
 type PartResult = Result<(u32, PartRecord, bool), UploadError>;
@@ -245,9 +249,7 @@ impl Run<'_> {
 
     /// `total` is 0: a stream's length is known only at its end.
     fn report(&self, in_flight: usize) {
-        if let Some(p) = &self.progress {
-            p(crate::upload::Progress { total: 0, done: self.done_bytes, in_flight });
-        }
+        emit(&self.events, UploadEvent::Progress(Progress { total: 0, done: self.done_bytes, in_flight }));
     }
 
     async fn upload_id(&mut self) -> Result<String, UploadError> {
@@ -274,6 +276,7 @@ impl Run<'_> {
             stream: Some(self.params.clone()),
         });
         self.save()?;
+        emit(&self.events, UploadEvent::Started { upload_id: upload_id.clone(), resumed_parts: 0 });
         Ok(upload_id)
     }
 
@@ -320,6 +323,7 @@ impl Run<'_> {
             self.sent += 1;
         }
         self.done_bytes += rec.size;
+        emit(&self.events, part_stored(n, &rec, !skipped));
         if let Some(st) = self.st.as_mut() {
             st.parts.insert(n, rec);
         }
