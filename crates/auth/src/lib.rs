@@ -4,7 +4,6 @@
 //! - [`provider`]: where credentials come from, in the order the official SDKs look, with refresh before expiry.
 //! - [`endpoints`]: region to endpoint, custom domains and per-service overrides.
 
-pub mod crc64;
 pub mod credentials;
 pub mod encode;
 pub mod endpoints;

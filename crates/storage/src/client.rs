@@ -8,6 +8,7 @@ use imgport_auth::endpoints::{oss_location, BucketStyle, Endpoint};
 use imgport_auth::provider::CredentialsProvider;
 use imgport_auth::sign::{oss_v1, oss_v4, sigv4};
 use imgport_auth::SignableRequest;
+use imgport_wire::{unquote, xml_escape};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,10 +97,6 @@ impl Answer {
     fn text(&self) -> Result<&str> {
         std::str::from_utf8(&self.body).map_err(|_| StorageError::Protocol("answer is not UTF-8".into()))
     }
-}
-
-pub fn unquote(s: &str) -> String {
-    s.trim().trim_matches('"').to_string()
 }
 
 fn parse_u64(s: Option<String>, what: &str) -> Result<u64> {
@@ -406,7 +403,7 @@ impl ObjectStore for Client {
             for (n, etag) in parts {
                 body.push_str(&format!(
                     "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
-                    xml::escape(&format!("\"{etag}\""))
+                    xml_escape(&format!("\"{etag}\""))
                 ));
             }
             body.push_str("</CompleteMultipartUpload>");

@@ -4,7 +4,7 @@
 
 pub mod client;
 mod digests;
-pub use imgport_auth::crc64;
+pub use imgport_wire::crc64;
 pub mod error;
 pub mod state;
 pub mod stream;

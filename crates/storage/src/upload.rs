@@ -5,6 +5,7 @@ use crate::error::{RetryClass, StorageError};
 use crate::state::{self, PartRecord, UploadState};
 use crate::{crc64, ObjectStore, PutOptions};
 use bytes::Bytes;
+use imgport_wire::{hex, hex_decode};
 use md5_many::Md5State;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -364,20 +365,9 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
     hex(&md5_many::md5(data))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Bytes read and checksummed at a time (fits in a core's L2 cache).
@@ -523,7 +513,7 @@ pub(crate) async fn put_whole(
     let size = data.len() as u64;
     let mut put = opts.put.clone();
     if opts.send_md5 {
-        put.content_md5 = hex_to_bytes(&md5).map(|b| b64(&b));
+        put.content_md5 = hex_decode(&md5).map(|b| b64(&b));
     }
     let store = &shared.store;
     let res = shared
@@ -749,7 +739,7 @@ pub(crate) async fn send_part(
     md5_hex: String,
 ) -> Result<PartRecord, UploadError> {
     let len = data.len() as u64;
-    let content_md5 = if to.send_md5 { hex_to_bytes(&md5_hex).map(|b| b64(&b)) } else { None };
+    let content_md5 = if to.send_md5 { hex_decode(&md5_hex).map(|b| b64(&b)) } else { None };
     let store = shared.store.clone();
     let r = shared
         .retry("UploadPart", || async {
@@ -829,7 +819,7 @@ pub(crate) async fn complete_verified(
 fn multipart_etag(parts: &BTreeMap<u32, PartRecord>) -> Option<String> {
     let mut h = Md5State::new();
     for p in parts.values() {
-        h.update(&hex_to_bytes(&p.md5_hex).filter(|b| b.len() == 16)?);
+        h.update(&hex_decode(&p.md5_hex).filter(|b| b.len() == 16)?);
     }
     Some(format!("{}-{}", hex(&h.finalize()), parts.len()))
 }
