@@ -162,12 +162,14 @@ impl RetryPolicy {
     }
 }
 
+/// Called with each error that is retried, and its class, before the wait.
+pub type OnRetry<'a, E> = Box<dyn FnMut(&E, RetryClass) + Send + 'a>;
+
 /// What [`RetryPolicy::run_with`] does between attempts.
 pub struct Hooks<'a, E> {
     /// Corrected from the server's time on [`RetryClass::ClockSkew`].
     pub clock: Option<&'a ClockOffset>,
-    /// Called with each error that is retried, and its class, before the wait.
-    pub on_retry: Option<Box<dyn FnMut(&E, RetryClass) + Send + 'a>>,
+    pub on_retry: Option<OnRetry<'a, E>>,
 }
 
 impl<E> Default for Hooks<'_, E> {
