@@ -12,7 +12,7 @@ pub mod upload;
 pub mod xml;
 
 pub use client::{Client, Flavor, StoreConfig};
-pub use error::{RetryClass, StorageError};
+pub use error::{ErrorKind, RetryClass, StorageError};
 
 use bytes::Bytes;
 use std::future::Future;
