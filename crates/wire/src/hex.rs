@@ -24,10 +24,13 @@ pub fn hex_upper(bytes: &[u8]) -> String {
 
 /// The bytes of a hex string (either case); `None` for an odd length or a non-hex digit.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // Digit by digit: `u8::from_str_radix` would take a sign ("+1").
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    bytes.chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
 #[cfg(test)]
