@@ -1,4 +1,4 @@
-//! Percent-encoding, query parsing and hex helpers shared by the signers.
+//! Percent-encoding and query parsing shared by the signers.
 
 /// RFC 3986 unreserved characters: the only bytes every scheme here leaves as they are.
 fn unreserved(b: u8) -> bool {
@@ -23,17 +23,6 @@ pub fn uri_encode(s: &str, keep_slash: bool) -> String {
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
-
-/// Lowercase hex of some bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(HEX_LOWER[(b >> 4) as usize] as char);
-        out.push(HEX_LOWER[(b & 15) as usize] as char);
-    }
-    out
-}
 
 /// A percent-encoded string that does not decode to UTF-8, or holds a broken escape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,10 +106,5 @@ mod tests {
         assert_eq!(q.len(), 4);
         assert_eq!(q[2], ("c".to_string(), "x+y".to_string()));
         assert_eq!(format_query(&q), "b&a=1&c=x%2By&d");
-    }
-
-    #[test]
-    fn hex_is_lowercase() {
-        assert_eq!(hex(&[0, 0xab, 0xff]), "00abff");
     }
 }

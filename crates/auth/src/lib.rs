@@ -3,14 +3,15 @@
 //! - [`sign`]: OSS V4 and V1, ECS ACS3 and RPC V1, AWS SigV4 — pure signers and the matching verifiers.
 //! - [`provider`]: where credentials come from, in the order the official SDKs look, with refresh before expiry.
 //! - [`endpoints`]: region to endpoint, custom domains and per-service overrides.
+//! - [`rpc`]: the client of the RPC-style APIs (STS today, ECS and RAM next): signing, retries, typed errors.
 
-pub mod crc64;
 pub mod credentials;
 pub mod encode;
 pub mod endpoints;
 pub mod env;
 pub mod provider;
 pub mod request;
+pub mod rpc;
 pub mod sign;
 pub mod time;
 

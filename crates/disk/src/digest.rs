@@ -16,15 +16,12 @@ use crate::error::Result;
 use crate::image::DiskImage;
 use crate::scan::{data_ranges, is_zero, scan_ranges, Granules};
 use crate::write::Control;
+use imgport_wire::hex;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 pub const DIGEST_CHUNK: u64 = 1 << 20;
 const DOMAIN: &[u8] = b"imgport-digest-v1";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Builds the record stream of imgport-digest-v1.
 struct ChunkRecords {

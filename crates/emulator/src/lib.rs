@@ -6,7 +6,7 @@
 pub mod body;
 pub mod cloud;
 pub mod config;
-pub use imgport_auth::crc64;
+pub use imgport_wire::crc64;
 pub mod credentials;
 pub mod faults;
 #[doc(hidden)]

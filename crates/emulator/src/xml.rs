@@ -4,21 +4,7 @@
 //! The reader is iterative and refuses documents nested deeper than [`MAX_DEPTH`]; the tree drops without
 //! recursion too, so no request body can exhaust the stack.
 
-/// Escapes text for element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(crate) use imgport_wire::xml_escape as escape;
 
 /// Builds an XML document element by element.
 pub struct XmlWriter {

@@ -8,7 +8,9 @@ use imgport_auth::endpoints::{oss_location, BucketStyle, Endpoint};
 use imgport_auth::provider::CredentialsProvider;
 use imgport_auth::sign::{oss_v1, oss_v4, sigv4};
 use imgport_auth::SignableRequest;
-use std::sync::atomic::{AtomicI64, Ordering};
+use imgport_net::http::{describe_transport_error, ClientOptions};
+use imgport_net::ClockOffset;
+use imgport_wire::{unquote, xml_escape};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,8 +66,8 @@ pub struct StoreConfig {
 pub struct Client {
     http: reqwest::Client,
     cfg: StoreConfig,
-    /// Seconds to add to the local clock when signing, learnt from `RequestTimeTooSkewed` answers.
-    clock_offset: AtomicI64,
+    /// Added to the local clock when signing, learnt from `RequestTimeTooSkewed` answers.
+    clock: ClockOffset,
 }
 
 struct Answer {
@@ -98,10 +100,6 @@ impl Answer {
     }
 }
 
-pub fn unquote(s: &str) -> String {
-    s.trim().trim_matches('"').to_string()
-}
-
 fn parse_u64(s: Option<String>, what: &str) -> Result<u64> {
     s.as_deref()
         .map(str::trim)
@@ -111,15 +109,12 @@ fn parse_u64(s: Option<String>, what: &str) -> Result<u64> {
 
 impl Client {
     pub fn new(cfg: StoreConfig) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
+        let http = ClientOptions::new(Duration::from_secs(15))
             .read_timeout(Duration::from_secs(120))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(64)
-            .user_agent(concat!("imgport/", env!("CARGO_PKG_VERSION")))
+            .idle_per_host(64)
             .build()
-            .map_err(|e| StorageError::Transport(format!("cannot build an HTTP client: {e}")))?;
-        Ok(Client { http, cfg, clock_offset: AtomicI64::new(0) })
+            .map_err(|e| StorageError::Transport(e.to_string()))?;
+        Ok(Client { http, cfg, clock: ClockOffset::new() })
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -133,12 +128,12 @@ impl Client {
     }
 
     pub fn clock_offset(&self) -> i64 {
-        self.clock_offset.load(Ordering::Relaxed)
+        self.clock.offset()
     }
 
     /// Signs from now on as if the clock read `server_time` now.
     pub fn correct_clock(&self, server_time: i64) {
-        self.clock_offset.store(server_time - imgport_auth::time::now(), Ordering::Relaxed);
+        self.clock.correct(server_time);
     }
 
     async fn send(
@@ -155,7 +150,7 @@ impl Client {
         req.query = query;
         req.headers = headers;
         let creds = self.cfg.credentials.credentials().await.map_err(|e| StorageError::Credentials(e.to_string()))?;
-        let time = imgport_auth::time::now() + self.clock_offset();
+        let time = self.clock.now();
         match self.cfg.flavor {
             Flavor::OssV4 => oss_v4::sign_header(
                 &mut req,
@@ -178,6 +173,7 @@ impl Client {
             }
         }
         let url = format!("{}://{}{}", self.cfg.endpoint.scheme, host, req.target());
+        let method_name = method;
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StorageError::Protocol(format!("bad method {method}")))?;
         // Whole-request deadline sized for a slow (256 KiB/s) link, so a stalled part fails and is retried.
@@ -188,21 +184,28 @@ impl Client {
                 rb = rb.header(k.as_str(), v.as_str());
             }
         }
-        let resp = rb.body(body).send().await.map_err(transport)?;
+        let resp = rb.body(body).send().await.map_err(|e| transport(method_name, key, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(transport)?;
+        let body = resp.bytes().await.map_err(|e| transport(method_name, key, e))?;
         let answer = Answer { headers, body };
+        let rid = answer.header("x-oss-request-id").or_else(|| answer.header("x-amz-request-id"));
+        tracing::debug!(
+            method = method_name,
+            bucket,
+            key = key.unwrap_or(""),
+            status,
+            request_id = rid.unwrap_or(""),
+            "store answered"
+        );
         if status >= 300 {
             let text = String::from_utf8_lossy(&answer.body);
             let server_time = answer.header("date").and_then(imgport_auth::time::parse_http_date);
-            let rid = answer.header("x-oss-request-id").or_else(|| answer.header("x-amz-request-id"));
             let mut err = from_response(status, &text, rid, server_time);
             if let StorageError::Service { code, temporary_credentials, .. } = &mut err {
                 *temporary_credentials = creds.token().is_some();
                 // HEAD answers carry no body: recognise a skewed clock from the server's Date alone.
-                let ours = imgport_auth::time::now() + self.clock_offset();
-                if status == 403 && text.is_empty() && server_time.is_some_and(|t| (t - ours).abs() > 600) {
+                if status == 403 && text.is_empty() && server_time.is_some_and(|t| self.clock.is_skewed(t, 600)) {
                     *code = "RequestTimeTooSkewed".to_string();
                 }
             }
@@ -310,24 +313,10 @@ impl Client {
     }
 }
 
-fn transport(e: reqwest::Error) -> StorageError {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect"
-    } else if e.is_body() || e.is_decode() {
-        "body"
-    } else {
-        "request"
-    };
+fn transport(method: &str, key: Option<&str>, e: reqwest::Error) -> StorageError {
+    tracing::debug!(method, key = key.unwrap_or(""), error = %e, "store request failed");
     // reqwest's messages hold the URL (no secrets: signatures travel in headers).
-    let mut msg = format!("{kind}: {e}");
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    StorageError::Transport(msg)
+    StorageError::Transport(describe_transport_error(&e))
 }
 
 /// S3 may answer 200 and put an error in the body of CompleteMultipartUpload.
@@ -406,7 +395,7 @@ impl ObjectStore for Client {
             for (n, etag) in parts {
                 body.push_str(&format!(
                     "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
-                    xml::escape(&format!("\"{etag}\""))
+                    xml_escape(&format!("\"{etag}\""))
                 ));
             }
             body.push_str("</CompleteMultipartUpload>");

@@ -9,7 +9,8 @@
 //! bytes change between the two reads fails the store's Content-MD5 check, or else the check of the part's ETag
 //! against its MD5: it is never stored silently.
 
-use crate::upload::{hex, UploadError};
+use crate::upload::UploadError;
+use imgport_wire::hex;
 use md5_many::{Md5Many, Md5State};
 use std::collections::HashMap;
 use std::fs::File;

@@ -1,6 +1,47 @@
-//! Errors from the store, with the service's code and how a caller should react to each.
+//! Errors from the store, with the service's code, a stable [`ErrorKind`] and how a caller should react to each.
 
 use std::fmt;
+
+/// What went wrong, stable across releases and messages: callers (exit codes, reports) match on this, never on
+/// text. More kinds may come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The bucket, object or upload does not exist.
+    NotFound,
+    /// The credentials are valid but not allowed to do this.
+    AccessDenied,
+    /// No usable credentials, or the store refused them (unknown key, bad signature, expired token).
+    InvalidCredentials,
+    /// The store asked to slow down and the retries ran out.
+    Throttled,
+    /// The local clock is too far from the store's.
+    ClockSkew,
+    /// The store refused the request as invalid (part too small, bad argument, bad digest).
+    InvalidRequest,
+    /// The store failed (5xx) and the retries ran out.
+    ServiceUnavailable,
+    /// Another error code from the store.
+    Service,
+    /// No usable answer: connect, send, receive or timeout failures.
+    Transport,
+    /// An answer that does not make sense (missing headers, unparsable XML, mismatched checksums).
+    Protocol,
+    /// The store does not implement the operation.
+    Unsupported,
+    /// A local file could not be read or written (the source, the resume state).
+    Io,
+    /// The options do not fit the store or the source (part size, part count).
+    InvalidArgument,
+    /// The source changed while it was read, or the process producing it failed.
+    Source,
+    /// The stored object is not what was sent.
+    Corrupt,
+    /// Another process is running the same upload.
+    Busy,
+    /// The store no longer knows the multipart upload being resumed.
+    UploadGone,
+}
 
 /// How a failed request should be handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +96,34 @@ impl StorageError {
         match self {
             StorageError::Service { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// What went wrong, for callers that act on it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StorageError::Transport(_) => ErrorKind::Transport,
+            StorageError::Credentials(_) => ErrorKind::InvalidCredentials,
+            StorageError::Protocol(_) => ErrorKind::Protocol,
+            StorageError::Unsupported(_) => ErrorKind::Unsupported,
+            StorageError::Service { status, code, .. } => match self.retry_class() {
+                RetryClass::Throttle => ErrorKind::Throttled,
+                RetryClass::ClockSkew => ErrorKind::ClockSkew,
+                RetryClass::RefreshCredentials => ErrorKind::InvalidCredentials,
+                RetryClass::RestartUpload => ErrorKind::NotFound,
+                _ => match code.as_str() {
+                    "NoSuchBucket" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
+                    "AccessDenied" => ErrorKind::AccessDenied,
+                    "InvalidAccessKeyId" | "SignatureDoesNotMatch" => ErrorKind::InvalidCredentials,
+                    "NotImplemented" | "MethodNotAllowed" => ErrorKind::Unsupported,
+                    "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "EntityTooLarge" | "InvalidArgument"
+                    | "InvalidBucketName" | "InvalidDigest" | "BadDigest" => ErrorKind::InvalidRequest,
+                    _ if *status == 404 => ErrorKind::NotFound,
+                    _ if *status == 403 => ErrorKind::AccessDenied,
+                    _ if *status >= 500 || *status == 408 => ErrorKind::ServiceUnavailable,
+                    _ => ErrorKind::Service,
+                },
+            },
         }
     }
 
@@ -123,6 +192,35 @@ impl fmt::Display for StorageError {
 
 impl std::error::Error for StorageError {}
 
+/// How the request loop retries a store error; losing the upload ends the request (the uploader starts a new
+/// upload itself).
+impl imgport_net::Retryable for StorageError {
+    fn retry_class(&self) -> imgport_net::RetryClass {
+        use imgport_net::RetryClass as Net;
+        match StorageError::retry_class(self) {
+            RetryClass::Retry => Net::Retry,
+            RetryClass::Throttle => Net::Throttle,
+            RetryClass::ClockSkew => Net::ClockSkew,
+            RetryClass::RefreshCredentials => Net::RefreshCredentials,
+            RetryClass::RestartUpload | RetryClass::Fatal => Net::Fatal,
+        }
+    }
+
+    fn server_time(&self) -> Option<i64> {
+        match self {
+            StorageError::Service { server_time, .. } => *server_time,
+            _ => None,
+        }
+    }
+
+    fn request_id(&self) -> Option<&str> {
+        match self {
+            StorageError::Service { request_id, .. } if !request_id.is_empty() => Some(request_id),
+            _ => None,
+        }
+    }
+}
+
 /// Parses an error body (`<Error><Code/><Message/><RequestId/></Error>`); a body without one (HEAD, proxies)
 /// gets a code from the status.
 pub fn from_response(status: u16, body: &str, request_id: Option<&str>, server_time: Option<i64>) -> StorageError {
@@ -185,5 +283,35 @@ mod tests {
         assert!(from_response(400, "<Error><Code>InvalidPart</Code><RequestId>R1</RequestId></Error>", None, None)
             .to_string()
             .contains("R1"));
+    }
+
+    #[test]
+    fn kinds_are_stable() {
+        let kind = |status, body: &str| from_response(status, body, None, None).kind();
+        assert_eq!(kind(404, "<Error><Code>NoSuchBucket</Code></Error>"), ErrorKind::NotFound);
+        assert_eq!(kind(404, "<Error><Code>NoSuchUpload</Code></Error>"), ErrorKind::NotFound);
+        assert_eq!(kind(404, ""), ErrorKind::NotFound);
+        assert_eq!(kind(403, "<Error><Code>AccessDenied</Code></Error>"), ErrorKind::AccessDenied);
+        assert_eq!(kind(403, "<Error><Code>SignatureDoesNotMatch</Code></Error>"), ErrorKind::InvalidCredentials);
+        assert_eq!(kind(403, "<Error><Code>SecurityTokenExpired</Code></Error>"), ErrorKind::InvalidCredentials);
+        assert_eq!(kind(503, "<Error><Code>SlowDown</Code></Error>"), ErrorKind::Throttled);
+        assert_eq!(kind(403, "<Error><Code>RequestTimeTooSkewed</Code></Error>"), ErrorKind::ClockSkew);
+        assert_eq!(kind(400, "<Error><Code>EntityTooSmall</Code></Error>"), ErrorKind::InvalidRequest);
+        assert_eq!(kind(500, ""), ErrorKind::ServiceUnavailable);
+        assert_eq!(kind(409, "<Error><Code>BucketNotEmpty</Code></Error>"), ErrorKind::Service);
+        assert_eq!(StorageError::Transport("x".into()).kind(), ErrorKind::Transport);
+        assert_eq!(StorageError::Unsupported("x".into()).kind(), ErrorKind::Unsupported);
+        assert_eq!(StorageError::Credentials("x".into()).kind(), ErrorKind::InvalidCredentials);
+    }
+
+    #[test]
+    fn request_loop_classes() {
+        use imgport_net::{RetryClass as Net, Retryable};
+        let gone = from_response(404, "<Error><Code>NoSuchUpload</Code></Error>", None, Some(9));
+        assert_eq!(Retryable::retry_class(&gone), Net::Fatal);
+        assert_eq!(Retryable::server_time(&gone), Some(9));
+        let slow = from_response(503, "<Error><Code>SlowDown</Code><RequestId>R2</RequestId></Error>", None, None);
+        assert_eq!(Retryable::retry_class(&slow), Net::Throttle);
+        assert_eq!(Retryable::request_id(&slow), Some("R2"));
     }
 }

@@ -7,7 +7,7 @@
 pub mod client;
 pub mod destination;
 mod digests;
-pub use imgport_auth::crc64;
+pub use imgport_wire::crc64;
 pub mod error;
 pub mod events;
 pub mod settings;
@@ -19,7 +19,7 @@ pub mod xml;
 
 pub use client::{Client, Flavor, StoreConfig};
 pub use destination::{is_store_url, Destination, DestinationError};
-pub use error::{RetryClass, StorageError};
+pub use error::{ErrorKind, RetryClass, StorageError};
 pub use events::{EventFn, UploadEvent};
 
 use bytes::Bytes;

@@ -1,10 +1,12 @@
 //! Resumable, verified multipart upload of a file: bounded memory, adaptive concurrency, retries with backoff.
 
 use crate::digests::{PartDigests, PartSpan};
-use crate::error::{RetryClass, StorageError};
+use crate::error::{ErrorKind, RetryClass, StorageError};
 use crate::state::{self, PartRecord, UploadState};
 use crate::{crc64, ObjectStore, PutOptions};
 use bytes::Bytes;
+use imgport_net::retry::{Hooks, RetryClass as NetClass, RetryPolicy};
+use imgport_wire::{hex, hex_decode};
 use md5_many::Md5State;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -152,6 +154,19 @@ impl std::fmt::Display for UploadError {
 impl std::error::Error for UploadError {}
 
 impl UploadError {
+    /// What went wrong, for callers that act on it (exit codes) without reading the message.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            UploadError::Io(_) => ErrorKind::Io,
+            UploadError::Store { error, .. } => error.kind(),
+            UploadError::Verify(_) => ErrorKind::Corrupt,
+            UploadError::Config(_) => ErrorKind::InvalidArgument,
+            UploadError::Source(_) => ErrorKind::Source,
+            UploadError::Busy { .. } => ErrorKind::Busy,
+            UploadError::Vanished { .. } => ErrorKind::UploadGone,
+        }
+    }
+
     /// Whether the store has lost the upload: NoSuchUpload from any call, or AccessDenied on an upload an earlier
     /// run started (the store forgot the id and refuses it rather than saying so). Starting over can help.
     pub(crate) fn upload_gone(&self, resumed: bool) -> bool {
@@ -241,15 +256,14 @@ pub(crate) struct Shared {
     pub(crate) retries: AtomicU64,
     pub(crate) limiter: Limiter,
     rate: Option<RateLimit>,
-    max_attempts: u32,
+    policy: RetryPolicy,
     pool: Mutex<Vec<Vec<u8>>>,
 }
 
-fn jitter(attempt: u32) -> Duration {
-    let cap = 20_000u64.min(200u64 << attempt.min(10));
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.subsec_nanos());
-    let x = crate::crc64::checksum(&seed.to_le_bytes());
-    Duration::from_millis(cap / 2 + x % (cap / 2 + 1))
+/// Waits of a part's retries: from up to 400 ms after the first failure, doubling, to at most 20 s.
+fn retry_policy(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy { base_delay: Duration::from_millis(400), ..RetryPolicy::default() }
+        .with_max_attempts(max_attempts.max(1))
 }
 
 impl Shared {
@@ -269,48 +283,33 @@ impl Shared {
                 successes: AtomicUsize::new(0),
             },
             rate: opts.rate_limit.filter(|r| *r > 0).map(|rate| RateLimit { rate, next: Instant::now().into() }),
-            max_attempts: opts.max_attempts.max(1),
+            policy: retry_policy(opts.max_attempts),
             pool: Mutex::new(Vec::new()),
         })
     }
 
-    /// Runs `op` until it succeeds, fails for good, or the attempts run out. Throttling lowers concurrency;
-    /// a skewed clock is corrected from the server's time.
+    /// Runs `op` until it succeeds, fails for good (a lost upload included), or the attempts run out.
+    /// Throttling lowers concurrency; a skewed clock is corrected from the server's time.
     pub(crate) async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StorageError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, StorageError>>,
     {
-        let mut attempt = 0u32;
-        loop {
-            let err = match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            attempt += 1;
-            let class = err.retry_class();
-            if attempt >= self.max_attempts || matches!(class, RetryClass::Fatal | RetryClass::RestartUpload) {
-                return Err(err);
-            }
+        let on_retry = |err: &StorageError, class: NetClass| {
             self.retries.fetch_add(1, Ordering::Relaxed);
             match class {
-                RetryClass::ClockSkew => {
-                    if let (StorageError::Service { server_time: Some(t), .. }, Some(fix)) = (&err, &self.correct_clock)
+                NetClass::ClockSkew => {
+                    if let (StorageError::Service { server_time: Some(t), .. }, Some(fix)) = (err, &self.correct_clock)
                     {
                         fix(*t);
                     }
                 }
-                RetryClass::Throttle => {
-                    self.limiter.throttled();
-                    tokio::time::sleep(jitter(attempt + 2)).await;
-                }
-                // The client has told the provider to drop the refused credentials, so the retry fetches new
-                // ones; the wait grows in case the fresh ones are refused too (a token service a little behind).
-                RetryClass::RefreshCredentials => tokio::time::sleep(jitter(attempt - 1)).await,
-                _ => tokio::time::sleep(jitter(attempt)).await,
+                NetClass::Throttle => self.limiter.throttled(),
+                _ => {}
             }
-            let _ = what;
-        }
+        };
+        let hooks = Hooks { clock: None, on_retry: Some(Box::new(on_retry)) };
+        self.policy.run_with(what, hooks, |_| op()).await
     }
 
     fn buffer(&self, len: usize) -> Vec<u8> {
@@ -357,20 +356,9 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
     hex(&md5_many::md5(data))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn hex_to_bytes(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 /// Bytes read and checksummed at a time (fits in a core's L2 cache).
@@ -522,7 +510,7 @@ pub(crate) async fn put_whole(
     let size = data.len() as u64;
     let mut put = opts.put.clone();
     if opts.send_md5 {
-        put.content_md5 = hex_to_bytes(&md5).map(|b| b64(&b));
+        put.content_md5 = hex_decode(&md5).map(|b| b64(&b));
     }
     let store = &shared.store;
     let res = shared
@@ -749,7 +737,7 @@ pub(crate) async fn send_part(
     md5_hex: String,
 ) -> Result<PartRecord, UploadError> {
     let len = data.len() as u64;
-    let content_md5 = if to.send_md5 { hex_to_bytes(&md5_hex).map(|b| b64(&b)) } else { None };
+    let content_md5 = if to.send_md5 { hex_decode(&md5_hex).map(|b| b64(&b)) } else { None };
     let store = shared.store.clone();
     let r = shared
         .retry("UploadPart", || async {
@@ -829,7 +817,7 @@ pub(crate) async fn complete_verified(
 fn multipart_etag(parts: &BTreeMap<u32, PartRecord>) -> Option<String> {
     let mut h = Md5State::new();
     for p in parts.values() {
-        h.update(&hex_to_bytes(&p.md5_hex).filter(|b| b.len() == 16)?);
+        h.update(&hex_decode(&p.md5_hex).filter(|b| b.len() == 16)?);
     }
     Some(format!("{}-{}", hex(&h.finalize()), parts.len()))
 }
@@ -860,6 +848,18 @@ mod tests {
         assert_eq!(auto_part_size_for(512 * MIB, 1), 64 * MIB);
         assert_eq!(auto_part_size_for(2 << 30, 8), 64 * MIB);
         assert_eq!(auto_part_size_for(big, 8), p);
+    }
+
+    #[test]
+    fn upload_errors_have_kinds() {
+        let busy = UploadError::Busy { url: "oss://b/k".into(), pid: None, lock: PathBuf::from("l") };
+        assert_eq!(busy.kind(), ErrorKind::Busy);
+        assert_eq!(UploadError::Config("x".into()).kind(), ErrorKind::InvalidArgument);
+        assert_eq!(UploadError::Verify("x".into()).kind(), ErrorKind::Corrupt);
+        let denied = crate::error::from_response(403, "<Error><Code>AccessDenied</Code></Error>", None, None);
+        let store = UploadError::Store { context: "UploadPart 1".into(), error: denied };
+        assert_eq!(store.kind(), ErrorKind::AccessDenied);
+        assert_eq!(store.vanished("u1").kind(), ErrorKind::UploadGone);
     }
 
     #[test]

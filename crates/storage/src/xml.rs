@@ -36,10 +36,6 @@ pub fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +48,5 @@ mod tests {
         assert_eq!(text(parts[0], "ETag").as_deref(), Some("\"ab\""));
         assert_eq!(text(x, "N").as_deref(), Some("3"));
         assert_eq!(text(x, "Missing"), None);
-        assert_eq!(escape("a<&>"), "a&lt;&amp;&gt;");
     }
 }

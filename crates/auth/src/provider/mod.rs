@@ -161,13 +161,10 @@ pub(crate) fn http_client(
     connect: Duration,
     total: Duration,
 ) -> Result<reqwest::Client, CredentialsError> {
-    reqwest::Client::builder()
-        .connect_timeout(connect)
-        .timeout(total)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("imgport/", env!("CARGO_PKG_VERSION")))
+    imgport_net::http::ClientOptions::new(connect)
+        .total_timeout(total)
         .build()
-        .map_err(|e| failed(provider, format!("cannot build an HTTP client: {e}")))
+        .map_err(|e| failed(provider, e.to_string()))
 }
 
 /// A unique value for `SignatureNonce` / `x-acs-signature-nonce`: it must never repeat, not be unpredictable.

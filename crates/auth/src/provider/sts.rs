@@ -1,21 +1,20 @@
 //! STS: AssumeRole (RPC V1 signed) and AssumeRoleWithOIDC (anonymous, the OIDC token is the proof).
 
-use super::{failed, http_client, nonce, Clock, CredentialsError};
+use super::{failed, Clock, CredentialsError};
 use crate::endpoints::{self, Endpoint, OssNetwork, Service};
-use crate::sign::rpc_v1;
+use crate::rpc::{RpcClient, RpcError, Signer, Style, Transport};
 use crate::time::parse_iso8601;
-use crate::{encode, Credentials, Env};
+use crate::{Credentials, Env};
 use serde::Deserialize;
 use std::time::Duration;
 
 pub const VERSION: &str = "2015-04-01";
 
-/// An STS endpoint with its HTTP client.
+/// An STS endpoint with its RPC client.
 #[derive(Clone)]
 pub struct StsClient {
     pub endpoint: Endpoint,
-    http: reqwest::Client,
-    clock: Clock,
+    rpc: RpcClient,
 }
 
 /// Parameters of AssumeRole.
@@ -43,12 +42,11 @@ struct StsResponse {
     credentials: Option<StsCredentials>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "PascalCase", default)]
-struct StsError {
-    code: String,
-    message: String,
-    request_id: String,
+fn sts_failed(e: RpcError) -> CredentialsError {
+    match e {
+        RpcError::Credentials(c) => c,
+        e => failed("sts", e.to_string()),
+    }
 }
 
 impl StsClient {
@@ -56,33 +54,28 @@ impl StsClient {
     pub fn new(env: &Env, region: Option<&str>, clock: Clock) -> Result<Self, CredentialsError> {
         let endpoint =
             endpoints::resolve(Service::Sts, region, OssNetwork::Public, None, env).map_err(|m| failed("sts", m))?;
-        let http = http_client("sts", Duration::from_secs(5), Duration::from_secs(15))?;
-        Ok(StsClient { endpoint, http, clock })
+        let rpc = RpcClient::new(Service::Sts, VERSION, endpoint.clone(), Style::RpcV1, clock)
+            .and_then(|c| c.with_timeouts(Duration::from_secs(5), Duration::from_secs(15)))
+            .map_err(sts_failed)?;
+        Ok(StsClient { endpoint, rpc })
     }
 
     /// AssumeRole with the given (usually long-term) credentials.
     pub async fn assume_role(&self, creds: &Credentials, p: &AssumeRole) -> Result<Credentials, CredentialsError> {
-        let mut params: Vec<(String, String)> = [
-            ("Action", "AssumeRole"),
-            ("Format", "JSON"),
-            ("Version", VERSION),
+        let duration = p.duration_seconds.to_string();
+        let mut params = vec![
             ("RoleArn", p.role_arn.as_str()),
             ("RoleSessionName", p.session_name.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        params.push(("DurationSeconds".into(), p.duration_seconds.to_string()));
+            ("DurationSeconds", duration.as_str()),
+        ];
         if let Some(policy) = &p.policy {
-            params.push(("Policy".into(), policy.clone()));
+            params.push(("Policy", policy));
         }
         if let Some(ext) = &p.external_id {
-            params.push(("ExternalId".into(), ext.clone()));
+            params.push(("ExternalId", ext));
         }
-        rpc_v1::sign(&mut params, "GET", creds, (self.clock)(), &nonce());
-        let url = format!("{}/?{}", self.endpoint.url(), encode::format_query(&params));
-        let resp = self.http.get(url).send().await;
-        self.credentials_from("AssumeRole", resp).await
+        let resp = self.rpc.call_with("AssumeRole", &params, Transport::Query, Signer::Fixed(creds)).await;
+        self.credentials_from("AssumeRole", resp)
     }
 
     /// AssumeRoleWithOIDC: the parameters go in a form body, since OIDC tokens are long.
@@ -95,60 +88,31 @@ impl StsClient {
         duration_seconds: u32,
         policy: Option<&str>,
     ) -> Result<Credentials, CredentialsError> {
-        let time = crate::time::UtcTime::from_unix((self.clock)()).iso8601();
-        let query: Vec<(String, String)> =
-            [("Action", "AssumeRoleWithOIDC"), ("Format", "JSON"), ("Version", VERSION), ("Timestamp", time.as_str())]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-        let mut body: Vec<(String, String)> = vec![
-            ("RoleArn".into(), role_arn.into()),
-            ("OIDCProviderArn".into(), provider_arn.into()),
-            ("OIDCToken".into(), token.into()),
-            ("RoleSessionName".into(), session_name.into()),
-            ("DurationSeconds".into(), duration_seconds.to_string()),
+        let duration = duration_seconds.to_string();
+        let mut params = vec![
+            ("RoleArn", role_arn),
+            ("OIDCProviderArn", provider_arn),
+            ("OIDCToken", token),
+            ("RoleSessionName", session_name),
+            ("DurationSeconds", duration.as_str()),
         ];
         if let Some(p) = policy {
-            body.push(("Policy".into(), p.into()));
+            params.push(("Policy", p));
         }
-        let url = format!("{}/?{}", self.endpoint.url(), encode::format_query(&query));
-        let resp = self
-            .http
-            .post(url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(encode::format_query(&body))
-            .send()
-            .await;
-        self.credentials_from("AssumeRoleWithOIDC", resp).await
+        let resp = self.rpc.call_with("AssumeRoleWithOIDC", &params, Transport::Form, Signer::Anonymous).await;
+        self.credentials_from("AssumeRoleWithOIDC", resp)
     }
 
-    async fn credentials_from(
+    fn credentials_from(
         &self,
         action: &str,
-        resp: Result<reqwest::Response, reqwest::Error>,
+        resp: Result<StsResponse, RpcError>,
     ) -> Result<Credentials, CredentialsError> {
         let where_ = format!("STS {action} at {}", self.endpoint.url());
-        // reqwest errors name the URL, and the RPC V1 URL carries the signature: strip it.
-        let resp = resp.map_err(|e| failed("sts", format!("{where_}: {}", e.without_url())))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| failed("sts", format!("{where_}: {}", e.without_url())))?;
-        if !status.is_success() {
-            // Only the error fields are shown: a response body is never echoed.
-            let err: StsError = serde_json::from_slice(&body).unwrap_or_default();
-            return Err(failed(
-                "sts",
-                format!(
-                    "{where_}: HTTP {} {} {} (RequestId {})",
-                    status.as_u16(),
-                    err.code,
-                    err.message,
-                    err.request_id
-                ),
-            ));
-        }
-        let parsed: StsResponse =
-            serde_json::from_slice(&body).map_err(|_| failed("sts", format!("{where_}: unreadable response")))?;
-        let c = parsed.credentials.ok_or_else(|| failed("sts", format!("{where_}: no Credentials in the response")))?;
+        let c = resp
+            .map_err(sts_failed)?
+            .credentials
+            .ok_or_else(|| failed("sts", format!("{where_}: no Credentials in the response")))?;
         let exp = parse_iso8601(&c.expiration)
             .ok_or_else(|| failed("sts", format!("{where_}: bad Expiration {:?}", c.expiration)))?;
         Ok(Credentials::new(c.access_key_id, c.access_key_secret).with_token(c.security_token).with_expiration(exp))

@@ -1,9 +1,10 @@
 //! ECS/POP signature V3 (`ACS3-HMAC-SHA256`), the default for RPC-style APIs.
 
 use super::{hmac_sha256, lookup, param, sha256_hex, SecretLookup, Verified, VerifyError};
-use crate::encode::{hex, uri_encode};
+use crate::encode::uri_encode;
 use crate::time::{parse_iso8601, UtcTime};
 use crate::{Credentials, SignableRequest};
+use imgport_wire::hex;
 
 pub const ALGORITHM: &str = "ACS3-HMAC-SHA256";
 

@@ -34,7 +34,7 @@ pub(crate) fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
 
 /// Lowercase hex SHA-256 of some bytes (payload hashes, canonical request hashes).
 pub fn sha256_hex(data: &[u8]) -> String {
-    crate::encode::hex(&Sha256::digest(data))
+    imgport_wire::hex(&Sha256::digest(data))
 }
 
 /// SHA-256 of the empty payload.

@@ -1,9 +1,10 @@
 //! OSS signature V4 (`OSS4-HMAC-SHA256`), header and presigned-query forms.
 
 use super::{hmac_sha256, lookup, param, sha256_hex, SecretLookup, Verified, VerifyError};
-use crate::encode::{hex, uri_encode};
+use crate::encode::uri_encode;
 use crate::time::{parse_basic, UtcTime};
 use crate::{Credentials, SignableRequest};
+use imgport_wire::hex;
 
 pub const ALGORITHM: &str = "OSS4-HMAC-SHA256";
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

@@ -3,9 +3,10 @@
 //! Paths are encoded once and not normalised, as S3 requires.
 
 use super::{hmac_sha256, lookup, param, sha256_hex, SecretLookup, Verified, VerifyError};
-use crate::encode::{hex, uri_encode};
+use crate::encode::uri_encode;
 use crate::time::{parse_basic, UtcTime};
 use crate::{Credentials, SignableRequest};
+use imgport_wire::hex;
 
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

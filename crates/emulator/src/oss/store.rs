@@ -4,6 +4,7 @@
 //! metadata is small JSON files replaced atomically (write, then rename), so a restart finds every committed
 //! change and no half-written record. Listings are served from an in-memory index rebuilt from the JSON at start.
 
+use imgport_wire::hex_upper;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -169,12 +170,8 @@ pub struct Store {
     seq: AtomicU64,
 }
 
-fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
-
 fn key_file(key: &str) -> String {
-    imgport_auth::encode::hex(&sha2::Sha256::digest(key.as_bytes()))
+    imgport_wire::hex(&sha2::Sha256::digest(key.as_bytes()))
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
