@@ -1,8 +1,8 @@
 //! Emulator settings, in-process and from a TOML or JSON file.
 
-use crate::cloud::{Cloud, CloudSettings};
 use crate::faults::FaultConfig;
 use crate::rpc::{RpcRouter, RpcService};
+use crate::services::{Cloud, CloudSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,14 @@
 //! A local Alibaba Cloud emulator that the official SDKs work against unchanged: OSS (buckets, objects, ranges,
 //! multipart uploads, V1 and V4 signatures, CRC-64 and MD5 checks) and an RPC gateway serving ECS images, RAM roles
-//! and STS AssumeRole ([`cloud`]; other services plug in through [`rpc::RpcService`]). State persists under a data
+//! and STS AssumeRole ([`services`]; other services plug in through [`rpc::RpcService`]). State persists under a data
 //! folder; faults can be injected ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
 
 pub mod body;
-pub mod cloud;
 pub mod config;
+pub mod ecs;
+pub mod ram;
+pub mod services;
+pub mod sts;
 pub use imgport_auth::crc64;
 pub mod credentials;
 pub mod faults;
@@ -19,12 +22,12 @@ pub mod state;
 pub mod util;
 pub mod xml;
 
-pub use cloud::{Cloud, CloudSettings};
 pub use config::{EmulatorConfig, FileConfig};
 pub use credentials::{CredentialStore, TemporaryCredential};
 pub use faults::{Fault, FaultConfig, FaultRule};
 pub use log::LogEntry;
 pub use rpc::{Params, RpcContext, RpcError, RpcResult, RpcService};
+pub use services::{Cloud, CloudSettings};
 pub use state::EmulatorState;
 
 use imgport_auth::Credentials;
