@@ -112,7 +112,7 @@ impl Cloud {
         match r {
             Ok(i) => Ok(i.clone()),
             Err(e) => {
-                eprintln!("imgport-emulator: cannot open the ECS state: {e}");
+                state.log.problem(&format!("cannot open the ECS state: {e}"));
                 Err(RpcError::internal())
             }
         }

@@ -167,3 +167,81 @@ pub(super) fn filesystem(image: &dyn DiskImage, p: &Partition) -> Option<&'stati
     };
     Some(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgport_disk::MemImage;
+
+    const MIB: usize = 1 << 20;
+
+    fn with_signature(mut disk: Vec<u8>) -> MemImage {
+        disk[510] = 0x55;
+        disk[511] = 0xaa;
+        MemImage(disk)
+    }
+
+    fn mbr_entry(disk: &mut [u8], slot: usize, kind: u8, start: u32, sectors: u32) {
+        let at = 446 + 16 * slot;
+        disk[at + 4] = kind;
+        disk[at + 8..at + 12].copy_from_slice(&start.to_le_bytes());
+        disk[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
+    }
+
+    fn table(image: &MemImage) -> Option<Table> {
+        let s = first_sector(image).expect("a first sector");
+        read_table(image, &s)
+    }
+
+    #[test]
+    fn mbr_entries_inside_the_disk_count_and_others_do_not() {
+        let mut disk = vec![0u8; 4 * MIB];
+        mbr_entry(&mut disk, 0, 0x83, 2048, 4096);
+        mbr_entry(&mut disk, 1, 0x83, 6144, 1 << 20);
+        mbr_entry(&mut disk, 2, 0x05, 6144, 2048);
+        let image = with_signature(disk);
+        let t = table(&image).expect("a table");
+        let got: Vec<_> = t.partitions.iter().map(|p| (p.number, p.start, p.length, p.role)).collect();
+        assert_eq!(got, [(1, MIB as u64, 2 * MIB as u64, Role::Data), (3, 3 * MIB as u64, MIB as u64, Role::Extended)]);
+        // An ext4 superblock magic on the first partition is recognised.
+        let mut disk = image.0.clone();
+        disk[MIB + 1024 + 56] = 0x53;
+        disk[MIB + 1024 + 57] = 0xef;
+        let image = MemImage(disk);
+        let t = table(&image).expect("a table");
+        assert_eq!(filesystem(&image, &t.partitions[0]), Some("ext2/3/4"));
+        assert_eq!(filesystem(&image, &t.partitions[1]), None);
+    }
+
+    #[test]
+    fn no_signature_or_no_entry_is_no_table() {
+        let mut disk = vec![0u8; MIB];
+        mbr_entry(&mut disk, 0, 0x83, 1, 100);
+        assert!(table(&MemImage(disk.clone())).is_none(), "no 0x55AA");
+        assert!(table(&with_signature(vec![0u8; MIB])).is_none(), "no entry");
+    }
+
+    #[test]
+    fn gpt_behind_a_protective_mbr() {
+        let mut disk = vec![0u8; 4 * MIB];
+        mbr_entry(&mut disk, 0, 0xee, 1, 8191);
+        disk[512..520].copy_from_slice(b"EFI PART");
+        disk[512 + 72..512 + 80].copy_from_slice(&2u64.to_le_bytes());
+        disk[512 + 80..512 + 84].copy_from_slice(&128u32.to_le_bytes());
+        disk[512 + 84..512 + 88].copy_from_slice(&128u32.to_le_bytes());
+        let entry = |disk: &mut Vec<u8>, n: usize, kind: [u8; 16], first: u64, last: u64| {
+            let at = 1024 + 128 * n;
+            disk[at..at + 16].copy_from_slice(&kind);
+            disk[at + 32..at + 40].copy_from_slice(&first.to_le_bytes());
+            disk[at + 40..at + 48].copy_from_slice(&last.to_le_bytes());
+        };
+        entry(&mut disk, 0, ESP_GUID, 2048, 4095);
+        entry(&mut disk, 1, [7; 16], 4096, 1 << 30);
+        let image = with_signature(disk.clone());
+        let t = table(&image).expect("a GPT");
+        let got: Vec<_> = t.partitions.iter().map(|p| (p.number, p.start, p.role)).collect();
+        assert_eq!(got, [(1, MIB as u64, Role::EfiSystem)], "the second entry ends past the disk");
+        disk[512] = b'X';
+        assert!(table(&with_signature(disk)).is_none(), "a protective MBR without a GPT header");
+    }
+}

@@ -45,7 +45,7 @@ fn vhd_size(p: &Probe) -> Option<Broken> {
     if p.format != Format::Vhd {
         return None;
     }
-    if p.virtual_size % MIB != 0 {
+    if !p.virtual_size.is_multiple_of(MIB) {
         return Some(Broken::new(
             code,
             format!("The virtual size of the VHD image ({} bytes) is not a multiple of 1 MiB.", p.virtual_size),
