@@ -5,6 +5,24 @@ use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, new_id, Inner};
 use serde_json::{json, Value};
 
+/// The instances seeded in each region on first start: one running, one stopped.
+pub(super) fn seed(region: &str, now: i64) -> Vec<Instance> {
+    [(1, "Running"), (2, "Stopped")]
+        .into_iter()
+        .map(|(n, status)| Instance {
+            id: new_id("i-"),
+            region: region.to_string(),
+            name: format!("seed-instance-{n}"),
+            status: status.into(),
+            image_id: "ubuntu_22_04_x64_20G_alibase_20240101.vhd".into(),
+            instance_type: "ecs.g7.large".into(),
+            system_disk_id: new_id("d-"),
+            system_disk_gib: 40,
+            created: now,
+        })
+        .collect()
+}
+
 fn instance_json(n: &Instance) -> Value {
     json!({
         "InstanceId": n.id, "InstanceName": n.name, "HostName": n.name, "Status": n.status, "ImageId": n.image_id,

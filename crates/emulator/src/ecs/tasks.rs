@@ -1,12 +1,15 @@
 //! The background work behind ImportImage and CopyImage (Waiting, Creating with rising Progress, then Available
 //! or CreateFailed), its restart after the emulator restarts, and DescribeTasks, DescribeTaskAttribute, CancelTask.
 
-use super::{err, import, list_param, paging, region, Image, Instance, Task, IN_FLIGHT};
+use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, new_id, Db, Inner};
 use serde_json::{json, Value};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
+
+/// Task statuses of work still under way (and so cancellable).
+const IN_FLIGHT_TASK: [&str; 2] = ["Waiting", "Processing"];
 
 /// Seeds the catalogue on first start, then restarts the imports and copies a restart interrupted (they begin
 /// again from Waiting, as a re-queued task does).
@@ -19,19 +22,7 @@ pub(crate) fn resume(inner: &Arc<Inner>) {
             db.images.extend(s);
         }
         for r in &inner.state.regions {
-            for (n, status) in [(1, "Running"), (2, "Stopped")] {
-                db.instances.push(Instance {
-                    id: new_id("i-"),
-                    region: r.clone(),
-                    name: format!("seed-instance-{n}"),
-                    status: status.into(),
-                    image_id: "ubuntu_22_04_x64_20G_alibase_20240101.vhd".into(),
-                    instance_type: "ecs.g7.large".into(),
-                    system_disk_id: new_id("d-"),
-                    system_disk_gib: 40,
-                    created: now,
-                });
-            }
+            db.instances.extend(super::instances::seed(r, now));
         }
         let _ = db.save();
     }
@@ -173,8 +164,6 @@ fn task_json(t: &Task) -> Value {
         "CreationTime": iso(t.created), "FinishedTime": t.finished.map(iso).unwrap_or_default(), "ResourceId": t.image_id,
     })
 }
-
-const IN_FLIGHT_TASK: [&str; 2] = ["Waiting", "Processing"];
 
 pub(super) fn describe_tasks(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
