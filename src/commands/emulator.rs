@@ -1,6 +1,6 @@
 //! `imgport emulator serve`: a local Alibaba Cloud (OSS, ECS images, RAM roles, STS) on one port.
 
-use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, FileConfig};
+use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, FileConfig, LogEntry, LogSink};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -11,6 +11,30 @@ macro_rules! say {
         use std::io::Write as _;
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
+}
+
+/// The server's request log (unless `--quiet`) and problems on stderr: `imgport-emulator: RECORD` lines, or one
+/// JSON object per request with `--json`.
+struct StderrLog {
+    requests: bool,
+    json: bool,
+}
+
+impl LogSink for StderrLog {
+    fn request(&self, entry: &LogEntry) {
+        if !self.requests {
+            return;
+        }
+        if !self.json {
+            eprintln!("imgport-emulator: {entry}");
+        } else if let Ok(line) = serde_json::to_string(entry) {
+            eprintln!("{line}");
+        }
+    }
+
+    fn problem(&self, message: &str) {
+        eprintln!("imgport-emulator: {message}");
+    }
 }
 
 #[derive(clap::Subcommand)]
@@ -129,8 +153,7 @@ fn serve(args: ServeArgs) -> u8 {
     }
     cloud.seed_import_role |= args.seed_import_role;
     cfg = cfg.cloud(cloud);
-    cfg.log_to_stderr = !crate::output::quiet();
-    cfg.log_json = args.json;
+    cfg.log_sink = Some(std::sync::Arc::new(StderrLog { requests: !crate::output::quiet(), json: args.json }));
     let data_dir = cfg.data_dir.clone();
     // Ctrl-C, SIGTERM (systemd, Kubernetes, CI) or SIGHUP (src/signals.rs) stops it cleanly.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

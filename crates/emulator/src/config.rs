@@ -1,8 +1,9 @@
 //! Emulator settings, in-process and from a TOML or JSON file.
 
-use crate::cloud::{Cloud, CloudSettings};
 use crate::faults::FaultConfig;
+use crate::log::LogSink;
 use crate::rpc::{RpcRouter, RpcService};
+use crate::services::{Cloud, CloudSettings};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,10 +25,8 @@ pub struct EmulatorConfig {
     /// The emulated account's id.
     pub account_id: String,
     pub faults: FaultConfig,
-    /// Print each request's log record on stderr.
-    pub log_to_stderr: bool,
-    /// Print log records as JSON lines.
-    pub log_json: bool,
+    /// Where request records and problems go as they happen (they are kept in memory either way).
+    pub log_sink: Option<Arc<dyn LogSink>>,
     /// Largest PutObject / UploadPart body.
     pub max_put_size: u64,
     pub rpc: RpcRouter,
@@ -70,8 +69,7 @@ impl EmulatorConfig {
             access_key_secret: None,
             account_id: DEFAULT_ACCOUNT_ID.to_string(),
             faults: FaultConfig::default(),
-            log_to_stderr: false,
-            log_json: false,
+            log_sink: None,
             max_put_size: 5 << 30,
             rpc: RpcRouter::default(),
             admin_secret: None,

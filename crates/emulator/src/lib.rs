@@ -1,11 +1,14 @@
 //! A local Alibaba Cloud emulator that the official SDKs work against unchanged: OSS (buckets, objects, ranges,
 //! multipart uploads, V1 and V4 signatures, CRC-64 and MD5 checks) and an RPC gateway serving ECS images, RAM roles
-//! and STS AssumeRole ([`cloud`]; other services plug in through [`rpc::RpcService`]). State persists under a data
+//! and STS AssumeRole ([`services`]; other services plug in through [`rpc::RpcService`]). State persists under a data
 //! folder; faults can be injected ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
 
 pub mod body;
-pub mod cloud;
 pub mod config;
+pub mod ecs;
+pub mod ram;
+pub mod services;
+pub mod sts;
 pub use imgport_wire::crc64;
 pub mod credentials;
 pub mod faults;
@@ -19,12 +22,12 @@ pub mod state;
 pub mod util;
 pub mod xml;
 
-pub use cloud::{Cloud, CloudSettings};
 pub use config::{EmulatorConfig, FileConfig};
 pub use credentials::{CredentialStore, TemporaryCredential};
 pub use faults::{Fault, FaultConfig, FaultRule};
-pub use log::LogEntry;
+pub use log::{LogEntry, LogSink};
 pub use rpc::{Params, RpcContext, RpcError, RpcResult, RpcService};
+pub use services::{Cloud, CloudSettings};
 pub use state::EmulatorState;
 
 use imgport_auth::Credentials;
@@ -126,7 +129,7 @@ impl Emulator {
             store: Arc::new(store),
             credentials: Arc::new(creds),
             faults: faults::Faults::new(config.faults.clone()),
-            log: log::RequestLog::new(config.log_to_stderr, config.log_json),
+            log: log::RequestLog::new(config.log_sink.clone()),
             max_put_size: config.max_put_size,
             idle_timeout: config.idle_timeout,
         });
@@ -138,6 +141,11 @@ impl Emulator {
             .thread_name("imgport-emulator")
             .enable_all()
             .build()?;
+        // Registered with the runtime here, so that a failure is `start`'s error rather than the server thread's.
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let (tx, rx) = watch::channel(false);
         let server = Arc::new(server::Server {
             state: state.clone(),
@@ -153,12 +161,7 @@ impl Emulator {
             idle_timeout: config.idle_timeout,
         };
         let thread = std::thread::Builder::new().name("imgport-emulator".into()).spawn(move || {
-            runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => server::accept_loop(l, server, limits, rx).await,
-                    Err(e) => eprintln!("imgport-emulator: cannot listen: {e}"),
-                }
-            });
+            runtime.block_on(server::accept_loop(listener, server, limits, rx));
             runtime.shutdown_timeout(std::time::Duration::from_secs(2));
         })?;
         let url = format!("http://{addr}");

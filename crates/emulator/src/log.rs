@@ -1,9 +1,10 @@
 //! The request log: one record per request (method, path, operation, status, duration, injected faults), never
-//! the query string (it can hold signatures and security tokens) and never a header value.
+//! the query string (it can hold signatures and security tokens) and never a header value. The emulator never
+//! prints: records and problems go to the [`LogSink`] the caller provides (`imgport emulator serve` prints them).
 
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const KEEP: usize = 10_000;
 
@@ -38,33 +39,41 @@ impl std::fmt::Display for LogEntry {
     }
 }
 
-/// Keeps the last entries in memory (for tests and the admin endpoint) and optionally prints each to stderr.
+/// Receives the emulator's reports as they happen, on the thread that made them.
+pub trait LogSink: Send + Sync {
+    /// One request's record, once it is answered (or dropped).
+    fn request(&self, entry: &LogEntry);
+    /// A problem no single answer explains in full (the ECS state cannot be opened, ...).
+    fn problem(&self, message: &str);
+}
+
+/// Keeps the last entries in memory (for tests and the admin endpoint) and hands each to the sink, if any.
 pub struct RequestLog {
     entries: Mutex<VecDeque<LogEntry>>,
-    stderr: bool,
-    json: bool,
+    sink: Option<Arc<dyn LogSink>>,
 }
 
 impl RequestLog {
-    pub fn new(stderr: bool, json: bool) -> Self {
-        RequestLog { entries: Mutex::new(VecDeque::new()), stderr, json }
+    pub fn new(sink: Option<Arc<dyn LogSink>>) -> Self {
+        RequestLog { entries: Mutex::new(VecDeque::new()), sink }
     }
 
     pub fn record(&self, entry: LogEntry) {
-        if self.stderr {
-            if self.json {
-                if let Ok(line) = serde_json::to_string(&entry) {
-                    eprintln!("{line}");
-                }
-            } else {
-                eprintln!("imgport-emulator: {entry}");
-            }
+        if let Some(sink) = &self.sink {
+            sink.request(&entry);
         }
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if e.len() >= KEEP {
             e.pop_front();
         }
         e.push_back(entry);
+    }
+
+    /// Reports a problem to the sink (nothing is kept).
+    pub fn problem(&self, message: &str) {
+        if let Some(sink) = &self.sink {
+            sink.problem(message);
+        }
     }
 
     pub fn entries(&self) -> Vec<LogEntry> {

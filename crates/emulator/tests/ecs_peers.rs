@@ -1,6 +1,7 @@
 //! ECS images, RAM roles and STS AssumeRole driven by Alibaba's official Python SDKs (alibabacloud-ecs20140526,
 //! alibabacloud-ram20150501, alibabacloud-sts20150401, oss2) against an in-process emulator: the import round trip
-//! with a qcow2 made by qemu-img, import errors, catalogue filters, copy, share, tags, delete, temporary
+//! with a qcow2 made by qemu-img, import errors, the import rules (garbage, a wrong declared format, VHD sizes, no
+//! boot signature, no partition table, a good disk), catalogue filters, copy, share, tags, delete, temporary
 //! credentials and their expiry, a forced CreateFailed, and imports across a restart.
 //!
 //! Needs the peers scripts/install-peers.sh installs (python3 with the SDKs, qemu-img); fails without them.
@@ -36,22 +37,71 @@ fn fast() -> CloudSettings {
     CloudSettings { import_seconds: 1.0, ..Default::default() }
 }
 
-/// A 2 GiB qcow2 with a boot signature in its first sector, and a fixed VHD whose size is not a whole MiB.
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().expect("qemu tool runs");
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A sparse raw disk of `size` bytes whose MBR holds one bootable Linux partition from 1 MiB to the end.
+fn mbr_raw(path: &Path, size: u64) {
+    let mut mbr = [0u8; 512];
+    let sectors = u32::try_from(size / 512 - 2048).expect("small disk");
+    mbr[446] = 0x80;
+    mbr[446 + 4] = 0x83;
+    mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    mbr[446 + 12..446 + 16].copy_from_slice(&sectors.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    let f = std::fs::File::create(path).expect("create raw");
+    f.set_len(size).expect("size raw");
+    std::os::unix::fs::FileExt::write_all_at(&f, &mbr, 0).expect("write MBR");
+}
+
+/// A 2 GiB qcow2 (made by qemu-img from a raw disk with an MBR partition table), and a fixed VHD whose size is
+/// not a whole MiB.
 fn images(dir: &Path) -> (String, String) {
+    let raw = dir.join("mbr.raw");
+    mbr_raw(&raw, 2 << 30);
     let q = dir.join("disk.qcow2");
     let v = dir.join("odd.vhd");
-    let run = |cmd: &str, args: &[&str]| {
-        let out = Command::new(cmd).args(args).output().expect("qemu tool runs");
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-    };
     let qs = q.to_str().expect("utf-8 path");
-    run("qemu-img", &["create", "-q", "-f", "qcow2", qs, "2G"]);
-    run("qemu-io", &["-c", "write -P 0x55 510 1", "-c", "write -P 0xaa 511 1", qs]);
+    run("qemu-img", &["convert", "-q", "-f", "raw", "-O", "qcow2", raw.to_str().expect("utf-8"), qs]);
     run(
         "qemu-img",
         &["create", "-q", "-f", "vpc", "-o", "subformat=fixed,force_size=on", v.to_str().expect("utf-8"), "1000000"],
     );
     (qs.to_string(), v.to_string_lossy().into_owned())
+}
+
+/// The disks the import rules judge, by name: a good MBR raw, a qcow2 without a boot signature, a qcow2 with the
+/// signature but no partition table, random bytes, and a fixed VHD whose data is shorter than its footer says.
+fn rule_images(dir: &Path) -> Value {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    mbr_raw(&dir.join("good.raw"), 16 << 20);
+    run("qemu-img", &["create", "-q", "-f", "qcow2", &path("blank.qcow2"), "1G"]);
+    run("qemu-img", &["create", "-q", "-f", "qcow2", &path("signature-only.qcow2"), "1G"]);
+    run("qemu-io", &["-c", "write -P 0x55 510 1", "-c", "write -P 0xaa 511 1", &path("signature-only.qcow2")]);
+    // Random bytes: a deterministic xorshift stream, so a failure reproduces.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let garbage: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(dir.join("garbage.bin"), garbage).expect("write garbage");
+    // A fixed VHD of 8 MiB cut to 7 MiB of data, its footer kept at the end.
+    run("qemu-img", &["create", "-q", "-f", "vpc", "-o", "subformat=fixed,force_size=on", &path("full.vhd"), "8M"]);
+    let full = std::fs::read(dir.join("full.vhd")).expect("read vhd");
+    let footer = &full[full.len() - 512..];
+    let short: Vec<u8> = full[..7 << 20].iter().chain(footer).copied().collect();
+    std::fs::write(dir.join("short.vhd"), short).expect("write vhd");
+    json!({
+        "good": path("good.raw"), "blank": path("blank.qcow2"), "signature_only": path("signature-only.qcow2"),
+        "garbage": path("garbage.bin"), "short_vhd": path("short.vhd"), "full_vhd": path("full.vhd"),
+    })
 }
 
 fn scenario(emu: &RunningEmulator, name: &str, extra: Value) -> String {
@@ -76,6 +126,21 @@ fn import_round_trip_errors_catalogue_copy_share_tags_and_delete() {
     assert!(text.contains("ok images"), "{text}");
     let log = serde_json::to_string(&emu.request_log()).expect("json");
     assert!(!log.contains(SK), "the log holds the secret");
+}
+
+#[test]
+fn import_rules_fail_bad_disks_as_documented_and_pass_a_good_one() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (qcow2, vhd) = images(dir.path());
+    let mut disks = rule_images(dir.path());
+    if let Value::Object(m) = &mut disks {
+        m.insert("qcow2".into(), json!(qcow2));
+        m.insert("vhd".into(), json!(vhd));
+    }
+    let emu = start(&dir.path().join("emu"), CloudSettings { seed_import_role: true, ..fast() });
+    let text = scenario(&emu, "import-rules", disks);
+    assert!(text.contains("ok import-rules"), "{text}");
 }
 
 #[test]

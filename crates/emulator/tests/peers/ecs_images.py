@@ -3,6 +3,7 @@ alibabacloud-ram20150501, alibabacloud-sts20150401) and uploads with oss2, check
 
 usage: ecs_images.py SCENARIO CONFIG_JSON
 CONFIG_JSON: {"endpoint": "http://HOST:PORT", "ak": ..., "sk": ..., "qcow2": PATH, "vhd": PATH (odd size), ...}
+(import-rules also takes "good", "blank", "signature_only", "garbage", "short_vhd", "full_vhd").
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import json
@@ -186,7 +187,7 @@ if scenario == "images":
     progress = [int(p.rstrip("%")) for s, p in seen if s == "Creating"]
     check(progress == sorted(progress) and progress[-1] > progress[0], f"progress did not rise: {seen}")
     check(img.size == 3 and img.image_owner_alias == "self" and img.platform == "Ubuntu", img)
-    # DetectionStrategy=Standard: the guest checks ran; an empty disk has no partition table to boot from.
+    # DetectionStrategy=Standard: the detection ran; an empty partition has no boot loader and no filesystem.
     det = img.detection_options
     check(det.status == "Finished" and det.items.item and all(i.risk_level for i in det.items.item), det)
     snap = img.disk_device_mappings.disk_device_mapping[0].snapshot_id
@@ -353,6 +354,50 @@ elif scenario == "import-wait":
         err = t.operation_progress_set.operation_progress[0]
         check(err.error_code == cfg["code"], f"{err.error_code}: {err.error_msg}")
     print("ok import-wait")
+
+elif scenario == "import-rules":
+    # The emulator's own import rules (its ecs::import module docs): each bad disk fails as documented, a good one
+    # is imported.
+    b = bucket("rules")
+    for key, name in (("good.raw", "good"), ("disk.qcow2", "qcow2"), ("blank.qcow2", "blank"),
+                      ("signature-only.qcow2", "signature_only"), ("garbage.bin", "garbage"),
+                      ("short.vhd", "short_vhd"), ("full.vhd", "full_vhd"), ("odd.vhd", "vhd")):
+        with open(cfg[name], "rb") as f:
+            b.put_object(key, f.read())
+
+    def failed(name, obj, fmt, code, *words):
+        out = import_image(name, "rules", obj, fmt=fmt)
+        img, seen = wait_image(out.image_id)
+        check(img.status == "CreateFailed", f"{name}: {seen}")
+        t = task_of(out.task_id)
+        err = t.operation_progress_set.operation_progress[0]
+        check(t.task_status == "Failed" and err.error_code == code, f"{name}: {err.error_code}: {err.error_msg}")
+        check(all(w in err.error_msg for w in words), f"{name}: {err.error_msg}")
+
+    # Answered at once: VHD sizes.
+    e = expect_error(lambda: import_image("odd-vhd", "rules", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
+    check(e.statusCode == 400 and "multiple of 1 MiB" in e.message, e.message)
+    e = expect_error(lambda: import_image("short-vhd", "rules", "short.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
+    check(e.statusCode == 400 and "fixed VHD" in e.message and "8388608" in e.message, e.message)
+    # Failed by the task.
+    failed("garbage", "garbage.bin", None, "ImportImageFailed", "no boot sector", "0x55AA")
+    failed("qcow2-declared-raw", "disk.qcow2", "RAW", "InvalidImageFormat.Malformed", "not RAW", "QCOW2")
+    failed("raw-declared-qcow2", "good.raw", "QCOW2", "InvalidImageFormat.Malformed", "not QCOW2", "RAW")
+    failed("blank", "blank.qcow2", "QCOW2", "ImportImageFailed", "no boot sector")
+    failed("signature-only", "signature-only.qcow2", "QCOW2", "ImportImageFailed", "no partition table")
+    # Good disks: a raw and a fixed VHD of exact size (its data has no partition table, so as a data disk).
+    out = import_image("good-raw", "rules", "good.raw", fmt="RAW", detection_strategy="Standard")
+    img, seen = wait_image(out.image_id)
+    check(img.status == "Available" and img.size == 1, seen)
+    names = sorted(i.name for i in img.detection_options.items.item)
+    check(names == ["GUESTOS.BootLoader", "GUESTOS.Filesystem"], names)
+    req = ecs.ImportImageRequest(image_name="with-data-disk", region_id=REGION, ostype="linux", platform="Ubuntu",
+                                 disk_device_mapping=[mapping("rules", "good.raw", "RAW"),
+                                                      mapping("rules", "full.vhd", "VHD")])
+    out = ecs_client.import_image(req).body
+    img, seen = wait_image(out.image_id)
+    check(img.status == "Available" and len(img.disk_device_mappings.disk_device_mapping) == 2, seen)
+    print("ok import-rules")
 
 else:
     raise SystemExit(f"unknown scenario {scenario}")

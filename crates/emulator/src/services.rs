@@ -1,18 +1,16 @@
-//! ECS images, RAM roles and STS AssumeRole behind the RPC gateway. One [`Cloud`] serves the three API versions
-//! so that roles created through RAM gate ECS imports and STS, and keeps its state in `DATA/cloud.json`.
+//! The control-plane services behind the RPC gateway: one [`Cloud`] serves ECS ([`crate::ecs`]), RAM
+//! ([`crate::ram`]) and STS ([`crate::sts`]) so that roles created through RAM gate ECS imports and STS, and keeps
+//! their shared state in `DATA/cloud.json`.
 
-mod ecs;
-mod ram;
-
+use crate::ecs::{Image, Instance, Task};
+use crate::ram::{Role, IMPORT_ROLE};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult, RpcService, ECS_VERSION, RAM_VERSION, STS_VERSION};
 use crate::state::EmulatorState;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-
-pub use ram::IMPORT_ROLE;
 
 /// Settings of the ECS, RAM and STS services.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,95 +29,6 @@ impl Default for CloudSettings {
     fn default() -> Self {
         CloudSettings { import_seconds: 3.0, sts_lifetime_cap_seconds: None, seed_import_role: false }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Role {
-    pub name: String,
-    pub id: String,
-    pub description: String,
-    pub trust_policy: String,
-    pub max_session_duration: i64,
-    pub created: i64,
-    /// (policy type, policy name, attached at)
-    pub policies: Vec<(String, String, i64)>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct DiskMapping {
-    pub device: String,
-    pub bucket: String,
-    pub object: String,
-    pub format: String,
-    pub size_gib: u64,
-    pub snapshot_id: String,
-}
-
-/// DetectionStrategy=Standard findings: (check name, what was found, risk level).
-pub(crate) type Detection = Vec<(String, String, String)>;
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct Image {
-    pub id: String,
-    pub region: String,
-    pub name: String,
-    pub description: String,
-    pub status: String,
-    pub progress: u32,
-    /// system, self, others or marketplace, as seen by the emulated account.
-    pub owner_alias: String,
-    pub owner_id: String,
-    pub os_type: String,
-    pub os_name: String,
-    pub platform: String,
-    pub architecture: String,
-    pub boot_mode: String,
-    pub license_type: String,
-    pub family: String,
-    pub created: i64,
-    pub disks: Vec<DiskMapping>,
-    pub tags: BTreeMap<String, String>,
-    pub shared_with: BTreeSet<String>,
-    pub task_id: Option<String>,
-    pub copied_from: Option<String>,
-    pub failure: Option<String>,
-    /// Set by a `create_failed` fault when the import or copy was requested.
-    pub forced_failure: Option<String>,
-    /// DetectionStrategy=Standard: `None` until the check ran, then (name, value, risk level) per problem.
-    #[serde(default)]
-    pub detection: Option<Detection>,
-    #[serde(default)]
-    pub detection_requested: bool,
-    /// The request's ClientToken: a retried request with the same token gets the same image back.
-    #[serde(default)]
-    pub client_token: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct Task {
-    pub id: String,
-    pub region: String,
-    pub action: String,
-    pub image_id: String,
-    pub status: String,
-    pub progress: u32,
-    pub created: i64,
-    pub finished: Option<i64>,
-    pub failure: Option<String>,
-}
-
-/// A minimal instance: enough for DescribeInstances, Start/StopInstance and ReplaceSystemDisk.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub(crate) struct Instance {
-    pub id: String,
-    pub region: String,
-    pub name: String,
-    pub status: String,
-    pub image_id: String,
-    pub instance_type: String,
-    pub system_disk_id: String,
-    pub system_disk_gib: u64,
-    pub created: i64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -188,7 +97,7 @@ impl Cloud {
         let r = self.inner.get_or_init(|| {
             let mut db = Db::load(&state.data_dir.join("cloud.json")).map_err(|e| e.to_string())?;
             if self.settings.seed_import_role && db.role(IMPORT_ROLE).is_none() {
-                ram::seed_import_role(&mut db, state.now());
+                crate::ram::seed_import_role(&mut db, state.now());
                 db.save().map_err(|e| e.message)?;
             }
             let inner = Arc::new(Inner {
@@ -197,13 +106,13 @@ impl Cloud {
                 state: state.clone(),
                 copy_queue: Default::default(),
             });
-            ecs::resume(&inner);
+            crate::ecs::resume(&inner);
             Ok(inner)
         });
         match r {
             Ok(i) => Ok(i.clone()),
             Err(e) => {
-                eprintln!("imgport-emulator: cannot open the ECS state: {e}");
+                state.log.problem(&format!("cannot open the ECS state: {e}"));
                 Err(RpcError::internal())
             }
         }
@@ -214,9 +123,9 @@ impl RpcService for Cloud {
     fn handle(&self, ctx: &RpcContext, action: &str, params: &Params) -> RpcResult {
         let inner = self.inner(&ctx.state)?;
         match ctx.version.as_str() {
-            ECS_VERSION => ecs::handle(&inner, ctx, action, params),
-            RAM_VERSION => ram::handle_ram(&inner, ctx, action, params),
-            STS_VERSION => ram::handle_sts(&inner, ctx, action, params),
+            ECS_VERSION => crate::ecs::handle(&inner, ctx, action, params),
+            RAM_VERSION => crate::ram::handle(&inner, ctx, action, params),
+            STS_VERSION => crate::sts::handle(&inner, ctx, action, params),
             _ => Err(RpcError::action_not_found()),
         }
     }

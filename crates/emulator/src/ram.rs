@@ -1,7 +1,9 @@
-//! RAM roles (GetRole, CreateRole, AttachPolicyToRole, ListPoliciesForRole) and STS AssumeRole.
+//! RAM roles (GetRole, CreateRole, AttachPolicyToRole, ListPoliciesForRole): the import role that gates
+//! ImportImage and the roles STS AssumeRole hands out credentials for.
 
-use super::{iso, Db, Inner, Role};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
+use crate::services::{iso, Db, Inner};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The role ECS assumes to read the user's bucket during an import.
@@ -9,7 +11,19 @@ pub const IMPORT_ROLE: &str = "AliyunECSImageImportDefaultRole";
 pub(crate) const IMPORT_POLICY: &str = "AliyunECSImageImportRolePolicy";
 const ECS_TRUST: &str = r#"{"Statement":[{"Action":"sts:AssumeRole","Effect":"Allow","Principal":{"Service":["ecs.aliyuncs.com"]}}],"Version":"1"}"#;
 
-fn no_role(name: &str) -> RpcError {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Role {
+    pub name: String,
+    pub id: String,
+    pub description: String,
+    pub trust_policy: String,
+    pub max_session_duration: i64,
+    pub created: i64,
+    /// (policy type, policy name, attached at)
+    pub policies: Vec<(String, String, i64)>,
+}
+
+pub(crate) fn no_role(name: &str) -> RpcError {
     RpcError::new(404, "EntityNotExist.Role", format!("The role not exists: {name}."))
 }
 
@@ -45,7 +59,7 @@ pub(crate) fn seed_import_role(db: &mut Db, now: i64) {
     db.roles.insert(IMPORT_ROLE.to_ascii_lowercase(), r);
 }
 
-pub(crate) fn handle_ram(inner: &Inner, ctx: &RpcContext, action: &str, params: &Params) -> RpcResult {
+pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Params) -> RpcResult {
     let account = &ctx.state.account_id;
     match action {
         "GetRole" => {
@@ -131,61 +145,4 @@ pub(crate) fn handle_ram(inner: &Inner, ctx: &RpcContext, action: &str, params: 
         }
         _ => Err(RpcError::action_not_found()),
     }
-}
-
-pub(crate) fn handle_sts(inner: &Inner, ctx: &RpcContext, action: &str, params: &Params) -> RpcResult {
-    match action {
-        "AssumeRole" => assume_role(inner, ctx, params),
-        "GetCallerIdentity" => Ok(json!({
-            "AccountId": ctx.state.account_id,
-            "UserId": ctx.state.account_id,
-            "Arn": format!("acs:ram::{}:root", ctx.state.account_id),
-            "IdentityType": if ctx.temporary { "AssumedRoleUser" } else { "Account" },
-        })),
-        _ => Err(RpcError::action_not_found()),
-    }
-}
-
-fn assume_role(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
-    let arn = params.require("RoleArn")?;
-    let session = params.require("RoleSessionName")?;
-    let bad_arn = || RpcError::new(400, "InvalidParameter.RoleArn", "The parameter RoleArn is wrongly formed.");
-    let rest = arn.strip_prefix("acs:ram::").ok_or_else(bad_arn)?;
-    let (account, role) = rest.split_once(":role/").ok_or_else(bad_arn)?;
-    if session.len() < 2
-        || session.len() > 64
-        || !session.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@=,".contains(c))
-    {
-        return Err(RpcError::new(
-            400,
-            "InvalidParameter.RoleSessionName",
-            "The parameter RoleSessionName is wrongly formed.",
-        ));
-    }
-    let db = inner.db();
-    let r = db.role(role).filter(|_| account == ctx.state.account_id).ok_or_else(|| no_role(role))?;
-    let duration = match params.get("DurationSeconds") {
-        None | Some("") => 3600.min(r.max_session_duration),
-        Some(v) => v.parse::<i64>().ok().filter(|d| (900..=r.max_session_duration).contains(d)).ok_or_else(|| {
-            RpcError::new(
-                400,
-                "InvalidParameter.DurationSeconds",
-                format!("The Min/Max value of DurationSeconds is 15min/{}hr.", r.max_session_duration / 3600),
-            )
-        })?,
-    };
-    let lifetime = inner.settings.sts_lifetime_cap_seconds.map_or(duration, |c| duration.min(c.max(1)));
-    let role_id = r.id.clone();
-    let arn_out = format!("acs:ram::{account}:role/{}/{session}", r.name.to_ascii_lowercase());
-    drop(db);
-    let cred = ctx.state.credentials.issue_temporary(ctx.now, lifetime).map_err(|_| RpcError::internal())?;
-    Ok(json!({
-        "AssumedRoleUser": { "Arn": arn_out, "AssumedRoleId": format!("{role_id}:{session}") },
-        "Credentials": {
-            "AccessKeyId": cred.access_key_id,
-            "AccessKeySecret": cred.access_key_secret,
-            "SecurityToken": cred.security_token,
-            "Expiration": iso(cred.expiration),
-        }
-    }))
 }

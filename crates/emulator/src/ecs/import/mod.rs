@@ -1,0 +1,262 @@
+//! ImportImage: the request is checked at once, then a task reads each uploaded object with the disk engine
+//! (`imgport-disk`, refusing VMDK extent files) and judges it by the emulator's own rules below, modelled on what
+//! ECS documents and reports. The emulator never asks imgport's validator: a disk passes or fails here on these
+//! rules alone.
+//!
+//! Answered by ImportImage itself (HTTP error, nothing queued):
+//!
+//! | rule | applies to | answer |
+//! |---|---|---|
+//! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists with AliyunECSImageImportRolePolicy | the request | 403 `NoSetRoletoECSServiceAcount` |
+//! | `Format`, when given, is RAW, VHD, QCOW2 or VMDK | every disk | 400 `InvalidImageFormat.Malformed` |
+//! | `DiskImageSize`, when given, is 1-2048 GiB | system disk / data disk | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
+//! | the bucket exists, in the image's region | every disk | 400 `InvalidOSSBucket.NotFound` / `InvalidOSSBucket.NotMatched` |
+//! | the object exists and is not empty | every disk | 400 `InvalidOSSObject.NotFound` / `InvalidOSSObject.Size` |
+//! | a VHD's virtual size is a whole number of MiB | a VHD the engine opens | 400 `InvalidVHDImage.IncorrectSize` |
+//! | a fixed VHD's data is exactly its virtual size (object = virtual size + 512-byte footer) | a fixed VHD | 400 `InvalidVHDImage.IncorrectSize` |
+//! | `DiskImageSize`, when given, holds the virtual size; without it the virtual size is at most 2048 GiB | a disk the engine opens | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
+//!
+//! Reported by the import task (image `CreateFailed`, task `Failed`, DescribeTaskAttribute's `ErrorCode` and
+//! `ErrorMsg`), in this order, for each disk in turn:
+//!
+//! | rule | applies to | ErrorCode: ErrorMsg |
+//! |---|---|---|
+//! | the object can still be read | every disk | `InvalidImageFormat.Malformed`: oss://BUCKET/KEY cannot be read |
+//! | the disk engine opens it as one file | every disk | `InvalidImageFormat.Malformed`: not a disk image in a supported format / a damaged image / uses an image feature that cannot be imported / a VMDK descriptor that names extent files |
+//! | the format is one ECS imports (not VHDX) | every disk | `InvalidImageFormat.Malformed`: VHDX images are not supported |
+//! | the detected format is the declared `Format` | disks with a `Format` | `InvalidImageFormat.Malformed`: the image file is not QCOW2 (it reads as RAW) |
+//! | the VHD size rules above | VHDs | `InvalidVHDImage.IncorrectSize` |
+//! | the virtual size fits the disk's size | every disk | `InvalidImageSize`: the image's virtual size exceeds DiskImageSize |
+//! | the first sector ends with the boot signature 0x55AA | system disk | `ImportImageFailed`: the system disk has no boot sector |
+//! | a partition table: an MBR entry inside the disk, or a GPT (`EFI PART` at LBA 1, behind a protective MBR) with an entry inside the disk | system disk | `ImportImageFailed`: the system disk has no partition table |
+//!
+//! A disk the engine reads as RAW is accepted for any size: ECS documents no sector-alignment rule. With
+//! `DetectionStrategy=Standard` the task also runs the emulator's detection (`detection.rs`) on the system disk and
+//! reports each problem in `DetectionOptions.Items` without failing the import:
+//!
+//! | item | risk | reported when |
+//! |---|---|---|
+//! | `GUESTOS.PartitionTable` | High | no MBR or GPT partition table |
+//! | `GUESTOS.BootLoader` | High | the MBR's first 440 bytes (boot code) are zero and no partition is an EFI system or BIOS boot partition |
+//! | `GUESTOS.Filesystem` | Medium | a partition shows no ext2/3/4, XFS, Btrfs, NTFS, FAT, swap or LVM signature |
+
+mod detection;
+mod partitions;
+mod probe;
+mod rules;
+
+use super::tasks::queue_task;
+use super::{by_client_token, dry_run, err, region, valid_name, Detection, DiskMapping, Image, Task};
+use crate::oss::store::StoreError;
+use crate::ram::{IMPORT_POLICY, IMPORT_ROLE};
+use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
+use crate::services::{new_id, Inner};
+use crate::state::EmulatorState;
+use serde_json::json;
+use std::sync::Arc;
+
+pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let region = region(ctx, params, "RegionId")?;
+    if let Some(i) = by_client_token(inner, params, "ImportImage")? {
+        return Ok(json!({"ImageId": i.id, "TaskId": i.task_id.unwrap_or_default(), "RegionId": i.region}));
+    }
+    let pick = |name: &str, allowed: &[&str], default: &str| -> Result<String, RpcError> {
+        match params.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(default.to_string()),
+            Some(v) => allowed.iter().find(|a| a.eq_ignore_ascii_case(v)).map(|a| a.to_string()).ok_or_else(|| {
+                // ImportImage's documented codes: InvalidArchitecture.Malformed, InvalidOSType.Malformed,
+                // InvalidBootMode.Malformed, InvalidLicenseType.NotSupported.
+                let code = match name {
+                    "LicenseType" => "InvalidLicenseType.NotSupported".to_string(),
+                    _ => format!("Invalid{name}.Malformed"),
+                };
+                err(400, &code, format!("The specified {name} \"{v}\" is wrongly formed."))
+            }),
+        }
+    };
+    let architecture = pick("Architecture", &["x86_64", "i386", "arm64"], "x86_64")?;
+    let os_type = pick("OSType", &["linux", "windows"], "linux")?;
+    let boot_mode =
+        pick("BootMode", &["BIOS", "UEFI", "UEFI-Preferred"], if architecture == "arm64" { "UEFI" } else { "BIOS" })?;
+    if architecture == "arm64" && boot_mode == "BIOS" {
+        return Err(err(400, "InvalidBootMode.NotSupport", "The arm64 architecture only supports the UEFI boot mode."));
+    }
+    let license = pick("LicenseType", &["Auto", "Aliyun", "BYOL"], "Auto")?;
+    let platform = params.get("Platform").filter(|p| !p.is_empty()).unwrap_or("Others Linux").to_string();
+    if os_type == "windows" && !platform.starts_with("Windows") || os_type == "linux" && platform.starts_with("Windows")
+    {
+        return Err(err(
+            400,
+            "InvalidPlatform.Malformed",
+            "The specified Platform is wrongly formed (it does not match the OSType).",
+        ));
+    }
+    let name = match params.get("ImageName").filter(|n| !n.is_empty()) {
+        Some(n) if !valid_name(n) => {
+            return Err(err(400, "InvalidImageName.Malformed", "The specified ImageName is wrongly formed."))
+        }
+        Some(n) => n.to_string(),
+        None => format!("import-{}", crate::util::random_alnum(8).to_ascii_lowercase()),
+    };
+    if let Some(d) = params.get("Description").filter(|d| !d.is_empty()) {
+        if d.chars().count() > 256 || d.starts_with("http://") || d.starts_with("https://") {
+            return Err(err(400, "InvalidDescription.Malformed", "The specified Description is wrongly formed."));
+        }
+    }
+    let mappings = params.indexed("DiskDeviceMapping");
+    if mappings.is_empty() {
+        return Err(RpcError::missing_parameter("DiskDeviceMapping.1.OSSBucket"));
+    }
+    if mappings.len() > 17 || mappings.keys().any(|n| *n == 0 || *n > 17) {
+        return Err(RpcError::invalid_parameter("DiskDeviceMapping", "At most 17 disk device mappings (1..17)."));
+    }
+    let role = params.get("RoleName").filter(|r| !r.is_empty()).unwrap_or(IMPORT_ROLE);
+    {
+        let db = inner.db();
+        let ok = db.role(role).is_some_and(|r| r.policies.iter().any(|(_, p, _)| p == IMPORT_POLICY));
+        if !ok {
+            return Err(err(
+                403,
+                "NoSetRoletoECSServiceAcount",
+                "The specified ECS service account has not been authorized by RAM role AliyunECSImageImportDefaultRole.",
+            ));
+        }
+    }
+    let mut disks = Vec::new();
+    for (i, (n, m)) in mappings.iter().enumerate() {
+        let field = |f: &str| m.get(f).map(String::as_str).filter(|v| !v.is_empty());
+        let bucket = field("OSSBucket")
+            .ok_or_else(|| RpcError::missing_parameter(&format!("DiskDeviceMapping.{n}.OSSBucket")))?;
+        let object = field("OSSObject")
+            .ok_or_else(|| RpcError::missing_parameter(&format!("DiskDeviceMapping.{n}.OSSObject")))?;
+        let format = match field("Format") {
+            None => String::new(),
+            Some(f) => ["RAW", "VHD", "QCOW2", "VMDK"]
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(f))
+                .map(|a| a.to_string())
+                .ok_or_else(|| {
+                    err(400, "InvalidImageFormat.Malformed", format!("The image format {f} is not supported."))
+                })?,
+        };
+        let (lo, hi) = (1, rules::MAX_DISK_GIB);
+        let code = if i == 0 { "InvalidImageSize" } else { "InvalidDataDiskSize" };
+        let size_gib =
+            match field("DiskImageSize") {
+                None => None,
+                Some(s) => Some(s.parse::<u64>().ok().filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
+                    err(400, code, format!("The DiskImageSize {s} is out of the range {lo}..{hi} GiB."))
+                })?),
+            };
+        let info = ctx.state.store.bucket(bucket).ok_or_else(|| {
+            err(
+                400,
+                "InvalidOSSBucket.NotFound",
+                format!("The specified OSS bucket {bucket} does not exist in this region."),
+            )
+        })?;
+        if info.region != region {
+            return Err(err(
+                400,
+                "InvalidOSSBucket.NotMatched",
+                format!("The OSS bucket {bucket} is in {}, not in the image's region {region}.", info.region),
+            ));
+        }
+        let meta = ctx.state.store.head_object(bucket, object).map_err(|e| match e {
+            StoreError::NoSuchKey | StoreError::NoSuchBucket => err(
+                400,
+                "InvalidOSSObject.NotFound",
+                format!("The specified OSS object {object} does not exist in this region."),
+            ),
+            _ => RpcError::internal(),
+        })?;
+        if meta.size == 0 {
+            return Err(err(400, "InvalidOSSObject.Size", "The OSS object is empty."));
+        }
+        // The header rules (see the module docs); a disk the engine cannot open is judged in the task.
+        let size = match probe::probe(&ctx.state, bucket, object, false) {
+            Ok(p) => rules::at_request(&p, size_gib, code).map_err(|b| err(400, &b.code, b.message))?,
+            Err(_) => size_gib.unwrap_or(1),
+        };
+        disks.push(DiskMapping {
+            device: field("Device").map_or_else(|| format!("/dev/xvd{}", (b'a' + i as u8) as char), str::to_string),
+            bucket: bucket.to_string(),
+            object: object.to_string(),
+            format,
+            size_gib: size.max(1),
+            snapshot_id: String::new(),
+        });
+    }
+    let mut db = inner.db();
+    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
+        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
+    }
+    dry_run(params)?;
+    let image_id = new_id("m-");
+    let task_id = new_id("t-");
+    let mut tags = std::collections::BTreeMap::new();
+    for (_, t) in params.indexed("Tag") {
+        if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
+            tags.insert(k.clone(), t.get("Value").cloned().unwrap_or_default());
+        }
+    }
+    db.images.push(Image {
+        id: image_id.clone(),
+        region: region.clone(),
+        name,
+        description: params.get("Description").unwrap_or("").to_string(),
+        status: "Waiting".into(),
+        progress: 0,
+        owner_alias: "self".into(),
+        owner_id: ctx.state.account_id.clone(),
+        os_type,
+        os_name: platform.clone(),
+        platform,
+        architecture,
+        boot_mode,
+        license_type: license,
+        created: ctx.now,
+        disks,
+        tags,
+        task_id: Some(task_id.clone()),
+        forced_failure: ctx.create_failed.clone(),
+        detection_requested: params.get("DetectionStrategy").is_some_and(|d| d.eq_ignore_ascii_case("Standard")),
+        client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
+        ..Default::default()
+    });
+    queue_task(
+        inner,
+        db,
+        ctx,
+        Task { id: task_id.clone(), region: region.clone(), ..Default::default() },
+        "ImportImage",
+        &image_id,
+    )?;
+    Ok(json!({"ImageId": image_id, "TaskId": task_id, "RegionId": region}))
+}
+
+/// What the import task fails on, read from the uploaded objects (`CODE: message`); also returns the system
+/// disk's detection results when `detect`.
+pub(super) fn check_disks(
+    state: &EmulatorState,
+    disks: &[DiskMapping],
+    detect: bool,
+) -> (Option<String>, Option<Detection>) {
+    let mut detection = None;
+    let failure = (|| {
+        for (n, d) in disks.iter().enumerate() {
+            let p = match probe::probe(state, &d.bucket, &d.object, detect && n == 0) {
+                Ok(p) => p,
+                Err(e) => return Some(format!("InvalidImageFormat.Malformed: {e}")),
+            };
+            if n == 0 {
+                detection = p.detection.clone();
+            }
+            if let Some(b) = rules::in_task(n, d, &p) {
+                return Some(b.task_failure());
+            }
+        }
+        None
+    })();
+    (failure, detection)
+}

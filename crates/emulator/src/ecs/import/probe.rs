@@ -1,0 +1,90 @@
+//! Reading an uploaded object with the disk engine: what the import rules judge it by.
+
+use super::detection;
+use super::partitions::{self, Table};
+use crate::ecs::Detection;
+use crate::state::EmulatorState;
+use imgport_disk::{DiskImage, Format};
+
+/// What the disk engine makes of an uploaded object.
+pub(super) struct Probe {
+    pub format: Format,
+    /// A fixed VHD (raw data followed by a 512-byte footer).
+    pub fixed_vhd: bool,
+    pub virtual_size: u64,
+    /// The object's size in bytes.
+    pub object_size: u64,
+    /// Sector 0, when the disk has one.
+    pub first_sector: Option<[u8; 512]>,
+    pub table: Option<Table>,
+    /// DetectionStrategy=Standard's problems, when asked for.
+    pub detection: Option<Detection>,
+}
+
+/// What the client is told when the disk engine cannot open an object: the bucket and object, the kind of problem
+/// and what to do, never a host path (the engine's errors name the files it opened: here a `/proc/self/fd` link
+/// or a temporary file, and whatever files the image itself names).
+fn open_failure(bucket: &str, key: &str, e: &imgport_disk::Error) -> String {
+    use imgport_disk::ErrorKind as K;
+    let object = format!("oss://{bucket}/{key}");
+    match e.kind() {
+        K::UnsupportedFeature if e.message().contains("extent file") => format!(
+            "{object} is a VMDK descriptor that names extent files; an uploaded image must be one file (a \
+             monolithicSparse or streamOptimized VMDK, or another format)"
+        ),
+        K::UnsupportedFeature => format!("{object} uses an image feature that cannot be imported"),
+        K::InvalidFormat => format!("{object} is not a disk image in a supported format"),
+        K::CorruptImage => format!("{object} is a damaged image"),
+        _ => format!("{object} cannot be read"),
+    }
+}
+
+fn facts(image: &dyn DiskImage, object_size: u64, detect: bool) -> Probe {
+    let details = image.details();
+    let first_sector = partitions::first_sector(image);
+    let table = first_sector.as_ref().and_then(|s| partitions::read_table(image, s));
+    let detection = detect.then(|| detection::run(image, first_sector.as_ref(), table.as_ref()));
+    Probe {
+        format: details.format,
+        fixed_vhd: details.vhd.as_ref().is_some_and(|v| v.disk_type == "fixed"),
+        virtual_size: image.virtual_size(),
+        object_size,
+        first_sector,
+        table,
+        detection,
+    }
+}
+
+/// Reads the object with the disk engine. The engine opens paths: a single-segment object is read through its
+/// open file descriptor (no copy); a multipart object is joined into a temporary file first. The object is one
+/// file: a VMDK descriptor naming extent files is refused without looking the names up, and no error text
+/// names a host path.
+pub(super) fn probe(state: &EmulatorState, bucket: &str, key: &str, detect: bool) -> Result<Probe, String> {
+    let unreadable = || format!("oss://{bucket}/{key} cannot be read");
+    let data = state.store.open_object(bucket, key).map_err(|_| unreadable())?;
+    let (meta, mut files) = data.into_files();
+    let mut tmp = None;
+    let path = if files.len() == 1 && std::path::Path::new("/proc/self/fd").is_dir() {
+        use std::os::fd::AsRawFd;
+        std::path::PathBuf::from(format!("/proc/self/fd/{}", files[0].0.as_raw_fd()))
+    } else {
+        let p = state.store.tmp_path();
+        tmp = Some(p.clone());
+        let copied = crate::util::create_private_file(&p)
+            .and_then(|mut out| files.iter_mut().try_for_each(|(f, _)| std::io::copy(f, &mut out).map(drop)));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&p);
+            return Err(unreadable());
+        }
+        p
+    };
+    let options = imgport_disk::OpenOptions { extent_files: imgport_disk::ExtentFiles::Refuse, ..Default::default() };
+    let result = imgport_disk::open(&path, &options)
+        .map(|image| facts(image.as_ref(), meta.size, detect))
+        .map_err(|e| open_failure(bucket, key, &e));
+    drop(files);
+    if let Some(p) = tmp {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}

@@ -1,0 +1,139 @@
+//! ECS images behind the RPC gateway, one module per resource: [`images`] (the catalogue, attributes, delete),
+//! [`import`] (ImportImage and the rules it judges an upload by), [`copy`], [`sharing`], [`tags`], [`tasks`] (the
+//! background work and the task calls) and [`instances`]; [`records`] holds what the state file keeps.
+
+pub mod copy;
+pub mod images;
+pub mod import;
+pub mod instances;
+pub mod records;
+pub mod sharing;
+pub mod tags;
+pub mod tasks;
+
+pub(crate) use records::{Detection, DiskMapping, Image, Instance, Task};
+pub(crate) use tasks::resume;
+
+use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
+use crate::services::{Db, Inner};
+use serde_json::json;
+use std::sync::Arc;
+
+const GIB: u64 = 1 << 30;
+/// Image statuses of an import or copy still under way.
+const IN_FLIGHT: [&str; 2] = ["Waiting", "Creating"];
+
+fn err(status: u16, code: &str, message: impl Into<String>) -> RpcError {
+    RpcError::new(status, code, message)
+}
+
+fn no_image(id: &str) -> RpcError {
+    err(404, "InvalidImageId.NotFound", format!("The specified ImageId {id} does not exist."))
+}
+
+pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params: &Params) -> RpcResult {
+    match action {
+        "DescribeRegions" => Ok(json!({"Regions": {"Region": ctx.state.regions.iter().map(|r| json!({
+            "RegionId": r, "LocalName": r, "RegionEndpoint": ctx.host, "Status": "available"})).collect::<Vec<_>>()}})),
+        "ImportImage" => import::import_image(inner, ctx, params),
+        "DescribeImages" => images::describe_images(inner, ctx, params),
+        "DescribeTasks" => tasks::describe_tasks(inner, ctx, params),
+        "DescribeTaskAttribute" => tasks::describe_task_attribute(inner, ctx, params),
+        "CancelTask" => tasks::cancel_task(inner, ctx, params),
+        "DeleteImage" => images::delete_image(inner, ctx, params),
+        "CopyImage" => copy::copy_image(inner, ctx, params),
+        "ModifyImageSharePermission" => sharing::modify_share(inner, ctx, params),
+        "DescribeImageSharePermission" => sharing::describe_share(inner, ctx, params),
+        "ModifyImageAttribute" => images::modify_attribute(inner, ctx, params),
+        "TagResources" => tags::tag_resources(inner, ctx, params, true),
+        "UntagResources" => tags::tag_resources(inner, ctx, params, false),
+        "ListTagResources" => tags::list_tag_resources(inner, ctx, params),
+        "DescribeInstances" => instances::describe_instances(inner, ctx, params),
+        "StopInstance" => instances::set_instance_status(inner, ctx, params, "Running", "Stopped"),
+        "StartInstance" => instances::set_instance_status(inner, ctx, params, "Stopped", "Running"),
+        "ReplaceSystemDisk" => instances::replace_system_disk(inner, ctx, params),
+        _ => Err(RpcError::action_not_found()),
+    }
+}
+
+fn region(ctx: &RpcContext, params: &Params, name: &str) -> Result<String, RpcError> {
+    let r = params.require(name)?;
+    if !ctx.state.serves_region(r) {
+        // Documented as 400 for every Images and Tasks operation (ImportImage, CancelTask, ModifyImageSharePermission).
+        return Err(err(400, "InvalidRegionId.NotFound", format!("The specified {name} {r} does not exist.")));
+    }
+    Ok(r.to_string())
+}
+
+fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    let first = name.chars().next().is_some_and(|c| c.is_alphabetic());
+    let lower = name.to_ascii_lowercase();
+    (2..=128).contains(&n)
+        && first
+        && !lower.starts_with("aliyun")
+        && !lower.starts_with("acs:")
+        && !lower.starts_with("http://")
+        && !lower.starts_with("https://")
+        && name.chars().all(|c| c.is_alphanumeric() || "-_.:,()[] ".contains(c))
+}
+
+/// The image an earlier request with this ClientToken created, for idempotent retries.
+fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
+    let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
+    if token.len() > 64 || !token.is_ascii() {
+        return Err(RpcError::invalid_parameter("ClientToken", "The ClientToken is at most 64 ASCII characters."));
+    }
+    let db = inner.db();
+    let found = db.images.iter().find(|i| {
+        i.client_token.as_deref() == Some(token)
+            && i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action))
+    });
+    Ok(found.cloned())
+}
+
+fn dry_run(params: &Params) -> Result<(), RpcError> {
+    if params.get("DryRun").is_some_and(|d| d.eq_ignore_ascii_case("true")) {
+        return Err(err(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));
+    }
+    Ok(())
+}
+
+fn list_param(params: &Params, name: &str) -> Option<Vec<String>> {
+    params
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
+fn paging(params: &Params, max: u64) -> Result<(u64, u64), RpcError> {
+    let num = |name: &str, default: u64, hi: u64| -> Result<u64, RpcError> {
+        match params.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=hi).contains(n))
+                .ok_or_else(|| RpcError::invalid_parameter(name, format!("The specified {name} is not valid."))),
+        }
+    };
+    Ok((num("PageNumber", 1, u32::MAX as u64)?, num("PageSize", 10, max)?))
+}
+
+fn tag_filters(params: &Params) -> Vec<(String, Option<String>)> {
+    params
+        .indexed("Tag")
+        .into_values()
+        .filter_map(|t| {
+            let k = t.get("Key").filter(|k| !k.is_empty())?.clone();
+            Some((k, t.get("Value").filter(|v| !v.is_empty()).cloned()))
+        })
+        .collect()
+}
+
+fn own_image<'a>(db: &'a mut Db, region: &str, id: &str) -> Result<&'a mut Image, RpcError> {
+    db.images
+        .iter_mut()
+        .find(|i| i.id == id && i.region == region && i.owner_alias == "self")
+        .ok_or_else(|| no_image(id))
+}

@@ -1,0 +1,243 @@
+//! The background work behind ImportImage and CopyImage (Waiting, Creating with rising Progress, then Available
+//! or CreateFailed), its restart after the emulator restarts, and DescribeTasks, DescribeTaskAttribute, CancelTask.
+
+use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
+use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
+use crate::services::{iso, new_id, Db, Inner};
+use serde_json::{json, Value};
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
+
+/// Task statuses of work still under way (and so cancellable).
+const IN_FLIGHT_TASK: [&str; 2] = ["Waiting", "Processing"];
+
+/// Seeds the catalogue on first start, then restarts the imports and copies a restart interrupted (they begin
+/// again from Waiting, as a re-queued task does).
+pub(crate) fn resume(inner: &Arc<Inner>) {
+    let mut db = inner.db();
+    if !db.images.iter().any(|i| i.owner_alias == "system") {
+        let now = inner.state.now();
+        for r in &inner.state.regions {
+            let s = super::images::seed(r, now, &inner.state.account_id);
+            db.images.extend(s);
+        }
+        for r in &inner.state.regions {
+            db.instances.extend(super::instances::seed(r, now));
+        }
+        let _ = db.save();
+    }
+    let pending: Vec<String> =
+        db.images.iter().filter(|i| IN_FLIGHT.contains(&i.status.as_str())).map(|i| i.id.clone()).collect();
+    for id in &pending {
+        if let Some(i) = db.images.iter_mut().find(|i| &i.id == id) {
+            i.status = "Waiting".into();
+            i.progress = 0;
+        }
+    }
+    drop(db);
+    for id in pending {
+        spawn_worker(inner.clone(), id);
+    }
+}
+
+/// Records `task` (id and region set) as a waiting `action` on `image_id` and starts the worker that moves it on.
+pub(super) fn queue_task(
+    inner: &Arc<Inner>,
+    mut db: MutexGuard<'_, Db>,
+    ctx: &RpcContext,
+    task: Task,
+    action: &str,
+    image_id: &str,
+) -> Result<(), RpcError> {
+    db.tasks.push(Task {
+        action: action.into(),
+        image_id: image_id.to_string(),
+        status: "Waiting".into(),
+        created: ctx.now,
+        ..task
+    });
+    db.save()?;
+    drop(db);
+    spawn_worker(inner.clone(), image_id.to_string());
+    Ok(())
+}
+
+pub(super) fn spawn_worker(inner: Arc<Inner>, image_id: String) {
+    let _ = std::thread::Builder::new().name("imgport-emulator-import".into()).spawn(move || work(&inner, &image_id));
+}
+
+/// Applies a change to the image and its task; false when either is gone or the task was cancelled.
+fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) -> bool {
+    let mut db = inner.db();
+    let Some(ii) = db.images.iter().position(|i| i.id == image_id) else { return false };
+    let Some(task_id) = db.images[ii].task_id.clone() else { return false };
+    let Some(ti) = db.tasks.iter().position(|t| t.id == task_id) else { return false };
+    if !["Waiting", "Processing"].contains(&db.tasks[ti].status.as_str()) {
+        return false;
+    }
+    let mut image = db.images[ii].clone();
+    let mut task = db.tasks[ti].clone();
+    f(&mut image, &mut task);
+    db.images[ii] = image;
+    db.tasks[ti] = task;
+    let _ = db.save();
+    true
+}
+
+/// The background import or copy: Waiting, then Creating with Progress rising, then Available or CreateFailed.
+fn work(inner: &Arc<Inner>, image_id: &str) {
+    let step = Duration::from_secs_f64((inner.settings.import_seconds.max(0.0) / 10.0).min(3600.0));
+    let (action, region, disks, copied_from, forced) = {
+        let db = inner.db();
+        let Some(i) = db.images.iter().find(|i| i.id == image_id) else { return };
+        let action = db.tasks.iter().find(|t| Some(&t.id) == i.task_id.as_ref()).map(|t| t.action.clone());
+        (action.unwrap_or_default(), i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone())
+    };
+    // Copies into one region run one at a time, as the real service queues them.
+    let queue = (action == "CopyImage").then(|| {
+        let mut q = inner.copy_queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.entry(region.clone()).or_default().clone()
+    });
+    let _turn = queue.as_ref().map(|q| q.lock().unwrap_or_else(|p| p.into_inner()));
+    std::thread::sleep(step);
+    if !update(inner, image_id, |i, t| {
+        i.status = "Creating".into();
+        i.progress = 5;
+        t.status = "Processing".into();
+        t.progress = 5;
+    }) {
+        return;
+    }
+    let mut failure = forced;
+    if failure.is_none() && action == "ImportImage" {
+        let detect = inner.db().images.iter().any(|i| i.id == image_id && i.detection_requested);
+        let (f, detection) = import::check_disks(&inner.state, &disks, detect);
+        failure = f;
+        if detection.is_some() {
+            update(inner, image_id, |i, _| i.detection = detection);
+        }
+    }
+    if failure.is_none() && action == "CopyImage" {
+        let source_ok = copied_from
+            .as_ref()
+            .is_some_and(|s| inner.db().images.iter().any(|i| &i.id == s && i.status == "Available"));
+        if !source_ok {
+            failure = Some("InvalidImageId.NotFound: the source image was deleted during the copy".into());
+        }
+    }
+    for p in 1..=8u32 {
+        std::thread::sleep(step);
+        if !update(inner, image_id, |i, t| {
+            i.progress = p * 11;
+            t.progress = p * 11;
+        }) {
+            return;
+        }
+    }
+    std::thread::sleep(step);
+    let now = inner.state.now();
+    update(inner, image_id, |i, t| {
+        t.finished = Some(now);
+        match &failure {
+            Some(reason) => {
+                i.status = "CreateFailed".into();
+                i.failure = Some(reason.clone());
+                t.status = "Failed".into();
+                t.failure = Some(reason.clone());
+            }
+            None => {
+                i.status = "Available".into();
+                i.progress = 100;
+                t.status = "Finished".into();
+                t.progress = 100;
+                for d in &mut i.disks {
+                    d.snapshot_id = new_id("s-");
+                }
+            }
+        }
+    });
+}
+
+fn task_json(t: &Task) -> Value {
+    json!({
+        "TaskId": t.id, "TaskAction": t.action, "TaskStatus": t.status, "SupportCancel": if IN_FLIGHT_TASK.contains(&t.status.as_str()) { "true" } else { "false" },
+        "CreationTime": iso(t.created), "FinishedTime": t.finished.map(iso).unwrap_or_default(), "ResourceId": t.image_id,
+    })
+}
+
+pub(super) fn describe_tasks(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let region = region(ctx, params, "RegionId")?;
+    let (page, size) = paging(params, 100)?;
+    let ids = list_param(params, "TaskIds");
+    let action = params.get("TaskAction").filter(|v| !v.is_empty());
+    let status = params.get("TaskStatus").filter(|v| !v.is_empty());
+    let db = inner.db();
+    let found: Vec<&Task> = db
+        .tasks
+        .iter()
+        .filter(|t| t.region == region)
+        .filter(|t| ids.as_ref().is_none_or(|ids| ids.contains(&t.id)))
+        .filter(|t| action.is_none_or(|a| a == t.action))
+        .filter(|t| status.is_none_or(|s| s == t.status))
+        .collect();
+    let total = found.len();
+    let list: Vec<Value> =
+        found.into_iter().rev().skip(((page - 1) * size) as usize).take(size as usize).map(task_json).collect();
+    Ok(
+        json!({"RegionId": region, "PageNumber": page, "PageSize": size, "TotalCount": total, "TaskSet": {"Task": list}}),
+    )
+}
+
+pub(super) fn describe_task_attribute(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let region = region(ctx, params, "RegionId")?;
+    let id = params.require("TaskId")?;
+    let db = inner.db();
+    let t =
+        db.tasks.iter().find(|t| t.id == id && t.region == region).ok_or_else(|| {
+            err(400, "InvalidTaskId.NotFound", format!("The specified \"TaskId\" {id} is not found."))
+        })?;
+    let (code, msg) = match &t.failure {
+        Some(f) => match f.split_once(": ") {
+            Some((c, m)) => (c.to_string(), m.to_string()),
+            None => ("ImportImageFailed".to_string(), f.clone()),
+        },
+        None => (String::new(), String::new()),
+    };
+    let mut v = task_json(t);
+    if let Value::Object(m) = &mut v {
+        m.insert("RegionId".into(), json!(region));
+        m.insert("TaskProcess".into(), json!(format!("{}%", t.progress)));
+        m.insert("TotalCount".into(), json!(1));
+        m.insert("SuccessCount".into(), json!(u32::from(t.status == "Finished")));
+        m.insert("FailedCount".into(), json!(u32::from(t.status == "Failed")));
+        m.insert(
+            "OperationProgressSet".into(),
+            json!({"OperationProgress": [{
+                "OperationStatus": match t.status.as_str() { "Finished" => "Success", "Failed" => "Failed", _ => "Processing" },
+                "ErrorCode": code, "ErrorMsg": msg,
+                "RelatedItemSet": {"RelatedItem": [{"Name": "ImageId", "Value": t.image_id}]},
+            }]}),
+        );
+    }
+    Ok(v)
+}
+
+pub(super) fn cancel_task(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let region = region(ctx, params, "RegionId")?;
+    let id = params.require("TaskId")?;
+    let mut db = inner.db();
+    let t =
+        db.tasks.iter_mut().find(|t| t.id == id && t.region == region).ok_or_else(|| {
+            err(400, "InvalidTaskId.NotFound", format!("The specified \"TaskId\" {id} is not found."))
+        })?;
+    if !IN_FLIGHT_TASK.contains(&t.status.as_str()) {
+        return Err(err(403, "InvalidTaskId.IncorrectTaskStatus", "The specified task status is invalid."));
+    }
+    t.status = "Deleted".into();
+    t.finished = Some(ctx.now);
+    let image = t.image_id.clone();
+    // A cancelled import leaves no image behind.
+    db.images.retain(|i| i.id != image);
+    db.save()?;
+    Ok(json!({}))
+}
