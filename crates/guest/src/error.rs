@@ -57,6 +57,11 @@ impl Error {
         self.offset = Some(offset);
         self
     }
+    /// The same error seen from an enclosing structure or file: `prefix: message`.
+    pub fn context(mut self, prefix: impl fmt::Display) -> Self {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
