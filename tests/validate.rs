@@ -757,17 +757,10 @@ fn with_facts(name: &str, target: Target, edit: impl FnOnce(&mut GuestExtras)) -
     let img: std::sync::Arc<dyn imgport_disk::DiskImage> =
         std::sync::Arc::from(imgport_disk::open(&image(name), &Default::default()).unwrap());
     let details = img.details();
-    let inspection = imgport_guest::inspect(img.clone()).unwrap();
-    let pvs = imgport_validate::report::physical_volumes(&imgport_guest::reader::Disk::new(img), &inspection);
+    let inspection = imgport_guest::inspect(img).unwrap();
     let mut extras = GuestExtras::from_inspection(&inspection);
     edit(&mut extras);
-    imgport_validate::report::validate_inspection(
-        &inspection,
-        &details,
-        &pvs,
-        &extras,
-        &Options { target, file_size: None },
-    )
+    imgport_validate::validate_with_facts(&inspection, &details, &extras, &Options { target, file_size: None })
 }
 
 fn outcome(r: &Report, id: &str) -> Vec<(Status, String)> {
@@ -878,13 +871,7 @@ fn waiting_checks_apply_their_rules_once_facts_arrive() {
     for (viostor, want) in [(true, Status::Pass), (false, Status::Fail)] {
         let mut extras = GuestExtras::from_inspection(&inspection);
         extras.windows_drivers = Fact::Known(WindowsDrivers { viostor, netkvm: true, why_not: Vec::new() });
-        let r = imgport_validate::report::validate_inspection(
-            &inspection,
-            &img.details(),
-            &[],
-            &extras,
-            &Options::default(),
-        );
+        let r = imgport_validate::validate_with_facts(&inspection, &img.details(), &extras, &Options::default());
         assert_eq!(outcome(&r, "windows-drivers")[0].0, want);
     }
 }
@@ -952,7 +939,7 @@ fn json_schema_is_stable() {
         sorted(&r["parameters"]),
         ["architecture", "boot_mode", "disk_image_size", "format", "os_type", "platform"]
     );
-    let ids: Vec<&str> = imgport_validate::checks::ALL.to_vec();
+    let ids: Vec<&str> = imgport_validate::CheckId::ALL.iter().map(|c| c.name()).collect();
     for f in r["findings"].as_array().unwrap() {
         let o = f.as_object().unwrap();
         for k in o.keys() {

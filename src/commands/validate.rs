@@ -1,7 +1,7 @@
 use super::OpenArgs;
 use crate::output::{human_size, print_error, print_json};
 use anstyle::{AnsiColor, Style};
-use imgport_disk::open;
+use imgport_disk::{open, DiskImage};
 use imgport_validate::{Finding, Options, Report, Severity, Status, Target};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -39,8 +39,13 @@ struct JsonOut<'a> {
 
 pub fn run(args: Args) -> u8 {
     let options = Options { target: args.target, file_size: std::fs::metadata(&args.image).ok().map(|m| m.len()) };
-    let report =
-        open(&args.image, &args.open.options()).and_then(|img| imgport_validate::validate(Arc::from(img), &options));
+    // Inspection reads the guest; validation judges what it found, with the container's details.
+    let report = open(&args.image, &args.open.options()).and_then(|img| {
+        let image: Arc<dyn DiskImage> = Arc::from(img);
+        let details = image.details();
+        let inspection = imgport_guest::inspect(image)?;
+        Ok(imgport_validate::validate_inspection(&inspection, &details, &options))
+    });
     let report = match report {
         Ok(r) => r,
         Err(e) => {

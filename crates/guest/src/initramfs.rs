@@ -3,9 +3,15 @@
 //! archive usually comes first). The file is streamed: file bodies are skipped, not held, except the few small
 //! files the facts need (`modules.builtin`). Unpacked bytes, entries and name lengths are capped.
 
+use crate::error::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, Read};
+
+/// Structure names the errors carry: the cpio archive (offsets are in the unpacked stream) and a compressed
+/// segment of the file.
+const CPIO: &str = "cpio archive";
+const SEGMENT: &str = "initramfs segment";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -170,7 +176,7 @@ impl Cpio {
 
     /// Consume what belongs to cpio archives; stops early (returning the count used) only at a byte between
     /// entries that is neither zero padding nor the start of a header.
-    fn feed(&mut self, data: &[u8]) -> Result<usize, String> {
+    fn feed(&mut self, data: &[u8]) -> Result<usize> {
         let mut i = 0usize;
         while i < data.len() {
             let rest = &data[i..];
@@ -224,10 +230,11 @@ impl Cpio {
             self.total += used as u64;
             self.advance();
             if self.total > self.limits.max_bytes {
-                return Err(format!(
+                let why = format!(
                     "stopped after {} unpacked bytes (the limit): a decompression bomb or an absurdly large initramfs",
                     self.limits.max_bytes
-                ));
+                );
+                return Err(Error::limit(CPIO, why).at(self.pos));
             }
         }
         Ok(i)
@@ -256,36 +263,40 @@ impl Cpio {
         }
     }
 
-    fn header(&mut self) -> Result<(), String> {
+    fn header(&mut self) -> Result<()> {
         let h = self.hdr;
         let at = self.entry_at;
         let magic = &h[..6];
         if magic != b"070701" && magic != b"070702" {
             return Err(if magic == b"070707" {
-                format!("cpio header at unpacked offset {at}: odc format (the kernel reads only newc)")
+                let why = format!("cpio header at unpacked offset {at}: odc format (the kernel reads only newc)");
+                Error::unsupported(CPIO, why)
             } else {
-                format!(
+                let why = format!(
                     "cpio header at unpacked offset {at}: bad magic {:?} (expected 070701 or 070702)",
                     String::from_utf8_lossy(magic)
-                )
-            });
+                );
+                Error::invalid(CPIO, why)
+            }
+            .at(at));
         }
         let field = |i: usize| {
-            hex_field(&h, i).ok_or_else(|| format!("cpio header at unpacked offset {at}: field {i} is not hex"))
+            hex_field(&h, i).ok_or_else(|| {
+                Error::invalid(CPIO, format!("cpio header at unpacked offset {at}: field {i} is not hex")).at(at)
+            })
         };
         let mode = field(1)?;
         let filesize = field(6)?;
         let namesize = field(11)?;
         if namesize == 0 || namesize > self.limits.max_name as u64 {
-            return Err(format!(
-                "cpio header at unpacked offset {at}: name size {namesize} (limit {})",
-                self.limits.max_name
-            ));
+            let why =
+                format!("cpio header at unpacked offset {at}: name size {namesize} (limit {})", self.limits.max_name);
+            return Err(Error::limit(CPIO, why).at(at));
         }
         self.entries += 1;
         self.all_entries += 1;
         if self.all_entries > self.limits.max_entries {
-            return Err(format!("more than {} cpio entries (the limit)", self.limits.max_entries));
+            return Err(Error::limit(CPIO, format!("more than {} cpio entries (the limit)", self.limits.max_entries)));
         }
         self.in_archive = true;
         self.name.clear();
@@ -342,14 +353,15 @@ impl Cpio {
     }
 
     /// The file ended: anything but "between archives" means it was cut short.
-    fn at_end(&self) -> Result<(), String> {
+    fn at_end(&self) -> Result<()> {
         if self.state == State::Start && !self.in_archive {
             return Ok(());
         }
-        Err(format!(
+        let why = format!(
             "inside a cpio archive (last entry at unpacked offset {} of its segment): truncated, or no TRAILER!!! entry",
             self.entry_at
-        ))
+        );
+        Err(Error::corrupt(CPIO, why).at(self.entry_at))
     }
 }
 
@@ -494,15 +506,18 @@ pub fn read(reader: impl Read, limits: Limits) -> InitramfsContents {
                     let mut d = d.single_frame();
                     match d.window_log_max(ZSTD_WINDOW_LOG_MAX) {
                         Ok(()) => pump(&mut d, &mut cpio),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(Error::io(SEGMENT, e)),
                     }
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(Error::io(SEGMENT, e)),
             },
             "xz" => pump(&mut lzma_rust2::XzReader::new_mem_limit(&mut input, false, XZ_MEM_LIMIT_KB), &mut cpio),
             "lz4" => lz4_legacy(&mut input, &mut cpio),
-            "lz4_frame" => Err("lz4 frame format: the Linux kernel unpacks only the legacy lz4 format (lz4 -l)".into()),
-            other => Err(format!("{other} compression is not read by imgport")),
+            "lz4_frame" => Err(Error::unsupported(
+                SEGMENT,
+                "lz4 frame format: the Linux kernel unpacks only the legacy lz4 format (lz4 -l)",
+            )),
+            other => Err(Error::unsupported(SEGMENT, format!("{other} compression is not read by imgport"))),
         };
         segments.push(Segment {
             offset,
@@ -539,10 +554,16 @@ pub fn read(reader: impl Read, limits: Limits) -> InitramfsContents {
     }
 }
 
+/// What follows a cpio archive inside a compressed segment must be another archive.
+fn trailing_data(pos: u64) -> Error {
+    let why = format!("unpacked offset {pos}: data after a cpio archive that is not another archive");
+    Error::corrupt(CPIO, why).at(pos)
+}
+
 /// Plain archives: feed file bytes until something that is not cpio (the next, compressed, segment) starts.
-fn plain<R: Read>(input: &mut Input<R>, cpio: &mut Cpio) -> Result<(), String> {
+fn plain<R: Read>(input: &mut Input<R>, cpio: &mut Cpio) -> Result<()> {
     loop {
-        let buf = input.fill_buf().map_err(|e| e.to_string())?;
+        let buf = input.fill_buf().map_err(|e| Error::io(SEGMENT, e))?;
         if buf.is_empty() {
             return Ok(());
         }
@@ -556,30 +577,33 @@ fn plain<R: Read>(input: &mut Input<R>, cpio: &mut Cpio) -> Result<(), String> {
 }
 
 /// Unpacked bytes from a decompressor into the cpio reader.
-fn pump(r: &mut dyn Read, cpio: &mut Cpio) -> Result<(), String> {
+fn pump(r: &mut dyn Read, cpio: &mut Cpio) -> Result<()> {
     let mut buf = vec![0u8; 128 << 10];
     loop {
         let n = match r.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("decompression failed after {} unpacked bytes: {e}", cpio.pos)),
+            Err(e) => {
+                let why = format!("decompression failed after {} unpacked bytes: {e}", cpio.pos);
+                return Err(Error::corrupt(SEGMENT, why).at(cpio.pos));
+            }
         };
         let used = cpio.feed(&buf[..n])?;
         if used < n {
-            return Err(format!("unpacked offset {}: data after a cpio archive that is not another archive", cpio.pos));
+            return Err(trailing_data(cpio.pos));
         }
     }
 }
 
 /// The legacy lz4 format the kernel reads: a magic, then blocks of (little-endian compressed size, data), each
 /// unpacking to at most 8 MiB; a repeated magic starts a new stream, and anything else ends it.
-fn lz4_legacy<R: Read>(input: &mut Input<R>, cpio: &mut Cpio) -> Result<(), String> {
+fn lz4_legacy<R: Read>(input: &mut Input<R>, cpio: &mut Cpio) -> Result<()> {
     input.consume(4);
     let mut out = vec![0u8; LZ4_LEGACY_BLOCK];
     let mut block = Vec::new();
     loop {
-        let head = input.peek(4).map_err(|e| e.to_string())?;
+        let head = input.peek(4).map_err(|e| Error::io(SEGMENT, e))?;
         if head.len() < 4 {
             return Ok(());
         }
@@ -595,15 +619,16 @@ fn lz4_legacy<R: Read>(input: &mut Input<R>, cpio: &mut Cpio) -> Result<(), Stri
         let at = input.offset;
         input.consume(4);
         block.clear();
-        let got = (&mut *input).take(u64::from(size)).read_to_end(&mut block).map_err(|e| e.to_string())?;
+        let got = (&mut *input).take(u64::from(size)).read_to_end(&mut block).map_err(|e| Error::io(SEGMENT, e))?;
         if got < size as usize {
-            return Err(format!("lz4 block at byte {at} of the file: {size} bytes declared, {got} present"));
+            let why = format!("lz4 block at byte {at} of the file: {size} bytes declared, {got} present");
+            return Err(Error::corrupt(SEGMENT, why).at(at));
         }
         let n = lz4_flex::block::decompress_into(&block, &mut out)
-            .map_err(|e| format!("lz4 block at byte {at} of the file: {e}"))?;
+            .map_err(|e| Error::corrupt(SEGMENT, format!("lz4 block at byte {at} of the file: {e}")).at(at))?;
         let used = cpio.feed(&out[..n])?;
         if used < n {
-            return Err(format!("unpacked offset {}: data after a cpio archive that is not another archive", cpio.pos));
+            return Err(trailing_data(cpio.pos));
         }
     }
 }

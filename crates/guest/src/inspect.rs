@@ -98,6 +98,9 @@ pub struct Inspection {
     pub virtual_size: u64,
     pub partition_table: PartitionTable,
     pub volumes: Vec<Volume>,
+    /// The LVM physical volumes among `volumes`, in the same order, with their volume group metadata.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lvm: Vec<crate::lvm::PhysicalVolume>,
     pub operating_systems: Vec<OperatingSystem>,
     pub boot: BootModes,
     /// Damage and oddities found on the way (the partition table's own findings are in `partition_table`).
@@ -229,6 +232,12 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
         }
     }
 
+    let lvm = vols
+        .iter()
+        .filter(|v| v.volume.filesystem.as_ref().is_some_and(|f| f.kind == probe::FsKind::Lvm2Member))
+        .filter_map(|v| crate::lvm::read_pv(&mut v.region.clone(), &v.volume.device))
+        .collect();
+
     // Linux roots: filesystems whose files can be read and that look like a root (virt-inspector's rule).
     let mut oses = Vec::new();
     for i in 0..vols.len() {
@@ -268,6 +277,7 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
         virtual_size: disk.size(),
         partition_table: table,
         volumes,
+        lvm,
         operating_systems: oses,
         boot,
         findings,

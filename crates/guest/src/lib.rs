@@ -4,21 +4,26 @@
 //! - [`reader`]: byte-range views of the virtual disk with a small block cache and a count of bytes read.
 //! - [`partition`]: MBR and GPT tables; damage becomes [`Finding`]s.
 //! - [`probe`]: filesystem and volume signatures with label, UUID, size and usage.
+//! - [`lvm`]: LVM physical volumes with their volume group metadata (logical volume contents are not read).
 //! - [`fs`]: file access to ext2/3/4, XFS, FAT and NTFS behind [`fs::GuestFs`]; [`vfs`] adds mounts and symlinks.
 //! - [`linux`]: guest facts from a Linux root; [`initramfs`] and [`drivers`] (boot drivers per kernel), [`grub`],
 //!   [`network`], [`packages`] (dpkg, RPM through [`sqlite`]) and [`system`] (root account, /etc/shadow flags,
 //!   /lib links, sshd) add to them.
 //! - [`windows`]: facts from a Windows systemroot, with the registry read by [`regf`].
 //! - [`inspect()`] puts everything together.
+//!
+//! The parsers report [`Error`]s with a stable [`ErrorKind`], the structure and, where known, the offset.
 
 pub mod bytes;
 pub mod drivers;
+pub mod error;
 pub mod finding;
 pub mod fs;
 pub mod grub;
 pub mod initramfs;
 pub mod inspect;
 pub mod linux;
+pub mod lvm;
 pub mod network;
 pub mod packages;
 pub mod partition;
@@ -30,6 +35,7 @@ pub mod system;
 pub mod vfs;
 pub mod windows;
 
+pub use error::{Error, ErrorKind};
 pub use finding::{Finding, Severity};
 pub use inspect::{inspect, inspect_with, InitramfsScope, Inspection, Options};
 

@@ -260,17 +260,20 @@ pub fn rpm_evr_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// Name, version, release, epoch and arch from an RPM header blob as rpmdb stores it (no lead magic).
-pub fn parse_rpm_header(blob: &[u8]) -> Result<Package, String> {
+pub fn parse_rpm_header(blob: &[u8]) -> crate::error::Result<Package> {
     use crate::bytes::be32;
+    use crate::error::Error;
+    const HEADER: &str = "rpm header";
     let il = be32(blob, 0);
     let dl = be32(blob, 4);
     if il == 0 || il > MAX_HEADER_TAGS {
-        return Err(format!("rpm header: {il} index entries"));
+        return Err(Error::invalid(HEADER, format!("rpm header: {il} index entries")).at(0));
     }
     let data_at = 8 + il as usize * 16;
-    let data = blob
-        .get(data_at..data_at.saturating_add(dl as usize))
-        .ok_or_else(|| format!("rpm header: {il} entries and {dl} data bytes do not fit in {} bytes", blob.len()))?;
+    let data = blob.get(data_at..data_at.saturating_add(dl as usize)).ok_or_else(|| {
+        let why = format!("rpm header: {il} entries and {dl} data bytes do not fit in {} bytes", blob.len());
+        Error::corrupt(HEADER, why).at(4)
+    })?;
     let mut f: [Option<String>; 4] = Default::default();
     let mut epoch = None;
     for i in 0..il as usize {
@@ -291,7 +294,7 @@ pub fn parse_rpm_header(blob: &[u8]) -> Result<Package, String> {
         }
     }
     let [Some(name), Some(version), release, arch] = f else {
-        return Err("rpm header: no name or version tag".into());
+        return Err(Error::invalid(HEADER, "rpm header: no name or version tag"));
     };
     let mut v = match epoch {
         Some(e) => format!("{e}:{version}"),
@@ -308,11 +311,11 @@ pub fn read_rpm_sqlite(data: &[u8]) -> (Vec<Package>, Vec<String>) {
     let mut problems = Vec::new();
     let rows = sqlite::Db::open(data).and_then(|db| match db.table_root("Packages")? {
         Some(root) => db.rows(root),
-        None => Err("the database has no Packages table".into()),
+        None => Err(crate::error::Error::invalid("sqlite schema", "the database has no Packages table")),
     });
     let rows = match rows {
         Ok(r) => r,
-        Err(e) => return (Vec::new(), vec![e]),
+        Err(e) => return (Vec::new(), vec![e.to_string()]),
     };
     let mut out = Vec::new();
     for (i, row) in rows.iter().enumerate() {

@@ -199,7 +199,10 @@ const EXT_FEATURES: &[(u32, u32, &str)] = &[
 ];
 
 /// `None` without the ext magic; `Some(Err)` when the magic is there but the superblock cannot be right.
-fn ext(head: &[u8]) -> Option<std::result::Result<FsInfo, String>> {
+/// Offsets in ext superblock errors count from the superblock.
+const EXT_SUPERBLOCK: &str = "ext2/3/4 superblock";
+
+fn ext(head: &[u8]) -> Option<crate::error::Result<FsInfo>> {
     let sb = slice(head, 1024, 1024);
     if le16(sb, 56) != 0xEF53 {
         return None;
@@ -207,10 +210,14 @@ fn ext(head: &[u8]) -> Option<std::result::Result<FsInfo, String>> {
     let (compat, incompat, ro) = (le32(sb, 92), le32(sb, 96), le32(sb, 100));
     let log = le32(sb, 24);
     if log > 6 {
-        return Some(Err(format!("block size 2^(10+{log}) is above 64 KiB")));
+        return Some(Err(crate::error::Error::unsupported(
+            EXT_SUPERBLOCK,
+            format!("block size 2^(10+{log}) is above 64 KiB"),
+        )
+        .at(24)));
     }
     if le32(sb, 4) == 0 || le32(sb, 0) == 0 || le32(sb, 32) == 0 {
-        return Some(Err("zero block, inode or blocks-per-group count".into()));
+        return Some(Err(crate::error::Error::corrupt(EXT_SUPERBLOCK, "zero block, inode or blocks-per-group count")));
     }
     let bs = 1024u64 << log;
     let is64 = incompat & 0x80 != 0;

@@ -4,6 +4,7 @@
 //! from the file are capped, and subkey lists that loop are detected.
 
 use crate::bytes::{le16, le32};
+use crate::error::Error;
 use std::collections::{HashMap, HashSet};
 
 /// Hive bins start one 4 KiB base block into the file; cell offsets count from there.
@@ -21,7 +22,13 @@ const MAX_LIST_DEPTH: u32 = 4;
 /// Cell reads per hive: a lookup needs dozens; a looping structure runs out of these.
 const MAX_READS: u64 = 1_000_000;
 
-pub type Result<T> = std::result::Result<T, String>;
+pub type Result<T> = crate::error::Result<T>;
+
+const BASE_BLOCK: &str = "regf base block";
+const CELL: &str = "regf cell";
+const LIST: &str = "regf subkey list";
+const KEY: &str = "regf key node";
+const VALUE: &str = "regf value";
 
 /// Where a hive's bytes come from.
 pub trait Source {
@@ -80,11 +87,15 @@ impl<S: Source> Hive<S> {
         let mut h = Hive { src, len, root: 0, minor: 0, pages: HashMap::new(), reads: 0 };
         let base = h.read(0, 512)?;
         if &base[..4] != b"regf" {
-            return Err("regf base block at offset 0: no \"regf\" signature".into());
+            return Err(Error::invalid(BASE_BLOCK, "regf base block at offset 0: no \"regf\" signature").at(0));
         }
         let (major, minor) = (le32(&base, 20), le32(&base, 24));
         if major != 1 {
-            return Err(format!("regf base block at offset 20: version {major}.{minor}"));
+            return Err(Error::unsupported(
+                BASE_BLOCK,
+                format!("regf base block at offset 20: version {major}.{minor}"),
+            )
+            .at(20));
         }
         h.minor = minor;
         h.root = le32(&base, 36);
@@ -95,7 +106,7 @@ impl<S: Source> Hive<S> {
         } else {
             h.len = BASE + bins;
         }
-        h.key_node(h.root).map_err(|e| format!("regf root key: {e}"))?;
+        h.key_node(h.root).map_err(|e| e.context("regf root key"))?;
         Ok(h)
     }
 
@@ -104,13 +115,17 @@ impl<S: Source> Hive<S> {
     }
 
     fn read(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let end = offset.checked_add(len as u64).ok_or("offset overflows")?;
+        let end = offset.checked_add(len as u64).ok_or_else(|| Error::corrupt(CELL, "offset overflows"))?;
         if end > self.len {
-            return Err(format!("{len} bytes at offset {offset:#x} run past the end of the hive ({} bytes)", self.len));
+            return Err(Error::corrupt(
+                CELL,
+                format!("{len} bytes at offset {offset:#x} run past the end of the hive ({} bytes)", self.len),
+            )
+            .at(offset));
         }
         self.reads += 1;
         if self.reads > MAX_READS {
-            return Err(format!("more than {MAX_READS} reads: the hive's structure loops"));
+            return Err(Error::limit(CELL, format!("more than {MAX_READS} reads: the hive's structure loops")));
         }
         let mut out = Vec::with_capacity(len);
         let mut pos = offset;
@@ -128,7 +143,9 @@ impl<S: Source> Hive<S> {
             let data = &self.pages[&page];
             let within = (pos % PAGE) as usize;
             let take = ((end - pos) as usize).min(PAGE as usize - within);
-            let got = data.get(within..within + take).ok_or_else(|| format!("short read at offset {pos:#x}"))?;
+            let got = data
+                .get(within..within + take)
+                .ok_or_else(|| Error::corrupt(CELL, format!("short read at offset {pos:#x}")).at(pos))?;
             out.extend_from_slice(got);
             pos += take as u64;
         }
@@ -138,24 +155,25 @@ impl<S: Source> Hive<S> {
     /// The payload of the allocated cell at `off` (relative to the first hive bin), without its size field.
     fn cell(&mut self, off: u32) -> Result<Vec<u8>> {
         if off == 0 || off == u32::MAX {
-            return Err("null cell offset".into());
+            return Err(Error::corrupt(CELL, "null cell offset"));
         }
         let at = BASE + u64::from(off);
         let size = le32(&self.read(at, 4)?, 0) as i32;
         if size >= 0 {
-            return Err(format!("cell at offset {at:#x} is free (size {size})"));
+            return Err(Error::corrupt(CELL, format!("cell at offset {at:#x} is free (size {size})")).at(at));
         }
         let size = size.unsigned_abs();
         if !(8..=MAX_CELL).contains(&size) {
-            return Err(format!("cell at offset {at:#x}: size {size}"));
+            return Err(Error::corrupt(CELL, format!("cell at offset {at:#x}: size {size}")).at(at));
         }
-        self.read(at + 4, size as usize - 4).map_err(|e| format!("cell at offset {at:#x}: {e}"))
+        self.read(at + 4, size as usize - 4).map_err(|e| e.context(format_args!("cell at offset {at:#x}")))
     }
 
     fn key_node(&mut self, off: u32) -> Result<Vec<u8>> {
         let nk = self.cell(off)?;
         if &nk[..2] != b"nk" || nk.len() < 76 {
-            return Err(format!("cell at offset {:#x} is not a key node", BASE + u64::from(off)));
+            let at = BASE + u64::from(off);
+            return Err(Error::corrupt(KEY, format!("cell at offset {at:#x} is not a key node")).at(at));
         }
         Ok(nk)
     }
@@ -194,10 +212,15 @@ impl<S: Source> Hive<S> {
 
     fn list(&mut self, off: u32, depth: u32, seen: &mut HashSet<u32>, out: &mut Vec<u32>) -> Result<()> {
         if depth > MAX_LIST_DEPTH {
-            return Err(format!("subkey lists nested deeper than {MAX_LIST_DEPTH}"));
+            return Err(Error::limit(LIST, format!("subkey lists nested deeper than {MAX_LIST_DEPTH}")));
         }
         if !seen.insert(off) {
-            return Err(format!("subkey list at offset {:#x} is reached twice: the lists loop", BASE + u64::from(off)));
+            let at = BASE + u64::from(off);
+            return Err(Error::corrupt(
+                LIST,
+                format!("subkey list at offset {at:#x} is reached twice: the lists loop"),
+            )
+            .at(at));
         }
         let cell = self.cell(off)?;
         let count = usize::from(le16(&cell, 2));
@@ -206,15 +229,19 @@ impl<S: Source> Hive<S> {
             b"lf" | b"lh" => 8,
             b"li" | b"ri" => 4,
             _ => {
-                return Err(format!(
-                    "cell at offset {:#x}: {:?} is not a subkey list",
-                    BASE + u64::from(off),
-                    String::from_utf8_lossy(sig)
-                ))
+                let at = BASE + u64::from(off);
+                return Err(Error::corrupt(
+                    LIST,
+                    format!("cell at offset {at:#x}: {:?} is not a subkey list", String::from_utf8_lossy(sig)),
+                )
+                .at(at));
             }
         };
         if 4 + count * stride > cell.len() {
-            return Err(format!("subkey list at offset {:#x}: {count} entries do not fit", BASE + u64::from(off)));
+            let at = BASE + u64::from(off);
+            return Err(
+                Error::corrupt(LIST, format!("subkey list at offset {at:#x}: {count} entries do not fit")).at(at)
+            );
         }
         for i in 0..count {
             let child = le32(&cell, 4 + i * stride);
@@ -222,7 +249,7 @@ impl<S: Source> Hive<S> {
                 self.list(child, depth + 1, seen, out)?;
             } else {
                 if out.len() >= MAX_ENTRIES {
-                    return Err(format!("more than {MAX_ENTRIES} subkeys"));
+                    return Err(Error::limit(LIST, format!("more than {MAX_ENTRIES} subkeys")));
                 }
                 out.push(child);
             }
@@ -256,14 +283,17 @@ impl<S: Source> Hive<S> {
             return Ok(Vec::new());
         }
         if count > MAX_ENTRIES {
-            return Err(format!("key at offset {:#x}: {count} values", BASE + u64::from(key)));
+            let at = BASE + u64::from(key);
+            return Err(Error::limit(KEY, format!("key at offset {at:#x}: {count} values")).at(at));
         }
         let list = self.cell(le32(&nk, 40))?;
         if list.len() < count * 4 {
-            return Err(format!(
-                "value list of key at offset {:#x}: {count} entries do not fit",
-                BASE + u64::from(key)
-            ));
+            let at = BASE + u64::from(key);
+            return Err(Error::corrupt(
+                KEY,
+                format!("value list of key at offset {at:#x}: {count} entries do not fit"),
+            )
+            .at(at));
         }
         let mut out = Vec::with_capacity(count);
         for i in 0..count {
@@ -281,7 +311,8 @@ impl<S: Source> Hive<S> {
     fn value_at(&mut self, off: u32) -> Result<Value> {
         let vk = self.cell(off)?;
         if &vk[..2] != b"vk" || vk.len() < 20 {
-            return Err(format!("cell at offset {:#x} is not a value", BASE + u64::from(off)));
+            let at = BASE + u64::from(off);
+            return Err(Error::corrupt(VALUE, format!("cell at offset {at:#x} is not a value")).at(at));
         }
         let name_len = usize::from(le16(&vk, 2));
         let raw_name = crate::bytes::slice(&vk, 20, name_len);
@@ -307,7 +338,7 @@ impl<S: Source> Hive<S> {
 
     fn value_data(&mut self, off: u32, size: u32) -> Result<Vec<u8>> {
         if size > MAX_DATA {
-            return Err(format!("value data of {size} bytes (limit {MAX_DATA})"));
+            return Err(Error::limit(VALUE, format!("value data of {size} bytes (limit {MAX_DATA})")));
         }
         let cell = self.cell(off)?;
         // Version 1.4+ splits data over 16344 bytes into segments listed by a db record.
@@ -315,7 +346,7 @@ impl<S: Source> Hive<S> {
             let count = usize::from(le16(&cell, 2));
             let list = self.cell(le32(&cell, 4))?;
             if list.len() < count * 4 {
-                return Err("big data segment list does not fit its cell".into());
+                return Err(Error::corrupt(VALUE, "big data segment list does not fit its cell"));
             }
             let mut out = Vec::new();
             for i in 0..count {
@@ -329,7 +360,7 @@ impl<S: Source> Hive<S> {
             return Ok(out);
         }
         if cell.len() < size as usize {
-            return Err(format!("value data of {size} bytes in a {}-byte cell", cell.len()));
+            return Err(Error::corrupt(VALUE, format!("value data of {size} bytes in a {}-byte cell", cell.len())));
         }
         Ok(cell[..size as usize].to_vec())
     }
@@ -465,7 +496,7 @@ pub(crate) mod tests {
         let root = b.cell(&nk);
         let looped = b.finish(root);
         let mut h = Hive::open(&looped[..], looped.len() as u64).unwrap();
-        assert!(h.subkeys(root).unwrap_err().contains("loop"));
+        assert!(h.subkeys(root).unwrap_err().to_string().contains("loop"));
         // A huge cell size, and a cell running past the end.
         let mut huge = hive.clone();
         let root_cell = 4096 + le32(&hive, 36) as usize;

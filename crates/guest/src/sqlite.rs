@@ -4,6 +4,7 @@
 //! number, cell count, payload size and chain length taken from the file is checked, and a page is visited once.
 
 use crate::bytes::{be16, be32};
+use crate::error::Error;
 use std::collections::HashSet;
 
 /// Largest row payload accepted (RPM headers are far smaller).
@@ -29,7 +30,11 @@ pub struct Db<'a> {
     pages: u32,
 }
 
-pub type Result<T> = std::result::Result<T, String>;
+pub type Result<T> = crate::error::Result<T>;
+
+const HEADER: &str = "sqlite header";
+const PAGE: &str = "sqlite b-tree page";
+const RECORD: &str = "sqlite record";
 
 /// SQLite's big-endian variable-length integer: up to 9 bytes.
 fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
@@ -50,19 +55,23 @@ fn varint(b: &[u8], at: usize) -> Option<(u64, usize)> {
 impl<'a> Db<'a> {
     pub fn open(data: &'a [u8]) -> Result<Self> {
         if data.get(..16) != Some(b"SQLite format 3\0") {
-            return Err("sqlite header at offset 0: no \"SQLite format 3\" magic".into());
+            return Err(Error::invalid(HEADER, "sqlite header at offset 0: no \"SQLite format 3\" magic").at(0));
         }
         let ps = be16(data, 16);
         let page_size = if ps == 1 { 65536 } else { usize::from(ps) };
         if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
-            return Err(format!("sqlite header at offset 16: page size {page_size}"));
+            return Err(Error::invalid(HEADER, format!("sqlite header at offset 16: page size {page_size}")).at(16));
         }
         let reserved = usize::from(data[20]);
         if page_size - reserved < 480 {
-            return Err(format!("sqlite header at offset 20: {reserved} reserved bytes per page"));
+            return Err(Error::invalid(
+                HEADER,
+                format!("sqlite header at offset 20: {reserved} reserved bytes per page"),
+            )
+            .at(20));
         }
         if be32(data, 56) > 1 {
-            return Err("sqlite header at offset 56: text encoding is not UTF-8".into());
+            return Err(Error::unsupported(HEADER, "sqlite header at offset 56: text encoding is not UTF-8").at(56));
         }
         let pages = u32::try_from(data.len() / page_size).unwrap_or(u32::MAX);
         Ok(Db { data, page_size, usable: page_size - reserved, pages })
@@ -70,7 +79,7 @@ impl<'a> Db<'a> {
 
     fn page(&self, n: u32) -> Result<&'a [u8]> {
         if n == 0 || n > self.pages {
-            return Err(format!("page number {n} outside the file's {} pages", self.pages));
+            return Err(Error::corrupt(PAGE, format!("page number {n} outside the file's {} pages", self.pages)));
         }
         let start = (n as usize - 1) * self.page_size;
         Ok(&self.data[start..start + self.page_size])
@@ -84,7 +93,7 @@ impl<'a> Db<'a> {
             if is_table && named {
                 return match row.get(3) {
                     Some(Value::Int(r)) if *r > 0 && *r <= i64::from(u32::MAX) => Ok(Some(*r as u32)),
-                    other => Err(format!("schema entry of table {name}: root page {other:?}")),
+                    other => Err(Error::corrupt(RECORD, format!("schema entry of table {name}: root page {other:?}"))),
                 };
             }
         }
@@ -101,17 +110,20 @@ impl<'a> Db<'a> {
 
     fn walk(&self, n: u32, depth: usize, seen: &mut HashSet<u32>, out: &mut Vec<Vec<Value>>) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(format!("b-tree deeper than {MAX_DEPTH} at page {n}"));
+            return Err(Error::limit(PAGE, format!("b-tree deeper than {MAX_DEPTH} at page {n}")));
         }
         if !seen.insert(n) {
-            return Err(format!("page {n} is reached twice: the b-tree loops"));
+            return Err(Error::corrupt(PAGE, format!("page {n} is reached twice: the b-tree loops")));
         }
         let page = self.page(n)?;
         let hdr = if n == 1 { 100 } else { 0 };
         let kind = page[hdr];
         let cells = usize::from(be16(page, hdr + 3));
         let head_len = if kind == 0x05 { 12 } else { 8 };
-        let at = |what: &str| format!("page {n} (file offset {:#x}): {what}", (n as usize - 1) * self.page_size);
+        let offset = (n as u64 - 1) * self.page_size as u64;
+        let at = |what: &str| Error::corrupt(PAGE, format!("page {n} (file offset {offset:#x}): {what}")).at(offset);
+        let within =
+            |e: Error, what: String| e.context(format_args!("page {n} (file offset {offset:#x}): {what}")).at(offset);
         if cells > (self.page_size - hdr - head_len) / 2 {
             return Err(at(&format!("{cells} cells do not fit")));
         }
@@ -127,10 +139,10 @@ impl<'a> Db<'a> {
                 }
                 0x0d => {
                     if out.len() >= MAX_ROWS {
-                        return Err(format!("more than {MAX_ROWS} rows"));
+                        return Err(Error::limit(PAGE, format!("more than {MAX_ROWS} rows")));
                     }
-                    let payload = self.payload(page, ptr, seen).map_err(|e| at(&format!("cell {i}: {e}")))?;
-                    out.push(record(&payload).map_err(|e| at(&format!("cell {i} record: {e}")))?);
+                    let payload = self.payload(page, ptr, seen).map_err(|e| within(e, format!("cell {i}")))?;
+                    out.push(record(&payload).map_err(|e| within(e, format!("cell {i} record")))?);
                 }
                 k => return Err(at(&format!("page type {k:#04x} is not a table b-tree page"))),
             }
@@ -143,10 +155,10 @@ impl<'a> Db<'a> {
 
     /// A leaf cell's payload, with its overflow chain followed.
     fn payload(&self, page: &[u8], ptr: usize, seen: &mut HashSet<u32>) -> Result<Vec<u8>> {
-        let (size, a) = varint(page, ptr).ok_or("payload size runs off the page")?;
-        let (_rowid, b) = varint(page, ptr + a).ok_or("rowid runs off the page")?;
+        let (size, a) = varint(page, ptr).ok_or_else(|| Error::corrupt(PAGE, "payload size runs off the page"))?;
+        let (_rowid, b) = varint(page, ptr + a).ok_or_else(|| Error::corrupt(PAGE, "rowid runs off the page"))?;
         if size > MAX_PAYLOAD {
-            return Err(format!("payload of {size} bytes (limit {MAX_PAYLOAD})"));
+            return Err(Error::limit(PAGE, format!("payload of {size} bytes (limit {MAX_PAYLOAD})")));
         }
         let size = size as usize;
         let u = self.usable;
@@ -163,12 +175,13 @@ impl<'a> Db<'a> {
             }
         };
         let start = ptr + a + b;
-        let mut out = page.get(start..start + local).ok_or("local payload runs off the page")?.to_vec();
+        let local_payload = page.get(start..start + local);
+        let mut out = local_payload.ok_or_else(|| Error::corrupt(PAGE, "local payload runs off the page"))?.to_vec();
         if local < size {
             let mut next = be32(page, start + local);
             while out.len() < size {
                 if !seen.insert(next) {
-                    return Err(format!("overflow page {next} is reached twice"));
+                    return Err(Error::corrupt(PAGE, format!("overflow page {next} is reached twice")));
                 }
                 let p = self.page(next)?;
                 let take = (size - out.len()).min(u - 4);
@@ -182,14 +195,15 @@ impl<'a> Db<'a> {
 
 /// Decode a record: a header of serial types, then the values.
 pub fn record(p: &[u8]) -> Result<Vec<Value>> {
-    let (hlen, mut at) = varint(p, 0).ok_or("header size missing")?;
-    let hlen = usize::try_from(hlen).map_err(|_| "header size too large")?;
+    let bad = |what: &str| Error::corrupt(RECORD, what);
+    let (hlen, mut at) = varint(p, 0).ok_or_else(|| bad("header size missing"))?;
+    let hlen = usize::try_from(hlen).map_err(|_| bad("header size too large"))?;
     if hlen > p.len() {
-        return Err(format!("header of {hlen} bytes in a {}-byte record", p.len()));
+        return Err(bad(&format!("header of {hlen} bytes in a {}-byte record", p.len())));
     }
     let mut types = Vec::new();
     while at < hlen {
-        let (t, n) = varint(p, at).ok_or("serial type runs off the header")?;
+        let (t, n) = varint(p, at).ok_or_else(|| bad("serial type runs off the header"))?;
         types.push(t);
         at += n;
     }
@@ -201,11 +215,11 @@ pub fn record(p: &[u8]) -> Result<Vec<Value>> {
             1..=4 => t as usize,
             5 => 6,
             6 | 7 => 8,
-            10 | 11 => return Err(format!("reserved serial type {t}")),
+            10 | 11 => return Err(bad(&format!("reserved serial type {t}"))),
             n => ((n - 12) / 2) as usize,
         };
-        let raw =
-            p.get(body..body.checked_add(len).ok_or("value length overflows")?).ok_or("value runs off the record")?;
+        let end = body.checked_add(len).ok_or_else(|| bad("value length overflows"))?;
+        let raw = p.get(body..end).ok_or_else(|| bad("value runs off the record"))?;
         body += len;
         out.push(match t {
             0 => Value::Null,
@@ -256,8 +270,8 @@ mod tests {
         d[100] = 0x05;
         d[108..112].copy_from_slice(&1u32.to_be_bytes());
         let db = Db::open(&d).unwrap();
-        assert!(db.rows(1).unwrap_err().contains("loops"));
+        assert!(db.rows(1).unwrap_err().to_string().contains("loops"));
         d[108..112].copy_from_slice(&99u32.to_be_bytes());
-        assert!(Db::open(&d).unwrap().rows(1).unwrap_err().contains("outside"));
+        assert!(Db::open(&d).unwrap().rows(1).unwrap_err().to_string().contains("outside"));
     }
 }

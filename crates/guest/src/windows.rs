@@ -3,7 +3,11 @@
 //! and network drivers registered in the SYSTEM hive, and the architecture from the PE header of ntoskrnl.exe or
 //! cmd.exe.
 
+use crate::error::Error;
 use crate::regf::{self, Data, Hive};
+
+/// The structure name errors about a hive file carry.
+const HIVE: &str = "regf hive";
 use crate::vfs::Vfs;
 use serde::Serialize;
 
@@ -127,7 +131,7 @@ struct GuestFile<'a> {
 
 impl regf::Source for GuestFile<'_> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> regf::Result<usize> {
-        self.vfs.read_at(&self.path, offset, buf).map_err(|e| format!("{}: {e}", self.path))
+        self.vfs.read_at(&self.path, offset, buf).map_err(|e| Error::io(HIVE, format_args!("{}: {e}", self.path)))
     }
 }
 
@@ -146,17 +150,17 @@ fn dword(d: Option<Data>) -> Option<u32> {
 }
 
 fn open_hive<'a>(vfs: &'a mut Vfs, path: &str) -> regf::Result<Hive<GuestFile<'a>>> {
-    let len = vfs.stat(path).map_err(|e| format!("{path}: {e}"))?.size;
-    Hive::open(GuestFile { vfs, path: path.to_string() }, len).map_err(|e| format!("{path}: {e}"))
+    let len = vfs.stat(path).map_err(|e| Error::io(HIVE, format_args!("{path}: {e}")))?.size;
+    Hive::open(GuestFile { vfs, path: path.to_string() }, len).map_err(|e| e.context(path))
 }
 
 fn software(vfs: &mut Vfs, root: &str, w: &mut WindowsInfo) -> regf::Result<()> {
     let path = format!("{root}/System32/config/SOFTWARE");
     let mut h = open_hive(vfs, &path)?;
-    let Some(k) = h.open_path("Microsoft\\Windows NT\\CurrentVersion").map_err(|e| format!("{path}: {e}"))? else {
-        return Err(format!("{path}: no Microsoft\\Windows NT\\CurrentVersion key"));
+    let Some(k) = h.open_path("Microsoft\\Windows NT\\CurrentVersion").map_err(|e| e.context(&path))? else {
+        return Err(Error::invalid(HIVE, format!("{path}: no Microsoft\\Windows NT\\CurrentVersion key")));
     };
-    let values = h.values(k).map_err(|e| format!("{path}: {e}"))?;
+    let values = h.values(k).map_err(|e| e.context(&path))?;
     let get = |n: &str| values.iter().find(|v| v.name.eq_ignore_ascii_case(n)).map(|v| v.data.clone());
     w.product_name = string(get("ProductName"));
     w.edition_id = string(get("EditionID"));
@@ -179,14 +183,14 @@ fn software(vfs: &mut Vfs, root: &str, w: &mut WindowsInfo) -> regf::Result<()> 
 fn system(vfs: &mut Vfs, root: &str, w: &mut WindowsInfo) -> regf::Result<()> {
     let path = format!("{root}/System32/config/SYSTEM");
     let mut h = open_hive(vfs, &path)?;
-    let err = |e: String| format!("{path}: {e}");
+    let err = |e: Error| e.context(&path);
     let current = match h.open_path("Select").map_err(err)? {
         Some(k) => dword(h.value(k, "Current").map_err(err)?).unwrap_or(1),
         None => 1,
     };
     let set = format!("ControlSet{current:03}");
     let Some(cs) = h.open_path(&set).map_err(err)? else {
-        return Err(format!("{path}: no {set} key"));
+        return Err(Error::invalid(HIVE, format!("{path}: no {set} key")));
     };
     w.control_set = Some(set);
     if let Some(k) = h
@@ -234,10 +238,10 @@ pub fn windows(vfs: &mut Vfs) -> Option<(WindowsInfo, Option<String>)> {
     let root = systemroot(vfs)?;
     let mut w = WindowsInfo { systemroot: root.clone(), ..WindowsInfo::default() };
     if let Err(e) = software(vfs, &root, &mut w) {
-        w.problems.push(e);
+        w.problems.push(e.to_string());
     }
     if let Err(e) = system(vfs, &root, &mut w) {
-        w.problems.push(e);
+        w.problems.push(e.to_string());
     }
     driver_files(vfs, &root, &mut w);
     let mut arch = None;

@@ -1,25 +1,11 @@
 //! One validation result: which check, how bad, what was seen, and what to do about it.
 
+use crate::checks::CheckId;
 use serde::Serialize;
 
-/// How much a failed check matters. Passed and unchecked findings are always `Info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn name(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
+/// How much a failed check matters, the same scale the inspection grades its own findings on. Passed and
+/// unchecked findings are always `Info`.
+pub use imgport_guest::Severity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,8 +45,8 @@ impl Evidence {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Stable kebab-case check id ("fstab", "boot-mode", ...), see [`crate::checks::ALL`].
-    pub id: &'static str,
+    /// The check, serialised as its stable kebab-case id ("fstab", "boot-mode", ...).
+    pub id: CheckId,
     pub severity: Severity,
     pub status: Status,
     pub message: String,
@@ -72,7 +58,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn pass(id: &'static str, message: impl Into<String>) -> Self {
+    pub fn pass(id: CheckId, message: impl Into<String>) -> Self {
         Finding {
             id,
             severity: Severity::Info,
@@ -82,7 +68,7 @@ impl Finding {
             fix: None,
         }
     }
-    pub fn fail(id: &'static str, severity: Severity, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    pub fn fail(id: CheckId, severity: Severity, message: impl Into<String>, fix: impl Into<String>) -> Self {
         Finding {
             id,
             severity,
@@ -92,7 +78,7 @@ impl Finding {
             fix: Some(fix.into()),
         }
     }
-    pub fn not_checked(id: &'static str, message: impl Into<String>) -> Self {
+    pub fn not_checked(id: CheckId, message: impl Into<String>) -> Self {
         Finding {
             id,
             severity: Severity::Info,

@@ -3,12 +3,9 @@
 use crate::checks::{self, Subject};
 use crate::facts::GuestExtras;
 use crate::finding::{Finding, Severity, Status};
-use crate::lvm::{self, PhysicalVolume};
 use crate::params::{self, Parameters};
 use crate::profile::Target;
 use imgport_disk::{DiskImage, Format, ImageDetails, Result};
-use imgport_guest::probe::FsKind;
-use imgport_guest::reader::Disk;
 use imgport_guest::Inspection;
 use serde::Serialize;
 use std::sync::Arc;
@@ -67,25 +64,21 @@ pub fn summarize(findings: &[Finding]) -> Summary {
     s
 }
 
-/// The LVM physical volumes among the inspected volumes.
-pub fn physical_volumes(disk: &Disk, inspection: &Inspection) -> Vec<PhysicalVolume> {
-    inspection
-        .volumes
-        .iter()
-        .filter(|v| v.filesystem.as_ref().is_some_and(|f| f.kind == FsKind::Lvm2Member))
-        .filter_map(|v| lvm::read_pv(&mut disk.view(v.start, v.size), &v.device))
-        .collect()
+/// Validate a finished inspection with the facts it establishes (the caller read `inspection` from the same
+/// image as `details`). Nothing is read: the result depends on these values alone.
+pub fn validate_inspection(inspection: &Inspection, details: &ImageDetails, options: &Options) -> Report {
+    validate_with_facts(inspection, details, &GuestExtras::from_inspection(inspection), options)
 }
 
-/// Validate a finished inspection (the caller read `inspection` from the same image as `details`).
-pub fn validate_inspection(
+/// [`validate_inspection`] with the guest facts given rather than derived from the inspection (to judge facts no image
+/// has, or ones established elsewhere).
+pub fn validate_with_facts(
     inspection: &Inspection,
     details: &ImageDetails,
-    physical_volumes: &[PhysicalVolume],
     extras: &GuestExtras,
     options: &Options,
 ) -> Report {
-    let subject = Subject { inspection, details, file_size: options.file_size, physical_volumes, extras };
+    let subject = Subject { inspection, details, file_size: options.file_size, extras };
     let findings = checks::run(options.target.profile(), &subject);
     Report {
         target: options.target,
@@ -99,14 +92,11 @@ pub fn validate_inspection(
     }
 }
 
-/// Inspect `image` and validate it for `options.target`. Only an unreadable disk is an error.
+/// Inspect `image` with [`imgport_guest::inspect`], then [`validate_inspection`] what it found. Only an
+/// unreadable disk is an error. For callers that hold an image and no inspection; the reading is the guest
+/// crate's.
 pub fn validate(image: Arc<dyn DiskImage>, options: &Options) -> Result<Report> {
     let details = image.details();
-    let inspection = imgport_guest::inspect(image.clone())?;
-    let disk = Disk::new(image);
-    let pvs = physical_volumes(&disk, &inspection);
-    let extras = GuestExtras::from_inspection(&inspection);
-    let mut report = validate_inspection(&inspection, &details, &pvs, &extras, options);
-    report.bytes_read += disk.bytes_read();
-    Ok(report)
+    let inspection = imgport_guest::inspect(image)?;
+    Ok(validate_inspection(&inspection, &details, options))
 }

@@ -5,6 +5,7 @@ use super::mbr::{to_partition, Lba0};
 use super::types::gpt_type;
 use super::{Partition, PartitionTable, TableKind};
 use crate::bytes::{guid_mixed, le32, le64, slice};
+use crate::error::Error;
 use crate::finding::Finding;
 use crate::reader::Disk;
 use imgport_disk::Result;
@@ -26,20 +27,24 @@ pub struct Header {
 }
 
 /// Parse and CRC-check a header sector; `Err` says what is wrong.
-pub fn parse_header(sector: &[u8]) -> std::result::Result<Header, String> {
+/// The structure name errors about a header carry; offsets are within the header sector.
+const HEADER: &str = "gpt header";
+
+pub fn parse_header(sector: &[u8]) -> crate::error::Result<Header> {
     if slice(sector, 0, 8) != b"EFI PART" {
-        return Err("no \"EFI PART\" signature".into());
+        return Err(Error::invalid(HEADER, "no \"EFI PART\" signature").at(0));
     }
     let hsize = le32(sector, 12) as usize;
     if hsize < 92 || hsize > sector.len() {
-        return Err(format!("header size {hsize} is outside 92..={}", sector.len()));
+        return Err(Error::invalid(HEADER, format!("header size {hsize} is outside 92..={}", sector.len())).at(12));
     }
     let mut h = sector[..hsize].to_vec();
     h[16..20].fill(0);
     let stored = le32(sector, 16);
     let computed = crc32fast::hash(&h);
     if stored != computed {
-        return Err(format!("header CRC32 mismatch (stored {stored:#010x}, computed {computed:#010x})"));
+        let why = format!("header CRC32 mismatch (stored {stored:#010x}, computed {computed:#010x})");
+        return Err(Error::corrupt(HEADER, why).at(16));
     }
     let header = Header {
         my_lba: le64(sector, 24),
@@ -53,16 +58,19 @@ pub fn parse_header(sector: &[u8]) -> std::result::Result<Header, String> {
         entries_crc: le32(sector, 88),
     };
     if header.entry_size < 128 || header.entry_size & 7 != 0 || header.entry_size > 4096 {
-        return Err(format!("entry size {} is not a multiple of 8 in 128..=4096", header.entry_size));
+        let why = format!("entry size {} is not a multiple of 8 in 128..=4096", header.entry_size);
+        return Err(Error::invalid(HEADER, why).at(84));
     }
     if u64::from(header.num_entries) * u64::from(header.entry_size) > MAX_ARRAY_BYTES {
-        return Err(format!(
+        let why = format!(
             "entry array of {} x {} bytes exceeds the {MAX_ARRAY_BYTES}-byte limit",
             header.num_entries, header.entry_size
-        ));
+        );
+        return Err(Error::limit(HEADER, why).at(80));
     }
     if header.first_usable > header.last_usable {
-        return Err(format!("first usable LBA {} is after the last {}", header.first_usable, header.last_usable));
+        let why = format!("first usable LBA {} is after the last {}", header.first_usable, header.last_usable);
+        return Err(Error::corrupt(HEADER, why).at(40));
     }
     Ok(header)
 }
@@ -85,7 +93,7 @@ fn read_copy(disk: &Disk, ss: u64, lba: u64, which: &str, findings: &mut Vec<Fin
     let header = match parse_header(&sector) {
         Ok(h) => h,
         Err(e) => {
-            findings.push(Finding::error(&structure, Some(at), e));
+            findings.push(Finding::error(&structure, Some(at), e.to_string()));
             return Ok(None);
         }
     };
@@ -375,7 +383,9 @@ pub(crate) mod tests {
         h[16..20].fill(0);
         let crc = crc32fast::hash(&h[..92]);
         h[16..20].copy_from_slice(&crc.to_le_bytes());
-        assert!(parse_header(&h).unwrap_err().contains("exceeds"));
+        let e = parse_header(&h).unwrap_err();
+        assert!(e.to_string().contains("exceeds"));
+        assert_eq!((e.kind(), e.offset()), (crate::ErrorKind::LimitExceeded, Some(80)));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! format of lvm2's `lib/format_text` (label_header, pv_header, mda_header, raw_locn). Enough to tell which volume
 //! group a PV belongs to, which PVs the group needs and which logical volumes it holds; LV contents are not read.
 
-use imgport_guest::reader::Region;
+use crate::error::{Error, Result};
+use crate::reader::Region;
 use serde::Serialize;
 
 /// The first four sectors may hold the label.
@@ -108,7 +109,7 @@ pub fn read_pv(region: &mut Region, device: &str) -> Option<PhysicalVolume> {
                     pv.volume_group = Some(vg);
                     break;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = Some(e.to_string()),
             }
         }
         if pv.volume_group.is_none() {
@@ -119,42 +120,48 @@ pub fn read_pv(region: &mut Region, device: &str) -> Option<PhysicalVolume> {
     None
 }
 
-fn read_metadata(region: &mut Region, mda: u64, size: u64) -> Result<VolumeGroup, String> {
+/// Structure names the errors carry.
+const AREA: &str = "lvm metadata area";
+const TEXT_FORMAT: &str = "lvm metadata text";
+
+fn read_metadata(region: &mut Region, mda: u64, size: u64) -> Result<VolumeGroup> {
     let at = |what: &str| format!("{what} at byte {mda} of the PV");
+    let corrupt = |what: &str| Error::corrupt(AREA, at(what)).at(mda);
+    let io = |e: imgport_disk::Error| Error::io(AREA, e).at(mda);
     if mda.checked_add(512).is_none_or(|end| end > region.len()) {
-        return Err(at("metadata area lies past the end of the volume"));
+        return Err(corrupt("metadata area lies past the end of the volume"));
     }
-    let h = region.read_vec(mda, 512).map_err(|e| e.to_string())?;
+    let h = region.read_vec(mda, 512).map_err(io)?;
     if &h[4..20] != FMTT_MAGIC {
-        return Err(at("metadata header has no LVM2 magic"));
+        return Err(Error::invalid(AREA, at("metadata header has no LVM2 magic")).at(mda));
     }
     if lvm_crc(&h[4..]) != le32(&h, 0) {
-        return Err(at("metadata header has a bad checksum"));
+        return Err(corrupt("metadata header has a bad checksum"));
     }
     // raw_locn[0]: the current metadata text, offset relative to the area.
     let (off, len, sum) = (le64(&h, 40), le64(&h, 48), le32(&h, 56));
     if off == 0 || len == 0 {
-        return Err(at("metadata area holds no metadata"));
+        return Err(Error::invalid(AREA, at("metadata area holds no metadata")).at(mda));
     }
     if len > MAX_METADATA || off >= size.max(512) {
-        return Err(at("metadata location is out of bounds"));
+        return Err(corrupt("metadata location is out of bounds"));
     }
     let start = mda.checked_add(off).filter(|s| s.saturating_add(len) <= region.len());
-    let Some(start) = start else { return Err(at("metadata text lies past the end of the volume")) };
+    let Some(start) = start else { return Err(corrupt("metadata text lies past the end of the volume")) };
     // The text may wrap around the end of the circular area; such metadata is read in two pieces.
     let area_end = mda.saturating_add(size);
     let mut text = Vec::with_capacity(len as usize);
     let first = len.min(area_end.saturating_sub(start).max(1));
-    text.extend(region.read_vec(start, first as usize).map_err(|e| e.to_string())?);
+    text.extend(region.read_vec(start, first as usize).map_err(io)?);
     if first < len {
-        let rest = region.read_vec(mda + 512, (len - first) as usize).map_err(|e| e.to_string())?;
+        let rest = region.read_vec(mda + 512, (len - first) as usize).map_err(io)?;
         text.extend(rest);
     }
     if lvm_crc(&text) != sum {
-        return Err(at("metadata text has a bad checksum"));
+        return Err(corrupt("metadata text has a bad checksum"));
     }
     let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-    parse_vg(&String::from_utf8_lossy(&text[..end]))
+    parse_vg(&String::from_utf8_lossy(&text[..end])).map_err(|e| e.at(start))
 }
 
 /// A value of the metadata text format.
@@ -198,7 +205,7 @@ enum Token {
     Punct(char),
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> Result<Vec<Token>> {
     let mut out = Vec::new();
     let mut it = text.chars().peekable();
     while let Some(&c) = it.peek() {
@@ -219,7 +226,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                         Some('\\') => s.extend(it.next()),
                         Some('"') => break,
                         Some(c) => s.push(c),
-                        None => return Err("unterminated string in the metadata text".into()),
+                        None => return Err(Error::corrupt(TEXT_FORMAT, "unterminated string in the metadata text")),
                     }
                 }
                 out.push(Token::Str(s));
@@ -243,15 +250,15 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 }
                 out.push(Token::Ident(s));
             }
-            c => return Err(format!("unexpected character {c:?} in the metadata text")),
+            c => return Err(Error::corrupt(TEXT_FORMAT, format!("unexpected character {c:?} in the metadata text"))),
         }
     }
     Ok(out)
 }
 
-fn parse_section(toks: &[Token], pos: &mut usize, name: String, depth: usize) -> Result<Section, String> {
+fn parse_section(toks: &[Token], pos: &mut usize, name: String, depth: usize) -> Result<Section> {
     if depth > MAX_DEPTH {
-        return Err("metadata text nests too deeply".into());
+        return Err(Error::limit(TEXT_FORMAT, "metadata text nests too deeply"));
     }
     let mut sec = Section { name, ..Section::default() };
     while let Some(t) = toks.get(*pos) {
@@ -268,19 +275,24 @@ fn parse_section(toks: &[Token], pos: &mut usize, name: String, depth: usize) ->
                     let v = parse_value(toks, pos)?;
                     sec.values.push((key.clone(), v));
                 }
-                _ => return Err(format!("expected '=' or '{{' after {key:?} in the metadata text")),
+                _ => {
+                    return Err(Error::corrupt(
+                        TEXT_FORMAT,
+                        format!("expected '=' or '{{' after {key:?} in the metadata text"),
+                    ))
+                }
             },
-            t => return Err(format!("unexpected {t:?} in the metadata text")),
+            t => return Err(Error::corrupt(TEXT_FORMAT, format!("unexpected {t:?} in the metadata text"))),
         }
     }
     if depth > 0 {
-        return Err("metadata text ends inside a section".into());
+        return Err(Error::corrupt(TEXT_FORMAT, "metadata text ends inside a section"));
     }
     Ok(sec)
 }
 
-fn parse_value(toks: &[Token], pos: &mut usize) -> Result<Value, String> {
-    let t = toks.get(*pos).ok_or("metadata text ends after '='")?;
+fn parse_value(toks: &[Token], pos: &mut usize) -> Result<Value> {
+    let t = toks.get(*pos).ok_or_else(|| Error::corrupt(TEXT_FORMAT, "metadata text ends after '='"))?;
     *pos += 1;
     match t {
         Token::Str(s) => Ok(Value::Str(s.clone())),
@@ -302,23 +314,23 @@ fn parse_value(toks: &[Token], pos: &mut usize) -> Result<Value, String> {
                         items.push(Value::Num(*n));
                         *pos += 1;
                     }
-                    _ => return Err("malformed list in the metadata text".into()),
+                    _ => return Err(Error::corrupt(TEXT_FORMAT, "malformed list in the metadata text")),
                 }
             }
         }
-        t => Err(format!("unexpected {t:?} after '=' in the metadata text")),
+        t => Err(Error::corrupt(TEXT_FORMAT, format!("unexpected {t:?} after '=' in the metadata text"))),
     }
 }
 
 /// The volume group described by a metadata text: its one top-level section.
-fn parse_vg(text: &str) -> Result<VolumeGroup, String> {
+fn parse_vg(text: &str) -> Result<VolumeGroup> {
     let toks = tokenize(text)?;
     let root = parse_section(&toks, &mut 0, String::new(), 0)?;
     let vg = root
         .children
         .iter()
         .find(|c| c.child("physical_volumes").is_some())
-        .ok_or("metadata text describes no volume group")?;
+        .ok_or_else(|| Error::invalid(TEXT_FORMAT, "metadata text describes no volume group"))?;
     let physical_volumes = vg
         .child("physical_volumes")
         .map(|pvs| {
@@ -419,7 +431,7 @@ creation_time = 1700000000	# Tue Nov 14 22:13:20 2023
     }
 
     fn region(bytes: Vec<u8>) -> Region {
-        let disk = imgport_guest::reader::Disk::new(std::sync::Arc::new(imgport_disk::MemImage(bytes)));
+        let disk = crate::reader::tests::mem_disk(bytes);
         disk.view(0, disk.size())
     }
 

@@ -1,0 +1,287 @@
+//! Validation from facts written by hand, no image read: an inspection and container details built in the test,
+//! judged by `validate_with_facts`.
+
+use imgport_disk::{Format, ImageDetails};
+use imgport_guest::inspect::{BootModes, OperatingSystem, Volume};
+use imgport_guest::linux::{Architecture, OsRelease};
+use imgport_guest::lvm::{PhysicalVolume, VgMember, VolumeGroup};
+use imgport_guest::partition::{Partition, PartitionRole, PartitionTable, TableKind};
+use imgport_guest::probe::{FsInfo, FsKind};
+use imgport_guest::Inspection;
+use imgport_validate::facts::{Availability, BootDrivers, Fact, GuestExtras};
+use imgport_validate::{validate_with_facts, CheckId, Finding, Options, Report, Severity, Status, Target};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn fs(kind: FsKind) -> FsInfo {
+    FsInfo {
+        kind,
+        version: None,
+        label: None,
+        uuid: Some("0f9e1c2a-1111-2222-3333-444455556666".into()),
+        size: None,
+        block_size: None,
+        free_bytes: None,
+        inodes: None,
+        free_inodes: None,
+        features: Vec::new(),
+        needs_recovery: false,
+        not_clean: false,
+    }
+}
+
+fn partition(number: u32, role: PartitionRole) -> Partition {
+    let start = u64::from(number) * MIB;
+    Partition {
+        number,
+        start,
+        size: 4 * GIB,
+        first_lba: start / 512,
+        last_lba: (start + 4 * GIB) / 512 - 1,
+        type_id: "0x83".into(),
+        type_name: "Linux",
+        role,
+        partuuid: None,
+        name: None,
+        bootable: false,
+        attributes: None,
+        logical: false,
+    }
+}
+
+fn volume(number: u32, kind: FsKind, mountpoint: Option<&str>) -> Volume {
+    Volume {
+        device: format!("/dev/sda{number}"),
+        partition: Some(number),
+        start: u64::from(number) * MIB,
+        size: 4 * GIB,
+        filesystem: Some(fs(kind)),
+        mountpoint: mountpoint.map(str::to_string),
+        error: None,
+    }
+}
+
+fn bios_boot() -> BootModes {
+    BootModes {
+        bios: true,
+        uefi: false,
+        mode: Some("BIOS"),
+        bios_evidence: vec!["boot code in the MBR".into()],
+        uefi_evidence: Vec::new(),
+    }
+}
+
+/// A Debian guest on /dev/sda1 of an MBR disk, booting with BIOS.
+fn debian(arch: &str) -> Inspection {
+    Inspection {
+        format: Format::Raw,
+        virtual_size: 8 * GIB,
+        partition_table: table(TableKind::Mbr, vec![partition(1, PartitionRole::Linux)]),
+        volumes: vec![volume(1, FsKind::Ext4, Some("/"))],
+        lvm: Vec::new(),
+        operating_systems: vec![linux_os(arch)],
+        boot: bios_boot(),
+        findings: Vec::new(),
+        bytes_read: 0,
+    }
+}
+
+fn table(kind: TableKind, partitions: Vec<Partition>) -> PartitionTable {
+    PartitionTable {
+        kind,
+        sector_size: 512,
+        disk_id: None,
+        mbr_signature: true,
+        mbr_boot_code: kind == TableKind::Mbr,
+        protective_mbr: kind == TableKind::Gpt,
+        hybrid_mbr: false,
+        hybrid_entries: Vec::new(),
+        partitions,
+        findings: Vec::new(),
+    }
+}
+
+fn linux_os(arch: &str) -> OperatingSystem {
+    OperatingSystem {
+        os_type: "linux".into(),
+        root: "/dev/sda1".into(),
+        release: OsRelease {
+            distro: Some("debian".into()),
+            name: Some("Debian GNU/Linux".into()),
+            version: Some("12".into()),
+            major_version: Some(12),
+            ..OsRelease::default()
+        },
+        hostname: None,
+        architecture: Some(Architecture { name: arch.into(), evidence: "/bin/sh".into(), bits: 64 }),
+        kernels: Vec::new(),
+        module_trees: Vec::new(),
+        fstab: Vec::new(),
+        mounted: Vec::new(),
+        agents: Vec::new(),
+        selinux: None,
+        grub: None,
+        network: Default::default(),
+        packages: None,
+        accounts: Default::default(),
+        lib_links: Vec::new(),
+        sshd: Default::default(),
+        windows: None,
+    }
+}
+
+fn judge(inspection: &Inspection, extras: &GuestExtras, target: Target) -> Report {
+    validate_with_facts(inspection, &ImageDetails::new(Format::Raw), extras, &Options { target, file_size: None })
+}
+
+fn of(r: &Report, id: CheckId) -> Vec<&Finding> {
+    r.findings.iter().filter(|f| f.id == id).collect()
+}
+
+/// An LVM system disk: the root is inside a logical volume, which is not read; the LVM check names the group
+/// and its volumes, and a group with a member on another disk is an error whatever the target.
+#[test]
+fn lvm_root_is_named_from_its_volume_group() {
+    let member = |key: &str, uuid: &str, hint: &str| VgMember {
+        key: key.into(),
+        uuid: uuid.into(),
+        device_hint: Some(hint.into()),
+    };
+    let pv = |members: Vec<VgMember>| PhysicalVolume {
+        device: "/dev/sda2".into(),
+        start: 2 * MIB,
+        uuid: "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5".into(),
+        volume_group: Some(VolumeGroup {
+            name: "vg0".into(),
+            seqno: 3,
+            physical_volumes: members,
+            logical_volumes: vec!["root".into(), "swap".into()],
+        }),
+        error: None,
+    };
+    let mut inspection = Inspection {
+        format: Format::Raw,
+        virtual_size: 8 * GIB,
+        partition_table: table(
+            TableKind::Mbr,
+            vec![partition(1, PartitionRole::Linux), partition(2, PartitionRole::Lvm)],
+        ),
+        volumes: vec![volume(1, FsKind::Ext4, None), volume(2, FsKind::Lvm2Member, None)],
+        lvm: vec![pv(vec![member("pv0", "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5", "/dev/sda2")])],
+        operating_systems: Vec::new(),
+        boot: bios_boot(),
+        findings: Vec::new(),
+        bytes_read: 0,
+    };
+    let extras = GuestExtras::from_inspection(&inspection);
+    let r = judge(&inspection, &extras, Target::Alibaba);
+    let root = of(&r, CheckId::RootFilesystem);
+    assert_eq!(root.len(), 1);
+    assert_eq!(root[0].status, Status::NotChecked);
+    assert!(root[0].message.contains("inside LVM volume group vg0 (root, swap)"), "{}", root[0].message);
+    let lvm = of(&r, CheckId::Lvm);
+    assert_eq!((lvm.len(), lvm[0].status, lvm[0].severity), (1, Status::Fail, Severity::Warning));
+    assert_eq!(lvm[0].message, "the root filesystem is on LVM (LVM volume group vg0 (root, swap) on /dev/sda2)");
+    assert_eq!((lvm[0].evidence.path.as_deref(), lvm[0].evidence.offset), (Some("/dev/sda2"), Some(2 * MIB)));
+    // The root's partition is the physical volume, the last one: it can grow.
+    assert_eq!(of(&r, CheckId::RootLast)[0].status, Status::Pass);
+
+    inspection.lvm = vec![pv(vec![
+        member("pv0", "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5", "/dev/sda2"),
+        member("pv1", "AAAAAABBBBCCCCDDDDEEEEFFFFGGGGGG", "/dev/sdb"),
+    ])];
+    for target in Target::ALL {
+        let r = judge(&inspection, &extras, target);
+        let spans: Vec<_> = of(&r, CheckId::Lvm).into_iter().filter(|f| f.severity == Severity::Error).collect();
+        assert_eq!(spans.len(), 1, "{target}");
+        assert!(
+            spans[0].message.contains("vg0 spans disks: physical volume(s) pv1 (/dev/sdb)"),
+            "{}",
+            spans[0].message
+        );
+    }
+}
+
+/// The driver checks judge the boot-driver facts: a missing virtio driver is an error, one left out of the
+/// initramfs gets the distribution's initramfs fix, and unknown facts leave the check unchecked.
+#[test]
+fn missing_virtio_driver_fails_from_the_facts() {
+    let inspection = debian("x86_64");
+    let mut extras = GuestExtras::from_inspection(&inspection);
+    let drivers = |virtio_blk: Availability| BootDrivers {
+        kernel: "6.1.0-18-amd64".into(),
+        drivers: vec![
+            ("virtio_blk".into(), virtio_blk),
+            ("virtio_pci".into(), Availability::BuiltIn("CONFIG_VIRTIO_PCI=y".into())),
+            ("virtio_net".into(), Availability::InInitramfs("virtio_net.ko".into())),
+            ("nvme".into(), Availability::InInitramfs("nvme.ko".into())),
+        ],
+    };
+    extras.boot_drivers = Fact::Known(drivers(Availability::Missing));
+    let r = judge(&inspection, &extras, Target::Alibaba);
+    let v = of(&r, CheckId::Virtio);
+    assert_eq!((v.len(), v[0].status, v[0].severity), (1, Status::Fail, Severity::Error));
+    assert_eq!(v[0].message, "kernel 6.1.0-18-amd64 has no virtio_blk driver (neither built in nor a module)");
+    assert_eq!(of(&r, CheckId::Nvme)[0].status, Status::Pass);
+    assert_eq!(r.exit_code(false), 1);
+
+    extras.boot_drivers = Fact::Known(drivers(Availability::ModuleOnly("virtio_blk.ko".into())));
+    let r = judge(&inspection, &extras, Target::Alibaba);
+    let fix = of(&r, CheckId::Virtio)[0].fix.clone().unwrap_or_default();
+    assert!(
+        fix.contains("/etc/initramfs-tools/modules") && fix.contains("update-initramfs -u -k 6.1.0-18-amd64"),
+        "{fix}"
+    );
+
+    // GCE asks for virtio_scsi, which these facts do not list.
+    extras.boot_drivers = Fact::Known(drivers(Availability::InInitramfs("virtio_blk.ko".into())));
+    let r = judge(&inspection, &extras, Target::Gce);
+    assert!(of(&r, CheckId::Virtio)[0].message.contains("no virtio_scsi driver"));
+    assert!(of(&r, CheckId::Nvme).is_empty(), "GCE does not run the nvme check");
+
+    extras.boot_drivers = Fact::unknown("kernel 6.1.0-18-amd64: its drivers were not examined");
+    let r = judge(&inspection, &extras, Target::Alibaba);
+    let v = of(&r, CheckId::Virtio);
+    assert_eq!(v[0].status, Status::NotChecked);
+    assert!(v[0].message.ends_with("cannot check: kernel 6.1.0-18-amd64: its drivers were not examined"));
+}
+
+/// Boot mode from the facts: a GPT disk whose BIOS boot partition holds a core image but whose MBR has no boot
+/// code starts nothing; an arm64 guest that only boots with BIOS cannot start on any target.
+#[test]
+fn gpt_bios_mismatch_cannot_boot() {
+    let mut inspection = debian("x86_64");
+    inspection.partition_table =
+        table(TableKind::Gpt, vec![partition(1, PartitionRole::BiosBoot), partition(2, PartitionRole::Linux)]);
+    inspection.partition_table.mbr_boot_code = false;
+    inspection.boot = BootModes {
+        bios: false,
+        uefi: false,
+        mode: None,
+        bios_evidence: vec!["BIOS boot partition /dev/sda1 holds data but the MBR has no boot code".into()],
+        uefi_evidence: Vec::new(),
+    };
+    let extras = GuestExtras::from_inspection(&inspection);
+    for target in Target::ALL {
+        let r = judge(&inspection, &extras, target);
+        let b = of(&r, CheckId::BootMode);
+        assert_eq!((b.len(), b[0].status, b[0].severity), (1, Status::Fail, Severity::Error), "{target}");
+        assert_eq!(
+            b[0].message,
+            "no BIOS boot code and no UEFI loader found: the image cannot boot (BIOS boot partition /dev/sda1 \
+             holds data but the MBR has no boot code)"
+        );
+        if target == Target::Alibaba {
+            let mode = r.parameters.pairs().into_iter().find(|(k, _)| *k == "BootMode").map(|(_, v)| v);
+            assert_eq!(mode.as_deref(), Some("-"), "no BootMode to derive");
+        }
+    }
+
+    let inspection = debian("aarch64");
+    let r = judge(&inspection, &GuestExtras::from_inspection(&inspection), Target::Alibaba);
+    let b = of(&r, CheckId::BootMode);
+    assert_eq!((b.len(), b[0].severity), (1, Severity::Error));
+    assert_eq!(b[0].message, "arm64 instances boot only with UEFI, and the image has no UEFI loader");
+    assert_eq!(of(&r, CheckId::Architecture)[0].status, Status::Pass);
+}
