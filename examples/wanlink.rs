@@ -1,15 +1,10 @@
 //! The WAN benchmark's link (scripts/bench-wan.sh), not part of imgport: a network namespace behind a veth pair
-//! shaped by tbf, and the latency proxy of the network tests (tests/common/netem.rs) in front of one server.
+//! shaped by tbf, and the latency proxy of the network tests (imgport_test_support::netem) in front of one server.
 //!
 //! usage: wanlink UPSTREAM_ADDR [RATE_MBIT [RTT_MS [JITTER_MS]]]
 //! Prints `NAMESPACE PROXY_ADDR` on one line, then holds the link until its standard input closes.
-#![allow(dead_code)]
 
-#[path = "../tests/common/netem.rs"]
-mod netem;
-#[path = "../tests/common/rng.rs"]
-mod rng;
-
+use imgport_test_support::netem;
 use std::io::{Read, Write};
 
 fn main() {

@@ -1,14 +1,11 @@
 //! `imgport auth whoami` end to end: the source it names, and that no secret or token ever reaches its output.
 
-#[path = "../crates/auth/tests/support/mod.rs"]
-mod support;
-
 use imgport_auth::sign::rpc_v1;
 use imgport_auth::time::{now, UtcTime};
 use imgport_auth::{Credentials, Secret};
+use imgport_test_support::responder::{Received, Reply, Server};
 use std::path::Path;
 use std::process::Command;
-use support::{Received, Reply, Server};
 
 const SECRET: &str = "whoami-secret-MUST-NOT-LEAK";
 const TOKEN: &str = "whoami-token-MUST-NOT-LEAK";

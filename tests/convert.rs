@@ -1,8 +1,7 @@
 //! `imgport convert` as a command: options, refusal to overwrite, and Ctrl-C, SIGTERM or SIGHUP leaving nothing
 //! behind.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 /// A source that takes a while to compress: 1 GiB virtual holding 384 MiB of compressible (but not trivially

@@ -5,6 +5,7 @@ use imgport_auth::sign::oss_v1;
 use imgport_auth::time::now;
 use imgport_auth::{Credentials, SignableRequest};
 use imgport_emulator::crc64::Crc64;
+use imgport_test_support::http::read_head;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -101,21 +102,8 @@ fn request(
     s.write_all(head.as_bytes()).expect("send head");
     body(&mut s).expect("send body");
     let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header");
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
+    let (status, headers) = read_head(&mut r);
+    let headers = headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
     (status, headers, r)
 }
 

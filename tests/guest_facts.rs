@@ -3,8 +3,7 @@
 //! makes, checked against the facts each was built with and against real tools (rpm, dpkg, debugfs, xfs_db); plus
 //! hostile initramfs archives and RPM databases that must give findings, never a panic, a hang or unbounded memory.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,7 @@
 //! Hostile input through the binary: every command on corrupted images exits with a clear error (never a panic,
 //! a signal or a hang), peak memory stays bounded, and inputs are never modified.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! they were built with and against real tools (sfdisk, blkid); plus damaged images that must give findings,
 //! never a panic.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;

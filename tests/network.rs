@@ -4,8 +4,8 @@
 //! Every upload is read back and compared; retries are counted; a kill -9 in the middle resumes. Needs root
 //! (namespaces, veth, tbf), as CI has: anything missing fails the test.
 
-mod common;
-use common::netem::{Delay, Faults, Link, Proxy};
+use crate::common;
+use imgport_test_support::netem::{Delay, Faults, Link, Proxy};
 
 use imgport_auth::Credentials;
 use imgport_emulator::{Emulator, EmulatorConfig, RunningEmulator};
@@ -63,11 +63,7 @@ fn oss(faults: Faults) -> Wan {
 
 /// s3s-fs (scripts/install-peers.sh), reached through `faults`.
 fn s3(faults: Faults) -> Wan {
-    let root = std::env::var_os("IMGPORT_PEERS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imgport-peers")))
-        .expect("HOME or IMGPORT_PEERS_DIR");
-    let bin = root.join("bin/s3s-fs");
+    let bin = common::peers_dir().expect("HOME or IMGPORT_PEERS_DIR").join("bin/s3s-fs");
     assert!(bin.exists(), "s3s-fs is not installed at {}: run scripts/install-peers.sh", bin.display());
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("s3");

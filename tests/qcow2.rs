@@ -1,7 +1,6 @@
 //! QCOW2 in and out, checked against qemu-img and qemu-io.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};

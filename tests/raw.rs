@@ -1,7 +1,6 @@
 //! RAW in and out, digest and compare, checked against qemu-img.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn raw_round_trip_is_identical_and_sparse() {

@@ -1,8 +1,7 @@
 //! Every reader against every writer: each qemu-made fixture is converted by imgport into every output format;
 //! qemu-img must read each output identically to the source, and `imgport digest` must survive every hop.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// (imgport -O, -o options, qemu format to read the output back, file suffix)
 const OUTPUTS: &[(&str, &str, &str, &str)] = &[

@@ -2,8 +2,8 @@
 //! sizes at part boundaries, injected faults, kill -9 and resume, a changed source. Streamed `convert` to a
 //! store: the object equals `imgport convert`'s file, with faults, after kill -9 and resume, a changed source.
 
-mod common;
-use common::{peak_rss_kib, under_time};
+use crate::common;
+use crate::common::{peak_rss_kib, under_time};
 
 use imgport_auth::Credentials;
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
@@ -57,17 +57,9 @@ fn oss_with(flavor: Flavor, cloud: CloudSettings) -> Store {
     s
 }
 
-fn s3s_fs_binary() -> Option<PathBuf> {
-    let root = std::env::var_os("IMGPORT_PEERS_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/imgport-peers")))?;
-    let bin = root.join("bin/s3s-fs");
-    bin.exists().then_some(bin)
-}
-
 /// s3s-fs on a free port. A missing peer fails the test: scripts/install-peers.sh builds it.
 fn s3() -> Store {
-    let Some(bin) = s3s_fs_binary() else {
+    let Some(bin) = common::s3s_fs() else {
         panic!("s3s-fs is not installed: run scripts/install-peers.sh (it builds s3s-fs 0.14.1)");
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,8 +2,7 @@
 //! problems it was built with, for every target profile; every check is seen passing and failing; the derived import
 //! parameters; exit codes, human output and the JSON schema.
 
-mod common;
-use common::*;
+use crate::common::*;
 use imgport_validate::facts::{
     Availability, BootDrivers, BootEntry, Fact, GuestExtras, Network, Shadow, Sshd, WindowsDrivers,
 };

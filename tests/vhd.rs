@@ -1,7 +1,6 @@
 //! VHD (qemu's `vpc`) in and out, checked against qemu-img, plus hand-corrupted images.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

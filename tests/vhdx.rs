@@ -4,8 +4,7 @@
 //! sectors, a log that needs replaying, damaged structures) are made by patching qemu's output here, with
 //! the checksums recomputed, so each stays consistent apart from the one thing under test.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

@@ -7,8 +7,7 @@
 //! baseline of ~24 s per image was measured. A missing virt-inspector fails the test: scripts/install-peers.sh
 //! installs it.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

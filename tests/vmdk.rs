@@ -1,8 +1,7 @@
 //! VMDK in and out, checked against qemu-img: every subformat qemu writes is read identically, imgport's
 //! streamOptimized output is accepted by qemu-img (compare, check, info), hostile images are refused cleanly.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 

@@ -47,3 +47,5 @@ pub fn exercise(data: &[u8], format: Option<Format>) {
         let _ = imgport_disk::digest(img.as_ref(), &Control::new());
     }
 }
+
+pub mod guest;

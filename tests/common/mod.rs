@@ -1,10 +1,11 @@
-//! Shared helpers for the end-to-end tests: run the imgport binary, run qemu-img (the oracle), and build
-//! deterministic source disks.
+//! Helpers of the end-to-end tests: run the imgport binary, build the guest test images, read validate reports,
+//! bound runs. What the crates' tests share too (peers, fixtures, the PRNG) comes from imgport-test-support and is
+//! re-exported here.
 #![allow(dead_code)]
 
-pub mod netem;
-pub mod rng;
-pub use rng::Rng;
+pub use imgport_test_support::images::*;
+pub use imgport_test_support::peers::*;
+pub use imgport_test_support::Rng;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -32,146 +33,14 @@ pub fn imgport_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Fail loudly when a test peer is missing: tests never skip silently.
-pub fn require(tool: &str) {
-    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().map(|o| o.status.success());
-    assert!(
-        matches!(found, Ok(true)),
-        "test peer '{tool}' is not installed: run scripts/test.sh (it installs the peers)"
-    );
-}
-
-/// Run qemu-img and insist on success; returns stdout.
-pub fn qemu_img(args: &[&str]) -> String {
-    require("qemu-img");
-    let out = Command::new("qemu-img").args(args).output().expect("cannot run qemu-img");
-    assert!(
-        out.status.success(),
-        "qemu-img {args:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Run qemu-img and return its exit code and combined output.
-pub fn qemu_img_status(args: &[&str]) -> (i32, String) {
-    require("qemu-img");
-    let out = Command::new("qemu-img").args(args).output().expect("cannot run qemu-img");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), text)
-}
-
-/// `qemu-img compare` of two images with explicit formats, plus equal virtual sizes (qemu-img only warns
-/// on a size mismatch, and its `-s` also fails on differing allocation); panics on any difference.
-pub fn assert_qemu_identical(a: &Path, fmt_a: &str, b: &Path, fmt_b: &str) {
-    let (size_a, size_b) = (qemu_info(a, fmt_a)["virtual-size"].clone(), qemu_info(b, fmt_b)["virtual-size"].clone());
-    assert_eq!(size_a, size_b, "virtual sizes differ: {} ({fmt_a}) vs {} ({fmt_b})", a.display(), b.display());
-    let (code, text) =
-        qemu_img_status(&["compare", "-f", fmt_a, "-F", fmt_b, a.to_str().unwrap(), b.to_str().unwrap()]);
-    assert_eq!(code, 0, "qemu-img compare {} ({fmt_a}) vs {} ({fmt_b}): {text}", a.display(), b.display());
-}
-
-/// `qemu-img info --output=json` parsed.
-pub fn qemu_info(path: &Path, fmt: &str) -> serde_json::Value {
-    let out = qemu_img(&["info", "--output=json", "-f", fmt, path.to_str().unwrap()]);
-    serde_json::from_str(&out).expect("qemu-img info printed invalid JSON")
-}
-
-/// Write a sparse raw disk of `size` bytes: pseudo-random data pieces scattered over holes, plus pieces of
-/// written zeros (allocated on the host but all zero), at unaligned offsets too. Deterministic for a seed.
-pub fn make_source_raw(path: &Path, size: u64, seed: u64) {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::create(path).expect("create source");
-    f.set_len(size).expect("set_len");
-    let mut rng = Rng::new(seed);
-    let pieces = 4 + (size >> 20).min(60);
-    for i in 0..pieces {
-        let len = 1 + rng.below((size / 16).clamp(1, 3 << 20));
-        let off = rng.below(size.saturating_sub(len).max(1));
-        let len = len.min(size - off);
-        let mut buf = vec![0u8; len as usize];
-        if i % 4 != 3 {
-            rng.fill(&mut buf);
-        }
-        f.write_all_at(&buf, off).expect("write source");
-    }
-    // Data in the very first and very last sectors: the edges are where size bugs show.
-    let mut edge = vec![0u8; 512.min(size as usize)];
-    rng.fill(&mut edge);
-    f.write_all_at(&edge, 0).expect("write source");
-    f.write_all_at(&edge, size - edge.len() as u64).expect("write source");
-}
-
-/// A fresh temporary folder for a test.
-pub fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("imgport-test-").tempdir().expect("tempdir")
-}
-
 pub fn p(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
-}
-
-/// Convert `src` (raw) to a fixture with qemu-img: `qemu-img convert -f raw -O fmt -o opts src dst`.
-pub fn qemu_convert(src: &Path, dst: &Path, fmt: &str, opts: &str, extra: &[&str]) {
-    let mut args = vec!["convert", "-f", "raw", "-O", fmt];
-    if !opts.is_empty() {
-        args.push("-o");
-        args.push(opts);
-    }
-    args.extend_from_slice(extra);
-    args.push(src.to_str().unwrap());
-    args.push(dst.to_str().unwrap());
-    qemu_img(&args);
 }
 
 /// The imgport JSON output of `args` parsed.
 pub fn imgport_json(args: &[&str]) -> serde_json::Value {
     let out = imgport_ok(args);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("imgport {args:?} printed invalid JSON ({e}):\n{out}"))
-}
-
-/// A fixture image made by qemu-img from a raw source.
-#[derive(Debug, Clone)]
-pub struct Fixture {
-    /// e.g. "qcow2-v2", "vpc-fixed".
-    pub name: String,
-    pub path: PathBuf,
-    /// qemu-img's format name for `-f`.
-    pub qemu_format: &'static str,
-}
-
-/// The (qemu format, `-o` options, extra convert flags, name) variants built by [`format_fixtures`].
-pub const FIXTURE_VARIANTS: &[(&str, &str, &[&str], &str)] = &[
-    ("raw", "", &[], "raw"),
-    ("qcow2", "compat=0.10", &[], "qcow2-v2"),
-    ("qcow2", "compat=1.1,cluster_size=4096", &[], "qcow2-v3-4k"),
-    ("qcow2", "compat=1.1,extended_l2=on,cluster_size=128k", &[], "qcow2-extl2"),
-    ("qcow2", "compression_type=zstd", &["-c"], "qcow2-zstd"),
-    ("qcow2", "compression_type=zlib", &["-c"], "qcow2-zlib"),
-    ("vpc", "subformat=fixed,force_size=on", &[], "vpc-fixed"),
-    ("vpc", "subformat=dynamic,force_size=on", &[], "vpc-dynamic"),
-    // Without force_size qemu rounds the size up to a CHS geometry: same content, longer disk.
-    ("vpc", "subformat=dynamic", &[], "vpc-dynamic-chs"),
-    ("vhdx", "block_size=1M", &[], "vhdx-1m"),
-    ("vmdk", "subformat=monolithicSparse", &[], "vmdk-sparse"),
-    ("vmdk", "subformat=streamOptimized", &[], "vmdk-stream"),
-    ("vmdk", "subformat=monolithicFlat", &[], "vmdk-flat"),
-];
-
-/// Build one fixture per [`FIXTURE_VARIANTS`] entry from a deterministic source of `size` bytes.
-/// Returns the raw source path and the fixtures.
-pub fn format_fixtures(dir: &Path, size: u64, seed: u64) -> (PathBuf, Vec<Fixture>) {
-    let src = dir.join("source.raw");
-    make_source_raw(&src, size, seed);
-    let mut out = Vec::new();
-    for (fmt, opts, extra, name) in FIXTURE_VARIANTS {
-        let path = dir.join(format!("{name}.img"));
-        qemu_convert(&src, &path, fmt, opts, extra);
-        out.push(Fixture { name: name.to_string(), path, qemu_format: fmt });
-    }
-    (src, out)
 }
 
 // ---- guest ---------------------------------------------------------------------------------------------------------

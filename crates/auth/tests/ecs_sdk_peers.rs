@@ -2,13 +2,11 @@
 //! verifiers; a wrong secret does not. Needs `python3` with `alibabacloud-ecs20140526` (scripts/install-peers.sh);
 //! fails without it.
 
-mod support;
-
 use imgport_auth::sign::{acs3, rpc_v1, sha256_hex, VerifyError};
 use imgport_auth::{Secret, SignableRequest};
+use imgport_test_support::responder::{Received, Reply, Server};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use support::{Received, Reply, Server};
 
 const AK: &str = "LTAI5tEcsPeerKey001";
 const SK: &str = "ecs-peer-secret";

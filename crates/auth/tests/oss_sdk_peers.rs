@@ -1,21 +1,15 @@
 //! Requests signed by Alibaba's Python OSS SDKs verify with imgport's OSS V1 and V4 verifiers; a wrong secret
 //! does not. Needs `python3` with `oss2` and `alibabacloud-oss-v2` (scripts/install-peers.sh); fails without them.
 
-mod support;
-
 use imgport_auth::sign::{oss_v1, oss_v4, VerifyError};
 use imgport_auth::{Secret, SignableRequest};
+use imgport_test_support::responder::{Received, Reply, Server};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use support::{Received, Reply, Server};
 
 const AK: &str = "LTAI5tPeerTestKey01";
 const SK: &str = "peer-test-secret";
 const TOKEN: &str = "peer-test-token";
-
-fn python_has_oss_sdks() -> bool {
-    Command::new("python3").args(["-c", "import oss2, alibabacloud_oss_v2"]).output().is_ok_and(|o| o.status.success())
-}
 
 fn verify(r: &Received) -> Result<&'static str, VerifyError> {
     let req = SignableRequest::from_target(&r.method, &r.target, r.headers.clone())
@@ -62,7 +56,7 @@ fn run_clients(secret: &str) -> (bool, String, Vec<String>) {
 #[test]
 fn official_python_sdks_verify() {
     assert!(
-        python_has_oss_sdks(),
+        imgport_test_support::peers::python_has("oss2, alibabacloud_oss_v2"),
         "python3 with oss2 and alibabacloud-oss-v2 is missing: run scripts/install-peers.sh"
     );
     let (ok, text, log) = run_clients(SK);

@@ -2,16 +2,14 @@
 //! environment is never changed), and STS / instance metadata served by a local responder that verifies what
 //! it receives.
 
-mod support;
-
 use imgport_auth::provider::{Clock, CredentialsError, CredentialsProvider, DefaultChain, Imds, Refreshing};
 use imgport_auth::sign::{rpc_v1, VerifyError};
 use imgport_auth::time::UtcTime;
 use imgport_auth::{Env, Secret};
+use imgport_test_support::responder::{Received, Reply, Server};
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use support::{Received, Reply, Server};
 
 const BASE_AK: &str = "LTAIbaseAccessKey01";
 const BASE_SK: &str = "base-secret-VALUE-1";

@@ -1,7 +1,6 @@
 //! The RPC client against a local responder that verifies each signature: RPC V1 and ACS3 calls, form bodies,
 //! error answers with their RequestId, and retries of throttled calls.
 
-mod support;
 
 use imgport_auth::endpoints::{Endpoint, Service};
 use imgport_auth::provider::{Clock, CredentialsProvider, Static};
@@ -12,7 +11,7 @@ use imgport_net::RetryPolicy;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{Received, Reply, Server};
+use imgport_test_support::responder::{Received, Reply, Server};
 
 const AK: &str = "LTAIrpcAccessKey001";
 const SK: &str = "rpc-secret-MUST-NOT-LEAK";

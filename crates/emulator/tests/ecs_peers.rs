@@ -19,10 +19,9 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_image
 /// The official SDKs and qemu-img are the test's peers (scripts/install-peers.sh installs them): without them the
 /// test fails, never skips.
 fn require_peers() {
-    let python = Command::new("python3")
-        .args(["-c", "import oss2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let python = imgport_test_support::peers::python_has(
+        "oss2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401",
+    );
     let qemu = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
     assert!(python && qemu, "python3 with the ECS/RAM/STS SDKs or qemu-img is missing: run scripts/install-peers.sh");
 }

@@ -7,24 +7,13 @@ use imgport_auth::sign::{acs3, oss_v1, oss_v4, rpc_v1, sha256_hex};
 use imgport_auth::time::{now, UtcTime};
 use imgport_auth::{Credentials, SignableRequest};
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, RunningEmulator};
-use std::io::{BufRead, BufReader, Read, Write};
+use imgport_test_support::http::{exchange, read_head, Answer};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 const AK: &str = "LTAI5tRawHttpTestKey";
 const SK: &str = "raw-http-test-secret";
-
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
 
 /// Sends a request as-is (`body_wire` already framed) and reads the whole answer.
 fn send(emu: &RunningEmulator, req: &SignableRequest, body_wire: &[u8], framing: &str) -> Answer {
@@ -37,21 +26,7 @@ fn send(emu: &RunningEmulator, req: &SignableRequest, body_wire: &[u8], framing:
     s.write_all(head.as_bytes()).expect("head");
     s.write_all(body_wire).expect("body");
     let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status");
-    let status = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).expect("header");
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    let (status, headers) = read_head(&mut r);
     let mut body = String::new();
     if req.method != "HEAD" {
         let _ = r.read_to_string(&mut body);
@@ -155,61 +130,12 @@ fn rpc_unknown_actions_and_answers_in_the_requested_format() {
     assert!(a.status == 400 && a.body.contains("SignatureDoesNotMatch"), "{}", a.body);
 }
 
-/// Sends `wire` on a new connection and collects what comes back until the server closes or `wait` passes; None
-/// when nothing came back at all.
-fn raw(addr: SocketAddr, wire: &[u8], wait: Duration) -> Option<Answer> {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-    // The server may answer and close before taking everything (an early refusal): a failed write is fine.
-    let _ = s.write_all(wire);
-    let deadline = Instant::now() + wait;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 16384];
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                // A complete answer with a length: done even if the connection stays open.
-                if complete(&got) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    parse_answer(&got)
-}
-
-fn complete(got: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(got);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else { return false };
-    let len = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
-    len.is_some_and(|n| body.len() >= n)
-}
-
-fn parse_answer(got: &[u8]) -> Option<Answer> {
-    if got.is_empty() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(got).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers =
-        lines.filter_map(|h| h.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))).collect();
-    Some(Answer { status, headers, body: body.to_string() })
-}
-
 fn admin(addr: SocketAddr, method: &str, path: &str, host: &str, extra: &str, body: &str) -> Answer {
     let wire = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    raw(addr, wire.as_bytes(), Duration::from_secs(10)).expect("an answer")
+    exchange(addr, wire.as_bytes(), Duration::from_secs(10)).expect("an answer")
 }
 
 #[test]
@@ -403,13 +329,13 @@ fn rpc_bodies_are_refused_before_they_are_read_when_they_can_be() {
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
         8 << 20
     );
-    let a = raw(emu.addr, wire.as_bytes(), wait).expect("answered before the body");
+    let a = exchange(emu.addr, wire.as_bytes(), wait).expect("answered before the body");
     assert_eq!(a.status, 413, "{}", a.body);
     // So is a small body from a key the server does not know (the key is in the query string).
     let wire = format!(
         "POST /?Action=DescribeRegions&Version=2014-05-26&Format=JSON&AccessKeyId=LTAInobodyknowsthis1 HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\n"
     );
-    let a = raw(emu.addr, wire.as_bytes(), wait).expect("answered before the body");
+    let a = exchange(emu.addr, wire.as_bytes(), wait).expect("answered before the body");
     assert_eq!(a.status, 404, "{}", a.body);
     assert!(a.body.contains("InvalidAccessKeyId.NotFound"), "{}", a.body);
     // A form body larger than any RPC call needs, sent chunked: refused once the limit is passed.
@@ -418,7 +344,7 @@ fn rpc_bodies_are_refused_before_they_are_read_when_they_can_be() {
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n{}",
         chunk.repeat(4)
     );
-    let a = raw(emu.addr, wire.as_bytes(), wait).expect("answered");
+    let a = exchange(emu.addr, wire.as_bytes(), wait).expect("answered");
     assert_eq!(a.status, 413, "{}", a.body);
     // A signed call still works, its parameters in a form body.
     let mut params: Vec<(String, String)> =
@@ -432,7 +358,7 @@ fn rpc_bodies_are_refused_before_they_are_read_when_they_can_be() {
         "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
         form.len()
     );
-    let a = raw(emu.addr, wire.as_bytes(), Duration::from_secs(10)).expect("answered");
+    let a = exchange(emu.addr, wire.as_bytes(), Duration::from_secs(10)).expect("answered");
     assert_eq!(a.status, 200, "{}", a.body);
 }
 

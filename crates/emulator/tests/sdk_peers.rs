@@ -6,6 +6,7 @@
 
 use imgport_emulator::faults::{Fault, FaultConfig, FaultRule};
 use imgport_emulator::{Emulator, EmulatorConfig, RunningEmulator};
+use imgport_test_support::peers::require_python;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::process::Command;
@@ -17,12 +18,6 @@ const RPC_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/rpc_g
 
 /// The official SDKs are the test's peers (scripts/install-peers.sh installs them): without them the test fails,
 /// never skips.
-fn require_python(modules: &str) {
-    let ok =
-        Command::new("python3").args(["-c", &format!("import {modules}")]).output().is_ok_and(|o| o.status.success());
-    assert!(ok, "python3 with {modules} is missing: run scripts/install-peers.sh");
-}
-
 fn require_oss_sdks() {
     require_python("oss2, alibabacloud_oss_v2, requests");
 }

@@ -57,6 +57,13 @@ impl<'a> Db<'a> {
         if data.get(..16) != Some(b"SQLite format 3\0") {
             return Err(Error::invalid(HEADER, "sqlite header at offset 0: no \"SQLite format 3\" magic").at(0));
         }
+        // The header's fields reach to byte 100; a shorter file (a truncated database) has none of them to read.
+        if data.len() < 100 {
+            return Err(format!(
+                "sqlite header at offset 0: the file is {} bytes, shorter than the 100-byte header",
+                data.len()
+            ));
+        }
         let ps = be16(data, 16);
         let page_size = if ps == 1 { 65536 } else { usize::from(ps) };
         if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
@@ -243,6 +250,15 @@ pub fn record(p: &[u8]) -> Result<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `sqlite` fuzz target: the magic and a page size, then the file ends before the reserved-bytes
+    /// field at offset 20.
+    #[test]
+    fn a_header_cut_short_is_an_error() {
+        let cut = b"SQLite format 3\0\x04\x00\x00\x00";
+        let err = Db::open(cut).err().expect("a 20-byte file is refused");
+        assert!(err.contains("shorter than the 100-byte header"), "{err}");
+    }
 
     #[test]
     fn varints_and_records() {

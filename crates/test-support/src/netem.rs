@@ -5,7 +5,7 @@
 //! The client runs in the namespace ([`Link::command`]); the servers and the proxy run here, the proxy listening on
 //! this side's veth address, so every byte a client sends crosses the shaped veth and the proxy before it reaches
 //! a server listening on 127.0.0.1. Needs root (CI has it); anything that cannot be set up panics: these tests never
-//! skip. Also built into `examples/wanlink.rs` (the WAN benchmark's link), so it uses nothing else from `common`.
+//! skip. The network tests and `examples/wanlink.rs` (the WAN benchmark's link) use it.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-// A sibling module wherever this file is included (tests/common, and examples/wanlink.rs).
-use super::rng::Rng;
+use crate::rng::Rng;
 
 /// Prefix of every namespace made here; the rest of the name is the process id and a counter.
 const NS_PREFIX: &str = "imgport-net-";

@@ -2,9 +2,9 @@
 //! extreme values in headers and tables) go through open, map, read, check and digest. None may panic, hang,
 //! or allocate more than a bounded amount of memory; every failure must be an error naming the file.
 
-mod common;
-use common::*;
 use imgport_disk::{open, Control, OpenOptions};
+use imgport_test_support::images::{format_fixtures, tempdir};
+use imgport_test_support::Rng;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

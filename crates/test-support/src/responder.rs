@@ -1,7 +1,5 @@
 //! A small HTTP/1.1 responder on 127.0.0.1 for tests: one request per connection, handled by a closure.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,137 @@
+//! Harnesses for the guest inspection's parsers of untrusted bytes: partition tables, filesystem front ends, LVM
+//! labels and metadata, registry hives, SQLite databases and initramfs archives. Each takes the input as the whole
+//! structure (a disk, a partition, a file) and walks everything a caller would, within small budgets.
+
+use imgport_disk::MemImage;
+use imgport_guest::fs::{FileType, GuestFs};
+use imgport_guest::partition::{gpt, mbr, read_table};
+use imgport_guest::reader::{Disk, Region};
+use imgport_guest::regf::Hive;
+use imgport_guest::{initramfs, probe, sqlite};
+use std::sync::Arc;
+
+/// Directory entries, hive keys or table pages visited per input: enough to reach every structure of a 64 KiB
+/// input, few enough that a looping structure costs milliseconds.
+const WALK_BUDGET: usize = 256;
+/// Bytes read from one file of a fuzzed filesystem.
+const FILE_BUDGET: usize = 64 << 10;
+
+fn disk(data: &[u8]) -> Disk {
+    Disk::new(Arc::new(MemImage(data.to_vec())))
+}
+
+fn whole(data: &[u8]) -> Region {
+    disk(data).view(0, data.len() as u64)
+}
+
+/// The input as a disk: GPT header parsing (primary at 512 and 4096 bytes per sector, and the backup), then the
+/// whole table read with its layout checks.
+pub fn gpt(data: &[u8]) {
+    for sector in [512usize, 4096] {
+        if let Some(s) = data.get(sector..sector * 2) {
+            let _ = gpt::parse_header(s);
+        }
+    }
+    let d = disk(data);
+    let lba0 = mbr::parse_lba0(data.get(..512).unwrap_or(data));
+    let _ = gpt::read(&d, &lba0);
+    let _ = read_table(&d);
+}
+
+/// The input as a disk: the MBR and its chain of extended boot records, then the whole table with layout checks.
+pub fn mbr(data: &[u8]) {
+    let d = disk(data);
+    let lba0 = mbr::parse_lba0(data.get(..512).unwrap_or(data));
+    let _ = lba0.is_volume_boot_record(data);
+    let _ = mbr::read(&d, &lba0);
+    let _ = read_table(&d);
+}
+
+/// The input as a partition: the filesystem probe (every signature), then, for a filesystem imgport reads files
+/// from, a walk of its tree reading directories, links and the start of each file.
+pub fn filesystem(data: &[u8]) {
+    let mut region = whole(data);
+    let Ok(Some(info)) = probe::probe(&mut region) else { return };
+    let Ok(mut fs) = imgport_guest::fs::open(whole(data), &info) else { return };
+    let _ = fs.free_bytes();
+    walk_tree(fs.as_mut());
+}
+
+fn walk_tree(fs: &mut dyn GuestFs) {
+    let mut pending = vec!["/".to_string()];
+    let mut visited = 0;
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = fs.read_dir(&dir) else { continue };
+        for entry in entries {
+            visited += 1;
+            if visited > WALK_BUDGET {
+                return;
+            }
+            if entry.name == "." || entry.name == ".." {
+                continue;
+            }
+            let path = if dir == "/" { format!("/{}", entry.name) } else { format!("{dir}/{}", entry.name) };
+            let _ = fs.lstat(&path);
+            let _ = fs.inode_flags(&path);
+            match entry.file_type {
+                FileType::Dir => pending.push(path),
+                FileType::Symlink => {
+                    let _ = fs.read_link(&path);
+                }
+                FileType::File => {
+                    let _ = fs.read_file(&path, FILE_BUDGET);
+                    let mut buf = [0u8; 512];
+                    let _ = fs.read_at(&path, 4096, &mut buf);
+                }
+                FileType::Other => {}
+            }
+        }
+    }
+}
+
+/// The input as a partition holding an LVM physical volume: the label scan, the metadata area header and the
+/// volume group text it points to.
+pub fn lvm(data: &[u8]) {
+    let mut region = whole(data);
+    let _ = imgport_validate::lvm::read_pv(&mut region, "fuzz");
+}
+
+/// The input as a registry hive file: the base block, then keys, subkey lists and values breadth first.
+pub fn regf(data: &[u8]) {
+    let Ok(mut hive) = Hive::open(data, data.len() as u64) else { return };
+    let mut pending = vec![hive.root()];
+    let mut visited = 0;
+    while let Some(key) = pending.pop() {
+        visited += 1;
+        if visited > WALK_BUDGET {
+            return;
+        }
+        let _ = hive.name(key);
+        let _ = hive.values(key);
+        let _ = hive.value(key, "ProductName");
+        if let Ok(subkeys) = hive.subkeys(key) {
+            pending.extend(subkeys.into_iter().map(|(_, off)| off));
+        }
+    }
+    let _ = hive.open_path("Microsoft\\Windows NT\\CurrentVersion");
+}
+
+/// The input as an SQLite database file (the RPM database's format): the schema look-up the package reader
+/// makes, then the rows of every b-tree rooted in the first pages, and a record decoded from the input as is.
+pub fn sqlite(data: &[u8]) {
+    let _ = sqlite::record(data);
+    let Ok(db) = sqlite::Db::open(data) else { return };
+    if let Ok(Some(root)) = db.table_root("Packages") {
+        let _ = db.rows(root);
+    }
+    for page in 1..=16 {
+        let _ = db.rows(page);
+    }
+}
+
+/// The input as an initramfs file: cpio archives, plain or in gzip, xz, zstd or lz4 streams, with limits small
+/// enough that a decompression bomb ends within the fuzzer's time budget.
+pub fn initramfs(data: &[u8]) {
+    let limits = initramfs::Limits { max_bytes: 32 << 20, max_entries: 10_000, max_name: 4096, max_capture: 1 << 20 };
+    let _ = initramfs::read(data, limits);
+}
