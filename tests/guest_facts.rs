@@ -758,7 +758,7 @@ fn corrupt_hive_never_panics() {
     let env = guest_env("win-ntfs");
     let part: u32 = env["ROOT_PART"].parse().unwrap();
     let hive = guest_file(&image("win-ntfs"), part, "/Windows/System32/config/SOFTWARE");
-    let lookup = |d: &[u8]| -> Result<Option<String>, String> {
+    let lookup = |d: &[u8]| -> Result<Option<String>, imgport_guest::Error> {
         let mut h = Hive::open(d, d.len() as u64)?;
         let Some(k) = h.open_path("Microsoft\\Windows NT\\CurrentVersion")? else { return Ok(None) };
         Ok(h.value(k, "ProductName")?.map(|v| format!("{v:?}")))
@@ -786,11 +786,11 @@ fn corrupt_hive_never_panics() {
     let mut d = hive.clone();
     d[list..list + 2].copy_from_slice(b"ri");
     d[list + 4..list + 8].copy_from_slice(&list_off.to_le_bytes());
-    let e = lookup(&d).unwrap_err();
+    let e = lookup(&d).unwrap_err().to_string();
     assert!(e.contains("loop") || e.contains("deeper"), "{e}");
     let mut d = hive.clone();
     d[microsoft - 4..microsoft].copy_from_slice(&(-0x4000_0000i32).to_le_bytes());
-    let e = lookup(&d).unwrap_err();
+    let e = lookup(&d).unwrap_err().to_string();
     assert!(e.contains("size"), "{e}");
 }
 

@@ -93,7 +93,7 @@ fn walk_tree(fs: &mut dyn GuestFs) {
 /// volume group text it points to.
 pub fn lvm(data: &[u8]) {
     let mut region = whole(data);
-    let _ = imgport_validate::lvm::read_pv(&mut region, "fuzz");
+    let _ = imgport_guest::lvm::read_pv(&mut region, "fuzz");
 }
 
 /// The input as a registry hive file: the base block, then keys, subkey lists and values breadth first.

@@ -1,17 +1,16 @@
 //! The RPC client against a local responder that verifies each signature: RPC V1 and ACS3 calls, form bodies,
 //! error answers with their RequestId, and retries of throttled calls.
 
-
 use imgport_auth::endpoints::{Endpoint, Service};
 use imgport_auth::provider::{Clock, CredentialsProvider, Static};
 use imgport_auth::rpc::{RpcClient, RpcError, Signer, Style, Transport};
 use imgport_auth::sign::{acs3, rpc_v1, sha256_hex};
 use imgport_auth::{Credentials, Secret, SignableRequest};
 use imgport_net::RetryPolicy;
+use imgport_test_support::responder::{Received, Reply, Server};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use imgport_test_support::responder::{Received, Reply, Server};
 
 const AK: &str = "LTAIrpcAccessKey001";
 const SK: &str = "rpc-secret-MUST-NOT-LEAK";

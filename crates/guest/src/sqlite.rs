@@ -59,10 +59,14 @@ impl<'a> Db<'a> {
         }
         // The header's fields reach to byte 100; a shorter file (a truncated database) has none of them to read.
         if data.len() < 100 {
-            return Err(format!(
-                "sqlite header at offset 0: the file is {} bytes, shorter than the 100-byte header",
-                data.len()
-            ));
+            return Err(Error::corrupt(
+                HEADER,
+                format!(
+                    "sqlite header at offset 0: the file is {} bytes, shorter than the 100-byte header",
+                    data.len()
+                ),
+            )
+            .at(0));
         }
         let ps = be16(data, 16);
         let page_size = if ps == 1 { 65536 } else { usize::from(ps) };
@@ -250,6 +254,7 @@ pub fn record(p: &[u8]) -> Result<Vec<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     /// Found by the `sqlite` fuzz target: the magic and a page size, then the file ends before the reserved-bytes
     /// field at offset 20.
@@ -257,7 +262,8 @@ mod tests {
     fn a_header_cut_short_is_an_error() {
         let cut = b"SQLite format 3\0\x04\x00\x00\x00";
         let err = Db::open(cut).err().expect("a 20-byte file is refused");
-        assert!(err.contains("shorter than the 100-byte header"), "{err}");
+        assert!(err.to_string().contains("shorter than the 100-byte header"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn facts(image: &dyn DiskImage, object_size: u64, detect: bool) -> Probe {
     let detection = detect.then(|| detection::run(image, first_sector.as_ref(), table.as_ref()));
     Probe {
         format: details.format,
-        fixed_vhd: details.vhd.as_ref().is_some_and(|v| v.disk_type == "fixed"),
+        fixed_vhd: details.vhd().is_some_and(|v| v.disk_type == "fixed"),
         virtual_size: image.virtual_size(),
         object_size,
         first_sector,
