@@ -2,7 +2,7 @@
 # Benchmark over a WAN-like link: imgport upload vs `aws s3 cp` (awscli) and `rclone copyto`, each run inside a
 # network namespace whose veth link is shaped by tbf (RATE_MBIT, default 200 Mbit/s) and whose traffic to the
 # S3 server (s3s-fs on 127.0.0.1, data on tmpfs) crosses the latency proxy of the network tests (RTT_MS, default
-# 50 ms). examples/wanlink.rs sets the link up (tests/common/netem.rs) and removes it at the end. Needs root.
+# 50 ms). examples/wanlink.rs sets the link up (crates/test-support/src/netem.rs) and removes it at the end. Needs root.
 #
 # Two rounds: "equal" (every tool with PART_MIB MiB parts and CONCURRENCY parts in flight, as in
 # scripts/bench-upload.sh) and "defaults" (every tool as it comes: no part size or concurrency given). The ceiling

@@ -1,4 +1,4 @@
-//! Uploads through a hostile network that stays on this machine (tests/common/netem.rs): imgport runs in a network
+//! Uploads through a hostile network that stays on this machine (imgport-test-support's netem module): imgport runs in a network
 //! namespace whose veth link is shaped to 200 Mbit/s by `tbf`, and reaches the OSS emulator and s3s-fs through a
 //! TCP proxy that adds 50 ms of round trip with jitter, stalls connections and resets them in the middle of parts.
 //! Every upload is read back and compared; retries are counted; a kill -9 in the middle resumes. Needs root

@@ -822,7 +822,7 @@ impl Store {
     }
 }
 
-/// A raw disk with scattered data, written zeros and holes (tests/common), `mib` MiB plus an odd tail.
+/// A raw disk with scattered data, written zeros and holes (imgport-test-support's fixtures), `mib` MiB plus an odd tail.
 fn raw_disk(dir: &Path, name: &str, mib: u64, seed: u64) -> PathBuf {
     let p = dir.join(name);
     common::make_source_raw(&p, (mib << 20) + 3 * 512, seed);

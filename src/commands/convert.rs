@@ -181,7 +181,7 @@ fn to_store(args: &Args) -> Result<StoreSummary, Stopped> {
     let src = open(&args.input, &args.open.options()).map_err(|e| e.to_string())?;
     let (virtual_size, input_format) = (src.virtual_size(), src.details().format);
     let prepared = Prepared::new(&dest, &args.upload, &args.input)?;
-    let job = ConvertUpload::new(src, &args.open.options(), opts)?;
+    let job = ConvertUpload::new(src, &args.open.options(), opts).map_err(|e| e.to_string())?;
 
     let mut ctl = Control::new();
     let bar = (!args.json && crate::output::progress_enabled()).then(|| {
@@ -203,10 +203,10 @@ fn to_store(args: &Args) -> Result<StoreSummary, Stopped> {
     let events = print_events(bar.clone(), |b, p| {
         b.set_message(format!("{} uploaded, {} in flight", HumanBytes(p.done), p.in_flight))
     });
-    let (store, fix_clock) = (prepared.store(), prepared.fix_clock());
+    let store = prepared.store();
     let result = prepared.rt.block_on(async {
         tokio::select! {
-            r = job.run(store, Some(fix_clock), &prepared.opts, ctl, Some(events)) => Ok(r),
+            r = job.run(store, &prepared.opts, ctl, Some(events)) => Ok(r),
             sig = crate::signals::wait() => Err(sig),
         }
     });

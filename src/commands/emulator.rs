@@ -46,9 +46,9 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9400")]
-    listen: SocketAddr,
+    /// Address to listen on (port 0 picks a free port) [default: the config file's `listen`, else 127.0.0.1:9400].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Folder for the emulator's state (created if missing) [default: $XDG_DATA_HOME/imgport/emulator].
     #[arg(long)]
     data: Option<PathBuf>,
@@ -113,7 +113,7 @@ pub fn run(cmd: Command) -> u8 {
 
 fn serve(args: ServeArgs) -> u8 {
     let mut cfg = EmulatorConfig::new(default_data_dir());
-    cfg.listen = args.listen;
+    cfg.listen = SocketAddr::from(([127, 0, 0, 1], 9400));
     let mut cloud = CloudSettings::default();
     if let Some(path) = &args.config {
         match FileConfig::load(path) {
@@ -121,19 +121,17 @@ fn serve(args: ServeArgs) -> u8 {
                 if let Some(c) = &file.cloud {
                     cloud = c.clone();
                 }
-                // The file may set the address; an explicit --listen still wins below.
-                let listen_given = std::env::args().any(|a| a == "--listen" || a.starts_with("--listen="));
-                let before = cfg.listen;
                 file.apply(&mut cfg);
-                if listen_given {
-                    cfg.listen = before;
-                }
             }
             Err(e) => {
                 eprintln!("imgport: error: {e}");
                 return 1;
             }
         }
+    }
+    // Flags win over the file.
+    if let Some(l) = args.listen {
+        cfg.listen = l;
     }
     if let Some(d) = args.data {
         cfg.data_dir = d;

@@ -158,12 +158,6 @@ impl Prepared {
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.client.clone()
     }
-
-    /// Signs with the server's clock after a `RequestTimeTooSkewed`.
-    pub fn fix_clock(&self) -> Arc<dyn Fn(i64) + Send + Sync> {
-        let c = self.client.clone();
-        Arc::new(move |t| c.correct_clock(t))
-    }
 }
 
 /// The human line after an upload (with `--json` the summary is printed as is).
@@ -190,8 +184,8 @@ pub fn print_events(bar: Option<indicatif::ProgressBar>, show: fn(&indicatif::Pr
         // A lost upload started over was never announced: the summary's counts tell.
         UploadEvent::Restarted { reason: RestartReason::UploadLost { .. } } => {}
         UploadEvent::Restarted { reason } => match &bar {
-            Some(b) => b.suspend(|| eprintln!("imgport: {reason}")),
-            None => eprintln!("imgport: {reason}"),
+            Some(b) => b.suspend(|| note!("imgport: {reason}")),
+            None => note!("imgport: {reason}"),
         },
         UploadEvent::Started { .. } | UploadEvent::PartStored { .. } | UploadEvent::Completed { .. } => {}
     })
@@ -223,11 +217,11 @@ pub fn run(args: Args) -> u8 {
         b.set_position(p.done);
         b.set_message(format!("{} in flight", p.in_flight));
     });
-    let (fix_clock, store) = (prepared.fix_clock(), prepared.store());
+    let store = prepared.store();
     let (rt, opts) = (&prepared.rt, &prepared.opts);
     let result = rt.block_on(async {
         tokio::select! {
-            r = upload::upload(store, Some(fix_clock), opts, Some(events)) => Ok(r),
+            r = upload::upload(store, opts, Some(events)) => Ok(r),
             sig = crate::signals::wait() => Err(sig),
         }
     });
@@ -387,22 +381,4 @@ async fn gc(a: GcArgs) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use imgport_storage::Flavor;
-
-    #[test]
-    fn sizes_and_destinations() {
-        assert_eq!(parse_size("5M"), Ok(5 << 20));
-        assert_eq!(parse_size("100KiB"), Ok(100 << 10));
-        assert_eq!(parse_size("123"), Ok(123));
-        assert!(parse_size("5X").is_err());
-        let d = Destination::parse("oss://b/k/x.raw", false).expect("dest");
-        assert_eq!((d.flavor, d.bucket.as_str(), d.key.as_str()), (Flavor::OssV4, "b", "k/x.raw"));
-        assert_eq!(Destination::parse("s3://b/k", false).map(|d| d.flavor), Ok(Flavor::S3));
-        assert!(Destination::parse("http://b/k", false).is_err());
-    }
 }

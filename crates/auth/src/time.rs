@@ -1,14 +1,7 @@
 //! UTC calendar arithmetic and the timestamp formats the signatures use; no clock is read here except by [`now`].
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Seconds since the Unix epoch, from the system clock.
-pub fn now() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs() as i64),
-    }
-}
+/// Seconds since the Unix epoch, from the system clock (net's, the one clock reading of the network layer).
+pub use imgport_net::skew::system_now as now;
 
 /// A broken-down UTC time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

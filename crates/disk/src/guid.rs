@@ -2,7 +2,7 @@
 
 /// Bytes in file order (VHD unique id; the ext4/XFS/btrfs UUIDs): `00112233-4455-6677-8899-aabbccddeeff`.
 pub fn big_endian(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = imgport_wire::hex(b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 

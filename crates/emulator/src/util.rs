@@ -42,7 +42,7 @@ pub fn random_alnum(n: usize) -> String {
 
 /// Uppercase hex of random bytes.
 pub fn random_hex(bytes: usize) -> String {
-    random_bytes(bytes).iter().map(|b| format!("{b:02X}")).collect()
+    imgport_wire::hex_upper(&random_bytes(bytes))
 }
 
 /// A request id in the form OSS uses (24 uppercase hex digits).

@@ -72,13 +72,13 @@ pub fn stamp(id: &SourceId, params: &str) -> Stamp {
 }
 
 /// The identities of the files besides the named one that the image's bytes come from.
-pub fn other_file_ids(src: &dyn DiskImage) -> Result<Vec<SourceId>, String> {
+pub fn other_file_ids(src: &dyn DiskImage) -> Result<Vec<SourceId>, Error> {
     let mut ids = Vec::new();
     for path in src.extra_files().into_iter().chain(src.backing_files()) {
         let path = std::fs::canonicalize(&path).unwrap_or(path);
         let name = path.display().to_string();
         let id = std::fs::File::open(&path).and_then(|mut f| source_id(&name, &mut f));
-        ids.push(id.map_err(|e| format!("{name}: {e}"))?);
+        ids.push(id.map_err(|e| Error::io("cannot read the file's identity", e).in_file(&path))?);
     }
     Ok(ids)
 }
@@ -93,7 +93,7 @@ pub struct ConvertUpload {
 impl ConvertUpload {
     /// `open` are the options `source` was opened with (they decide the bytes read, so they are part of the
     /// resume state); reads the identity of every file besides the named one the image is read from.
-    pub fn new(source: Box<dyn DiskImage>, open: &OpenOptions, write: WriteOptions) -> Result<Self, String> {
+    pub fn new(source: Box<dyn DiskImage>, open: &OpenOptions, write: WriteOptions) -> Result<Self, Error> {
         let other_files = other_file_ids(source.as_ref())?;
         let params = StreamParams {
             params: stream_params(open, &write, &other_files),
@@ -108,7 +108,6 @@ impl ConvertUpload {
     pub async fn run(
         self,
         store: Arc<dyn ObjectStore>,
-        correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
         opts: &UploadOptions,
         control: Control,
         events: Option<EventFn>,
@@ -119,7 +118,7 @@ impl ConvertUpload {
             write.stamp = Some(stamp(id, &stamp_params));
             write_image(source.as_ref(), &write, &mut UploadSink(w), &control)
         };
-        upload_stream(store, correct_clock, opts, &params, events, produce).await
+        upload_stream(store, opts, &params, events, produce).await
     }
 }
 

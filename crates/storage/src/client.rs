@@ -131,11 +131,6 @@ impl Client {
         self.clock.offset()
     }
 
-    /// Signs from now on as if the clock read `server_time` now.
-    pub fn correct_clock(&self, server_time: i64) {
-        self.clock.correct(server_time);
-    }
-
     async fn send(
         &self,
         method: &str,
@@ -329,6 +324,10 @@ fn error_in_body(text: &str) -> Option<StorageError> {
 }
 
 impl ObjectStore for Client {
+    fn correct_clock(&self, server_time: i64) {
+        self.clock.correct(server_time);
+    }
+
     fn put_object<'a>(&'a self, key: &'a str, body: Bytes, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
             let a = self.send("PUT", Some(key), vec![], self.object_headers(opts), body).await?;

@@ -103,4 +103,7 @@ pub trait ObjectStore: Send + Sync {
     fn etag_is_md5(&self) -> bool {
         true
     }
+    /// Signs from now on as if the clock read `server_time` now: the uploader calls it with the server's time
+    /// from a skewed-clock answer before retrying. Stores that sign without the time ignore it.
+    fn correct_clock(&self, _server_time: i64) {}
 }

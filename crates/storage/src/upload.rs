@@ -252,7 +252,6 @@ impl RateLimit {
 /// file uploader here and the stream uploader (`stream/`).
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn ObjectStore>,
-    correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
     pub(crate) retries: AtomicU64,
     pub(crate) limiter: Limiter,
     rate: Option<RateLimit>,
@@ -267,15 +266,10 @@ fn retry_policy(max_attempts: u32) -> RetryPolicy {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        store: Arc<dyn ObjectStore>,
-        correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
-        opts: &UploadOptions,
-    ) -> Arc<Shared> {
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, opts: &UploadOptions) -> Arc<Shared> {
         let concurrency = opts.concurrency.max(1);
         Arc::new(Shared {
             store,
-            correct_clock,
             retries: AtomicU64::new(0),
             limiter: Limiter {
                 max: concurrency,
@@ -299,9 +293,8 @@ impl Shared {
             self.retries.fetch_add(1, Ordering::Relaxed);
             match class {
                 NetClass::ClockSkew => {
-                    if let (StorageError::Service { server_time: Some(t), .. }, Some(fix)) = (err, &self.correct_clock)
-                    {
-                        fix(*t);
+                    if let StorageError::Service { server_time: Some(t), .. } = err {
+                        self.store.correct_clock(*t);
                     }
                 }
                 NetClass::Throttle => self.limiter.throttled(),
@@ -398,11 +391,10 @@ async fn read_part(
     .map_err(|e| io_err(&format!("reading the source at {offset}"), e))
 }
 
-/// Uploads `opts.source` to `opts.key`. `correct_clock` receives the server's time after a skew error;
-/// `events`, what happens (progress, restarts, completion).
+/// Uploads `opts.source` to `opts.key`; `events` receives what happens (progress, restarts, completion). After a
+/// skewed-clock answer the store signs with the server's time ([`ObjectStore::correct_clock`]).
 pub async fn upload(
     store: Arc<dyn ObjectStore>,
-    correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
     opts: &UploadOptions,
     events: Option<EventFn>,
 ) -> Result<Summary, UploadError> {
@@ -427,7 +419,7 @@ pub async fn upload(
         None => auto_part_size_for(size, opts.concurrency).max(opts.min_part_size),
     };
     check_part_size(part_size, size, opts)?;
-    let shared = Shared::new(store.clone(), correct_clock, opts);
+    let shared = Shared::new(store.clone(), opts);
     let file = Arc::new(file);
 
     let mut summary = if size < part_size || size == 0 {

@@ -150,7 +150,7 @@ async fn expiring_tokens_are_refreshed() {
         send_md5: false,
     };
     let store: Arc<dyn ObjectStore> = c.clone();
-    let s = upload(store, None, &opts, None).await.expect("upload");
+    let s = upload(store, &opts, None).await.expect("upload");
     assert_eq!(s.parts, 64);
     assert!(s.retries > 0, "no expired-token answers were retried");
     emu.set_faults(FaultConfig::default());

@@ -72,7 +72,7 @@ async fn a_restarted_upload_reports_why_then_its_progress() {
     let sink = seen.clone();
     let events: EventFn = Arc::new(move |e: &UploadEvent| sink.lock().expect("events").push(e.clone()));
     let store: Arc<dyn ObjectStore> = client.clone();
-    let s = upload(store, None, &opts, Some(events)).await.expect("upload");
+    let s = upload(store, &opts, Some(events)).await.expect("upload");
     assert_eq!((s.bytes, s.parts), (1 << 20, 8));
 
     let seen = seen.lock().expect("events").clone();

@@ -102,7 +102,7 @@ async fn run(
     fail_after: Option<usize>,
 ) -> Result<Summary, UploadError> {
     let params = StreamParams { params: "test v1".into(), len_bound: plan.total };
-    upload_stream(store, None, opts, &params, None, move |_id, w: &mut StreamWriter| plan.write(w, fail_after)).await
+    upload_stream(store, opts, &params, None, move |_id, w: &mut StreamWriter| plan.write(w, fail_after)).await
 }
 
 fn setup() -> (tempfile::TempDir, RunningEmulator) {
@@ -142,7 +142,7 @@ async fn a_writer_going_backwards_is_refused() {
     let store = client(&emu);
     store.create_bucket().await.expect("bucket");
     let params = StreamParams { params: "test".into(), len_bound: 10 * PART };
-    let err = upload_stream(store, None, &options(dir.path(), "back"), &params, None, |_, w: &mut StreamWriter| {
+    let err = upload_stream(store, &options(dir.path(), "back"), &params, None, |_, w: &mut StreamWriter| {
         w.begin(100)?;
         w.write_at(3 * PART, &[1; 10])?;
         w.write_at(2 * PART, &[1; 10])?;
@@ -175,7 +175,7 @@ async fn resume_skips_stored_parts() {
     run(store.clone(), &opts, p.clone(), Some(3)).await.expect_err("stopped");
     let params = StreamParams { params: "test v2".into(), len_bound: p.total };
     let p2 = p.clone();
-    let s = upload_stream(store.clone(), None, &opts, &params, None, move |_, w: &mut StreamWriter| p2.write(w, None))
+    let s = upload_stream(store.clone(), &opts, &params, None, move |_, w: &mut StreamWriter| p2.write(w, None))
         .await
         .expect("upload");
     assert_eq!((s.resumed_parts, s.skipped_parts), (0, 0), "{s:?}");

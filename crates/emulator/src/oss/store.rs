@@ -569,9 +569,9 @@ impl Store {
                         return Err(StoreError::InvalidPartOrder);
                     }
                     last = *number;
-                    let wanted = etag.trim().trim_matches('"');
+                    let wanted = imgport_wire::unquote(etag);
                     match upload.parts.get(number) {
-                        Some(p) if p.etag.eq_ignore_ascii_case(wanted) => chosen.push(p.clone()),
+                        Some(p) if p.etag.eq_ignore_ascii_case(&wanted) => chosen.push(p.clone()),
                         _ => return Err(StoreError::InvalidPart { number: *number, etag: etag.clone() }),
                     }
                 }

@@ -74,7 +74,6 @@ impl StoredPart {
 /// happens (progress, restarts, completion).
 pub async fn upload_stream<P, E>(
     store: Arc<dyn ObjectStore>,
-    correct_clock: Option<Arc<dyn Fn(i64) + Send + Sync>>,
     opts: &UploadOptions,
     stream: &StreamParams,
     events: Option<EventFn>,
@@ -101,7 +100,7 @@ where
         None => auto_part_size(stream.len_bound).max(opts.min_part_size),
     };
     check_part_size(part_size, u64::MAX, opts)?;
-    let shared = Shared::new(store.clone(), correct_clock, opts);
+    let shared = Shared::new(store.clone(), opts);
 
     // Keep an interrupted upload of the same stream; abort any other upload the state names.
     let mut resumed: Option<(UploadState, BTreeMap<u32, StoredPart>)> = None;
