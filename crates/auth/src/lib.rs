@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod encode;
 pub mod endpoints;
 pub mod env;
+pub mod error;
 pub mod provider;
 pub mod request;
 pub mod rpc;
@@ -17,4 +18,5 @@ pub mod time;
 
 pub use credentials::{mask_access_key_id, Credentials, Secret};
 pub use env::Env;
+pub use error::ErrorKind;
 pub use request::SignableRequest;

@@ -61,6 +61,18 @@ pub enum RpcError {
     Credentials(#[from] CredentialsError),
 }
 
+impl RpcError {
+    /// The error's stable kind.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            RpcError::Service(_) => crate::ErrorKind::Service,
+            RpcError::Transport { .. } => crate::ErrorKind::Transport,
+            RpcError::Unreadable { .. } => crate::ErrorKind::InvalidResponse,
+            RpcError::Credentials(e) => e.kind(),
+        }
+    }
+}
+
 /// An error answer: what the service said, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{service} {action} at {endpoint}: HTTP {status} {code} {message} (RequestId {request_id})")]
@@ -281,7 +293,20 @@ impl RpcClient {
         let body =
             resp.bytes().await.map_err(|e| self.transport(action, describe_transport_error(&e.without_url())))?;
         if (200..300).contains(&status) {
-            tracing::debug!(service = service_name(self.service), action, status, attempt, "call answered");
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                // The RequestId support asks for: the header's, else the body's (only that field is read).
+                let request_id = header_request_id
+                    .or_else(|| serde_json::from_slice::<ErrorBody>(&body).ok().map(|b| b.request_id))
+                    .unwrap_or_default();
+                tracing::debug!(
+                    service = service_name(self.service),
+                    action,
+                    status,
+                    request_id = request_id.as_str(),
+                    attempt,
+                    "call answered"
+                );
+            }
             return Ok(body.to_vec());
         }
         // Only the error fields are kept: a response body is never echoed.

@@ -107,6 +107,7 @@ async fn environment_sets_in_order() {
 async fn nothing_configured_lists_every_source() {
     let home = tempfile::tempdir().expect("tempdir");
     let err = resolve(env(home.path(), &[])).await.expect_err("no credentials");
+    assert_eq!(err.kind(), imgport_auth::ErrorKind::CredentialsNotFound);
     let msg = err.to_string();
     for kind in ["env", "oidc_role_arn", "cli_profile", "profile", "ecs_ram_role"] {
         assert!(msg.contains(&format!("{kind}: not configured")), "{msg}");

@@ -99,6 +99,7 @@ async fn errors_keep_the_request_id_and_only_transient_ones_are_retried() {
     let e = c.call::<Answer>("Bad", &[]).await.expect_err("refused");
     assert_eq!((e.status(), e.code()), (Some(400), Some("InvalidParameter")));
     assert_eq!(e.request_id(), Some("req-400"));
+    assert_eq!(e.kind(), imgport_auth::ErrorKind::Service);
     assert!(matches!(&e, RpcError::Service(s) if s.action == "Bad" && s.message == "ImageName is malformed"));
     let msg = e.to_string();
     assert!(msg.contains("req-400") && msg.contains("ImageName is malformed") && msg.contains("ECS Bad"), "{msg}");

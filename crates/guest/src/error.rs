@@ -19,6 +19,8 @@ pub enum ErrorKind {
     LimitExceeded,
     /// Reading the bytes failed.
     Io,
+    /// A path a filesystem reader was asked for is not there, or is not the kind of file asked for.
+    NotFound,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,6 +49,16 @@ pub enum CredentialsError {
     NoneFound(Vec<String>),
 }
 
+impl CredentialsError {
+    /// The error's stable kind.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            CredentialsError::Failed { .. } => crate::ErrorKind::CredentialsFailed,
+            CredentialsError::NoneFound(_) => crate::ErrorKind::CredentialsNotFound,
+        }
+    }
+}
+
 pub(crate) fn failed(provider: &str, message: impl Into<String>) -> CredentialsError {
     CredentialsError::Failed { provider: provider.to_string(), message: message.into() }
 }

@@ -64,6 +64,18 @@ impl fmt::Display for FsError {
 
 impl std::error::Error for FsError {}
 
+impl FsError {
+    /// The stable kind, shared with the parsers' [`crate::Error`]: a missing path or a path of the wrong type is
+    /// `NotFound`, a reader that panicked on the data counts as corruption.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            FsError::NotFound | FsError::NotADirectory | FsError::NotAFile => crate::ErrorKind::NotFound,
+            FsError::Corrupt(_) | FsError::Panicked(_) => crate::ErrorKind::Corrupt,
+            FsError::Unsupported(_) => crate::ErrorKind::UnsupportedFeature,
+        }
+    }
+}
+
 pub type FsResult<T> = std::result::Result<T, FsError>;
 
 /// Entries returned by one `read_dir` at most: a hostile directory cannot make a listing unbounded.
@@ -188,4 +200,19 @@ pub fn open(region: Region, info: &FsInfo) -> FsResult<Box<dyn GuestFs>> {
 /// Split an absolute path into its components, ignoring empty ones and ".".
 pub fn components(path: &str) -> impl DoubleEndedIterator<Item = &str> {
     path.split('/').filter(|c| !c.is_empty() && *c != ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn filesystem_errors_have_the_parsers_kinds() {
+        assert_eq!(FsError::NotFound.kind(), ErrorKind::NotFound);
+        assert_eq!(FsError::NotADirectory.kind(), ErrorKind::NotFound);
+        assert_eq!(FsError::Corrupt("extent tree loops".into()).kind(), ErrorKind::Corrupt);
+        assert_eq!(FsError::Panicked("index out of bounds".into()).kind(), ErrorKind::Corrupt);
+        assert_eq!(FsError::Unsupported("ext4 encryption".into()).kind(), ErrorKind::UnsupportedFeature);
+    }
 }

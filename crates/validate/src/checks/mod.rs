@@ -31,9 +31,9 @@ macro_rules! check_ids {
     ($($(#[$doc:meta])* $variant:ident => $id:literal,)*) => {
         /// A check, serialised as its stable kebab-case id ("fstab", "boot-mode", ...).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-        #[serde(rename_all = "kebab-case")]
         pub enum CheckId {
-            $($(#[$doc])* $variant,)*
+            // Serialised from the same literal `name` returns: the id is written once.
+            $($(#[$doc])* #[serde(rename = $id)] $variant,)*
         }
 
         impl CheckId {
