@@ -1,5 +1,6 @@
-//! Fault injection: errors, throttling, latency, dropped connections, clock skew and token expiry, chosen per
-//! operation by rules whose random draws come from a seed, so a run can be repeated exactly.
+//! Fault injection: errors, throttling, latency, dropped connections, clock skew, token expiry, failed imports and
+//! copies, and images' creation times, chosen per operation by rules whose random draws come from a seed, so a run
+//! can be repeated exactly.
 //!
 //! A rule's n-th matching request gets the same decision in every run with the same seed, whatever else runs.
 
@@ -72,6 +73,15 @@ pub enum Fault {
         #[serde(default)]
         reason: Option<String>,
     },
+    /// Images created by the matching action (`ImportImage`, `CopyImage`) get this `CreationTime` instead of the
+    /// server's clock: `at` (unix seconds) when given, else the server's time plus `offset_seconds`. With `after`
+    /// and `times`, tests create images with equal and out-of-order creation times.
+    CreationTime {
+        #[serde(default)]
+        at: Option<i64>,
+        #[serde(default)]
+        offset_seconds: i64,
+    },
 }
 
 /// An error to answer with instead of handling the request.
@@ -91,6 +101,25 @@ pub struct Decision {
     pub drop_request_after: Option<u64>,
     /// The reason an import or copy started by this request must fail with (`CODE: message`).
     pub create_failed: Option<String>,
+    /// The creation time of an image this request creates: an absolute time, or an offset from the server's clock.
+    pub creation_time: Option<CreationClock>,
+}
+
+/// How a `creation_time` fault sets an image's CreationTime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreationClock {
+    At(i64),
+    Offset(i64),
+}
+
+impl CreationClock {
+    /// The creation time for a request handled when the server's clock read `now`.
+    pub fn time(self, now: i64) -> i64 {
+        match self {
+            CreationClock::At(t) => t,
+            CreationClock::Offset(o) => now.saturating_add(o),
+        }
+    }
 }
 
 impl Decision {
@@ -115,6 +144,9 @@ impl Decision {
         }
         if self.create_failed.is_some() {
             parts.push("create failed".into());
+        }
+        if let Some(c) = self.creation_time {
+            parts.push(format!("creation time {c:?}"));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -202,6 +234,12 @@ impl Faults {
                         reason.clone().unwrap_or_else(|| "ImportImageFailed: injected failure".into())
                     });
                 }
+                Fault::CreationTime { at, offset_seconds } => {
+                    d.creation_time.get_or_insert(match at {
+                        Some(t) => CreationClock::At(*t),
+                        None => CreationClock::Offset(*offset_seconds),
+                    });
+                }
             }
         }
         d
@@ -265,5 +303,30 @@ mod tests {
         let json = serde_json::to_string(&cfg).expect("json");
         let back: FaultConfig = serde_json::from_str(&json).expect("json back");
         assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn creation_time_rules() {
+        let cfg: FaultConfig = toml::from_str(
+            r#"
+            [[rules]]
+            operation = "ImportImage"
+            kind = "creation_time"
+            at = 1700000000
+            times = 2
+            [[rules]]
+            operation = "ImportImage"
+            kind = "creation_time"
+            offset_seconds = -3600
+            after = 2
+            times = 1
+        "#,
+        )
+        .expect("toml");
+        let f = Faults::new(cfg);
+        let got: Vec<Option<i64>> =
+            (0..4).map(|_| f.decide("rpc", "ImportImage").creation_time.map(|c| c.time(1_800_000_000))).collect();
+        assert_eq!(got, vec![Some(1_700_000_000), Some(1_700_000_000), Some(1_799_996_400), None]);
+        assert!(f.decide("rpc", "CopyImage").is_empty());
     }
 }

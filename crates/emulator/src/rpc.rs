@@ -85,6 +85,9 @@ pub struct RpcContext {
     pub method: String,
     /// A `create_failed` fault rule hit this request: the import or copy it starts must end CreateFailed.
     pub create_failed: Option<String>,
+    /// The CreationTime of an image this request creates: the server's clock unless a `creation_time` fault rule
+    /// hit the request.
+    pub created: i64,
 }
 
 /// An error answer: HTTP status, code and message as the gateway shows them.
@@ -451,6 +454,7 @@ pub async fn handle(
         host: host.clone(),
         method: parts.method.as_str().to_string(),
         create_failed: d.create_failed.clone(),
+        created: d.creation_time.map_or(now, |c| c.time(now)),
     };
     let params = Params(params);
     let outcome = tokio::task::spawn_blocking(move || {

@@ -2,7 +2,9 @@
 //! alibabacloud-ram20150501, alibabacloud-sts20150401, oss2) against an in-process emulator: the import round trip
 //! with a qcow2 made by qemu-img, import errors, the import rules (garbage, a wrong declared format, VHD sizes, no
 //! boot signature, no partition table, a good disk), catalogue filters, copy, share, tags, delete, temporary
-//! credentials and their expiry, a forced CreateFailed, and imports across a restart.
+//! credentials and their expiry, a forced CreateFailed, imports across a restart, and the lifecycle rules: DryRun
+//! changing nothing, copies tracked on the destination image and cancelled with CancelCopyImage (never tasks),
+//! Available <-> Deprecated as the only status moves, `Status=ALL`, and creation times set by fault rules.
 //!
 //! Needs the peers scripts/install-peers.sh installs (python3 with the SDKs, qemu-img); fails without them.
 
@@ -196,4 +198,28 @@ fn forced_create_failed_and_imports_across_a_restart() {
     let emu = start(&data, seeded);
     wait(&emu, &pending, "Available");
     wait(&emu, &ids, "CreateFailed");
+}
+
+#[test]
+fn dry_runs_copies_deprecation_and_creation_times_behave_as_ecs() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (qcow2, _) = images(dir.path());
+    // Copies must still be in flight while the scenario cancels one: two seconds per import or copy.
+    let emu = start(
+        &dir.path().join("emu"),
+        CloudSettings { import_seconds: 2.0, seed_import_role: true, ..Default::default() },
+    );
+    // The first two imports get the same CreationTime, the third one an hour earlier.
+    let t0 = 1_700_000_000i64;
+    let clock = |at: i64, after: u64, times: u64| FaultRule {
+        operation: "ImportImage".into(),
+        fault: Fault::CreationTime { at: Some(at), offset_seconds: 0 },
+        rate: 1.0,
+        after,
+        times: Some(times),
+    };
+    emu.set_faults(FaultConfig { rules: vec![clock(t0, 0, 2), clock(t0 - 3600, 2, 1)], ..Default::default() });
+    let text = scenario(&emu, "lifecycle", json!({"qcow2": qcow2, "t0": t0}));
+    assert!(text.contains("ok lifecycle"), "{text}");
 }

@@ -1,7 +1,27 @@
-//! CopyImage: a custom image copied into another served region, queued one copy at a time per region.
+//! CopyImage and CancelCopyImage: a custom image copied into another served region, queued one copy at a time per
+//! destination region.
+//!
+//! As in ECS, a copy is not a task: CopyImage answers only the new `ImageId`, DescribeTasks never lists copies and
+//! CancelTask does not know them (`InvalidTaskId.NotFound`). The copy is tracked on the destination image, which
+//! goes Waiting (queued behind other copies into its region), Creating (`Progress` rising), then Available, or
+//! CreateFailed (a `create_failed` fault, or the source image deleted during the copy). CancelCopyImage takes the
+//! destination `RegionId` and the copy's `ImageId` and deletes the unfinished copy.
+//!
+//! | operation | checks, in order | answer |
+//! |---|---|---|
+//! | CopyImage | `RegionId` and `DestinationRegionId` are served | 400 `InvalidRegionId.NotFound` / `DestinationRegion.NotFound` |
+//! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
+//! | | `DestinationImageName` is well formed and unused in the destination | 400 `InvalidImageName.Malformed` / `.Duplicated` |
+//! | | `DryRun=true` | 400 `DryRunOperation`, nothing created |
+//! | CancelCopyImage | `RegionId` is served; `ImageId` is an own image there | 404 `InvalidRegionId.NotFound`, 404 `InvalidImageId.NotFound` |
+//! | | the image was made by CopyImage | 400 `ImageCreatedNotFromCopy` |
+//! | | the copy is still Waiting or Creating | 400 `IncorrectImageStatus` ("The image copy has completed." once Available or Deprecated, "The Image copy has been failed." once CreateFailed) |
+//!
+//! A cancelled copy's image is removed at once; the source is unchanged. Deleting a copy in flight with DeleteImage
+//! is refused with 403 `OperationDenied.ImageCopying`.
 
-use super::tasks::queue_task;
-use super::{by_client_token, dry_run, err, no_image, region, valid_name, Task};
+use super::tasks::spawn_worker;
+use super::{by_client_token, dry_run, err, no_image, own_image, region, region_with_status, valid_name, IN_FLIGHT};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
 use serde_json::json;
@@ -19,6 +39,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     if src.owner_alias != "self" {
         return Err(err(403, "InvalidImageId.NotSupported", "Only custom images can be copied."));
     }
+    // Documented: Deprecated images cannot be copied.
     if src.status != "Available" {
         return Err(err(400, "IncorrectImageStatus", "The image not available."));
     }
@@ -34,21 +55,21 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     }
     dry_run(params)?;
     let image_id = new_id("m-");
-    let task_id = new_id("t-");
     let mut copy = src.clone();
     copy.client_token = params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string);
     copy.id = image_id.clone();
-    copy.region = dest.clone();
+    copy.region = dest;
     copy.name = name;
     if let Some(d) = params.get("DestinationDescription").filter(|d| !d.is_empty()) {
         copy.description = d.to_string();
     }
     copy.status = "Waiting".into();
     copy.progress = 0;
-    copy.created = ctx.now;
+    copy.created = ctx.created;
     copy.shared_with.clear();
     copy.copied_from = Some(src.id.clone());
-    copy.task_id = Some(task_id.clone());
+    copy.task_id = None;
+    copy.failure = None;
     copy.forced_failure = ctx.create_failed.clone();
     for (_, t) in params.indexed("Tag") {
         if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
@@ -56,8 +77,34 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
         }
     }
     db.images.push(copy);
-    queue_task(inner, db, ctx, Task { id: task_id, region: dest, ..Default::default() }, "CopyImage", &image_id)?;
+    db.save()?;
+    drop(db);
+    spawn_worker(inner.clone(), image_id.clone());
     Ok(json!({"ImageId": image_id}))
+}
+
+pub(super) fn cancel_copy_image(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    // CancelCopyImage documents 404 for an unknown region.
+    let region = region_with_status(ctx, params, "RegionId", 404)?;
+    let id = params.require("ImageId")?;
+    let mut db = inner.db();
+    let i = own_image(&mut db, &region, id)?;
+    if i.copied_from.is_none() {
+        return Err(err(
+            400,
+            "ImageCreatedNotFromCopy",
+            "The specified image is not the target image of a copy action.",
+        ));
+    }
+    match i.status.as_str() {
+        s if IN_FLIGHT.contains(&s) => {}
+        "CreateFailed" => return Err(err(400, "IncorrectImageStatus", "The Image copy has been failed.")),
+        _ => return Err(err(400, "IncorrectImageStatus", "The image copy has completed.")),
+    }
+    // Documented: the copy in the destination region is deleted, the source stays as it was.
+    db.images.retain(|i| !(i.id == id && i.region == region));
+    db.save()?;
+    Ok(json!({}))
 }
 
 fn region_of(ctx: &RpcContext, params: &Params) -> Result<String, RpcError> {

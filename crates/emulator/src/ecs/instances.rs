@@ -1,6 +1,9 @@
 //! A few seeded instances: DescribeInstances, StopInstance, StartInstance and ReplaceSystemDisk.
+//! DescribeInstances, StopInstance and StartInstance take `DryRun=true` (400 `DryRunOperation` after the checks,
+//! nothing changed). ReplaceSystemDisk accepts Available and Deprecated images (ECS documents that deprecated images
+//! still serve it) and refuses any other status.
 
-use super::{err, no_image, paging, region, Instance};
+use super::{dry_run, err, no_image, paging, region, Instance};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, new_id, Inner};
 use serde_json::{json, Value};
@@ -48,6 +51,7 @@ pub(super) fn describe_instances(inner: &Inner, ctx: &RpcContext, params: &Param
     };
     let status = params.get("Status").filter(|v| !v.is_empty());
     let image = params.get("ImageId").filter(|v| !v.is_empty());
+    dry_run(params)?;
     let db = inner.db();
     let found: Vec<&Instance> = db
         .instances
@@ -80,6 +84,7 @@ pub(super) fn set_instance_status(
             "The current status of the resource does not support this operation.",
         ));
     }
+    dry_run(params)?;
     n.status = to.to_string();
     db.save()?;
     Ok(json!({}))
@@ -103,7 +108,7 @@ pub(super) fn replace_system_disk(inner: &Inner, ctx: &RpcContext, params: &Para
         .filter(|i| i.owner_alias != "others" || i.shared_with.contains(&ctx.state.account_id))
         .find(|i| i.id == image_id && i.region == n.region)
         .ok_or_else(|| no_image(image_id))?;
-    if image.status != "Available" {
+    if !["Available", "Deprecated"].contains(&image.status.as_str()) {
         return Err(err(403, "InvalidImageId.NotFound", "The specified image is not Available."));
     }
     let need = image.disks.first().map_or(1, |d| d.size_gib);

@@ -1,6 +1,26 @@
 //! ECS images behind the RPC gateway, one module per resource: [`images`] (the catalogue, attributes, delete),
-//! [`import`] (ImportImage and the rules it judges an upload by), [`copy`], [`sharing`], [`tags`], [`tasks`] (the
-//! background work and the task calls) and [`instances`]; [`records`] holds what the state file keeps.
+//! [`import`] (ImportImage and the rules it judges an upload by), [`copy`] (CopyImage, CancelCopyImage),
+//! [`sharing`], [`tags`], [`tasks`] (the background work and the task calls) and [`instances`]; [`records`] holds
+//! what the state file keeps.
+//!
+//! **DryRun.** Every implemented operation whose API documents `DryRun` honours it: ImportImage, CopyImage,
+//! DescribeImages, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission, DescribeInstances, StopInstance
+//! and StartInstance. The request is checked exactly as without `DryRun` (a bad parameter, a missing image or a
+//! refused state answers its own error), then answers HTTP 400 `DryRunOperation` ("Request validation has been
+//! passed with DryRun flag set.") and nothing is created, changed or deleted. The other operations (DescribeTasks,
+//! DescribeTaskAttribute, CancelTask, CancelCopyImage, DescribeImageSharePermission, the tag calls,
+//! ReplaceSystemDisk, DescribeRegions) document no `DryRun` and ignore it.
+//!
+//! **Copies are not tasks** ([`copy`]): CopyImage answers only `ImageId`; the copy shows on the destination image
+//! (Waiting, Creating with `Progress`, Available or CreateFailed) and is cancelled with CancelCopyImage; DescribeTasks
+//! lists imports only and CancelTask answers `InvalidTaskId.NotFound` for a copy.
+//!
+//! **Image status** ([`images`]): ModifyImageAttribute moves only Available <-> Deprecated (403
+//! `ImageStatus.NotAvailable` / `ImageStatus.NotDeprecated` otherwise, 403 `ImageUseShared` for a shared image,
+//! 403 `InvalidStatus.ImageIsCreating` while importing or copying); ReplaceSystemDisk accepts Deprecated images.
+//!
+//! **Listing and time** ([`images`]): DescribeImages takes `Status=ALL`, returns matches ordered by `ImageId` (the
+//! API documents no order), and `CreationTime` can be set per request with a `creation_time` fault rule.
 
 pub mod copy;
 pub mod images;
@@ -22,6 +42,8 @@ use std::sync::Arc;
 const GIB: u64 = 1 << 30;
 /// Image statuses of an import or copy still under way.
 const IN_FLIGHT: [&str; 2] = ["Waiting", "Creating"];
+/// Every image status DescribeImages knows (what `Status=ALL` asks for).
+const ALL_STATUSES: [&str; 6] = ["Creating", "Waiting", "Available", "UnAvailable", "CreateFailed", "Deprecated"];
 
 fn err(status: u16, code: &str, message: impl Into<String>) -> RpcError {
     RpcError::new(status, code, message)
@@ -42,6 +64,7 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
         "CancelTask" => tasks::cancel_task(inner, ctx, params),
         "DeleteImage" => images::delete_image(inner, ctx, params),
         "CopyImage" => copy::copy_image(inner, ctx, params),
+        "CancelCopyImage" => copy::cancel_copy_image(inner, ctx, params),
         "ModifyImageSharePermission" => sharing::modify_share(inner, ctx, params),
         "DescribeImageSharePermission" => sharing::describe_share(inner, ctx, params),
         "ModifyImageAttribute" => images::modify_attribute(inner, ctx, params),
@@ -57,10 +80,15 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
 }
 
 fn region(ctx: &RpcContext, params: &Params, name: &str) -> Result<String, RpcError> {
+    // Documented as 400 for most Images and Tasks operations (ImportImage, CancelTask, ModifyImageSharePermission).
+    region_with_status(ctx, params, name, 400)
+}
+
+/// The served region named by `name`, or `InvalidRegionId.NotFound` with the HTTP status the operation documents.
+fn region_with_status(ctx: &RpcContext, params: &Params, name: &str, status: u16) -> Result<String, RpcError> {
     let r = params.require(name)?;
     if !ctx.state.serves_region(r) {
-        // Documented as 400 for every Images and Tasks operation (ImportImage, CancelTask, ModifyImageSharePermission).
-        return Err(err(400, "InvalidRegionId.NotFound", format!("The specified {name} {r} does not exist.")));
+        return Err(err(status, "InvalidRegionId.NotFound", format!("The specified {name} {r} does not exist.")));
     }
     Ok(r.to_string())
 }
@@ -78,7 +106,8 @@ fn valid_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_alphanumeric() || "-_.:,()[] ".contains(c))
 }
 
-/// The image an earlier request with this ClientToken created, for idempotent retries.
+/// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through
+/// its task) or a copy (an image with `copied_from`; copies have no task).
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
@@ -87,11 +116,16 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
     let db = inner.db();
     let found = db.images.iter().find(|i| {
         i.client_token.as_deref() == Some(token)
-            && i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action))
+            && match action {
+                "CopyImage" => i.copied_from.is_some(),
+                _ => i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action)),
+            }
     });
     Ok(found.cloned())
 }
 
+/// `DryRun=true`: called once a request has passed every check and before it changes anything, it answers 400
+/// `DryRunOperation` as ECS does.
 fn dry_run(params: &Params) -> Result<(), RpcError> {
     if params.get("DryRun").is_some_and(|d| d.eq_ignore_ascii_case("true")) {
         return Err(err(400, "DryRunOperation", "Request validation has been passed with DryRun flag set."));

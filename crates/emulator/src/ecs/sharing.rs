@@ -1,6 +1,8 @@
 //! ModifyImageSharePermission and DescribeImageSharePermission: the accounts a custom image is shared with.
+//! Only an Available image can be shared (a Deprecated one answers `IncorrectImageStatus`, as documented);
+//! `DryRun=true` answers 400 `DryRunOperation` after every check and shares nothing.
 
-use super::{err, own_image, paging, region};
+use super::{dry_run, err, own_image, paging, region};
 use crate::rpc::{Params, RpcContext, RpcResult};
 use crate::services::{iso, Inner};
 use serde_json::{json, Value};
@@ -37,6 +39,7 @@ pub(super) fn modify_share(inner: &Inner, ctx: &RpcContext, params: &Params) -> 
     if after.len() > MAX_SHARED_ACCOUNTS {
         return Err(err(403, "QuotaExceed.ShareImageUser", "The shared image user quota exceeds."));
     }
+    dry_run(params)?;
     for a in remove {
         i.shared_with.remove(a);
     }

@@ -1,5 +1,10 @@
 //! The background work behind ImportImage and CopyImage (Waiting, Creating with rising Progress, then Available
 //! or CreateFailed), its restart after the emulator restarts, and DescribeTasks, DescribeTaskAttribute, CancelTask.
+//!
+//! Only imports are tasks. A copy is worked on the same way but has no task: it is tracked on its destination
+//! image alone and cancelled with CancelCopyImage (see [`super::copy`]); CancelTask answers `InvalidTaskId.NotFound`
+//! for anything that is not an import's TaskId. State files written when copies were tasks are migrated at start:
+//! their CopyImage tasks are dropped and the copies carry on as images.
 
 use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -23,6 +28,15 @@ pub(crate) fn resume(inner: &Arc<Inner>) {
         }
         for r in &inner.state.regions {
             db.instances.extend(super::instances::seed(r, now));
+        }
+        let _ = db.save();
+    }
+    // Copies used to be recorded as tasks: forget those tasks, the images carry the copies.
+    let copy_tasks: Vec<String> = db.tasks.iter().filter(|t| t.action == "CopyImage").map(|t| t.id.clone()).collect();
+    if !copy_tasks.is_empty() {
+        db.tasks.retain(|t| t.action != "CopyImage");
+        for i in db.images.iter_mut().filter(|i| i.task_id.as_ref().is_some_and(|t| copy_tasks.contains(t))) {
+            i.task_id = None;
         }
         let _ = db.save();
     }
@@ -66,20 +80,30 @@ pub(super) fn spawn_worker(inner: Arc<Inner>, image_id: String) {
     let _ = std::thread::Builder::new().name("imgport-emulator-import".into()).spawn(move || work(&inner, &image_id));
 }
 
-/// Applies a change to the image and its task; false when either is gone or the task was cancelled.
+/// Applies a change to the image and its task (a copy has none: `f` gets a scratch task that is not kept); false
+/// when the image is gone (a cancelled import or copy), an import's task was cancelled or the image is no longer
+/// in flight.
 fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) -> bool {
     let mut db = inner.db();
     let Some(ii) = db.images.iter().position(|i| i.id == image_id) else { return false };
-    let Some(task_id) = db.images[ii].task_id.clone() else { return false };
-    let Some(ti) = db.tasks.iter().position(|t| t.id == task_id) else { return false };
-    if !["Waiting", "Processing"].contains(&db.tasks[ti].status.as_str()) {
-        return false;
-    }
+    let ti = match db.images[ii].task_id.clone() {
+        None if IN_FLIGHT.contains(&db.images[ii].status.as_str()) => None,
+        None => return false,
+        Some(task_id) => {
+            let Some(ti) = db.tasks.iter().position(|t| t.id == task_id) else { return false };
+            if !IN_FLIGHT_TASK.contains(&db.tasks[ti].status.as_str()) {
+                return false;
+            }
+            Some(ti)
+        }
+    };
     let mut image = db.images[ii].clone();
-    let mut task = db.tasks[ti].clone();
+    let mut task = ti.map_or_else(Task::default, |ti| db.tasks[ti].clone());
     f(&mut image, &mut task);
     db.images[ii] = image;
-    db.tasks[ti] = task;
+    if let Some(ti) = ti {
+        db.tasks[ti] = task;
+    }
     let _ = db.save();
     true
 }
@@ -90,8 +114,8 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     let (action, region, disks, copied_from, forced) = {
         let db = inner.db();
         let Some(i) = db.images.iter().find(|i| i.id == image_id) else { return };
-        let action = db.tasks.iter().find(|t| Some(&t.id) == i.task_id.as_ref()).map(|t| t.action.clone());
-        (action.unwrap_or_default(), i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone())
+        let action = if i.copied_from.is_some() { "CopyImage" } else { "ImportImage" };
+        (action, i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone())
     };
     // Copies into one region run one at a time, as the real service queues them.
     let queue = (action == "CopyImage").then(|| {

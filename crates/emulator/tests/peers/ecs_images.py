@@ -3,7 +3,8 @@ alibabacloud-ram20150501, alibabacloud-sts20150401) and uploads with oss2, check
 
 usage: ecs_images.py SCENARIO CONFIG_JSON
 CONFIG_JSON: {"endpoint": "http://HOST:PORT", "ak": ..., "sk": ..., "qcow2": PATH, "vhd": PATH (odd size), ...}
-(import-rules also takes "good", "blank", "signature_only", "garbage", "short_vhd", "full_vhd").
+(import-rules also takes "good", "blank", "signature_only", "garbage", "short_vhd", "full_vhd"; lifecycle takes "t0",
+the CreationTime the driver's creation_time fault rules give the first two imports).
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import json
@@ -398,6 +399,158 @@ elif scenario == "import-rules":
     img, seen = wait_image(out.image_id)
     check(img.status == "Available" and len(img.disk_device_mappings.disk_device_mapping) == 2, seen)
     print("ok import-rules")
+
+elif scenario == "lifecycle":
+    # DryRun, copies as the real API runs them (no task, CancelCopyImage), Available <-> Deprecated only,
+    # Status=ALL and creation times set by the driver's creation_time fault rules: the first two imports get
+    # cfg["t0"], the third an hour earlier.
+    ensure_role()
+    b = bucket("life")
+    with open(cfg["qcow2"], "rb") as f:
+        b.put_object("disk.qcow2", f.read())
+    b.put_object("garbage.qcow2", b"this is not a disk image" * 1000)
+    sh = "cn-shanghai"
+
+    def iso(t):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+    def one(image_id, region=REGION):
+        body = images(region_id=region, image_id=image_id, status="ALL")
+        check(body.total_count <= 1, body)
+        return body.images.image[0] if body.total_count == 1 else None
+
+    def modify(image_id, **kw):
+        return ecs_client.modify_image_attribute(ecs.ModifyImageAttributeRequest(region_id=REGION, image_id=image_id,
+                                                                                 **kw))
+
+    def share(image_id, **kw):
+        return ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
+            region_id=REGION, image_id=image_id, **kw))
+
+    def copy(image_id, name, **kw):
+        return ecs_client.copy_image(ecs.CopyImageRequest(region_id=REGION, image_id=image_id,
+                                                          destination_region_id=sh, destination_image_name=name, **kw))
+
+    def cancel_copy(region, image_id):
+        return ecs_client.cancel_copy_image(ecs.CancelCopyImageRequest(region_id=region, image_id=image_id))
+
+    def refused(fn, code, status):
+        e = expect_error(fn, code)
+        check(e.statusCode == status, f"{code}: status {e.statusCode}")
+        return e
+
+    # CreationTime under the test's control: equal and out-of-order times.
+    first = [import_image(n, "life", "disk.qcow2").image_id for n in ("clock-a", "clock-b", "clock-c")]
+    done = [wait_image(i)[0] for i in first]
+    check(all(i.status == "Available" for i in done), done)
+    times = [i.creation_time for i in done]
+    check(times == [iso(cfg["t0"]), iso(cfg["t0"]), iso(cfg["t0"] - 3600)], times)
+    a, b_id, c = first
+    # No documented order: the emulator lists by ImageId, whatever the creation times.
+    mine = images(image_owner_alias="self", status="ALL", page_size=100).images.image
+    ids = [i.image_id for i in mine]
+    check(ids == sorted(ids) and set(first) <= set(ids), ids)
+    refused(lambda: images(status="ALL,Available"), "InvalidParameter.Status", 400)
+    bad = import_image("failed", "life", "garbage.qcow2")
+    check(wait_image(bad.image_id)[0].status == "CreateFailed", "garbage import")
+
+    # DryRun: every check runs, then 400 DryRunOperation, and nothing changes.
+    refused(lambda: images(dry_run=True), "DryRunOperation", 400)
+    refused(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=a, dry_run=True)),
+            "DryRunOperation", 400)
+    check(one(a).status == "Available", "a dry DeleteImage deleted the image")
+    refused(lambda: modify(a, image_name="dry-name", description="dry run", status="Deprecated", dry_run=True),
+            "DryRunOperation", 400)
+    img = one(a)
+    check((img.image_name, img.description or "", img.status) == ("clock-a", "", "Available"), img)
+    # A dry run still validates: a bad name or a refused state answers its own error.
+    refused(lambda: modify(a, image_name="aliyun-dry", dry_run=True), "InvalidImageName.Malformed", 400)
+    refused(lambda: modify(bad.image_id, status="Deprecated", dry_run=True), "ImageStatus.NotAvailable", 403)
+    refused(lambda: share(a, add_account=["1111111111111111"], dry_run=True), "DryRunOperation", 400)
+    perm = ecs_client.describe_image_share_permission(ecs.DescribeImageSharePermissionRequest(
+        region_id=REGION, image_id=a)).body
+    check(perm.total_count == 0 and not perm.accounts.account, perm)
+    refused(lambda: copy(a, "dry-copy", dry_run=True), "DryRunOperation", 400)
+    check(images(region_id=sh, image_name="dry-copy", status="ALL").total_count == 0, "a dry CopyImage copied")
+    refused(lambda: import_image("dry-import", "life", "disk.qcow2", dry_run=True), "DryRunOperation", 400)
+    check(images(image_name="dry-import", status="ALL").total_count == 0, "a dry ImportImage imported")
+    insts = ecs_client.describe_instances(ecs.DescribeInstancesRequest(region_id=REGION)).body.instances.instance
+    running = next(i for i in insts if i.status == "Running")
+    refused(lambda: ecs_client.describe_instances(ecs.DescribeInstancesRequest(region_id=REGION, dry_run=True)),
+            "DryRunOperation", 400)
+    refused(lambda: ecs_client.stop_instance(ecs.StopInstanceRequest(instance_id=running.instance_id, dry_run=True)),
+            "DryRunOperation", 400)
+
+    def instance(instance_id):
+        return ecs_client.describe_instances(ecs.DescribeInstancesRequest(
+            region_id=REGION, instance_ids=json.dumps([instance_id]))).body.instances.instance[0]
+
+    check(instance(running.instance_id).status == "Running", "a dry StopInstance stopped the instance")
+
+    # Status: only Available <-> Deprecated.
+    refused(lambda: modify(bad.image_id, status="Deprecated"), "ImageStatus.NotAvailable", 403)
+    refused(lambda: modify(bad.image_id, status="Available"), "ImageStatus.NotDeprecated", 403)
+    check(one(bad.image_id).status == "CreateFailed", "a CreateFailed image changed status")
+    creating = import_image("creating", "life", "disk.qcow2")
+    refused(lambda: modify(creating.image_id, status="Deprecated"), "InvalidStatus.ImageIsCreating", 403)
+    # A shared image is not deprecated: unshare it first.
+    share(a, add_account=["1111111111111111"])
+    refused(lambda: modify(a, status="Deprecated"), "ImageUseShared", 403)
+    check(one(a).status == "Available", "a shared image was deprecated")
+    share(a, remove_account=["1111111111111111"])
+    modify(a, status="Deprecated")
+    check(one(a).status == "Deprecated", "not deprecated")
+    check(images(image_id=a).total_count == 0, "a Deprecated image listed by default")
+    check(images(image_id=a, status="Deprecated").total_count == 1, "Status=Deprecated")
+    # Deprecated images are neither shared nor copied, but still replace system disks.
+    refused(lambda: share(a, add_account=["1111111111111111"]), "IncorrectImageStatus", 400)
+    refused(lambda: copy(a, "copy-of-deprecated"), "IncorrectImageStatus", 400)
+    ecs_client.stop_instance(ecs.StopInstanceRequest(instance_id=running.instance_id))
+    disk = ecs_client.replace_system_disk(ecs.ReplaceSystemDiskRequest(
+        instance_id=running.instance_id, image_id=a)).body.disk_id
+    check(disk.startswith("d-") and instance(running.instance_id).image_id == a, "ReplaceSystemDisk")
+    # Status=ALL returns every status at once.
+    check(wait_image(creating.image_id)[0].status == "Available", "creating")
+    statuses = {i.status for i in images(image_owner_alias="self", status="ALL", page_size=100).images.image}
+    check({"Available", "Deprecated", "CreateFailed"} <= statuses, statuses)
+    modify(a, status="Available")
+    check(one(a).status == "Available", "Deprecated -> Available")
+
+    # CopyImage is not a task: only the new ImageId, tracked on the destination image.
+    body = copy(b_id, "copy-one").body
+    check(set(body.to_map()) == {"ImageId", "RequestId"}, body.to_map())
+    cp = body.image_id
+    img = one(cp, sh)
+    check(img.status in ("Waiting", "Creating") and img.is_copied, img)
+    for region in (REGION, sh):
+        tasks = ecs_client.describe_tasks(ecs.DescribeTasksRequest(region_id=region, page_size=100)).body
+        check(all(t.task_action != "CopyImage" and t.resource_id != cp for t in tasks.task_set.task), tasks)
+        listed = ecs_client.describe_tasks(ecs.DescribeTasksRequest(region_id=region, task_action="CopyImage")).body
+        check(listed.total_count == 0, listed)
+    # CancelTask does not know a copy; DeleteImage points to CancelCopyImage.
+    refused(lambda: ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=sh, task_id=cp)),
+            "InvalidTaskId.NotFound", 400)
+    refused(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=sh, image_id=cp)),
+            "OperationDenied.ImageCopying", 403)
+    # CancelCopyImage takes the destination region and image.
+    refused(lambda: cancel_copy(REGION, cp), "InvalidImageId.NotFound", 404)
+    refused(lambda: cancel_copy(REGION, b_id), "ImageCreatedNotFromCopy", 400)
+    refused(lambda: cancel_copy("xx-nowhere-1", cp), "InvalidRegionId.NotFound", 404)
+    cancel_copy(sh, cp)
+    check(one(cp, sh) is None, "a cancelled copy is still listed")
+    check(one(b_id).status == "Available", "cancelling changed the source")
+    # A copy runs to Available with rising Progress on the image; a finished copy cannot be cancelled.
+    cp2 = copy(b_id, "copy-two", client_token="copy-token").body.image_id
+    again = copy(b_id, "copy-two", client_token="copy-token").body.image_id
+    check(again == cp2, "a retried CopyImage with the same ClientToken made another copy")
+    img, seen = wait_image(cp2, region=sh)
+    check(img.status == "Available" and img.image_name == "copy-two", seen)
+    progress = [int(p.rstrip("%")) for s, p in seen if s == "Creating"]
+    check(progress and progress == sorted(progress), f"progress: {seen}")
+    e = refused(lambda: cancel_copy(sh, cp2), "IncorrectImageStatus", 400)
+    check("completed" in e.message, e.message)
+    check(one(cp2, sh).status == "Available", "a refused CancelCopyImage changed the copy")
+    print("ok lifecycle")
 
 else:
     raise SystemExit(f"unknown scenario {scenario}")

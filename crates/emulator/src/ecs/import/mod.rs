@@ -215,7 +215,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         architecture,
         boot_mode,
         license_type: license,
-        created: ctx.now,
+        created: ctx.created,
         disks,
         tags,
         task_id: Some(task_id.clone()),
