@@ -223,3 +223,37 @@ fn dry_runs_copies_deprecation_and_creation_times_behave_as_ecs() {
     let text = scenario(&emu, "lifecycle", json!({"qcow2": qcow2, "t0": t0}));
     assert!(text.contains("ok lifecycle"), "{text}");
 }
+
+/// Image families (DescribeImageFromFamily, ImageFamily validation on ImportImage, ModifyImageAttribute and the
+/// family a copy keeps) and DescribeImages' filters and fields (Usage, ImageOwnerId, IsPublic, ShowExpired,
+/// Filter.N creation times, the detected disk Format and the fields the SDK models), in tests/peers/ecs_families.py.
+/// Each scenario gets its own emulator whose first two imports have CreationTime t0 and the third t0 - 1 h.
+#[test]
+fn families_and_describe_images_filters_behave_as_ecs() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (qcow2, _) = images(dir.path());
+    let t0 = 1_700_000_000i64;
+    let clock = |at: i64, after: u64, times: u64| FaultRule {
+        operation: "ImportImage".into(),
+        fault: Fault::CreationTime { at: Some(at), offset_seconds: 0 },
+        rate: 1.0,
+        after,
+        times: Some(times),
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_families.py");
+    for name in ["families", "describe"] {
+        let emu = start(
+            &dir.path().join(name),
+            CloudSettings { import_seconds: 1.0, seed_import_role: true, ..Default::default() },
+        );
+        emu.set_faults(FaultConfig { rules: vec![clock(t0, 0, 2), clock(t0 - 3600, 2, 1)], ..Default::default() });
+        let cfg = json!({"endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "account": emu.state().account_id,
+            "qcow2": qcow2, "t0": t0});
+        let out = Command::new("python3").arg(script).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let log: Vec<String> = emu.request_log().iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
+        assert!(out.status.success() && text.contains(&format!("ok {name}")), "{name}:\n{text}\n{}", log.join("\n"));
+        emu.shutdown();
+    }
+}

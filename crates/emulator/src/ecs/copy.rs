@@ -17,7 +17,9 @@
 //! | | the image was made by CopyImage | 400 `ImageCreatedNotFromCopy` |
 //! | | the copy is still Waiting or Creating | 400 `IncorrectImageStatus` ("The image copy has completed." once Available or Deprecated, "The Image copy has been failed." once CreateFailed) |
 //!
-//! A cancelled copy's image is removed at once; the source is unchanged. Deleting a copy in flight with DeleteImage
+//! The copy keeps the source's `ImageFamily` (CopyImage documents no `DestinationImageFamily`), so it becomes its
+//! family's DescribeImageFromFamily answer in the destination region once Available. A cancelled copy's image is
+//! removed at once; the source is unchanged. Deleting a copy in flight with DeleteImage
 //! is refused with 403 `OperationDenied.ImageCopying`.
 
 use super::tasks::spawn_worker;

@@ -1,5 +1,39 @@
 //! The image catalogue: DescribeImages over seeded public, marketplace and shared images plus the account's own,
-//! ModifyImageAttribute and DeleteImage.
+//! DescribeImageFromFamily, ModifyImageAttribute and DeleteImage.
+//!
+//! **DescribeImages filters.** Besides `ImageId`, `ImageName` (substring, any case), `SnapshotId`, `OSType`,
+//! `Architecture`, `ImageFamily`, `Tag.N`, `Status` and `ImageOwnerAlias`:
+//!
+//! | parameter | meaning in the emulator | bad value |
+//! |---|---|---|
+//! | `Usage` (instance, none) | `instance` when an instance in the region has its system disk from the image (seeded instances, ReplaceSystemDisk) | 400 `InvalidParameter.Usage` |
+//! | `ImageOwnerId` | the listed `ImageOwnerId`: the account's id for its images, the sharer's for shared ones, 0 for public and marketplace images | 400 `InvalidParameter.ImageOwnerId` (not an integer) |
+//! | `IsPublic` | true: only public (`system`) images; false: all others | 400 `InvalidParameter.IsPublic` |
+//! | `ShowExpired` | checked and otherwise ignored: the emulator has no expired public images | 400 `InvalidParameter.ShowExpired` |
+//! | `Filter.N.Key` CreationStartTime / CreationEndTime, `Filter.N.Value` `yyyy-MM-ddTHH:mmZ` (or with seconds) | `CreationTime` within the bounds, both inclusive; a minute-precision end covers its whole minute | 400 `InvalidParameter.Filter` (another key, or a time that does not parse) |
+//!
+//! The error codes for bad values are the emulator's choice (the reference names none). Each image carries the
+//! fields the SDK (alibabacloud-ecs20140526 7.11.8) models: `Usage` as above, `Usable` (always true),
+//! `LoginAsNonRootSupported` (false), `SupplierName` (empty but for marketplace images), `Features` (every feature
+//! `unsupported`, `ImdsSupport` v1: the emulator models none of them), `SecureBootOptions.SecureBootSupport`
+//! (`supported` for UEFI images), and `DiskDeviceMappings.DiskDeviceMapping[].Format`: the format the import task
+//! read the disk as (RAW, QCOW2, VHD, VMDK), whether or not the request declared one; before the task has read it,
+//! the declared format (empty when none was declared).
+//!
+//! **DescribeImageFromFamily** (`RegionId`, `ImageFamily`, both required: 400 `InvalidRegionId.NotFound`, the gateway's
+//! 400 missing-parameter error) answers `{"Image": {...}}` with the newest Available custom image of the account in the
+//! family, or `{"Image": {}}` when there is none (documented: "If no available image exists ..., the response is
+//! empty"). Newest means the largest `CreationTime`; of images with equal `CreationTime`, the one whose ImportImage
+//! or CopyImage request came later wins. Images still importing or copying, CreateFailed and Deprecated images are
+//! never the answer. **Differs:** ECS also resolves families of public (`acs:...`), community and shared images;
+//! the emulator answers for the account's own images only, so a public or shared family answers empty.
+//!
+//! **Image families.** `ImageFamily` is set with ModifyImageAttribute only: ImportImage documents no `ImageFamily`
+//! (SDK 7.11.8 has none) and the emulator ignores one sent anyway, as it does any unknown parameter; CopyImage
+//! documents no `DestinationImageFamily` and the copy keeps the source's family. A family is 2-128 characters,
+//! starts with a letter, holds only letters, digits, `.`, `:`, `_` and `-`, does not start with `aliyun` or `acs:`
+//! (compared in any case, the emulator's reading) and contains no `http://` or `https://`; anything else answers
+//! 400 `InvalidImageFamily.Malformed` (a code the emulator chose). An empty `ImageFamily` leaves the family as it is.
 //!
 //! **DescribeImages.** `Status` is a comma list (default `Available`); `ALL` asks for every status (Creating,
 //! Waiting, Available, UnAvailable, CreateFailed, Deprecated) and, as documented, cannot be combined with other
@@ -22,6 +56,7 @@
 //! | `ImageName` is well formed and not another own image's name in the region | 400 `InvalidImageName.Malformed` / `.Duplicated` |
 //! | `Description` is at most 256 characters and not a URL | 400 `InvalidDescription.Malformed` |
 //! | `BootMode` is BIOS, UEFI or UEFI-Preferred | 400 `InvalidParameter.BootMode` |
+//! | `ImageFamily` is well formed (see Image families) | 400 `InvalidImageFamily.Malformed` |
 //! | `Status` is Available or Deprecated | 400 `InvalidParameter.Status` |
 //! | `Status=Deprecated`: the image is Available (or already Deprecated) | 403 `ImageStatus.NotAvailable` |
 //! | `Status=Deprecated`: the image is not shared (unshare it first) | 403 `ImageUseShared` |
@@ -36,11 +71,12 @@
 //! `DryRunOperation` after these checks and deletes nothing.
 
 use super::{
-    dry_run, err, list_param, own_image, paging, region, tag_filters, valid_name, DiskMapping, Image, ALL_STATUSES,
-    IN_FLIGHT,
+    dry_run, err, family_param, list_param, own_image, paging, region, tag_filters, valid_name, DiskMapping, Image,
+    ALL_STATUSES, IN_FLIGHT,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
-use crate::services::{iso, Inner};
+use crate::services::{iso, Db, Inner};
+use imgport_auth::time::parse_iso8601;
 use serde_json::{json, Value};
 
 const OTHER_ACCOUNT: &str = "9876543210987654";
@@ -133,7 +169,24 @@ pub(super) fn seed(region: &str, now: i64, account: &str) -> Vec<Image> {
     ]
 }
 
-pub(super) fn image_json(i: &Image, account: &str) -> Value {
+/// `Usage`: `instance` when an instance in the image's region runs on it (its system disk was made from it),
+/// `none` otherwise.
+fn usage(db: &Db, i: &Image) -> &'static str {
+    if db.instances.iter().any(|n| n.region == i.region && n.image_id == i.id) {
+        "instance"
+    } else {
+        "none"
+    }
+}
+
+/// The `ImageOwnerId` the account sees: its own id for its images, the sharer's for shared ones, 0 for Alibaba
+/// Cloud's public and marketplace images.
+fn owner_id(i: &Image, account: &str) -> i64 {
+    let id = if i.owner_alias == "self" { account } else { i.owner_id.as_str() };
+    id.parse::<i64>().unwrap_or(0)
+}
+
+pub(super) fn image_json(i: &Image, account: &str, usage: &str) -> Value {
     let disks: Vec<Value> = i
         .disks
         .iter()
@@ -148,17 +201,21 @@ pub(super) fn image_json(i: &Image, account: &str) -> Value {
         })
         .collect();
     let tags: Vec<Value> = i.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
-    json!({
+    // The emulator models none of these features: every image reports them unsupported (IMDS v1 only).
+    let features = json!({"NvmeSupport": "unsupported", "ImdsSupport": "v1", "CpuOnlineUpgrade": "unsupported",
+        "CpuOnlineDowngrade": "unsupported", "MemoryOnlineUpgrade": "unsupported",
+        "MemoryOnlineDowngrade": "unsupported"});
+    let secure_boot = json!({"SecureBootSupport": if i.boot_mode == "BIOS" { "unsupported" } else { "supported" }});
+    let mut out = json!({
         "ImageId": i.id, "ImageName": i.name, "Description": i.description, "ImageOwnerAlias": i.owner_alias,
-        "ImageOwnerId": if i.owner_alias == "self" { account.parse::<i64>().unwrap_or(0) }
-            else { i.owner_id.parse::<i64>().unwrap_or(0) },
+        "ImageOwnerId": owner_id(i, account),
         "Status": i.status, "Progress": format!("{}%", i.progress), "OSType": i.os_type, "OSName": i.os_name,
         "OSNameEn": i.os_name, "Platform": i.platform, "Architecture": i.architecture, "BootMode": i.boot_mode,
         "LicenseType": i.license_type, "ImageFamily": i.family,
         "Size": i.disks.first().map_or(0, |d| d.size_gib), "CreationTime": iso(i.created),
         "IsSelfShared": if i.shared_with.is_empty() { "False" } else { "True" },
         "IsCopied": i.copied_from.is_some(), "IsPublic": i.owner_alias == "system", "IsSubscribed": false,
-        "IsSupportIoOptimized": true, "IsSupportCloudinit": true, "Usage": "none",
+        "IsSupportIoOptimized": true, "IsSupportCloudinit": true, "Usage": usage,
         "ImageVersion": "", "ProductCode": if i.owner_alias == "marketplace" { "cmjj000001" } else { "" },
         "ResourceGroupId": "",
         "DiskDeviceMappings": {"DiskDeviceMapping": disks}, "Tags": {"Tag": tags},
@@ -168,7 +225,16 @@ pub(super) fn image_json(i: &Image, account: &str) -> Value {
             Some(items) => json!({"Status": "Finished", "Items": {"Item": items.iter().map(|(name, value, level)| json!({
                 "Name": name, "Value": value, "RiskLevel": level, "RiskCode": name})).collect::<Vec<_>>()}}),
         },
-    })
+    });
+    if let Value::Object(m) = &mut out {
+        m.insert("Usable".into(), json!(true));
+        m.insert("LoginAsNonRootSupported".into(), json!(false));
+        let supplier = if i.owner_alias == "marketplace" { "Alibaba Cloud Marketplace" } else { "" };
+        m.insert("SupplierName".into(), json!(supplier));
+        m.insert("Features".into(), features);
+        m.insert("SecureBootOptions".into(), secure_boot);
+    }
+    out
 }
 
 pub(super) fn describe_images(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
@@ -194,6 +260,22 @@ pub(super) fn describe_images(inner: &Inner, ctx: &RpcContext, params: &Params) 
         params.get(field).filter(|v| !v.is_empty()).is_none_or(|v| v.eq_ignore_ascii_case(value))
     };
     let tags = tag_filters(params);
+    let usage_filter = match params.get("Usage").filter(|u| !u.is_empty()) {
+        None => None,
+        Some(u @ ("instance" | "none")) => Some(u),
+        Some(_) => return Err(RpcError::invalid_parameter("Usage", "The specified Usage is not valid.")),
+    };
+    let owner_filter = match params.get("ImageOwnerId").filter(|o| !o.is_empty()) {
+        None => None,
+        Some(o) => Some(
+            o.parse::<i64>()
+                .map_err(|_| RpcError::invalid_parameter("ImageOwnerId", "The specified ImageOwnerId is not valid."))?,
+        ),
+    };
+    let public = bool_param(params, "IsPublic")?;
+    // Accepted and checked; the emulator has no expired (end-of-life) public images to show or hide.
+    bool_param(params, "ShowExpired")?;
+    let (start, end) = creation_window(params)?;
     dry_run(params)?;
     let db = inner.db();
     let mut found: Vec<&Image> = db
@@ -213,6 +295,10 @@ pub(super) fn describe_images(inner: &Inner, ctx: &RpcContext, params: &Params) 
         })
         .filter(|i| eq("OSType", &i.os_type) && eq("Architecture", &i.architecture) && eq("ImageFamily", &i.family))
         .filter(|i| tags.iter().all(|(k, v)| i.tags.get(k).is_some_and(|have| v.as_ref().is_none_or(|v| v == have))))
+        .filter(|i| usage_filter.is_none_or(|u| usage(&db, i) == u))
+        .filter(|i| owner_filter.is_none_or(|o| owner_id(i, &ctx.state.account_id) == o))
+        .filter(|i| public.is_none_or(|p| (i.owner_alias == "system") == p))
+        .filter(|i| start.is_none_or(|t| i.created >= t) && end.is_none_or(|t| i.created <= t))
         .collect();
     // No documented order: by ImageId, which says nothing about creation time (see the module docs).
     found.sort_by(|a, b| a.id.cmp(&b.id));
@@ -221,11 +307,67 @@ pub(super) fn describe_images(inner: &Inner, ctx: &RpcContext, params: &Params) 
         .into_iter()
         .skip(((page - 1) * size) as usize)
         .take(size as usize)
-        .map(|i| image_json(i, &ctx.state.account_id))
+        .map(|i| image_json(i, &ctx.state.account_id, usage(&db, i)))
         .collect();
     Ok(
         json!({"RegionId": region, "PageNumber": page, "PageSize": size, "TotalCount": total, "Images": {"Image": list}}),
     )
+}
+
+/// A boolean parameter (`true`/`false`, any case): `None` when absent or empty, `InvalidParameter.NAME` otherwise.
+fn bool_param(params: &Params, name: &str) -> Result<Option<bool>, RpcError> {
+    match params.get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(_) => Err(RpcError::invalid_parameter(name, format!("The specified {name} is not a boolean."))),
+    }
+}
+
+/// `Filter.N.Key` CreationStartTime / CreationEndTime with `Filter.N.Value` in UTC, `yyyy-MM-ddTHH:mmZ` as
+/// documented (seconds accepted too): both bounds inclusive, a minute-precision end covering its whole minute. Another key, or a time that does not parse, answers
+/// 400 `InvalidParameter.Filter` (a code the emulator chose).
+fn creation_window(params: &Params) -> Result<(Option<i64>, Option<i64>), RpcError> {
+    // (time, whether the value had minute precision only)
+    let parse = |v: &str| {
+        parse_iso8601(v)
+            .map(|t| (t, false))
+            .or_else(|| v.strip_suffix('Z').and_then(|m| parse_iso8601(&format!("{m}:00Z"))).map(|t| (t, true)))
+    };
+    let (mut start, mut end) = (None, None);
+    for (_, f) in params.indexed("Filter") {
+        let key = f.get("Key").map(String::as_str).unwrap_or("");
+        let value = f.get("Value").map(String::as_str).unwrap_or("");
+        let bad = || RpcError::invalid_parameter("Filter", format!("The filter {key}={value} is not valid."));
+        let (t, minute) = match key {
+            "CreationStartTime" | "CreationEndTime" => parse(value).ok_or_else(bad)?,
+            _ => return Err(bad()),
+        };
+        if key == "CreationStartTime" {
+            start = Some(t);
+        } else {
+            // A minute-precision end bound covers its whole minute.
+            end = Some(if minute { t + 59 } else { t });
+        }
+    }
+    Ok((start, end))
+}
+
+/// DescribeImageFromFamily: the newest (by `CreationTime`) Available custom image of the account in the family, or
+/// an empty `Image` when there is none. Ties are broken by request order: of images with the same `CreationTime`, the
+/// one whose ImportImage or CopyImage came later wins.
+pub(super) fn describe_image_from_family(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
+    let region = region(ctx, params, "RegionId")?;
+    let family = params.require("ImageFamily")?;
+    let db = inner.db();
+    // `db.images` is in request order, so `max_by_key` (the last of equal maxima) breaks ties by request order.
+    let newest = db
+        .images
+        .iter()
+        .filter(|i| i.region == region && i.owner_alias == "self" && i.status == "Available" && i.family == family)
+        .max_by_key(|i| i.created);
+    let image = newest.map_or_else(|| json!({}), |i| image_json(i, &ctx.state.account_id, usage(&db, i)));
+    Ok(json!({"Image": image}))
 }
 
 pub(super) fn modify_attribute(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
@@ -265,6 +407,7 @@ pub(super) fn modify_attribute(inner: &Inner, ctx: &RpcContext, params: &Params)
     if boot_mode.is_some_and(|b| !["BIOS", "UEFI", "UEFI-Preferred"].contains(&b)) {
         return Err(RpcError::invalid_parameter("BootMode", "The specified BootMode is not valid."));
     }
+    let family = family_param(params)?;
     let status = params.get("Status").filter(|s| !s.is_empty());
     if let Some(s) = status {
         // Only Available <-> Deprecated (a repeated state is accepted as is).
@@ -294,8 +437,8 @@ pub(super) fn modify_attribute(inner: &Inner, ctx: &RpcContext, params: &Params)
     if let Some(d) = description {
         i.description = d.to_string();
     }
-    if let Some(f) = params.get("ImageFamily") {
-        i.family = f.to_string();
+    if let Some(f) = family {
+        i.family = f;
     }
     if let Some(b) = boot_mode {
         i.boot_mode = b.to_string();

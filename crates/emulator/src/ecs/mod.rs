@@ -21,6 +21,11 @@
 //!
 //! **Listing and time** ([`images`]): DescribeImages takes `Status=ALL`, returns matches ordered by `ImageId` (the
 //! API documents no order), and `CreationTime` can be set per request with a `creation_time` fault rule.
+//!
+//! **Families and filters** ([`images`]): DescribeImageFromFamily answers the newest Available own image of a family
+//! (ties on `CreationTime` go to the later request) or an empty `Image`; ModifyImageAttribute validates
+//! `ImageFamily`; DescribeImages filters on `Usage`, `ImageOwnerId`, `IsPublic`, `ShowExpired` and `Filter.N`
+//! creation times and reports the detected disk `Format`.
 
 pub mod copy;
 pub mod images;
@@ -59,6 +64,7 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
             "RegionId": r, "LocalName": r, "RegionEndpoint": ctx.host, "Status": "available"})).collect::<Vec<_>>()}})),
         "ImportImage" => import::import_image(inner, ctx, params),
         "DescribeImages" => images::describe_images(inner, ctx, params),
+        "DescribeImageFromFamily" => images::describe_image_from_family(inner, ctx, params),
         "DescribeTasks" => tasks::describe_tasks(inner, ctx, params),
         "DescribeTaskAttribute" => tasks::describe_task_attribute(inner, ctx, params),
         "CancelTask" => tasks::cancel_task(inner, ctx, params),
@@ -104,6 +110,31 @@ fn valid_name(name: &str) -> bool {
         && !lower.starts_with("http://")
         && !lower.starts_with("https://")
         && name.chars().all(|c| c.is_alphanumeric() || "-_.:,()[] ".contains(c))
+}
+
+/// An image family name as ImportImage and ModifyImageAttribute document it: 2-128 characters, starting with a
+/// letter, made of letters, digits, `.`, `:`, `_` and `-`, not starting with `aliyun` or `acs:` (any case, those are
+/// Alibaba Cloud's own families) and containing no `http://` or `https://`.
+fn valid_family(family: &str) -> bool {
+    let n = family.chars().count();
+    let lower = family.to_ascii_lowercase();
+    (2..=128).contains(&n)
+        && family.chars().next().is_some_and(|c| c.is_alphabetic())
+        && !lower.starts_with("aliyun")
+        && !lower.starts_with("acs:")
+        && !lower.contains("http://")
+        && !lower.contains("https://")
+        && family.chars().all(|c| c.is_alphanumeric() || ".:_-".contains(c))
+}
+
+/// The `ImageFamily` parameter, checked: `None` when absent or empty, 400 `InvalidImageFamily.Malformed` (the code
+/// the emulator chose: the references name none) when it breaks [`valid_family`]'s rules.
+fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
+    match params.get("ImageFamily").filter(|f| !f.is_empty()) {
+        None => Ok(None),
+        Some(f) if valid_family(f) => Ok(Some(f.to_string())),
+        Some(_) => Err(err(400, "InvalidImageFamily.Malformed", "The specified ImageFamily is wrongly formed.")),
+    }
 }
 
 /// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through

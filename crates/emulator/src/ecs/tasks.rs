@@ -135,8 +135,16 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     let mut failure = forced;
     if failure.is_none() && action == "ImportImage" {
         let detect = inner.db().images.iter().any(|i| i.id == image_id && i.detection_requested);
-        let (f, detection) = import::check_disks(&inner.state, &disks, detect);
+        let (f, detection, formats) = import::check_disks(&inner.state, &disks, detect);
         failure = f;
+        // DescribeImages shows the format each disk was read as, declared or not.
+        update(inner, image_id, |i, _| {
+            for (d, f) in i.disks.iter_mut().zip(formats) {
+                if !f.is_empty() {
+                    d.format = f;
+                }
+            }
+        });
         if detection.is_some() {
             update(inner, image_id, |i, _| i.detection = detection);
         }

@@ -34,6 +34,10 @@
 //! | the first sector ends with the boot signature 0x55AA | system disk | `ImportImageFailed`: the system disk has no boot sector |
 //! | a partition table: an MBR entry inside the disk, or a GPT (`EFI PART` at LBA 1, behind a protective MBR) with an entry inside the disk | system disk | `ImportImageFailed`: the system disk has no partition table |
 //!
+//! The task records the format it read each disk as (RAW, QCOW2, VHD, VMDK) on the image, so DescribeImages'
+//! `DiskDeviceMappings.Format` shows the detected format even when the request declared none. ImportImage documents
+//! no `ImageFamily`: one sent anyway is ignored; set the family with ModifyImageAttribute.
+//!
 //! A disk the engine reads as RAW is accepted for any size: ECS documents no sector-alignment rule. With
 //! `DetectionStrategy=Standard` the task also runs the emulator's detection (`detection.rs`) on the system disk and
 //! reports each problem in `DetectionOptions.Items` without failing the import:
@@ -240,13 +244,15 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
 }
 
 /// What the import task fails on, read from the uploaded objects (`CODE: message`); also returns the system
-/// disk's detection results when `detect`.
+/// disk's detection results when `detect`, and the format the engine read each disk as (RAW, VHD, QCOW2, VMDK;
+/// empty for a disk it did not reach), which DescribeImages reports as `DiskDeviceMappings.Format`.
 pub(super) fn check_disks(
     state: &EmulatorState,
     disks: &[DiskMapping],
     detect: bool,
-) -> (Option<String>, Option<Detection>) {
+) -> (Option<String>, Option<Detection>, Vec<String>) {
     let mut detection = None;
+    let mut formats = vec![String::new(); disks.len()];
     let failure = (|| {
         for (n, d) in disks.iter().enumerate() {
             let p = match probe::probe(state, &d.bucket, &d.object, probe::Extent::Whole, detect && n == 0) {
@@ -256,11 +262,12 @@ pub(super) fn check_disks(
             if n == 0 {
                 detection = p.detection.clone();
             }
+            formats[n] = rules::format_name(p.format).to_string();
             if let Some(b) = rules::in_task(n, d, &p) {
                 return Some(b.task_failure());
             }
         }
         None
     })();
-    (failure, detection)
+    (failure, detection, formats)
 }
