@@ -35,6 +35,8 @@ impl Default for CloudSettings {
 #[serde(default)]
 pub(crate) struct Db {
     pub roles: BTreeMap<String, Role>,
+    /// Custom RAM policies by lower-case name.
+    pub policies: BTreeMap<String, crate::ram::Policy>,
     pub images: Vec<Image>,
     pub tasks: Vec<Task>,
     pub instances: Vec<Instance>,

@@ -223,3 +223,19 @@ fn dry_runs_copies_deprecation_and_creation_times_behave_as_ecs() {
     let text = scenario(&emu, "lifecycle", json!({"qcow2": qcow2, "t0": t0}));
     assert!(text.contains("ok lifecycle"), "{text}");
 }
+
+const RAM_TAGS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_ram_tags.py");
+
+#[test]
+fn ram_trust_tags_and_task_filters_behave_as_ecs() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = start(&dir.path().join("emu"), fast());
+    let cfg = json!({"endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "account": emu.state().account_id});
+    for name in ["ram"] {
+        let out =
+            Command::new("python3").arg(RAM_TAGS_SCRIPT).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains(&format!("ok {name}")), "{name}:\n{text}");
+    }
+}

@@ -1,0 +1,170 @@
+"""The import role as RAM and ImportImage see it, driven by Alibaba's official Python SDKs
+(alibabacloud-ram20150501, alibabacloud-ecs20140526) and oss2: the trust policy is evaluated, an equivalent custom
+policy stands in for AliyunECSImageImportRolePolicy, and DetachPolicyFromRole, DeleteRole and UpdateRole remove and
+repair the role.
+
+usage: ecs_ram_tags.py SCENARIO CONFIG_JSON
+CONFIG_JSON: {"endpoint": "http://HOST:PORT", "ak": ..., "sk": ..., "account": ...}
+Prints "ok SCENARIO" on success; raises on any mismatch.
+"""
+import json
+import sys
+
+import oss2
+from alibabacloud_ecs20140526 import models as ecs
+from alibabacloud_ecs20140526.client import Client as EcsClient
+from alibabacloud_ram20150501 import models as ram
+from alibabacloud_ram20150501.client import Client as RamClient
+from alibabacloud_tea_openapi import models as open_api_models
+
+scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
+url, ak, sk = cfg["endpoint"], cfg["ak"], cfg["sk"]
+host = url.split("://", 1)[-1]
+REGION = "cn-hangzhou"
+ROLE = "AliyunECSImageImportDefaultRole"
+SYSTEM_POLICY = "AliyunECSImageImportRolePolicy"
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def config():
+    return open_api_models.Config(access_key_id=ak, access_key_secret=sk, endpoint=host, protocol="http",
+                                  region_id=REGION)
+
+
+def refused(fn, code, status):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - the SDKs raise their own exception types
+        got = (getattr(e, "code", None), getattr(e, "statusCode", None))
+        check(got == (code, status), f"expected {code} {status}, got {got}: {e}")
+        return e
+    raise AssertionError(f"expected {code}, the call succeeded")
+
+
+ecs_client = EcsClient(config())
+ram_client = RamClient(config())
+
+
+def trust(service):
+    return json.dumps({"Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
+                                      "Principal": {"Service": [service]}}], "Version": "1"})
+
+
+def import_image(name):
+    m = ecs.ImportImageRequestDiskDeviceMapping(ossbucket="ramdisks", ossobject="disk.raw", format="RAW")
+    req = ecs.ImportImageRequest(image_name=name, disk_device_mapping=[m], architecture="x86_64", ostype="linux",
+                                 platform="Ubuntu", region_id=REGION)
+    return ecs_client.import_image(req).body
+
+
+def no_role_for_import(name):
+    refused(lambda: import_image(name), "NoSetRoletoECSServiceAcount", 403)
+    got = ecs_client.describe_images(ecs.DescribeImagesRequest(region_id=REGION, image_name=name,
+                                                               status="ALL")).body
+    check(got.total_count == 0, f"a refused import left an image: {got}")
+
+
+def role():
+    return ram_client.get_role(ram.GetRoleRequest(role_name=ROLE)).body.role
+
+
+def attached():
+    pols = ram_client.list_policies_for_role(ram.ListPoliciesForRoleRequest(role_name=ROLE)).body.policies.policy
+    return sorted((p.policy_type, p.policy_name) for p in pols)
+
+
+def attach(kind, name):
+    ram_client.attach_policy_to_role(ram.AttachPolicyToRoleRequest(policy_type=kind, policy_name=name,
+                                                                    role_name=ROLE))
+
+
+def detach(kind, name):
+    return ram_client.detach_policy_from_role(ram.DetachPolicyFromRoleRequest(policy_type=kind, policy_name=name,
+                                                                              role_name=ROLE))
+
+
+if scenario == "ram":
+    b = oss2.Bucket(oss2.AuthV4(ak, sk), url, "ramdisks", region=REGION)
+    b.create_bucket()
+    b.put_object("disk.raw", b"\0" * 1024 * 1024)
+
+    # A role trusting another service, with the system policy: refused as if there were no role.
+    ram_client.create_role(ram.CreateRoleRequest(role_name=ROLE, assume_role_policy_document=trust("oss.aliyuncs.com")))
+    attach("System", SYSTEM_POLICY)
+    no_role_for_import("wrong-trust")
+
+    # UpdateRole repairs the trust policy (and the session duration); the import is then accepted.
+    refused(lambda: ram_client.update_role(ram.UpdateRoleRequest(role_name="NoSuchRole", new_max_session_duration=3600)),
+            "EntityNotExist.Role", 404)
+    refused(lambda: ram_client.update_role(ram.UpdateRoleRequest(role_name=ROLE, new_assume_role_policy_document="{")),
+            "MalformedPolicyDocument", 400)
+    refused(lambda: ram_client.update_role(ram.UpdateRoleRequest(role_name=ROLE, new_max_session_duration=60)),
+            "InvalidParameter.NewMaxSessionDuration", 400)
+    check("oss.aliyuncs.com" in role().assume_role_policy_document, "a refused UpdateRole changed the role")
+    got = ram_client.update_role(ram.UpdateRoleRequest(role_name=ROLE, new_assume_role_policy_document=trust(
+        "ecs.aliyuncs.com"), new_max_session_duration=7200)).body.role
+    check("ecs.aliyuncs.com" in got.assume_role_policy_document and got.max_session_duration == 7200, got)
+    r = role()
+    check("ecs.aliyuncs.com" in r.assume_role_policy_document and r.max_session_duration == 7200, r)
+    first = import_image("trusted").image_id
+    check(first.startswith("m-"), first)
+
+    # DeleteRole is refused while a policy is attached; the role stays.
+    refused(lambda: ram_client.delete_role(ram.DeleteRoleRequest(role_name=ROLE)), "DeleteConflict.Role.Policy", 409)
+    check(role().role_name == ROLE, "a refused DeleteRole removed the role")
+
+    # DetachPolicyFromRole: the policy goes, the import is refused; detaching it again is refused.
+    detach("System", SYSTEM_POLICY)
+    check(attached() == [], attached())
+    refused(lambda: detach("System", SYSTEM_POLICY), "EntityNotExist.Role.Policy", 404)
+    no_role_for_import("detached")
+
+    # A custom policy that does not allow reading objects does not stand in for the system policy.
+    weak = json.dumps({"Version": "1", "Statement": [{"Effect": "Allow", "Action": ["oss:ListObjects"],
+                                                      "Resource": "*"}]})
+    ram_client.create_policy(ram.CreatePolicyRequest(policy_name="ImportWeak", policy_document=weak))
+    attach("Custom", "ImportWeak")
+    no_role_for_import("weak-policy")
+    # One that allows what AliyunECSImageImportRolePolicy grants does.
+    equivalent = json.dumps({"Version": "1", "Statement": [{"Effect": "Allow", "Action": [
+        "oss:GetObject", "oss:GetBucketLocation", "oss:GetBucketInfo", "oss:ListParts"], "Resource": "*"}]})
+    p = ram_client.create_policy(ram.CreatePolicyRequest(policy_name="ImportEquivalent",
+                                                         policy_document=equivalent)).body.policy
+    check(p.policy_type == "Custom" and p.policy_name == "ImportEquivalent", p)
+    refused(lambda: ram_client.create_policy(ram.CreatePolicyRequest(policy_name="ImportEquivalent",
+                                                                     policy_document=equivalent)),
+            "EntityAlreadyExists.Policy", 409)
+    refused(lambda: ram_client.create_policy(ram.CreatePolicyRequest(policy_name="Broken", policy_document="[]")),
+            "MalformedPolicyDocument", 400)
+    refused(lambda: attach("Custom", "NoSuchPolicy"), "EntityNotExist.Policy", 404)
+    attach("Custom", "ImportEquivalent")
+    check(attached() == [("Custom", "ImportEquivalent"), ("Custom", "ImportWeak")], attached())
+    check(import_image("custom-policy").image_id.startswith("m-"), "the equivalent custom policy was refused")
+    # A wildcard allow with a Deny on GetObject does not.
+    detach("Custom", "ImportEquivalent")
+    denied = json.dumps({"Version": "1", "Statement": [
+        {"Effect": "Allow", "Action": "oss:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "oss:GetObject", "Resource": "*"}]})
+    ram_client.create_policy(ram.CreatePolicyRequest(policy_name="ImportDenied", policy_document=denied))
+    attach("Custom", "ImportDenied")
+    no_role_for_import("denied")
+
+    # Remove the role: detach everything, delete it; the import is refused; a second delete finds nothing.
+    detach("Custom", "ImportDenied")
+    detach("Custom", "ImportWeak")
+    ram_client.delete_role(ram.DeleteRoleRequest(role_name=ROLE))
+    refused(lambda: ram_client.get_role(ram.GetRoleRequest(role_name=ROLE)), "EntityNotExist.Role", 404)
+    refused(lambda: ram_client.delete_role(ram.DeleteRoleRequest(role_name=ROLE)), "EntityNotExist.Role", 404)
+    no_role_for_import("deleted")
+    # And repair it as the console would.
+    ram_client.create_role(ram.CreateRoleRequest(role_name=ROLE, assume_role_policy_document=trust("ecs.aliyuncs.com")))
+    attach("System", SYSTEM_POLICY)
+    check(import_image("repaired").image_id.startswith("m-"), "the repaired role was refused")
+    print("ok ram")
+
+else:
+    raise SystemExit(f"unknown scenario {scenario}")
