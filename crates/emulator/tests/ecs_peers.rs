@@ -230,9 +230,10 @@ const RAM_TAGS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/
 fn ram_trust_tags_and_task_filters_behave_as_ecs() {
     require_peers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let emu = start(&dir.path().join("emu"), fast());
+    // Pages of two tag resources, so ListTagResources' NextToken is exercised.
+    let emu = start(&dir.path().join("emu"), CloudSettings { tag_page_size: 2, ..fast() });
     let cfg = json!({"endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "account": emu.state().account_id});
-    for name in ["ram"] {
+    for name in ["ram", "tags"] {
         let out =
             Command::new("python3").arg(RAM_TAGS_SCRIPT).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -166,5 +166,85 @@ if scenario == "ram":
     check(import_image("repaired").image_id.startswith("m-"), "the repaired role was refused")
     print("ok ram")
 
+elif scenario == "tags":
+    # The images the ram scenario imported (the driver sets a page size of 2 tag resources).
+    own = ecs_client.describe_images(ecs.DescribeImagesRequest(region_id=REGION, image_owner_alias="self",
+                                                               status="ALL", page_size=100)).body.images.image
+    ids = sorted(i.image_id for i in own)
+    check(len(ids) >= 3, ids)
+    a, b, c = ids[:3]
+
+    def tag(resources, pairs):
+        return ecs_client.tag_resources(ecs.TagResourcesRequest(
+            region_id=REGION, resource_type="image", resource_id=resources,
+            tag=[ecs.TagResourcesRequestTag(key=k, value=v) for k, v in pairs]))
+
+    def listing(**kw):
+        rows, token, pages = [], None, 0
+        while True:
+            got = ecs_client.list_tag_resources(ecs.ListTagResourcesRequest(
+                region_id=REGION, resource_type="image", next_token=token, **kw)).body
+            page = got.tag_resources.tag_resource
+            check(len(page) <= 2, f"a page of {len(page)} with page size 2")
+            rows += [(r.resource_id, r.tag_key, r.tag_value) for r in page]
+            pages += 1
+            token = got.next_token
+            if not token:
+                return rows, pages
+
+    def tags_of(image_id):
+        return {k: v for _, k, v in listing(resource_id=[image_id])[0]}
+
+
+    # Validation: nothing is written by a refused call.
+    for pairs, code in [([("acs:team", "x")], "InvalidTagKey.Malformed"),
+                        ([("Aliyun-owner", "x")], "InvalidTagKey.Malformed"),
+                        ([("k" * 129, "x")], "InvalidTagKey.Malformed"),
+                        ([("team", "aliyun-x")], "InvalidTagValue.Malformed"),
+                        ([("team", "acs:x")], "InvalidTagValue.Malformed"),
+                        ([("team", "v" * 129)], "InvalidTagValue.Malformed"),
+                        ([("team", "a"), ("team", "b")], "TagKey.Duplication")]:
+        refused(lambda: tag([a], pairs), code, 400)
+    check(tags_of(a) == {}, tags_of(a))
+    # The longest key and value are accepted.
+    tag([a], [("k" * 128, "v" * 128)])
+    check(tags_of(a) == {"k" * 128: "v" * 128}, tags_of(a))
+    # At most 20 tags per image: 19 more fit, a 21st is refused and changes nothing.
+    tag([a], [(f"t{n:02}", str(n)) for n in range(19)])
+    check(len(tags_of(a)) == 20, tags_of(a))
+    refused(lambda: tag([a], [("one-too-many", "x")]), "InvalidTagCount", 400)
+    check(len(tags_of(a)) == 20 and "one-too-many" not in tags_of(a), tags_of(a))
+    # Re-tagging an existing key on a full image replaces the value.
+    tag([a], [("t00", "again")])
+    check(tags_of(a)["t00"] == "again", tags_of(a))
+    ecs_client.untag_resources(ecs.UntagResourcesRequest(region_id=REGION, resource_type="image",
+                                                         resource_id=[a], all=True))
+    check(tags_of(a) == {}, tags_of(a))
+
+    tag([a], [("env", "prod"), ("team", "img")])
+    tag([b], [("env", "test"), ("team", "img")])
+    tag([c], [("env", "dev")])
+
+    # Paging: five rows in pages of two, each row once.
+    rows, pages = listing()
+    want = [(a, "env", "prod"), (a, "team", "img"), (b, "env", "test"), (b, "team", "img"), (c, "env", "dev")]
+    check(sorted(rows) == sorted(want) and pages == 3, (rows, pages))
+    refused(lambda: ecs_client.list_tag_resources(ecs.ListTagResourcesRequest(
+        region_id=REGION, resource_type="image", next_token="not-a-token")), "InvalidParameter.NextToken", 400)
+    # TagFilter.N: a key with one of the values; a key with any value.
+    TF = ecs.ListTagResourcesRequestTagFilter
+    rows, _ = listing(tag_filter=[TF(tag_key="env", tag_values=["prod", "dev"])])
+    check(sorted({r[0] for r in rows}) == sorted([a, c]), rows)
+    rows, _ = listing(tag_filter=[TF(tag_key="team")])
+    check(sorted({r[0] for r in rows}) == sorted([a, b]), rows)
+    rows, _ = listing(tag_filter=[TF(tag_key="team"), TF(tag_key="env", tag_values=["test"])])
+    check({r[0] for r in rows} == {b}, rows)
+    rows, _ = listing(tag_filter=[TF(tag_key="nobody")])
+    check(rows == [], rows)
+    # Snapshots are not emulated resources.
+    refused(lambda: ecs_client.list_tag_resources(ecs.ListTagResourcesRequest(
+        region_id=REGION, resource_type="snapshot")), "InvalidParameter.ResourceType", 400)
+    print("ok tags")
+
 else:
     raise SystemExit(f"unknown scenario {scenario}")
