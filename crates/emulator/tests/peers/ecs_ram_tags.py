@@ -246,5 +246,54 @@ elif scenario == "tags":
         region_id=REGION, resource_type="snapshot")), "InvalidParameter.ResourceType", 400)
     print("ok tags")
 
+elif scenario == "tasks":
+    import time as _time
+
+    # The ram scenario's three accepted imports are the tasks; let them finish (or fail) first.
+    def tasks(**kw):
+        return ecs_client.describe_tasks(ecs.DescribeTasksRequest(region_id=REGION, **kw)).body
+
+    for _ in range(100):
+        everything = tasks(page_size=100)
+        if all(t.task_status in ("Finished", "Failed") for t in everything.task_set.task):
+            break
+        _time.sleep(0.2)
+    rows = everything.task_set.task
+    check(everything.total_count == len(rows) == 3, everything)
+    check(all(t.task_action == "ImportImage" for t in rows), rows)
+    first, second, third = rows[0], rows[1], rows[2]
+    # ResourceIds.N: the tasks working on those images.
+    got = tasks(resource_ids=[second.resource_id])
+    check([t.task_id for t in got.task_set.task] == [second.task_id] and got.total_count == 1, got)
+    got = tasks(resource_ids=[first.resource_id, third.resource_id])
+    check(sorted(t.task_id for t in got.task_set.task) == sorted([first.task_id, third.task_id]), got)
+    check(tasks(resource_ids=["m-nosuchimage"]).total_count == 0, "an unknown resource matched")
+    # TaskIds (comma-separated), with ResourceIds both must hold.
+    got = tasks(task_ids=f"{first.task_id},{third.task_id}")
+    check(got.total_count == 2, got)
+    check(tasks(task_ids=first.task_id, resource_ids=[second.resource_id]).total_count == 0, "ids and resources")
+    # TaskAction and TaskStatus.
+    check(tasks(task_action="ImportImage").total_count == 3, "TaskAction=ImportImage")
+    check(tasks(task_action="ExportImage").total_count == 0, "TaskAction=ExportImage")
+    for status in ("Finished", "Failed", "Processing"):
+        want = sum(1 for t in rows if t.task_status == status)
+        check(tasks(task_status=status).total_count == want, f"TaskStatus={status}")
+    # StartTime/EndTime, in the documented yyyy-MM-ddTHH:mmZ (UTC), compared with CreationTime.
+    now = _time.time()
+    fmt = lambda t: _time.strftime("%Y-%m-%dT%H:%MZ", _time.gmtime(t))  # noqa: E731
+    check(tasks(start_time=fmt(now - 3600), end_time=fmt(now + 3600)).total_count == 3, "the last hour")
+    check(tasks(start_time=fmt(now + 3600)).total_count == 0, "a window in the future")
+    check(tasks(end_time=fmt(now - 3600)).total_count == 0, "a window in the past")
+    refused(lambda: tasks(start_time="yesterday"), "InvalidParameter.StartTime", 400)
+    refused(lambda: tasks(end_time="2024-13-01T00:00Z"), "InvalidParameter.EndTime", 400)
+    # Paging: PageSize 2 gives pages of 2 and 1, TotalCount 3 on each, every task once.
+    p1, p2 = tasks(page_size=2, page_number=1), tasks(page_size=2, page_number=2)
+    check(p1.total_count == p2.total_count == 3 and p1.page_size == 2 and p2.page_number == 2, (p1, p2))
+    seen = [t.task_id for t in p1.task_set.task + p2.task_set.task]
+    check(len(seen) == 3 and sorted(seen) == sorted(t.task_id for t in rows), seen)
+    check(tasks(page_size=2, page_number=3).task_set.task == [], "page 3 of 2")
+    refused(lambda: tasks(page_size=101), "InvalidParameter.PageSize", 400)
+    print("ok tasks")
+
 else:
     raise SystemExit(f"unknown scenario {scenario}")
