@@ -102,7 +102,7 @@ fn trusts(doc: &str, principal: &str) -> bool {
     statements(&v).iter().any(|st| {
         effect_is(st, "Allow")
             && strings(st.get("Action")).iter().any(|a| glob(a, "sts:AssumeRole"))
-            && strings(st.get("Principal").and_then(|p| p.get("Service"))).iter().any(|s| *s == principal)
+            && strings(st.get("Principal").and_then(|p| p.get("Service"))).contains(&principal)
     })
 }
 
