@@ -376,3 +376,35 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
         _ => Err(RpcError::action_not_found()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_match_with_wildcards_case_insensitively() {
+        assert!(glob("oss:GetObject", "oss:getobject"));
+        assert!(glob("oss:*", "oss:GetObject"));
+        assert!(glob("*", "oss:GetObject"));
+        assert!(glob("oss:Get*", "oss:GetBucketInfo"));
+        assert!(glob("oss:*Object", "oss:GetObject"));
+        assert!(!glob("oss:Put*", "oss:GetObject"));
+        assert!(!glob("oss:GetObject*x", "oss:GetObject"));
+        assert!(!glob("ecs:*", "oss:GetObject"));
+    }
+
+    #[test]
+    fn trust_and_policy_documents() {
+        assert!(trusts(ECS_TRUST, "ecs.aliyuncs.com"));
+        let single = r#"{"Statement":{"Action":"sts:*","Effect":"Allow","Principal":{"Service":"ecs.aliyuncs.com"}}}"#;
+        assert!(trusts(single, "ecs.aliyuncs.com"));
+        let other = ECS_TRUST.replace("ecs.aliyuncs.com", "oss.aliyuncs.com");
+        assert!(!trusts(&other, "ecs.aliyuncs.com"));
+        assert!(!trusts(&ECS_TRUST.replace("Allow", "Deny"), "ecs.aliyuncs.com"));
+        assert!(!trusts("not json", "ecs.aliyuncs.com"));
+        let doc = r#"{"Statement":[{"Effect":"Allow","Action":"oss:*"},{"Effect":"Deny","Action":["oss:GetObject"]}]}"#;
+        assert!(allows(doc, "oss:GetBucketInfo"));
+        assert!(!allows(doc, "oss:GetObject"));
+        assert!(policy_doc("[]").is_err() && policy_doc(&"x".repeat(7000)).is_err() && policy_doc(doc).is_ok());
+    }
+}
