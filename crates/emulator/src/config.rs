@@ -123,7 +123,7 @@ pub struct FileConfig {
     /// Seconds a request body may stall, or a response wait for the client to read (60).
     pub idle_timeout_seconds: Option<f64>,
     pub faults: Option<FaultConfig>,
-    /// ECS/RAM/STS settings: `import_seconds`, `sts_lifetime_cap_seconds`, `seed_import_role`.
+    /// ECS/RAM/STS settings: `import_seconds`, `sts_lifetime_cap_seconds`, `seed_import_role`, `tag_page_size`.
     pub cloud: Option<CloudSettings>,
 }
 

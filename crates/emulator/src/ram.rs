@@ -1,5 +1,23 @@
-//! RAM roles (GetRole, CreateRole, AttachPolicyToRole, ListPoliciesForRole): the import role that gates
-//! ImportImage and the roles STS AssumeRole hands out credentials for.
+//! RAM roles and custom policies: the import role that gates ImportImage and the roles STS AssumeRole hands out
+//! credentials for.
+//!
+//! | operation | parameters | checks and answers |
+//! |---|---|---|
+//! | GetRole | RoleName | 404 `EntityNotExist.Role` |
+//! | CreateRole | RoleName, AssumeRolePolicyDocument, Description, MaxSessionDuration | name 1-64 of `[A-Za-z0-9._-]` (400 `InvalidParameter.RoleName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); MaxSessionDuration 3600-43200 (400 `InvalidParameter`); 409 `EntityAlreadyExists.Role` |
+//! | UpdateRole | RoleName, NewAssumeRolePolicyDocument, NewMaxSessionDuration, NewDescription | the same rules as CreateRole for each value given; 404 `EntityNotExist.Role`; UpdateDate moves |
+//! | DeleteRole | RoleName | 404 `EntityNotExist.Role`; 409 `DeleteConflict.Role.Policy` while any policy is attached |
+//! | AttachPolicyToRole | PolicyType (System/Custom), PolicyName, RoleName | 400 `InvalidParameter.PolicyType.InvalidValue`; a System policy must be named `Aliyun*`, a Custom one must exist (404 `EntityNotExist.Policy`); 409 `EntityAlreadyExists.Role.Policy` |
+//! | DetachPolicyFromRole | PolicyType, PolicyName, RoleName | 404 `EntityNotExist.Role`; 404 `EntityNotExist.Role.Policy` when that policy is not attached |
+//! | ListPoliciesForRole | RoleName | the attached policies |
+//! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); 409 `EntityAlreadyExists.Policy` |
+//!
+//! What ImportImage asks of its role ([`import_role_ok`]): the role exists; its trust policy has an `Allow`
+//! statement for `sts:AssumeRole` whose `Principal.Service` names `ecs.aliyuncs.com`; and it has
+//! `AliyunECSImageImportRolePolicy` attached, or a custom policy that allows (and does not deny) every action the
+//! import reads with: `oss:GetObject`, `oss:GetBucketLocation` and `oss:GetBucketInfo` (`*` wildcards allowed in
+//! actions). Known differences: a policy's `Resource` and `Condition` are not evaluated (any resource counts), and
+//! changes take effect at once where the real service takes a short while to propagate them.
 
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, Db, Inner};
@@ -11,6 +29,120 @@ pub const IMPORT_ROLE: &str = "AliyunECSImageImportDefaultRole";
 pub(crate) const IMPORT_POLICY: &str = "AliyunECSImageImportRolePolicy";
 const ECS_TRUST: &str = r#"{"Statement":[{"Action":"sts:AssumeRole","Effect":"Allow","Principal":{"Service":["ecs.aliyuncs.com"]}}],"Version":"1"}"#;
 
+/// A custom policy made with CreatePolicy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Policy {
+    pub name: String,
+    pub description: String,
+    pub document: String,
+    pub created: i64,
+}
+
+/// The actions the import reads the user's bucket with: a custom policy must allow them all to stand in for
+/// `AliyunECSImageImportRolePolicy`.
+const IMPORT_ACTIONS: [&str; 3] = ["oss:GetObject", "oss:GetBucketLocation", "oss:GetBucketInfo"];
+
+fn malformed() -> RpcError {
+    RpcError::new(400, "MalformedPolicyDocument", "The policy document is malformed.")
+}
+
+/// Parses a policy document: JSON with a `Statement`, at most 6 KiB (RAM's documented limit for a policy).
+fn policy_doc(doc: &str) -> Result<serde_json::Value, RpcError> {
+    if doc.len() > 6144 {
+        return Err(malformed());
+    }
+    serde_json::from_str::<serde_json::Value>(doc).ok().filter(|v| v.get("Statement").is_some()).ok_or_else(malformed)
+}
+
+/// A string or a list of strings, as policy documents write `Action`, `Principal.Service` and `Resource`.
+fn strings(v: Option<&serde_json::Value>) -> Vec<&str> {
+    match v {
+        Some(serde_json::Value::String(s)) => vec![s.as_str()],
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn statements(doc: &serde_json::Value) -> Vec<&serde_json::Value> {
+    match doc.get("Statement") {
+        Some(serde_json::Value::Array(a)) => a.iter().collect(),
+        Some(s @ serde_json::Value::Object(_)) => vec![s],
+        _ => Vec::new(),
+    }
+}
+
+/// Case-insensitive match of an action against a pattern with `*` wildcards.
+fn glob(pattern: &str, action: &str) -> bool {
+    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == a;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !a.starts_with(first) || a.len() < first.len() + last.len() || !a.ends_with(last) {
+        return false;
+    }
+    let mut rest = &a[first.len()..a.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn effect_is(st: &serde_json::Value, effect: &str) -> bool {
+    st.get("Effect").and_then(|e| e.as_str()).is_some_and(|e| e.eq_ignore_ascii_case(effect))
+}
+
+/// Whether a trust policy lets the service `principal` assume the role.
+fn trusts(doc: &str, principal: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(doc) else { return false };
+    statements(&v).iter().any(|st| {
+        effect_is(st, "Allow")
+            && strings(st.get("Action")).iter().any(|a| glob(a, "sts:AssumeRole"))
+            && strings(st.get("Principal").and_then(|p| p.get("Service"))).contains(&principal)
+    })
+}
+
+/// Whether a policy document allows `action` (an `Allow` statement matches it and no `Deny` statement does).
+fn allows(doc: &str, action: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(doc) else { return false };
+    let sts = statements(&v);
+    let hit = |effect: &str| {
+        sts.iter().any(|st| effect_is(st, effect) && strings(st.get("Action")).iter().any(|a| glob(a, action)))
+    };
+    hit("Allow") && !hit("Deny")
+}
+
+/// The role ImportImage uses may be assumed by ECS and lets it read the bucket (see the module docs).
+pub(crate) fn import_role_ok(db: &Db, role: &str) -> bool {
+    let Some(r) = db.role(role) else { return false };
+    if !trusts(&r.trust_policy, "ecs.aliyuncs.com") {
+        return false;
+    }
+    r.policies.iter().any(|(kind, name, _)| match kind.as_str() {
+        "System" => name == IMPORT_POLICY,
+        _ => db
+            .policies
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|p| IMPORT_ACTIONS.iter().all(|a| allows(&p.document, a))),
+    })
+}
+
+fn max_session(v: Option<&str>, name: &str) -> Result<Option<i64>, RpcError> {
+    match v {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|m| (3600..=43200).contains(m))
+            .map(Some)
+            .ok_or_else(|| RpcError::invalid_parameter(name, format!("The parameter {name} is invalid."))),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Role {
     pub name: String,
@@ -19,6 +151,8 @@ pub(crate) struct Role {
     pub trust_policy: String,
     pub max_session_duration: i64,
     pub created: i64,
+    #[serde(default)]
+    pub updated: Option<i64>,
     /// (policy type, policy name, attached at)
     pub policies: Vec<(String, String, i64)>,
 }
@@ -36,7 +170,7 @@ fn role_json(r: &Role, account: &str) -> serde_json::Value {
         "AssumeRolePolicyDocument": r.trust_policy,
         "MaxSessionDuration": r.max_session_duration,
         "CreateDate": iso(r.created),
-        "UpdateDate": iso(r.created),
+        "UpdateDate": iso(r.updated.unwrap_or(r.created)),
     })
 }
 
@@ -48,6 +182,7 @@ fn new_role(name: &str, trust: &str, description: &str, max: i64, now: i64) -> R
         trust_policy: trust.to_string(),
         max_session_duration: max,
         created: now,
+        updated: None,
         policies: Vec::new(),
     }
 }
@@ -80,15 +215,8 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                 ));
             }
             let doc = params.require("AssumeRolePolicyDocument")?;
-            if serde_json::from_str::<serde_json::Value>(doc).map(|v| v.get("Statement").is_none()).unwrap_or(true) {
-                return Err(RpcError::new(400, "MalformedPolicyDocument", "The policy document is malformed."));
-            }
-            let max = match params.get("MaxSessionDuration") {
-                None | Some("") => 3600,
-                Some(v) => v.parse::<i64>().ok().filter(|m| (3600..=43200).contains(m)).ok_or_else(|| {
-                    RpcError::invalid_parameter("MaxSessionDuration", "The parameter MaxSessionDuration is invalid.")
-                })?,
-            };
+            policy_doc(doc)?;
+            let max = max_session(params.get("MaxSessionDuration"), "MaxSessionDuration")?.unwrap_or(3600);
             let mut db = inner.db();
             if db.role(name).is_some() {
                 return Err(RpcError::new(
@@ -114,10 +242,14 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     "The parameter PolicyType is invalid.",
                 ));
             }
-            if kind == "System" && !policy.starts_with("Aliyun") {
+            let mut db = inner.db();
+            let known = match kind {
+                "System" => policy.starts_with("Aliyun"),
+                _ => db.policies.contains_key(&policy.to_ascii_lowercase()),
+            };
+            if !known {
                 return Err(RpcError::new(404, "EntityNotExist.Policy", format!("The policy not exists: {policy}.")));
             }
-            let mut db = inner.db();
             let r = db.roles.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| no_role(name))?;
             if r.policies.iter().any(|(_, p, _)| p == policy) {
                 return Err(RpcError::new(
@@ -143,6 +275,136 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                 .collect();
             Ok(json!({ "Policies": { "Policy": list } }))
         }
+        "DetachPolicyFromRole" => {
+            let kind = params.require("PolicyType")?;
+            let policy = params.require("PolicyName")?;
+            let name = params.require("RoleName")?;
+            let mut db = inner.db();
+            let r = db.roles.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| no_role(name))?;
+            let before = r.policies.len();
+            r.policies.retain(|(t, p, _)| !(t == kind && p == policy));
+            if r.policies.len() == before {
+                return Err(RpcError::new(
+                    404,
+                    "EntityNotExist.Role.Policy",
+                    format!("The policy {policy} is not attached to the role {name}."),
+                ));
+            }
+            db.save()?;
+            Ok(json!({}))
+        }
+        "DeleteRole" => {
+            let name = params.require("RoleName")?;
+            let mut db = inner.db();
+            let r = db.role(name).ok_or_else(|| no_role(name))?;
+            if !r.policies.is_empty() {
+                return Err(RpcError::new(
+                    409,
+                    "DeleteConflict.Role.Policy",
+                    "The role cannot have any attached policies when you delete it.",
+                ));
+            }
+            db.roles.remove(&name.to_ascii_lowercase());
+            db.save()?;
+            Ok(json!({}))
+        }
+        "UpdateRole" => {
+            let name = params.require("RoleName")?;
+            let doc = params.get("NewAssumeRolePolicyDocument").filter(|d| !d.is_empty());
+            if let Some(d) = doc {
+                policy_doc(d)?;
+            }
+            let max = max_session(params.get("NewMaxSessionDuration"), "NewMaxSessionDuration")?;
+            let description = params.get("NewDescription");
+            if description.is_some_and(|d| d.chars().count() > 1024) {
+                return Err(RpcError::invalid_parameter("NewDescription", "The parameter NewDescription is invalid."));
+            }
+            let mut db = inner.db();
+            let r = db.roles.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| no_role(name))?;
+            if let Some(d) = doc {
+                r.trust_policy = d.to_string();
+            }
+            if let Some(m) = max {
+                r.max_session_duration = m;
+            }
+            if let Some(d) = description {
+                r.description = d.to_string();
+            }
+            r.updated = Some(ctx.now);
+            let out = role_json(r, account);
+            db.save()?;
+            Ok(json!({ "Role": out }))
+        }
+        "CreatePolicy" => {
+            let name = params.require("PolicyName")?;
+            if !(1..=128).contains(&name.len()) || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(RpcError::new(
+                    400,
+                    "InvalidParameter.PolicyName.InvalidChars",
+                    "The parameter PolicyName is invalid.",
+                ));
+            }
+            let doc = params.require("PolicyDocument")?;
+            policy_doc(doc)?;
+            let mut db = inner.db();
+            if db.policies.len() >= 1500 {
+                return Err(RpcError::new(
+                    409,
+                    "LimitExceeded.Policy",
+                    "The count of policies beyond the current limits.",
+                ));
+            }
+            if db.policies.contains_key(&name.to_ascii_lowercase()) {
+                return Err(RpcError::new(
+                    409,
+                    "EntityAlreadyExists.Policy",
+                    format!("The policy already exists: {name}."),
+                ));
+            }
+            let p = Policy {
+                name: name.to_string(),
+                description: params.get("Description").unwrap_or("").to_string(),
+                document: doc.to_string(),
+                created: ctx.now,
+            };
+            let out = json!({"PolicyName": p.name, "PolicyType": "Custom", "Description": p.description,
+                "DefaultVersion": "v1", "CreateDate": iso(p.created)});
+            db.policies.insert(name.to_ascii_lowercase(), p);
+            db.save()?;
+            Ok(json!({ "Policy": out }))
+        }
         _ => Err(RpcError::action_not_found()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_match_with_wildcards_case_insensitively() {
+        assert!(glob("oss:GetObject", "oss:getobject"));
+        assert!(glob("oss:*", "oss:GetObject"));
+        assert!(glob("*", "oss:GetObject"));
+        assert!(glob("oss:Get*", "oss:GetBucketInfo"));
+        assert!(glob("oss:*Object", "oss:GetObject"));
+        assert!(!glob("oss:Put*", "oss:GetObject"));
+        assert!(!glob("oss:GetObject*x", "oss:GetObject"));
+        assert!(!glob("ecs:*", "oss:GetObject"));
+    }
+
+    #[test]
+    fn trust_and_policy_documents() {
+        assert!(trusts(ECS_TRUST, "ecs.aliyuncs.com"));
+        let single = r#"{"Statement":{"Action":"sts:*","Effect":"Allow","Principal":{"Service":"ecs.aliyuncs.com"}}}"#;
+        assert!(trusts(single, "ecs.aliyuncs.com"));
+        let other = ECS_TRUST.replace("ecs.aliyuncs.com", "oss.aliyuncs.com");
+        assert!(!trusts(&other, "ecs.aliyuncs.com"));
+        assert!(!trusts(&ECS_TRUST.replace("Allow", "Deny"), "ecs.aliyuncs.com"));
+        assert!(!trusts("not json", "ecs.aliyuncs.com"));
+        let doc = r#"{"Statement":[{"Effect":"Allow","Action":"oss:*"},{"Effect":"Deny","Action":["oss:GetObject"]}]}"#;
+        assert!(allows(doc, "oss:GetBucketInfo"));
+        assert!(!allows(doc, "oss:GetObject"));
+        assert!(policy_doc("[]").is_err() && policy_doc(&"x".repeat(7000)).is_err() && policy_doc(doc).is_ok());
     }
 }

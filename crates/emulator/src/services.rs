@@ -23,11 +23,19 @@ pub struct CloudSettings {
     pub sts_lifetime_cap_seconds: Option<i64>,
     /// Create `AliyunECSImageImportDefaultRole` with its policy on first start, as if the user had authorised it.
     pub seed_import_role: bool,
+    /// How many tag resources one ListTagResources page holds before it answers a `NextToken` (ECS documents 50;
+    /// tests set it small so paging is exercised).
+    pub tag_page_size: usize,
 }
 
 impl Default for CloudSettings {
     fn default() -> Self {
-        CloudSettings { import_seconds: 3.0, sts_lifetime_cap_seconds: None, seed_import_role: false }
+        CloudSettings {
+            import_seconds: 3.0,
+            sts_lifetime_cap_seconds: None,
+            seed_import_role: false,
+            tag_page_size: 50,
+        }
     }
 }
 
@@ -35,6 +43,8 @@ impl Default for CloudSettings {
 #[serde(default)]
 pub(crate) struct Db {
     pub roles: BTreeMap<String, Role>,
+    /// Custom RAM policies by lower-case name.
+    pub policies: BTreeMap<String, crate::ram::Policy>,
     pub images: Vec<Image>,
     pub tasks: Vec<Task>,
     pub instances: Vec<Instance>,

@@ -4,7 +4,9 @@
 //! boot signature, no partition table, a good disk), catalogue filters, copy, share, tags, delete, temporary
 //! credentials and their expiry, a forced CreateFailed, imports across a restart, and the lifecycle rules: DryRun
 //! changing nothing, copies tracked on the destination image and cancelled with CancelCopyImage (never tasks),
-//! Available <-> Deprecated as the only status moves, `Status=ALL`, and creation times set by fault rules.
+//! Available <-> Deprecated as the only status moves, `Status=ALL`, and creation times set by fault rules; and
+//! (tests/peers/ecs_ram_tags.py) the import role's trust policy and custom policies, DetachPolicyFromRole,
+//! DeleteRole and UpdateRole, tag validation, TagFilter and NextToken paging, and DescribeTasks' filters and paging.
 //!
 //! Needs the peers scripts/install-peers.sh installs (python3 with the SDKs, qemu-img); fails without them.
 
@@ -255,5 +257,22 @@ fn families_and_describe_images_filters_behave_as_ecs() {
         let log: Vec<String> = emu.request_log().iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
         assert!(out.status.success() && text.contains(&format!("ok {name}")), "{name}:\n{text}\n{}", log.join("\n"));
         emu.shutdown();
+    }
+}
+
+const RAM_TAGS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_ram_tags.py");
+
+#[test]
+fn ram_trust_tags_and_task_filters_behave_as_ecs() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Pages of two tag resources, so ListTagResources' NextToken is exercised.
+    let emu = start(&dir.path().join("emu"), CloudSettings { tag_page_size: 2, ..fast() });
+    let cfg = json!({"endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "account": emu.state().account_id});
+    for name in ["ram", "tags", "tasks"] {
+        let out =
+            Command::new("python3").arg(RAM_TAGS_SCRIPT).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains(&format!("ok {name}")), "{name}:\n{text}");
     }
 }

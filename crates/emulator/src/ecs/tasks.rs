@@ -5,6 +5,13 @@
 //! image alone and cancelled with CancelCopyImage (see [`super::copy`]); CancelTask answers `InvalidTaskId.NotFound`
 //! for anything that is not an import's TaskId. State files written when copies were tasks are migrated at start:
 //! their CopyImage tasks are dropped and the copies carry on as images.
+//!
+//! DescribeTasks: RegionId; `TaskIds` (comma-separated, at most 100); `ResourceIds.N` (the image a task works on,
+//! at most 100); `TaskAction` and `TaskStatus` (exact values; only ImportImage tasks exist here, statuses Waiting,
+//! Processing, Finished, Failed, Deleted once cancelled); `StartTime`/`EndTime` (UTC `yyyy-MM-ddTHH:mmZ`, both inclusive, compared
+//! with the task's CreationTime); PageNumber/PageSize (1-100, default 10) with TotalCount before paging; newest
+//! first. Differences: a malformed time or too many ids answers 400 `InvalidParameter.<name>` as the docs name no
+//! code; the real service only keeps tasks for a limited time, these are kept for good.
 
 use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -197,12 +204,38 @@ fn task_json(t: &Task) -> Value {
     })
 }
 
+/// `StartTime`/`EndTime` of DescribeTasks: UTC in the documented `yyyy-MM-ddTHH:mmZ`, seconds (`...:ssZ`) also
+/// accepted; anything else is 400 `InvalidParameter.<name>` (the docs name no code for it).
+fn task_time(params: &Params, name: &str) -> Result<Option<i64>, RpcError> {
+    let Some(v) = params.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let full = match v.strip_suffix('Z') {
+        Some(body) if body.matches(':').count() == 1 => format!("{body}:00Z"),
+        _ => v.to_string(),
+    };
+    imgport_auth::time::parse_iso8601(&full)
+        .map(Some)
+        .ok_or_else(|| RpcError::invalid_parameter(name, format!("The specified {name} is not valid.")))
+}
+
 pub(super) fn describe_tasks(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let (page, size) = paging(params, 100)?;
     let ids = list_param(params, "TaskIds");
+    if ids.as_ref().is_some_and(|ids| ids.len() > 100) {
+        return Err(RpcError::invalid_parameter("TaskIds", "At most 100 task ids."));
+    }
+    let resources: Vec<String> = params
+        .indexed("ResourceIds")
+        .into_values()
+        .filter_map(|m| m.get("").filter(|v| !v.is_empty()).cloned())
+        .collect();
+    if resources.len() > 100 {
+        return Err(RpcError::invalid_parameter("ResourceIds", "At most 100 resource ids."));
+    }
     let action = params.get("TaskAction").filter(|v| !v.is_empty());
     let status = params.get("TaskStatus").filter(|v| !v.is_empty());
+    let start = task_time(params, "StartTime")?;
+    let end = task_time(params, "EndTime")?;
     let db = inner.db();
     let found: Vec<&Task> = db
         .tasks
@@ -211,6 +244,8 @@ pub(super) fn describe_tasks(inner: &Inner, ctx: &RpcContext, params: &Params) -
         .filter(|t| ids.as_ref().is_none_or(|ids| ids.contains(&t.id)))
         .filter(|t| action.is_none_or(|a| a == t.action))
         .filter(|t| status.is_none_or(|s| s == t.status))
+        .filter(|t| resources.is_empty() || resources.contains(&t.image_id))
+        .filter(|t| start.is_none_or(|s| t.created >= s) && end.is_none_or(|e| t.created <= e))
         .collect();
     let total = found.len();
     let list: Vec<Value> =

@@ -7,7 +7,7 @@
 //!
 //! | rule | applies to | answer |
 //! |---|---|---|
-//! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists with AliyunECSImageImportRolePolicy | the request | 403 `NoSetRoletoECSServiceAcount` |
+//! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists, trusts `ecs.aliyuncs.com` and has AliyunECSImageImportRolePolicy or an equivalent custom policy ([`crate::ram::import_role_ok`]) | the request | 403 `NoSetRoletoECSServiceAcount` |
 //! | `Format`, when given, is RAW, VHD, QCOW2 or VMDK | every disk | 400 `InvalidImageFormat.Malformed` |
 //! | `DiskImageSize`, when given, is 1-2048 GiB | system disk / data disk | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
 //! | the bucket exists, in the image's region | every disk | 400 `InvalidOSSBucket.NotFound` / `InvalidOSSBucket.NotMatched` |
@@ -56,7 +56,7 @@ mod rules;
 use super::tasks::queue_task;
 use super::{by_client_token, dry_run, err, region, valid_name, Detection, DiskMapping, Image, Task};
 use crate::oss::store::StoreError;
-use crate::ram::{IMPORT_POLICY, IMPORT_ROLE};
+use crate::ram::IMPORT_ROLE;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
 use crate::state::EmulatorState;
@@ -121,8 +121,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     let role = params.get("RoleName").filter(|r| !r.is_empty()).unwrap_or(IMPORT_ROLE);
     {
         let db = inner.db();
-        let ok = db.role(role).is_some_and(|r| r.policies.iter().any(|(_, p, _)| p == IMPORT_POLICY));
-        if !ok {
+        if !crate::ram::import_role_ok(&db, role) {
             return Err(err(
                 403,
                 "NoSetRoletoECSServiceAcount",
