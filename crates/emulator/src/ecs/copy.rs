@@ -21,7 +21,10 @@
 //! is refused with 403 `OperationDenied.ImageCopying`.
 
 use super::tasks::spawn_worker;
-use super::{by_client_token, dry_run, err, no_image, own_image, region, region_with_status, valid_name, IN_FLIGHT};
+use super::{
+    by_client_token, dry_run, err, no_image, own_image, region, region_with_status, request_digest, valid_name,
+    IN_FLIGHT,
+};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
 use serde_json::json;
@@ -57,6 +60,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     let image_id = new_id("m-");
     let mut copy = src.clone();
     copy.client_token = params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string);
+    copy.client_params = Some(request_digest(params));
     copy.id = image_id.clone();
     copy.region = dest;
     copy.name = name;
@@ -71,6 +75,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     copy.task_id = None;
     copy.failure = None;
     copy.forced_failure = ctx.create_failed.clone();
+    copy.stall = ctx.stall;
     for (_, t) in params.indexed("Tag") {
         if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
             copy.tags.insert(k.clone(), t.get("Value").cloned().unwrap_or_default());

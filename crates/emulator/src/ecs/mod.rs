@@ -121,7 +121,45 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
                 _ => i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action)),
             }
     });
+    if let Some(i) = found {
+        if i.client_params.as_deref().is_some_and(|d| d != request_digest(params)) {
+            return Err(err(
+                400,
+                "IdempotentParameterMismatch",
+                "Request uses a client token in a previous request but is not identical to that request.",
+            ));
+        }
+    }
     Ok(found.cloned())
+}
+
+/// A digest of a request's own parameters (sorted; the signature's, the token's and DryRun left out), recorded
+/// with a ClientToken: a later request with the same token and another digest is refused with
+/// `IdempotentParameterMismatch`.
+fn request_digest(params: &Params) -> String {
+    const COMMON: &[&str] = &[
+        "Action",
+        "Version",
+        "Format",
+        "AccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "SignatureType",
+        "Timestamp",
+        "SecurityToken",
+        "ClientToken",
+        "DryRun",
+    ];
+    let mut own: Vec<(&str, &str)> =
+        params.0.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    own.sort_unstable();
+    let mut text = String::new();
+    for (k, v) in own {
+        text.push_str(&format!("{}:{k}={}:{v}\n", k.len(), v.len()));
+    }
+    imgport_auth::sign::sha256_hex(text.as_bytes())
 }
 
 /// `DryRun=true`: called once a request has passed every check and before it changes anything, it answers 400

@@ -50,7 +50,7 @@ mod probe;
 mod rules;
 
 use super::tasks::queue_task;
-use super::{by_client_token, dry_run, err, region, valid_name, Detection, DiskMapping, Image, Task};
+use super::{by_client_token, dry_run, err, region, request_digest, valid_name, Detection, DiskMapping, Image, Task};
 use crate::oss::store::StoreError;
 use crate::ram::{IMPORT_POLICY, IMPORT_ROLE};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -58,6 +58,36 @@ use crate::services::{new_id, Inner};
 use crate::state::EmulatorState;
 use serde_json::json;
 use std::sync::Arc;
+
+/// ImportImage's documented `Platform` values (matched without regard to case; the answer carries this spelling).
+const PLATFORMS: &[&str] = &[
+    "Aliyun",
+    "Anolis",
+    "CentOS",
+    "Ubuntu",
+    "CoreOS",
+    "SUSE",
+    "Debian",
+    "OpenSUSE",
+    "FreeBSD",
+    "RedHat",
+    "Kylin",
+    "UOS",
+    "Fedora",
+    "Fedora CoreOS",
+    "CentOS Stream",
+    "AlmaLinux",
+    "Rocky Linux",
+    "Gentoo",
+    "Customized Linux",
+    "Others Linux",
+    "Windows Server 2003",
+    "Windows Server 2008",
+    "Windows Server 2012",
+    "Windows Server 2016",
+    "Windows Server 2019",
+    "Windows Server 2022",
+];
 
 pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
@@ -87,6 +117,13 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     }
     let license = pick("LicenseType", &["Auto", "Aliyun", "BYOL"], "Auto")?;
     let platform = params.get("Platform").filter(|p| !p.is_empty()).unwrap_or("Others Linux").to_string();
+    let Some(platform) = PLATFORMS.iter().find(|p| p.eq_ignore_ascii_case(&platform)).map(|p| p.to_string()) else {
+        return Err(err(
+            400,
+            "InvalidPlatform.Malformed",
+            format!("The specified Platform \"{platform}\" is not one ImportImage documents."),
+        ));
+    };
     if os_type == "windows" && !platform.starts_with("Windows") || os_type == "linux" && platform.starts_with("Windows")
     {
         return Err(err(
@@ -177,6 +214,17 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         if meta.size == 0 {
             return Err(err(400, "InvalidOSSObject.Size", "The OSS object is empty."));
         }
+        // The emulator's OSS has no RestoreObject: an object of an archive class is never restored.
+        if ["Archive", "ColdArchive", "DeepColdArchive"].contains(&meta.storage_class.as_str()) {
+            return Err(err(
+                400,
+                "InvalidOSSObject.NeedRestore",
+                format!(
+                    "The OSS object {object} is of the {} storage class and must be restored first.",
+                    meta.storage_class
+                ),
+            ));
+        }
         // The header rules (see the module docs); a disk the engine cannot open is judged in the task.
         let size = match probe::probe(&ctx.state, bucket, object, probe::Extent::HeadAndTail, false) {
             Ok(p) => rules::at_request(&p, size_gib, code).map_err(|b| err(400, &b.code, b.message))?,
@@ -224,8 +272,10 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         tags,
         task_id: Some(task_id.clone()),
         forced_failure: ctx.create_failed.clone(),
+        stall: ctx.stall,
         detection_requested: params.get("DetectionStrategy").is_some_and(|d| d.eq_ignore_ascii_case("Standard")),
         client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
+        client_params: Some(request_digest(params)),
         ..Default::default()
     });
     queue_task(
