@@ -105,13 +105,13 @@ impl RpcError {
         RpcError { status, code: code.into(), message: message.into() }
     }
 
-    /// 400 `MissingParameter`, the code Alibaba's common error reference documents for an absent required
-    /// parameter; the message names the parameter.
+    /// 400 `MissingParameter` with the message ECS's error tables give (ImportImage's: `An input parameter
+    /// "RegionId" that is mandatory for processing the request is not supplied.`), naming the parameter.
     pub fn missing_parameter(name: &str) -> Self {
         RpcError::new(
             400,
             "MissingParameter",
-            format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+            format!("An input parameter \"{name}\" that is mandatory for processing the request is not supplied."),
         )
     }
 

@@ -11,13 +11,15 @@
 //! |---|---|---|
 //! | CopyImage | `RegionId` and `DestinationRegionId` are served | 400 `InvalidRegionId.NotFound` / `DestinationRegion.NotFound` |
 //! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
+//! | | a `ClientToken` seen before: the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | | `DestinationImageName` is well formed and unused in the destination | 400 `InvalidImageName.Malformed` / `.Duplicated` |
 //! | | `DryRun=true` | 400 `DryRunOperation`, nothing created |
 //! | CancelCopyImage | `RegionId` is served; `ImageId` is an own image there | 404 `InvalidRegionId.NotFound`, 404 `InvalidImageId.NotFound` |
 //! | | the image was made by CopyImage | 400 `ImageCreatedNotFromCopy` |
 //! | | the copy is still Waiting or Creating | 400 `IncorrectImageStatus` ("The image copy has completed." once Available or Deprecated, "The Image copy has been failed." once CreateFailed) |
 //!
-//! A cancelled copy's image is removed at once; the source is unchanged. Deleting a copy in flight with DeleteImage
+//! A copy takes `copy_seconds` (unset: `import_seconds`); a `stall` fault on CopyImage holds it in Creating (see
+//! [`super::tasks`]). `Encrypted`, `KMSKeyId` and `Tag.N` are read as before. A cancelled copy's image is removed at once; the source is unchanged. Deleting a copy in flight with DeleteImage
 //! is refused with 403 `OperationDenied.ImageCopying`.
 
 use super::tasks::spawn_worker;

@@ -21,6 +21,19 @@
 //!
 //! **Listing and time** ([`images`]): DescribeImages takes `Status=ALL`, returns matches ordered by `ImageId` (the
 //! API documents no order), and `CreationTime` can be set per request with a `creation_time` fault rule.
+//!
+//! **Errors and idempotency.** An absent required parameter answers 400 `MissingParameter` with a message naming
+//! it ("An input parameter \"ImageId\" that is mandatory for processing the request is not supplied.", as ECS's
+//! error tables write it); RAM answers the same. ImportImage and CopyImage, the
+//! implemented operations that take `ClientToken` (at most 64 ASCII characters, else 400
+//! `InvalidClientToken.Malformed`, ImportImage's documented code), record the token with a digest of the request's own parameters (everything but
+//! the signature's, `ClientToken` and `DryRun`): the same token with the same parameters answers the first
+//! request's image again, with other parameters 400 `IdempotentParameterMismatch` and nothing changes. The real
+//! service forgets tokens after some time; the emulator keeps them as long as the image exists.
+//!
+//! **Time** ([`tasks`]): an import takes `import_seconds`, a copy `copy_seconds` (unset: `import_seconds`) from
+//! Waiting to Available; a `stall` fault rule holds an import or copy in Creating (Progress below 100) for its
+//! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
 
 pub mod copy;
 pub mod images;
@@ -111,7 +124,7 @@ fn valid_name(name: &str) -> bool {
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
-        return Err(RpcError::invalid_parameter("ClientToken", "The ClientToken is at most 64 ASCII characters."));
+        return Err(err(400, "InvalidClientToken.Malformed", "The specified parameter clientToken is not valid."));
     }
     let db = inner.db();
     let found = db.images.iter().find(|i| {

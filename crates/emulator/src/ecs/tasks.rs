@@ -5,6 +5,14 @@
 //! image alone and cancelled with CancelCopyImage (see [`super::copy`]); CancelTask answers `InvalidTaskId.NotFound`
 //! for anything that is not an import's TaskId. State files written when copies were tasks are migrated at start:
 //! their CopyImage tasks are dropped and the copies carry on as images.
+//!
+//! Timing: the work takes `import_seconds` for an import and `copy_seconds` (unset: `import_seconds`) for a copy,
+//! in ten steps (Waiting, Creating at 5%, then 11% ... 88%, then the end). An import or copy whose request was hit
+//! by a `stall` fault rule holds at Creating 5% (task Processing) until the rule's `seconds` have passed, or, without
+//! `seconds`, for as long as a `stall` rule for its action (`ImportImage` / `CopyImage`, `rpc` or `*`) stays in the
+//! fault configuration (clear it with `DELETE /_emulator/faults`). It can be cancelled while held. The real
+//! service takes minutes to hours and never stalls on purpose; a stall the emulator was restarted during holds
+//! again on resume, by the same rule.
 
 use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
 use crate::faults::Stall;

@@ -117,7 +117,7 @@ if scenario == "errors":
 
     # An absent required parameter: 400 MissingParameter, the message naming it (ECS and RAM alike).
     e = expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION)), "MissingParameter", 400)
-    check("ImageId" in e.message, e.message)
+    check('An input parameter "ImageId" that is mandatory' in e.message, e.message)
     e = expect_error(lambda: ecs_client.describe_images(ecs.DescribeImagesRequest()), "MissingParameter", 400)
     check("RegionId" in e.message, e.message)
     e = expect_error(lambda: ram_client.get_role(ram.GetRoleRequest()), "MissingParameter", 400)
@@ -143,7 +143,8 @@ if scenario == "errors":
     # An Archive-class object that was never restored (the emulator has no RestoreObject): NeedRestore.
     b.put_object("archived.qcow2", open(cfg["qcow2"], "rb").read(), headers={"x-oss-storage-class": "Archive"})
     check(b.head_object("archived.qcow2").headers.get("x-oss-storage-class") == "Archive", "storage class kept")
-    expect_error(lambda: import_image("archived", "errors", "archived.qcow2"), "InvalidOSSObject.NeedRestore", 400)
+    e = expect_error(lambda: import_image("archived", "errors", "archived.qcow2"), "InvalidOSSObject.NeedRestore", 400)
+    check("need restore first" in e.message, e.message)
     check(named("archived") == [], "an archived object was imported")
     # A multipart upload initiated with a cold-archive class gives an object of that class, refused likewise.
     up = b.init_multipart_upload("cold.qcow2", headers={"x-oss-storage-class": "ColdArchive"}).upload_id
@@ -155,8 +156,9 @@ if scenario == "errors":
     b.put_object("ia.qcow2", open(cfg["qcow2"], "rb").read(), headers={"x-oss-storage-class": "IA"})
     expect_error(lambda: import_image("ia", "errors", "ia.qcow2", dry_run=True), "DryRunOperation", 400)
 
-    # A VHD whose virtual size is not a whole MiB: 400 InvalidVHDImage.IncorrectSize at once, nothing created.
-    expect_error(lambda: import_image("odd-vhd", "errors", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize", 400)
+    # A VHD whose virtual size is not a whole MiB: 403 InvalidVHDImage.IncorrectSize at once (ImportImage's error
+    # table), nothing created.
+    expect_error(lambda: import_image("odd-vhd", "errors", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize", 403)
     check(named("odd-vhd") == [], "a refused VHD created an image")
 
     # ClientToken: the same request again answers the same image; other parameters with the token are refused.
