@@ -141,7 +141,8 @@ fn rpc(addr: &str, action: &str, version: &str, extra: &[(&str, &str)]) -> (u16,
 #[test]
 fn serve_answers_ecs_ram_and_sts_with_the_import_role_seeded() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let served = serve_with(dir.path(), &["--seed-import-role", "--import-seconds", "0.5", "--quiet"]);
+    let served =
+        serve_with(dir.path(), &["--seed-import-role", "--import-seconds", "0.5", "--copy-seconds", "0.5", "--quiet"]);
     let addr = served.addr();
     let (status, v) = rpc(&addr, "GetRole", "2015-05-01", &[("RoleName", "AliyunECSImageImportDefaultRole")]);
     assert_eq!(status, 200, "{v}");

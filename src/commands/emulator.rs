@@ -69,9 +69,13 @@ pub struct ServeArgs {
     #[arg(long)]
     json: bool,
     // -q (global, src/main.rs) stops the log of each request.
-    /// Seconds an ECS ImportImage or CopyImage takes from Waiting to Available [default: 3].
+    /// Seconds an ECS ImportImage (and CopyImage, unless --copy-seconds) takes from Waiting to Available
+    /// [default: 3].
     #[arg(long, value_name = "SECS")]
     import_seconds: Option<f64>,
+    /// Seconds an ECS CopyImage takes from Waiting to Available [default: --import-seconds].
+    #[arg(long, value_name = "SECS")]
+    copy_seconds: Option<f64>,
     /// Create the ECS import role (AliyunECSImageImportDefaultRole with its policy) if it does not exist, as the
     /// console's one-click authorisation does; without it ImportImage answers NoSetRoletoECSServiceAcount until
     /// the role is created through RAM.
@@ -148,6 +152,13 @@ fn serve(args: ServeArgs) -> u8 {
             return 1;
         }
         cloud.import_seconds = secs;
+    }
+    if let Some(secs) = args.copy_seconds {
+        if !(0.0..=86_400.0).contains(&secs) {
+            eprintln!("imgport: error: --copy-seconds must be between 0 and 86400");
+            return 1;
+        }
+        cloud.copy_seconds = Some(secs);
     }
     cloud.seed_import_role |= args.seed_import_role;
     cfg = cfg.cloud(cloud);

@@ -123,7 +123,8 @@ pub struct FileConfig {
     /// Seconds a request body may stall, or a response wait for the client to read (60).
     pub idle_timeout_seconds: Option<f64>,
     pub faults: Option<FaultConfig>,
-    /// ECS/RAM/STS settings: `import_seconds`, `sts_lifetime_cap_seconds`, `seed_import_role`, `tag_page_size`.
+    /// ECS/RAM/STS settings: `import_seconds`, `copy_seconds`, `sts_lifetime_cap_seconds`, `seed_import_role`,
+    /// `tag_page_size`.
     pub cloud: Option<CloudSettings>,
 }
 
@@ -206,10 +207,12 @@ mod tests {
         std::fs::write(&j, r#"{"faults": {"clock_skew_seconds": 1200}}"#).expect("write");
         FileConfig::load(&j).expect("json loads").apply(&mut cfg);
         assert_eq!(cfg.faults.clock_skew_seconds, 1200);
-        std::fs::write(&t, "[cloud]\nimport_seconds = 1.5\nseed_import_role = true\n").expect("write");
+        std::fs::write(&t, "[cloud]\nimport_seconds = 1.5\ncopy_seconds = 0.5\nseed_import_role = true\n")
+            .expect("write");
         let file = FileConfig::load(&t).expect("toml loads");
         let cloud = file.cloud.clone().expect("cloud section");
         assert_eq!((cloud.import_seconds, cloud.seed_import_role, cloud.sts_lifetime_cap_seconds), (1.5, true, None));
+        assert_eq!(cloud.copy_seconds, Some(0.5));
         file.apply(&mut cfg);
         assert_eq!(cfg.listen.port(), 9999, "applying cloud settings keeps the rest");
         std::fs::write(&t, "max_connections = 16\nheader_timeout_seconds = 2.5\nidle_timeout_seconds = 10\n")

@@ -82,6 +82,24 @@ pub enum Fault {
         #[serde(default)]
         offset_seconds: i64,
     },
+    /// Imports and copies started by the matching action (`ImportImage`, `CopyImage`) stall in `Creating` (task
+    /// `Processing`, Progress below 100): for `seconds` when given, otherwise for as long as a `stall` rule for
+    /// that action (or `rpc` / `*`) stays in the fault configuration; clearing it (`PUT /_emulator/faults`) lets
+    /// them finish. A stalled import can still be cancelled.
+    Stall {
+        #[serde(default)]
+        seconds: Option<u64>,
+    },
+}
+
+/// How long an import or copy hit by a `stall` fault holds in Creating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stall {
+    /// Until this time (unix seconds, server clock).
+    Until(i64),
+    /// While a `stall` rule for the action stays configured.
+    WhileConfigured,
 }
 
 /// An error to answer with instead of handling the request.
@@ -103,6 +121,8 @@ pub struct Decision {
     pub create_failed: Option<String>,
     /// The creation time of an image this request creates: an absolute time, or an offset from the server's clock.
     pub creation_time: Option<CreationClock>,
+    /// A `stall` rule hit: seconds to stall, or `None` inside for "while the rule stays configured".
+    pub stall: Option<Option<u64>>,
 }
 
 /// How a `creation_time` fault sets an image's CreationTime.
@@ -148,6 +168,9 @@ impl Decision {
         if let Some(c) = self.creation_time {
             parts.push(format!("creation time {c:?}"));
         }
+        if let Some(s) = self.stall {
+            parts.push(format!("stall {}", s.map_or_else(|| "until cleared".to_string(), |s| format!("{s}s"))));
+        }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
 }
@@ -184,6 +207,15 @@ impl Faults {
 
     pub fn clock_skew(&self) -> i64 {
         self.config.read().unwrap_or_else(|p| p.into_inner()).clock_skew_seconds
+    }
+
+    /// Whether a `stall` rule for `operation` (by name, `rpc` or `*`) is configured.
+    pub fn stall_configured(&self, operation: &str) -> bool {
+        let config = self.config.read().unwrap_or_else(|p| p.into_inner());
+        config
+            .rules
+            .iter()
+            .any(|r| matches!(r.fault, Fault::Stall { .. }) && ["*", "rpc", operation].contains(&r.operation.as_str()))
     }
 
     pub fn tokens_expire_at(&self) -> Option<i64> {
@@ -233,6 +265,9 @@ impl Faults {
                     d.create_failed.get_or_insert_with(|| {
                         reason.clone().unwrap_or_else(|| "ImportImageFailed: injected failure".into())
                     });
+                }
+                Fault::Stall { seconds } => {
+                    d.stall.get_or_insert(*seconds);
                 }
                 Fault::CreationTime { at, offset_seconds } => {
                     d.creation_time.get_or_insert(match at {
@@ -328,5 +363,29 @@ mod tests {
             (0..4).map(|_| f.decide("rpc", "ImportImage").creation_time.map(|c| c.time(1_800_000_000))).collect();
         assert_eq!(got, vec![Some(1_700_000_000), Some(1_700_000_000), Some(1_799_996_400), None]);
         assert!(f.decide("rpc", "CopyImage").is_empty());
+    }
+
+    #[test]
+    fn stall_rules() {
+        let cfg: FaultConfig = toml::from_str(
+            r#"
+            [[rules]]
+            operation = "ImportImage"
+            kind = "stall"
+            times = 1
+            [[rules]]
+            operation = "CopyImage"
+            kind = "stall"
+            seconds = 5
+        "#,
+        )
+        .expect("toml");
+        let f = Faults::new(cfg);
+        assert_eq!(f.decide("rpc", "ImportImage").stall, Some(None));
+        assert_eq!(f.decide("rpc", "ImportImage").stall, None);
+        assert_eq!(f.decide("rpc", "CopyImage").stall, Some(Some(5)));
+        assert!(f.stall_configured("ImportImage") && !f.stall_configured("DeleteImage"));
+        f.set(FaultConfig::default());
+        assert!(!f.stall_configured("ImportImage"));
     }
 }

@@ -47,7 +47,7 @@ impl Params {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
-    /// A parameter that must be present and non-empty (`MissingParameter` / `Missing<Name>` otherwise).
+    /// A parameter that must be present and non-empty (400 `MissingParameter` naming it otherwise).
     pub fn require(&self, name: &str) -> Result<&str, RpcError> {
         self.get(name).filter(|v| !v.is_empty()).ok_or_else(|| RpcError::missing_parameter(name))
     }
@@ -88,6 +88,8 @@ pub struct RpcContext {
     /// The CreationTime of an image this request creates: the server's clock unless a `creation_time` fault rule
     /// hit the request.
     pub created: i64,
+    /// A `stall` fault rule hit this request: the import or copy it starts holds in Creating.
+    pub stall: Option<crate::faults::Stall>,
 }
 
 /// An error answer: HTTP status, code and message as the gateway shows them.
@@ -103,11 +105,13 @@ impl RpcError {
         RpcError { status, code: code.into(), message: message.into() }
     }
 
+    /// 400 `MissingParameter` with the message ECS's error tables give (ImportImage's: `An input parameter
+    /// "RegionId" that is mandatory for processing the request is not supplied.`), naming the parameter.
     pub fn missing_parameter(name: &str) -> Self {
         RpcError::new(
             400,
-            format!("Missing{name}"),
-            format!("The input parameter \"{name}\" that is mandatory for processing this request is not supplied."),
+            "MissingParameter",
+            format!("An input parameter \"{name}\" that is mandatory for processing the request is not supplied."),
         )
     }
 
@@ -455,6 +459,10 @@ pub async fn handle(
         method: parts.method.as_str().to_string(),
         create_failed: d.create_failed.clone(),
         created: d.creation_time.map_or(now, |c| c.time(now)),
+        stall: d.stall.map(|s| match s {
+            Some(secs) => crate::faults::Stall::Until(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
+            None => crate::faults::Stall::WhileConfigured,
+        }),
     };
     let params = Params(params);
     let outcome = tokio::task::spawn_blocking(move || {
@@ -633,7 +641,8 @@ mod tests {
         assert_eq!(m.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(m[&1]["OSSBucket"], "bk");
         assert_eq!(p.indexed("Tag")[&1][""], "x");
-        assert_eq!(p.require("Nope").map_err(|e| e.code), Err("MissingNope".to_string()));
+        assert_eq!(p.require("Nope").map_err(|e| e.code), Err("MissingParameter".to_string()));
+        assert!(p.require("Nope").is_err_and(|e| e.message.contains("\"Nope\"")));
     }
 
     #[test]

@@ -16,8 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudSettings {
-    /// How long an import (or a copy) takes from Waiting to Available, in seconds.
+    /// How long an import (and a copy, unless `copy_seconds` is set) takes from Waiting to Available, in seconds.
     pub import_seconds: f64,
+    /// How long a copy takes from Waiting to Available, in seconds; unset: `import_seconds`.
+    pub copy_seconds: Option<f64>,
     /// When set, temporary credentials from AssumeRole expire after at most this many seconds whatever
     /// DurationSeconds asked for, so expiry can be exercised without waiting 15 minutes.
     pub sts_lifetime_cap_seconds: Option<i64>,
@@ -32,6 +34,7 @@ impl Default for CloudSettings {
     fn default() -> Self {
         CloudSettings {
             import_seconds: 3.0,
+            copy_seconds: None,
             sts_lifetime_cap_seconds: None,
             seed_import_role: false,
             tag_page_size: 50,

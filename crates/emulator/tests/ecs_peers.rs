@@ -276,3 +276,30 @@ fn ram_trust_tags_and_task_filters_behave_as_ecs() {
         assert!(out.status.success() && text.contains(&format!("ok {name}")), "{name}:\n{text}");
     }
 }
+
+/// Error codes as documented (MissingParameter naming the parameter, documented Platform values,
+/// InvalidOSSObject.NeedRestore for archive-class objects, InvalidVHDImage.IncorrectSize,
+/// IdempotentParameterMismatch for a reused ClientToken on ImportImage and CopyImage), and the `stall` fault that
+/// holds an import in Creating until the fault is cleared or its seconds pass; `copy_seconds` times copies apart
+/// from imports. Scenarios in tests/peers/ecs_errors.py.
+#[test]
+fn error_codes_and_import_timing_behave_as_ecs() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (qcow2, vhd) = images(dir.path());
+    let settings =
+        CloudSettings { import_seconds: 1.0, copy_seconds: Some(0.5), seed_import_role: true, ..Default::default() };
+    let emu = start(&dir.path().join("emu"), settings);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_errors.py");
+    for name in ["errors", "stall"] {
+        let cfg = json!({
+            "endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "admin_secret": emu.admin_secret,
+            "qcow2": qcow2, "vhd": vhd,
+        });
+        let out = Command::new("python3").arg(script).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let log: Vec<String> = emu.request_log().iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
+        assert!(out.status.success(), "{name}:\n{text}\nrequests:\n{}", log.join("\n"));
+        assert!(text.contains(&format!("ok {name}")), "{text}");
+    }
+}

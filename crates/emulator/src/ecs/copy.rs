@@ -11,6 +11,7 @@
 //! |---|---|---|
 //! | CopyImage | `RegionId` and `DestinationRegionId` are served | 400 `InvalidRegionId.NotFound` / `DestinationRegion.NotFound` |
 //! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
+//! | | a `ClientToken` seen before: the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | | `DestinationImageName` is well formed and unused in the destination | 400 `InvalidImageName.Malformed` / `.Duplicated` |
 //! | | `DryRun=true` | 400 `DryRunOperation`, nothing created |
 //! | CancelCopyImage | `RegionId` is served; `ImageId` is an own image there | 404 `InvalidRegionId.NotFound`, 404 `InvalidImageId.NotFound` |
@@ -18,12 +19,17 @@
 //! | | the copy is still Waiting or Creating | 400 `IncorrectImageStatus` ("The image copy has completed." once Available or Deprecated, "The Image copy has been failed." once CreateFailed) |
 //!
 //! The copy keeps the source's `ImageFamily` (CopyImage documents no `DestinationImageFamily`), so it becomes its
-//! family's DescribeImageFromFamily answer in the destination region once Available. A cancelled copy's image is
-//! removed at once; the source is unchanged. Deleting a copy in flight with DeleteImage
+//! family's DescribeImageFromFamily answer in the destination region once Available. A copy takes `copy_seconds`
+//! (unset: `import_seconds`); a `stall` fault on CopyImage holds it in Creating (see [`super::tasks`]). `Encrypted`,
+//! `KMSKeyId` and `Tag.N` are read as before. A cancelled copy's image is removed at once; the source is unchanged.
+//! Deleting a copy in flight with DeleteImage
 //! is refused with 403 `OperationDenied.ImageCopying`.
 
 use super::tasks::spawn_worker;
-use super::{by_client_token, dry_run, err, no_image, own_image, region, region_with_status, valid_name, IN_FLIGHT};
+use super::{
+    by_client_token, dry_run, err, no_image, own_image, region, region_with_status, request_digest, valid_name,
+    IN_FLIGHT,
+};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
 use serde_json::json;
@@ -59,6 +65,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     let image_id = new_id("m-");
     let mut copy = src.clone();
     copy.client_token = params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string);
+    copy.client_params = Some(request_digest(params));
     copy.id = image_id.clone();
     copy.region = dest;
     copy.name = name;
@@ -73,6 +80,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     copy.task_id = None;
     copy.failure = None;
     copy.forced_failure = ctx.create_failed.clone();
+    copy.stall = ctx.stall;
     for (_, t) in params.indexed("Tag") {
         if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
             copy.tags.insert(k.clone(), t.get("Value").cloned().unwrap_or_default());

@@ -26,6 +26,19 @@
 //! (ties on `CreationTime` go to the later request) or an empty `Image`; ModifyImageAttribute validates
 //! `ImageFamily`; DescribeImages filters on `Usage`, `ImageOwnerId`, `IsPublic`, `ShowExpired` and `Filter.N`
 //! creation times and reports the detected disk `Format`.
+//!
+//! **Errors and idempotency.** An absent required parameter answers 400 `MissingParameter` with a message naming
+//! it ("An input parameter \"ImageId\" that is mandatory for processing the request is not supplied.", as ECS's
+//! error tables write it); RAM answers the same. ImportImage and CopyImage, the
+//! implemented operations that take `ClientToken` (at most 64 ASCII characters, else 400
+//! `InvalidClientToken.Malformed`, ImportImage's documented code), record the token with a digest of the request's own parameters (everything but
+//! the signature's, `ClientToken` and `DryRun`): the same token with the same parameters answers the first
+//! request's image again, with other parameters 400 `IdempotentParameterMismatch` and nothing changes. The real
+//! service forgets tokens after some time; the emulator keeps them as long as the image exists.
+//!
+//! **Time** ([`tasks`]): an import takes `import_seconds`, a copy `copy_seconds` (unset: `import_seconds`) from
+//! Waiting to Available; a `stall` fault rule holds an import or copy in Creating (Progress below 100) for its
+//! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
 
 pub mod copy;
 pub mod images;
@@ -142,7 +155,7 @@ fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
-        return Err(RpcError::invalid_parameter("ClientToken", "The ClientToken is at most 64 ASCII characters."));
+        return Err(err(400, "InvalidClientToken.Malformed", "The specified parameter clientToken is not valid."));
     }
     let db = inner.db();
     let found = db.images.iter().find(|i| {
@@ -152,7 +165,45 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
                 _ => i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action)),
             }
     });
+    if let Some(i) = found {
+        if i.client_params.as_deref().is_some_and(|d| d != request_digest(params)) {
+            return Err(err(
+                400,
+                "IdempotentParameterMismatch",
+                "Request uses a client token in a previous request but is not identical to that request.",
+            ));
+        }
+    }
     Ok(found.cloned())
+}
+
+/// A digest of a request's own parameters (sorted; the signature's, the token's and DryRun left out), recorded
+/// with a ClientToken: a later request with the same token and another digest is refused with
+/// `IdempotentParameterMismatch`.
+fn request_digest(params: &Params) -> String {
+    const COMMON: &[&str] = &[
+        "Action",
+        "Version",
+        "Format",
+        "AccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "SignatureNonce",
+        "SignatureType",
+        "Timestamp",
+        "SecurityToken",
+        "ClientToken",
+        "DryRun",
+    ];
+    let mut own: Vec<(&str, &str)> =
+        params.0.iter().filter(|(k, _)| !COMMON.contains(&k.as_str())).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    own.sort_unstable();
+    let mut text = String::new();
+    for (k, v) in own {
+        text.push_str(&format!("{}:{k}={}:{v}\n", k.len(), v.len()));
+    }
+    imgport_auth::sign::sha256_hex(text.as_bytes())
 }
 
 /// `DryRun=true`: called once a request has passed every check and before it changes anything, it answers 400

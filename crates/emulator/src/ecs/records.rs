@@ -51,6 +51,12 @@ pub(crate) struct Image {
     /// The request's ClientToken: a retried request with the same token gets the same image back.
     #[serde(default)]
     pub client_token: Option<String>,
+    /// A digest of the request's parameters, so a reuse of the token with other parameters is refused.
+    #[serde(default)]
+    pub client_params: Option<String>,
+    /// Set by a `stall` fault when the import or copy was requested: it holds in Creating.
+    #[serde(default)]
+    pub stall: Option<crate::faults::Stall>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

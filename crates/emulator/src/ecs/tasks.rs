@@ -12,8 +12,17 @@
 //! with the task's CreationTime); PageNumber/PageSize (1-100, default 10) with TotalCount before paging; newest
 //! first. Differences: a malformed time or too many ids answers 400 `InvalidParameter.<name>` as the docs name no
 //! code; the real service only keeps tasks for a limited time, these are kept for good.
+//!
+//! Timing: the work takes `import_seconds` for an import and `copy_seconds` (unset: `import_seconds`) for a copy,
+//! in ten steps (Waiting, Creating at 5%, then 11% ... 88%, then the end). An import or copy whose request was hit
+//! by a `stall` fault rule holds at Creating 5% (task Processing) until the rule's `seconds` have passed, or, without
+//! `seconds`, for as long as a `stall` rule for its action (`ImportImage` / `CopyImage`, `rpc` or `*`) stays in the
+//! fault configuration (clear it with `DELETE /_emulator/faults`). It can be cancelled while held. The real
+//! service takes minutes to hours and never stalls on purpose; a stall the emulator was restarted during holds
+//! again on resume, by the same rule.
 
 use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
+use crate::faults::Stall;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, new_id, Db, Inner};
 use serde_json::{json, Value};
@@ -92,18 +101,7 @@ pub(super) fn spawn_worker(inner: Arc<Inner>, image_id: String) {
 /// in flight.
 fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) -> bool {
     let mut db = inner.db();
-    let Some(ii) = db.images.iter().position(|i| i.id == image_id) else { return false };
-    let ti = match db.images[ii].task_id.clone() {
-        None if IN_FLIGHT.contains(&db.images[ii].status.as_str()) => None,
-        None => return false,
-        Some(task_id) => {
-            let Some(ti) = db.tasks.iter().position(|t| t.id == task_id) else { return false };
-            if !IN_FLIGHT_TASK.contains(&db.tasks[ti].status.as_str()) {
-                return false;
-            }
-            Some(ti)
-        }
-    };
+    let Some((ii, ti)) = in_flight(&db, image_id) else { return false };
     let mut image = db.images[ii].clone();
     let mut task = ti.map_or_else(Task::default, |ti| db.tasks[ti].clone());
     f(&mut image, &mut task);
@@ -115,15 +113,36 @@ fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) 
     true
 }
 
+/// The image's index and its task's (a copy has none) while the import or copy is still in flight.
+fn in_flight(db: &Db, image_id: &str) -> Option<(usize, Option<usize>)> {
+    let ii = db.images.iter().position(|i| i.id == image_id)?;
+    let ti = match db.images[ii].task_id.clone() {
+        None if IN_FLIGHT.contains(&db.images[ii].status.as_str()) => None,
+        None => return None,
+        Some(task_id) => {
+            let ti = db.tasks.iter().position(|t| t.id == task_id)?;
+            if !IN_FLIGHT_TASK.contains(&db.tasks[ti].status.as_str()) {
+                return None;
+            }
+            Some(ti)
+        }
+    };
+    Some((ii, ti))
+}
+
 /// The background import or copy: Waiting, then Creating with Progress rising, then Available or CreateFailed.
 fn work(inner: &Arc<Inner>, image_id: &str) {
-    let step = Duration::from_secs_f64((inner.settings.import_seconds.max(0.0) / 10.0).min(3600.0));
-    let (action, region, disks, copied_from, forced) = {
+    let (action, region, disks, copied_from, forced, stall) = {
         let db = inner.db();
         let Some(i) = db.images.iter().find(|i| i.id == image_id) else { return };
         let action = if i.copied_from.is_some() { "CopyImage" } else { "ImportImage" };
-        (action, i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone())
+        (action, i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone(), i.stall)
     };
+    let seconds = match action {
+        "CopyImage" => inner.settings.copy_seconds.unwrap_or(inner.settings.import_seconds),
+        _ => inner.settings.import_seconds,
+    };
+    let step = Duration::from_secs_f64((seconds.max(0.0) / 10.0).min(3600.0));
     // Copies into one region run one at a time, as the real service queues them.
     let queue = (action == "CopyImage").then(|| {
         let mut q = inner.copy_queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,6 +157,23 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
         t.progress = 5;
     }) {
         return;
+    }
+    // A `stall` fault holds the work here, in Creating, until its time is up or its rule is cleared.
+    if let Some(stall) = stall {
+        loop {
+            let held = match stall {
+                Stall::Until(t) => inner.state.now() < t,
+                Stall::WhileConfigured => inner.state.faults.stall_configured(action),
+            };
+            if !held {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            // Cancelled (or deleted) meanwhile: stop.
+            if in_flight(&inner.db(), image_id).is_none() {
+                return;
+            }
+        }
     }
     let mut failure = forced;
     if failure.is_none() && action == "ImportImage" {

@@ -7,14 +7,33 @@
 //!
 //! | rule | applies to | answer |
 //! |---|---|---|
+//! | `RegionId` given and served | the request | 400 `MissingParameter` / `InvalidRegionId.NotFound` |
+//! | a `ClientToken` seen before with the same parameters answers that import's ImageId and TaskId again | the request | 400 `IdempotentParameterMismatch` when the parameters differ |
+//! | `Architecture`, `OSType`, `BootMode`, `LicenseType` from their documented values | the request | 400 `InvalidArchitecture.Malformed` / `InvalidOSType.Malformed` / `InvalidBootMode.Malformed` / `InvalidLicenseType.NotSupported` |
+//! | `Platform` is one of the documented values (below; any case), and a Windows value exactly when `OSType=windows` | the request | 400 `InvalidPlatform.Malformed` |
+//! | `DiskDeviceMapping.1` given, each with `OSSBucket` and `OSSObject`, N in 1..17 | the request | 400 `MissingParameter` naming the field / `InvalidParameter.DiskDeviceMapping` |
 //! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists, trusts `ecs.aliyuncs.com` and has AliyunECSImageImportRolePolicy or an equivalent custom policy ([`crate::ram::import_role_ok`]) | the request | 403 `NoSetRoletoECSServiceAcount` |
 //! | `Format`, when given, is RAW, VHD, QCOW2 or VMDK | every disk | 400 `InvalidImageFormat.Malformed` |
 //! | `DiskImageSize`, when given, is 1-2048 GiB | system disk / data disk | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
 //! | the bucket exists, in the image's region | every disk | 400 `InvalidOSSBucket.NotFound` / `InvalidOSSBucket.NotMatched` |
 //! | the object exists and is not empty | every disk | 400 `InvalidOSSObject.NotFound` / `InvalidOSSObject.Size` |
-//! | a VHD's virtual size is a whole number of MiB | a VHD the engine opens | 400 `InvalidVHDImage.IncorrectSize` |
-//! | a fixed VHD's data is exactly its virtual size (object = virtual size + 512-byte footer) | a fixed VHD | 400 `InvalidVHDImage.IncorrectSize` |
+//! | the object's storage class (recorded from `x-oss-storage-class` on PutObject or InitiateMultipartUpload) is not Archive, ColdArchive or DeepColdArchive | every disk | 400 `InvalidOSSObject.NeedRestore` |
+//! | a VHD's virtual size is a whole number of MiB | a VHD the engine opens | 403 `InvalidVHDImage.IncorrectSize` |
+//! | a dynamic VHD's header `MaxTableEntries` x `BlockSize` is at least its virtual size | a dynamic VHD | 403 `InvalidVHDImage.IncorrectSize` |
+//! | a fixed VHD's data is exactly its virtual size (object = virtual size + 512-byte footer) | a fixed VHD | 403 `InvalidVHDImage.IncorrectSize` |
 //! | `DiskImageSize`, when given, holds the virtual size; without it the virtual size is at most 2048 GiB | a disk the engine opens | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
+//!
+//! `Platform` values (ImportImage's documentation): Aliyun, Anolis, CentOS, Ubuntu, CoreOS, SUSE, Debian, OpenSUSE,
+//! FreeBSD, RedHat, Kylin, UOS, Fedora, Fedora CoreOS, CentOS Stream, AlmaLinux, Rocky Linux, Gentoo, Customized
+//! Linux, Others Linux (the default) and Windows Server 2003/2008/2012/2016/2019/2022. The reference names no
+//! dedicated code for an unknown value; the emulator answers `InvalidPlatform.Malformed`, the code it already gives
+//! for a Platform that contradicts OSType. The emulator's OSS has no RestoreObject, so an archive-class object is
+//! never restored and always answers `InvalidOSSObject.NeedRestore`; an object stored without `x-oss-storage-class`
+//! is Standard (real OSS would take the bucket's class). HTTP statuses are those of ImportImage's error table: 400
+//! for `MissingParameter`, `InvalidPlatform.Malformed` and `InvalidOSSObject.NeedRestore`, 403 for
+//! `InvalidVHDImage.IncorrectSize`, whose documented rule is the size against the header's
+//! `MaxTableEntries * BlockSize`; the emulator reads it as "the block table must cover the virtual size" and keeps
+//! its whole-MiB and fixed-VHD length rules beside it (the documentation gives no finer rule).
 //!
 //! These rules need the object's header and footer only: for a multipart object the request copies its first
 //! 8 MiB and last 1 MiB into a sparse file of its size and judges that, so ImportImage answers in milliseconds
@@ -54,7 +73,7 @@ mod probe;
 mod rules;
 
 use super::tasks::queue_task;
-use super::{by_client_token, dry_run, err, region, valid_name, Detection, DiskMapping, Image, Task};
+use super::{by_client_token, dry_run, err, region, request_digest, valid_name, Detection, DiskMapping, Image, Task};
 use crate::oss::store::StoreError;
 use crate::ram::IMPORT_ROLE;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -62,6 +81,36 @@ use crate::services::{new_id, Inner};
 use crate::state::EmulatorState;
 use serde_json::json;
 use std::sync::Arc;
+
+/// ImportImage's documented `Platform` values (matched without regard to case; the answer carries this spelling).
+const PLATFORMS: &[&str] = &[
+    "Aliyun",
+    "Anolis",
+    "CentOS",
+    "Ubuntu",
+    "CoreOS",
+    "SUSE",
+    "Debian",
+    "OpenSUSE",
+    "FreeBSD",
+    "RedHat",
+    "Kylin",
+    "UOS",
+    "Fedora",
+    "Fedora CoreOS",
+    "CentOS Stream",
+    "AlmaLinux",
+    "Rocky Linux",
+    "Gentoo",
+    "Customized Linux",
+    "Others Linux",
+    "Windows Server 2003",
+    "Windows Server 2008",
+    "Windows Server 2012",
+    "Windows Server 2016",
+    "Windows Server 2019",
+    "Windows Server 2022",
+];
 
 pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
@@ -91,6 +140,13 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     }
     let license = pick("LicenseType", &["Auto", "Aliyun", "BYOL"], "Auto")?;
     let platform = params.get("Platform").filter(|p| !p.is_empty()).unwrap_or("Others Linux").to_string();
+    let Some(platform) = PLATFORMS.iter().find(|p| p.eq_ignore_ascii_case(&platform)).map(|p| p.to_string()) else {
+        return Err(err(
+            400,
+            "InvalidPlatform.Malformed",
+            format!("The specified Platform \"{platform}\" is not one ImportImage documents."),
+        ));
+    };
     if os_type == "windows" && !platform.starts_with("Windows") || os_type == "linux" && platform.starts_with("Windows")
     {
         return Err(err(
@@ -180,9 +236,20 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         if meta.size == 0 {
             return Err(err(400, "InvalidOSSObject.Size", "The OSS object is empty."));
         }
+        // The emulator's OSS has no RestoreObject: an object of an archive class is never restored.
+        if ["Archive", "ColdArchive", "DeepColdArchive"].contains(&meta.storage_class.as_str()) {
+            return Err(err(
+                400,
+                "InvalidOSSObject.NeedRestore",
+                format!(
+                    "The specified OSS object is a archive object, need restore first ({object} is {}).",
+                    meta.storage_class
+                ),
+            ));
+        }
         // The header rules (see the module docs); a disk the engine cannot open is judged in the task.
         let size = match probe::probe(&ctx.state, bucket, object, probe::Extent::HeadAndTail, false) {
-            Ok(p) => rules::at_request(&p, size_gib, code).map_err(|b| err(400, &b.code, b.message))?,
+            Ok(p) => rules::at_request(&p, size_gib, code).map_err(|b| err(b.status(), &b.code, b.message))?,
             Err(_) => size_gib.unwrap_or(1),
         };
         disks.push(DiskMapping {
@@ -227,8 +294,10 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         tags,
         task_id: Some(task_id.clone()),
         forced_failure: ctx.create_failed.clone(),
+        stall: ctx.stall,
         detection_requested: params.get("DetectionStrategy").is_some_and(|d| d.eq_ignore_ascii_case("Standard")),
         client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
+        client_params: Some(request_digest(params)),
         ..Default::default()
     });
     queue_task(

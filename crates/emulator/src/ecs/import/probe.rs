@@ -11,6 +11,8 @@ pub(super) struct Probe {
     pub format: Format,
     /// A fixed VHD (raw data followed by a 512-byte footer).
     pub fixed_vhd: bool,
+    /// A dynamic VHD's header `MaxTableEntries` x `BlockSize`: the most its block table can address.
+    pub vhd_table_bytes: Option<u64>,
     pub virtual_size: u64,
     /// The object's size in bytes.
     pub object_size: u64,
@@ -47,6 +49,9 @@ fn facts(image: &dyn DiskImage, object_size: u64, detect: bool) -> Probe {
     Probe {
         format: details.format,
         fixed_vhd: details.vhd().is_some_and(|v| v.disk_type == "fixed"),
+        vhd_table_bytes: details
+            .vhd()
+            .and_then(|v| Some(u64::from(v.max_table_entries?).saturating_mul(v.block_size?))),
         virtual_size: image.virtual_size(),
         object_size,
         first_sector,

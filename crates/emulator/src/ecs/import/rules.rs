@@ -23,6 +23,16 @@ impl Broken {
         Broken { code: code.to_string(), message: message.into() }
     }
 
+    /// The HTTP status ImportImage answers this with: 403 for `InvalidVHDImage.IncorrectSize` (ImportImage's error
+    /// table), 400 for the rest.
+    pub fn status(&self) -> u16 {
+        if self.code == "InvalidVHDImage.IncorrectSize" {
+            403
+        } else {
+            400
+        }
+    }
+
     /// `CODE: message`, as the task keeps it.
     pub fn task_failure(&self) -> String {
         format!("{}: {}", self.code, self.message)
@@ -39,7 +49,8 @@ pub(super) fn format_name(f: Format) -> &'static str {
     }
 }
 
-/// The VHD size rules: a whole number of MiB, and a fixed VHD's data exactly that size.
+/// The VHD size rules: a whole number of MiB, a fixed VHD's data exactly that size, and a dynamic VHD's block
+/// table (`MaxTableEntries` x `BlockSize`) covering it.
 fn vhd_size(p: &Probe) -> Option<Broken> {
     let code = "InvalidVHDImage.IncorrectSize";
     if p.format != Format::Vhd {
@@ -49,6 +60,16 @@ fn vhd_size(p: &Probe) -> Option<Broken> {
         return Some(Broken::new(
             code,
             format!("The virtual size of the VHD image ({} bytes) is not a multiple of 1 MiB.", p.virtual_size),
+        ));
+    }
+    if let Some(table) = p.vhd_table_bytes.filter(|t| *t < p.virtual_size) {
+        return Some(Broken::new(
+            code,
+            format!(
+                "The specified size of the VHD image does not meet the 'header.MaxTableEntries * header.BlockSize' \
+                 specification: the block table addresses {table} bytes of a {}-byte disk.",
+                p.virtual_size
+            ),
         ));
     }
     let data = p.object_size.saturating_sub(VHD_FOOTER);
@@ -123,4 +144,36 @@ pub(super) fn in_task(n: usize, d: &DiskMapping, p: &Probe) -> Option<Broken> {
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vhd(virtual_size: u64, table: Option<u64>, fixed: bool, object_size: u64) -> Probe {
+        Probe {
+            format: Format::Vhd,
+            fixed_vhd: fixed,
+            vhd_table_bytes: table,
+            virtual_size,
+            object_size,
+            first_sector: None,
+            table: None,
+            detection: None,
+        }
+    }
+
+    #[test]
+    fn vhd_size_rules_answer_403() {
+        let dynamic = |size, table| vhd(size, Some(table), false, 4 << 20);
+        assert!(vhd_size(&dynamic(16 * MIB, 16 * MIB)).is_none());
+        assert!(vhd_size(&dynamic(15 * MIB, 16 * MIB)).is_none(), "a table larger than the disk is fine");
+        let short = vhd_size(&dynamic(16 * MIB, 8 * MIB)).expect("table too small");
+        assert_eq!((short.code.as_str(), short.status()), ("InvalidVHDImage.IncorrectSize", 403));
+        assert!(short.message.contains("MaxTableEntries"), "{}", short.message);
+        assert!(vhd_size(&vhd(MIB + 512, None, false, 4 << 20)).is_some(), "not a whole MiB");
+        assert!(vhd_size(&vhd(8 * MIB, None, true, 7 * MIB + 512)).is_some(), "fixed data too short");
+        assert!(vhd_size(&vhd(8 * MIB, None, true, 8 * MIB + 512)).is_none());
+        assert_eq!(Broken::new("InvalidImageSize", "x").status(), 400);
+    }
 }
