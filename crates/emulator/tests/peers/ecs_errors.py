@@ -11,7 +11,6 @@ Creating until the fault is cleared through the admin API).
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import json
-import sys
 import time
 import urllib.request
 
@@ -20,48 +19,14 @@ from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_ram20150501 import models as ram
 from alibabacloud_ram20150501.client import Client as RamClient
-from alibabacloud_tea_openapi import models as open_api_models
 
-scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
-url, ak, sk = cfg["endpoint"], cfg["ak"], cfg["sk"]
-host = url.split("://", 1)[-1]
-REGION = "cn-hangzhou"
+from sdk import ALL_STATUSES, REGION, ak, bucket, cfg, check, config, refused, scenario, sk, url
+
 DEST = "cn-shanghai"
-ALL_STATUSES = "Creating,Waiting,Available,UnAvailable,CreateFailed"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def config():
-    return open_api_models.Config(access_key_id=ak, access_key_secret=sk, endpoint=host, protocol="http",
-                                  region_id=REGION)
-
-
-def expect_error(fn, code, status):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - the SDKs raise their own exception types
-        got = getattr(e, "code", None)
-        check(got == code, f"expected {code}, got {got}: {e}")
-        check(e.statusCode == status, f"{code}: status {e.statusCode}, expected {status}")
-        return e
-    raise AssertionError(f"expected {code}, the call succeeded")
 
 
 ecs_client = EcsClient(config())
 ram_client = RamClient(config())
-
-
-def bucket(name):
-    b = oss2.Bucket(oss2.AuthV4(ak, sk), url, name, region=REGION)
-    try:
-        b.create_bucket()
-    except oss2.exceptions.BucketAlreadyExists:
-        pass
-    return b
 
 
 def import_request(name, bkt, obj, fmt="QCOW2", **kw):
@@ -116,34 +81,34 @@ if scenario == "errors":
         b.put_object("odd.vhd", f.read())
 
     # An absent required parameter: 400 MissingParameter, the message naming it (ECS and RAM alike).
-    e = expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION)), "MissingParameter", 400)
+    e = refused(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION)), "MissingParameter", 400)
     check('An input parameter "ImageId" that is mandatory' in e.message, e.message)
-    e = expect_error(lambda: ecs_client.describe_images(ecs.DescribeImagesRequest()), "MissingParameter", 400)
+    e = refused(lambda: ecs_client.describe_images(ecs.DescribeImagesRequest()), "MissingParameter", 400)
     check("RegionId" in e.message, e.message)
-    e = expect_error(lambda: ram_client.get_role(ram.GetRoleRequest()), "MissingParameter", 400)
+    e = refused(lambda: ram_client.get_role(ram.GetRoleRequest()), "MissingParameter", 400)
     check("RoleName" in e.message, e.message)
-    e = expect_error(lambda: ecs_client.import_image(ecs.ImportImageRequest(region_id=REGION, image_name="no-disk")),
+    e = refused(lambda: ecs_client.import_image(ecs.ImportImageRequest(region_id=REGION, image_name="no-disk")),
                      "MissingParameter", 400)
     check("DiskDeviceMapping" in e.message, e.message)
     check(named("no-disk") == [], "an import without disks created an image")
 
     # Platform must be one of ImportImage's documented values; nothing is created otherwise.
-    expect_error(lambda: import_image("bad-platform", "errors", "disk.qcow2", platform="Windows 95"),
+    refused(lambda: import_image("bad-platform", "errors", "disk.qcow2", platform="Windows 95"),
                  "InvalidPlatform.Malformed", 400)
-    expect_error(lambda: import_image("bad-platform", "errors", "disk.qcow2", platform="Plan9"),
+    refused(lambda: import_image("bad-platform", "errors", "disk.qcow2", platform="Plan9"),
                  "InvalidPlatform.Malformed", 400)
     check(named("bad-platform") == [], "a refused platform created an image")
     # Documented values pass, whatever their case (DryRun: validated, nothing created).
     for p in ("Rocky Linux", "customized linux", "Fedora CoreOS"):
-        expect_error(lambda: import_image("good-platform", "errors", "disk.qcow2", platform=p, dry_run=True),
+        refused(lambda: import_image("good-platform", "errors", "disk.qcow2", platform=p, dry_run=True),
                      "DryRunOperation", 400)
-    expect_error(lambda: import_image("win", "errors", "disk.qcow2", ostype="windows", platform="Windows Server 2022",
+    refused(lambda: import_image("win", "errors", "disk.qcow2", ostype="windows", platform="Windows Server 2022",
                                       dry_run=True), "DryRunOperation", 400)
 
     # An Archive-class object that was never restored (the emulator has no RestoreObject): NeedRestore.
     b.put_object("archived.qcow2", open(cfg["qcow2"], "rb").read(), headers={"x-oss-storage-class": "Archive"})
     check(b.head_object("archived.qcow2").headers.get("x-oss-storage-class") == "Archive", "storage class kept")
-    e = expect_error(lambda: import_image("archived", "errors", "archived.qcow2"), "InvalidOSSObject.NeedRestore", 400)
+    e = refused(lambda: import_image("archived", "errors", "archived.qcow2"), "InvalidOSSObject.NeedRestore", 400)
     check("need restore first" in e.message, e.message)
     check(named("archived") == [], "an archived object was imported")
     # A multipart upload initiated with a cold-archive class gives an object of that class, refused likewise.
@@ -151,23 +116,23 @@ if scenario == "errors":
     part = b.upload_part("cold.qcow2", up, 1, open(cfg["qcow2"], "rb").read())
     b.complete_multipart_upload("cold.qcow2", up, [oss2.models.PartInfo(1, part.etag)])
     check(b.head_object("cold.qcow2").headers.get("x-oss-storage-class") == "ColdArchive", "cold class kept")
-    expect_error(lambda: import_image("cold", "errors", "cold.qcow2"), "InvalidOSSObject.NeedRestore", 400)
+    refused(lambda: import_image("cold", "errors", "cold.qcow2"), "InvalidOSSObject.NeedRestore", 400)
     # The same data in the IA class imports (only archive classes need restoring): checked by DryRun.
     b.put_object("ia.qcow2", open(cfg["qcow2"], "rb").read(), headers={"x-oss-storage-class": "IA"})
-    expect_error(lambda: import_image("ia", "errors", "ia.qcow2", dry_run=True), "DryRunOperation", 400)
+    refused(lambda: import_image("ia", "errors", "ia.qcow2", dry_run=True), "DryRunOperation", 400)
 
     # A VHD whose virtual size is not a whole MiB: 403 InvalidVHDImage.IncorrectSize at once (ImportImage's error
     # table), nothing created.
-    expect_error(lambda: import_image("odd-vhd", "errors", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize", 403)
+    refused(lambda: import_image("odd-vhd", "errors", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize", 403)
     check(named("odd-vhd") == [], "a refused VHD created an image")
 
     # ClientToken: the same request again answers the same image; other parameters with the token are refused.
     first = import_image("idem", "errors", "disk.qcow2", client_token="import-token-1", description="first")
     again = import_image("idem", "errors", "disk.qcow2", client_token="import-token-1", description="first")
     check((again.image_id, again.task_id) == (first.image_id, first.task_id), f"{again} != {first}")
-    expect_error(lambda: import_image("idem", "errors", "disk.qcow2", client_token="import-token-1",
+    refused(lambda: import_image("idem", "errors", "disk.qcow2", client_token="import-token-1",
                                       description="second"), "IdempotentParameterMismatch", 400)
-    expect_error(lambda: import_image("idem-other", "errors", "disk.qcow2", client_token="import-token-1",
+    refused(lambda: import_image("idem-other", "errors", "disk.qcow2", client_token="import-token-1",
                                       description="first"), "IdempotentParameterMismatch", 400)
     check([i.image_id for i in named("idem")] == [first.image_id], "one image for one token")
     check(named("idem-other") == [], "a mismatched token created an image")
@@ -182,7 +147,7 @@ if scenario == "errors":
     c1 = copy("copy-token-1", "idem-copy")
     c2 = copy("copy-token-1", "idem-copy")
     check(c1.image_id == c2.image_id, f"{c1.image_id} != {c2.image_id}")
-    expect_error(lambda: copy("copy-token-1", "idem-copy-other"), "IdempotentParameterMismatch", 400)
+    refused(lambda: copy("copy-token-1", "idem-copy-other"), "IdempotentParameterMismatch", 400)
     check(named("idem-copy-other", DEST) == [], "a mismatched copy token created an image")
     check([i.image_id for i in named("idem-copy", DEST)] == [c1.image_id], "one copy for one token")
     check(wait_image(c1.image_id, DEST).status == "Available", "the copy completes")

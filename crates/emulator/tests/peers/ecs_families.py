@@ -7,39 +7,15 @@ The driver's creation_time fault rules give the first two ImportImage requests C
 t0 - 3600; later imports take the server's clock (now, after t0).
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
-import json
-import sys
 import time
 
-import oss2
 from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
-from alibabacloud_tea_openapi import models as open_api_models
 
-scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
-url, ak, sk = cfg["endpoint"], cfg["ak"], cfg["sk"]
-host = url.split("://", 1)[-1]
-REGION = "cn-hangzhou"
+from sdk import REGION, bucket, cfg, check, config, refused, scenario
+
 SH = "cn-shanghai"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-client = EcsClient(open_api_models.Config(access_key_id=ak, access_key_secret=sk, endpoint=host, protocol="http",
-                                          region_id=REGION))
-
-
-def refused(fn, code, status):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - the SDK raises its own exception type
-        check(getattr(e, "code", None) == code, f"expected {code}, got {getattr(e, 'code', None)}: {e}")
-        check(e.statusCode == status, f"{code}: status {e.statusCode}, expected {status}")
-        return e
-    raise AssertionError(f"expected {code}, the call succeeded")
+client = EcsClient(config())
 
 
 def iso(t, seconds=True):
@@ -85,8 +61,7 @@ def modify(image_id, **kw):
 
 if scenario == "families":
     t0 = cfg["t0"]
-    b = oss2.Bucket(oss2.AuthV4(ak, sk), url, "fam", region=REGION)
-    b.create_bucket()
+    b = bucket("fam")
     with open(cfg["qcow2"], "rb") as f:
         b.put_object("disk.qcow2", f.read())
     b.put_object("garbage.qcow2", b"this is not a disk image" * 1000)
@@ -176,8 +151,7 @@ if scenario == "families":
 
 elif scenario == "describe":
     t0, account = cfg["t0"], int(cfg["account"])
-    b = oss2.Bucket(oss2.AuthV4(ak, sk), url, "fam", region=REGION)
-    b.create_bucket()
+    b = bucket("fam")
     with open(cfg["qcow2"], "rb") as f:
         b.put_object("disk.qcow2", f.read())
     # Two images at t0, one an hour earlier (the driver's fault rules), one declared QCOW2, one with no Format.

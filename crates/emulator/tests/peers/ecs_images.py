@@ -8,7 +8,6 @@ the CreationTime the driver's creation_time fault rules give the first two impor
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import json
-import sys
 import time
 
 import oss2
@@ -18,50 +17,13 @@ from alibabacloud_ram20150501 import models as ram
 from alibabacloud_ram20150501.client import Client as RamClient
 from alibabacloud_sts20150401 import models as sts
 from alibabacloud_sts20150401.client import Client as StsClient
-from alibabacloud_tea_openapi import models as open_api_models
 
-scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
-url, ak, sk = cfg["endpoint"], cfg["ak"], cfg["sk"]
-host = url.split("://", 1)[-1]
-REGION = "cn-hangzhou"
-ALL_STATUSES = "Creating,Waiting,Available,UnAvailable,CreateFailed"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def config(key=ak, secret=sk, token=None):
-    c = open_api_models.Config(access_key_id=key, access_key_secret=secret, endpoint=host, protocol="http",
-                               region_id=REGION)
-    if token:
-        c.security_token = token
-    return c
-
-
-def expect_error(fn, code):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - the SDKs raise their own exception types
-        got = getattr(e, "code", None)
-        check(got == code, f"expected {code}, got {got}: {e}")
-        return e
-    raise AssertionError(f"expected {code}, the call succeeded")
+from sdk import ALL_STATUSES, REGION, ak, bucket, cfg, check, config, refused, scenario, sk
 
 
 ecs_client = EcsClient(config())
 ram_client = RamClient(config())
 sts_client = StsClient(config())
-
-
-def bucket(name, region=REGION, auth=None):
-    b = oss2.Bucket(auth or oss2.AuthV4(ak, sk), url, name, region=region)
-    try:
-        b.create_bucket()
-    except oss2.exceptions.BucketAlreadyExists:
-        pass
-    return b
 
 
 def mapping(bkt, obj, fmt="QCOW2", size=None):
@@ -119,19 +81,19 @@ if scenario == "images":
         b.put_object("odd.vhd", f.read())
 
     # No import role yet.
-    e = expect_error(lambda: import_image("first", "images", "disk.qcow2"), "NoSetRoletoECSServiceAcount")
+    e = refused(lambda: import_image("first", "images", "disk.qcow2"), "NoSetRoletoECSServiceAcount")
     check(e.statusCode == 403, f"status {e.statusCode}")
-    expect_error(lambda: ram_client.get_role(ram.GetRoleRequest(role_name="AliyunECSImageImportDefaultRole")),
+    refused(lambda: ram_client.get_role(ram.GetRoleRequest(role_name="AliyunECSImageImportDefaultRole")),
                  "EntityNotExist.Role")
     trust = json.dumps({"Statement": [{"Action": "sts:AssumeRole", "Effect": "Allow",
                                        "Principal": {"Service": ["ecs.aliyuncs.com"]}}], "Version": "1"})
     role = ram_client.create_role(ram.CreateRoleRequest(role_name="AliyunECSImageImportDefaultRole",
                                                         assume_role_policy_document=trust)).body.role
     check(role.arn.endswith(":role/aliyunecsimageimportdefaultrole"), role.arn)
-    expect_error(lambda: ram_client.create_role(ram.CreateRoleRequest(
+    refused(lambda: ram_client.create_role(ram.CreateRoleRequest(
         role_name="AliyunECSImageImportDefaultRole", assume_role_policy_document=trust)), "EntityAlreadyExists.Role")
     # The role alone is not enough: the policy must be attached.
-    expect_error(lambda: import_image("first", "images", "disk.qcow2"), "NoSetRoletoECSServiceAcount")
+    refused(lambda: import_image("first", "images", "disk.qcow2"), "NoSetRoletoECSServiceAcount")
     ram_client.attach_policy_to_role(ram.AttachPolicyToRoleRequest(
         policy_type="System", policy_name="AliyunECSImageImportRolePolicy", role_name="AliyunECSImageImportDefaultRole"))
     pols = ram_client.list_policies_for_role(
@@ -142,31 +104,31 @@ if scenario == "images":
 
     # Errors checked before anything is queued.
     # Codes and statuses as Alibaba documents them for ImportImage.
-    e = expect_error(lambda: import_image("nope", "images", "missing.qcow2"), "InvalidOSSObject.NotFound")
+    e = refused(lambda: import_image("nope", "images", "missing.qcow2"), "InvalidOSSObject.NotFound")
     check(e.statusCode == 400, f"status {e.statusCode}")
-    expect_error(lambda: import_image("nope", "no-such-bucket", "disk.qcow2"), "InvalidOSSBucket.NotFound")
-    e = expect_error(lambda: import_image("nope", "images", "disk.qcow2", region_id="xx-nowhere-1"),
+    refused(lambda: import_image("nope", "no-such-bucket", "disk.qcow2"), "InvalidOSSBucket.NotFound")
+    e = refused(lambda: import_image("nope", "images", "disk.qcow2", region_id="xx-nowhere-1"),
                      "InvalidRegionId.NotFound")
     check(e.statusCode == 400, f"status {e.statusCode}")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", platform="Windows Server 2022"),
+    refused(lambda: import_image("nope", "images", "disk.qcow2", platform="Windows Server 2022"),
                  "InvalidPlatform.Malformed")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", architecture="sparc"),
+    refused(lambda: import_image("nope", "images", "disk.qcow2", architecture="sparc"),
                  "InvalidArchitecture.Malformed")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", ostype="plan9"), "InvalidOSType.Malformed")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", boot_mode="Legacy"), "InvalidBootMode.Malformed")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", license_type="Free"),
+    refused(lambda: import_image("nope", "images", "disk.qcow2", ostype="plan9"), "InvalidOSType.Malformed")
+    refused(lambda: import_image("nope", "images", "disk.qcow2", boot_mode="Legacy"), "InvalidBootMode.Malformed")
+    refused(lambda: import_image("nope", "images", "disk.qcow2", license_type="Free"),
                  "InvalidLicenseType.NotSupported")
     bucket("far-away", region="cn-shanghai").put_object("disk.qcow2", b"x" * 1024)
-    expect_error(lambda: import_image("nope", "far-away", "disk.qcow2"), "InvalidOSSBucket.NotMatched")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", size=1), "InvalidImageSize")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", size=5000), "InvalidImageSize")
-    expect_error(lambda: import_image("nope", "images", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
-    expect_error(lambda: import_image("aliyun-name", "images", "disk.qcow2"), "InvalidImageName.Malformed")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", fmt="ISO"), "InvalidImageFormat.Malformed")
-    expect_error(lambda: import_image("nope", "images", "disk.qcow2", boot_mode="BIOS", architecture="arm64"),
+    refused(lambda: import_image("nope", "far-away", "disk.qcow2"), "InvalidOSSBucket.NotMatched")
+    refused(lambda: import_image("nope", "images", "disk.qcow2", size=1), "InvalidImageSize")
+    refused(lambda: import_image("nope", "images", "disk.qcow2", size=5000), "InvalidImageSize")
+    refused(lambda: import_image("nope", "images", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
+    refused(lambda: import_image("aliyun-name", "images", "disk.qcow2"), "InvalidImageName.Malformed")
+    refused(lambda: import_image("nope", "images", "disk.qcow2", fmt="ISO"), "InvalidImageFormat.Malformed")
+    refused(lambda: import_image("nope", "images", "disk.qcow2", boot_mode="BIOS", architecture="arm64"),
                  "InvalidBootMode.NotSupport")
 
-    expect_error(lambda: import_image("dry", "images", "disk.qcow2", dry_run=True), "DryRunOperation")
+    refused(lambda: import_image("dry", "images", "disk.qcow2", dry_run=True), "DryRunOperation")
 
     # The round trip (retried with the same ClientToken: one image).
     out = import_image("round-trip", "images", "disk.qcow2", size=3, client_token="token-1", detection_strategy="Standard",
@@ -178,8 +140,8 @@ if scenario == "images":
     check((again.image_id, again.task_id) == (out.image_id, out.task_id), again)
     # Importing images are hidden by default: Status defaults to Available.
     check(images(image_id=out.image_id).total_count == 0, "an importing image listed without Status")
-    expect_error(lambda: import_image("round-trip", "images", "disk.qcow2"), "InvalidImageName.Duplicated")
-    expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=out.image_id)),
+    refused(lambda: import_image("round-trip", "images", "disk.qcow2"), "InvalidImageName.Duplicated")
+    refused(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=out.image_id)),
                  "ImageIsImporting")
     tasks = ecs_client.describe_tasks(ecs.DescribeTasksRequest(region_id=REGION, task_action="ImportImage")).body
     check(any(t.task_id == out.task_id for t in tasks.task_set.task), tasks)
@@ -212,10 +174,10 @@ if scenario == "images":
     ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id=cancel.task_id))
     check(images(image_id=cancel.image_id, status=ALL_STATUSES).total_count == 0, "cancelled image still listed")
     check(task_of(cancel.task_id).task_status == "Deleted", "cancelled task")
-    e = expect_error(lambda: ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id=out.task_id)),
+    e = refused(lambda: ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id=out.task_id)),
                      "InvalidTaskId.IncorrectTaskStatus")
     check(e.statusCode == 403, f"status {e.statusCode}")
-    e = expect_error(lambda: ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id="t-none")),
+    e = refused(lambda: ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id="t-none")),
                      "InvalidTaskId.NotFound")
     check(e.statusCode == 400, f"status {e.statusCode}")
 
@@ -258,20 +220,20 @@ if scenario == "images":
         region_id=REGION, image_id=out.image_id, add_account=["1111111111111111", "2222222222222222"]))
     ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
         region_id=REGION, image_id=out.image_id, remove_account=["2222222222222222"]))
-    e = expect_error(lambda: ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
+    e = refused(lambda: ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
         region_id=REGION, image_id=out.image_id, add_account=[cfg["account"]])), "InvalidAccount.Forbbiden")
     check(e.statusCode == 404, f"status {e.statusCode}")
-    expect_error(lambda: ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
+    refused(lambda: ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
         region_id=REGION, image_id=out.image_id, add_account=["not-an-account"])), "InvalidAccount.NotFound")
-    expect_error(lambda: ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
+    refused(lambda: ecs_client.modify_image_share_permission(ecs.ModifyImageSharePermissionRequest(
         region_id=REGION, image_id=bad.image_id, add_account=["1111111111111111"])), "IncorrectImageStatus")
     perm = ecs_client.describe_image_share_permission(ecs.DescribeImageSharePermissionRequest(
         region_id=REGION, image_id=out.image_id)).body
     check([a.aliyun_id for a in perm.accounts.account] == ["1111111111111111"], perm)
 
-    expect_error(lambda: ecs_client.copy_image(ecs.CopyImageRequest(
+    refused(lambda: ecs_client.copy_image(ecs.CopyImageRequest(
         region_id=REGION, image_id=out.image_id, destination_region_id="xx-nowhere-1")), "DestinationRegion.NotFound")
-    expect_error(lambda: ecs_client.copy_image(ecs.CopyImageRequest(
+    refused(lambda: ecs_client.copy_image(ecs.CopyImageRequest(
         region_id=REGION, image_id=bad.image_id, destination_region_id="cn-shanghai")), "IncorrectImageStatus")
     # Copy to another region: queued, then Available there.
     copy = ecs_client.copy_image(ecs.CopyImageRequest(region_id=REGION, image_id=out.image_id,
@@ -286,10 +248,10 @@ if scenario == "images":
     insts = ecs_client.describe_instances(ecs.DescribeInstancesRequest(region_id=sh)).body.instances.instance
     running = next(i for i in insts if i.status == "Running")
     replace = ecs.ReplaceSystemDiskRequest(instance_id=running.instance_id, image_id=copy.image_id)
-    expect_error(lambda: ecs_client.replace_system_disk(replace), "IncorrectInstanceStatus")
+    refused(lambda: ecs_client.replace_system_disk(replace), "IncorrectInstanceStatus")
     ecs_client.stop_instance(ecs.StopInstanceRequest(instance_id=running.instance_id))
     for size, code in ((1, "InvalidSystemDiskSize.LessThanImageSize"), (4096, "InvalidSystemDiskSize.ValueNotSupported")):
-        expect_error(lambda: ecs_client.replace_system_disk(ecs.ReplaceSystemDiskRequest(
+        refused(lambda: ecs_client.replace_system_disk(ecs.ReplaceSystemDiskRequest(
             instance_id=running.instance_id, image_id=copy.image_id,
             system_disk=ecs.ReplaceSystemDiskRequestSystemDisk(size=size))), code)
     disk = ecs_client.replace_system_disk(replace).body.disk_id
@@ -297,11 +259,11 @@ if scenario == "images":
     got = ecs_client.describe_instances(ecs.DescribeInstancesRequest(
         region_id=sh, instance_ids=json.dumps([running.instance_id]))).body.instances.instance
     check(len(got) == 1 and got[0].image_id == copy.image_id and got[0].status == "Stopped", got)
-    expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=sh, image_id=copy.image_id)),
+    refused(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=sh, image_id=copy.image_id)),
                  "ImageUsingByInstance")
 
     # A shared image is deleted only with Force.
-    expect_error(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=out.image_id)),
+    refused(lambda: ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=out.image_id)),
                  "ImageUseShared")
     ecs_client.delete_image(ecs.DeleteImageRequest(region_id=REGION, image_id=out.image_id, force=True))
     check(images(image_id=out.image_id, status=ALL_STATUSES).total_count == 0, "deleted image still listed")
@@ -312,11 +274,11 @@ if scenario == "images":
 elif scenario == "sts":
     ensure_role()
     arn = f"acs:ram::{cfg['account']}:role/aliyunecsimageimportdefaultrole"
-    expect_error(lambda: sts_client.assume_role(sts.AssumeRoleRequest(
+    refused(lambda: sts_client.assume_role(sts.AssumeRoleRequest(
         role_arn=f"acs:ram::{cfg['account']}:role/nobody", role_session_name="s1")), "EntityNotExist.Role")
-    expect_error(lambda: sts_client.assume_role(sts.AssumeRoleRequest(
+    refused(lambda: sts_client.assume_role(sts.AssumeRoleRequest(
         role_arn=arn, role_session_name="s1", duration_seconds=100)), "InvalidParameter.DurationSeconds")
-    expect_error(lambda: sts_client.assume_role(sts.AssumeRoleRequest(
+    refused(lambda: sts_client.assume_role(sts.AssumeRoleRequest(
         role_arn=arn, role_session_name="s1", duration_seconds=7200)), "InvalidParameter.DurationSeconds")
     body = sts_client.assume_role(sts.AssumeRoleRequest(role_arn=arn, role_session_name="import-session",
                                                         duration_seconds=900)).body
@@ -332,7 +294,7 @@ elif scenario == "sts":
     check(temp_ecs.describe_images(ecs.DescribeImagesRequest(region_id=REGION)).body.total_count > 0, "STS ECS")
     # Rejected after expiry (the emulator caps lifetimes for the test).
     time.sleep(cfg["sleep"])
-    expect_error(lambda: temp_ecs.describe_images(ecs.DescribeImagesRequest(region_id=REGION)),
+    refused(lambda: temp_ecs.describe_images(ecs.DescribeImagesRequest(region_id=REGION)),
                  "InvalidSecurityToken.Expired")
     try:
         b.get_object("hello")
@@ -378,9 +340,9 @@ elif scenario == "import-rules":
         check(all(w in err.error_msg for w in words), f"{name}: {err.error_msg}")
 
     # Answered at once: VHD sizes.
-    e = expect_error(lambda: import_image("odd-vhd", "rules", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
+    e = refused(lambda: import_image("odd-vhd", "rules", "odd.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
     check(e.statusCode == 403 and "multiple of 1 MiB" in e.message, e.message)
-    e = expect_error(lambda: import_image("short-vhd", "rules", "short.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
+    e = refused(lambda: import_image("short-vhd", "rules", "short.vhd", fmt="VHD"), "InvalidVHDImage.IncorrectSize")
     check(e.statusCode == 403 and "fixed VHD" in e.message and "8388608" in e.message, e.message)
     # Failed by the task.
     failed("garbage", "garbage.bin", None, "ImportImageFailed", "no boot sector", "0x55AA")
@@ -435,11 +397,6 @@ elif scenario == "lifecycle":
 
     def cancel_copy(region, image_id):
         return ecs_client.cancel_copy_image(ecs.CancelCopyImageRequest(region_id=region, image_id=image_id))
-
-    def refused(fn, code, status):
-        e = expect_error(fn, code)
-        check(e.statusCode == status, f"{code}: status {e.statusCode}")
-        return e
 
     # CreationTime under the test's control: equal and out-of-order times.
     first = [import_image(n, "life", "disk.qcow2").image_id for n in ("clock-a", "clock-b", "clock-c")]

@@ -8,41 +8,16 @@ CONFIG_JSON: {"endpoint": "http://HOST:PORT", "ak": ..., "sk": ..., "account": .
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import json
-import sys
 
-import oss2
 from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_ram20150501 import models as ram
 from alibabacloud_ram20150501.client import Client as RamClient
-from alibabacloud_tea_openapi import models as open_api_models
 
-scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
-url, ak, sk = cfg["endpoint"], cfg["ak"], cfg["sk"]
-host = url.split("://", 1)[-1]
-REGION = "cn-hangzhou"
+from sdk import REGION, bucket, check, config, refused, scenario
+
 ROLE = "AliyunECSImageImportDefaultRole"
 SYSTEM_POLICY = "AliyunECSImageImportRolePolicy"
-
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def config():
-    return open_api_models.Config(access_key_id=ak, access_key_secret=sk, endpoint=host, protocol="http",
-                                  region_id=REGION)
-
-
-def refused(fn, code, status):
-    try:
-        fn()
-    except Exception as e:  # noqa: BLE001 - the SDKs raise their own exception types
-        got = (getattr(e, "code", None), getattr(e, "statusCode", None))
-        check(got == (code, status), f"expected {code} {status}, got {got}: {e}")
-        return e
-    raise AssertionError(f"expected {code}, the call succeeded")
 
 
 ecs_client = EcsClient(config())
@@ -88,8 +63,7 @@ def detach(kind, name):
 
 
 if scenario == "ram":
-    b = oss2.Bucket(oss2.AuthV4(ak, sk), url, "ramdisks", region=REGION)
-    b.create_bucket()
+    b = bucket("ramdisks")
     b.put_object("disk.raw", b"\0" * 1024 * 1024)
 
     # A role trusting another service, with the system policy: refused as if there were no role.
