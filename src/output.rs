@@ -37,11 +37,13 @@ pub fn progress_enabled() -> bool {
     !quiet() && std::io::stderr().is_terminal()
 }
 
-/// An informational line on stderr, left out with `-q`.
+/// An informational line on stderr, left out with `-q`. A closed or broken stderr (the terminal gone after
+/// SIGHUP, `2>&1 | head`) loses the line instead of panicking as `eprintln!` would.
 macro_rules! note {
     ($($arg:tt)*) => {
         if !$crate::output::quiet() {
-            eprintln!($($arg)*);
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), $($arg)*);
         }
     };
 }

@@ -35,7 +35,7 @@ pub fn exercise(data: &[u8], format: Option<Format>) {
     let Ok(map) = img.map(0, size) else { return };
     let mut budget: u64 = 4 << 20;
     let mut buf = vec![0u8; 64 << 10];
-    for e in map.iter().filter(|e| !e.kind.reads_as_zero()) {
+    for e in map.iter().filter(|e| !e.kind().reads_as_zero()) {
         let n = (e.length.min(buf.len() as u64)).min(budget);
         if n == 0 {
             break;

@@ -1,6 +1,7 @@
 //! `imgport emulator serve`: a local Alibaba Cloud (OSS, ECS images, RAM roles, STS) on one port.
 
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, FileConfig, LogEntry, LogSink};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -13,8 +14,8 @@ macro_rules! say {
     }};
 }
 
-/// The server's request log (unless `--quiet`) and problems on stderr: `imgport-emulator: RECORD` lines, or one
-/// JSON object per request with `--json`.
+/// The server's request log (unless `--quiet`) and problems on stderr (a closed stderr loses lines, never panics
+/// a server thread): `imgport-emulator: RECORD` lines, or one JSON object per request with `--json`.
 struct StderrLog {
     requests: bool,
     json: bool,
@@ -26,14 +27,14 @@ impl LogSink for StderrLog {
             return;
         }
         if !self.json {
-            eprintln!("imgport-emulator: {entry}");
+            let _ = writeln!(std::io::stderr(), "imgport-emulator: {entry}");
         } else if let Ok(line) = serde_json::to_string(entry) {
-            eprintln!("{line}");
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     }
 
     fn problem(&self, message: &str) {
-        eprintln!("imgport-emulator: {message}");
+        let _ = writeln!(std::io::stderr(), "imgport-emulator: {message}");
     }
 }
 

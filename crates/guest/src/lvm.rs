@@ -2,6 +2,7 @@
 //! format of lvm2's `lib/format_text` (label_header, pv_header, mda_header, raw_locn). Enough to tell which volume
 //! group a PV belongs to, which PVs the group needs and which logical volumes it holds; LV contents are not read.
 
+use crate::bytes::{le32, le64};
 use crate::error::{Error, Result};
 use crate::reader::Region;
 use serde::Serialize;
@@ -52,13 +53,6 @@ pub struct VgMember {
     pub uuid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_hint: Option<String>,
-}
-
-fn le32(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
-fn le64(b: &[u8], o: usize) -> u64 {
-    b.get(o..o + 8).map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
 
 /// Read the PV in `region` (whose label the probe found). `None` when no valid label is there.

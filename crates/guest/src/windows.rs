@@ -131,7 +131,7 @@ struct GuestFile<'a> {
 
 impl regf::Source for GuestFile<'_> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> regf::Result<usize> {
-        self.vfs.read_at(&self.path, offset, buf).map_err(|e| Error::io(HIVE, format_args!("{}: {e}", self.path)))
+        self.vfs.read_at(&self.path, offset, buf).map_err(|e| Error::new(e.kind(), HIVE, format!("{}: {e}", self.path)))
     }
 }
 
@@ -150,7 +150,7 @@ fn dword(d: Option<Data>) -> Option<u32> {
 }
 
 fn open_hive<'a>(vfs: &'a mut Vfs, path: &str) -> regf::Result<Hive<GuestFile<'a>>> {
-    let len = vfs.stat(path).map_err(|e| Error::io(HIVE, format_args!("{path}: {e}")))?.size;
+    let len = vfs.stat(path).map_err(|e| Error::new(e.kind(), HIVE, format!("{path}: {e}")))?.size;
     Hive::open(GuestFile { vfs, path: path.to_string() }, len).map_err(|e| e.context(path))
 }
 

@@ -138,7 +138,12 @@ impl RetryPolicy {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            let class = err.retry_class();
+            // A skewed clock is retried at once, so only when the answer says what the time is: without it the
+            // retry would be signed with the same clock and refused again, max_attempts times back to back.
+            let class = match err.retry_class() {
+                RetryClass::ClockSkew if err.server_time().is_none() => RetryClass::Fatal,
+                c => c,
+            };
             let request_id = err.request_id().unwrap_or("");
             let wait = self.delay(class, attempt);
             let out_of_time = self.deadline.is_some_and(|d| started.elapsed() + wait >= d);
@@ -276,5 +281,18 @@ mod tests {
         assert!(r.is_ok());
         assert_eq!(seen, vec![RetryClass::ClockSkew]);
         assert!((clock.offset() - 3600).abs() <= 2, "{}", clock.offset());
+    }
+
+    #[tokio::test]
+    async fn clock_skew_without_the_server_time_is_not_retried() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), Failure> = quick()
+            .run("op", |_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+                async { Err(Failure(RetryClass::ClockSkew, None)) }
+            })
+            .await;
+        assert_eq!(r, Err(Failure(RetryClass::ClockSkew, None)));
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
     }
 }

@@ -338,12 +338,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_profile_names_only_known_checks_once() {
+    fn every_profile_names_each_check_once() {
         for t in Target::ALL {
             let p = t.profile();
             assert_eq!(p.target, t);
             for (i, (id, _)) in p.checks.iter().enumerate() {
-                assert!(crate::checks::CheckId::ALL.contains(id), "{t}: unknown check {id}");
                 assert!(!p.checks[..i].iter().any(|(o, _)| o == id), "{t}: {id} twice");
             }
             for (id, _, _) in p.boot_drivers {

@@ -90,33 +90,44 @@ pub(super) fn probe(
 ) -> Result<Probe, String> {
     let unreadable = || format!("oss://{bucket}/{key} cannot be read");
     let data = state.store.open_object(bucket, key).map_err(|_| unreadable())?;
-    let (meta, mut files) = data.into_files();
-    let mut tmp = None;
+    let (meta, files) = data.into_files();
+    // The recorded segment sizes must make up the object: a shorter file would read as zeros past its end.
+    if files.iter().map(|(_, len)| *len).sum::<u64>() != meta.size {
+        return Err(unreadable());
+    }
+    let mut _tmp = None;
     let path = if files.len() == 1 && std::path::Path::new("/proc/self/fd").is_dir() {
         use std::os::fd::AsRawFd;
         std::path::PathBuf::from(format!("/proc/self/fd/{}", files[0].0.as_raw_fd()))
     } else {
-        let p = state.store.tmp_path();
-        tmp = Some(p.clone());
-        let copied = crate::util::create_private_file(&p).and_then(|mut out| match extent {
-            Extent::Whole => files.iter_mut().try_for_each(|(f, _)| std::io::copy(f, &mut out).map(drop)),
+        // Removed when this returns, by any way, a panic in the engine included.
+        let tmp = RemoveOnDrop(state.store.tmp_path());
+        let copied = crate::util::create_private_file(&tmp.0).and_then(|mut out| match extent {
+            Extent::Whole => files
+                .iter()
+                .try_for_each(|(f, len)| std::io::copy(&mut std::io::Read::take(f, *len), &mut out).map(drop)),
             Extent::HeadAndTail => copy_head_and_tail(&files, meta.size, &out),
         });
         if copied.is_err() {
-            let _ = std::fs::remove_file(&p);
             return Err(unreadable());
         }
+        let p = tmp.0.clone();
+        _tmp = Some(tmp);
         p
     };
     let options = imgport_disk::OpenOptions { extent_files: imgport_disk::ExtentFiles::Refuse, ..Default::default() };
-    let result = imgport_disk::open(&path, &options)
+    imgport_disk::open(&path, &options)
         .map(|image| facts(image.as_ref(), meta.size, detect))
-        .map_err(|e| open_failure(bucket, key, &e));
-    drop(files);
-    if let Some(p) = tmp {
-        let _ = std::fs::remove_file(p);
+        .map_err(|e| open_failure(bucket, key, &e))
+}
+
+/// A temporary file removed when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
-    result
 }
 
 /// Makes `out` a sparse file of `size` bytes holding the object's first [`REQUEST_HEAD`] and last
@@ -143,4 +154,54 @@ fn copy_head_and_tail(files: &[(std::fs::File, u64)], size: u64, out: &std::fs::
         start = segment.end;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Segments of `sizes` bytes holding the object's bytes `i as u8` at offset `i` (modulo 251, so no segment
+    /// boundary lines up with the pattern).
+    fn segments(dir: &std::path::Path, sizes: &[u64]) -> Vec<(std::fs::File, u64)> {
+        let mut at = 0u64;
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(n, &len)| {
+                let data: Vec<u8> = (at..at + len).map(|i| (i % 251) as u8).collect();
+                let path = dir.join(format!("seg{n}"));
+                std::fs::write(&path, &data).expect("write segment");
+                at += len;
+                (std::fs::File::open(&path).expect("open segment"), len)
+            })
+            .collect()
+    }
+
+    fn check_copy(sizes: &[u64]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = segments(dir.path(), sizes);
+        let size: u64 = sizes.iter().sum();
+        let out = std::fs::File::create(dir.path().join("out")).expect("out");
+        copy_head_and_tail(&files, size, &out).expect("copy");
+        let got = std::fs::read(dir.path().join("out")).expect("read out");
+        assert_eq!(got.len() as u64, size);
+        let kept = |i: u64| i < REQUEST_HEAD || i >= size.saturating_sub(REQUEST_TAIL);
+        for (i, b) in got.iter().enumerate() {
+            let i = i as u64;
+            let want = if kept(i) { (i % 251) as u8 } else { 0 };
+            assert_eq!(*b, want, "byte {i} of a {size}-byte object in segments {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn head_and_tail_are_copied_across_segment_boundaries() {
+        // Segments crossing the 8 MiB head and the last-1 MiB tail, and a gap between them.
+        check_copy(&[3 << 20, 6 << 20, 5 << 20, (1 << 20) + 7, 300_000]);
+    }
+
+    #[test]
+    fn an_object_shorter_than_head_and_tail_is_copied_whole() {
+        check_copy(&[5 << 20, 4 << 20]);
+        check_copy(&[1000, 1, 0, 512]);
+    }
 }
