@@ -104,6 +104,7 @@ pub trait ObjectStore: Send + Sync {
         true
     }
     /// Signs from now on as if the clock read `server_time` now: the uploader calls it with the server's time
-    /// from a skewed-clock answer before retrying. Stores that sign without the time ignore it.
-    fn correct_clock(&self, _server_time: i64) {}
+    /// from a skewed-clock answer before retrying. No default: a store that signs with the time must apply it,
+    /// or its skew errors would be retried with the same clock.
+    fn correct_clock(&self, server_time: i64);
 }
