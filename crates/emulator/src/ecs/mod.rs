@@ -41,15 +41,17 @@
 //! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
 
 pub mod copy;
+pub mod create;
 pub mod images;
 pub mod import;
 pub mod instances;
 pub mod records;
 pub mod sharing;
+pub mod snapshots;
 pub mod tags;
 pub mod tasks;
 
-pub(crate) use records::{Detection, DiskMapping, Image, Instance, Task};
+pub(crate) use records::{Detection, DiskMapping, Image, Instance, Snapshot, Task};
 pub(crate) use tasks::resume;
 
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -84,6 +86,9 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
         "DeleteImage" => images::delete_image(inner, ctx, params),
         "CopyImage" => copy::copy_image(inner, ctx, params),
         "CancelCopyImage" => copy::cancel_copy_image(inner, ctx, params),
+        "CreateImage" => create::create_image(inner, ctx, params),
+        "DescribeSnapshots" => snapshots::describe_snapshots(inner, ctx, params),
+        "DeleteSnapshot" => snapshots::delete_snapshot(inner, ctx, params),
         "ModifyImageSharePermission" => sharing::modify_share(inner, ctx, params),
         "DescribeImageSharePermission" => sharing::describe_share(inner, ctx, params),
         "ModifyImageAttribute" => images::modify_attribute(inner, ctx, params),
@@ -151,7 +156,7 @@ fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
 }
 
 /// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through
-/// its task) or a copy (an image with `copied_from`; copies have no task).
+/// its task), a copy (an image with `copied_from`; copies have no task) or a CreateImage (neither).
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
@@ -162,6 +167,7 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
         i.client_token.as_deref() == Some(token)
             && match action {
                 "CopyImage" => i.copied_from.is_some(),
+                "CreateImage" => i.copied_from.is_none() && i.task_id.is_none() && i.owner_alias == "self",
                 _ => i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action)),
             }
     });
