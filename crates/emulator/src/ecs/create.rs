@@ -299,3 +299,18 @@ pub(super) fn create_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     spawn_worker(inner.clone(), image_id.clone());
     Ok(json!({"ImageId": image_id}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::valid_device;
+
+    #[test]
+    fn devices_are_xvd_or_vd_and_one_letter() {
+        for ok in ["/dev/xvda", "/dev/xvdz", "/dev/vda", "/dev/vdq"] {
+            assert!(valid_device(ok), "{ok}");
+        }
+        for bad in ["/dev/sda", "/dev/xvd", "/dev/xvdaa", "/dev/xvdA", "xvda", "/dev/vd1", ""] {
+            assert!(!valid_device(bad), "{bad}");
+        }
+    }
+}

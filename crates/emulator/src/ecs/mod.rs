@@ -1,19 +1,28 @@
 //! ECS images behind the RPC gateway, one module per resource: [`images`] (the catalogue, attributes, delete),
 //! [`import`] (ImportImage and the rules it judges an upload by), [`copy`] (CopyImage, CancelCopyImage),
-//! [`sharing`], [`tags`], [`tasks`] (the background work and the task calls) and [`instances`]; [`records`] holds
-//! what the state file keeps.
+//! [`create`] (CreateImage), [`snapshots`] (DescribeSnapshots, DeleteSnapshot), [`sharing`], [`tags`] (images and
+//! snapshots), [`tasks`] (the background work and the task calls) and [`instances`]; [`records`] holds what the
+//! state file keeps.
 //!
 //! **DryRun.** Every implemented operation whose API documents `DryRun` honours it: ImportImage, CopyImage,
-//! DescribeImages, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission, DescribeInstances, StopInstance
-//! and StartInstance. The request is checked exactly as without `DryRun` (a bad parameter, a missing image or a
-//! refused state answers its own error), then answers HTTP 400 `DryRunOperation` ("Request validation has been
-//! passed with DryRun flag set.") and nothing is created, changed or deleted. The other operations (DescribeTasks,
-//! DescribeTaskAttribute, CancelTask, CancelCopyImage, DescribeImageSharePermission, the tag calls,
-//! ReplaceSystemDisk, DescribeRegions) document no `DryRun` and ignore it.
+//! CreateImage, DescribeImages, DescribeSnapshots, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission,
+//! DescribeInstances, StopInstance and StartInstance. The request is checked exactly as without `DryRun` (a bad
+//! parameter, a missing image or a refused state answers its own error), then answers HTTP 400 `DryRunOperation`
+//! ("Request validation has been passed with DryRun flag set.") and nothing is created, changed or deleted. The
+//! other operations (DescribeTasks, DescribeTaskAttribute, CancelTask, CancelCopyImage, DeleteSnapshot,
+//! DescribeImageSharePermission, the tag calls, ReplaceSystemDisk, DescribeRegions) document no `DryRun` and
+//! ignore it.
+//!
+//! **Snapshots** ([`snapshots`]): every disk of an import, copy or CreateImage gets a snapshot when the image
+//! becomes Available (a copy its own, in the destination region); DeleteImage leaves them, DeleteSnapshot refuses
+//! one an image still uses (403 `SnapshotCreatedImage`). CreateImage ([`create`]) makes an image from an instance,
+//! a snapshot or disk mappings through the same background work as an import, without a task.
 //!
 //! **Copies are not tasks** ([`copy`]): CopyImage answers only `ImageId`; the copy shows on the destination image
 //! (Waiting, Creating with `Progress`, Available or CreateFailed) and is cancelled with CancelCopyImage; DescribeTasks
-//! lists imports only and CancelTask answers `InvalidTaskId.NotFound` for a copy.
+//! lists imports only and CancelTask answers `InvalidTaskId.NotFound` for a copy. A copy into the source's own
+//! region is 403 `IncorrectDestinationRegion`; a second copy of an image into a region while one is in flight is
+//! 400 `OperationDenied.ImageCopyConflict`; `Encrypted`/`KMSKeyId` are checked and recorded on the copy's disks.
 //!
 //! **Image status** ([`images`]): ModifyImageAttribute moves only Available <-> Deprecated (403
 //! `ImageStatus.NotAvailable` / `ImageStatus.NotDeprecated` otherwise, 403 `ImageUseShared` for a shared image,
@@ -29,7 +38,7 @@
 //!
 //! **Errors and idempotency.** An absent required parameter answers 400 `MissingParameter` with a message naming
 //! it ("An input parameter \"ImageId\" that is mandatory for processing the request is not supplied.", as ECS's
-//! error tables write it); RAM answers the same. ImportImage and CopyImage, the
+//! error tables write it); RAM answers the same. ImportImage, CopyImage and CreateImage, the
 //! implemented operations that take `ClientToken` (at most 64 ASCII characters, else 400
 //! `InvalidClientToken.Malformed`, ImportImage's documented code), record the token with a digest of the request's own parameters (everything but
 //! the signature's, `ClientToken` and `DryRun`): the same token with the same parameters answers the first

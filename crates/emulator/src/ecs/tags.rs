@@ -10,7 +10,8 @@
 //!
 //! **Tags given when a resource is created** (`Tag.N.Key` / `Tag.N.Value` of ImportImage, CopyImage and
 //! CreateImage) are checked by the same key and value rules before anything is created: at most 20 tags, a
-//! `Tag.N.Value` without its `Tag.N.Key` is a malformed key. ImportImage and CopyImage answer a repeated key
+//! `Tag.N.Value` without its `Tag.N.Key` is a malformed key (the older lower-case `Tag.N.key` / `Tag.N.value`
+//! that CreateImage still documents are read too). ImportImage and CopyImage answer a repeated key
 //! with 400 `TagKey.Duplication` and more than 20 tags with 400 `InvalidTagCount` (their error tables name no
 //! codes; these are TagResources' and DescribeImages'); CreateImage answers with its documented 400
 //! `Duplicate.TagKey` and 403 `QuotaExceed.Tags`.
@@ -55,8 +56,10 @@ pub(super) fn request_tags(params: &Params, codes: &TagCodes) -> Result<BTreeMap
     }
     let mut tags = Vec::new();
     for t in given.values() {
-        match t.get("Key").filter(|k| !k.is_empty()) {
-            Some(k) => tags.push((k.clone(), t.get("Value").cloned())),
+        // CreateImage also documents the older lower-case `Tag.N.key` / `Tag.N.value`.
+        let field = |name: &str| t.get(name).or_else(|| t.get(&name.to_ascii_lowercase()));
+        match field("Key").filter(|k| !k.is_empty()) {
+            Some(k) => tags.push((k.clone(), field("Value").cloned())),
             None => return Err(err(400, "InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid.")),
         }
     }
@@ -224,4 +227,37 @@ pub(super) fn list_tag_resources(inner: &Inner, ctx: &RpcContext, params: &Param
     let next = if end < out.len() { format!("tags-{end}") } else { String::new() };
     let rows: Vec<_> = out.drain(start..end).collect();
     Ok(json!({"NextToken": next, "TagResources": {"TagResource": rows}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn request_tags_are_checked_before_use() {
+        let ok = request_tags(&params(&[("Tag.1.Key", "a"), ("Tag.1.Value", "1"), ("Tag.2.Key", "b")]), &CREATE_CODES);
+        assert_eq!(ok.ok(), Some([("a".to_string(), "1".to_string()), ("b".into(), String::new())].into()));
+        let lower = request_tags(&params(&[("Tag.1.key", "a"), ("Tag.1.value", "1")]), &CREATE_CODES);
+        assert_eq!(lower.ok().and_then(|t| t.get("a").cloned()).as_deref(), Some("1"));
+        let code =
+            |p: &[(&str, &str)], codes: &TagCodes| request_tags(&params(p), codes).err().map(|e| (e.status, e.code));
+        let dup: &[(&str, &str)] = &[("Tag.1.Key", "k"), ("Tag.2.Key", "k")];
+        assert_eq!(code(dup, &CREATE_CODES), Some((400, "TagKey.Duplication".into())));
+        let create = TagCodes { duplicate: "Duplicate.TagKey", too_many: (403, "QuotaExceed.Tags") };
+        assert_eq!(code(dup, &create), Some((400, "Duplicate.TagKey".into())));
+        let keys: Vec<(String, String)> = (1..=21).map(|n| (format!("Tag.{n}.Key"), format!("k{n}"))).collect();
+        let many: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(code(&many, &create), Some((403, "QuotaExceed.Tags".into())));
+        assert_eq!(code(&many, &CREATE_CODES), Some((400, "InvalidTagCount".into())));
+        assert_eq!(code(&[("Tag.1.Value", "v")], &CREATE_CODES), Some((400, "InvalidTagKey.Malformed".into())));
+        assert_eq!(code(&[("Tag.1.Key", "acs:x")], &CREATE_CODES), Some((400, "InvalidTagKey.Malformed".into())));
+        assert_eq!(
+            code(&[("Tag.1.Key", "k"), ("Tag.1.Value", "https://x")], &CREATE_CODES),
+            Some((400, "InvalidTagValue.Malformed".into()))
+        );
+    }
 }
