@@ -267,3 +267,50 @@ pub(super) fn delete_snapshot(inner: &Inner, _ctx: &RpcContext, params: &Params)
     db.save()?;
     Ok(json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(id: &str, alias: &str, status: &str, snaps: &[&str]) -> Image {
+        Image {
+            id: id.into(),
+            region: "cn-hangzhou".into(),
+            owner_alias: alias.into(),
+            status: status.into(),
+            created: 1_700_000_000,
+            disks: snaps
+                .iter()
+                .map(|s| DiskMapping { snapshot_id: s.to_string(), size_gib: 3, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finished_own_images_get_their_snapshots_once() {
+        let mut db = Db::default();
+        db.images.push(image("m-own", "self", "Available", &["s-sys", "s-data"]));
+        db.images.push(image("m-old", "self", "Deprecated", &["s-old"]));
+        db.images.push(image("m-busy", "self", "Creating", &[""]));
+        db.images.push(image("ubuntu", "system", "Available", &["s-seed"]));
+        assert!(migrate(&mut db));
+        let got: Vec<(&str, &str, u64)> =
+            db.snapshots.iter().map(|s| (s.id.as_str(), s.source_disk_type.as_str(), s.size_gib)).collect();
+        assert_eq!(got, [("s-sys", "system", 3), ("s-data", "data", 3), ("s-old", "system", 3)]);
+        assert!(db.snapshots.iter().all(|s| s.status == "accomplished" && s.source_disk_id.starts_with("d-")));
+        assert!(!migrate(&mut db), "a second start records nothing new");
+        assert!(used_by_image(&db, "s-data") && !used_by_image(&db, "s-seed"));
+        db.images.retain(|i| i.id != "m-own");
+        assert!(!used_by_image(&db, "s-data"), "a deleted image no longer uses its snapshots");
+    }
+
+    #[test]
+    fn assign_ids_keeps_named_snapshots() {
+        let mut disks =
+            vec![DiskMapping { snapshot_id: "s-given".into(), ..Default::default() }, DiskMapping::default()];
+        assign_ids(&mut disks);
+        assert_eq!(disks[0].snapshot_id, "s-given");
+        assert!(disks[1].snapshot_id.starts_with("s-") && disks[1].snapshot_id != "s-given");
+    }
+}
