@@ -131,6 +131,27 @@ pub(crate) fn import_role_ok(db: &Db, role: &str) -> bool {
     })
 }
 
+/// RAM's documented limits ("Limits" in the RAM documentation): roles and custom policies per account, policies
+/// attached to one role, characters in a description.
+const MAX_ROLES: usize = 1000;
+const MAX_POLICIES: usize = 1500;
+const MAX_SYSTEM_POLICIES_PER_ROLE: usize = 20;
+const MAX_CUSTOM_POLICIES_PER_ROLE: usize = 10;
+const MAX_DESCRIPTION: usize = 1024;
+
+/// A policy name: 1-128 characters of `[A-Za-z0-9-]`.
+fn valid_policy_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// A role's or policy's description: at most 1024 characters, else 400 `InvalidParameter.<name>`.
+fn description(params: &Params, name: &str) -> Result<(), RpcError> {
+    if params.get(name).is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+        return Err(RpcError::invalid_parameter(name, format!("The parameter {name} is invalid.")));
+    }
+    Ok(())
+}
+
 fn max_session(v: Option<&str>, name: &str) -> Result<Option<i64>, RpcError> {
     match v {
         None | Some("") => Ok(None),
@@ -217,6 +238,7 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
             let doc = params.require("AssumeRolePolicyDocument")?;
             policy_doc(doc)?;
             let max = max_session(params.get("MaxSessionDuration"), "MaxSessionDuration")?.unwrap_or(3600);
+            description(params, "Description")?;
             let mut db = inner.db();
             if db.role(name).is_some() {
                 return Err(RpcError::new(
@@ -224,6 +246,9 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     "EntityAlreadyExists.Role",
                     format!("The role already exists: {name}."),
                 ));
+            }
+            if db.roles.len() >= MAX_ROLES {
+                return Err(RpcError::new(409, "LimitExceeded.Role", "The count of roles beyond the current limits."));
             }
             let r = new_role(name, doc, params.get("Description").unwrap_or(""), max, ctx.now);
             let out = role_json(&r, account);
@@ -242,6 +267,13 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     "The parameter PolicyType is invalid.",
                 ));
             }
+            if !valid_policy_name(policy) {
+                return Err(RpcError::new(
+                    400,
+                    "InvalidParameter.PolicyName.InvalidChars",
+                    "The parameter PolicyName is invalid.",
+                ));
+            }
             let mut db = inner.db();
             let known = match kind {
                 "System" => policy.starts_with("Aliyun"),
@@ -256,6 +288,14 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     409,
                     "EntityAlreadyExists.Role.Policy",
                     format!("The policy has already been attached to the role: {policy}."),
+                ));
+            }
+            let limit = if kind == "System" { MAX_SYSTEM_POLICIES_PER_ROLE } else { MAX_CUSTOM_POLICIES_PER_ROLE };
+            if r.policies.iter().filter(|(t, _, _)| t == kind).count() >= limit {
+                return Err(RpcError::new(
+                    409,
+                    "LimitExceeded.Role.Policy",
+                    format!("The count of {kind} policies attached to the role beyond the current limits ({limit})."),
                 ));
             }
             r.policies.push((kind.to_string(), policy.to_string(), ctx.now));
@@ -315,10 +355,8 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                 policy_doc(d)?;
             }
             let max = max_session(params.get("NewMaxSessionDuration"), "NewMaxSessionDuration")?;
+            description(params, "NewDescription")?;
             let description = params.get("NewDescription");
-            if description.is_some_and(|d| d.chars().count() > 1024) {
-                return Err(RpcError::invalid_parameter("NewDescription", "The parameter NewDescription is invalid."));
-            }
             let mut db = inner.db();
             let r = db.roles.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| no_role(name))?;
             if let Some(d) = doc {
@@ -337,7 +375,7 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
         }
         "CreatePolicy" => {
             let name = params.require("PolicyName")?;
-            if !(1..=128).contains(&name.len()) || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            if !valid_policy_name(name) {
                 return Err(RpcError::new(
                     400,
                     "InvalidParameter.PolicyName.InvalidChars",
@@ -346,8 +384,9 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
             }
             let doc = params.require("PolicyDocument")?;
             policy_doc(doc)?;
+            description(params, "Description")?;
             let mut db = inner.db();
-            if db.policies.len() >= 1500 {
+            if db.policies.len() >= MAX_POLICIES {
                 return Err(RpcError::new(
                     409,
                     "LimitExceeded.Policy",

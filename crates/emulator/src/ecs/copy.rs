@@ -27,8 +27,8 @@
 
 use super::tasks::spawn_worker;
 use super::{
-    by_client_token, dry_run, err, no_image, own_image, region, region_with_status, request_digest, valid_name,
-    IN_FLIGHT,
+    by_client_token_in, check_room, dry_run, err, no_image, own_image, region, region_with_status, request_digest,
+    valid_name, IN_FLIGHT,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
@@ -39,10 +39,11 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     let region = region(ctx, params, "RegionId")?;
     let id = params.require("ImageId")?;
     let dest = region_of(ctx, params)?;
-    if let Some(i) = by_client_token(inner, params, "CopyImage")? {
+    let mut db = inner.db();
+    // Under the lock that records the copy, so that concurrent requests with one token make one copy.
+    if let Some(i) = by_client_token_in(&db, params, "CopyImage")? {
         return Ok(json!({"ImageId": i.id}));
     }
-    let mut db = inner.db();
     let src = db.images.iter().find(|i| i.id == id && i.region == region).cloned().ok_or_else(|| no_image(id))?;
     if src.owner_alias != "self" {
         return Err(err(403, "InvalidImageId.NotSupported", "Only custom images can be copied."));
@@ -61,6 +62,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     if db.images.iter().any(|i| i.region == dest && i.owner_alias == "self" && i.name == name) {
         return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
     }
+    check_room(inner, &db, &dest)?;
     dry_run(params)?;
     let image_id = new_id("m-");
     let mut copy = src.clone();

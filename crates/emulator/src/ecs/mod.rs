@@ -153,11 +153,16 @@ fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
 /// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through
 /// its task) or a copy (an image with `copied_from`; copies have no task).
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
+    by_client_token_in(&inner.db(), params, action)
+}
+
+/// [`by_client_token`] under a lock the caller holds: ImportImage and CopyImage look the token up again under the
+/// lock that records the new image, so that concurrent requests with one token make one image.
+fn by_client_token_in(db: &Db, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
         return Err(err(400, "InvalidClientToken.Malformed", "The specified parameter clientToken is not valid."));
     }
-    let db = inner.db();
     let found = db.images.iter().find(|i| {
         i.client_token.as_deref() == Some(token)
             && match action {
@@ -175,6 +180,29 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
         }
     }
     Ok(found.cloned())
+}
+
+/// Room for one more custom image in `region` (ImportImage, or CopyImage's destination): 403 `QuotaExceed.Image`
+/// at `image_quota` custom images in any status, 400 `Throttling` at `max_in_flight` imports and copies still
+/// Waiting or Creating there (the real service queues those; the emulator refuses, so that its threads stay
+/// bounded, and the SDKs retry a `Throttling` answer as they would on the real service).
+fn check_room(inner: &Inner, db: &Db, region: &str) -> Result<(), RpcError> {
+    let own = || db.images.iter().filter(|i| i.region == region && i.owner_alias == "self");
+    if own().count() >= inner.settings.image_quota {
+        return Err(err(
+            403,
+            "QuotaExceed.Image",
+            format!("The quota of custom images ({}) in region {region} is exceeded.", inner.settings.image_quota),
+        ));
+    }
+    if own().filter(|i| IN_FLIGHT.contains(&i.status.as_str())).count() >= inner.settings.max_in_flight {
+        return Err(err(
+            400,
+            "Throttling",
+            "Request was denied due to request throttling (too many imports and copies in flight in this region).",
+        ));
+    }
+    Ok(())
 }
 
 /// A digest of a request's own parameters (sorted; the signature's, the token's and DryRun left out), recorded

@@ -73,7 +73,10 @@ mod probe;
 mod rules;
 
 use super::tasks::queue_task;
-use super::{by_client_token, dry_run, err, region, request_digest, valid_name, Detection, DiskMapping, Image, Task};
+use super::{
+    by_client_token, by_client_token_in, check_room, dry_run, err, region, request_digest, valid_name, Detection,
+    DiskMapping, Image, Task,
+};
 use crate::oss::store::StoreError;
 use crate::ram::IMPORT_ROLE;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -163,7 +166,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         None => format!("import-{}", crate::util::random_alnum(8).to_ascii_lowercase()),
     };
     if let Some(d) = params.get("Description").filter(|d| !d.is_empty()) {
-        if d.chars().count() > 256 || d.starts_with("http://") || d.starts_with("https://") {
+        if !(2..=256).contains(&d.chars().count()) || d.starts_with("http://") || d.starts_with("https://") {
             return Err(err(400, "InvalidDescription.Malformed", "The specified Description is wrongly formed."));
         }
     }
@@ -248,9 +251,11 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
             ));
         }
         // The header rules (see the module docs); a disk the engine cannot open is judged in the task.
+        // An object that cannot be read answers 500 `InternalError` (nothing is queued).
         let size = match probe::probe(&ctx.state, bucket, object, probe::Extent::HeadAndTail, false) {
             Ok(p) => rules::at_request(&p, size_gib, code).map_err(|b| err(b.status(), &b.code, b.message))?,
-            Err(_) => size_gib.unwrap_or(1),
+            Err(probe::ProbeError::Unreadable(_)) => return Err(RpcError::internal()),
+            Err(probe::ProbeError::Disk(_)) => size_gib.unwrap_or(1),
         };
         disks.push(DiskMapping {
             device: field("Device").map_or_else(|| format!("/dev/xvd{}", (b'a' + i as u8) as char), str::to_string),
@@ -262,9 +267,14 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         });
     }
     let mut db = inner.db();
+    // Again under the lock that records the image: a concurrent request with the same token may have made it.
+    if let Some(i) = by_client_token_in(&db, params, "ImportImage")? {
+        return Ok(json!({"ImageId": i.id, "TaskId": i.task_id.unwrap_or_default(), "RegionId": i.region}));
+    }
     if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
         return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
     }
+    check_room(inner, &db, &region)?;
     dry_run(params)?;
     let image_id = new_id("m-");
     let task_id = new_id("t-");
