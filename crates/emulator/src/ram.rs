@@ -4,13 +4,13 @@
 //! | operation | parameters | checks and answers |
 //! |---|---|---|
 //! | GetRole | RoleName | 404 `EntityNotExist.Role` |
-//! | CreateRole | RoleName, AssumeRolePolicyDocument, Description, MaxSessionDuration | name 1-64 of `[A-Za-z0-9._-]` (400 `InvalidParameter.RoleName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); MaxSessionDuration 3600-43200 (400 `InvalidParameter`); 409 `EntityAlreadyExists.Role` |
+//! | CreateRole | RoleName, AssumeRolePolicyDocument, Description, MaxSessionDuration | name 1-64 of `[A-Za-z0-9._-]` (400 `InvalidParameter.RoleName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); MaxSessionDuration 3600-43200 (400 `InvalidParameter`); Description at most 1024 characters (400 `InvalidParameter.Description`); 409 `EntityAlreadyExists.Role`; at 1000 roles 409 `LimitExceeded.Role` |
 //! | UpdateRole | RoleName, NewAssumeRolePolicyDocument, NewMaxSessionDuration, NewDescription | the same rules as CreateRole for each value given; 404 `EntityNotExist.Role`; UpdateDate moves |
 //! | DeleteRole | RoleName | 404 `EntityNotExist.Role`; 409 `DeleteConflict.Role.Policy` while any policy is attached |
-//! | AttachPolicyToRole | PolicyType (System/Custom), PolicyName, RoleName | 400 `InvalidParameter.PolicyType.InvalidValue`; a System policy must be named `Aliyun*`, a Custom one must exist (404 `EntityNotExist.Policy`); 409 `EntityAlreadyExists.Role.Policy` |
+//! | AttachPolicyToRole | PolicyType (System/Custom), PolicyName, RoleName | 400 `InvalidParameter.PolicyType.InvalidValue`; PolicyName 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); a System policy must be named `Aliyun*`, a Custom one must exist (404 `EntityNotExist.Policy`); 409 `EntityAlreadyExists.Role.Policy`; a role holds at most 20 System and 10 Custom policies (409 `LimitExceeded.Role.Policy`) |
 //! | DetachPolicyFromRole | PolicyType, PolicyName, RoleName | 404 `EntityNotExist.Role`; 404 `EntityNotExist.Role.Policy` when that policy is not attached |
 //! | ListPoliciesForRole | RoleName | the attached policies |
-//! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); 409 `EntityAlreadyExists.Policy` |
+//! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement`, at most 6144 bytes (400 `MalformedPolicyDocument`); Description at most 1024 characters (400 `InvalidParameter.Description`); 409 `EntityAlreadyExists.Policy`; at 1500 custom policies 409 `LimitExceeded.Policy` |
 //!
 //! What ImportImage asks of its role ([`import_role_ok`]): the role exists; its trust policy has an `Allow`
 //! statement for `sts:AssumeRole` whose `Principal.Service` names `ecs.aliyuncs.com`; and it has
@@ -18,6 +18,11 @@
 //! import reads with: `oss:GetObject`, `oss:GetBucketLocation` and `oss:GetBucketInfo` (`*` wildcards allowed in
 //! actions). Known differences: a policy's `Resource` and `Condition` are not evaluated (any resource counts), and
 //! changes take effect at once where the real service takes a short while to propagate them.
+//!
+//! Limits: those of RAM's "Limits" page (1000 roles and 1500 custom policies per account, 20 system and 10 custom
+//! policies attached to a role, 1024-character descriptions). The limit codes `LimitExceeded.Role` and
+//! `LimitExceeded.Role.Policy` (409, like `LimitExceeded.Policy`) are the emulator's choice: the API reference
+//! names none. Any `Aliyun*` name counts as a system policy, which is why a role's system policies are capped.
 
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, Db, Inner};

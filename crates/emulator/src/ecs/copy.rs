@@ -11,8 +11,9 @@
 //! |---|---|---|
 //! | CopyImage | `RegionId` and `DestinationRegionId` are served | 400 `InvalidRegionId.NotFound` / `DestinationRegion.NotFound` |
 //! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
-//! | | a `ClientToken` seen before: the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
+//! | | a `ClientToken` seen before (looked up under the lock that records the copy): the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | | `DestinationImageName` is well formed and unused in the destination | 400 `InvalidImageName.Malformed` / `.Duplicated` |
+//! | | the destination holds fewer than `image_quota` custom images and `max_in_flight` imports and copies in flight (see [`super`]) | 403 `QuotaExceed.Image` / 400 `Throttling` |
 //! | | `DryRun=true` | 400 `DryRunOperation`, nothing created |
 //! | CancelCopyImage | `RegionId` is served; `ImageId` is an own image there | 404 `InvalidRegionId.NotFound`, 404 `InvalidImageId.NotFound` |
 //! | | the image was made by CopyImage | 400 `ImageCreatedNotFromCopy` |

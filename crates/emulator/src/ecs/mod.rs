@@ -36,6 +36,23 @@
 //! request's image again, with other parameters 400 `IdempotentParameterMismatch` and nothing changes. The real
 //! service forgets tokens after some time; the emulator keeps them as long as the image exists.
 //!
+//! **Bounds.** What a client can make the emulator keep is bounded. ImportImage and CopyImage (in the destination
+//! region) refuse a new image at `CloudSettings::image_quota` custom images in the region, whatever their status
+//! (in-flight, CreateFailed and Deprecated ones count): 403 `QuotaExceed.Image` (ECS lists the code for ImportImage
+//! without its HTTP status; 403 is the emulator's choice, as ECS answers its other quota codes). At
+//! `CloudSettings::max_in_flight` imports and copies Waiting or Creating in the region they answer 400 `Throttling`
+//! (the real service queues them; the emulator, which works on each with its own thread, refuses instead, and the
+//! SDKs retry `Throttling` as they would against the real service). Both checks come before `DryRun`. Finished
+//! tasks beyond `CloudSettings::task_history` are forgotten, oldest first ([`tasks`]). Image descriptions are 2-256
+//! characters (ImportImage, ModifyImageAttribute), names 2-128, tags as TagResources documents; every other
+//! free-text value is bounded by the RPC body (at most 64 KiB) and the image quota. CopyImage's
+//! `DestinationDescription` is not checked for length yet.
+//!
+//! **Idempotency under concurrency.** ImportImage and CopyImage look the `ClientToken` up again under the lock that
+//! records the new image (`by_client_token_in`): concurrent requests with one token make one image and all
+//! answer it. An import's token is found through its task, so once the task is forgotten (`task_history`) the
+//! token is too, as the real service forgets tokens after a while.
+//!
 //! **Time** ([`tasks`]): an import takes `import_seconds`, a copy `copy_seconds` (unset: `import_seconds`) from
 //! Waiting to Available; a `stall` fault rule holds an import or copy in Creating (Progress below 100) for its
 //! `seconds`, or while the rule stays configured, so that client timeouts can be tested.

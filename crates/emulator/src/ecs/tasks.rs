@@ -11,7 +11,19 @@
 //! Processing, Finished, Failed, Deleted once cancelled); `StartTime`/`EndTime` (UTC `yyyy-MM-ddTHH:mmZ`, both inclusive, compared
 //! with the task's CreationTime); PageNumber/PageSize (1-100, default 10) with TotalCount before paging; newest
 //! first. Differences: a malformed time or too many ids answers 400 `InvalidParameter.<name>` as the docs name no
-//! code; the real service only keeps tasks for a limited time, these are kept for good.
+//! code; the real service keeps tasks for a limited time, the emulator keeps the newest
+//! `CloudSettings::task_history` finished ones (Finished, Failed, Deleted; 1000 by default) and forgets the oldest
+//! beyond that whenever a task is queued, finishes or is cancelled (tasks in flight are always kept). Deleting an
+//! image leaves its task, as in ECS.
+//!
+//! Threads and saving: each import or copy is worked on by its own thread (their number is bounded by
+//! `CloudSettings::max_in_flight` per region, see [`super`]), counted in the emulator's
+//! [`crate::state::Background`]. The state is saved when a status changes (Creating, then Available or
+//! CreateFailed), not on each Progress step: a restart begins unfinished work again from Waiting, so the Progress
+//! reached is not worth a write of the whole state. On shutdown the stop flag is set: every worker checks it before
+//! each update and save, wakes from its waits and ends without writing; the image stays as last saved and the next
+//! start resumes it. When no thread can be started for an import or copy, its image ends CreateFailed (task Failed,
+//! `InternalError`) instead of waiting for ever.
 //!
 //! Timing: the work takes `import_seconds` for an import and `copy_seconds` (unset: `import_seconds`) for a copy,
 //! in ten steps (Waiting, Creating at 5%, then 11% ... 88%, then the end). An import or copy whose request was hit

@@ -8,7 +8,7 @@
 //! | rule | applies to | answer |
 //! |---|---|---|
 //! | `RegionId` given and served | the request | 400 `MissingParameter` / `InvalidRegionId.NotFound` |
-//! | a `ClientToken` seen before with the same parameters answers that import's ImageId and TaskId again | the request | 400 `IdempotentParameterMismatch` when the parameters differ |
+//! | a `ClientToken` seen before with the same parameters answers that import's ImageId and TaskId again (looked up again under the lock that records the image, so concurrent requests with one token make one import) | the request | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | `Architecture`, `OSType`, `BootMode`, `LicenseType` from their documented values | the request | 400 `InvalidArchitecture.Malformed` / `InvalidOSType.Malformed` / `InvalidBootMode.Malformed` / `InvalidLicenseType.NotSupported` |
 //! | `Platform` is one of the documented values (below; any case), and a Windows value exactly when `OSType=windows` | the request | 400 `InvalidPlatform.Malformed` |
 //! | `DiskDeviceMapping.1` given, each with `OSSBucket` and `OSSObject`, N in 1..17 | the request | 400 `MissingParameter` naming the field / `InvalidParameter.DiskDeviceMapping` |
@@ -22,6 +22,12 @@
 //! | a dynamic VHD's header `MaxTableEntries` x `BlockSize` is at least its virtual size | a dynamic VHD | 403 `InvalidVHDImage.IncorrectSize` |
 //! | a fixed VHD's data is exactly its virtual size (object = virtual size + 512-byte footer) | a fixed VHD | 403 `InvalidVHDImage.IncorrectSize` |
 //! | `DiskImageSize`, when given, holds the virtual size; without it the virtual size is at most 2048 GiB | a disk the engine opens | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
+//! | the object can be read (its stored files hold its recorded length, no I/O error) | every disk | 500 `InternalError` (the emulator's choice: a storage failure, not the upload's fault) |
+//! | `Description`, when given, is 2-256 characters and not a URL | the request | 400 `InvalidDescription.Malformed` |
+//! | `ImageName` unused among the region's own images | the request | 400 `InvalidImageName.Duplicated` |
+//! | fewer than `image_quota` custom images (any status) in the region | the request | 403 `QuotaExceed.Image` |
+//! | fewer than `max_in_flight` imports and copies Waiting or Creating in the region | the request | 400 `Throttling` (the real service queues instead) |
+//! | `DryRun=true` | the request | 400 `DryRunOperation`, nothing queued |
 //!
 //! `Platform` values (ImportImage's documentation): Aliyun, Anolis, CentOS, Ubuntu, CoreOS, SUSE, Debian, OpenSUSE,
 //! FreeBSD, RedHat, Kylin, UOS, Fedora, Fedora CoreOS, CentOS Stream, AlmaLinux, Rocky Linux, Gentoo, Customized
