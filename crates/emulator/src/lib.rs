@@ -232,13 +232,17 @@ impl RunningEmulator {
     }
 
     fn stop(&mut self) {
+        // Once only: `shutdown` stops, then the drop that follows finds nothing left to do.
+        let running = self.shutdown.is_some() || self.thread.is_some();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(true);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        self.state.background.stop(SHUTDOWN_WORKER_WAIT);
+        if running {
+            self.state.background.stop(SHUTDOWN_WORKER_WAIT);
+        }
     }
 }
 

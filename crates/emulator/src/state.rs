@@ -136,3 +136,45 @@ impl EmulatorState {
         self.regions.iter().any(|r| r == region)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_wakes_sleepers_waits_for_them_and_refuses_new_work() {
+        let b = Arc::new(Background::default());
+        let woke = Arc::new(Mutex::new(None));
+        let w = woke.clone();
+        let b2 = b.clone();
+        b.spawn("test-sleeper", move || {
+            let slept = b2.sleep(Duration::from_secs(600));
+            *w.lock().expect("lock") = Some(slept);
+        })
+        .expect("spawn");
+        assert_eq!(b.unless_stopped(|| 7), Some(7));
+        let began = Instant::now();
+        assert!(b.stop(Duration::from_secs(10)), "the sleeper ended");
+        assert!(began.elapsed() < Duration::from_secs(5));
+        assert_eq!(*woke.lock().expect("lock"), Some(false));
+        assert_eq!(b.running(), 0);
+        assert!(b.stopped());
+        assert_eq!(b.unless_stopped(|| 7), None);
+        assert!(b.spawn("test-late", || {}).is_err());
+        assert!(!b.sleep(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn stop_gives_up_on_a_busy_thread_after_the_wait() {
+        let b = Arc::new(Background::default());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        b.spawn("test-busy", move || {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        })
+        .expect("spawn");
+        assert!(!b.stop(Duration::from_millis(50)));
+        assert_eq!(b.running(), 1);
+        drop(tx);
+        assert!(b.stop(Duration::from_secs(10)));
+    }
+}
