@@ -320,8 +320,8 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 
 /// The emulator's bounds against hostile clients, driven with the official SDKs (tests/peers/ecs_bounds.py): the
 /// custom image quota (403 `QuotaExceed.Image`) and the cap on imports and copies in flight (400 `Throttling`) on
-/// ImportImage and CopyImage; concurrent requests with one ClientToken making one image; finished tasks pruned
-/// beyond `task_history`; RAM's limits (1000 roles, 20 system and 10 custom policies per role, 1024-character
+/// ImportImage and CopyImage, ImportImage's Description and Tag.N bounds; concurrent requests with one ClientToken
+/// making one image; finished tasks pruned beyond `task_history`; RAM's limits (1000 roles, 20 system and 10 custom policies per role, 1024-character
 /// descriptions); shutdown stopping the background work, after which nothing writes the state (compact JSON) and a
 /// later emulator resumes the import; an upload that cannot be read answering 500 `InternalError`.
 #[test]

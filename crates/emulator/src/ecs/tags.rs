@@ -13,7 +13,7 @@ use crate::services::Inner;
 use serde_json::json;
 
 /// Keys and values as TagResources documents them (see the module docs).
-fn check_tags(tags: &[(String, Option<String>)]) -> Result<(), RpcError> {
+pub(super) fn check_tags(tags: &[(String, Option<String>)]) -> Result<(), RpcError> {
     let reserved = |s: &str| {
         let l = s.to_ascii_lowercase();
         l.starts_with("acs:") || l.starts_with("aliyun") || l.contains("http://") || l.contains("https://")

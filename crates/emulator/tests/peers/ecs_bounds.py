@@ -5,7 +5,8 @@ afterwards.
 usage: ecs_bounds.py SCENARIO CONFIG_JSON
 CONFIG_JSON: {"endpoint": "http://HOST:PORT", "ak": ..., "sk": ..., "disk": PATH (a small bootable raw disk)}
 Scenarios (each against an emulator started with the settings the driver, tests/ecs_peers.rs `bounds`, gives it):
-- "quota": image_quota=3, max_in_flight=2 (QuotaExceed.Image and Throttling on ImportImage and CopyImage);
+- "quota": image_quota=3, max_in_flight=2 (QuotaExceed.Image and Throttling on ImportImage and CopyImage), and
+  ImportImage's Description and Tag.N bounds;
 - "token": concurrent ImportImage and CopyImage requests with one ClientToken make one image;
 - "tasks": task_history=3 (finished tasks beyond three are forgotten, oldest first);
 - "ram": the RAM limits (roles per account, policies per role, description lengths);
@@ -76,6 +77,16 @@ def tasks():
 if scenario == "quota":
     upload()
     upload("garbage.raw").put_object("garbage.raw", b"not a disk" * 1000)
+    # --- free text: descriptions 2-256 characters, Tag.N at most 20 with TagResources' rules --------------------
+    refused(lambda: import_image("quota-x", description="d" * 257), "InvalidDescription.Malformed", 400)
+    refused(lambda: import_image("quota-x", description="d"), "InvalidDescription.Malformed", 400)
+    many = [ecs.ImportImageRequestTag(key=f"k{n}", value="v") for n in range(21)]
+    refused(lambda: import_image("quota-x", tag=many), "InvalidParameter.Tag", 400)
+    refused(lambda: import_image("quota-x", tag=[ecs.ImportImageRequestTag(key="k" * 129, value="v")]),
+            "InvalidTagKey.Malformed", 400)
+    refused(lambda: import_image("quota-x", tag=[ecs.ImportImageRequestTag(key="k", value="aliyun-v")]),
+            "InvalidTagValue.Malformed", 400)
+    check(own() == [], own())
     # --- in flight: at max_in_flight (2) imports Waiting or Creating, a third is throttled -----------------------
     a = import_image("quota-a").image_id
     b = import_image("quota-b").image_id

@@ -24,6 +24,7 @@
 //! | `DiskImageSize`, when given, holds the virtual size; without it the virtual size is at most 2048 GiB | a disk the engine opens | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
 //! | the object can be read (its stored files hold its recorded length, no I/O error) | every disk | 500 `InternalError` (the emulator's choice: a storage failure, not the upload's fault) |
 //! | `Description`, when given, is 2-256 characters and not a URL | the request | 400 `InvalidDescription.Malformed` |
+//! | `Tag.N` has N in 1..20, keys and values as TagResources checks them (1-128 / 0-128 characters, no `acs:` or `aliyun` prefix, no URL, no key twice) | the request | 400 `InvalidParameter.Tag` / `InvalidTagKey.Malformed` / `InvalidTagValue.Malformed` / `TagKey.Duplication` |
 //! | `ImageName` unused among the region's own images | the request | 400 `InvalidImageName.Duplicated` |
 //! | fewer than `image_quota` custom images (any status) in the region | the request | 403 `QuotaExceed.Image` |
 //! | fewer than `max_in_flight` imports and copies Waiting or Creating in the region | the request | 400 `Throttling` (the real service queues instead) |
@@ -176,6 +177,12 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
             return Err(err(400, "InvalidDescription.Malformed", "The specified Description is wrongly formed."));
         }
     }
+    // Tag.N (N 1-20), with TagResources' key and value rules.
+    let tag_list = super::tag_filters(params);
+    if tag_list.len() > 20 || params.indexed("Tag").keys().any(|n| *n == 0 || *n > 20) {
+        return Err(RpcError::invalid_parameter("Tag", "At most 20 tags (Tag.1 to Tag.20)."));
+    }
+    super::tags::check_tags(&tag_list)?;
     let mappings = params.indexed("DiskDeviceMapping");
     if mappings.is_empty() {
         return Err(RpcError::missing_parameter("DiskDeviceMapping.1.OSSBucket"));
