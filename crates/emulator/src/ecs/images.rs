@@ -57,7 +57,7 @@
 //! |---|---|
 //! | the image is not being imported or copied (Waiting, Creating) | 403 `InvalidStatus.ImageIsCreating` |
 //! | `ImageName` is well formed and not another own image's name in the region | 400 `InvalidImageName.Malformed` / `.Duplicated` |
-//! | `Description` is at most 256 characters and not a URL | 400 `InvalidDescription.Malformed` |
+//! | `Description` is 2-256 characters and not a URL | 400 `InvalidDescription.Malformed` |
 //! | `BootMode` is BIOS, UEFI or UEFI-Preferred | 400 `InvalidParameter.BootMode` |
 //! | `ImageFamily` is well formed (see Image families) | 400 `InvalidImageFamily.Malformed` |
 //! | `Status` is Available or Deprecated | 400 `InvalidParameter.Status` |
@@ -409,7 +409,9 @@ pub(super) fn modify_attribute(inner: &Inner, ctx: &RpcContext, params: &Params)
         }
     }
     let description = params.get("Description").filter(|d| !d.is_empty());
-    if description.is_some_and(|d| d.chars().count() > 256 || d.starts_with("http://") || d.starts_with("https://")) {
+    if description.is_some_and(|d| {
+        !(2..=256).contains(&d.chars().count()) || d.starts_with("http://") || d.starts_with("https://")
+    }) {
         return Err(err(400, "InvalidDescription.Malformed", "The specified description is wrongly formed."));
     }
     let boot_mode = params.get("BootMode").filter(|b| !b.is_empty());

@@ -45,6 +45,23 @@
 //! request's image again, with other parameters 400 `IdempotentParameterMismatch` and nothing changes. The real
 //! service forgets tokens after some time; the emulator keeps them as long as the image exists.
 //!
+//! **Bounds.** What a client can make the emulator keep is bounded. ImportImage and CopyImage (in the destination
+//! region) refuse a new image at `CloudSettings::image_quota` custom images in the region, whatever their status
+//! (in-flight, CreateFailed and Deprecated ones count): 403 `QuotaExceed.Image` (ECS lists the code for ImportImage
+//! without its HTTP status; 403 is the emulator's choice, as ECS answers its other quota codes). At
+//! `CloudSettings::max_in_flight` imports and copies Waiting or Creating in the region they answer 400 `Throttling`
+//! (the real service queues them; the emulator, which works on each with its own thread, refuses instead, and the
+//! SDKs retry `Throttling` as they would against the real service). Both checks come before `DryRun`. Finished
+//! tasks beyond `CloudSettings::task_history` are forgotten, oldest first ([`tasks`]). Image descriptions are 2-256
+//! characters (ImportImage, ModifyImageAttribute), names 2-128, tags as TagResources documents; every other
+//! free-text value is bounded by the RPC body (at most 64 KiB) and the image quota. CopyImage's
+//! `DestinationDescription` is not checked for length yet.
+//!
+//! **Idempotency under concurrency.** ImportImage, CopyImage and CreateImage look the `ClientToken` up again under the lock that
+//! records the new image (`by_client_token_in`): concurrent requests with one token make one image and all
+//! answer it. An import's token is found through its task, so once the task is forgotten (`task_history`) the
+//! token is too, as the real service forgets tokens after a while.
+//!
 //! **Time** ([`tasks`]): an import takes `import_seconds`, a copy `copy_seconds` (unset: `import_seconds`) from
 //! Waiting to Available; a `stall` fault rule holds an import or copy in Creating (Progress below 100) for its
 //! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
@@ -167,11 +184,16 @@ fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
 /// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through
 /// its task), a copy (an image with `copied_from`; copies have no task) or a CreateImage (neither).
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
+    by_client_token_in(&inner.db(), params, action)
+}
+
+/// [`by_client_token`] under a lock the caller holds: ImportImage, CopyImage and CreateImage look the token up again under the
+/// lock that records the new image, so that concurrent requests with one token make one image.
+fn by_client_token_in(db: &Db, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
         return Err(err(400, "InvalidClientToken.Malformed", "The specified parameter clientToken is not valid."));
     }
-    let db = inner.db();
     let found = db.images.iter().find(|i| {
         i.client_token.as_deref() == Some(token)
             && match action {
@@ -190,6 +212,29 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
         }
     }
     Ok(found.cloned())
+}
+
+/// Room for one more custom image in `region` (ImportImage, or CopyImage's destination): 403 `QuotaExceed.Image`
+/// at `image_quota` custom images in any status, 400 `Throttling` at `max_in_flight` imports and copies still
+/// Waiting or Creating there (the real service queues those; the emulator refuses, so that its threads stay
+/// bounded, and the SDKs retry a `Throttling` answer as they would on the real service).
+fn check_room(inner: &Inner, db: &Db, region: &str) -> Result<(), RpcError> {
+    let own = || db.images.iter().filter(|i| i.region == region && i.owner_alias == "self");
+    if own().count() >= inner.settings.image_quota {
+        return Err(err(
+            403,
+            "QuotaExceed.Image",
+            format!("The quota of custom images ({}) in region {region} is exceeded.", inner.settings.image_quota),
+        ));
+    }
+    if own().filter(|i| IN_FLIGHT.contains(&i.status.as_str())).count() >= inner.settings.max_in_flight {
+        return Err(err(
+            400,
+            "Throttling",
+            "Request was denied due to request throttling (too many imports and copies in flight in this region).",
+        ));
+    }
+    Ok(())
 }
 
 /// A digest of a request's own parameters (sorted; the signature's, the token's and DryRun left out), recorded

@@ -51,7 +51,7 @@ pub(super) const CREATE_CODES: TagCodes =
 /// The `Tag.N` of a request that creates a resource, checked (see the module docs).
 pub(super) fn request_tags(params: &Params, codes: &TagCodes) -> Result<BTreeMap<String, String>, RpcError> {
     let given = params.indexed("Tag");
-    if given.len() > 20 {
+    if given.len() > 20 || given.keys().any(|n| *n == 0 || *n > 20) {
         return Err(err(codes.too_many.0, codes.too_many.1, "At most 20 tags can be given."));
     }
     let mut tags = Vec::new();
@@ -99,7 +99,7 @@ fn tags_of<'a>(
 }
 
 /// Keys and values as TagResources documents them (see the module docs).
-fn check_tags(tags: &[(String, Option<String>)]) -> Result<(), RpcError> {
+pub(super) fn check_tags(tags: &[(String, Option<String>)]) -> Result<(), RpcError> {
     let reserved = |s: &str| {
         let l = s.to_ascii_lowercase();
         l.starts_with("acs:") || l.starts_with("aliyun") || l.contains("http://") || l.contains("https://")
