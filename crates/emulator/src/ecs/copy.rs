@@ -45,8 +45,8 @@
 
 use super::tasks::spawn_worker;
 use super::{
-    by_client_token_in, check_room, dry_run, err, no_image, own_image, region, region_with_status, request_digest,
-    valid_name, IN_FLIGHT,
+    by_client_token_in, check_room, description_param, dry_run, err, name_free, no_image, own_image, region,
+    region_with_status, request_digest, valid_name, IN_FLIGHT,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
@@ -75,6 +75,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
         ));
     }
     let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
+    let description = description_param(params, "DestinationDescription")?;
     let mut db = inner.db();
     // Under the lock that records the copy, so that concurrent requests with one token make one copy.
     if let Some(i) = by_client_token_in(&db, params, "CopyImage")? {
@@ -114,9 +115,7 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
         Some(n) => n.to_string(),
         None => src.name.clone(),
     };
-    if db.images.iter().any(|i| i.region == dest && i.owner_alias == "self" && i.name == name) {
-        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
-    }
+    name_free(&db, &dest, &name)?;
     check_room(inner, &db, &dest)?;
     dry_run(params)?;
     let image_id = new_id("m-");
@@ -126,8 +125,8 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     copy.id = image_id.clone();
     copy.region = dest;
     copy.name = name;
-    if let Some(d) = params.get("DestinationDescription").filter(|d| !d.is_empty()) {
-        copy.description = d.to_string();
+    if let Some(d) = description {
+        copy.description = d;
     }
     copy.status = "Waiting".into();
     copy.progress = 0;

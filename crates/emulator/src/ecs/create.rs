@@ -53,8 +53,8 @@ use super::import::PLATFORMS;
 use super::tags::{request_tags, TagCodes};
 use super::tasks::spawn_worker;
 use super::{
-    by_client_token, by_client_token_in, check_room, dry_run, err, family_param, region, request_digest, valid_name,
-    DiskMapping, Image,
+    by_client_token, by_client_token_in, check_room, description_param, dry_run, err, family_param, name_free, region,
+    request_digest, valid_name, DiskMapping, Image, BOOT_MODES,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
@@ -105,13 +105,10 @@ pub(super) fn create_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         Some(n) => n.to_string(),
         None => format!("create-{}", crate::util::random_alnum(8).to_ascii_lowercase()),
     };
-    let description = params.get("Description").unwrap_or("");
-    if description.chars().count() > 256 || description.starts_with("http://") || description.starts_with("https://") {
-        return Err(err(400, "InvalidDescription.Malformed", "The specified description is wrongly formed."));
-    }
+    let description = description_param(params, "Description")?.unwrap_or_default();
     let platform = pick(params, "Platform", PLATFORMS)?;
     let architecture = pick(params, "Architecture", &["i386", "x86_64", "arm64"])?;
-    let boot_mode = pick(params, "BootMode", &["BIOS", "UEFI", "UEFI-Preferred"])?;
+    let boot_mode = pick(params, "BootMode", &BOOT_MODES)?;
     let family = family_param(params)?;
     let tags = request_tags(params, &TAG_CODES)?;
 
@@ -263,9 +260,7 @@ pub(super) fn create_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         used.push(d.clone());
         p.disk.device = d;
     }
-    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
-        return Err(err(400, "InvalidImageName.Duplicated", "The specified Image name has already bean used."));
-    }
+    name_free(&db, &region, &name)?;
     check_room(inner, &db, &region)?;
     dry_run(params)?;
     let base = base.unwrap_or_default();

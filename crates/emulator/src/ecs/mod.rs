@@ -143,33 +143,61 @@ fn region_with_status(ctx: &RpcContext, params: &Params, name: &str, status: u16
     Ok(r.to_string())
 }
 
-fn valid_name(name: &str) -> bool {
-    let n = name.chars().count();
-    let first = name.chars().next().is_some_and(|c| c.is_alphabetic());
-    let lower = name.to_ascii_lowercase();
-    (2..=128).contains(&n)
-        && first
+/// What image names and families share: 2-128 characters, starting with a letter, not with `aliyun` or `acs:` (any
+/// case: Alibaba Cloud's own).
+fn valid_label(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    (2..=128).contains(&s.chars().count())
+        && s.chars().next().is_some_and(|c| c.is_alphabetic())
         && !lower.starts_with("aliyun")
         && !lower.starts_with("acs:")
+}
+
+/// An image name as ImportImage, CopyImage, CreateImage and ModifyImageAttribute document it: [`valid_label`],
+/// not starting with `http://` or `https://`, of letters, digits and `-_.:,()[]` and spaces.
+fn valid_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    valid_label(name)
         && !lower.starts_with("http://")
         && !lower.starts_with("https://")
         && name.chars().all(|c| c.is_alphanumeric() || "-_.:,()[] ".contains(c))
 }
 
-/// An image family name as ImportImage and ModifyImageAttribute document it: 2-128 characters, starting with a
-/// letter, made of letters, digits, `.`, `:`, `_` and `-`, not starting with `aliyun` or `acs:` (any case, those are
-/// Alibaba Cloud's own families) and containing no `http://` or `https://`.
+/// An image family name as ImportImage and ModifyImageAttribute document it: [`valid_label`], of letters, digits,
+/// `.`, `:`, `_` and `-`, and containing no `http://` or `https://` anywhere (the docs word the URL rule
+/// differently for names, which may not start with one).
 fn valid_family(family: &str) -> bool {
-    let n = family.chars().count();
     let lower = family.to_ascii_lowercase();
-    (2..=128).contains(&n)
-        && family.chars().next().is_some_and(|c| c.is_alphabetic())
-        && !lower.starts_with("aliyun")
-        && !lower.starts_with("acs:")
+    valid_label(family)
         && !lower.contains("http://")
         && !lower.contains("https://")
         && family.chars().all(|c| c.is_alphanumeric() || ".:_-".contains(c))
 }
+
+/// 400 `InvalidImageName.Duplicated` when an own image in `region` already has `name` (in any status).
+fn name_free(db: &Db, region: &str, name: &str) -> Result<(), RpcError> {
+    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
+        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
+    }
+    Ok(())
+}
+
+/// The image description parameter `key`, checked as the image operations document it: 2-256 characters, not
+/// starting with `http://` or `https://` (400 `InvalidDescription.Malformed`); `None` when absent or empty.
+fn description_param(params: &Params, key: &str) -> Result<Option<String>, RpcError> {
+    match params.get(key).filter(|d| !d.is_empty()) {
+        None => Ok(None),
+        Some(d)
+            if (2..=256).contains(&d.chars().count()) && !d.starts_with("http://") && !d.starts_with("https://") =>
+        {
+            Ok(Some(d.to_string()))
+        }
+        Some(_) => Err(err(400, "InvalidDescription.Malformed", format!("The specified {key} is wrongly formed."))),
+    }
+}
+
+/// The boot modes ECS knows (ImportImage, CreateImage, ModifyImageAttribute).
+const BOOT_MODES: [&str; 3] = ["BIOS", "UEFI", "UEFI-Preferred"];
 
 /// The `ImageFamily` parameter, checked: `None` when absent or empty, 400 `InvalidImageFamily.Malformed` (the code
 /// the emulator chose: the references name none) when it breaks [`valid_family`]'s rules.

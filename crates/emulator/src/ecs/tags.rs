@@ -133,12 +133,12 @@ fn resource_kind(params: &Params) -> Result<Kind, RpcError> {
 pub(super) fn tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params, add: bool) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let kind = resource_kind(params)?;
-    let ids: Vec<String> = params.indexed("ResourceId").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let ids: Vec<String> = params.list("ResourceId");
     if ids.is_empty() {
         return Err(RpcError::missing_parameter("ResourceId.1"));
     }
     let tags = tag_filters(params);
-    let keys: Vec<String> = params.indexed("TagKey").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let keys: Vec<String> = params.list("TagKey");
     if add && (tags.is_empty() || tags.len() > 20) {
         return Err(RpcError::invalid_parameter("Tag", "Between 1 and 20 tags per call."));
     }
@@ -175,7 +175,7 @@ pub(super) fn tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params, ad
 pub(super) fn list_tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let kind = resource_kind(params)?;
-    let ids: Vec<String> = params.indexed("ResourceId").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let ids: Vec<String> = params.list("ResourceId");
     let tags = tag_filters(params);
     let filters: Vec<(String, Vec<String>)> = params
         .indexed("TagFilter")

@@ -358,11 +358,7 @@ pub(super) fn describe_tasks(inner: &Inner, ctx: &RpcContext, params: &Params) -
     if ids.as_ref().is_some_and(|ids| ids.len() > 100) {
         return Err(RpcError::invalid_parameter("TaskIds", "At most 100 task ids."));
     }
-    let resources: Vec<String> = params
-        .indexed("ResourceIds")
-        .into_values()
-        .filter_map(|m| m.get("").filter(|v| !v.is_empty()).cloned())
-        .collect();
+    let resources: Vec<String> = params.list("ResourceIds");
     if resources.len() > 100 {
         return Err(RpcError::invalid_parameter("ResourceIds", "At most 100 resource ids."));
     }

@@ -83,8 +83,8 @@ mod rules;
 
 use super::tasks::queue_task;
 use super::{
-    by_client_token, by_client_token_in, check_room, dry_run, err, region, request_digest, valid_name, Detection,
-    DiskMapping, Image, Task,
+    by_client_token, by_client_token_in, check_room, description_param, dry_run, err, name_free, region,
+    request_digest, valid_name, Detection, DiskMapping, Image, Task, BOOT_MODES,
 };
 use crate::oss::store::StoreError;
 use crate::ram::IMPORT_ROLE;
@@ -145,8 +145,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     };
     let architecture = pick("Architecture", &["x86_64", "i386", "arm64"], "x86_64")?;
     let os_type = pick("OSType", &["linux", "windows"], "linux")?;
-    let boot_mode =
-        pick("BootMode", &["BIOS", "UEFI", "UEFI-Preferred"], if architecture == "arm64" { "UEFI" } else { "BIOS" })?;
+    let boot_mode = pick("BootMode", &BOOT_MODES, if architecture == "arm64" { "UEFI" } else { "BIOS" })?;
     if architecture == "arm64" && boot_mode == "BIOS" {
         return Err(err(400, "InvalidBootMode.NotSupport", "The arm64 architecture only supports the UEFI boot mode."));
     }
@@ -174,11 +173,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         Some(n) => n.to_string(),
         None => format!("import-{}", crate::util::random_alnum(8).to_ascii_lowercase()),
     };
-    if let Some(d) = params.get("Description").filter(|d| !d.is_empty()) {
-        if !(2..=256).contains(&d.chars().count()) || d.starts_with("http://") || d.starts_with("https://") {
-            return Err(err(400, "InvalidDescription.Malformed", "The specified Description is wrongly formed."));
-        }
-    }
+    let description = description_param(params, "Description")?;
     // Tag.N (N 1-20), with TagResources' key and value rules, before anything is read or created.
     // Tag.N (N 1-20), with TagResources' key and value rules, before anything is read or created.
     let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
@@ -283,9 +278,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     if let Some(i) = by_client_token_in(&db, params, "ImportImage")? {
         return Ok(json!({"ImageId": i.id, "TaskId": i.task_id.unwrap_or_default(), "RegionId": i.region}));
     }
-    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
-        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
-    }
+    name_free(&db, &region, &name)?;
     check_room(inner, &db, &region)?;
     dry_run(params)?;
     let image_id = new_id("m-");
@@ -294,7 +287,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         id: image_id.clone(),
         region: region.clone(),
         name,
-        description: params.get("Description").unwrap_or("").to_string(),
+        description: description.unwrap_or_default(),
         status: "Waiting".into(),
         progress: 0,
         owner_alias: "self".into(),
