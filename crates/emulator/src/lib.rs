@@ -2,6 +2,29 @@
 //! multipart uploads, V1 and V4 signatures, CRC-64 and MD5 checks) and an RPC gateway serving ECS images, RAM roles
 //! and STS AssumeRole ([`services`]; other services plug in through [`rpc::RpcService`]). State persists under a data
 //! folder; faults can be injected ([`faults`]). Run it as `imgport emulator serve`, or in-process with [`Emulator::start`].
+//!
+//! **Implemented operations.** Each module below lists its operations with their parameters, what they check and
+//! answer, and where they knowingly differ from the real service:
+//!
+//! | service | operations | documented in |
+//! |---|---|---|
+//! | OSS | ListBuckets, PutBucket, GetBucketInfo, GetBucketLocation, GetBucketAcl, ListObjects, ListObjectsV2, DeleteBucket, ListMultipartUploads, DeleteMultipleObjects, PutObject, GetObject, HeadObject, GetObjectMeta, DeleteObject, InitiateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload, ListParts; addressing and signatures | [`oss`] |
+//! | ECS images | DescribeImages, DescribeImageFromFamily, ModifyImageAttribute, DeleteImage | [`ecs::images`] |
+//! | ECS imports | ImportImage (and how long an import takes, which upload faults it detects) | [`ecs::import`] |
+//! | ECS tasks | DescribeTasks, DescribeTaskAttribute, CancelTask | [`ecs::tasks`] |
+//! | ECS copies | CopyImage, CancelCopyImage | [`ecs::copy`] |
+//! | ECS images from instances and snapshots | CreateImage | [`ecs::create`] |
+//! | ECS snapshots | DescribeSnapshots, DeleteSnapshot | [`ecs::snapshots`] |
+//! | ECS sharing | ModifyImageSharePermission, DescribeImageSharePermission | [`ecs::sharing`] |
+//! | ECS tags | TagResources, UntagResources, ListTagResources | [`ecs::tags`] |
+//! | ECS instances | DescribeInstances, StopInstance, StartInstance, ReplaceSystemDisk | [`ecs::instances`] |
+//! | ECS regions | DescribeRegions (the served regions) | [`ecs`] |
+//! | RAM | GetRole, CreateRole, UpdateRole, DeleteRole, AttachPolicyToRole, DetachPolicyFromRole, ListPoliciesForRole, CreatePolicy | [`ram`] |
+//! | STS | AssumeRole, GetCallerIdentity | [`sts`] |
+//!
+//! What applies to every ECS operation (DryRun, ClientToken, bounds, timing) is in [`ecs`]; the RPC gateway's
+//! signatures (ACS3-HMAC-SHA256 and RPC V1), timestamps, nonces and security tokens are in [`rpc`]; the listener's
+//! connection limits in the `server` module; the admin API (`/_emulator/...`) on [`RunningEmulator::admin_secret`].
 
 pub mod body;
 pub mod config;

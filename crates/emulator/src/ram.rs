@@ -12,7 +12,7 @@
 //! | ListPoliciesForRole | RoleName | the attached policies |
 //! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement`, at most 6144 bytes (400 `MalformedPolicyDocument`); Description at most 1024 characters (400 `InvalidParameter.Description`); 409 `EntityAlreadyExists.Policy`; at 1500 custom policies 409 `LimitExceeded.Policy` |
 //!
-//! What ImportImage asks of its role ([`import_role_ok`]): the role exists; its trust policy has an `Allow`
+//! What ImportImage asks of its role (`import_role_ok`): the role exists; its trust policy has an `Allow`
 //! statement for `sts:AssumeRole` whose `Principal.Service` names `ecs.aliyuncs.com`; and it has
 //! `AliyunECSImageImportRolePolicy` attached, or a custom policy that allows (and does not deny) every action the
 //! import reads with: `oss:GetObject`, `oss:GetBucketLocation` and `oss:GetBucketInfo` (`*` wildcards allowed in

@@ -13,6 +13,7 @@
 //! | | `DestinationRegionId` is not `RegionId` | 403 `IncorrectDestinationRegion` |
 //! | | `Encrypted` is a boolean; `KMSKeyId` only with `Encrypted=true` | 400 `InvalidParameter.Encrypted` (the emulator's code) / `InvalidParameter.EncryptedIllegal` |
 //! | | `Tag.N` (see [`super::tags`]) | 400 `InvalidTagKey.Malformed`, `InvalidTagValue.Malformed`, `TagKey.Duplication`, `InvalidTagCount` |
+//! | | `DestinationDescription`, when given, is 2-256 characters not starting with `http://` or `https://` | 400 `InvalidDescription.Malformed` |
 //! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
 //! | | a source with encrypted snapshots is copied with `Encrypted=true` | 403 `OperationDeined.EncryptedSnapshot` (spelled as documented) |
 //! | | no copy of the same image into the same destination is still Waiting or Creating | 400 `OperationDenied.ImageCopyConflict` |

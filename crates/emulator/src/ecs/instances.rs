@@ -1,7 +1,26 @@
 //! A few seeded instances: DescribeInstances, StopInstance, StartInstance and ReplaceSystemDisk.
-//! DescribeInstances, StopInstance and StartInstance take `DryRun=true` (400 `DryRunOperation` after the checks,
-//! nothing changed). ReplaceSystemDisk accepts Available and Deprecated images (ECS documents that deprecated images
-//! still serve it) and refuses any other status.
+//!
+//! Each served region gets two instances on first start: `seed-instance-1` Running and
+//! `seed-instance-2` Stopped, both `ecs.g7.large` with a 40 GiB system disk and a public Ubuntu image. No call
+//! creates or deletes instances.
+//!
+//! | operation | parameters | checks and answers |
+//! |---|---|---|
+//! | DescribeInstances | RegionId, InstanceIds, Status, ImageId, PageNumber, PageSize, DryRun | `RegionId` is served (400 `InvalidRegionId.NotFound`); `PageNumber` at least 1, `PageSize` 1-100 (default 10; 400 `InvalidParameter.PageNumber` / `InvalidParameter.PageSize`); `InstanceIds`, when given, is a JSON array of ids (400 `InvalidParameter.InstanceIds` otherwise); `DryRun=true` then answers 400 `DryRunOperation`; answers the region's instances matching every filter given (`InstanceIds`, exact `Status`, exact `ImageId`), in seed order, a page at a time, with `TotalCount` |
+//! | StopInstance | InstanceId, DryRun | the instance exists in any region (404 `InvalidInstanceId.NotFound`) and is Running (403 `IncorrectInstanceStatus`); `DryRun=true` then answers 400 `DryRunOperation`; otherwise the instance is Stopped at once |
+//! | StartInstance | InstanceId, DryRun | as StopInstance, from Stopped to Running |
+//! | ReplaceSystemDisk | InstanceId, ImageId, SystemDisk.Size | the instance exists (404 `InvalidInstanceId.NotFound`) and is Stopped (403 `IncorrectInstanceStatus`); the image is in the instance's region and is the caller's own, a public or marketplace image, or another account's image shared with the caller (404 `InvalidImageId.NotFound`); the image is Available or Deprecated (ECS documents that deprecated images still serve it; any other status is 403 `InvalidImageId.NotFound`, "The specified image is not Available."); `SystemDisk.Size`, when given, is a whole number of GiB from the image's first disk size to 2048 (400 `InvalidSystemDiskSize.LessThanImageSize` below the image, 400 `InvalidSystemDiskSize.ValueNotSupported` for anything else); without it the disk keeps its size, grown to the image's if smaller; answers a new `DiskId`, and the instance shows the new `ImageId` at once |
+//!
+//! **Differs.** Everything takes effect at once: there are no Stopping, Starting or Pending states, and
+//! ReplaceSystemDisk leaves the instance Stopped without a disk-replacing interval. Instances carry fixed
+//! attributes (2 vCPUs, 8192 MiB, zone `REGION-b`, `linux`, PostPaid) and no network, disks list, tags or
+//! descriptions; DescribeInstances reads no other filter (`InstanceName`, `VpcId`, `Tag.N`, `ZoneId`, ... are
+//! ignored) and pages with `PageNumber` only (no `NextToken`). StopInstance, StartInstance and ReplaceSystemDisk
+//! read no `RegionId` (an instance is found by id in any region), and StopInstance ignores `ForceStop` and
+//! `StoppedMode`. ReplaceSystemDisk documents no `DryRun` and ignores it; it reads neither `Password`,
+//! `KeyPairName`, `ClientToken`, `Platform`, `Architecture` nor `SystemDisk.Encrypted`, does not check the image
+//! against the instance type (architecture, boot mode) and takes no minimum disk size beyond the image's own
+//! (an image without disks needs 1 GiB).
 
 use super::{dry_run, err, no_image, paging, region, Instance};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};

@@ -53,9 +53,9 @@
 //! (the real service queues them; the emulator, which works on each with its own thread, refuses instead, and the
 //! SDKs retry `Throttling` as they would against the real service). Both checks come before `DryRun`. Finished
 //! tasks beyond `CloudSettings::task_history` are forgotten, oldest first ([`tasks`]). Image descriptions are 2-256
-//! characters (ImportImage, ModifyImageAttribute), names 2-128, tags as TagResources documents; every other
-//! free-text value is bounded by the RPC body (at most 64 KiB) and the image quota. CopyImage's
-//! `DestinationDescription` is not checked for length yet.
+//! characters (ImportImage, CreateImage and ModifyImageAttribute's `Description`, CopyImage's
+//! `DestinationDescription`), names 2-128, tags as TagResources documents; every other free-text value is bounded
+//! by the RPC body (at most 64 KiB) and the image quota.
 //!
 //! **Idempotency under concurrency.** ImportImage, CopyImage and CreateImage look the `ClientToken` up again under the lock that
 //! records the new image (`by_client_token_in`): concurrent requests with one token make one image and all

@@ -1,6 +1,17 @@
 //! ModifyImageSharePermission and DescribeImageSharePermission: the accounts a custom image is shared with.
-//! Only an Available image can be shared (a Deprecated one answers `IncorrectImageStatus`, as documented);
-//! `DryRun=true` answers 400 `DryRunOperation` after every check and shares nothing.
+//!
+//! | operation | parameters | checks and answers |
+//! |---|---|---|
+//! | ModifyImageSharePermission | RegionId, ImageId, AddAccount.N, RemoveAccount.N, DryRun | `RegionId` is served (400 `InvalidRegionId.NotFound`); only the first 10 non-empty `AddAccount.N` and the first 10 `RemoveAccount.N` are read (the docs: beyond 10 per call only the first 10 are processed), and each must be all ASCII digits (404 `InvalidAccount.NotFound`); the image is the caller's in the region (404 `InvalidImageId.NotFound`) and Available (400 `IncorrectImageStatus`: a Deprecated, in-flight or failed image cannot be shared, as documented); the caller's own account in `AddAccount.N` is 404 `InvalidAccount.Forbbiden` (spelled as Alibaba spells it); the accounts shared with after the change (removals first, then additions) number at most 50 (403 `QuotaExceed.ShareImageUser`); `DryRun=true` then answers 400 `DryRunOperation`; otherwise removes, then adds, and answers an empty result |
+//! | DescribeImageSharePermission | RegionId, ImageId, PageNumber, PageSize | `RegionId` is served (400 `InvalidRegionId.NotFound`); `PageNumber` at least 1 and `PageSize` 1-100 (default 10; 400 `InvalidParameter.PageNumber` / `InvalidParameter.PageSize`); the image is the caller's in the region, in any status (404 `InvalidImageId.NotFound`); answers `Accounts.Account` (`AliyunId`, `SharedTime`) ordered by account id, a page at a time, with `TotalCount`, and an empty `ShareGroups` |
+//!
+//! **Differs.** The emulator has one account, so a shared-with account is any string of digits: whether it exists
+//! is not checked, and sharing changes nothing another account could see (a shared image only counts for
+//! ReplaceSystemDisk's lookup of images shared *with* the emulator's account, see [`super::instances`]).
+//! `IsPublic` and `LaunchPermission` are not read: an image cannot be published, and `ShareGroups` is always empty.
+//! `SharedTime` is the image's `CreationTime`, not the time it was shared. Removing an account that the image is not
+//! shared with, or adding one twice, is not an error. No other restriction is applied (none on encrypted images
+//! or on images made from marketplace images, for example).
 
 use super::{dry_run, err, own_image, paging, region};
 use crate::rpc::{Params, RpcContext, RpcResult};

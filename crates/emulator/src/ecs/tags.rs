@@ -1,6 +1,6 @@
 //! TagResources, UntagResources and ListTagResources for images and snapshots (`ResourceType` `image` or
 //! `snapshot`, any case; any other type is 400 `InvalidParameter.ResourceType`), and the `Tag.N` checks that
-//! ImportImage, CopyImage and CreateImage share ([`request_tags`]).
+//! ImportImage, CopyImage and CreateImage share (`request_tags`).
 //!
 //! | operation | parameters | checks and answers |
 //! |---|---|---|

@@ -1,5 +1,73 @@
 //! The OSS service: addressing (path style and virtual-hosted), operation routing by method and sub-resource,
 //! signature checks (V1 and V4, header and presigned), then the operations themselves.
+//!
+//! **Addressing.** A host that is an IP address, `localhost` or `oss-*.aliyuncs.com` takes path style
+//! (`/BUCKET/KEY`); `BUCKET.` before such a host is virtual-hosted style. A bucket name is 3-63 lowercase letters,
+//! digits and hyphens, not starting or ending with a hyphen ([`valid_bucket_name`]): PutBucket answers 400
+//! `InvalidBucketName` for any other, every other operation 404 `NoSuchBucket`. A key longer than 1023 bytes is
+//! 400 `InvalidObjectName`. These checks come before the signature's.
+//!
+//! **Signatures.** Every request must be signed with the emulator's key pair or with temporary credentials from
+//! STS AssumeRole (see [`crate::sts`]); there is no anonymous access. Accepted: V1 in the `Authorization: OSS
+//! AK:SIGNATURE` header (signed over `Date` or `x-oss-date`, either is accepted) or presigned (`OSSAccessKeyId`,
+//! `Expires`, `Signature`), and V4 in the `Authorization: OSS4-HMAC-SHA256 ...` header (with `x-oss-date`) or
+//! presigned (`x-oss-signature-version=OSS4-HMAC-SHA256`, `x-oss-credential`, `x-oss-date`, `x-oss-expires`,
+//! `x-oss-signature`, `x-oss-additional-headers`). S3 signatures (`AWS ...`, `AWS4-HMAC-SHA256 ...`) are not
+//! accepted. Answers: no signature 403 `AccessDenied`; a malformed one 400 `InvalidArgument`; an unknown key 403
+//! `InvalidAccessKeyId`; a wrong signature 403 `SignatureDoesNotMatch` (with `StringToSign` and
+//! `StringToSignBytes`, as OSS gives them); a header signature more than 15 minutes from the server's clock 403
+//! `RequestTimeTooSkewed`, an unparseable date 403 `AccessDenied`; a presigned URL past its expiry 403
+//! `AccessDenied` ("Request has expired."); temporary credentials without their token (`x-oss-security-token`
+//! header, or `security-token` / `x-oss-security-token` query parameter) or with another one 403
+//! `InvalidSecurityToken`, after their expiry 403 `SecurityTokenExpired`.
+//!
+//! **Operations** ([`Op`]; the names are those fault rules and the request log use; sub-resources are query
+//! parameters). Every listing answers 400 `InvalidArgument` for a `max-*` value outside its range, and
+//! `encoding-type=url` URL-encodes the keys, prefixes and markers it shows.
+//!
+//! | operation | request and parameters | checks and answers |
+//! |---|---|---|
+//! | ListBuckets | `GET /`; `prefix`, `marker`, `max-keys` (1-1000, default 1000) | the buckets in name order after `marker`, with `Location`, `Region`, endpoints and `StorageClass`; `IsTruncated` and `NextMarker` when more remain |
+//! | PutBucket | `PUT /BUCKET`; optional body `CreateBucketConfiguration` with `StorageClass`, `DataRedundancyType`, `LocationConstraint` | body at most 8 MiB of well-formed XML rooted at `CreateBucketConfiguration` (400 `MalformedXML`); storage class one of `Standard`, `IA`, `Archive`, `ColdArchive`, `DeepColdArchive`, any case (400 `InvalidArgument`); redundancy `LRS` (default) or `ZRS` (400 `InvalidArgument`); the region is `LocationConstraint` (with or without `oss-`), else the endpoint host's region (`oss-REGION[-internal].aliyuncs.com`), else a V4 signature's region if served, else the default region, and must be served (400 `InvalidLocationConstraint`); an existing bucket with another region, storage class or redundancy is 409 `BucketAlreadyExists`, with the same ones 200 and unchanged |
+//! | GetBucketInfo | `GET /BUCKET?bucketInfo` | 404 `NoSuchBucket`; region, endpoints, creation date, storage class, redundancy, the owner, and fixed values for the rest (ACL `private`, no server-side encryption, versioning empty, access monitor and transfer acceleration `Disabled`, `ResourceGroupId` `rg-default`) |
+//! | GetBucketLocation | `GET /BUCKET?location` | 404 `NoSuchBucket`; `oss-REGION` |
+//! | GetBucketAcl | `GET /BUCKET?acl` | 404 `NoSuchBucket`; always `private` |
+//! | ListObjects | `GET /BUCKET`; `prefix`, `delimiter`, `marker`, `max-keys` (1-1000, default 100), `encoding-type` | 404 `NoSuchBucket`; objects in key order after `marker` (`Key`, `LastModified`, `ETag`, `Type` Normal or Multipart, `Size`, `StorageClass`, `Owner`), keys under `prefix` rolled up at `delimiter` into `CommonPrefixes`, `NextMarker` when truncated |
+//! | ListObjectsV2 | `GET /BUCKET?list-type=2`; `prefix`, `delimiter`, `continuation-token`, `start-after`, `max-keys`, `fetch-owner`, `encoding-type` | as ListObjects, with `KeyCount`, `NextContinuationToken` (the emulator's token: the next marker, base64url) and `Owner` only with `fetch-owner=true`; a token it cannot decode is 400 `InvalidArgument` |
+//! | DeleteBucket | `DELETE /BUCKET` | 404 `NoSuchBucket`; 409 `BucketNotEmpty` while it holds objects or unfinished multipart uploads; 204 |
+//! | ListMultipartUploads | `GET /BUCKET?uploads`; `prefix`, `delimiter`, `key-marker`, `upload-id-marker`, `max-uploads` (1-1000, default 1000), `encoding-type` | 404 `NoSuchBucket`; unfinished uploads ordered by key then upload id, rolled up at `delimiter` |
+//! | DeleteMultipleObjects | `POST /BUCKET?delete`; body `Delete` with `Quiet` and `Object`/`Key`; `Content-MD5`, `encoding-type` | `Content-MD5`, when sent, is the base64 MD5 of the body (400 `InvalidDigest`); the body is at most 8 MiB of XML rooted at `Delete` with 1-1000 keys, each `Object` with a `Key` (400 `MalformedXML`); keys percent-decoded with `encoding-type=url`; 404 `NoSuchBucket`; deletes each key (a missing key counts as deleted) and lists them under `Deleted` unless `Quiet` is `true` |
+//! | PutObject | `PUT /BUCKET/KEY`; `Content-Type` (default `application/octet-stream`), `Content-MD5`, `Cache-Control`, `Content-Disposition`, `Content-Encoding`, `Content-Language`, `Expires`, `x-oss-meta-*`, `x-oss-storage-class`, `x-oss-forbid-overwrite` | storage class as PutBucket's (400 `InvalidArgument`); 404 `NoSuchBucket` before the body is read; a `Content-Length` or a body above [`crate::EmulatorConfig::max_put_size`] (5 GiB by default, OSS's limit) is 400 `EntityTooLarge`; a `Content-MD5` that is not the base64 of 16 bytes or does not match the body is 400 `InvalidDigest`; `x-oss-forbid-overwrite: true` on an existing key is 409 `FileAlreadyExists`; answers `ETag` (the body's MD5, upper-case hex), `x-oss-hash-crc64ecma` and `Content-MD5` |
+//! | GetObject | `GET /BUCKET/KEY`; `Range`, `x-oss-range-behavior`, `If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since`, `response-content-type` and the other `response-*` parameters | 404 `NoSuchBucket` / `NoSuchKey`; a failed `If-Match` or `If-Unmodified-Since` is 412 `PreconditionFailed`, a matching `If-None-Match` or an unmodified `If-Modified-Since` 304; one range `bytes=A-B`, `bytes=A-` or `bytes=-N` answers 206 with `Content-Range`; as in OSS a malformed, multiple or out-of-range `Range` answers the whole object (200), unless `x-oss-range-behavior: standard`, which clamps the end to the object and answers 416 `InvalidRange` for a start past the end; headers: `Content-Type`, `ETag`, `Last-Modified`, `Accept-Ranges`, `x-oss-object-type`, `x-oss-hash-crc64ecma`, `x-oss-storage-class`, `Content-MD5` (simple uploads only), the stored headers and `x-oss-meta-*`, then the `response-*` overrides |
+//! | HeadObject | `HEAD /BUCKET/KEY`; the conditional headers | as GetObject without a body, `Range` or `response-*` overrides, with `Content-Length` the object's size; errors carry no body |
+//! | GetObjectMeta | `HEAD /BUCKET/KEY?objectMeta` | answered exactly as HeadObject |
+//! | DeleteObject | `DELETE /BUCKET/KEY` | 404 `NoSuchBucket`; 204 whether or not the key existed |
+//! | InitiateMultipartUpload | `POST /BUCKET/KEY?uploads`; the same headers as PutObject | storage class (400 `InvalidArgument`); 404 `NoSuchBucket`; the content type, stored headers, `x-oss-meta-*` and storage class are kept for the completed object; answers `UploadId` |
+//! | UploadPart | `PUT /BUCKET/KEY?partNumber=N&uploadId=ID`; `Content-MD5` | `partNumber` 1-10000 ([`store::MAX_PART_NUMBER`]; 400 `InvalidArgument`); 404 `NoSuchBucket`; the upload exists for this bucket and key (404 `NoSuchUpload`), checked before the body is read; size and `Content-MD5` as PutObject (400 `EntityTooLarge`, `InvalidDigest`); a part number uploaded again replaces the part; answers `ETag`, `x-oss-hash-crc64ecma`, `Content-MD5` |
+//! | CompleteMultipartUpload | `POST /BUCKET/KEY?uploadId=ID`; body `CompleteMultipartUpload` with `Part` (`PartNumber`, `ETag`), or `x-oss-complete-all: yes` with no body; `x-oss-forbid-overwrite`, `encoding-type` | both a body and `x-oss-complete-all` is 400 `InvalidArgument`; the body at most 8 MiB of XML rooted at `CompleteMultipartUpload` with at least one `Part`, each with a numeric `PartNumber` and an `ETag` (400 `MalformedXML`); 404 `NoSuchBucket`, 404 `NoSuchUpload`; part numbers strictly ascending (400 `InvalidPartOrder`); each listed part uploaded with that ETag (quotes optional, any case; 400 `InvalidPart`); every part but the last at least 100 KiB ([`store::MIN_PART_SIZE`]; 400 `EntityTooSmall`); `x-oss-forbid-overwrite: true` on an existing key is 409 `FileAlreadyExists`; parts not listed are discarded; answers `Location`, `Bucket`, `Key`, `ETag` (MD5 of the parts' MD5s, then `-COUNT`) and the combined `x-oss-hash-crc64ecma` |
+//! | AbortMultipartUpload | `DELETE /BUCKET/KEY?uploadId=ID` | 404 `NoSuchBucket`, 404 `NoSuchUpload`; 204, the parts deleted |
+//! | ListParts | `GET /BUCKET/KEY?uploadId=ID`; `max-parts` (1-1000, default 1000), `part-number-marker`, `encoding-type` | a marker that is not a number is 400 `InvalidArgument`; 404 `NoSuchBucket`, 404 `NoSuchUpload`; parts after the marker in number order with `ETag`, `HashCrc64ecma`, `Size`, `LastModified`, and `NextPartNumberMarker` |
+//!
+//! Anything else is 501 `NotImplemented` (after the signature is checked): CopyObject (`x-oss-copy-source`),
+//! AppendObject, PostObject, ACL changes and object ACLs (`?acl` on an object or a PUT), and the sub-resources in
+//! `UNSUPPORTED_SUB_RESOURCES` (tagging, versioning and versions, lifecycle, CORS, policy, symlink, restore,
+//! image processing, ...). Error bodies are OSS's XML `Error` (`Code`, `Message`, `RequestId`, `HostId`, and the
+//! extra elements OSS adds for the code, such as `BucketName`, `Key`, `UploadId`); some carry an `EC` and an
+//! `x-oss-ec` header.
+//!
+//! **Differs.** One account owns everything: there is no ACL or bucket-policy enforcement (any valid signature may
+//! do anything; `x-oss-acl` and `x-oss-object-acl` are not read), RAM policies are not applied, and GetBucketAcl
+//! always answers `private`. No versioning, object tagging, server-side encryption (its headers are ignored),
+//! lifecycle, or restore: Archive and colder objects are readable at once. A bucket is not tied to its endpoint:
+//! a request through another region's host is served (OSS refuses it), and a V4 signature's region and product
+//! are not compared with the bucket's; `x-oss-content-sha256` is signed as sent but never compared with the body,
+//! and `x-oss-expires` is not bounded. A client's `x-oss-hash-crc64ecma` is not checked (the emulator computes and
+//! answers its own); DeleteMultipleObjects does not require `Content-MD5`. ListBuckets' `max-keys` defaults to 1000
+//! (OSS documents 100). GetObjectMeta answers every HeadObject header, where OSS answers only a few.
+//! `x-oss-forbid-overwrite` is read on PutObject and CompleteMultipartUpload only: sent with
+//! InitiateMultipartUpload it is ignored. PutObject and UploadPart share one size limit,
+//! [`crate::EmulatorConfig::max_put_size`]. A body that stalls for the idle timeout, or a client that goes away
+//! mid-body, gets its connection closed with no answer.
 
 pub mod error;
 mod ops;

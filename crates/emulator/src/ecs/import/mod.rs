@@ -12,7 +12,7 @@
 //! | `Architecture`, `OSType`, `BootMode`, `LicenseType` from their documented values | the request | 400 `InvalidArchitecture.Malformed` / `InvalidOSType.Malformed` / `InvalidBootMode.Malformed` / `InvalidLicenseType.NotSupported` |
 //! | `Platform` is one of the documented values (below; any case), and a Windows value exactly when `OSType=windows` | the request | 400 `InvalidPlatform.Malformed` |
 //! | `DiskDeviceMapping.1` given, each with `OSSBucket` and `OSSObject`, N in 1..17 | the request | 400 `MissingParameter` naming the field / `InvalidParameter.DiskDeviceMapping` |
-//! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists, trusts `ecs.aliyuncs.com` and has AliyunECSImageImportRolePolicy or an equivalent custom policy ([`crate::ram::import_role_ok`]) | the request | 403 `NoSetRoletoECSServiceAcount` |
+//! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists, trusts `ecs.aliyuncs.com` and has AliyunECSImageImportRolePolicy or an equivalent custom policy (`crate::ram::import_role_ok`) | the request | 403 `NoSetRoletoECSServiceAcount` |
 //! | `Format`, when given, is RAW, VHD, QCOW2 or VMDK | every disk | 400 `InvalidImageFormat.Malformed` |
 //! | `DiskImageSize`, when given, is 1-2048 GiB | system disk / data disk | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
 //! | the bucket exists, in the image's region | every disk | 400 `InvalidOSSBucket.NotFound` / `InvalidOSSBucket.NotMatched` |
