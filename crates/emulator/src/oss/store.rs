@@ -673,8 +673,12 @@ impl Store {
             } else {
                 u.key[prefix.len()..].find(delimiter).map(|i| u.key[..prefix.len() + i + delimiter.len()].to_string())
             };
-            if rolled.is_some() && out.prefixes.last() == rolled.as_ref() {
-                continue;
+            if let Some(cp) = &rolled {
+                // A page that ended on this common prefix (the key marker) must not return it again: paging
+                // with a delimiter would otherwise never end.
+                if out.prefixes.last() == Some(cp) || (!key_marker.is_empty() && key_marker.starts_with(cp.as_str())) {
+                    continue;
+                }
             }
             if out.uploads.len() + out.prefixes.len() >= max {
                 out.truncated = true;

@@ -195,6 +195,19 @@ def full_oss2(version):
     expect_oss2_error(lambda: b.abort_multipart_upload("small.bin", up2), "NoSuchUpload", 404)
     check(b.list_multipart_uploads().upload_list == [], "no uploads left")
 
+    # Uploads listed with a delimiter, one entry a page: each folder and upload comes once, and paging ends.
+    folder = [b.init_multipart_upload(k).upload_id for k in ("dir/a", "dir/b", "top")]
+    seen, km, im = [], "", ""
+    for _ in range(10):
+        page = b.list_multipart_uploads(delimiter="/", key_marker=km, upload_id_marker=im, max_uploads=1)
+        seen += page.prefix_list + [u.key for u in page.upload_list]
+        if not page.is_truncated:
+            break
+        km, im = page.next_key_marker, page.next_upload_id_marker
+    check(seen == ["dir/", "top"], f"uploads paged with a delimiter: {seen}")
+    for k, u in zip(("dir/a", "dir/b", "top"), folder):
+        b.abort_multipart_upload(k, u)
+
     # Delete: a non-empty bucket refuses.
     expect_oss2_error(lambda: b.delete_bucket(), "BucketNotEmpty", 409)
     pending = b.init_multipart_upload("pending").upload_id
