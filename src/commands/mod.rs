@@ -7,6 +7,7 @@ pub mod completions;
 pub mod convert;
 pub mod digest;
 pub mod emulator;
+pub mod import;
 pub mod info;
 pub mod inspect;
 pub mod man;

@@ -1,0 +1,486 @@
+//! `imgport import IMAGE`: validate, upload, register as an ECS custom image, wait until it is ready, copy and
+//! share it, and clean up. `--cloud local` runs it against the built-in local cloud (the emulator in-process, its
+//! state under `$XDG_DATA_HOME/imgport/local-cloud`), with no account.
+
+use super::OpenArgs;
+use crate::output::print_json;
+use imgport_auth::endpoints::{self, OssNetwork, Service};
+use imgport_auth::provider::{system_clock, CredentialsProvider, DefaultChain, Static};
+use imgport_auth::rpc::{RpcClient, Style};
+use imgport_auth::Env;
+use imgport_cloud::role::Ram;
+use imgport_cloud::wait::{WaitEvent, WaitOptions};
+use imgport_cloud::Ecs;
+use imgport_pipeline::import::plan::Overrides;
+use imgport_pipeline::import::{self, Clouds, ImportError, ImportEvent, ImportOutcome, ImportSpec, Step};
+use imgport_storage::{Client, Flavor, StoreConfig, UploadEvent};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes: 0 done (or reused), 2 bad arguments or unreadable image, 3 validation failed, 4 preflight failed,
+/// 5 upload failed, 6 import failed (refused, or CreateFailed), 7 timed out (the import goes on), 8 partially done
+/// (copies or shares failed), 130 (128 + signal) interrupted. Worth retrying as they are: 5, 7 (`imgport images
+/// wait`), and 4 or 6 when the error says the service was busy.
+#[derive(clap::Args)]
+#[command(after_help = "Exit codes: 0 done or reused, 2 bad arguments or unreadable image, 3 validation failed, \
+                        4 preflight failed, 5 upload failed, 6 import failed, 7 timed out (the import goes on), \
+                        8 copies or shares failed, 128+N interrupted by signal N (130 for Ctrl-C).")]
+pub struct Args {
+    #[command(flatten)]
+    open: OpenArgs,
+    /// The disk image: raw, qcow2, vhd, vhdx or vmdk (converted when ECS cannot take it as it is).
+    image: PathBuf,
+    /// Name of the custom image (2-128 characters, starting with a letter).
+    #[arg(long)]
+    name: String,
+    /// `alibaba` (default), or `local`: the built-in local cloud, no account needed.
+    #[arg(long, default_value = "alibaba", value_parser = ["alibaba", "local"])]
+    cloud: String,
+    /// Region to import into [default: ALIBABA_CLOUD_REGION_ID, else cn-hangzhou].
+    #[arg(long)]
+    region: Option<String>,
+    /// OSS bucket in that region to upload through (required for alibaba; the local cloud creates its own).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Object key [default: imgport/NAME-DIGEST.FORMAT].
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Image family (DescribeImageFromFamily answers its newest image).
+    #[arg(long)]
+    family: Option<String>,
+    /// A tag KEY=VALUE (repeat).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// ImportImage Platform [default: derived from the guest].
+    #[arg(long)]
+    platform: Option<String>,
+    /// linux or windows [default: derived].
+    #[arg(long)]
+    os_type: Option<String>,
+    /// x86_64, i386 or arm64 [default: derived].
+    #[arg(long)]
+    arch: Option<String>,
+    /// BIOS, UEFI or UEFI-Preferred [default: derived]; refused when the guest cannot boot that way.
+    #[arg(long)]
+    boot_mode: Option<String>,
+    /// System disk size in GiB [default: the virtual size, rounded up].
+    #[arg(long)]
+    disk_size: Option<u64>,
+    /// Auto, Aliyun or BYOL.
+    #[arg(long)]
+    license_type: Option<String>,
+    /// Ask ECS to check the image too (DetectionStrategy=Standard).
+    #[arg(long)]
+    detect: bool,
+    /// Import even when validation finds errors.
+    #[arg(long)]
+    skip_validation: bool,
+    /// Warnings stop the import too.
+    #[arg(long)]
+    strict: bool,
+    /// Create or repair the import role (AliyunECSImageImportDefaultRole) as the console does.
+    #[arg(long)]
+    create_role: bool,
+    /// Import again even if an image of that name holds the same content.
+    #[arg(long)]
+    force: bool,
+    /// Keep the uploaded object after the import.
+    #[arg(long)]
+    keep_object: bool,
+    /// Register and exit without waiting (`imgport images wait` waits later).
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (e.g. 3h, 90m, 600s) [default: 3h].
+    #[arg(long, value_parser = parse_duration, default_value = "3h")]
+    timeout: Duration,
+    /// Copy the image into this region too (repeat).
+    #[arg(long = "copy-to")]
+    copy_to: Vec<String>,
+    /// Share the image (and its copies) with this account id (repeat).
+    #[arg(long = "share-with")]
+    share_with: Vec<String>,
+    /// Upload part size (e.g. 64M).
+    #[arg(long, value_parser = super::upload::parse_size)]
+    part_size: Option<u64>,
+    /// Parts in flight at most.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// One JSON result document on stdout (logs stay on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
+/// `3h`, `90m`, `45s`, `600` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 3h, 90m or 600s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: the unit is s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// The regions the local cloud serves besides the import's, so `--copy-to` has somewhere to go.
+const LOCAL_REGIONS: [&str; 4] = ["cn-hangzhou", "cn-shanghai", "cn-beijing", "ap-southeast-1"];
+const LOCAL_BUCKET: &str = "imgport-local";
+/// A file with the local cloud's `cloud` settings and `faults` (the format of `emulator serve --config`).
+pub const LOCAL_CONFIG_VAR: &str = "IMGPORT_LOCAL_CLOUD_CONFIG";
+
+/// The local cloud's state folder: `$XDG_DATA_HOME/imgport/local-cloud` (or `~/.local/share/...`).
+pub fn local_cloud_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share")));
+    match base {
+        Some(b) => b.join("imgport").join("local-cloud"),
+        None => PathBuf::from(".imgport-local-cloud"),
+    }
+}
+
+/// The local cloud, running in this process for as long as the value lives; its folder is locked so that two
+/// imgport processes never run it on the same state at once (the second waits).
+pub struct LocalCloud {
+    pub emulator: imgport_emulator::RunningEmulator,
+    _lock: std::fs::File,
+}
+
+impl LocalCloud {
+    pub fn start(region: &str) -> Result<LocalCloud, String> {
+        let dir = local_cloud_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            note!("imgport: the local cloud is in use by another imgport process; waiting for it");
+            // SAFETY: as above; blocks until the other process releases the lock or exits.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                return Err(format!("cannot lock {}: {}", lock_path.display(), std::io::Error::last_os_error()));
+            }
+        }
+        let mut regions = vec![region.to_string()];
+        regions.extend(LOCAL_REGIONS.iter().filter(|r| **r != region).map(|r| r.to_string()));
+        let mut settings =
+            imgport_emulator::CloudSettings { import_seconds: 2.0, seed_import_role: true, ..Default::default() };
+        let mut faults = imgport_emulator::faults::FaultConfig::default();
+        // Timing and fault injection for demos and tests, in `emulator serve --config`'s format; only its
+        // `cloud` and `faults` sections apply (the folder, regions and keys stay the local cloud's own).
+        if let Some(path) = std::env::var_os(LOCAL_CONFIG_VAR).filter(|p| !p.is_empty()) {
+            let file = imgport_emulator::FileConfig::load(std::path::Path::new(&path))
+                .map_err(|e| format!("{LOCAL_CONFIG_VAR}: {e}"))?;
+            settings = file.cloud.unwrap_or(settings);
+            faults = file.faults.unwrap_or_default();
+        }
+        let mut cfg = imgport_emulator::EmulatorConfig::new(&dir).cloud(settings);
+        cfg.regions = regions;
+        cfg.faults = faults;
+        let emulator =
+            imgport_emulator::Emulator::start(cfg).map_err(|e| format!("cannot start the local cloud: {e}"))?;
+        Ok(LocalCloud { emulator, _lock: lock })
+    }
+
+    /// Clients of the local cloud's ECS, RAM and OSS, signed with its own key.
+    pub fn clouds(&self, region: &str) -> Result<Clouds, String> {
+        let emu = &self.emulator;
+        let creds: Arc<dyn CredentialsProvider> = Arc::new(Static::new(emu.credentials.clone(), "local cloud"));
+        let endpoint = endpoints::Endpoint::parse(&emu.ecs_endpoint)?;
+        let ecs = rpc(Service::Ecs, imgport_cloud::ecs::VERSION, endpoint.clone(), Style::Acs3, creds.clone())?;
+        let ram = rpc(Service::Ram, imgport_cloud::role::VERSION, endpoint, Style::RpcV1, creds.clone())?;
+        let oss = endpoints::Endpoint::parse(&emu.oss_endpoint)?;
+        let store = Client::new(StoreConfig {
+            flavor: Flavor::OssV4,
+            style: endpoints::BucketStyle::default_for(&oss),
+            endpoint: oss,
+            region: region.to_string(),
+            bucket: LOCAL_BUCKET.to_string(),
+            credentials: creds,
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(Clouds {
+            ecs: Ecs::new(ecs, region),
+            ram: Ram::new(ram),
+            store: Arc::new(store),
+            bucket: LOCAL_BUCKET.to_string(),
+        })
+    }
+}
+
+fn rpc(
+    service: Service,
+    version: &str,
+    endpoint: endpoints::Endpoint,
+    style: Style,
+    creds: Arc<dyn CredentialsProvider>,
+) -> Result<RpcClient, String> {
+    Ok(RpcClient::new(service, version, endpoint, style, system_clock())
+        .map_err(|e| e.to_string())?
+        .with_credentials(creds))
+}
+
+/// Clients of Alibaba Cloud (or of what the `IMGPORT_*_ENDPOINT` variables point at) with the default
+/// credential chain.
+fn alibaba_clouds(region: &str, bucket: &str, env: &Env) -> Result<Clouds, String> {
+    let creds: Arc<dyn CredentialsProvider> = Arc::new(DefaultChain::new(env.clone()));
+    let ecs_endpoint = endpoints::resolve(Service::Ecs, Some(region), OssNetwork::Public, None, env)?;
+    let ram_endpoint = endpoints::resolve(Service::Ram, Some(region), OssNetwork::Public, None, env)?;
+    let ecs = rpc(Service::Ecs, imgport_cloud::ecs::VERSION, ecs_endpoint, Style::Acs3, creds.clone())?;
+    let ram = rpc(Service::Ram, imgport_cloud::role::VERSION, ram_endpoint, Style::RpcV1, creds.clone())?;
+    let oss = endpoints::resolve(Service::Oss, Some(region), OssNetwork::Public, None, env)?;
+    let store = Client::new(StoreConfig {
+        flavor: Flavor::OssV4,
+        style: endpoints::BucketStyle::default_for(&oss),
+        endpoint: oss,
+        region: region.to_string(),
+        bucket: bucket.to_string(),
+        credentials: creds,
+    })
+    .map_err(|e| e.to_string())?;
+    for w in store.warnings() {
+        note!("imgport: warning: {w}");
+    }
+    Ok(Clouds { ecs: Ecs::new(ecs, region), ram: Ram::new(ram), store: Arc::new(store), bucket: bucket.to_string() })
+}
+
+fn spec(args: &Args) -> ImportSpec {
+    ImportSpec {
+        image: args.image.clone(),
+        open: args.open.options(),
+        name: args.name.clone(),
+        description: args.description.clone(),
+        family: args.family.clone(),
+        tags: args.tags.clone(),
+        overrides: Overrides {
+            platform: args.platform.clone(),
+            os_type: args.os_type.clone(),
+            architecture: args.arch.clone(),
+            boot_mode: args.boot_mode.clone(),
+            disk_size_gib: args.disk_size,
+        },
+        license_type: args.license_type.clone(),
+        detection_strategy: args.detect.then(|| "Standard".to_string()),
+        key: args.key.clone(),
+        keep_object: args.keep_object,
+        skip_validation: args.skip_validation,
+        strict: args.strict,
+        create_role: args.create_role,
+        force: args.force,
+        wait: (!args.no_wait).then(|| WaitOptions { timeout: args.timeout, ..Default::default() }),
+        copy_to: args.copy_to.clone(),
+        share_with: args.share_with.clone(),
+        part_size: args.part_size,
+        concurrency: args.concurrency,
+        state_dir: imgport_storage::state::default_dir(),
+        version: env!("IMGPORT_VERSION").to_string(),
+    }
+}
+
+/// Step lines and progress on stderr (none with `-q`); with a terminal, the upload's bytes on a bar.
+fn print_events() -> import::ImportEventFn {
+    let bar: Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>> = Arc::default();
+    Arc::new(move |e: &ImportEvent| {
+        let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            ImportEvent::StepStarted { step: Step::Upload } if crate::output::progress_enabled() => {
+                let b = indicatif::ProgressBar::new(0);
+                let style = indicatif::ProgressStyle::with_template("upload {bar:40} {bytes} {bytes_per_sec} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                b.set_style(style);
+                *bar = Some(b);
+            }
+            ImportEvent::StepStarted { .. } => {}
+            ImportEvent::StepDone { step, seconds, detail } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                note!("imgport: {:<10} {detail} ({seconds:.1} s)", step_name(*step));
+            }
+            ImportEvent::Finding { id, severity, message } => note!("imgport: {severity:<10} {id}: {message}"),
+            ImportEvent::Upload(UploadEvent::Progress(p)) => {
+                if let Some(b) = bar.as_ref() {
+                    if p.total > 0 {
+                        b.set_length(p.total);
+                    }
+                    b.set_position(p.done);
+                }
+            }
+            ImportEvent::Upload(_) | ImportEvent::Converting { .. } => {}
+            ImportEvent::Wait(WaitEvent::Progress { region, image_id, status, progress, elapsed_seconds }) => {
+                note!("imgport: {image_id} in {region}: {status} {progress}% ({elapsed_seconds} s)")
+            }
+            ImportEvent::Wait(WaitEvent::TaskFinishedEarly { image_id, .. }) => {
+                note!("imgport: the task is finished but {image_id} is not Available yet: waiting for the image")
+            }
+            ImportEvent::Wait(WaitEvent::PollFailed { message, failures_in_a_row, .. }) => {
+                note!("imgport: a poll failed ({failures_in_a_row} in a row), polling again: {message}")
+            }
+        }
+    })
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Validate => "validate",
+        Step::Digest => "digest",
+        Step::Preflight => "preflight",
+        Step::Upload => "upload",
+        Step::Register => "register",
+        Step::Wait => "wait",
+        Step::Distribute => "distribute",
+        Step::Cleanup => "cleanup",
+    }
+}
+
+fn summary(o: &ImportOutcome) {
+    if o.reused {
+        outln!(
+            "{} in {}: {} already holds this content ({}); nothing was uploaded",
+            o.name,
+            o.region,
+            o.image_id,
+            o.status
+        );
+        return;
+    }
+    outln!("{} in {}: {} is {}", o.name, o.region, o.image_id, o.status);
+    for c in &o.copies {
+        match &c.error {
+            None => outln!("  copy in {}: {} is {}", c.region, c.image_id, c.status),
+            Some(e) => outln!("  copy in {}: failed: {e}", c.region),
+        }
+    }
+    if !o.shared_with.is_empty() {
+        outln!("  shared with {}", o.shared_with.join(", "));
+    }
+    let object = if o.object_deleted { "deleted" } else { "kept" };
+    outln!("  oss://{}/{} {object}; digest {}", o.bucket, o.key, o.digest);
+}
+
+#[derive(serde::Serialize)]
+struct JsonError<'a> {
+    error: String,
+    exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'a str>,
+}
+
+pub fn run(args: Args) -> u8 {
+    let env = Env::from_process();
+    let region = args
+        .region
+        .clone()
+        .or_else(|| env.get("ALIBABA_CLOUD_REGION_ID").map(str::to_string))
+        .unwrap_or_else(|| "cn-hangzhou".to_string());
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgport: error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let (local, clouds) = match args.cloud.as_str() {
+        "local" => {
+            let local = match LocalCloud::start(&region) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("imgport: error: {e}");
+                    return 1;
+                }
+            };
+            let clouds = local.clouds(&region);
+            if let Ok(c) = &clouds {
+                let _ = rt.block_on(c.store.create_bucket());
+            }
+            (Some(local), clouds)
+        }
+        _ => match &args.bucket {
+            Some(b) => (None, alibaba_clouds(&region, b, &env)),
+            None => {
+                eprintln!("imgport: error: --bucket is required: an OSS bucket in {region} to upload through");
+                return 2;
+            }
+        },
+    };
+    let clouds = match clouds {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 2;
+        }
+    };
+    let spec = spec(&args);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let result = rt.block_on(async {
+        tokio::spawn(async move {
+            crate::signals::wait().await;
+            let _ = tx.send(true);
+        });
+        import::import(&spec, &clouds, print_events(), rx).await
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(l) = local {
+        l.emulator.shutdown();
+    }
+    match result {
+        Ok(o) => {
+            if args.json {
+                print_json(&o);
+            } else {
+                summary(&o);
+            }
+            0
+        }
+        Err(e) => report_failure(&e, args.json),
+    }
+}
+
+fn report_failure(e: &ImportError, json: bool) -> u8 {
+    let code = e.exit_code();
+    let (service_code, fix) = match e {
+        ImportError::Import(c) | ImportError::TimedOut { error: c, .. } => (c.code(), c.advice().map(|a| a.fix)),
+        ImportError::Preflight { source: Some(c), .. } => (c.code(), c.advice().map(|a| a.fix)),
+        _ => (None, None),
+    };
+    if let ImportError::Partial { outcome, .. } = e {
+        summary(outcome);
+    }
+    if json {
+        print_json(&JsonError { error: e.to_string(), exit_code: code, code: service_code, fix });
+    }
+    eprintln!("imgport: error: {e}");
+    if let (Some(fix), ImportError::Import(_)) = (fix, e) {
+        eprintln!("  fix: {fix}");
+    }
+    if let ImportError::Validation { report, .. } = e {
+        for f in report.findings.iter().filter(|f| f.is_blocking(false)) {
+            let fix = f.fix.as_ref().map(|x| format!(" -- fix: {x}")).unwrap_or_default();
+            eprintln!("  {}: {}{fix}", f.id, f.message);
+        }
+    }
+    code
+}

@@ -1,0 +1,156 @@
+//! `imgport import` into the built-in local cloud (`--cloud local`, each test with its own data folder): a real
+//! guest image imported, validated, converted, waited for and reused on a rerun; a VMDK converted on the way,
+//! copied and shared; each documented failure with its exit code (validation, a contradicting flag, a duplicate
+//! name before any upload, CreateFailed with the task's reason, a timeout); and Ctrl-C during the wait cancelling
+//! the import and removing what it created.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `imgport import ... --cloud local` with the local cloud's state in `home` and its settings from `config`.
+fn import_cmd(home: &Path, config: &str, args: &[&str]) -> Command {
+    let cfg = home.join("local-cloud.toml");
+    std::fs::write(&cfg, config).expect("config");
+    let mut c = imgport();
+    c.env("XDG_DATA_HOME", home.join("data"))
+        .env("IMGPORT_LOCAL_CLOUD_CONFIG", &cfg)
+        .env("HOME", home)
+        .args(["import", "--cloud", "local"])
+        .args(args);
+    c
+}
+
+const FAST: &str = "[cloud]\nimport_seconds = 0.5\nseed_import_role = true\n";
+
+fn run(home: &Path, config: &str, args: &[&str]) -> (i32, Value, String) {
+    let out: Output = import_cmd(home, config, args).output().expect("imgport runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn guest(name: &str) -> String {
+    guest_images().join(format!("{name}.raw")).to_string_lossy().into_owned()
+}
+
+#[test]
+fn imports_a_guest_then_reuses_it() {
+    let home = tempdir();
+    let image = guest("mbr-bios-ext4");
+    let (code, out, err) = run(home.path(), FAST, &[&image, "--name", "web-1", "--json", "--tag", "team=web"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    assert_eq!(out["reused"], false);
+    assert!(out["image_id"].as_str().is_some_and(|i| i.starts_with("m-")), "{out}");
+    // The parameters come from the guest; a sparse raw file goes up as qcow2, and the object is removed after.
+    let p = &out["parameters"];
+    assert_eq!(
+        (p["os_type"].as_str(), p["boot_mode"].as_str(), p["format"].as_str()),
+        (Some("linux"), Some("BIOS"), Some("QCOW2"))
+    );
+    assert_eq!(p["platform"], "Debian", "{p}");
+    assert_eq!(out["upload"], "convert_to_qcow2");
+    assert_eq!(out["object_deleted"], true);
+    let digest = imgport_ok(&["digest", "--json", &image]);
+    let digest: Value = serde_json::from_str(&digest).expect("digest JSON");
+    assert_eq!(out["digest"], digest["digest"], "the digest is the image's content digest");
+    // Each step was timed, and the human lines went to stderr.
+    let steps: Vec<&str> = out["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(steps, ["validate", "preflight", "upload", "register", "wait", "cleanup"], "{out}");
+    assert!(err.contains("is Available"), "{err}");
+
+    // The same content under the same name: reported, not imported again.
+    let (code, again, err) = run(home.path(), FAST, &[&image, "--name", "web-1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((again["reused"].as_bool(), again["image_id"].as_str()), (Some(true), out["image_id"].as_str()));
+    assert!(again["upload_summary"].is_null(), "nothing was uploaded: {again}");
+
+    // Other content under that name: refused in preflight, before any upload.
+    let (code, failed, err) = run(home.path(), FAST, &[&guest("gpt-uefi-ext4"), "--name", "web-1", "--json"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("already exists")), "{failed}");
+    assert!(!err.contains("upload "), "no upload step ran: {err}");
+}
+
+#[test]
+fn a_vmdk_is_converted_copied_and_shared() {
+    let home = tempdir();
+    let vmdk = home.path().join("web.vmdk");
+    qemu_convert(Path::new(&guest("gpt-uefi-ext4")), &vmdk, "vmdk", "subformat=streamOptimized", &[]);
+    let vmdk = vmdk.to_string_lossy().into_owned();
+    let args =
+        [vmdk.as_str(), "--name", "web-uefi", "--copy-to", "cn-shanghai", "--share-with", "123456789012", "--json"];
+    let (code, out, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["source_format"].as_str(), out["upload"].as_str()), (Some("vmdk"), Some("convert_to_qcow2")));
+    assert_eq!(out["parameters"]["boot_mode"], "UEFI", "{out}");
+    let copies = out["copies"].as_array().expect("copies");
+    assert_eq!(copies.len(), 1, "{out}");
+    assert_eq!((copies[0]["region"].as_str(), copies[0]["status"].as_str()), (Some("cn-shanghai"), Some("Available")));
+    assert_eq!(out["shared_with"], serde_json::json!(["123456789012"]));
+}
+
+#[test]
+fn failures_have_their_exit_codes() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    // Validation errors stop the import (3); --skip-validation is the explicit way past them.
+    let (code, _, err) = run(home.path(), FAST, &[&guest("deb-bad-ext4"), "--name", "bad"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("chattr -i"), "the fix is shown: {err}");
+    // A flag the image contradicts (2).
+    let (code, _, err) = run(home.path(), FAST, &[&good, "--name", "uefi", "--boot-mode", "UEFI"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("boots with BIOS only"), "{err}");
+    // CreateFailed (6): reported with the task's reason.
+    let failing = format!(
+        "{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"create_failed\"\nreason = \"InvalidImage.Format: injected\"\n"
+    );
+    let (code, out, err) = run(home.path(), &failing, &[&good, "--name", "failing", "--json"]);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(out["code"], "InvalidImage.Format", "{out}");
+    // A stall runs into --timeout (7); the import goes on, so the object is kept.
+    let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
+    let started = Instant::now();
+    let (code, out, err) = run(home.path(), &stalled, &[&good, "--name", "stalled", "--timeout", "3s", "--json"]);
+    assert_eq!(code, 7, "{err}");
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("images wait")), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn ctrl_c_during_the_wait_cancels_the_import() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
+    let mut child = import_cmd(home.path(), &stalled, &[&good, "--name", "cancelled"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("imgport starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    // Read stderr until the image is registered and waited for, then interrupt.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !seen.contains("Creating") {
+        assert!(Instant::now() < deadline, "never reached the wait: {seen}");
+        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
+        assert!(n > 0, "imgport ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = child.wait().expect("imgport ends");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("cancelled task"), "{rest}");
+    assert!(rest.contains("deleted oss://"), "{rest}");
+    // The cancelled image is gone: the name imports afresh.
+    let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "cancelled", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["reused"], false, "{out}");
+}
