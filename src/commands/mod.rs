@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod check;
+pub mod cloud;
 pub mod compare;
 pub mod completions;
 pub mod convert;

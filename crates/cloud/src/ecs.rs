@@ -2,7 +2,7 @@
 //! CancelTask, CopyImage, CancelCopyImage, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission,
 //! TagResources, DescribeRegions. One [`Ecs`] talks to one region; [`Ecs::in_region`] gives the same client for another.
 
-use crate::model::{Image, ImagesPage, Task, TaskAttribute, EVERY_STATUS};
+use crate::model::{Image, ImagesPage, Instance, InstancesPage, Task, TaskAttribute, TaskSummary, TasksPage, EVERY_STATUS};
 use crate::CloudError;
 use imgport_auth::endpoints::{ecs_host, Endpoint};
 use imgport_auth::rpc::RpcClient;
@@ -182,12 +182,19 @@ struct RegionEntry {
 pub struct Ecs {
     rpc: RpcClient,
     region: String,
+    page_size: usize,
 }
 
 impl Ecs {
     /// A client for `region` through `rpc` (an ECS [`RpcClient`] with credentials).
     pub fn new(rpc: RpcClient, region: impl Into<String>) -> Ecs {
-        Ecs { rpc, region: region.into() }
+        Ecs { rpc, region: region.into(), page_size: PAGE_SIZE }
+    }
+
+    /// Lists with pages of `n` (1-100) instead of the largest: tests use it to exercise paging.
+    pub fn with_page_size(mut self, n: usize) -> Ecs {
+        self.page_size = n.clamp(1, PAGE_SIZE);
+        self
     }
 
     pub fn region(&self) -> &str {
@@ -203,7 +210,7 @@ impl Ecs {
             let host = ecs_host(region);
             self.rpc.clone().with_endpoint(Endpoint { scheme: "https".into(), host, custom: false })
         };
-        Ecs { rpc, region: region.to_string() }
+        Ecs { rpc, region: region.to_string(), page_size: self.page_size }
     }
 
     async fn call<T: serde::de::DeserializeOwned>(&self, action: &str, mut params: Params) -> Result<T, CloudError> {
@@ -289,11 +296,11 @@ impl Ecs {
                 p.put("ImageId", f.image_ids.join(","));
             }
             p.tags(&f.tags);
-            p.put("PageNumber", page.to_string()).put("PageSize", PAGE_SIZE.to_string());
+            p.put("PageNumber", page.to_string()).put("PageSize", self.page_size.to_string());
             let answer: ImagesPage = self.call("DescribeImages", p).await?;
             let got = answer.images.image.len();
             out.extend(answer.images.image);
-            if got < PAGE_SIZE || out.len() as u64 >= answer.total_count {
+            if got < self.page_size || out.len() as u64 >= answer.total_count {
                 break;
             }
         }
@@ -312,6 +319,14 @@ impl Ecs {
         p.put("TaskId", id);
         let t: TaskAttribute = self.call("DescribeTaskAttribute", p).await?;
         Ok(t.into())
+    }
+
+    /// DescribeTasks for the image `image_id`: the import tasks that worked on it, newest first.
+    pub async fn tasks_of(&self, image_id: &str) -> Result<Vec<TaskSummary>, CloudError> {
+        let mut p = Params::default();
+        p.put("ResourceIds.1", image_id).put("PageSize", "100");
+        let page: TasksPage = self.call("DescribeTasks", p).await?;
+        Ok(page.task_set.task)
     }
 
     /// CancelTask: stops an import; ECS removes the unfinished image.
@@ -385,6 +400,51 @@ impl Ecs {
         let mut p = Params::default();
         p.put("ResourceType", resource_type).list("ResourceId", ids).tags(tags);
         self.call::<Ignored>("TagResources", p).await.map(|_| ())
+    }
+
+    /// DescribeInstances, every page; `ids` empty: all of the region's.
+    pub async fn instances(&self, ids: &[String]) -> Result<Vec<Instance>, CloudError> {
+        let mut out: Vec<Instance> = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut p = Params::default();
+            if !ids.is_empty() {
+                let list = serde_json::to_string(ids).map_err(|e| CloudError::InvalidArgument(e.to_string()))?;
+                p.put("InstanceIds", list);
+            }
+            p.put("PageNumber", page.to_string()).put("PageSize", self.page_size.to_string());
+            let answer: InstancesPage = self.call("DescribeInstances", p).await?;
+            let got = answer.instances.instance.len();
+            out.extend(answer.instances.instance);
+            if got < self.page_size || out.len() as u64 >= answer.total_count {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// StartInstance (`running` true) or StopInstance.
+    pub async fn set_instance_running(&self, id: &str, running: bool) -> Result<(), CloudError> {
+        let mut p = Params::default();
+        p.put("InstanceId", id);
+        let action = if running { "StartInstance" } else { "StopInstance" };
+        self.call::<Ignored>(action, p).await.map(|_| ())
+    }
+
+    /// ReplaceSystemDisk: the stopped instance's system disk from `image_id`, of `size_gib` when given; the new
+    /// disk's id.
+    pub async fn replace_system_disk(&self, id: &str, image_id: &str, size_gib: Option<u64>) -> Result<String, CloudError> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct Answer {
+            disk_id: String,
+        }
+        let mut p = Params::default();
+        p.put("InstanceId", id).put("ImageId", image_id);
+        if let Some(s) = size_gib {
+            p.put("SystemDisk.Size", s.to_string());
+        }
+        let a: Answer = self.call("ReplaceSystemDisk", p).await?;
+        Ok(a.disk_id)
     }
 
     /// DescribeRegions: the region ids this account can use.

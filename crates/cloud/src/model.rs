@@ -293,6 +293,57 @@ impl From<TaskAttribute> for Task {
     }
 }
 
+/// A task as DescribeTasks lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskSummary {
+    pub task_id: String,
+    pub task_action: String,
+    pub task_status: TaskStatus,
+    /// The image the task works on.
+    pub resource_id: String,
+    pub creation_time: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct TasksPage {
+    pub task_set: TaskList,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct TaskList {
+    pub task: Vec<TaskSummary>,
+}
+
+/// An instance as DescribeInstances describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Instance {
+    pub instance_id: String,
+    pub instance_name: String,
+    /// Running, Stopped, Starting, Stopping, Pending.
+    pub status: String,
+    pub image_id: String,
+    pub instance_type: String,
+    pub region_id: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct InstancesPage {
+    pub instances: InstanceList,
+    #[serde(deserialize_with = "lenient_u64")]
+    pub total_count: u64,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub(crate) struct InstanceList {
+    pub instance: Vec<Instance>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
