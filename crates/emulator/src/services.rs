@@ -51,6 +51,8 @@ pub(crate) struct Db {
     pub images: Vec<Image>,
     pub tasks: Vec<Task>,
     pub instances: Vec<Instance>,
+    #[serde(default)]
+    pub snapshots: Vec<crate::ecs::Snapshot>,
     #[serde(skip)]
     pub path: Option<PathBuf>,
 }

@@ -303,3 +303,29 @@ fn error_codes_and_import_timing_behave_as_ecs() {
         assert!(text.contains(&format!("ok {name}")), "{text}");
     }
 }
+
+/// Snapshots as resources (DescribeSnapshots with its filters and both kinds of paging, DeleteSnapshot refused
+/// while an image uses the snapshot, snapshot tags, DeleteImage leaving snapshots), CreateImage from an instance,
+/// a snapshot and disk mappings with its documented refusals, Tag.N checks on ImportImage, CopyImage and
+/// CreateImage, and the copy rules (IncorrectDestinationRegion, OperationDenied.ImageCopyConflict, one copy at a
+/// time per destination region, Encrypted/KMSKeyId, the copy's own snapshots, DeleteImage of a copy's source).
+/// Scenarios in tests/peers/ecs_snapshots.py.
+#[test]
+fn snapshots_and_copies() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (qcow2, _) = images(dir.path());
+    // Copies slow enough that the second copy into a region is seen waiting behind the first.
+    let settings =
+        CloudSettings { import_seconds: 1.0, copy_seconds: Some(3.0), seed_import_role: true, ..Default::default() };
+    let emu = start(&dir.path().join("emu"), settings);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_snapshots.py");
+    let cfg = json!({"endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "qcow2": qcow2});
+    for name in ["snapshots", "create", "copies"] {
+        let out = Command::new("python3").arg(script).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let log: Vec<String> = emu.request_log().iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
+        assert!(out.status.success() && text.contains(&format!("ok {name}")), "{name}:\n{text}\n{}", log.join("\n"));
+    }
+    emu.shutdown();
+}

@@ -10,7 +10,12 @@
 //! | operation | checks, in order | answer |
 //! |---|---|---|
 //! | CopyImage | `RegionId` and `DestinationRegionId` are served | 400 `InvalidRegionId.NotFound` / `DestinationRegion.NotFound` |
+//! | | `DestinationRegionId` is not `RegionId` | 403 `IncorrectDestinationRegion` |
+//! | | `Encrypted` is a boolean; `KMSKeyId` only with `Encrypted=true` | 400 `InvalidParameter.Encrypted` (the emulator's code) / `InvalidParameter.EncryptedIllegal` |
+//! | | `Tag.N` (see [`super::tags`]) | 400 `InvalidTagKey.Malformed`, `InvalidTagValue.Malformed`, `TagKey.Duplication`, `InvalidTagCount` |
 //! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
+//! | | a source with encrypted snapshots is copied with `Encrypted=true` | 403 `OperationDeined.EncryptedSnapshot` (spelled as documented) |
+//! | | no copy of the same image into the same destination is still Waiting or Creating | 400 `OperationDenied.ImageCopyConflict` |
 //! | | a `ClientToken` seen before: the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | | `DestinationImageName` is well formed and unused in the destination | 400 `InvalidImageName.Malformed` / `.Duplicated` |
 //! | | `DryRun=true` | 400 `DryRunOperation`, nothing created |
@@ -20,8 +25,20 @@
 //!
 //! The copy keeps the source's `ImageFamily` (CopyImage documents no `DestinationImageFamily`), so it becomes its
 //! family's DescribeImageFromFamily answer in the destination region once Available. A copy takes `copy_seconds`
-//! (unset: `import_seconds`); a `stall` fault on CopyImage holds it in Creating (see [`super::tasks`]). `Encrypted`,
-//! `KMSKeyId` and `Tag.N` are read as before. A cancelled copy's image is removed at once; the source is unchanged.
+//! (unset: `import_seconds`); a `stall` fault on CopyImage holds it in Creating (see [`super::tasks`]). A cancelled
+//! copy's image is removed at once; the source is unchanged.
+//!
+//! **Queue.** Copies into one destination region run one at a time (older docs: "A region can have only one
+//! ongoing image copy task at a time"; newer ones allow five): a second copy into the region stays Waiting, with
+//! Progress 0%, until the first is done. **Encryption.** `Encrypted=true` (optionally with `KMSKeyId`, recorded
+//! as given: the emulator has no KMS, so any key id is accepted and 404 `InvalidParameter.KMSKeyId.NotFound` never
+//! answers) marks each disk of the copy encrypted: DescribeImages shows `DiskDeviceMappings.Encrypted` true and
+//! the copy's snapshots show `Encrypted` and `KMSKeyId`. **Snapshots.** The copy shows no `SnapshotId` until it is
+//! Available; then each disk has a new snapshot in the destination region whose `SourceSnapshotId` is the source
+//! image's. **Concurrency** is the documented `OperationDenied.ImageCopyConflict` ("The same image cannot be
+//! copied concurrently"); the emulator applies it per destination region, so the same image can be copied into two
+//! other regions at once. The source of a copy in flight cannot be deleted without `Force=true` (see
+//! [`super::images`]).
 //! Deleting a copy in flight with DeleteImage
 //! is refused with 403 `OperationDenied.ImageCopying`.
 
@@ -39,9 +56,27 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     let region = region(ctx, params, "RegionId")?;
     let id = params.require("ImageId")?;
     let dest = region_of(ctx, params)?;
+    if dest == region {
+        return Err(err(403, "IncorrectDestinationRegion", "The destination region is not equal the target region."));
+    }
     if let Some(i) = by_client_token(inner, params, "CopyImage")? {
         return Ok(json!({"ImageId": i.id}));
     }
+    let encrypted = match params.get("Encrypted").filter(|v| !v.is_empty()) {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("false") => false,
+        Some(_) => return Err(RpcError::invalid_parameter("Encrypted", "The specified Encrypted is not a boolean.")),
+    };
+    let kms_key = params.get("KMSKeyId").filter(|v| !v.is_empty()).map(str::to_string);
+    if kms_key.is_some() && !encrypted {
+        return Err(err(
+            400,
+            "InvalidParameter.EncryptedIllegal",
+            "The specified parameter Encrypted must be true when kmsKeyId is not empty.",
+        ));
+    }
+    let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
     let mut db = inner.db();
     let src = db.images.iter().find(|i| i.id == id && i.region == region).cloned().ok_or_else(|| no_image(id))?;
     if src.owner_alias != "self" {
@@ -50,6 +85,25 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     // Documented: Deprecated images cannot be copied.
     if src.status != "Available" {
         return Err(err(400, "IncorrectImageStatus", "The image not available."));
+    }
+    if src.disks.iter().any(|d| d.encrypted) && !encrypted {
+        return Err(err(
+            403,
+            "OperationDeined.EncryptedSnapshot",
+            "The image contains encrypted snapshots, which do not support copying to non-encrypted ones.",
+        ));
+    }
+    // Documented: the same image cannot be copied concurrently (to the same region: the emulator's reading).
+    if db
+        .images
+        .iter()
+        .any(|i| i.copied_from.as_deref() == Some(id) && i.region == dest && IN_FLIGHT.contains(&i.status.as_str()))
+    {
+        return Err(err(
+            400,
+            "OperationDenied.ImageCopyConflict",
+            "The same image cannot be copied concurrently. Please wait until the last copy is completed before performing the next operation.",
+        ));
     }
     let name = match params.get("DestinationImageName").filter(|n| !n.is_empty()) {
         Some(n) if !valid_name(n) => {
@@ -81,10 +135,14 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     copy.failure = None;
     copy.forced_failure = ctx.create_failed.clone();
     copy.stall = ctx.stall;
-    for (_, t) in params.indexed("Tag") {
-        if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
-            copy.tags.insert(k.clone(), t.get("Value").cloned().unwrap_or_default());
-        }
+    copy.tags.extend(tags);
+    // The copy gets its own snapshots when it is Available; each disk remembers the one it is copied from.
+    for d in &mut copy.disks {
+        d.source_snapshot_id = std::mem::take(&mut d.snapshot_id);
+        d.source_region_id = region.clone();
+        d.source_disk_id.clear();
+        d.encrypted = encrypted;
+        d.kms_key_id = kms_key.clone().unwrap_or_default();
     }
     db.images.push(copy);
     db.save()?;

@@ -13,12 +13,15 @@
 //! | `Filter.N.Key` CreationStartTime / CreationEndTime, `Filter.N.Value` `yyyy-MM-ddTHH:mmZ` (or with seconds) | `CreationTime` within the bounds, both inclusive; a minute-precision end covers its whole minute | 400 `InvalidParameter.Filter` (another key, or a time that does not parse) |
 //!
 //! The error codes for bad values are the emulator's choice (the reference names none). Each image carries the
-//! fields the SDK (alibabacloud-ecs20140526 7.11.8) models: `Usage` as above, `Usable` (always true),
+//! fields the SDK (alibabacloud-ecs20140526 7.11.8) models: `Usage` as above, `Usable` (true only for an Available
+//! image, the emulator's reading: not while importing, copying or creating, not once CreateFailed or Deprecated),
 //! `LoginAsNonRootSupported` (false), `SupplierName` (empty but for marketplace images), `Features` (every feature
 //! `unsupported`, `ImdsSupport` v1: the emulator models none of them), `SecureBootOptions.SecureBootSupport`
 //! (`supported` for UEFI images), and `DiskDeviceMappings.DiskDeviceMapping[].Format`: the format the import task
 //! read the disk as (RAW, QCOW2, VHD, VMDK), whether or not the request declared one; before the task has read it,
-//! the declared format (empty when none was declared).
+//! the declared format (empty when none was declared); `DiskDeviceMappings.DiskDeviceMapping[].Encrypted` (true for
+//! the disks of a copy made with `Encrypted=true`) and `SnapshotId` (empty until the image is Available, then the
+//! disk's snapshot, see [`super::snapshots`]).
 //!
 //! **DescribeImageFromFamily** (`RegionId`, `ImageFamily`, both required: 400 `InvalidRegionId.NotFound`, the gateway's
 //! 400 missing-parameter error) answers `{"Image": {...}}` with the newest Available custom image of the account in the
@@ -66,9 +69,13 @@
 //! of the default listing, cannot be shared or copied (`IncorrectImageStatus`) and still serves ReplaceSystemDisk.
 //!
 //! **DeleteImage**: a missing image is ignored (as documented); an import in flight answers 403 `ImageIsImporting`,
-//! a copy in flight 403 `OperationDenied.ImageCopying` (cancel it with CancelCopyImage); an image used by an
-//! instance or shared needs `Force=true` (403 `ImageUsingByInstance` / `ImageUseShared`); `DryRun=true` answers
-//! `DryRunOperation` after these checks and deletes nothing.
+//! a copy in flight 403 `OperationDenied.ImageCopying` (cancel it with CancelCopyImage), a CreateImage in flight
+//! 403 `ImageIsCreating`; an image used by an instance, shared, or the source of a copy still Waiting or Creating
+//! needs `Force=true` (403 `ImageUsingByInstance` / `ImageUseShared` / `OperationDenied.ImageCopying`, "the source
+//! image is being copied" in the error table; the docs give `Force` for instances only, the emulator extends it to
+//! the other two as the reference's retention rules read, and a copy whose source is force-deleted ends
+//! CreateFailed); `DryRun=true` answers `DryRunOperation` after these checks and deletes nothing. The image's
+//! snapshots stay (documented): they are no longer used by it and DeleteSnapshot can remove them.
 
 use super::{
     dry_run, err, family_param, list_param, own_image, paging, region, tag_filters, valid_name, DiskMapping, Image,
@@ -194,7 +201,7 @@ pub(super) fn image_json(i: &Image, account: &str, usage: &str) -> Value {
         .map(|(n, d)| {
             json!({
                 "Device": d.device, "Size": d.size_gib.to_string(), "SnapshotId": d.snapshot_id,
-                "Type": if n == 0 { "system" } else { "data" }, "Format": d.format,
+                "Type": if n == 0 { "system" } else { "data" }, "Format": d.format, "Encrypted": d.encrypted,
                 "ImportOSSBucket": d.bucket, "ImportOSSObject": d.object,
                 "Progress": format!("{}%", i.progress), "RemainTime": 0,
             })
@@ -227,7 +234,9 @@ pub(super) fn image_json(i: &Image, account: &str, usage: &str) -> Value {
         },
     });
     if let Value::Object(m) = &mut out {
-        m.insert("Usable".into(), json!(true));
+        // The emulator's reading of `Usable` (the docs give no rule): the image can start new instances now,
+        // so only an Available image is usable (not one still in flight, failed or Deprecated).
+        m.insert("Usable".into(), json!(i.status == "Available"));
         m.insert("LoginAsNonRootSupported".into(), json!(false));
         let supplier = if i.owner_alias == "marketplace" { "Alibaba Cloud Marketplace" } else { "" };
         m.insert("SupplierName".into(), json!(supplier));
@@ -469,15 +478,23 @@ pub(super) fn delete_image(inner: &Inner, ctx: &RpcContext, params: &Params) -> 
                 "The image is being copied. Please use the CancelCopyImage API.",
             ));
         }
+        if i.task_id.is_none() {
+            return Err(err(403, "ImageIsCreating", "The specified image is being created."));
+        }
         return Err(err(403, "ImageIsImporting", "The specified Image is importing."));
     }
     let used = db.instances.iter().any(|n| n.image_id == id);
+    let copying =
+        db.images.iter().any(|c| c.copied_from.as_deref() == Some(id) && IN_FLIGHT.contains(&c.status.as_str()));
     let i = own_image(&mut db, &region, id)?;
     if used && !force {
         return Err(err(403, "ImageUsingByInstance", "The specified image has been used to create instances."));
     }
     if !i.shared_with.is_empty() && !force {
         return Err(err(403, "ImageUseShared", "The specified image has been shared to others."));
+    }
+    if copying && !force {
+        return Err(err(403, "OperationDenied.ImageCopying", "The Image is coping."));
     }
     dry_run(params)?;
     db.images.retain(|i| i.id != id);

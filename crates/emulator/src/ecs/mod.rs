@@ -1,19 +1,28 @@
 //! ECS images behind the RPC gateway, one module per resource: [`images`] (the catalogue, attributes, delete),
 //! [`import`] (ImportImage and the rules it judges an upload by), [`copy`] (CopyImage, CancelCopyImage),
-//! [`sharing`], [`tags`], [`tasks`] (the background work and the task calls) and [`instances`]; [`records`] holds
-//! what the state file keeps.
+//! [`create`] (CreateImage), [`snapshots`] (DescribeSnapshots, DeleteSnapshot), [`sharing`], [`tags`] (images and
+//! snapshots), [`tasks`] (the background work and the task calls) and [`instances`]; [`records`] holds what the
+//! state file keeps.
 //!
 //! **DryRun.** Every implemented operation whose API documents `DryRun` honours it: ImportImage, CopyImage,
-//! DescribeImages, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission, DescribeInstances, StopInstance
-//! and StartInstance. The request is checked exactly as without `DryRun` (a bad parameter, a missing image or a
-//! refused state answers its own error), then answers HTTP 400 `DryRunOperation` ("Request validation has been
-//! passed with DryRun flag set.") and nothing is created, changed or deleted. The other operations (DescribeTasks,
-//! DescribeTaskAttribute, CancelTask, CancelCopyImage, DescribeImageSharePermission, the tag calls,
-//! ReplaceSystemDisk, DescribeRegions) document no `DryRun` and ignore it.
+//! CreateImage, DescribeImages, DescribeSnapshots, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission,
+//! DescribeInstances, StopInstance and StartInstance. The request is checked exactly as without `DryRun` (a bad
+//! parameter, a missing image or a refused state answers its own error), then answers HTTP 400 `DryRunOperation`
+//! ("Request validation has been passed with DryRun flag set.") and nothing is created, changed or deleted. The
+//! other operations (DescribeTasks, DescribeTaskAttribute, CancelTask, CancelCopyImage, DeleteSnapshot,
+//! DescribeImageSharePermission, the tag calls, ReplaceSystemDisk, DescribeRegions) document no `DryRun` and
+//! ignore it.
+//!
+//! **Snapshots** ([`snapshots`]): every disk of an import, copy or CreateImage gets a snapshot when the image
+//! becomes Available (a copy its own, in the destination region); DeleteImage leaves them, DeleteSnapshot refuses
+//! one an image still uses (403 `SnapshotCreatedImage`). CreateImage ([`create`]) makes an image from an instance,
+//! a snapshot or disk mappings through the same background work as an import, without a task.
 //!
 //! **Copies are not tasks** ([`copy`]): CopyImage answers only `ImageId`; the copy shows on the destination image
 //! (Waiting, Creating with `Progress`, Available or CreateFailed) and is cancelled with CancelCopyImage; DescribeTasks
-//! lists imports only and CancelTask answers `InvalidTaskId.NotFound` for a copy.
+//! lists imports only and CancelTask answers `InvalidTaskId.NotFound` for a copy. A copy into the source's own
+//! region is 403 `IncorrectDestinationRegion`; a second copy of an image into a region while one is in flight is
+//! 400 `OperationDenied.ImageCopyConflict`; `Encrypted`/`KMSKeyId` are checked and recorded on the copy's disks.
 //!
 //! **Image status** ([`images`]): ModifyImageAttribute moves only Available <-> Deprecated (403
 //! `ImageStatus.NotAvailable` / `ImageStatus.NotDeprecated` otherwise, 403 `ImageUseShared` for a shared image,
@@ -29,7 +38,7 @@
 //!
 //! **Errors and idempotency.** An absent required parameter answers 400 `MissingParameter` with a message naming
 //! it ("An input parameter \"ImageId\" that is mandatory for processing the request is not supplied.", as ECS's
-//! error tables write it); RAM answers the same. ImportImage and CopyImage, the
+//! error tables write it); RAM answers the same. ImportImage, CopyImage and CreateImage, the
 //! implemented operations that take `ClientToken` (at most 64 ASCII characters, else 400
 //! `InvalidClientToken.Malformed`, ImportImage's documented code), record the token with a digest of the request's own parameters (everything but
 //! the signature's, `ClientToken` and `DryRun`): the same token with the same parameters answers the first
@@ -41,15 +50,17 @@
 //! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
 
 pub mod copy;
+pub mod create;
 pub mod images;
 pub mod import;
 pub mod instances;
 pub mod records;
 pub mod sharing;
+pub mod snapshots;
 pub mod tags;
 pub mod tasks;
 
-pub(crate) use records::{Detection, DiskMapping, Image, Instance, Task};
+pub(crate) use records::{Detection, DiskMapping, Image, Instance, Snapshot, Task};
 pub(crate) use tasks::resume;
 
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -84,6 +95,9 @@ pub(crate) fn handle(inner: &Arc<Inner>, ctx: &RpcContext, action: &str, params:
         "DeleteImage" => images::delete_image(inner, ctx, params),
         "CopyImage" => copy::copy_image(inner, ctx, params),
         "CancelCopyImage" => copy::cancel_copy_image(inner, ctx, params),
+        "CreateImage" => create::create_image(inner, ctx, params),
+        "DescribeSnapshots" => snapshots::describe_snapshots(inner, ctx, params),
+        "DeleteSnapshot" => snapshots::delete_snapshot(inner, ctx, params),
         "ModifyImageSharePermission" => sharing::modify_share(inner, ctx, params),
         "DescribeImageSharePermission" => sharing::describe_share(inner, ctx, params),
         "ModifyImageAttribute" => images::modify_attribute(inner, ctx, params),
@@ -151,7 +165,7 @@ fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
 }
 
 /// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through
-/// its task) or a copy (an image with `copied_from`; copies have no task).
+/// its task), a copy (an image with `copied_from`; copies have no task) or a CreateImage (neither).
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
@@ -162,6 +176,7 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
         i.client_token.as_deref() == Some(token)
             && match action {
                 "CopyImage" => i.copied_from.is_some(),
+                "CreateImage" => i.copied_from.is_none() && i.task_id.is_none() && i.owner_alias == "self",
                 _ => i.task_id.as_ref().is_some_and(|t| db.tasks.iter().any(|k| &k.id == t && k.action == action)),
             }
     });

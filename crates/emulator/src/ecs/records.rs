@@ -1,4 +1,4 @@
-//! The ECS records the emulator keeps in its state file: images with their disks, tasks and instances.
+//! The ECS records the emulator keeps in its state file: images with their disks, snapshots, tasks and instances.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,7 +10,46 @@ pub(crate) struct DiskMapping {
     pub object: String,
     pub format: String,
     pub size_gib: u64,
+    /// Empty until the import, copy or CreateImage that makes the disk is Available (then its own snapshot), or
+    /// the existing snapshot a CreateImage named.
     pub snapshot_id: String,
+    /// The disk's snapshot is encrypted (a copy with `Encrypted=true`), with this KMS key (empty: the default key).
+    #[serde(default)]
+    pub encrypted: bool,
+    #[serde(default)]
+    pub kms_key_id: String,
+    /// The disk the snapshot is taken of: an instance's system disk for CreateImage from an instance; empty
+    /// otherwise (the snapshot then gets a disk id of its own).
+    #[serde(default)]
+    pub source_disk_id: String,
+    /// For a copy: the source image's snapshot of this disk, and its region.
+    #[serde(default)]
+    pub source_snapshot_id: String,
+    #[serde(default)]
+    pub source_region_id: String,
+}
+
+/// A snapshot of the account's: made when an import, copy or CreateImage becomes Available (one per disk), kept
+/// when the image is deleted, removed by DeleteSnapshot. The images that use it are those whose disks name it.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub(crate) struct Snapshot {
+    pub id: String,
+    pub region: String,
+    pub name: String,
+    pub description: String,
+    /// progressing, accomplished or failed.
+    pub status: String,
+    pub size_gib: u64,
+    pub source_disk_id: String,
+    /// system or data.
+    pub source_disk_type: String,
+    pub created: i64,
+    pub tags: BTreeMap<String, String>,
+    pub encrypted: bool,
+    pub kms_key_id: String,
+    /// For a copy's snapshot: the snapshot it was copied from, and that snapshot's region.
+    pub source_snapshot_id: String,
+    pub source_region_id: String,
 }
 
 /// DetectionStrategy=Standard findings: (check name, what was found, risk level).

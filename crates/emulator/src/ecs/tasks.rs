@@ -13,7 +13,12 @@
 //! first. Differences: a malformed time or too many ids answers 400 `InvalidParameter.<name>` as the docs name no
 //! code; the real service only keeps tasks for a limited time, these are kept for good.
 //!
-//! Timing: the work takes `import_seconds` for an import and `copy_seconds` (unset: `import_seconds`) for a copy,
+//! CreateImage is worked on the same way (no task either: its image is Waiting, Creating, then Available, and
+//! the task calls do not know it). When the work ends Available, each disk gets its snapshot (see
+//! [`super::snapshots`]).
+//!
+//! Timing: the work takes `import_seconds` for an import or a CreateImage and `copy_seconds` (unset:
+//! `import_seconds`) for a copy,
 //! in ten steps (Waiting, Creating at 5%, then 11% ... 88%, then the end). An import or copy whose request was hit
 //! by a `stall` fault rule holds at Creating 5% (task Processing) until the rule's `seconds` have passed, or, without
 //! `seconds`, for as long as a `stall` rule for its action (`ImportImage` / `CopyImage`, `rpc` or `*`) stays in the
@@ -24,7 +29,7 @@
 use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
 use crate::faults::Stall;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
-use crate::services::{iso, new_id, Db, Inner};
+use crate::services::{iso, Db, Inner};
 use serde_json::{json, Value};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
@@ -54,6 +59,10 @@ pub(crate) fn resume(inner: &Arc<Inner>) {
         for i in db.images.iter_mut().filter(|i| i.task_id.as_ref().is_some_and(|t| copy_tasks.contains(t))) {
             i.task_id = None;
         }
+        let _ = db.save();
+    }
+    // State written before snapshots were records: record the snapshots of finished images.
+    if super::snapshots::migrate(&mut db) {
         let _ = db.save();
     }
     let pending: Vec<String> =
@@ -100,11 +109,22 @@ pub(super) fn spawn_worker(inner: Arc<Inner>, image_id: String) {
 /// when the image is gone (a cancelled import or copy), an import's task was cancelled or the image is no longer
 /// in flight.
 fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) -> bool {
+    update_then(inner, image_id, f, |_, _| {})
+}
+
+/// [`update`], then `then` with the whole state and the updated image, under the same lock.
+fn update_then(
+    inner: &Inner,
+    image_id: &str,
+    f: impl FnOnce(&mut Image, &mut Task),
+    then: impl FnOnce(&mut Db, &Image),
+) -> bool {
     let mut db = inner.db();
     let Some((ii, ti)) = in_flight(&db, image_id) else { return false };
     let mut image = db.images[ii].clone();
     let mut task = ti.map_or_else(Task::default, |ti| db.tasks[ti].clone());
     f(&mut image, &mut task);
+    then(&mut db, &image);
     db.images[ii] = image;
     if let Some(ti) = ti {
         db.tasks[ti] = task;
@@ -135,7 +155,12 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     let (action, region, disks, copied_from, forced, stall) = {
         let db = inner.db();
         let Some(i) = db.images.iter().find(|i| i.id == image_id) else { return };
-        let action = if i.copied_from.is_some() { "CopyImage" } else { "ImportImage" };
+        // Copies carry their source, imports their task; CreateImage has neither.
+        let action = match (&i.copied_from, &i.task_id) {
+            (Some(_), _) => "CopyImage",
+            (None, Some(_)) => "ImportImage",
+            (None, None) => "CreateImage",
+        };
         (action, i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone(), i.stall)
     };
     let seconds = match action {
@@ -211,26 +236,35 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     }
     std::thread::sleep(step);
     let now = inner.state.now();
-    update(inner, image_id, |i, t| {
-        t.finished = Some(now);
-        match &failure {
-            Some(reason) => {
-                i.status = "CreateFailed".into();
-                i.failure = Some(reason.clone());
-                t.status = "Failed".into();
-                t.failure = Some(reason.clone());
-            }
-            None => {
-                i.status = "Available".into();
-                i.progress = 100;
-                t.status = "Finished".into();
-                t.progress = 100;
-                for d in &mut i.disks {
-                    d.snapshot_id = new_id("s-");
+    let finished = failure.is_none();
+    update_then(
+        inner,
+        image_id,
+        |i, t| {
+            t.finished = Some(now);
+            match &failure {
+                Some(reason) => {
+                    i.status = "CreateFailed".into();
+                    i.failure = Some(reason.clone());
+                    t.status = "Failed".into();
+                    t.failure = Some(reason.clone());
+                }
+                None => {
+                    i.status = "Available".into();
+                    i.progress = 100;
+                    t.status = "Finished".into();
+                    t.progress = 100;
+                    super::snapshots::assign_ids(&mut i.disks);
                 }
             }
-        }
-    });
+        },
+        |db, i| {
+            // Each disk's snapshot becomes a resource (DescribeSnapshots) as the image becomes Available.
+            if finished {
+                super::snapshots::record(db, i, now);
+            }
+        },
+    );
 }
 
 fn task_json(t: &Task) -> Value {

@@ -215,9 +215,9 @@ elif scenario == "tags":
     check({r[0] for r in rows} == {b}, rows)
     rows, _ = listing(tag_filter=[TF(tag_key="nobody")])
     check(rows == [], rows)
-    # Snapshots are not emulated resources.
+    # Only images and snapshots are emulated resources (snapshot tags: tests/peers/ecs_snapshots.py).
     refused(lambda: ecs_client.list_tag_resources(ecs.ListTagResourcesRequest(
-        region_id=REGION, resource_type="snapshot")), "InvalidParameter.ResourceType", 400)
+        region_id=REGION, resource_type="instance")), "InvalidParameter.ResourceType", 400)
     print("ok tags")
 
 elif scenario == "tasks":

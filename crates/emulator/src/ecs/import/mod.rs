@@ -55,7 +55,9 @@
 //!
 //! The task records the format it read each disk as (RAW, QCOW2, VHD, VMDK) on the image, so DescribeImages'
 //! `DiskDeviceMappings.Format` shows the detected format even when the request declared none. ImportImage documents
-//! no `ImageFamily`: one sent anyway is ignored; set the family with ModifyImageAttribute.
+//! no `ImageFamily`: one sent anyway is ignored; set the family with ModifyImageAttribute. `Tag.N` is checked
+//! before anything is created (key and value rules, at most 20 tags; see [`super::tags`]). When the import is
+//! Available each disk gets its own snapshot ([`super::snapshots`]).
 //!
 //! A disk the engine reads as RAW is accepted for any size: ECS documents no sector-alignment rule. With
 //! `DetectionStrategy=Standard` the task also runs the emulator's detection (`detection.rs`) on the system disk and
@@ -83,7 +85,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 /// ImportImage's documented `Platform` values (matched without regard to case; the answer carries this spelling).
-const PLATFORMS: &[&str] = &[
+pub(super) const PLATFORMS: &[&str] = &[
     "Aliyun",
     "Anolis",
     "CentOS",
@@ -258,9 +260,10 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
             object: object.to_string(),
             format,
             size_gib: size.max(1),
-            snapshot_id: String::new(),
+            ..Default::default()
         });
     }
+    let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
     let mut db = inner.db();
     if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
         return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
@@ -268,12 +271,6 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     dry_run(params)?;
     let image_id = new_id("m-");
     let task_id = new_id("t-");
-    let mut tags = std::collections::BTreeMap::new();
-    for (_, t) in params.indexed("Tag") {
-        if let Some(k) = t.get("Key").filter(|k| !k.is_empty()) {
-            tags.insert(k.clone(), t.get("Value").cloned().unwrap_or_default());
-        }
-    }
     db.images.push(Image {
         id: image_id.clone(),
         region: region.clone(),
