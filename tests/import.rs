@@ -10,17 +10,24 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// `imgport import ... --cloud local` with the local cloud's state in `home` and its settings from `config`.
-fn import_cmd(home: &Path, config: &str, args: &[&str]) -> Command {
+/// `imgport ARGS --cloud local` with the local cloud's state in `home` and its settings from `config`.
+fn import_cmd_raw(home: &Path, config: &str, args: &[&str]) -> Command {
     let cfg = home.join("local-cloud.toml");
     std::fs::write(&cfg, config).expect("config");
     let mut c = imgport();
     c.env("XDG_DATA_HOME", home.join("data"))
         .env("IMGPORT_LOCAL_CLOUD_CONFIG", &cfg)
         .env("HOME", home)
-        .args(["import", "--cloud", "local"])
-        .args(args);
+        .args(args)
+        .args(["--cloud", "local"]);
     c
+}
+
+/// `imgport import ARGS --cloud local`.
+fn import_cmd(home: &Path, config: &str, args: &[&str]) -> Command {
+    let mut all = vec!["import"];
+    all.extend_from_slice(args);
+    import_cmd_raw(home, config, &all)
 }
 
 const FAST: &str = "[cloud]\nimport_seconds = 0.5\nseed_import_role = true\n";
@@ -153,4 +160,89 @@ fn ctrl_c_during_the_wait_cancels_the_import() {
     let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "cancelled", "--json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["reused"], false, "{out}");
+}
+
+/// `imgport images ... --cloud local` and `imgport instance ...` over what an import made: list and find, show,
+/// tag, copy, share and unshare, deprecate and undeprecate, create from an instance, replace an instance's disk,
+/// cancel, delete with snapshots.
+#[test]
+fn images_commands_follow_the_lifecycle() {
+    let home = tempdir();
+    let (code, out, err) = run(home.path(), FAST, &[&guest("mbr-bios-ext4"), "--name", "base", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out["image_id"].as_str().expect("id").to_string();
+    let images = |args: &[&str]| -> (i32, String, String) {
+        let out = import_cmd_raw(home.path(), FAST, args).output().expect("imgport runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    };
+    let json = |args: &[&str]| -> Value {
+        let (code, out, err) = images(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    // Find by name, id and snapshot id; the system catalogue by owner.
+    let by_name = json(&["images", "list", "--name", "base", "--json"]);
+    assert_eq!(by_name[0]["ImageId"], id.as_str(), "{by_name}");
+    let snapshot = by_name[0]["DiskDeviceMappings"][0]["SnapshotId"].as_str().expect("snapshot").to_string();
+    assert_eq!(json(&["images", "find", "--id", &id, "--json"])[0]["ImageName"], "base");
+    assert_eq!(json(&["images", "list", "--snapshot-id", &snapshot, "--json"])[0]["ImageId"], id.as_str());
+    let system = json(&["images", "list", "--owner", "system", "--json"]);
+    assert!(system.as_array().is_some_and(|a| a.len() > 1 && a.iter().all(|i| i["ImageOwnerAlias"] == "system")));
+    // Tag, share, deprecate (refused while shared), unshare, deprecate, undeprecate.
+    assert_eq!(images(&["images", "tag", &id, "team=web"]).0, 0);
+    assert_eq!(images(&["images", "share", &id, "--account", "123456789012"]).0, 0);
+    let (code, _, err) = images(&["images", "deprecate", &id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("imgport images unshare"), "the fix is named: {err}");
+    assert_eq!(images(&["images", "unshare", &id, "--account", "123456789012"]).0, 0);
+    assert_eq!(images(&["images", "deprecate", &id]).0, 0);
+    assert_eq!(json(&["images", "show", &id, "--json"])["Status"], "Deprecated");
+    assert_eq!(images(&["images", "undeprecate", &id]).0, 0);
+    let shown = json(&["images", "show", &id, "--json"]);
+    assert!(shown["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t["TagKey"] == "team")), "{shown}");
+    // Copy into another region, waited for there.
+    let copies = json(&["images", "copy", &id, "--to", "cn-beijing", "--json"]);
+    assert_eq!(copies[0]["Status"], "Available", "{copies}");
+    let copy_id = copies[0]["ImageId"].as_str().expect("copy id").to_string();
+    assert_eq!(json(&["images", "show", &copy_id, "--region", "cn-beijing", "--json"])["ImageName"], "base");
+    // An image from a stopped instance, then that instance's disk replaced with the imported image.
+    let instances = json(&["instance", "list", "--json"]);
+    let stopped =
+        instances.as_array().expect("instances").iter().find(|i| i["Status"] == "Stopped").expect("a stopped one");
+    let instance = stopped["InstanceId"].as_str().expect("id").to_string();
+    let created = json(&["images", "create", "--from-instance", &instance, "--name", "from-instance", "--json"]);
+    assert_eq!(created["Status"], "Available", "{created}");
+    let (code, out, err) = images(&["instance", "replace-disk", &instance, "--image", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("system disk"), "{out}");
+    // The image now runs on an instance: delete needs --force; --with-snapshots removes its snapshot too.
+    let (code, _, err) = images(&["images", "delete", &id]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("ImageUsingByInstance"), "{err}");
+    let (code, out, err) = images(&["images", "delete", &id, "--force", "--with-snapshots"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("deleted snapshot {snapshot}")), "{out}{err}");
+    let (code, _, err) = images(&["images", "show", &id]);
+    assert_eq!(code, 1, "gone: {err}");
+}
+
+/// `imgport images cancel` stops an import still under way.
+#[test]
+fn images_cancel_stops_an_import() {
+    let home = tempdir();
+    let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
+    let (code, out, err) =
+        run(home.path(), &stalled, &[&guest("mbr-bios-ext4"), "--name", "slow", "--no-wait", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Waiting", "{out}");
+    let id = out["image_id"].as_str().expect("id").to_string();
+    let cancel = import_cmd_raw(home.path(), &stalled, &["images", "cancel", &id]).output().expect("runs");
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    assert!(String::from_utf8_lossy(&cancel.stdout).contains("cancelled task"));
+    let show = import_cmd_raw(home.path(), FAST, &["images", "show", &id]).output().expect("runs");
+    assert_eq!(show.status.code(), Some(1), "the cancelled import left no image");
 }

@@ -17,10 +17,10 @@ use std::sync::Arc;
 #[derive(clap::Args, Clone)]
 pub struct CloudArgs {
     /// `alibaba` (default), or `local`: the built-in local cloud, no account needed.
-    #[arg(long, default_value = "alibaba", value_parser = ["alibaba", "local"])]
+    #[arg(long, global = true, default_value = "alibaba", value_parser = ["alibaba", "local"])]
     pub cloud: String,
     /// Region [default: ALIBABA_CLOUD_REGION_ID, else cn-hangzhou].
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub region: Option<String>,
 }
 
@@ -175,4 +175,3 @@ fn alibaba_clouds(region: &str, bucket: &str, env: &Env) -> Result<Clouds, Strin
     }
     Ok(Clouds { ecs: Ecs::new(ecs, region), ram: Ram::new(ram), store: Arc::new(store), bucket: bucket.to_string() })
 }
-

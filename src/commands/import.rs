@@ -104,7 +104,7 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_tag(s: &str) -> Result<(String, String), String> {
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("{s:?}: expected KEY=VALUE")),

@@ -8,6 +8,7 @@ pub mod completions;
 pub mod convert;
 pub mod digest;
 pub mod emulator;
+pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;

@@ -168,7 +168,10 @@ pub fn for_code(code: &str) -> Option<Advice> {
             "instances run this image",
             "release or re-image them, or --force (the instances keep running but cannot re-initialise their disk)",
         ),
-        "ImageUseShared" => fixed("the image is shared with other accounts", "unshare it first (images unshare ID)"),
+        "ImageUseShared" => fixed(
+            "the image is shared with other accounts",
+            "stop sharing it first (imgport images unshare ID --account ACCOUNT)",
+        ),
         "IncorrectImageStatus" | "IncorrectImageStatus.ImageNotAvailable" => {
             fixed("the image is not Available", "wait for it, or check why it failed (imgport images show ID)")
         }

@@ -2,7 +2,9 @@
 //! CancelTask, CopyImage, CancelCopyImage, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission,
 //! TagResources, DescribeRegions. One [`Ecs`] talks to one region; [`Ecs::in_region`] gives the same client for another.
 
-use crate::model::{Image, ImagesPage, Instance, InstancesPage, Task, TaskAttribute, TaskSummary, TasksPage, EVERY_STATUS};
+use crate::model::{
+    Image, ImagesPage, Instance, InstancesPage, Task, TaskAttribute, TaskSummary, TasksPage, EVERY_STATUS,
+};
 use crate::CloudError;
 use imgport_auth::endpoints::{ecs_host, Endpoint};
 use imgport_auth::rpc::RpcClient;
@@ -370,6 +372,13 @@ impl Ecs {
         self.call::<Ignored>("DeleteImage", p).await.map(|_| ())
     }
 
+    /// DeleteSnapshot: ECS refuses a snapshot an image still uses (`SnapshotCreatedImage`).
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), CloudError> {
+        let mut p = Params::default();
+        p.put("SnapshotId", id);
+        self.call::<Ignored>("DeleteSnapshot", p).await.map(|_| ())
+    }
+
     /// ModifyImageAttribute `Status`: `deprecated` true moves Available to Deprecated, false back.
     pub async fn set_deprecated(&self, id: &str, deprecated: bool) -> Result<(), CloudError> {
         let mut p = Params::default();
@@ -432,7 +441,12 @@ impl Ecs {
 
     /// ReplaceSystemDisk: the stopped instance's system disk from `image_id`, of `size_gib` when given; the new
     /// disk's id.
-    pub async fn replace_system_disk(&self, id: &str, image_id: &str, size_gib: Option<u64>) -> Result<String, CloudError> {
+    pub async fn replace_system_disk(
+        &self,
+        id: &str,
+        image_id: &str,
+        size_gib: Option<u64>,
+    ) -> Result<String, CloudError> {
         #[derive(Deserialize, Default)]
         #[serde(rename_all = "PascalCase", default)]
         struct Answer {
