@@ -246,3 +246,16 @@ fn images_cancel_stops_an_import() {
     let show = import_cmd_raw(home.path(), FAST, &["images", "show", &id]).output().expect("runs");
     assert_eq!(show.status.code(), Some(1), "the cancelled import left no image");
 }
+
+/// The README's main command: the demo image that ships with the repo imports into the local cloud and lists.
+#[test]
+fn the_readme_demo_imports() {
+    let home = tempdir();
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo-debian12.qcow2");
+    let (code, out, err) = run(home.path(), FAST, &[demo, "--name", "demo", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["status"].as_str(), out["upload"].as_str()), (Some("Available"), Some("as_is")), "{out}");
+    let list = import_cmd_raw(home.path(), FAST, &["images", "list"]).output().expect("runs");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(list.status.success() && text.contains("demo") && text.contains("Available"), "{text}");
+}
