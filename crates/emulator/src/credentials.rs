@@ -11,6 +11,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+/// The most temporary credentials the registry holds at once.
+pub const MAX_TEMPORARY: usize = 10_000;
+/// How long expired temporary credentials are remembered (so that they are refused as expired).
+pub const EXPIRED_KEPT_SECONDS: i64 = 86_400;
+
 /// Temporary credentials as STS issues them.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TemporaryCredential {
@@ -113,17 +118,30 @@ impl CredentialStore {
         let Some(p) = &self.path else { return Ok(()) };
         let mut list: Vec<TemporaryCredential> = map.values().cloned().collect();
         list.sort_by(|a, b| a.access_key_id.cmp(&b.access_key_id));
-        let data = serde_json::to_vec_pretty(&Persisted { temporary: list }).map_err(io::Error::other)?;
+        let data = serde_json::to_vec(&Persisted { temporary: list }).map_err(io::Error::other)?;
         let tmp = p.with_extension("json.tmp");
         util::write_private(&tmp, &data)?;
         std::fs::rename(&tmp, p)
     }
 
-    /// Registers temporary credentials (what STS AssumeRole does); credentials expired for more than a day are
-    /// dropped at the same time so the registry does not grow without bound.
+    /// Registers temporary credentials (what STS AssumeRole does). The registry is bounded: credentials expired for
+    /// more than [`EXPIRED_KEPT_SECONDS`] are dropped (until then a request with them is told they expired rather
+    /// than that the key is unknown); at [`MAX_TEMPORARY`] every expired one is dropped, and when all are still
+    /// valid the new one is refused with an error of kind [`io::ErrorKind::QuotaExceeded`] (STS answers
+    /// `Throttling`).
     pub fn add_temporary(&self, cred: TemporaryCredential, now: i64) -> io::Result<()> {
+        self.add_temporary_within(cred, now, MAX_TEMPORARY)
+    }
+
+    fn add_temporary_within(&self, cred: TemporaryCredential, now: i64, cap: usize) -> io::Result<()> {
         let mut map = self.temporary.write().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, t| t.expiration > now - 86_400);
+        map.retain(|_, t| t.expiration > now - EXPIRED_KEPT_SECONDS);
+        if map.len() >= cap {
+            map.retain(|_, t| t.expiration > now);
+        }
+        if map.len() >= cap && !map.contains_key(&cred.access_key_id) {
+            return Err(io::Error::new(io::ErrorKind::QuotaExceeded, "too many temporary credentials in force"));
+        }
         map.insert(cred.access_key_id.clone(), cred);
         self.save(&map)
     }
@@ -220,5 +238,29 @@ mod tests {
         let again = CredentialStore::open("AK", "SK", Some(dir.path())).expect("reopen");
         assert_eq!(again.temporary(&t.access_key_id), Some(t.clone()));
         assert!(!format!("{t:?}").contains(&t.access_key_secret));
+    }
+
+    #[test]
+    fn the_registry_is_bounded() {
+        let store = CredentialStore::open("AK", "SK", None).expect("open");
+        let add = |issued: i64, expires: i64| {
+            let t = TemporaryCredential::generate(issued, expires);
+            store.add_temporary_within(t.clone(), issued, 3).map(|_| t)
+        };
+        let a = add(1000, 1100).expect("first");
+        add(1000, 5000).expect("second");
+        add(1000, 5000).expect("third");
+        // Full, all valid: refused, and nothing is dropped.
+        let e = add(1050, 5000).expect_err("over the cap");
+        assert_eq!(e.kind(), io::ErrorKind::QuotaExceeded);
+        assert!(store.temporary(&a.access_key_id).is_some());
+        // Full with one expired: it makes room.
+        add(1200, 5000).expect("room from the expired one");
+        assert!(store.temporary(&a.access_key_id).is_none());
+        assert_eq!(store.temporary.read().expect("lock").len(), 3);
+        // Long expired ones go whatever the count.
+        let late = 5000 + EXPIRED_KEPT_SECONDS + 1;
+        add(late, late + 100).expect("after expiry");
+        assert_eq!(store.temporary.read().expect("lock").len(), 1);
     }
 }

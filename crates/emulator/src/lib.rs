@@ -40,6 +40,9 @@ use tokio::sync::watch;
 /// Starts emulators.
 pub struct Emulator;
 
+/// How long [`RunningEmulator::shutdown`] waits for the background threads to end.
+pub const SHUTDOWN_WORKER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running emulator; stops when dropped or on [`RunningEmulator::shutdown`].
 pub struct RunningEmulator {
     pub addr: SocketAddr,
@@ -132,6 +135,7 @@ impl Emulator {
             log: log::RequestLog::new(config.log_sink.clone()),
             max_put_size: config.max_put_size,
             idle_timeout: config.idle_timeout,
+            background: Default::default(),
         });
         let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
@@ -213,18 +217,31 @@ impl RunningEmulator {
         self.state.log.entries()
     }
 
-    /// Stops accepting, lets open requests finish (up to a few seconds) and waits for the server thread.
+    /// Stops accepting, lets open requests finish (up to a few seconds), waits for the server thread, then stops
+    /// the background imports and copies: from then on nothing writes the data folder's state, so a later emulator
+    /// on the same folder resumes the unfinished work from what was saved. It waits up to
+    /// [`SHUTDOWN_WORKER_WAIT`] for the background threads to end (one busy reading a large object ends at its
+    /// next step, writing nothing).
     pub fn shutdown(mut self) {
         self.stop();
     }
 
-    /// Blocks until the server thread ends (after [`RunningEmulator::shutdown`] from elsewhere, or a failure).
+    /// Background threads (imports, copies) still running.
+    pub fn background_threads(&self) -> usize {
+        self.state.background.running()
+    }
+
     fn stop(&mut self) {
+        // Once only: `shutdown` stops, then the drop that follows finds nothing left to do.
+        let running = self.shutdown.is_some() || self.thread.is_some();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(true);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        if running {
+            self.state.background.stop(SHUTDOWN_WORKER_WAIT);
         }
     }
 }

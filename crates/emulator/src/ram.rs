@@ -4,13 +4,13 @@
 //! | operation | parameters | checks and answers |
 //! |---|---|---|
 //! | GetRole | RoleName | 404 `EntityNotExist.Role` |
-//! | CreateRole | RoleName, AssumeRolePolicyDocument, Description, MaxSessionDuration | name 1-64 of `[A-Za-z0-9._-]` (400 `InvalidParameter.RoleName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); MaxSessionDuration 3600-43200 (400 `InvalidParameter`); 409 `EntityAlreadyExists.Role` |
+//! | CreateRole | RoleName, AssumeRolePolicyDocument, Description, MaxSessionDuration | name 1-64 of `[A-Za-z0-9._-]` (400 `InvalidParameter.RoleName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); MaxSessionDuration 3600-43200 (400 `InvalidParameter`); Description at most 1024 characters (400 `InvalidParameter.Description`); 409 `EntityAlreadyExists.Role`; at 1000 roles 409 `LimitExceeded.Role` |
 //! | UpdateRole | RoleName, NewAssumeRolePolicyDocument, NewMaxSessionDuration, NewDescription | the same rules as CreateRole for each value given; 404 `EntityNotExist.Role`; UpdateDate moves |
 //! | DeleteRole | RoleName | 404 `EntityNotExist.Role`; 409 `DeleteConflict.Role.Policy` while any policy is attached |
-//! | AttachPolicyToRole | PolicyType (System/Custom), PolicyName, RoleName | 400 `InvalidParameter.PolicyType.InvalidValue`; a System policy must be named `Aliyun*`, a Custom one must exist (404 `EntityNotExist.Policy`); 409 `EntityAlreadyExists.Role.Policy` |
+//! | AttachPolicyToRole | PolicyType (System/Custom), PolicyName, RoleName | 400 `InvalidParameter.PolicyType.InvalidValue`; PolicyName 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); a System policy must be named `Aliyun*`, a Custom one must exist (404 `EntityNotExist.Policy`); 409 `EntityAlreadyExists.Role.Policy`; a role holds at most 20 System and 10 Custom policies (409 `LimitExceeded.Role.Policy`) |
 //! | DetachPolicyFromRole | PolicyType, PolicyName, RoleName | 404 `EntityNotExist.Role`; 404 `EntityNotExist.Role.Policy` when that policy is not attached |
 //! | ListPoliciesForRole | RoleName | the attached policies |
-//! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement` (400 `MalformedPolicyDocument`); 409 `EntityAlreadyExists.Policy` |
+//! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement`, at most 6144 bytes (400 `MalformedPolicyDocument`); Description at most 1024 characters (400 `InvalidParameter.Description`); 409 `EntityAlreadyExists.Policy`; at 1500 custom policies 409 `LimitExceeded.Policy` |
 //!
 //! What ImportImage asks of its role ([`import_role_ok`]): the role exists; its trust policy has an `Allow`
 //! statement for `sts:AssumeRole` whose `Principal.Service` names `ecs.aliyuncs.com`; and it has
@@ -18,6 +18,11 @@
 //! import reads with: `oss:GetObject`, `oss:GetBucketLocation` and `oss:GetBucketInfo` (`*` wildcards allowed in
 //! actions). Known differences: a policy's `Resource` and `Condition` are not evaluated (any resource counts), and
 //! changes take effect at once where the real service takes a short while to propagate them.
+//!
+//! Limits: those of RAM's "Limits" page (1000 roles and 1500 custom policies per account, 20 system and 10 custom
+//! policies attached to a role, 1024-character descriptions). The limit codes `LimitExceeded.Role` and
+//! `LimitExceeded.Role.Policy` (409, like `LimitExceeded.Policy`) are the emulator's choice: the API reference
+//! names none. Any `Aliyun*` name counts as a system policy, which is why a role's system policies are capped.
 
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, Db, Inner};
@@ -131,6 +136,27 @@ pub(crate) fn import_role_ok(db: &Db, role: &str) -> bool {
     })
 }
 
+/// RAM's documented limits ("Limits" in the RAM documentation): roles and custom policies per account, policies
+/// attached to one role, characters in a description.
+const MAX_ROLES: usize = 1000;
+const MAX_POLICIES: usize = 1500;
+const MAX_SYSTEM_POLICIES_PER_ROLE: usize = 20;
+const MAX_CUSTOM_POLICIES_PER_ROLE: usize = 10;
+const MAX_DESCRIPTION: usize = 1024;
+
+/// A policy name: 1-128 characters of `[A-Za-z0-9-]`.
+fn valid_policy_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// A role's or policy's description: at most 1024 characters, else 400 `InvalidParameter.<name>`.
+fn description(params: &Params, name: &str) -> Result<(), RpcError> {
+    if params.get(name).is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
+        return Err(RpcError::invalid_parameter(name, format!("The parameter {name} is invalid.")));
+    }
+    Ok(())
+}
+
 fn max_session(v: Option<&str>, name: &str) -> Result<Option<i64>, RpcError> {
     match v {
         None | Some("") => Ok(None),
@@ -217,6 +243,7 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
             let doc = params.require("AssumeRolePolicyDocument")?;
             policy_doc(doc)?;
             let max = max_session(params.get("MaxSessionDuration"), "MaxSessionDuration")?.unwrap_or(3600);
+            description(params, "Description")?;
             let mut db = inner.db();
             if db.role(name).is_some() {
                 return Err(RpcError::new(
@@ -224,6 +251,9 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     "EntityAlreadyExists.Role",
                     format!("The role already exists: {name}."),
                 ));
+            }
+            if db.roles.len() >= MAX_ROLES {
+                return Err(RpcError::new(409, "LimitExceeded.Role", "The count of roles beyond the current limits."));
             }
             let r = new_role(name, doc, params.get("Description").unwrap_or(""), max, ctx.now);
             let out = role_json(&r, account);
@@ -242,6 +272,13 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     "The parameter PolicyType is invalid.",
                 ));
             }
+            if !valid_policy_name(policy) {
+                return Err(RpcError::new(
+                    400,
+                    "InvalidParameter.PolicyName.InvalidChars",
+                    "The parameter PolicyName is invalid.",
+                ));
+            }
             let mut db = inner.db();
             let known = match kind {
                 "System" => policy.starts_with("Aliyun"),
@@ -256,6 +293,14 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                     409,
                     "EntityAlreadyExists.Role.Policy",
                     format!("The policy has already been attached to the role: {policy}."),
+                ));
+            }
+            let limit = if kind == "System" { MAX_SYSTEM_POLICIES_PER_ROLE } else { MAX_CUSTOM_POLICIES_PER_ROLE };
+            if r.policies.iter().filter(|(t, _, _)| t == kind).count() >= limit {
+                return Err(RpcError::new(
+                    409,
+                    "LimitExceeded.Role.Policy",
+                    format!("The count of {kind} policies attached to the role beyond the current limits ({limit})."),
                 ));
             }
             r.policies.push((kind.to_string(), policy.to_string(), ctx.now));
@@ -315,10 +360,8 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
                 policy_doc(d)?;
             }
             let max = max_session(params.get("NewMaxSessionDuration"), "NewMaxSessionDuration")?;
+            description(params, "NewDescription")?;
             let description = params.get("NewDescription");
-            if description.is_some_and(|d| d.chars().count() > 1024) {
-                return Err(RpcError::invalid_parameter("NewDescription", "The parameter NewDescription is invalid."));
-            }
             let mut db = inner.db();
             let r = db.roles.get_mut(&name.to_ascii_lowercase()).ok_or_else(|| no_role(name))?;
             if let Some(d) = doc {
@@ -337,7 +380,7 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
         }
         "CreatePolicy" => {
             let name = params.require("PolicyName")?;
-            if !(1..=128).contains(&name.len()) || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            if !valid_policy_name(name) {
                 return Err(RpcError::new(
                     400,
                     "InvalidParameter.PolicyName.InvalidChars",
@@ -346,8 +389,9 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
             }
             let doc = params.require("PolicyDocument")?;
             policy_doc(doc)?;
+            description(params, "Description")?;
             let mut db = inner.db();
-            if db.policies.len() >= 1500 {
+            if db.policies.len() >= MAX_POLICIES {
                 return Err(RpcError::new(
                     409,
                     "LimitExceeded.Policy",

@@ -54,6 +54,11 @@ impl Params {
 
     /// Flattened list parameters `Prefix.N` or `Prefix.N.Field`: for each index N in order, the fields under it
     /// (the empty name for `Prefix.N` itself).
+    /// The non-empty values of a repeated parameter `PREFIX.N` (`ResourceId.1`, `AddAccount.2`), in index order.
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        self.indexed(prefix).into_values().filter_map(|m| m.get("").filter(|v| !v.is_empty()).cloned()).collect()
+    }
+
     pub fn indexed(&self, prefix: &str) -> BTreeMap<u32, BTreeMap<String, String>> {
         let mut out: BTreeMap<u32, BTreeMap<String, String>> = BTreeMap::new();
         let lead = format!("{prefix}.");

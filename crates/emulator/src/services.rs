@@ -5,7 +5,7 @@
 use crate::ecs::{Image, Instance, Task};
 use crate::ram::{Role, IMPORT_ROLE};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult, RpcService, ECS_VERSION, RAM_VERSION, STS_VERSION};
-use crate::state::EmulatorState;
+use crate::state::{Background, EmulatorState};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io;
@@ -28,6 +28,17 @@ pub struct CloudSettings {
     /// How many tag resources one ListTagResources page holds before it answers a `NextToken` (ECS documents 50;
     /// tests set it small so paging is exercised).
     pub tag_page_size: usize,
+    /// Custom images per region, counting every status (in-flight imports and copies, CreateFailed and Deprecated
+    /// images included): ImportImage and CopyImage (in its destination region) answer 403 `QuotaExceed.Image` at
+    /// this many. The real quota is per account and region and can be raised in Quota Center.
+    pub image_quota: usize,
+    /// Imports and copies in flight (Waiting or Creating) per region, each worked on by its own thread: ImportImage
+    /// and CopyImage (in its destination region) answer 400 `Throttling` at this many, where the real service
+    /// would queue them. Keeps the emulator's threads bounded.
+    pub max_in_flight: usize,
+    /// Finished tasks kept for DescribeTasks (Finished, Failed, or Deleted by CancelTask); beyond this many the
+    /// oldest are forgotten, as the real service keeps tasks for a limited time.
+    pub task_history: usize,
 }
 
 impl Default for CloudSettings {
@@ -38,6 +49,9 @@ impl Default for CloudSettings {
             sts_lifetime_cap_seconds: None,
             seed_import_role: false,
             tag_page_size: 50,
+            image_quota: 100,
+            max_in_flight: 20,
+            task_history: 1000,
         }
     }
 }
@@ -55,6 +69,9 @@ pub(crate) struct Db {
     pub snapshots: Vec<crate::ecs::Snapshot>,
     #[serde(skip)]
     pub path: Option<PathBuf>,
+    /// The emulator's stop flag: once it is set nothing is written.
+    #[serde(skip)]
+    pub background: Option<Arc<Background>>,
 }
 
 impl Db {
@@ -69,12 +86,22 @@ impl Db {
         Ok(db)
     }
 
-    /// Writes the state atomically (temporary file, then rename).
+    /// Writes the state atomically (temporary file, then rename), as compact JSON. Once the emulator is stopping
+    /// nothing is written and this answers 500 `InternalError`: a later emulator on the same data folder must find
+    /// the state as it was at shutdown.
     pub fn save(&self) -> Result<(), RpcError> {
         let Some(p) = &self.path else { return Ok(()) };
-        let data = serde_json::to_vec_pretty(self).map_err(|_| RpcError::internal())?;
-        let tmp = p.with_extension("json.tmp");
-        crate::util::write_private(&tmp, &data).and_then(|_| std::fs::rename(&tmp, p)).map_err(|_| RpcError::internal())
+        let write = || {
+            let data = serde_json::to_vec(self).map_err(|_| RpcError::internal())?;
+            let tmp = p.with_extension("json.tmp");
+            crate::util::write_private(&tmp, &data)
+                .and_then(|_| std::fs::rename(&tmp, p))
+                .map_err(|_| RpcError::internal())
+        };
+        match &self.background {
+            Some(b) => b.unless_stopped(write).unwrap_or_else(|| Err(RpcError::internal())),
+            None => write(),
+        }
     }
 
     pub fn role(&self, name: &str) -> Option<&Role> {
@@ -94,6 +121,12 @@ impl Inner {
     pub fn db(&self) -> MutexGuard<'_, Db> {
         self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The stop flag and the background threads (imports, copies), shared with [`crate::RunningEmulator`] through
+    /// the emulator state: shutdown sets the flag, and the workers check it before every update and save.
+    pub fn background(&self) -> &Arc<Background> {
+        &self.state.background
+    }
 }
 
 /// The ECS, RAM and STS services. Register the same value for the three versions (see
@@ -111,6 +144,7 @@ impl Cloud {
     fn inner(&self, state: &Arc<EmulatorState>) -> Result<Arc<Inner>, RpcError> {
         let r = self.inner.get_or_init(|| {
             let mut db = Db::load(&state.data_dir.join("cloud.json")).map_err(|e| e.to_string())?;
+            db.background = Some(state.background.clone());
             if self.settings.seed_import_role && db.role(IMPORT_ROLE).is_none() {
                 crate::ram::seed_import_role(&mut db, state.now());
                 db.save().map_err(|e| e.message)?;

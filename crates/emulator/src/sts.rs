@@ -1,4 +1,8 @@
 //! STS AssumeRole (temporary credentials for a RAM role, usable against OSS and ECS) and GetCallerIdentity.
+//!
+//! Temporary credentials are kept in a bounded registry ([`crate::credentials`]): expired ones are forgotten a day
+//! after their expiry, and at 10,000 credentials in force AssumeRole drops every expired one, then, if all are
+//! still valid, answers 400 `Throttling` (the emulator's bound; the real STS documents none).
 
 use crate::ram::no_role;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -50,7 +54,17 @@ fn assume_role(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let role_id = r.id.clone();
     let arn_out = format!("acs:ram::{account}:role/{}/{session}", r.name.to_ascii_lowercase());
     drop(db);
-    let cred = ctx.state.credentials.issue_temporary(ctx.now, lifetime).map_err(|_| RpcError::internal())?;
+    // The registry of temporary credentials is bounded (see `crate::credentials::MAX_TEMPORARY`): when it is full
+    // of credentials still valid, AssumeRole answers 400 `Throttling` (the emulator's choice; STS documents no
+    // limit on credentials in force).
+    let cred = ctx.state.credentials.issue_temporary(ctx.now, lifetime).map_err(|e| match e.kind() {
+        std::io::ErrorKind::QuotaExceeded => RpcError::new(
+            400,
+            "Throttling",
+            "Request was denied due to request throttling (too many temporary credentials in force).",
+        ),
+        _ => RpcError::internal(),
+    })?;
     Ok(json!({
         "AssumedRoleUser": { "Arn": arn_out, "AssumedRoleId": format!("{role_id}:{session}") },
         "Credentials": {

@@ -329,3 +329,114 @@ fn snapshots_and_copies() {
     }
     emu.shutdown();
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The emulator's bounds against hostile clients, driven with the official SDKs (tests/peers/ecs_bounds.py): the
+/// custom image quota (403 `QuotaExceed.Image`) and the cap on imports and copies in flight (400 `Throttling`) on
+/// ImportImage and CopyImage, ImportImage's Description and Tag.N bounds; concurrent requests with one ClientToken
+/// making one image; finished tasks pruned beyond `task_history`; RAM's limits (1000 roles, 20 system and 10 custom policies per role, 1024-character
+/// descriptions); shutdown stopping the background work, after which nothing writes the state (compact JSON) and a
+/// later emulator resumes the import; an upload that cannot be read answering 500 `InternalError`.
+#[test]
+fn bounds() {
+    require_peers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("bounds.raw");
+    mbr_raw(&disk, 16 << 20);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ecs_bounds.py");
+    let run = |emu: &RunningEmulator, name: &str| -> String {
+        let cfg = json!({"endpoint": emu.ecs_endpoint, "ak": AK, "sk": SK, "disk": disk.to_string_lossy()});
+        let out = Command::new("python3").arg(script).arg(name).arg(cfg.to_string()).output().expect("python3 runs");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let log: Vec<String> = emu.request_log().iter().map(|e| format!("{} {}", e.operation, e.status)).collect();
+        assert!(
+            out.status.success() && text.contains(&format!("ok {name}")),
+            "{name}:\n{text}\nrequests:\n{}",
+            log.join("\n")
+        );
+        text
+    };
+    let seeded = |s: CloudSettings| CloudSettings { seed_import_role: true, ..s };
+
+    let emu = start(
+        &dir.path().join("quota"),
+        seeded(CloudSettings {
+            import_seconds: 2.0,
+            copy_seconds: Some(1.0),
+            image_quota: 3,
+            max_in_flight: 2,
+            ..Default::default()
+        }),
+    );
+    run(&emu, "quota");
+    emu.shutdown();
+
+    let emu = start(&dir.path().join("token"), seeded(fast()));
+    run(&emu, "token");
+    emu.shutdown();
+
+    let emu = start(
+        &dir.path().join("tasks"),
+        seeded(CloudSettings { import_seconds: 0.3, task_history: 3, ..Default::default() }),
+    );
+    run(&emu, "tasks");
+    emu.shutdown();
+
+    let emu = start(&dir.path().join("ram"), seeded(fast()));
+    run(&emu, "ram");
+    emu.shutdown();
+
+    // Shutdown stops the import (3 s, saved at Waiting): nothing writes the state afterwards, and the next
+    // emulator on the folder resumes it.
+    let data = dir.path().join("restart");
+    let emu = start(&data, seeded(CloudSettings { import_seconds: 3.0, ..Default::default() }));
+    run(&emu, "shutdown_start");
+    assert_eq!(emu.background_threads(), 1);
+    let began = std::time::Instant::now();
+    emu.shutdown();
+    assert!(began.elapsed() < std::time::Duration::from_secs(3), "shutdown took {:?}", began.elapsed());
+    let saved = std::fs::read(data.join("cloud.json")).expect("state saved");
+    assert!(!saved.contains(&b'\n'), "the state is compact JSON");
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    assert_eq!(std::fs::read(data.join("cloud.json")).expect("state"), saved, "state written after shutdown");
+    let state: Value = serde_json::from_slice(&saved).expect("state parses");
+    let statuses: Vec<&str> = state["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter(|i| i["name"] == "across-shutdown")
+        .filter_map(|i| i["status"].as_str())
+        .collect();
+    assert!(statuses == ["Waiting"] || statuses == ["Creating"], "{statuses:?}");
+    let emu = start(&data, seeded(fast()));
+    run(&emu, "shutdown_resume");
+    emu.shutdown();
+
+    // An object whose data cannot be read (its data file replaced by a directory).
+    let data = dir.path().join("unreadable");
+    let emu = start(&data, seeded(fast()));
+    run(&emu, "unreadable_upload");
+    let objects: Vec<_> = files_under(&data)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "0"))
+        .filter(|p| p.parent().and_then(Path::parent).and_then(Path::file_name).is_some_and(|n| n == "data"))
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    std::fs::remove_file(&objects[0]).expect("remove data");
+    std::fs::create_dir(&objects[0]).expect("directory in its place");
+    run(&emu, "unreadable_import");
+    emu.shutdown();
+}

@@ -16,8 +16,9 @@
 //! | | the source is an own image in `RegionId`, and Available (not Deprecated, not in flight, not failed) | 404 `InvalidImageId.NotFound`, 403 `InvalidImageId.NotSupported`, 400 `IncorrectImageStatus` |
 //! | | a source with encrypted snapshots is copied with `Encrypted=true` | 403 `OperationDeined.EncryptedSnapshot` (spelled as documented) |
 //! | | no copy of the same image into the same destination is still Waiting or Creating | 400 `OperationDenied.ImageCopyConflict` |
-//! | | a `ClientToken` seen before: the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
+//! | | a `ClientToken` seen before (looked up under the lock that records the copy): the same parameters answer the earlier copy's `ImageId` | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | | `DestinationImageName` is well formed and unused in the destination | 400 `InvalidImageName.Malformed` / `.Duplicated` |
+//! | | the destination holds fewer than `image_quota` custom images and `max_in_flight` imports and copies in flight (see [`super`]) | 403 `QuotaExceed.Image` / 400 `Throttling` |
 //! | | `DryRun=true` | 400 `DryRunOperation`, nothing created |
 //! | CancelCopyImage | `RegionId` is served; `ImageId` is an own image there | 404 `InvalidRegionId.NotFound`, 404 `InvalidImageId.NotFound` |
 //! | | the image was made by CopyImage | 400 `ImageCreatedNotFromCopy` |
@@ -44,8 +45,8 @@
 
 use super::tasks::spawn_worker;
 use super::{
-    by_client_token, dry_run, err, no_image, own_image, region, region_with_status, request_digest, valid_name,
-    IN_FLIGHT,
+    by_client_token_in, check_room, description_param, dry_run, err, name_free, no_image, own_image, region,
+    region_with_status, request_digest, valid_name, IN_FLIGHT,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
@@ -58,9 +59,6 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     let dest = region_of(ctx, params)?;
     if dest == region {
         return Err(err(403, "IncorrectDestinationRegion", "The destination region is not equal the target region."));
-    }
-    if let Some(i) = by_client_token(inner, params, "CopyImage")? {
-        return Ok(json!({"ImageId": i.id}));
     }
     let encrypted = match params.get("Encrypted").filter(|v| !v.is_empty()) {
         None => false,
@@ -77,7 +75,12 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
         ));
     }
     let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
+    let description = description_param(params, "DestinationDescription")?;
     let mut db = inner.db();
+    // Under the lock that records the copy, so that concurrent requests with one token make one copy.
+    if let Some(i) = by_client_token_in(&db, params, "CopyImage")? {
+        return Ok(json!({"ImageId": i.id}));
+    }
     let src = db.images.iter().find(|i| i.id == id && i.region == region).cloned().ok_or_else(|| no_image(id))?;
     if src.owner_alias != "self" {
         return Err(err(403, "InvalidImageId.NotSupported", "Only custom images can be copied."));
@@ -112,9 +115,8 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
         Some(n) => n.to_string(),
         None => src.name.clone(),
     };
-    if db.images.iter().any(|i| i.region == dest && i.owner_alias == "self" && i.name == name) {
-        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
-    }
+    name_free(&db, &dest, &name)?;
+    check_room(inner, &db, &dest)?;
     dry_run(params)?;
     let image_id = new_id("m-");
     let mut copy = src.clone();
@@ -123,8 +125,8 @@ pub(super) fn copy_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) 
     copy.id = image_id.clone();
     copy.region = dest;
     copy.name = name;
-    if let Some(d) = params.get("DestinationDescription").filter(|d| !d.is_empty()) {
-        copy.description = d.to_string();
+    if let Some(d) = description {
+        copy.description = d;
     }
     copy.status = "Waiting".into();
     copy.progress = 0;

@@ -38,17 +38,24 @@
 //! | `Device` well formed and not used twice | 400 `InvalidDevice.Malformed`, `InvalidDevice.InUse` |
 //! | exactly one system disk, with a snapshot | 400 `OperationDenied` ("does not contain system disk snapshot" / "contains two or more system disk snapshots") |
 //! | the name is not another own image's in the region | 400 `InvalidImageName.Duplicated` |
+//! | the region holds fewer than `image_quota` custom images and `max_in_flight` in flight (see [`super`]) | 403 `QuotaExceed.Image` / 400 `Throttling` |
 //! | `DryRun=true` | 400 `DryRunOperation`, nothing created |
 //!
-//! **Differs:** the real service checks the instance's locks, disk categories, quotas and account balance; the
-//! emulator has none of them. `DetectionStrategy`, `Features`, `SecureBootOptions`, `ImageVersion` and
+//! The `ClientToken` is looked up again under the lock that records the image, so concurrent requests with one
+//! token make one image.
+//!
+//! **Differs:** the real service checks the instance's locks, disk categories, other quotas and account balance;
+//! the emulator has none of them. `DetectionStrategy`, `Features`, `SecureBootOptions`, `ImageVersion` and
 //! `ResourceGroupId` are accepted and ignored. A default name is `create-` and 8 random characters (the real
 //! service leaves it empty).
 
 use super::import::PLATFORMS;
 use super::tags::{request_tags, TagCodes};
 use super::tasks::spawn_worker;
-use super::{by_client_token, dry_run, err, family_param, region, request_digest, valid_name, DiskMapping, Image};
+use super::{
+    by_client_token, by_client_token_in, check_room, description_param, dry_run, err, family_param, name_free, region,
+    request_digest, valid_name, DiskMapping, Image, BOOT_MODES,
+};
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
 use serde_json::json;
@@ -98,17 +105,18 @@ pub(super) fn create_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         Some(n) => n.to_string(),
         None => format!("create-{}", crate::util::random_alnum(8).to_ascii_lowercase()),
     };
-    let description = params.get("Description").unwrap_or("");
-    if description.chars().count() > 256 || description.starts_with("http://") || description.starts_with("https://") {
-        return Err(err(400, "InvalidDescription.Malformed", "The specified description is wrongly formed."));
-    }
+    let description = description_param(params, "Description")?.unwrap_or_default();
     let platform = pick(params, "Platform", PLATFORMS)?;
     let architecture = pick(params, "Architecture", &["i386", "x86_64", "arm64"])?;
-    let boot_mode = pick(params, "BootMode", &["BIOS", "UEFI", "UEFI-Preferred"])?;
+    let boot_mode = pick(params, "BootMode", &BOOT_MODES)?;
     let family = family_param(params)?;
     let tags = request_tags(params, &TAG_CODES)?;
 
     let mut db = inner.db();
+    // Again under the lock that records the image, so that concurrent requests with one token make one image.
+    if let Some(i) = by_client_token_in(&db, params, "CreateImage")? {
+        return Ok(json!({"ImageId": i.id}));
+    }
     // The image the disks come from, for the OS fields an instance's image carries.
     let mut base: Option<Image> = None;
     let mut planned: Vec<Planned> = Vec::new();
@@ -252,9 +260,8 @@ pub(super) fn create_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         used.push(d.clone());
         p.disk.device = d;
     }
-    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
-        return Err(err(400, "InvalidImageName.Duplicated", "The specified Image name has already bean used."));
-    }
+    name_free(&db, &region, &name)?;
+    check_room(inner, &db, &region)?;
     dry_run(params)?;
     let base = base.unwrap_or_default();
     let architecture = architecture.or_else(|| Some(base.architecture.clone()).filter(|a| !a.is_empty()));

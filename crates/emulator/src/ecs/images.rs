@@ -57,7 +57,7 @@
 //! |---|---|
 //! | the image is not being imported or copied (Waiting, Creating) | 403 `InvalidStatus.ImageIsCreating` |
 //! | `ImageName` is well formed and not another own image's name in the region | 400 `InvalidImageName.Malformed` / `.Duplicated` |
-//! | `Description` is at most 256 characters and not a URL | 400 `InvalidDescription.Malformed` |
+//! | `Description` is 2-256 characters and not a URL | 400 `InvalidDescription.Malformed` |
 //! | `BootMode` is BIOS, UEFI or UEFI-Preferred | 400 `InvalidParameter.BootMode` |
 //! | `ImageFamily` is well formed (see Image families) | 400 `InvalidImageFamily.Malformed` |
 //! | `Status` is Available or Deprecated | 400 `InvalidParameter.Status` |
@@ -78,8 +78,8 @@
 //! snapshots stay (documented): they are no longer used by it and DeleteSnapshot can remove them.
 
 use super::{
-    dry_run, err, family_param, list_param, own_image, paging, region, tag_filters, valid_name, DiskMapping, Image,
-    ALL_STATUSES, IN_FLIGHT,
+    description_param, dry_run, err, family_param, list_param, own_image, paging, region, tag_filters, valid_name,
+    DiskMapping, Image, ALL_STATUSES, BOOT_MODES, IN_FLIGHT,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, Db, Inner};
@@ -408,12 +408,9 @@ pub(super) fn modify_attribute(inner: &Inner, ctx: &RpcContext, params: &Params)
             ));
         }
     }
-    let description = params.get("Description").filter(|d| !d.is_empty());
-    if description.is_some_and(|d| d.chars().count() > 256 || d.starts_with("http://") || d.starts_with("https://")) {
-        return Err(err(400, "InvalidDescription.Malformed", "The specified description is wrongly formed."));
-    }
+    let description = description_param(params, "Description")?;
     let boot_mode = params.get("BootMode").filter(|b| !b.is_empty());
-    if boot_mode.is_some_and(|b| !["BIOS", "UEFI", "UEFI-Preferred"].contains(&b)) {
+    if boot_mode.is_some_and(|b| !BOOT_MODES.contains(&b)) {
         return Err(RpcError::invalid_parameter("BootMode", "The specified BootMode is not valid."));
     }
     let family = family_param(params)?;
@@ -444,7 +441,7 @@ pub(super) fn modify_attribute(inner: &Inner, ctx: &RpcContext, params: &Params)
         i.name = n;
     }
     if let Some(d) = description {
-        i.description = d.to_string();
+        i.description = d;
     }
     if let Some(f) = family {
         i.family = f;

@@ -45,6 +45,23 @@
 //! request's image again, with other parameters 400 `IdempotentParameterMismatch` and nothing changes. The real
 //! service forgets tokens after some time; the emulator keeps them as long as the image exists.
 //!
+//! **Bounds.** What a client can make the emulator keep is bounded. ImportImage and CopyImage (in the destination
+//! region) refuse a new image at `CloudSettings::image_quota` custom images in the region, whatever their status
+//! (in-flight, CreateFailed and Deprecated ones count): 403 `QuotaExceed.Image` (ECS lists the code for ImportImage
+//! without its HTTP status; 403 is the emulator's choice, as ECS answers its other quota codes). At
+//! `CloudSettings::max_in_flight` imports and copies Waiting or Creating in the region they answer 400 `Throttling`
+//! (the real service queues them; the emulator, which works on each with its own thread, refuses instead, and the
+//! SDKs retry `Throttling` as they would against the real service). Both checks come before `DryRun`. Finished
+//! tasks beyond `CloudSettings::task_history` are forgotten, oldest first ([`tasks`]). Image descriptions are 2-256
+//! characters (ImportImage, ModifyImageAttribute), names 2-128, tags as TagResources documents; every other
+//! free-text value is bounded by the RPC body (at most 64 KiB) and the image quota. CopyImage's
+//! `DestinationDescription` is not checked for length yet.
+//!
+//! **Idempotency under concurrency.** ImportImage, CopyImage and CreateImage look the `ClientToken` up again under the lock that
+//! records the new image (`by_client_token_in`): concurrent requests with one token make one image and all
+//! answer it. An import's token is found through its task, so once the task is forgotten (`task_history`) the
+//! token is too, as the real service forgets tokens after a while.
+//!
 //! **Time** ([`tasks`]): an import takes `import_seconds`, a copy `copy_seconds` (unset: `import_seconds`) from
 //! Waiting to Available; a `stall` fault rule holds an import or copy in Creating (Progress below 100) for its
 //! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
@@ -126,33 +143,61 @@ fn region_with_status(ctx: &RpcContext, params: &Params, name: &str, status: u16
     Ok(r.to_string())
 }
 
-fn valid_name(name: &str) -> bool {
-    let n = name.chars().count();
-    let first = name.chars().next().is_some_and(|c| c.is_alphabetic());
-    let lower = name.to_ascii_lowercase();
-    (2..=128).contains(&n)
-        && first
+/// What image names and families share: 2-128 characters, starting with a letter, not with `aliyun` or `acs:` (any
+/// case: Alibaba Cloud's own).
+fn valid_label(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    (2..=128).contains(&s.chars().count())
+        && s.chars().next().is_some_and(|c| c.is_alphabetic())
         && !lower.starts_with("aliyun")
         && !lower.starts_with("acs:")
+}
+
+/// An image name as ImportImage, CopyImage, CreateImage and ModifyImageAttribute document it: [`valid_label`],
+/// not starting with `http://` or `https://`, of letters, digits and `-_.:,()[]` and spaces.
+fn valid_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    valid_label(name)
         && !lower.starts_with("http://")
         && !lower.starts_with("https://")
         && name.chars().all(|c| c.is_alphanumeric() || "-_.:,()[] ".contains(c))
 }
 
-/// An image family name as ImportImage and ModifyImageAttribute document it: 2-128 characters, starting with a
-/// letter, made of letters, digits, `.`, `:`, `_` and `-`, not starting with `aliyun` or `acs:` (any case, those are
-/// Alibaba Cloud's own families) and containing no `http://` or `https://`.
+/// An image family name as ImportImage and ModifyImageAttribute document it: [`valid_label`], of letters, digits,
+/// `.`, `:`, `_` and `-`, and containing no `http://` or `https://` anywhere (the docs word the URL rule
+/// differently for names, which may not start with one).
 fn valid_family(family: &str) -> bool {
-    let n = family.chars().count();
     let lower = family.to_ascii_lowercase();
-    (2..=128).contains(&n)
-        && family.chars().next().is_some_and(|c| c.is_alphabetic())
-        && !lower.starts_with("aliyun")
-        && !lower.starts_with("acs:")
+    valid_label(family)
         && !lower.contains("http://")
         && !lower.contains("https://")
         && family.chars().all(|c| c.is_alphanumeric() || ".:_-".contains(c))
 }
+
+/// 400 `InvalidImageName.Duplicated` when an own image in `region` already has `name` (in any status).
+fn name_free(db: &Db, region: &str, name: &str) -> Result<(), RpcError> {
+    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
+        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
+    }
+    Ok(())
+}
+
+/// The image description parameter `key`, checked as the image operations document it: 2-256 characters, not
+/// starting with `http://` or `https://` (400 `InvalidDescription.Malformed`); `None` when absent or empty.
+fn description_param(params: &Params, key: &str) -> Result<Option<String>, RpcError> {
+    match params.get(key).filter(|d| !d.is_empty()) {
+        None => Ok(None),
+        Some(d)
+            if (2..=256).contains(&d.chars().count()) && !d.starts_with("http://") && !d.starts_with("https://") =>
+        {
+            Ok(Some(d.to_string()))
+        }
+        Some(_) => Err(err(400, "InvalidDescription.Malformed", format!("The specified {key} is wrongly formed."))),
+    }
+}
+
+/// The boot modes ECS knows (ImportImage, CreateImage, ModifyImageAttribute).
+const BOOT_MODES: [&str; 3] = ["BIOS", "UEFI", "UEFI-Preferred"];
 
 /// The `ImageFamily` parameter, checked: `None` when absent or empty, 400 `InvalidImageFamily.Malformed` (the code
 /// the emulator chose: the references name none) when it breaks [`valid_family`]'s rules.
@@ -167,11 +212,16 @@ fn family_param(params: &Params) -> Result<Option<String>, RpcError> {
 /// The image an earlier request with this ClientToken created, for idempotent retries: an import (found through
 /// its task), a copy (an image with `copied_from`; copies have no task) or a CreateImage (neither).
 fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
+    by_client_token_in(&inner.db(), params, action)
+}
+
+/// [`by_client_token`] under a lock the caller holds: ImportImage, CopyImage and CreateImage look the token up again under the
+/// lock that records the new image, so that concurrent requests with one token make one image.
+fn by_client_token_in(db: &Db, params: &Params, action: &str) -> Result<Option<Image>, RpcError> {
     let Some(token) = params.get("ClientToken").filter(|t| !t.is_empty()) else { return Ok(None) };
     if token.len() > 64 || !token.is_ascii() {
         return Err(err(400, "InvalidClientToken.Malformed", "The specified parameter clientToken is not valid."));
     }
-    let db = inner.db();
     let found = db.images.iter().find(|i| {
         i.client_token.as_deref() == Some(token)
             && match action {
@@ -190,6 +240,29 @@ fn by_client_token(inner: &Inner, params: &Params, action: &str) -> Result<Optio
         }
     }
     Ok(found.cloned())
+}
+
+/// Room for one more custom image in `region` (ImportImage, or CopyImage's destination): 403 `QuotaExceed.Image`
+/// at `image_quota` custom images in any status, 400 `Throttling` at `max_in_flight` imports and copies still
+/// Waiting or Creating there (the real service queues those; the emulator refuses, so that its threads stay
+/// bounded, and the SDKs retry a `Throttling` answer as they would on the real service).
+fn check_room(inner: &Inner, db: &Db, region: &str) -> Result<(), RpcError> {
+    let own = || db.images.iter().filter(|i| i.region == region && i.owner_alias == "self");
+    if own().count() >= inner.settings.image_quota {
+        return Err(err(
+            403,
+            "QuotaExceed.Image",
+            format!("The quota of custom images ({}) in region {region} is exceeded.", inner.settings.image_quota),
+        ));
+    }
+    if own().filter(|i| IN_FLIGHT.contains(&i.status.as_str())).count() >= inner.settings.max_in_flight {
+        return Err(err(
+            400,
+            "Throttling",
+            "Request was denied due to request throttling (too many imports and copies in flight in this region).",
+        ));
+    }
+    Ok(())
 }
 
 /// A digest of a request's own parameters (sorted; the signature's, the token's and DryRun left out), recorded

@@ -13,9 +13,8 @@ const MAX_SHARED_ACCOUNTS: usize = 50;
 pub(super) fn modify_share(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let id = params.require("ImageId")?;
-    let add: Vec<String> = params.indexed("AddAccount").into_values().filter_map(|m| m.get("").cloned()).collect();
-    let remove: Vec<String> =
-        params.indexed("RemoveAccount").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let add: Vec<String> = params.list("AddAccount");
+    let remove: Vec<String> = params.list("RemoveAccount");
     // Documented: beyond 10 accounts per call, only the first 10 are processed.
     let (add, remove) = (&add[..add.len().min(10)], &remove[..remove.len().min(10)]);
     if add.iter().chain(remove).any(|a| a.is_empty() || !a.chars().all(|c| c.is_ascii_digit())) {

@@ -51,7 +51,7 @@ pub(super) const CREATE_CODES: TagCodes =
 /// The `Tag.N` of a request that creates a resource, checked (see the module docs).
 pub(super) fn request_tags(params: &Params, codes: &TagCodes) -> Result<BTreeMap<String, String>, RpcError> {
     let given = params.indexed("Tag");
-    if given.len() > 20 {
+    if given.len() > 20 || given.keys().any(|n| *n == 0 || *n > 20) {
         return Err(err(codes.too_many.0, codes.too_many.1, "At most 20 tags can be given."));
     }
     let mut tags = Vec::new();
@@ -99,7 +99,7 @@ fn tags_of<'a>(
 }
 
 /// Keys and values as TagResources documents them (see the module docs).
-fn check_tags(tags: &[(String, Option<String>)]) -> Result<(), RpcError> {
+pub(super) fn check_tags(tags: &[(String, Option<String>)]) -> Result<(), RpcError> {
     let reserved = |s: &str| {
         let l = s.to_ascii_lowercase();
         l.starts_with("acs:") || l.starts_with("aliyun") || l.contains("http://") || l.contains("https://")
@@ -133,12 +133,12 @@ fn resource_kind(params: &Params) -> Result<Kind, RpcError> {
 pub(super) fn tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params, add: bool) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let kind = resource_kind(params)?;
-    let ids: Vec<String> = params.indexed("ResourceId").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let ids: Vec<String> = params.list("ResourceId");
     if ids.is_empty() {
         return Err(RpcError::missing_parameter("ResourceId.1"));
     }
     let tags = tag_filters(params);
-    let keys: Vec<String> = params.indexed("TagKey").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let keys: Vec<String> = params.list("TagKey");
     if add && (tags.is_empty() || tags.len() > 20) {
         return Err(RpcError::invalid_parameter("Tag", "Between 1 and 20 tags per call."));
     }
@@ -175,7 +175,7 @@ pub(super) fn tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params, ad
 pub(super) fn list_tag_resources(inner: &Inner, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
     let kind = resource_kind(params)?;
-    let ids: Vec<String> = params.indexed("ResourceId").into_values().filter_map(|m| m.get("").cloned()).collect();
+    let ids: Vec<String> = params.list("ResourceId");
     let tags = tag_filters(params);
     let filters: Vec<(String, Vec<String>)> = params
         .indexed("TagFilter")

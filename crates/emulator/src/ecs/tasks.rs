@@ -11,7 +11,19 @@
 //! Processing, Finished, Failed, Deleted once cancelled); `StartTime`/`EndTime` (UTC `yyyy-MM-ddTHH:mmZ`, both inclusive, compared
 //! with the task's CreationTime); PageNumber/PageSize (1-100, default 10) with TotalCount before paging; newest
 //! first. Differences: a malformed time or too many ids answers 400 `InvalidParameter.<name>` as the docs name no
-//! code; the real service only keeps tasks for a limited time, these are kept for good.
+//! code; the real service keeps tasks for a limited time, the emulator keeps the newest
+//! `CloudSettings::task_history` finished ones (Finished, Failed, Deleted; 1000 by default) and forgets the oldest
+//! beyond that whenever a task is queued, finishes or is cancelled (tasks in flight are always kept). Deleting an
+//! image leaves its task, as in ECS.
+//!
+//! Threads and saving: each import or copy is worked on by its own thread (their number is bounded by
+//! `CloudSettings::max_in_flight` per region, see [`super`]), counted in the emulator's
+//! [`crate::state::Background`]. The state is saved when a status changes (Creating, then Available or
+//! CreateFailed), not on each Progress step: a restart begins unfinished work again from Waiting, so the Progress
+//! reached is not worth a write of the whole state. On shutdown the stop flag is set: every worker checks it before
+//! each update and save, wakes from its waits and ends without writing; the image stays as last saved and the next
+//! start resumes it. When no thread can be started for an import or copy, its image ends CreateFailed (task Failed,
+//! `InternalError`) instead of waiting for ever.
 //!
 //! CreateImage is worked on the same way (no task either: its image is Waiting, Creating, then Available, and
 //! the task calls do not know it). When the work ends Available, each disk gets its snapshot (see
@@ -88,6 +100,7 @@ pub(super) fn queue_task(
     action: &str,
     image_id: &str,
 ) -> Result<(), RpcError> {
+    prune_tasks(&mut db, inner.settings.task_history);
     db.tasks.push(Task {
         action: action.into(),
         image_id: image_id.to_string(),
@@ -101,25 +114,66 @@ pub(super) fn queue_task(
     Ok(())
 }
 
+/// Starts the thread that works on `image_id`. When no thread can be started the image ends CreateFailed (its
+/// task Failed) rather than Waiting for ever; when the emulator is stopping it stays as saved, for the next start
+/// to resume.
 pub(super) fn spawn_worker(inner: Arc<Inner>, image_id: String) {
-    let _ = std::thread::Builder::new().name("imgport-emulator-import".into()).spawn(move || work(&inner, &image_id));
+    let background = inner.background().clone();
+    if background.stopped() {
+        return;
+    }
+    let worker = (inner.clone(), image_id.clone());
+    if background.spawn("imgport-emulator-import", move || work(&worker.0, &worker.1)).is_err() && !background.stopped()
+    {
+        let now = inner.state.now();
+        update(&inner, &image_id, true, |i, t| {
+            let reason = "InternalError: the import or copy could not be started".to_string();
+            i.status = "CreateFailed".into();
+            i.failure = Some(reason.clone());
+            t.status = "Failed".into();
+            t.failure = Some(reason);
+            t.finished = Some(now);
+        });
+    }
 }
 
-/// Applies a change to the image and its task (a copy has none: `f` gets a scratch task that is not kept); false
-/// when the image is gone (a cancelled import or copy), an import's task was cancelled or the image is no longer
-/// in flight.
-fn update(inner: &Inner, image_id: &str, f: impl FnOnce(&mut Image, &mut Task)) -> bool {
-    update_then(inner, image_id, f, |_, _| {})
+/// Forgets the oldest finished tasks (Finished, Failed, Deleted) beyond `keep`; tasks in flight are kept.
+pub(super) fn prune_tasks(db: &mut Db, keep: usize) {
+    let finished = db.tasks.iter().filter(|t| !IN_FLIGHT_TASK.contains(&t.status.as_str())).count();
+    let mut drop = finished.saturating_sub(keep);
+    if drop == 0 {
+        return;
+    }
+    // Tasks are recorded in creation order: the first finished ones are the oldest.
+    db.tasks.retain(|t| {
+        if drop > 0 && !IN_FLIGHT_TASK.contains(&t.status.as_str()) {
+            drop -= 1;
+            return false;
+        }
+        true
+    });
+}
+
+/// Applies a change to the image and its task (a copy has none: `f` gets a scratch task that is not kept), and
+/// saves the state when `save` (status changes; Progress steps are not saved: a restart begins the work again from
+/// Waiting anyway); false when the emulator is stopping (nothing changes), the image is gone (a cancelled import
+/// or copy), an import's task was cancelled or the image is no longer in flight.
+fn update(inner: &Inner, image_id: &str, save: bool, f: impl FnOnce(&mut Image, &mut Task)) -> bool {
+    update_then(inner, image_id, save, f, |_, _| {})
 }
 
 /// [`update`], then `then` with the whole state and the updated image, under the same lock.
 fn update_then(
     inner: &Inner,
     image_id: &str,
+    save: bool,
     f: impl FnOnce(&mut Image, &mut Task),
     then: impl FnOnce(&mut Db, &Image),
 ) -> bool {
     let mut db = inner.db();
+    if inner.background().stopped() {
+        return false;
+    }
     let Some((ii, ti)) = in_flight(&db, image_id) else { return false };
     let mut image = db.images[ii].clone();
     let mut task = ti.map_or_else(Task::default, |ti| db.tasks[ti].clone());
@@ -129,7 +183,10 @@ fn update_then(
     if let Some(ti) = ti {
         db.tasks[ti] = task;
     }
-    let _ = db.save();
+    if save {
+        prune_tasks(&mut db, inner.settings.task_history);
+        let _ = db.save();
+    }
     true
 }
 
@@ -174,8 +231,11 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
         q.entry(region.clone()).or_default().clone()
     });
     let _turn = queue.as_ref().map(|q| q.lock().unwrap_or_else(|p| p.into_inner()));
-    std::thread::sleep(step);
-    if !update(inner, image_id, |i, t| {
+    let background = inner.background();
+    if !background.sleep(step) {
+        return;
+    }
+    if !update(inner, image_id, true, |i, t| {
         i.status = "Creating".into();
         i.progress = 5;
         t.status = "Processing".into();
@@ -193,9 +253,8 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
             if !held {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(100));
-            // Cancelled (or deleted) meanwhile: stop.
-            if in_flight(&inner.db(), image_id).is_none() {
+            // Cancelled (or deleted) meanwhile, or the emulator stopping: stop.
+            if !background.sleep(Duration::from_millis(100)) || in_flight(&inner.db(), image_id).is_none() {
                 return;
             }
         }
@@ -206,7 +265,7 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
         let (f, detection, formats) = import::check_disks(&inner.state, &disks, detect);
         failure = f;
         // DescribeImages shows the format each disk was read as, declared or not.
-        update(inner, image_id, |i, _| {
+        update(inner, image_id, false, |i, _| {
             for (d, f) in i.disks.iter_mut().zip(formats) {
                 if !f.is_empty() {
                     d.format = f;
@@ -214,7 +273,7 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
             }
         });
         if detection.is_some() {
-            update(inner, image_id, |i, _| i.detection = detection);
+            update(inner, image_id, false, |i, _| i.detection = detection);
         }
     }
     if failure.is_none() && action == "CopyImage" {
@@ -226,20 +285,25 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
         }
     }
     for p in 1..=8u32 {
-        std::thread::sleep(step);
-        if !update(inner, image_id, |i, t| {
+        if !background.sleep(step) {
+            return;
+        }
+        if !update(inner, image_id, false, |i, t| {
             i.progress = p * 11;
             t.progress = p * 11;
         }) {
             return;
         }
     }
-    std::thread::sleep(step);
+    if !background.sleep(step) {
+        return;
+    }
     let now = inner.state.now();
     let finished = failure.is_none();
     update_then(
         inner,
         image_id,
+        true,
         |i, t| {
             t.finished = Some(now);
             match &failure {
@@ -294,11 +358,7 @@ pub(super) fn describe_tasks(inner: &Inner, ctx: &RpcContext, params: &Params) -
     if ids.as_ref().is_some_and(|ids| ids.len() > 100) {
         return Err(RpcError::invalid_parameter("TaskIds", "At most 100 task ids."));
     }
-    let resources: Vec<String> = params
-        .indexed("ResourceIds")
-        .into_values()
-        .filter_map(|m| m.get("").filter(|v| !v.is_empty()).cloned())
-        .collect();
+    let resources: Vec<String> = params.list("ResourceIds");
     if resources.len() > 100 {
         return Err(RpcError::invalid_parameter("ResourceIds", "At most 100 resource ids."));
     }
@@ -375,6 +435,7 @@ pub(super) fn cancel_task(inner: &Inner, ctx: &RpcContext, params: &Params) -> R
     let image = t.image_id.clone();
     // A cancelled import leaves no image behind.
     db.images.retain(|i| i.id != image);
+    prune_tasks(&mut db, inner.settings.task_history);
     db.save()?;
     Ok(json!({}))
 }

@@ -8,7 +8,7 @@
 //! | rule | applies to | answer |
 //! |---|---|---|
 //! | `RegionId` given and served | the request | 400 `MissingParameter` / `InvalidRegionId.NotFound` |
-//! | a `ClientToken` seen before with the same parameters answers that import's ImageId and TaskId again | the request | 400 `IdempotentParameterMismatch` when the parameters differ |
+//! | a `ClientToken` seen before with the same parameters answers that import's ImageId and TaskId again (looked up again under the lock that records the image, so concurrent requests with one token make one import) | the request | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | `Architecture`, `OSType`, `BootMode`, `LicenseType` from their documented values | the request | 400 `InvalidArchitecture.Malformed` / `InvalidOSType.Malformed` / `InvalidBootMode.Malformed` / `InvalidLicenseType.NotSupported` |
 //! | `Platform` is one of the documented values (below; any case), and a Windows value exactly when `OSType=windows` | the request | 400 `InvalidPlatform.Malformed` |
 //! | `DiskDeviceMapping.1` given, each with `OSSBucket` and `OSSObject`, N in 1..17 | the request | 400 `MissingParameter` naming the field / `InvalidParameter.DiskDeviceMapping` |
@@ -22,6 +22,13 @@
 //! | a dynamic VHD's header `MaxTableEntries` x `BlockSize` is at least its virtual size | a dynamic VHD | 403 `InvalidVHDImage.IncorrectSize` |
 //! | a fixed VHD's data is exactly its virtual size (object = virtual size + 512-byte footer) | a fixed VHD | 403 `InvalidVHDImage.IncorrectSize` |
 //! | `DiskImageSize`, when given, holds the virtual size; without it the virtual size is at most 2048 GiB | a disk the engine opens | 400 `InvalidImageSize` / `InvalidDataDiskSize` |
+//! | the object can be read (its stored files hold its recorded length, no I/O error) | every disk | 500 `InternalError` (the emulator's choice: a storage failure, not the upload's fault) |
+//! | `Description`, when given, is 2-256 characters and not a URL | the request | 400 `InvalidDescription.Malformed` |
+//! | `Tag.N` has N in 1..20, keys and values as TagResources checks them (1-128 / 0-128 characters, no `acs:` or `aliyun` prefix, no URL, no key twice) | the request | 400 `InvalidTagCount` / `InvalidTagKey.Malformed` / `InvalidTagValue.Malformed` / `TagKey.Duplication` |
+//! | `ImageName` unused among the region's own images | the request | 400 `InvalidImageName.Duplicated` |
+//! | fewer than `image_quota` custom images (any status) in the region | the request | 403 `QuotaExceed.Image` |
+//! | fewer than `max_in_flight` imports and copies Waiting or Creating in the region | the request | 400 `Throttling` (the real service queues instead) |
+//! | `DryRun=true` | the request | 400 `DryRunOperation`, nothing queued |
 //!
 //! `Platform` values (ImportImage's documentation): Aliyun, Anolis, CentOS, Ubuntu, CoreOS, SUSE, Debian, OpenSUSE,
 //! FreeBSD, RedHat, Kylin, UOS, Fedora, Fedora CoreOS, CentOS Stream, AlmaLinux, Rocky Linux, Gentoo, Customized
@@ -75,7 +82,10 @@ mod probe;
 mod rules;
 
 use super::tasks::queue_task;
-use super::{by_client_token, dry_run, err, region, request_digest, valid_name, Detection, DiskMapping, Image, Task};
+use super::{
+    by_client_token, by_client_token_in, check_room, description_param, dry_run, err, name_free, region,
+    request_digest, valid_name, Detection, DiskMapping, Image, Task, BOOT_MODES,
+};
 use crate::oss::store::StoreError;
 use crate::ram::IMPORT_ROLE;
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
@@ -135,8 +145,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
     };
     let architecture = pick("Architecture", &["x86_64", "i386", "arm64"], "x86_64")?;
     let os_type = pick("OSType", &["linux", "windows"], "linux")?;
-    let boot_mode =
-        pick("BootMode", &["BIOS", "UEFI", "UEFI-Preferred"], if architecture == "arm64" { "UEFI" } else { "BIOS" })?;
+    let boot_mode = pick("BootMode", &BOOT_MODES, if architecture == "arm64" { "UEFI" } else { "BIOS" })?;
     if architecture == "arm64" && boot_mode == "BIOS" {
         return Err(err(400, "InvalidBootMode.NotSupport", "The arm64 architecture only supports the UEFI boot mode."));
     }
@@ -164,11 +173,10 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         Some(n) => n.to_string(),
         None => format!("import-{}", crate::util::random_alnum(8).to_ascii_lowercase()),
     };
-    if let Some(d) = params.get("Description").filter(|d| !d.is_empty()) {
-        if d.chars().count() > 256 || d.starts_with("http://") || d.starts_with("https://") {
-            return Err(err(400, "InvalidDescription.Malformed", "The specified Description is wrongly formed."));
-        }
-    }
+    let description = description_param(params, "Description")?;
+    // Tag.N (N 1-20), with TagResources' key and value rules, before anything is read or created.
+    // Tag.N (N 1-20), with TagResources' key and value rules, before anything is read or created.
+    let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
     let mappings = params.indexed("DiskDeviceMapping");
     if mappings.is_empty() {
         return Err(RpcError::missing_parameter("DiskDeviceMapping.1.OSSBucket"));
@@ -250,9 +258,11 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
             ));
         }
         // The header rules (see the module docs); a disk the engine cannot open is judged in the task.
+        // An object that cannot be read answers 500 `InternalError` (nothing is queued).
         let size = match probe::probe(&ctx.state, bucket, object, probe::Extent::HeadAndTail, false) {
             Ok(p) => rules::at_request(&p, size_gib, code).map_err(|b| err(b.status(), &b.code, b.message))?,
-            Err(_) => size_gib.unwrap_or(1),
+            Err(probe::ProbeError::Unreadable(_)) => return Err(RpcError::internal()),
+            Err(probe::ProbeError::Disk(_)) => size_gib.unwrap_or(1),
         };
         disks.push(DiskMapping {
             device: field("Device").map_or_else(|| format!("/dev/xvd{}", (b'a' + i as u8) as char), str::to_string),
@@ -263,11 +273,13 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
             ..Default::default()
         });
     }
-    let tags = super::tags::request_tags(params, &super::tags::CREATE_CODES)?;
     let mut db = inner.db();
-    if db.images.iter().any(|i| i.region == region && i.owner_alias == "self" && i.name == name) {
-        return Err(err(400, "InvalidImageName.Duplicated", format!("The specified ImageName {name} already exists.")));
+    // Again under the lock that records the image: a concurrent request with the same token may have made it.
+    if let Some(i) = by_client_token_in(&db, params, "ImportImage")? {
+        return Ok(json!({"ImageId": i.id, "TaskId": i.task_id.unwrap_or_default(), "RegionId": i.region}));
     }
+    name_free(&db, &region, &name)?;
+    check_room(inner, &db, &region)?;
     dry_run(params)?;
     let image_id = new_id("m-");
     let task_id = new_id("t-");
@@ -275,7 +287,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         id: image_id.clone(),
         region: region.clone(),
         name,
-        description: params.get("Description").unwrap_or("").to_string(),
+        description: description.unwrap_or_default(),
         status: "Waiting".into(),
         progress: 0,
         owner_alias: "self".into(),

@@ -81,18 +81,40 @@ pub(super) enum Extent {
 /// object's size, so ImportImage answers in milliseconds for a 4 GiB or a 2 TiB object alike. The object is one
 /// file: a VMDK descriptor naming extent files is refused without looking the names up, and no error text names
 /// a host path.
+/// Why a probe failed.
+#[derive(Debug)]
+pub(super) enum ProbeError {
+    /// The object could not be read (an I/O failure, or its stored segments do not make it up): not the upload's
+    /// fault. ImportImage answers 500 `InternalError`; the task reports `InvalidImageFormat.Malformed`.
+    Unreadable(String),
+    /// The disk engine read it and refused it (not a disk image, damaged, an unsupported feature).
+    Disk(String),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Unreadable(m) | ProbeError::Disk(m) => f.write_str(m),
+        }
+    }
+}
+
 pub(super) fn probe(
     state: &EmulatorState,
     bucket: &str,
     key: &str,
     extent: Extent,
     detect: bool,
-) -> Result<Probe, String> {
-    let unreadable = || format!("oss://{bucket}/{key} cannot be read");
+) -> Result<Probe, ProbeError> {
+    let unreadable = || ProbeError::Unreadable(format!("oss://{bucket}/{key} cannot be read"));
     let data = state.store.open_object(bucket, key).map_err(|_| unreadable())?;
     let (meta, files) = data.into_files();
     // The recorded segment sizes must make up the object: a shorter file would read as zeros past its end.
     if files.iter().map(|(_, len)| *len).sum::<u64>() != meta.size {
+        return Err(unreadable());
+    }
+    // And each segment's file must still hold its recorded length (a truncated or replaced file cannot be read).
+    if files.iter().any(|(f, len)| f.metadata().map_or(true, |m| !m.is_file() || m.len() < *len)) {
         return Err(unreadable());
     }
     let mut _tmp = None;
@@ -116,9 +138,12 @@ pub(super) fn probe(
         p
     };
     let options = imgport_disk::OpenOptions { extent_files: imgport_disk::ExtentFiles::Refuse, ..Default::default() };
-    imgport_disk::open(&path, &options)
-        .map(|image| facts(image.as_ref(), meta.size, detect))
-        .map_err(|e| open_failure(bucket, key, &e))
+    imgport_disk::open(&path, &options).map(|image| facts(image.as_ref(), meta.size, detect)).map_err(|e| {
+        match e.kind() {
+            imgport_disk::ErrorKind::Io => ProbeError::Unreadable(open_failure(bucket, key, &e)),
+            _ => ProbeError::Disk(open_failure(bucket, key, &e)),
+        }
+    })
 }
 
 /// A temporary file removed when dropped.
