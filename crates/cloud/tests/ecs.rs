@@ -222,3 +222,86 @@ async fn import_role_preflight_and_repair() {
     ecs(&emu).import_image(&request("with-role")).await.expect("imports now");
     emu.shutdown();
 }
+
+/// A role trusting another service is found and repaired; a custom policy granting the import's reads stands in
+/// for the system policy (read back with GetPolicy), one that lacks them does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_role_trust_and_custom_policies() {
+    use imgport_auth::rpc::{Signer, Transport};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = start(dir.path(), CloudSettings { import_seconds: 1.0, ..Default::default() });
+    let client = rpc(&emu, Service::Ram, imgport_cloud::role::VERSION, Style::RpcV1);
+    let call = |action: &'static str, params: Vec<(&'static str, String)>| {
+        let client = client.clone();
+        async move {
+            let p: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            client.call_with::<serde_json::Value>(action, &p, Transport::Form, Signer::Provider).await.expect(action)
+        }
+    };
+    let role = imgport_auth::policy::IMPORT_ROLE;
+    let other = imgport_auth::policy::ECS_TRUST_POLICY.replace("ecs.aliyuncs.com", "fc.aliyuncs.com");
+    call("CreateRole", vec![("RoleName", role.into()), ("AssumeRolePolicyDocument", other)]).await;
+    let roles = ram(&emu);
+    let problem = roles.check_import_role(None).await.expect("check");
+    assert!(matches!(problem, Some(RoleProblem::NotTrustedByEcs { .. })), "{problem:?}");
+    // Fix the trust by hand; a custom policy without GetObject is not enough.
+    let trust = imgport_auth::policy::ECS_TRUST_POLICY.to_string();
+    call("UpdateRole", vec![("RoleName", role.into()), ("NewAssumeRolePolicyDocument", trust)]).await;
+    let partial = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":["oss:GetBucket*"],"Resource":"*"}]}"#;
+    call("CreatePolicy", vec![("PolicyName", "partial".into()), ("PolicyDocument", partial.into())]).await;
+    let attach = |name: &'static str| {
+        vec![("PolicyType", "Custom".to_string()), ("PolicyName", name.to_string()), ("RoleName", role.to_string())]
+    };
+    call("AttachPolicyToRole", attach("partial")).await;
+    let problem = roles.check_import_role(None).await.expect("check");
+    assert!(matches!(problem, Some(RoleProblem::NoImportPolicy { .. })), "{problem:?}");
+    let full = r#"{"Version":"1","Statement":[{"Effect":"Allow","Action":"oss:Get*","Resource":"*"}]}"#;
+    call("CreatePolicy", vec![("PolicyName", "reads".into()), ("PolicyDocument", full.into())]).await;
+    call("AttachPolicyToRole", attach("reads")).await;
+    assert_eq!(roles.check_import_role(None).await.expect("check"), None);
+    emu.shutdown();
+
+    // A second account's untrusted role is repaired by create_import_role (UpdateRole, then the system policy).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = start(dir.path(), CloudSettings { import_seconds: 1.0, ..Default::default() });
+    let client = rpc(&emu, Service::Ram, imgport_cloud::role::VERSION, Style::RpcV1);
+    let other = imgport_auth::policy::ECS_TRUST_POLICY.replace("ecs.aliyuncs.com", "fc.aliyuncs.com");
+    client
+        .call_with::<serde_json::Value>(
+            "CreateRole",
+            &[("RoleName", role), ("AssumeRolePolicyDocument", &other)],
+            Transport::Form,
+            Signer::Provider,
+        )
+        .await
+        .expect("CreateRole");
+    let roles = ram(&emu);
+    let done = roles.create_import_role(None).await.expect("repair");
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert_eq!(roles.check_import_role(None).await.expect("check"), None);
+    emu.shutdown();
+}
+
+/// Listings follow the pages: five images listed two at a time come back whole, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_follow_every_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = start(dir.path(), CloudSettings { import_seconds: 0.2, seed_import_role: true, ..Default::default() });
+    upload_disk(&emu).await;
+    let ecs = ecs(&emu).with_page_size(2);
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(ecs.import_image(&request(&format!("paged-{n}"))).await.expect("import").image_id);
+    }
+    let filter = imgport_cloud::ecs::ImageFilter { owner_alias: Some("self".into()), ..Default::default() };
+    let mut listed: Vec<String> = ecs.images(&filter).await.expect("list").into_iter().map(|i| i.image_id).collect();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+    // The system catalogue too, across its pages.
+    let system = imgport_cloud::ecs::ImageFilter { owner_alias: Some("system".into()), ..Default::default() };
+    let all = ecs.images(&system).await.expect("system images");
+    let whole = ecs.clone().with_page_size(100).images(&system).await.expect("one page");
+    assert!(all.len() > 2 && all.len() == whole.len(), "{} vs {}", all.len(), whole.len());
+    emu.shutdown();
+}
