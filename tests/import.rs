@@ -30,7 +30,8 @@ fn import_cmd(home: &Path, config: &str, args: &[&str]) -> Command {
     import_cmd_raw(home, config, &all)
 }
 
-const FAST: &str = "[cloud]\nimport_seconds = 0.5\nseed_import_role = true\n";
+/// Fast imports; the local cloud's other defaults (the import role seeded) stay.
+const FAST: &str = "[cloud]\nimport_seconds = 0.5\n";
 
 fn run(home: &Path, config: &str, args: &[&str]) -> (i32, Value, String) {
     let out: Output = import_cmd(home, config, args).output().expect("imgport runs");
@@ -258,4 +259,98 @@ fn the_readme_demo_imports() {
     let list = import_cmd_raw(home.path(), FAST, &["images", "list"]).output().expect("runs");
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(list.status.success() && text.contains("demo") && text.contains("Available"), "{text}");
+}
+
+/// What a bad request, a misbehaving cloud or an interruption must not do: a request ECS would refuse is refused
+/// before anything is read (exit 2); an object at a chosen key is never overwritten; a failed task API does not
+/// fail an import whose image is fine; an earlier failed import of the same content does not block a rerun; a
+/// copy that failed is made by the rerun, which reuses the image; a partial failure prints one JSON document.
+#[test]
+fn imports_survive_bad_requests_and_a_misbehaving_cloud() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    for bad in [
+        vec!["--name", "1abc"],
+        vec!["--name", "ok-name", "--tag", "imgport:digest=x"],
+        vec!["--name", "ok-name", "--key", "a/../b"],
+        vec!["--name", "ok-name", "--no-wait", "--copy-to", "cn-shanghai"],
+        vec!["--name", "ok-name", "--boot-mode", "banana"],
+    ] {
+        let mut args = vec![good.as_str()];
+        args.extend(bad.iter().copied());
+        let (code, _, err) = run(home.path(), FAST, &args);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(!err.contains("upload "), "{bad:?} stopped before the upload: {err}");
+    }
+    // An object at a chosen key is not overwritten.
+    let (code, _, err) =
+        run(home.path(), FAST, &[&good, "--name", "keep", "--key", "mine/disk.qcow2", "--keep-object"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) =
+        run(home.path(), FAST, &[&guest("gpt-uefi-ext4"), "--name", "other", "--key", "mine/disk.qcow2"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    // The task API failing does not fail an import whose image becomes Available.
+    let broken_tasks =
+        format!("{FAST}[[faults.rules]]\noperation = \"DescribeTaskAttribute\"\nkind = \"internal_error\"\n");
+    let (code, out, err) =
+        run(home.path(), &broken_tasks, &[&guest("gpt-hybrid-ext4"), "--name", "tasks-down", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    // A failed import, then a rerun of the same content: the failed image is cleared away and the import succeeds.
+    let failing = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"create_failed\"\n");
+    let (code, _, err) = run(home.path(), &failing, &[&guest("deb-xfs"), "--name", "retry"]);
+    assert_eq!(code, 6, "{err}");
+    let (code, out, err) = run(home.path(), FAST, &[&guest("deb-xfs"), "--name", "retry", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["status"].as_str(), out["reused"].as_bool()), (Some("Available"), Some(false)), "{out}");
+    // A copy that fails: exit 8 with one JSON document holding the outcome; the rerun reuses the image and copies.
+    let copy_fails = format!("{FAST}[[faults.rules]]\noperation = \"CopyImage\"\nkind = \"create_failed\"\n");
+    let (code, out, err) =
+        run(home.path(), &copy_fails, &[&good, "--name", "spread", "--copy-to", "cn-shanghai", "--json"]);
+    assert_eq!(code, 8, "{err}");
+    assert_eq!(out["exit_code"], 8, "a single JSON document: {out}");
+    assert_eq!(out["outcome"]["copies"][0]["status"], "failed", "{out}");
+    let first = out["image_id"].as_str().expect("image id").to_string();
+    let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "spread", "--copy-to", "cn-shanghai", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["reused"].as_bool(), out["image_id"].as_str()), (Some(true), Some(first.as_str())), "{out}");
+    assert_eq!(out["copies"][0]["status"], "Available", "{out}");
+}
+
+/// Ctrl-C while copies are waited for cancels them (CancelCopyImage) and exits 130; the imported image stays.
+#[test]
+fn ctrl_c_during_the_copies_cancels_them() {
+    let home = tempdir();
+    let slow = "[cloud]\nimport_seconds = 0.5\ncopy_seconds = 60\n";
+    let mut child =
+        import_cmd(home.path(), slow, &[&guest("mbr-bios-ext4"), "--name", "copied", "--copy-to", "cn-beijing"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("imgport starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !seen.contains("in cn-beijing") {
+        assert!(Instant::now() < deadline, "never reached the copy: {seen}");
+        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
+        assert!(n > 0, "imgport ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let started = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = child.wait().expect("imgport ends");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(started.elapsed() < Duration::from_secs(20), "it stopped promptly");
+    assert!(rest.contains("cancelled the copy"), "{rest}");
+    let list = import_cmd_raw(home.path(), slow, &["images", "list", "--region", "cn-beijing", "--json"])
+        .output()
+        .expect("runs");
+    let copies: Value = serde_json::from_slice(&list.stdout).expect("JSON");
+    assert_eq!(copies.as_array().map(Vec::len), Some(0), "the copy is gone: {copies}");
 }

@@ -25,18 +25,28 @@ pub struct CloudArgs {
 }
 
 impl CloudArgs {
-    pub fn region(&self, env: &Env) -> String {
-        self.region
+    /// `--region`, else `ALIBABA_CLOUD_REGION_ID`, else cn-hangzhou. A region id becomes part of endpoint host
+    /// names, so anything but the shape of one (`cn-hangzhou`, `ap-southeast-1`) is refused.
+    pub fn region(&self, env: &Env) -> Result<String, String> {
+        let r = self
+            .region
             .clone()
             .or_else(|| env.get("ALIBABA_CLOUD_REGION_ID").map(str::to_string))
-            .unwrap_or_else(|| "cn-hangzhou".to_string())
+            .unwrap_or_else(|| "cn-hangzhou".to_string());
+        let shaped = r.len() <= 64
+            && r.split('-').count() >= 2
+            && r.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        if !shaped {
+            return Err(format!("{r:?} is not a region id (like cn-hangzhou or ap-southeast-1)"));
+        }
+        Ok(r)
     }
 
     /// The clients, and the local cloud when that is the one (it runs while the value lives). `bucket` is the
     /// import's bucket (the local cloud has its own).
     pub fn connect(&self, bucket: Option<&str>) -> Result<(Option<LocalCloud>, Clouds), String> {
         let env = Env::from_process();
-        let region = self.region(&env);
+        let region = self.region(&env)?;
         if self.cloud == "local" {
             let local = LocalCloud::start(&region)?;
             let clouds = local.clouds(&region)?;
@@ -101,7 +111,7 @@ impl LocalCloud {
         // Timing and fault injection for demos and tests, in `emulator serve --config`'s format; only its
         // `cloud` and `faults` sections apply (the folder, regions and keys stay the local cloud's own).
         if let Some(path) = std::env::var_os(LOCAL_CONFIG_VAR).filter(|p| !p.is_empty()) {
-            let file = imgport_emulator::FileConfig::load(std::path::Path::new(&path))
+            let file = imgport_emulator::FileConfig::load_over(std::path::Path::new(&path), &settings)
                 .map_err(|e| format!("{LOCAL_CONFIG_VAR}: {e}"))?;
             settings = file.cloud.unwrap_or(settings);
             faults = file.faults.unwrap_or_default();
@@ -136,6 +146,7 @@ impl LocalCloud {
             ram: Ram::new(ram),
             store: Arc::new(store),
             bucket: LOCAL_BUCKET.to_string(),
+            store_id: Some(format!("imgport-local-cloud:{}", local_cloud_dir().display())),
         })
     }
 }
@@ -173,5 +184,11 @@ fn alibaba_clouds(region: &str, bucket: &str, env: &Env) -> Result<Clouds, Strin
     for w in store.warnings() {
         note!("imgport: warning: {w}");
     }
-    Ok(Clouds { ecs: Ecs::new(ecs, region), ram: Ram::new(ram), store: Arc::new(store), bucket: bucket.to_string() })
+    Ok(Clouds {
+        ecs: Ecs::new(ecs, region),
+        ram: Ram::new(ram),
+        store: Arc::new(store),
+        bucket: bucket.to_string(),
+        store_id: None,
+    })
 }

@@ -513,19 +513,40 @@ async fn replace_disk(ecs: &Ecs, a: ReplaceDiskArgs) -> Result<(), CloudError> {
             a.instance
         )));
     }
+    // Before stopping anything: the image must be one the instance can take.
+    let image = ecs.image(&a.image).await?.ok_or_else(|| not_found(ecs, &a.image))?;
+    if !matches!(image.status.as_str(), "Available" | "Deprecated") {
+        return Err(CloudError::InvalidArgument(format!("{} is {}: not ready to use", a.image, image.status.as_str())));
+    }
     if was_running {
         ecs.set_instance_running(&a.instance, false).await?;
         wait_instance(ecs, &a.instance, "Stopped").await?;
         note!("imgport: stopped {}", a.instance);
     }
-    let disk = ecs.replace_system_disk(&a.instance, &a.image, a.size).await?;
-    outln!("{}: system disk {disk} from {}", a.instance, a.image);
+    let replaced = ecs.replace_system_disk(&a.instance, &a.image, a.size).await;
+    if let Ok(disk) = &replaced {
+        outln!("{}: system disk {disk} from {}", a.instance, a.image);
+    }
+    // Started again whatever happened: the instance was running when imgport found it.
     if was_running {
-        ecs.set_instance_running(&a.instance, true).await?;
-        wait_instance(ecs, &a.instance, "Running").await?;
+        start_again(ecs, &a.instance).await?;
         note!("imgport: started {}", a.instance);
     }
-    Ok(())
+    replaced.map(|_| ())
+}
+
+/// StartInstance, retried while the instance is still busy (a disk replacement takes a while), then waited for.
+async fn start_again(ecs: &Ecs, id: &str) -> Result<(), CloudError> {
+    for _ in 0..60 {
+        match ecs.set_instance_running(id, true).await {
+            Err(e) if e.code() == Some("IncorrectInstanceStatus") => tokio::time::sleep(Duration::from_secs(5)).await,
+            r => {
+                r?;
+                return wait_instance(ecs, id, "Running").await;
+            }
+        }
+    }
+    Err(CloudError::InvalidArgument(format!("{id} could not be started again within 5 minutes: start it by hand")))
 }
 
 /// Polls the instance until it reaches `status` (bounded: 10 minutes).

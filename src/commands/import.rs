@@ -75,9 +75,6 @@ pub struct Args {
     /// Create or repair the import role (AliyunECSImageImportDefaultRole) as the console does.
     #[arg(long)]
     create_role: bool,
-    /// Import again even if an image of that name holds the same content.
-    #[arg(long)]
-    force: bool,
     /// Keep the uploaded object after the import.
     #[arg(long)]
     keep_object: bool,
@@ -128,6 +125,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// The values in their first order, each once.
+fn dedup(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
 fn spec(args: &Args) -> ImportSpec {
     ImportSpec {
         image: args.image.clone(),
@@ -150,10 +158,9 @@ fn spec(args: &Args) -> ImportSpec {
         skip_validation: args.skip_validation,
         strict: args.strict,
         create_role: args.create_role,
-        force: args.force,
         wait: (!args.no_wait).then(|| WaitOptions { timeout: args.timeout, ..Default::default() }),
-        copy_to: args.copy_to.clone(),
-        share_with: args.share_with.clone(),
+        copy_to: dedup(&args.copy_to),
+        share_with: dedup(&args.share_with),
         part_size: args.part_size,
         concurrency: args.concurrency,
         state_dir: imgport_storage::state::default_dir(),
@@ -242,6 +249,8 @@ fn summary(o: &ImportOutcome) {
     outln!("  oss://{}/{} {object}; digest {}", o.bucket, o.key, o.digest);
 }
 
+/// The one document `--json` prints when the import fails: the error, the exit code, the service's code and the
+/// fix when known, the image when there is one (a timeout or a partial success), and the blocking findings.
 #[derive(serde::Serialize)]
 struct JsonError<'a> {
     error: String,
@@ -249,11 +258,25 @@ struct JsonError<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     fix: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a ImportOutcome>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    findings: Vec<String>,
 }
 
 pub fn run(args: Args) -> u8 {
-    let region = args.cloud.region(&Env::from_process());
+    let region = match args.cloud.region(&Env::from_process()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 2;
+        }
+    };
     if args.cloud.cloud != "local" && args.bucket.is_none() {
         eprintln!("imgport: error: --bucket is required: an OSS bucket in {region} to upload through");
         return 2;
@@ -303,27 +326,54 @@ pub fn run(args: Args) -> u8 {
 }
 
 fn report_failure(e: &ImportError, json: bool) -> u8 {
-    let code = e.exit_code();
-    let (service_code, fix) = match e {
-        ImportError::Import(c) | ImportError::TimedOut { error: c, .. } => (c.code(), c.advice().map(|a| a.fix)),
-        ImportError::Preflight { source: Some(c), .. } => (c.code(), c.advice().map(|a| a.fix)),
-        _ => (None, None),
+    // Stopped by a signal: 128 + its number, whatever the error says.
+    let code = match (e, crate::signals::received()) {
+        (ImportError::Interrupted { .. }, Some(_)) => crate::signals::exit_code(),
+        _ => e.exit_code(),
     };
-    if let ImportError::Partial { outcome, .. } = e {
+    let cloud = match e {
+        ImportError::Import(c) | ImportError::TimedOut { error: c, .. } => Some(c),
+        ImportError::Preflight { source: Some(c), .. } => Some(c),
+        _ => None,
+    };
+    let advice = cloud.and_then(|c| c.advice());
+    let findings: Vec<String> = match e {
+        ImportError::Validation { report, .. } => report
+            .findings
+            .iter()
+            .filter(|f| f.is_blocking(false))
+            .map(|f| {
+                let fix = f.fix.as_ref().map(|x| format!(" -- fix: {x}")).unwrap_or_default();
+                format!("{}: {}{fix}", f.id, f.message)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if json {
+        let (image_id, outcome) = match e {
+            ImportError::TimedOut { image_id, .. } => (Some(image_id.as_str()), None),
+            ImportError::Partial { outcome, .. } => (Some(outcome.image_id.as_str()), Some(outcome.as_ref())),
+            _ => (None, None),
+        };
+        print_json(&JsonError {
+            error: e.to_string(),
+            exit_code: code,
+            code: cloud.and_then(|c| c.code()),
+            cause: advice.map(|a| a.cause),
+            fix: advice.map(|a| a.fix),
+            image_id,
+            outcome,
+            findings: findings.clone(),
+        });
+    } else if let ImportError::Partial { outcome, .. } = e {
         summary(outcome);
     }
-    if json {
-        print_json(&JsonError { error: e.to_string(), exit_code: code, code: service_code, fix });
-    }
     eprintln!("imgport: error: {e}");
-    if let (Some(fix), ImportError::Import(_)) = (fix, e) {
-        eprintln!("  fix: {fix}");
+    if let (Some(a), ImportError::Import(_) | ImportError::TimedOut { .. }) = (advice, e) {
+        eprintln!("  cause: {}\n  fix: {}", a.cause, a.fix);
     }
-    if let ImportError::Validation { report, .. } = e {
-        for f in report.findings.iter().filter(|f| f.is_blocking(false)) {
-            let fix = f.fix.as_ref().map(|x| format!(" -- fix: {x}")).unwrap_or_default();
-            eprintln!("  {}: {}{fix}", f.id, f.message);
-        }
+    for f in &findings {
+        eprintln!("  {f}");
     }
     code
 }

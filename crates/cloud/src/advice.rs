@@ -91,7 +91,7 @@ pub fn for_code(code: &str) -> Option<Advice> {
         // The image's parameters.
         "InvalidImageName.Duplicated" => fixed(
             "an image of that name already exists in the region",
-            "pick another --name, or --replace to swap it once the new image is ready",
+            "pick another --name, or delete the other image first (imgport images delete ID)",
         ),
         "InvalidImageName.Malformed" => fixed(
             "the image name is not allowed: 2-128 characters, starting with a letter, not with aliyun or acs: or \
@@ -146,7 +146,7 @@ pub fn for_code(code: &str) -> Option<Advice> {
         "InvalidTagCount" | "InvalidTag.Count" => fixed("at most 20 tags fit on a resource", "use fewer tags"),
         "IdempotentParameterMismatch" => fixed(
             "a request with the same ClientToken but other parameters was made before",
-            "rerun with the same parameters, or with --force for a new import",
+            "rerun with the same parameters; for other parameters use another --name",
         ),
         // Quotas, account and service state.
         "QuotaExceed.Image" => fixed(
@@ -166,7 +166,7 @@ pub fn for_code(code: &str) -> Option<Advice> {
         }
         "ImageUsingByInstance" => fixed(
             "instances run this image",
-            "release or re-image them, or --force (the instances keep running but cannot re-initialise their disk)",
+            "release or re-image them, or `imgport images delete ID --force` (the instances keep running but cannot re-initialise their disk)",
         ),
         "ImageUseShared" => fixed(
             "the image is shared with other accounts",

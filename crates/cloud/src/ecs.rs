@@ -251,6 +251,9 @@ impl Ecs {
         }
         p.tags(&r.tags);
         let mut answer: Imported = self.call("ImportImage", p).await?;
+        if answer.image_id.is_empty() {
+            return Err(CloudError::InvalidArgument("ImportImage answered no ImageId".into()));
+        }
         if answer.region_id.is_empty() {
             answer.region_id = self.region.clone();
         }

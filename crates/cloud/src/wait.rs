@@ -67,6 +67,9 @@ pub async fn wait_image(
     events: &WaitEventFn,
 ) -> Result<Image, CloudError> {
     let region = ecs.region().to_string();
+    if image_id.is_empty() {
+        return Err(CloudError::InvalidArgument("no image id to wait for".into()));
+    }
     let start = Instant::now();
     let mut interval = opts.first_poll;
     let (mut missing, mut failures) = (0u32, 0u32);
@@ -151,11 +154,14 @@ enum Poll {
     Missing(Option<crate::model::Task>),
 }
 
+/// The image, and its task when there is one. The image decides: a task call that fails (the task API busy or
+/// broken while the image is fine) leaves the task out instead of failing the poll.
 async fn poll(ecs: &Ecs, image_id: &str, task_id: Option<&str>) -> Result<Poll, CloudError> {
     let image = ecs.image(image_id).await?;
-    let task = match task_id {
-        Some(t) => Some(ecs.task(t).await?),
-        None => None,
+    let task = match (task_id, &image) {
+        (Some(_), Some(i)) if !i.status.in_flight() => None,
+        (Some(t), _) => ecs.task(t).await.ok(),
+        (None, _) => None,
     };
     Ok(match image {
         Some(i) => Poll::Image(Box::new(i), task),

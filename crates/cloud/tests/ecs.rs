@@ -198,7 +198,7 @@ async fn failures_timeouts_and_cancels_end_the_wait() {
     // API errors carry advice.
     let e = ecs.import_image(&request("failing")).await.expect_err("the failed image still holds the name");
     assert_eq!(e.code(), Some("InvalidImageName.Duplicated"), "{e}");
-    assert!(e.advice().is_some_and(|a| a.fix.contains("--replace")), "{e}");
+    assert!(e.advice().is_some_and(|a| a.fix.contains("images delete")), "{e}");
     emu.shutdown();
 }
 

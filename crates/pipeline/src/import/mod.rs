@@ -6,7 +6,9 @@
 //! (DescribeRegions), the bucket exists in the import region, the import role lets ECS read it (or, with
 //! `create_role`, is made so and checked again until RAM's change shows, bounded), and no image of that name
 //! exists. An image of that name made from the same content (its `imgport:digest` tag) that is Available is
-//! reported as reused instead: nothing is uploaded or imported (unless `force`).
+//! reported as reused instead: nothing is uploaded or imported, and copies and shares an earlier run did not finish
+//! are made. An earlier run's CreateFailed image of the same content is deleted; any other image of the name stops
+//! the import. A `key` the user chose must not hold an object yet.
 //!
 //! **Idempotency**: the ClientToken is derived from the content digest, name and region, so a retried or rerun
 //! ImportImage answers the image the first one created.
@@ -19,11 +21,12 @@
 
 pub mod plan;
 
+use imgport_cloud::ecs::Imported;
 use imgport_cloud::ecs::{CopyRequest, ImageFilter, ImportDisk, ImportRequest};
 use imgport_cloud::model::{Image, ImageStatus};
 use imgport_cloud::role::Ram;
 use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
-use imgport_cloud::{CloudError, Ecs};
+use imgport_cloud::{CloudError, Ecs, ErrorKind};
 use imgport_disk::{open, Control, DiskImage, OpenOptions, WriteOptions};
 use imgport_storage::upload::{self, Summary, UploadError, UploadOptions};
 use imgport_storage::{Client, EventFn, ObjectStore, UploadEvent};
@@ -61,8 +64,6 @@ pub struct ImportSpec {
     pub strict: bool,
     /// Create or repair the import role when it is missing or wrong.
     pub create_role: bool,
-    /// Import again even when an image of that name holds the same content.
-    pub force: bool,
     /// `None`: register and return without waiting.
     pub wait: Option<WaitOptions>,
     pub copy_to: Vec<String>,
@@ -82,6 +83,9 @@ pub struct Clouds {
     pub ram: Ram,
     pub store: Arc<Client>,
     pub bucket: String,
+    /// Names the store in the upload's resume state; unset: its endpoint URL. The local cloud listens on a new
+    /// port each run, so it names itself by its folder instead, and an interrupted upload resumes.
+    pub store_id: Option<String>,
 }
 
 /// An import's steps, in order.
@@ -143,6 +147,8 @@ pub struct CopyOutcome {
     pub status: String,
     /// Why the copy failed, when it did.
     pub error: Option<String>,
+    /// The region already held an Available image of this name and content: no copy was made.
+    pub reused: bool,
 }
 
 /// What an import did.
@@ -181,6 +187,9 @@ pub enum ImportError {
     Validation { errors: usize, warnings: usize, report: Box<Report> },
     #[error("{0}")]
     Parameters(#[from] plan::Contradiction),
+    /// A request ECS or OSS would refuse (name, tags, key, sizes), found before anything is read or uploaded.
+    #[error("{0}")]
+    Invalid(#[from] plan::Invalid),
     /// A check before the upload failed: `message` says why and how to fix it.
     #[error("{message}")]
     Preflight { message: String, source: Option<CloudError> },
@@ -203,7 +212,7 @@ impl ImportError {
     /// The process exit code the import command documents for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ImportError::Input(_) | ImportError::Parameters(_) => 2,
+            ImportError::Input(_) | ImportError::Parameters(_) | ImportError::Invalid(_) => 2,
             ImportError::Validation { .. } => 3,
             ImportError::Preflight { .. } => 4,
             ImportError::Upload { .. } => 5,
@@ -275,6 +284,17 @@ pub async fn import(
 ) -> Result<ImportOutcome, ImportError> {
     let mut run = Run { spec, clouds, events, cancel, steps: Vec::new(), started: Instant::now() };
     let region = clouds.ecs.region().to_string();
+    plan::check_request(
+        &spec.name,
+        spec.description.as_deref(),
+        spec.family.as_deref(),
+        &spec.tags,
+        spec.key.as_deref(),
+        spec.overrides.disk_size_gib,
+    )?;
+    if spec.wait.is_none() && !(spec.copy_to.is_empty() && spec.share_with.is_empty()) {
+        return Err(plan::Invalid("--copy-to and --share-with need the image Available: drop --no-wait".into()).into());
+    }
 
     // Validate and digest.
     run.start(Step::Validate);
@@ -337,15 +357,27 @@ pub async fn import(
         warnings,
     };
 
+    let mut tags = spec.tags.clone();
+    tags.push((DIGEST_TAG.into(), digest.clone()));
+    tags.push((VERSION_TAG.into(), spec.version.clone()));
+
     // Preflight.
     run.start(Step::Preflight);
-    if let Some(existing) = preflight(&mut run, &digest).await? {
+    if let Some(existing) = preflight(&mut run, &digest, &key).await? {
         outcome.image_id = existing.image_id.clone();
         outcome.status = existing.status.as_str().to_string();
         outcome.reused = true;
         outcome.upload = None;
         run.done(Step::Preflight, format!("{} already holds this content: nothing to upload", existing.image_id));
-        outcome.steps = run.steps;
+        // Copies and shares a earlier run did not finish are made now (regions that hold the content are reused).
+        let failed = match &spec.wait {
+            Some(wait) => distribute_step(&mut run, &existing, wait, &tags, &mut outcome).await?,
+            None => 0,
+        };
+        outcome.steps = std::mem::take(&mut run.steps);
+        if failed > 0 {
+            return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
+        }
         return Ok(outcome);
     }
     run.done(Step::Preflight, "credentials, region, bucket, import role and name checked");
@@ -358,9 +390,6 @@ pub async fn import(
 
     // Register.
     run.start(Step::Register);
-    let mut tags = spec.tags.clone();
-    tags.push((DIGEST_TAG.into(), digest.clone()));
-    tags.push((VERSION_TAG.into(), spec.version.clone()));
     let request = ImportRequest {
         image_name: spec.name.clone(),
         description: spec.description.clone(),
@@ -383,10 +412,23 @@ pub async fn import(
     };
     let imported = match clouds.ecs.import_image(&request).await {
         Ok(i) => i,
-        Err(e) => {
-            outcome.object_deleted = delete_object(&run, &key).await;
-            return Err(ImportError::Import(e));
-        }
+        Err(e) => match registered_anyway(&run, &digest).await {
+            // The answer was lost but the image exists (the request did arrive): go on with it.
+            Some(found) if found.tag(DIGEST_TAG) == Some(digest.as_str()) && e.kind() == ErrorKind::Transport => {
+                let task = clouds.ecs.tasks_of(&found.image_id).await.ok().and_then(|t| t.into_iter().next());
+                Imported {
+                    image_id: found.image_id,
+                    task_id: task.map(|t| t.task_id).unwrap_or_default(),
+                    region_id: region.clone(),
+                }
+            }
+            // Another image of the name exists (a concurrent run): it may be reading the object, keep it.
+            Some(_) => return Err(ImportError::Import(e)),
+            None => {
+                outcome.object_deleted = delete_object(&run, &key).await.is_ok();
+                return Err(ImportError::Import(e));
+            }
+        },
     };
     outcome.image_id = imported.image_id.clone();
     outcome.task_id = Some(imported.task_id.clone()).filter(|t| !t.is_empty());
@@ -412,11 +454,18 @@ pub async fn import(
     };
     let image = match waited {
         Ok(i) => i,
-        Err(e) if e.kind() == imgport_cloud::ErrorKind::TimedOut => {
+        // Out of time, or the cloud unreachable for a while: the import may still be running and reading the
+        // object, so both stay.
+        Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
             return Err(ImportError::TimedOut { image_id: imported.image_id.clone(), error: e })
         }
         Err(e) => {
-            delete_object(&run, &key).await;
+            // The image failed: ECS no longer needs the object, and the failed image (this run's) would block
+            // a rerun under the same name.
+            let _ = delete_object(&run, &key).await;
+            if e.kind() == ErrorKind::CreateFailed {
+                let _ = clouds.ecs.delete_image(&imported.image_id, false).await;
+            }
             return Err(ImportError::Import(e));
         }
     };
@@ -428,12 +477,21 @@ pub async fn import(
     if spec.keep_object {
         run.done(Step::Cleanup, format!("kept oss://{}/{key}", clouds.bucket));
     } else {
-        outcome.object_deleted = delete_object(&run, &key).await;
-        run.done(Step::Cleanup, format!("deleted oss://{}/{key}", clouds.bucket));
+        match delete_object(&run, &key).await {
+            Ok(()) => {
+                outcome.object_deleted = true;
+                run.done(Step::Cleanup, format!("deleted oss://{}/{key}", clouds.bucket));
+            }
+            Err(e) => {
+                let what = format!("could not delete oss://{}/{key} ({e}); delete it with ossutil rm", clouds.bucket);
+                outcome.warnings.push(what.clone());
+                run.done(Step::Cleanup, what);
+            }
+        }
     }
 
     // Distribute.
-    let failed = distribute(&mut run, &image, wait, &tags, &mut outcome).await;
+    let failed = distribute_step(&mut run, &image, wait, &tags, &mut outcome).await?;
     outcome.steps = std::mem::take(&mut run.steps);
     if failed > 0 {
         return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
@@ -463,11 +521,18 @@ fn explain(what: &str, e: &CloudError) -> String {
 }
 
 /// The checks before the upload; an Available image of the name with the same content is answered for reuse.
-async fn preflight(run: &mut Run<'_>, digest: &str) -> Result<Option<Image>, ImportError> {
+async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Result<Option<Image>, ImportError> {
     let (spec, clouds) = (run.spec, run.clouds);
     let region = clouds.ecs.region().to_string();
     let regions = clouds.ecs.regions().await.map_err(|e| {
-        let m = explain("the credentials do not work with ECS", &e);
+        let m = if e.kind() == ErrorKind::Credentials {
+            format!(
+                "no usable credentials: {e}; fix: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
+                 or configure a profile (aliyun configure); `imgport auth whoami` shows what imgport finds"
+            )
+        } else {
+            explain("the credentials do not work with ECS", &e)
+        };
         preflight_error(m, Some(e))
     })?;
     if !regions.iter().any(|r| r == &region) {
@@ -475,6 +540,20 @@ async fn preflight(run: &mut Run<'_>, digest: &str) -> Result<Option<Image>, Imp
             format!("ECS does not serve region {region} for this account (it serves {})", regions.join(", ")),
             None,
         ));
+    }
+    for dest in &spec.copy_to {
+        if dest == &region {
+            return Err(preflight_error(format!("--copy-to {dest}: the image is imported there already"), None));
+        }
+        if !regions.contains(dest) {
+            return Err(preflight_error(
+                format!(
+                    "--copy-to {dest}: not a region ECS serves for this account (it serves {})",
+                    regions.join(", ")
+                ),
+                None,
+            ));
+        }
     }
     match clouds.store.bucket_region().await {
         Ok(r) if r == region => {}
@@ -497,6 +576,23 @@ async fn preflight(run: &mut Run<'_>, digest: &str) -> Result<Option<Image>, Imp
                 ),
                 None,
             ))
+        }
+    }
+    // A key the user chose must not hold an object already: imgport would overwrite it, then delete it.
+    if spec.key.is_some() {
+        match clouds.store.head_object(key).await {
+            Ok(_) => {
+                return Err(preflight_error(
+                    format!(
+                        "oss://{}/{key} already exists: imgport would overwrite it and delete it after the import; \
+                         fix: choose another --key, or leave --key out (imgport derives one from the content)",
+                        clouds.bucket
+                    ),
+                    None,
+                ))
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(preflight_error(format!("cannot check oss://{}/{key}: {e}", clouds.bucket), None)),
         }
     }
     let role_problem = clouds.ram.check_import_role(None).await.map_err(|e| {
@@ -538,21 +634,49 @@ async fn preflight(run: &mut Run<'_>, digest: &str) -> Result<Option<Image>, Imp
         .collect();
     if let Some(i) = same_name.first() {
         let same = i.tag(DIGEST_TAG) == Some(digest);
-        if same && !spec.force && matches!(i.status, ImageStatus::Available | ImageStatus::Deprecated) {
-            return Ok(Some(i.clone()));
+        match (&i.status, same) {
+            (ImageStatus::Available | ImageStatus::Deprecated, true) => return Ok(Some(i.clone())),
+            // An earlier run's failed import of this very content: imgport made it, it is of no use, and it
+            // holds the name.
+            (ImageStatus::CreateFailed, true) => {
+                clouds.ecs.delete_image(&i.image_id, false).await.map_err(|e| {
+                    let m = explain(&format!("cannot delete the failed image {} of an earlier run", i.image_id), &e);
+                    preflight_error(m, Some(e))
+                })?;
+                run.emit(ImportEvent::StepDone {
+                    step: Step::Preflight,
+                    seconds: 0.0,
+                    detail: format!("deleted {}, an earlier run's failed import of this content", i.image_id),
+                });
+            }
+            (s, true) if s.in_flight() => {
+                return Err(preflight_error(
+                    format!(
+                        "{} ({:?}) is already importing this content ({}); fix: wait for it (imgport images wait {}) \
+                         or cancel it (imgport images cancel {})",
+                        i.image_id,
+                        spec.name,
+                        s.as_str(),
+                        i.image_id,
+                        i.image_id
+                    ),
+                    None,
+                ))
+            }
+            (s, _) => {
+                return Err(preflight_error(
+                    format!(
+                        "an image named {:?} with other content already exists in {region}: {} ({}); fix: choose \
+                         another --name, or delete it first (imgport images delete {})",
+                        spec.name,
+                        i.image_id,
+                        s.as_str(),
+                        i.image_id
+                    ),
+                    None,
+                ))
+            }
         }
-        let why = if same { " (the same content; --force does not replace an image)" } else { "" };
-        return Err(preflight_error(
-            format!(
-                "an image named {:?} already exists in {region}: {} ({}){why}; fix: choose another --name, or delete \
-                 it first (imgport images delete {})",
-                spec.name,
-                i.image_id,
-                i.status.as_str(),
-                i.image_id
-            ),
-            None,
-        ));
     }
     Ok(None)
 }
@@ -564,7 +688,7 @@ async fn upload_image(run: &Run<'_>, how: Upload, key: &str) -> Result<Summary, 
     let opts = UploadOptions {
         source: spec.image.clone(),
         key: key.to_string(),
-        endpoint_id: clouds.store.config().endpoint.url(),
+        endpoint_id: clouds.store_id.clone().unwrap_or_else(|| clouds.store.config().endpoint.url()),
         url: format!("oss://{}/{key}", clouds.bucket),
         part_size: spec.part_size,
         min_part_size: if clouds.store.config().flavor.is_oss() { 100 << 10 } else { 5 << 20 },
@@ -608,12 +732,21 @@ async fn upload_image(run: &Run<'_>, how: Upload, key: &str) -> Result<Summary, 
     }
 }
 
-/// Deletes the uploaded object unless the spec keeps it; whether it is gone.
-async fn delete_object(run: &Run<'_>, key: &str) -> bool {
+/// Deletes the uploaded object unless the spec keeps it (then `Err` says so).
+async fn delete_object(run: &Run<'_>, key: &str) -> Result<(), String> {
     if run.spec.keep_object {
-        return false;
+        return Err("kept (--keep-object)".into());
     }
-    run.clouds.store.delete_object(key).await.is_ok()
+    run.clouds.store.delete_object(key).await.map_err(|e| e.to_string())
+}
+
+/// After a failed ImportImage: an own image of the spec's name, if one exists (the request may have arrived and
+/// only its answer was lost, or a concurrent run registered it).
+async fn registered_anyway(run: &Run<'_>, _digest: &str) -> Option<Image> {
+    let filter =
+        ImageFilter { image_name: Some(run.spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
+    let found = run.clouds.ecs.images(&filter).await.ok()?;
+    found.into_iter().find(|i| i.image_name == run.spec.name)
 }
 
 /// After an interruption during the wait: cancels the import's task (ECS removes the unfinished image) and
@@ -626,7 +759,7 @@ async fn cancel_import(run: &Run<'_>, task_id: &str, key: &str) -> String {
             Err(e) => done.push(format!("could not cancel task {task_id}: {e}")),
         }
     }
-    if delete_object(run, key).await {
+    if delete_object(run, key).await.is_ok() {
         done.push(format!("deleted oss://{}/{key}", run.clouds.bucket));
     }
     if done.is_empty() {
@@ -636,83 +769,176 @@ async fn cancel_import(run: &Run<'_>, task_id: &str, key: &str) -> String {
     }
 }
 
-/// Copies into each `copy_to` region (all started at once, each waited for in its region) and shares the image
-/// and its copies; the number of copies and shares that failed.
+/// What distribution did.
+struct Distributed {
+    copies: Vec<CopyOutcome>,
+    shared_with: Vec<String>,
+    warnings: Vec<String>,
+    failed: usize,
+}
+
+/// Copies into each `copy_to` region (all started at once, each waited for in its region; a region that already
+/// holds an Available image of this name and content is reused) and shares the image and its copies. Copies
+/// started are recorded in `started`, so that an interruption can cancel them.
 async fn distribute(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
     image: &Image,
     wait: &WaitOptions,
     tags: &[(String, String)],
-    outcome: &mut ImportOutcome,
-) -> usize {
+    digest: &str,
+    started: &std::sync::Mutex<Vec<(String, String)>>,
+) -> Distributed {
     let (spec, clouds) = (run.spec, run.clouds);
-    if spec.copy_to.is_empty() && spec.share_with.is_empty() {
-        return 0;
-    }
-    run.start(Step::Distribute);
-    let mut failed = 0;
     let wait_events: WaitEventFn = {
         let events = run.events.clone();
         Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
     };
     let copies = spec.copy_to.iter().map(|dest| {
         let (ecs, wait_events) = (clouds.ecs.clone(), wait_events.clone());
-        let request = CopyRequest {
+        let mut request = CopyRequest {
             image_id: image.image_id.clone(),
             destination_region: dest.clone(),
             destination_name: Some(spec.name.clone()),
             destination_description: spec.description.clone(),
             tags: tags.to_vec(),
-            client_token: Some(plan::client_token(&outcome.digest, &spec.name, dest)),
+            client_token: Some(plan::client_token(digest, &spec.name, dest)),
             ..Default::default()
         };
         async move {
-            let id = ecs.copy_image(&request).await?;
             let there = ecs.in_region(&request.destination_region);
+            match same_content(&there, &spec.name, digest).await {
+                Some(done) if !done.status.in_flight() && done.status != ImageStatus::CreateFailed => {
+                    return Ok((done.image_id.clone(), Ok(done), true))
+                }
+                // An earlier run's copy still under way: wait for it.
+                Some(going) if going.status.in_flight() => {
+                    let done = wait_image(&there, &going.image_id, None, wait, &wait_events).await;
+                    return Ok((going.image_id, done, true));
+                }
+                // An earlier run's failed copy: remove it, and copy again under a token of its own (the old one
+                // would answer the failed copy).
+                Some(failed) => {
+                    there.delete_image(&failed.image_id, false).await?;
+                    let salted = format!("{}:{}", request.destination_region, failed.image_id);
+                    request.client_token = Some(plan::client_token(digest, &spec.name, &salted));
+                }
+                None => {}
+            }
+            let id = ecs.copy_image(&request).await?;
+            started.lock().unwrap_or_else(|p| p.into_inner()).push((request.destination_region.clone(), id.clone()));
             let done = wait_image(&there, &id, None, wait, &wait_events).await;
-            Ok::<_, CloudError>((id, done))
+            Ok::<_, CloudError>((id, done, false))
         }
     });
     let results = join_all(copies.collect()).await;
+    let mut out = Distributed { copies: Vec::new(), shared_with: Vec::new(), warnings: Vec::new(), failed: 0 };
     let mut available: Vec<(String, String)> = Vec::new();
     for (dest, r) in spec.copy_to.iter().zip(results) {
         let c = match r {
-            Ok((id, Ok(img))) => {
+            Ok((id, Ok(img), reused)) => {
                 available.push((dest.clone(), id.clone()));
-                CopyOutcome { region: dest.clone(), image_id: id, status: img.status.as_str().into(), error: None }
+                let status = img.status.as_str().to_string();
+                CopyOutcome { region: dest.clone(), image_id: id, status, error: None, reused }
             }
-            Ok((id, Err(e))) => {
-                failed += 1;
-                CopyOutcome { region: dest.clone(), image_id: id, status: "failed".into(), error: Some(e.to_string()) }
+            Ok((id, Err(e), _)) => {
+                out.failed += 1;
+                let error = Some(e.to_string());
+                CopyOutcome { region: dest.clone(), image_id: id, status: "failed".into(), error, reused: false }
             }
             Err(e) => {
-                failed += 1;
+                out.failed += 1;
                 let error = Some(explain("CopyImage", &e));
-                CopyOutcome { region: dest.clone(), image_id: String::new(), status: "failed".into(), error }
+                CopyOutcome {
+                    region: dest.clone(),
+                    image_id: String::new(),
+                    status: "failed".into(),
+                    error,
+                    reused: false,
+                }
             }
         };
-        outcome.copies.push(c);
+        out.copies.push(c);
     }
     if !spec.share_with.is_empty() {
         let mut targets = vec![(clouds.ecs.region().to_string(), image.image_id.clone())];
         targets.extend(available);
+        let mut all_shared = true;
         for (region, id) in targets {
             if let Err(e) = clouds.ecs.in_region(&region).share(&id, &spec.share_with, &[]).await {
-                failed += 1;
-                outcome.warnings.push(explain(&format!("sharing {id} in {region}"), &e));
+                out.failed += 1;
+                all_shared = false;
+                out.warnings.push(explain(&format!("sharing {id} in {region}"), &e));
             }
         }
-        if failed == 0 {
-            outcome.shared_with = spec.share_with.clone();
+        if all_shared {
+            out.shared_with = spec.share_with.clone();
         }
     }
+    out
+}
+
+/// An own image of `name` carrying this content digest in `ecs`'s region, in any status.
+async fn same_content(ecs: &Ecs, name: &str, digest: &str) -> Option<Image> {
+    let filter =
+        ImageFilter { image_name: Some(name.to_string()), owner_alias: Some("self".into()), ..Default::default() };
+    let found = ecs.images(&filter).await.ok()?;
+    found.into_iter().find(|i| i.image_name == name && i.tag(DIGEST_TAG) == Some(digest))
+}
+
+/// After an interruption during distribution: cancels the copies still under way; says what was done.
+async fn cancel_copies(run: &Run<'_>, started: &std::sync::Mutex<Vec<(String, String)>>) -> String {
+    let list = started.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut done = Vec::new();
+    for (region, id) in list {
+        let there = run.clouds.ecs.in_region(&region);
+        let in_flight = there.image(&id).await.ok().flatten().is_some_and(|i| i.status.in_flight());
+        if in_flight {
+            match there.cancel_copy(&id).await {
+                Ok(()) => done.push(format!("cancelled the copy {id} in {region}")),
+                Err(e) => done.push(format!("could not cancel the copy {id} in {region}: {e}")),
+            }
+        }
+    }
+    if done.is_empty() {
+        "the image is Available; no copy was under way".into()
+    } else {
+        format!("the image is Available; {}", done.join(", "))
+    }
+}
+
+/// Runs distribution (when there is any) as a step, cancellable; fills `outcome`; the number of failures.
+async fn distribute_step(
+    run: &mut Run<'_>,
+    image: &Image,
+    wait: &WaitOptions,
+    tags: &[(String, String)],
+    outcome: &mut ImportOutcome,
+) -> Result<usize, ImportError> {
+    if run.spec.copy_to.is_empty() && run.spec.share_with.is_empty() {
+        return Ok(0);
+    }
+    run.start(Step::Distribute);
+    let started = std::sync::Mutex::new(Vec::new());
+    let digest = outcome.digest.clone();
+    let done = {
+        let run_ref: &Run<'_> = run;
+        tokio::select! {
+            d = distribute(run_ref, image, wait, tags, &digest, &started) => d,
+            _ = run_ref.cancelled() => {
+                let cleanup = cancel_copies(run_ref, &started).await;
+                return Err(ImportError::Interrupted { cleanup });
+            }
+        }
+    };
+    outcome.copies = done.copies;
+    outcome.shared_with = done.shared_with;
+    outcome.warnings.extend(done.warnings);
     let copies = match outcome.copies.len() {
         1 => "1 copy".to_string(),
         n => format!("{n} copies"),
     };
-    let detail = format!("{copies}, shared with {} account(s)", outcome.shared_with.len());
-    run.done(Step::Distribute, detail);
-    failed
+    run.done(Step::Distribute, format!("{copies}, shared with {} account(s)", outcome.shared_with.len()));
+    Ok(done.failed)
 }
 
 /// Runs the futures concurrently and answers their results in order.

@@ -68,8 +68,121 @@ pub struct Contradiction {
     pub reason: String,
 }
 
+/// A value ECS would refuse, found before anything is read or uploaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+/// The user tags an import may carry: ECS takes 20 per image and imgport adds two of its own.
+pub const MAX_USER_TAGS: usize = 18;
+
+/// Checks what ECS and OSS would refuse only after the upload: the name, description, family, tags, object key
+/// and disk size, by the rules ImportImage and OSS document.
+pub fn check_request(
+    name: &str,
+    description: Option<&str>,
+    family: Option<&str>,
+    tags: &[(String, String)],
+    key: Option<&str>,
+    disk_size_gib: Option<u64>,
+) -> Result<(), Invalid> {
+    let bad = |m: String| Err(Invalid(m));
+    let reserved = |s: &str| {
+        let l = s.to_ascii_lowercase();
+        l.starts_with("aliyun") || l.starts_with("acs:")
+    };
+    let label = |s: &str| {
+        (2..=128).contains(&s.chars().count()) && s.chars().next().is_some_and(|c| c.is_alphabetic()) && !reserved(s)
+    };
+    let lower = name.to_ascii_lowercase();
+    if !label(name)
+        || lower.starts_with("http://")
+        || lower.starts_with("https://")
+        || !name.chars().all(|c| c.is_alphanumeric() || "-_.:,()[] ".contains(c))
+    {
+        return bad(format!(
+            "--name {name:?}: an image name is 2-128 characters, starts with a letter, does not start with aliyun, \
+             acs: or http(s)://, and holds letters, digits, spaces and - _ . : , ( ) [ ]"
+        ));
+    }
+    if let Some(d) = description {
+        if !(2..=256).contains(&d.chars().count()) || d.starts_with("http://") || d.starts_with("https://") {
+            return bad("--description: 2-256 characters, not starting with http:// or https://".into());
+        }
+    }
+    if let Some(f) = family {
+        let l = f.to_ascii_lowercase();
+        if !label(f)
+            || l.contains("http://")
+            || l.contains("https://")
+            || !f.chars().all(|c| c.is_alphanumeric() || ".:_-".contains(c))
+        {
+            return bad(format!(
+                "--family {f:?}: 2-128 characters, starting with a letter, not with aliyun or acs:, of letters, \
+                 digits and . : _ -"
+            ));
+        }
+    }
+    if tags.len() > MAX_USER_TAGS {
+        return bad(format!("{} tags: at most {MAX_USER_TAGS} (ECS takes 20; imgport adds 2 of its own)", tags.len()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in tags {
+        let url = |s: &str| s.contains("http://") || s.contains("https://");
+        if k.is_empty() || k.chars().count() > 128 || reserved(k) || url(k) || k.starts_with("imgport:") {
+            return bad(format!(
+                "--tag {k:?}: a key is 1-128 characters, not starting with aliyun, acs: or imgport: (imgport's own), \
+                 without http(s)://"
+            ));
+        }
+        if v.chars().count() > 128 || reserved(v) || url(v) {
+            return bad(format!(
+                "--tag {k}={v:?}: a value is at most 128 characters, not starting with aliyun or acs:"
+            ));
+        }
+        if !seen.insert(k.as_str()) {
+            return bad(format!("--tag {k}: given twice"));
+        }
+    }
+    if let Some(k) = key {
+        if k.is_empty() || k.len() > 1023 || k.starts_with('/') || k.chars().any(char::is_control) {
+            return bad(format!(
+                "--key {k:?}: an object key is 1-1023 bytes, not starting with /, without control characters"
+            ));
+        }
+        if k.split('/').any(|part| part == ".." || part == ".") {
+            return bad(format!("--key {k:?}: . and .. are not allowed as key segments"));
+        }
+    }
+    if let Some(s) = disk_size_gib {
+        if !(1..=2048).contains(&s) {
+            return bad(format!("--disk-size {s}: a system disk is 1-2048 GiB"));
+        }
+    }
+    Ok(())
+}
+
+/// The canonical spelling of a value out of `allowed` (case-insensitive), or the list in the error.
+fn canonical(flag: &'static str, given: &str, allowed: &[&str]) -> Result<String, Contradiction> {
+    allowed.iter().find(|a| a.eq_ignore_ascii_case(given)).map(|a| a.to_string()).ok_or_else(|| Contradiction {
+        flag,
+        given: given.to_string(),
+        reason: format!("ECS takes {}", allowed.join(", ")),
+    })
+}
+
 /// The parameters to send: each derived one unless given; a given one that the image contradicts is refused.
 pub fn parameters(report: &Report, o: &Overrides, format: &str) -> Result<ImportParameters, Contradiction> {
+    let given_boot = o.boot_mode.as_deref().map(|b| canonical("boot-mode", b, &["BIOS", "UEFI", "UEFI-Preferred"]));
+    let given_arch = o.architecture.as_deref().map(|a| canonical("arch", a, &["x86_64", "i386", "arm64"]));
+    let given_os = o.os_type.as_deref().map(|t| canonical("os-type", t, &["linux", "windows"]));
+    let o = Overrides {
+        boot_mode: given_boot.transpose()?,
+        architecture: given_arch.transpose()?,
+        os_type: given_os.transpose()?,
+        ..o.clone()
+    };
+    let o = &o;
     let derived = match &report.parameters {
         Parameters::Alibaba(p) => p.clone(),
         _ => AlibabaParams {
@@ -125,9 +238,12 @@ fn checked(flag: &'static str, given: Option<&str>, found: Option<&str>) -> Resu
     }
 }
 
-/// Whether booting as `given` works for a guest that boots as `found` (`UEFI-Preferred` boots either way).
+/// Whether booting as `given` works for a guest that boots as `found`: a guest that boots either way takes any
+/// mode; `UEFI-Preferred` (UEFI, falling back to BIOS) suits a UEFI guest, not a BIOS-only one.
 fn boot_fits(given: &str, found: &str) -> bool {
-    found == "UEFI-Preferred" || given.eq_ignore_ascii_case(found) || given.eq_ignore_ascii_case("UEFI-Preferred")
+    found == "UEFI-Preferred"
+        || given.eq_ignore_ascii_case(found)
+        || (given.eq_ignore_ascii_case("UEFI-Preferred") && found == "UEFI")
 }
 
 /// The object key for an image: under `imgport/`, named by the image name and the content digest, so the
@@ -173,7 +289,28 @@ mod tests {
     #[test]
     fn boot_modes_fit() {
         assert!(boot_fits("BIOS", "BIOS") && boot_fits("uefi", "UEFI") && boot_fits("BIOS", "UEFI-Preferred"));
-        assert!(!boot_fits("BIOS", "UEFI") && !boot_fits("UEFI", "BIOS"));
+        assert!(!boot_fits("BIOS", "UEFI") && !boot_fits("UEFI", "BIOS") && !boot_fits("UEFI-Preferred", "BIOS"));
+    }
+
+    #[test]
+    fn requests_are_checked_before_the_upload() {
+        let ok = |name: &str| check_request(name, None, None, &[], None, None).is_ok();
+        assert!(ok("web-2026-12") && ok("Web (x) [1], v2.0: final"));
+        assert!(!ok("") && !ok("1abc") && !ok("a") && !ok("http://x") && !ok("a/b") && !ok(&"a".repeat(129)));
+        assert!(!ok("aliyun-x") && !ok("ACS:x"));
+        let tags = |t: &[(&str, &str)]| {
+            let t: Vec<(String, String)> = t.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            check_request("ok-name", None, None, &t, None, None).is_ok()
+        };
+        assert!(tags(&[("team", "web")]));
+        assert!(!tags(&[("imgport:digest", "x")]) && !tags(&[("acs:x", "1")]) && !tags(&[("a", "1"), ("a", "2")]));
+        let many: Vec<(String, String)> = (0..19).map(|n| (format!("k{n}"), String::new())).collect();
+        assert!(check_request("ok-name", None, None, &many, None, None).is_err());
+        let key = |k: &str| check_request("ok-name", None, None, &[], Some(k), None).is_ok();
+        assert!(key("images/web.qcow2") && !key("") && !key("/abs") && !key("a/../b") && !key("a\nb"));
+        assert!(check_request("ok-name", None, None, &[], None, Some(4096)).is_err());
+        assert!(check_request("ok-name", Some("http://x"), None, &[], None, None).is_err());
+        assert!(check_request("ok-name", None, Some("aliyun-f"), &[], None, None).is_err());
     }
 
     #[test]
