@@ -52,6 +52,13 @@ enum Command {
     /// A local Alibaba Cloud emulator (OSS; ECS, RAM and STS endpoints on the same port) for offline runs.
     #[command(subcommand)]
     Emulator(commands::emulator::Command),
+    /// Import a disk image as a ready ECS custom image: validate, upload, register, wait, copy, share, clean up
+    /// (`--cloud local`: the built-in local cloud, no account needed).
+    Import(Box<commands::import::Args>),
+    /// Custom images: list, show, wait, copy, share, tag, deprecate, delete, cancel, create.
+    Images(commands::images::ImagesArgs),
+    /// Instances: replace-disk puts an image on an instance's system disk.
+    Instance(commands::images::InstanceArgs),
     /// Upload a file to OSS or S3: multipart, resumable, verified end to end.
     Upload(commands::upload::Args),
     /// Interrupted multipart uploads: list, abort, forget stale resume state.
@@ -79,6 +86,9 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Validate(a) => commands::validate::run(a),
         Command::Emulator(c) => commands::emulator::run(c),
+        Command::Import(a) => commands::import::run(*a),
+        Command::Images(a) => commands::images::run(a),
+        Command::Instance(a) => commands::images::run_instance(a),
         Command::Upload(a) => commands::upload::run(a),
         Command::Uploads(c) => commands::upload::run_uploads(c),
         Command::Completions(a) => commands::completions::run(a, Cli::command()),

@@ -11,6 +11,7 @@ mod convert;
 mod emulator;
 mod guest_facts;
 mod hostile;
+mod import;
 mod inspect;
 mod network;
 mod qcow2;

@@ -2,11 +2,14 @@
 
 pub mod auth;
 pub mod check;
+pub mod cloud;
 pub mod compare;
 pub mod completions;
 pub mod convert;
 pub mod digest;
 pub mod emulator;
+pub mod images;
+pub mod import;
 pub mod info;
 pub mod inspect;
 pub mod man;

@@ -220,6 +220,12 @@ impl RpcClient {
         &self.endpoint
     }
 
+    /// The same client (credentials, policy, clock correction) at another endpoint: another region's ECS.
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
     /// Calls `action` with `params` (query string), signed by the client's credentials provider.
     pub async fn call<T: DeserializeOwned>(&self, action: &str, params: &[(&str, &str)]) -> Result<T, RpcError> {
         self.call_with(action, params, Transport::Query, Signer::Provider).await

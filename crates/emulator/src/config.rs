@@ -140,6 +140,28 @@ impl FileConfig {
         }
     }
 
+    /// [`FileConfig::load`], with the file's `cloud` settings laid over `base` field by field (a field the file
+    /// leaves out keeps `base`'s value instead of the default), for an embedder with defaults of its own.
+    pub fn load_over(path: &Path, base: &CloudSettings) -> Result<FileConfig, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+        let mut value: serde_json::Value = if json {
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        };
+        if let Some(serde_json::Value::Object(given)) = value.get("cloud").cloned() {
+            let mut merged = serde_json::to_value(base).map_err(|e| e.to_string())?;
+            if let serde_json::Value::Object(m) = &mut merged {
+                m.extend(given);
+            }
+            if let serde_json::Value::Object(top) = &mut value {
+                top.insert("cloud".into(), merged);
+            }
+        }
+        serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
     /// Applies the file's settings to a configuration.
     pub fn apply(self, cfg: &mut EmulatorConfig) {
         if let Some(l) = self.listen {

@@ -19,7 +19,7 @@
 //! | ECS tags | TagResources, UntagResources, ListTagResources | [`ecs::tags`] |
 //! | ECS instances | DescribeInstances, StopInstance, StartInstance, ReplaceSystemDisk | [`ecs::instances`] |
 //! | ECS regions | DescribeRegions (the served regions) | [`ecs`] |
-//! | RAM | GetRole, CreateRole, UpdateRole, DeleteRole, AttachPolicyToRole, DetachPolicyFromRole, ListPoliciesForRole, CreatePolicy | [`ram`] |
+//! | RAM | GetRole, CreateRole, UpdateRole, DeleteRole, AttachPolicyToRole, DetachPolicyFromRole, ListPoliciesForRole, CreatePolicy, GetPolicy | [`ram`] |
 //! | STS | AssumeRole, GetCallerIdentity | [`sts`] |
 //!
 //! What applies to every ECS operation (DryRun, ClientToken, bounds, timing) is in [`ecs`]; the RPC gateway's

@@ -10,9 +10,11 @@
 //! | AttachPolicyToRole | PolicyType (System/Custom), PolicyName, RoleName | 400 `InvalidParameter.PolicyType.InvalidValue`; PolicyName 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); a System policy must be named `Aliyun*`, a Custom one must exist (404 `EntityNotExist.Policy`); 409 `EntityAlreadyExists.Role.Policy`; a role holds at most 20 System and 10 Custom policies (409 `LimitExceeded.Role.Policy`) |
 //! | DetachPolicyFromRole | PolicyType, PolicyName, RoleName | 404 `EntityNotExist.Role`; 404 `EntityNotExist.Role.Policy` when that policy is not attached |
 //! | ListPoliciesForRole | RoleName | the attached policies |
+//! | GetPolicy | PolicyName, PolicyType | the policy and its default version's document; 404 `EntityNotExist.Policy`; of the system policies only `AliyunECSImageImportRolePolicy` is known (its document allows the import's reads), any other answers 404 |
 //! | CreatePolicy | PolicyName, PolicyDocument, Description | name 1-128 of `[A-Za-z0-9-]` (400 `InvalidParameter.PolicyName.InvalidChars`); the document is JSON with a `Statement`, at most 6144 bytes (400 `MalformedPolicyDocument`); Description at most 1024 characters (400 `InvalidParameter.Description`); 409 `EntityAlreadyExists.Policy`; at 1500 custom policies 409 `LimitExceeded.Policy` |
 //!
-//! What ImportImage asks of its role (`import_role_ok`): the role exists; its trust policy has an `Allow`
+//! What ImportImage asks of its role (`import_role_ok`, reading documents with [`imgport_auth::policy`], the
+//! same reading imgport's import preflight uses): the role exists; its trust policy has an `Allow`
 //! statement for `sts:AssumeRole` whose `Principal.Service` names `ecs.aliyuncs.com`; and it has
 //! `AliyunECSImageImportRolePolicy` attached, or a custom policy that allows (and does not deny) every action the
 //! import reads with: `oss:GetObject`, `oss:GetBucketLocation` and `oss:GetBucketInfo` (`*` wildcards allowed in
@@ -26,13 +28,13 @@
 
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{iso, Db, Inner};
+use imgport_auth::policy;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The role ECS assumes to read the user's bucket during an import.
-pub const IMPORT_ROLE: &str = "AliyunECSImageImportDefaultRole";
-pub(crate) const IMPORT_POLICY: &str = "AliyunECSImageImportRolePolicy";
-const ECS_TRUST: &str = r#"{"Statement":[{"Action":"sts:AssumeRole","Effect":"Allow","Principal":{"Service":["ecs.aliyuncs.com"]}}],"Version":"1"}"#;
+pub use imgport_auth::policy::IMPORT_ROLE;
+use imgport_auth::policy::{ECS_PRINCIPAL, ECS_TRUST_POLICY as ECS_TRUST, IMPORT_POLICY};
 
 /// A custom policy made with CreatePolicy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,10 +44,6 @@ pub(crate) struct Policy {
     pub document: String,
     pub created: i64,
 }
-
-/// The actions the import reads the user's bucket with: a custom policy must allow them all to stand in for
-/// `AliyunECSImageImportRolePolicy`.
-const IMPORT_ACTIONS: [&str; 3] = ["oss:GetObject", "oss:GetBucketLocation", "oss:GetBucketInfo"];
 
 fn malformed() -> RpcError {
     RpcError::new(400, "MalformedPolicyDocument", "The policy document is malformed.")
@@ -59,80 +57,15 @@ fn policy_doc(doc: &str) -> Result<serde_json::Value, RpcError> {
     serde_json::from_str::<serde_json::Value>(doc).ok().filter(|v| v.get("Statement").is_some()).ok_or_else(malformed)
 }
 
-/// A string or a list of strings, as policy documents write `Action`, `Principal.Service` and `Resource`.
-fn strings(v: Option<&serde_json::Value>) -> Vec<&str> {
-    match v {
-        Some(serde_json::Value::String(s)) => vec![s.as_str()],
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_str()).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn statements(doc: &serde_json::Value) -> Vec<&serde_json::Value> {
-    match doc.get("Statement") {
-        Some(serde_json::Value::Array(a)) => a.iter().collect(),
-        Some(s @ serde_json::Value::Object(_)) => vec![s],
-        _ => Vec::new(),
-    }
-}
-
-/// Case-insensitive match of an action against a pattern with `*` wildcards.
-fn glob(pattern: &str, action: &str) -> bool {
-    let (p, a) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
-    let parts: Vec<&str> = p.split('*').collect();
-    if parts.len() == 1 {
-        return p == a;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !a.starts_with(first) || a.len() < first.len() + last.len() || !a.ends_with(last) {
-        return false;
-    }
-    let mut rest = &a[first.len()..a.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-fn effect_is(st: &serde_json::Value, effect: &str) -> bool {
-    st.get("Effect").and_then(|e| e.as_str()).is_some_and(|e| e.eq_ignore_ascii_case(effect))
-}
-
-/// Whether a trust policy lets the service `principal` assume the role.
-fn trusts(doc: &str, principal: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(doc) else { return false };
-    statements(&v).iter().any(|st| {
-        effect_is(st, "Allow")
-            && strings(st.get("Action")).iter().any(|a| glob(a, "sts:AssumeRole"))
-            && strings(st.get("Principal").and_then(|p| p.get("Service"))).contains(&principal)
-    })
-}
-
-/// Whether a policy document allows `action` (an `Allow` statement matches it and no `Deny` statement does).
-fn allows(doc: &str, action: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(doc) else { return false };
-    let sts = statements(&v);
-    let hit = |effect: &str| {
-        sts.iter().any(|st| effect_is(st, effect) && strings(st.get("Action")).iter().any(|a| glob(a, action)))
-    };
-    hit("Allow") && !hit("Deny")
-}
-
 /// The role ImportImage uses may be assumed by ECS and lets it read the bucket (see the module docs).
 pub(crate) fn import_role_ok(db: &Db, role: &str) -> bool {
     let Some(r) = db.role(role) else { return false };
-    if !trusts(&r.trust_policy, "ecs.aliyuncs.com") {
+    if !policy::trusts(&r.trust_policy, ECS_PRINCIPAL) {
         return false;
     }
     r.policies.iter().any(|(kind, name, _)| match kind.as_str() {
         "System" => name == IMPORT_POLICY,
-        _ => db
-            .policies
-            .get(&name.to_ascii_lowercase())
-            .is_some_and(|p| IMPORT_ACTIONS.iter().all(|a| allows(&p.document, a))),
+        _ => db.policies.get(&name.to_ascii_lowercase()).is_some_and(|p| policy::grants_import(&p.document)),
     })
 }
 
@@ -417,8 +350,47 @@ pub(crate) fn handle(inner: &Inner, ctx: &RpcContext, action: &str, params: &Par
             db.save()?;
             Ok(json!({ "Policy": out }))
         }
+        "GetPolicy" => {
+            let name = params.require("PolicyName")?;
+            let kind = params.require("PolicyType")?;
+            let db = inner.db();
+            let (document, description, created) = match kind {
+                // The one system policy the emulator knows the content of: what the import needs.
+                "System" if name == IMPORT_POLICY => (import_policy_document(), "ECS image import".to_string(), 0),
+                "System" => return Err(no_policy(name)),
+                "Custom" => {
+                    let p = db.policies.get(&name.to_ascii_lowercase()).ok_or_else(|| no_policy(name))?;
+                    (p.document.clone(), p.description.clone(), p.created)
+                }
+                _ => {
+                    return Err(RpcError::new(
+                        400,
+                        "InvalidParameter.PolicyType.InvalidValue",
+                        "The parameter PolicyType is invalid.",
+                    ))
+                }
+            };
+            let attached =
+                db.roles.values().filter(|r| r.policies.iter().any(|(t, p, _)| t == kind && p == name)).count();
+            Ok(json!({
+                "Policy": {"PolicyName": name, "PolicyType": kind, "Description": description, "DefaultVersion": "v1",
+                    "CreateDate": iso(created), "UpdateDate": iso(created), "AttachmentCount": attached},
+                "DefaultPolicyVersion": {"VersionId": "v1", "IsDefaultVersion": true, "PolicyDocument": document,
+                    "CreateDate": iso(created)},
+            }))
+        }
         _ => Err(RpcError::action_not_found()),
     }
+}
+
+fn no_policy(name: &str) -> RpcError {
+    RpcError::new(404, "EntityNotExist.Policy", format!("The policy not exists: {name}."))
+}
+
+/// `AliyunECSImageImportRolePolicy` as the emulator models it: the reads the import makes.
+fn import_policy_document() -> String {
+    json!({"Version": "1", "Statement": [{"Effect": "Allow", "Action": policy::IMPORT_ACTIONS, "Resource": "*"}]})
+        .to_string()
 }
 
 #[cfg(test)]
@@ -426,26 +398,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn actions_match_with_wildcards_case_insensitively() {
-        assert!(glob("oss:GetObject", "oss:getobject"));
-        assert!(glob("oss:*", "oss:GetObject"));
-        assert!(glob("*", "oss:GetObject"));
-        assert!(glob("oss:Get*", "oss:GetBucketInfo"));
-        assert!(glob("oss:*Object", "oss:GetObject"));
-        assert!(!glob("oss:Put*", "oss:GetObject"));
-        assert!(!glob("oss:GetObject*x", "oss:GetObject"));
-        assert!(!glob("ecs:*", "oss:GetObject"));
-    }
-
-    #[test]
     fn trust_and_policy_documents() {
+        use imgport_auth::policy::{allows, trusts};
         assert!(trusts(ECS_TRUST, "ecs.aliyuncs.com"));
         let single = r#"{"Statement":{"Action":"sts:*","Effect":"Allow","Principal":{"Service":"ecs.aliyuncs.com"}}}"#;
         assert!(trusts(single, "ecs.aliyuncs.com"));
-        let other = ECS_TRUST.replace("ecs.aliyuncs.com", "oss.aliyuncs.com");
-        assert!(!trusts(&other, "ecs.aliyuncs.com"));
         assert!(!trusts(&ECS_TRUST.replace("Allow", "Deny"), "ecs.aliyuncs.com"));
-        assert!(!trusts("not json", "ecs.aliyuncs.com"));
         let doc = r#"{"Statement":[{"Effect":"Allow","Action":"oss:*"},{"Effect":"Deny","Action":["oss:GetObject"]}]}"#;
         assert!(allows(doc, "oss:GetBucketInfo"));
         assert!(!allows(doc, "oss:GetObject"));

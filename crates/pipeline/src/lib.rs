@@ -1,6 +1,7 @@
-//! Orchestration across the disk engine (imgport-disk) and the object stores (imgport-storage), which know
-//! nothing of each other: a conversion written to a local file ([`convert_file`]) or straight into a streamed
-//! upload ([`convert_upload`]).
+//! Orchestration across crates that know nothing of each other: a conversion written to a local file
+//! ([`convert_file`]) or straight into a streamed upload ([`convert_upload`]), and an import from an image file to
+//! a ready custom image ([`import`]: validate, upload, register, wait, copy, share, clean up).
 
 pub mod convert_file;
 pub mod convert_upload;
+pub mod import;

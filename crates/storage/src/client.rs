@@ -236,6 +236,26 @@ impl Client {
         }
     }
 
+    /// Deletes `key`; an object already gone is fine (both stores answer 204 for it).
+    pub async fn delete_object(&self, key: &str) -> Result<()> {
+        self.send("DELETE", Some(key), vec![], vec![], Bytes::new()).await.map(|_| ())
+    }
+
+    /// The bucket's region as the store names it: OSS `oss-cn-hangzhou` becomes `cn-hangzhou`; S3's empty
+    /// answer is `us-east-1`. An error names a missing bucket (`NoSuchBucket`) or a refused call.
+    pub async fn bucket_region(&self) -> Result<String> {
+        let q = vec![("location".to_string(), String::new())];
+        let a = self.send("GET", None, q, vec![], Bytes::new()).await?;
+        let text = a.text()?;
+        let location = xml::text(text, "LocationConstraint").unwrap_or_default();
+        let location = location.trim();
+        Ok(match (self.cfg.flavor.is_oss(), location.strip_prefix("oss-")) {
+            (true, Some(region)) => region.to_string(),
+            (false, _) if location.is_empty() => "us-east-1".to_string(),
+            _ => location.to_string(),
+        })
+    }
+
     async fn list_parts_impl(&self, key: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;

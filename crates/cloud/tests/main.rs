@@ -1,0 +1,3 @@
+//! The cloud crate against the local cloud (the emulator, in-process): imports, waits, copies, the import role.
+
+mod ecs;

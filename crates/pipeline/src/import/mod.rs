@@ -1,0 +1,966 @@
+//! An image file to a ready custom image: inspect and validate, plan (parameters, upload format, key, token),
+//! preflight, upload (as is, or converted while uploading), register with ImportImage, wait, copy and share, and
+//! clean up on every path. The steps report [`ImportEvent`]s; nothing here prints.
+//!
+//! **Preflight**, before the first byte is uploaded: the credentials work and the region is served
+//! (DescribeRegions), the bucket exists in the import region, the import role lets ECS read it (or, with
+//! `create_role`, is made so and checked again until RAM's change shows, bounded), and no image of that name
+//! exists. An image of that name made from the same content (its `imgport:digest` tag) that is Available is
+//! reported as reused instead: nothing is uploaded or imported, and copies and shares an earlier run did not finish
+//! are made. An earlier run's CreateFailed image of the same content is deleted; any other image of the name stops
+//! the import. A `key` the user chose must not hold an object yet.
+//!
+//! **Idempotency**: the ClientToken is derived from the content digest, name and region, so a retried or rerun
+//! ImportImage answers the image the first one created.
+//!
+//! **Cleanup**: the uploaded object is deleted once ECS no longer needs it (the image is Available or failed),
+//! unless `keep_object`; it is kept while an import still runs (a timeout or `no_wait`), since ECS still reads it.
+//! When `cancel` fires during the upload or the wait, the unfinished import is cancelled (CancelTask), copies in
+//! flight with CancelCopyImage, the object is deleted, and the run ends with [`ImportError::Interrupted`].
+//! Nothing imgport did not create is ever deleted.
+
+pub mod plan;
+
+use imgport_cloud::ecs::Imported;
+use imgport_cloud::ecs::{CopyRequest, ImageFilter, ImportDisk, ImportRequest};
+use imgport_cloud::model::{Image, ImageStatus};
+use imgport_cloud::role::Ram;
+use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
+use imgport_cloud::{CloudError, Ecs, ErrorKind};
+use imgport_disk::{open, Control, DiskImage, OpenOptions, WriteOptions};
+use imgport_storage::upload::{self, Summary, UploadError, UploadOptions};
+use imgport_storage::{Client, EventFn, ObjectStore, UploadEvent};
+use imgport_validate::{Report, Target};
+use plan::{ImportParameters, Overrides, Upload};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The tag every image imgport creates carries: the content digest of the imported disk.
+pub const DIGEST_TAG: &str = "imgport:digest";
+/// The tag with the version of imgport that created the image.
+pub const VERSION_TAG: &str = "imgport:version";
+
+/// What to import and how.
+#[derive(Debug, Clone, Default)]
+pub struct ImportSpec {
+    pub image: PathBuf,
+    pub open: OpenOptions,
+    pub name: String,
+    pub description: Option<String>,
+    pub family: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub overrides: Overrides,
+    pub license_type: Option<String>,
+    pub detection_strategy: Option<String>,
+    /// The object key; unset: derived from the name and the content digest.
+    pub key: Option<String>,
+    pub keep_object: bool,
+    /// Import even when validation finds errors.
+    pub skip_validation: bool,
+    /// Warnings stop the import too.
+    pub strict: bool,
+    /// Create or repair the import role when it is missing or wrong.
+    pub create_role: bool,
+    /// `None`: register and return without waiting.
+    pub wait: Option<WaitOptions>,
+    pub copy_to: Vec<String>,
+    pub share_with: Vec<String>,
+    /// Upload part size and concurrency (unset: the uploader's defaults).
+    pub part_size: Option<u64>,
+    pub concurrency: usize,
+    pub state_dir: Option<PathBuf>,
+    /// imgport's version, for the `imgport:version` tag.
+    pub version: String,
+}
+
+/// Where the import goes: the region's ECS, RAM, and the bucket's store.
+#[derive(Clone)]
+pub struct Clouds {
+    pub ecs: Ecs,
+    pub ram: Ram,
+    pub store: Arc<Client>,
+    pub bucket: String,
+    /// Names the store in the upload's resume state; unset: its endpoint URL. The local cloud listens on a new
+    /// port each run, so it names itself by its folder instead, and an interrupted upload resumes.
+    pub store_id: Option<String>,
+}
+
+/// An import's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Validate,
+    Digest,
+    Preflight,
+    Upload,
+    Register,
+    Wait,
+    Distribute,
+    Cleanup,
+}
+
+/// What an import reports as it goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ImportEvent {
+    StepStarted {
+        step: Step,
+    },
+    StepDone {
+        step: Step,
+        seconds: f64,
+        detail: String,
+    },
+    /// A finding of validation that is not a pass (errors, warnings, notes, unchecked).
+    Finding {
+        id: String,
+        severity: String,
+        message: String,
+    },
+    /// The converter's position in the virtual disk.
+    Converting {
+        done: u64,
+        total: u64,
+    },
+    Upload(UploadEvent),
+    Wait(WaitEvent),
+}
+
+/// Where events go.
+pub type ImportEventFn = Arc<dyn Fn(&ImportEvent) + Send + Sync>;
+
+/// One step's time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepTime {
+    pub step: Step,
+    pub seconds: f64,
+}
+
+/// A copy into another region.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyOutcome {
+    pub region: String,
+    pub image_id: String,
+    pub status: String,
+    /// Why the copy failed, when it did.
+    pub error: Option<String>,
+    /// The region already held an Available image of this name and content: no copy was made.
+    pub reused: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportOutcome {
+    pub image_id: String,
+    pub region: String,
+    pub name: String,
+    /// `Available`, or `Waiting`/`Creating` without waiting.
+    pub status: String,
+    /// An existing image with the same name and content was found: nothing was uploaded or imported.
+    pub reused: bool,
+    pub task_id: Option<String>,
+    pub digest: String,
+    pub source_format: String,
+    /// How the object went up (`as_is` or `convert_to_qcow2`).
+    pub upload: Option<Upload>,
+    pub bucket: String,
+    pub key: String,
+    pub object_deleted: bool,
+    pub parameters: ImportParameters,
+    pub copies: Vec<CopyOutcome>,
+    pub shared_with: Vec<String>,
+    pub steps: Vec<StepTime>,
+    pub upload_summary: Option<Summary>,
+    /// Validation warnings (and errors, with `skip_validation`) the import went ahead with.
+    pub warnings: Vec<String>,
+}
+
+/// Why an import stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("{0}")]
+    Input(#[from] imgport_disk::Error),
+    #[error("validation found {errors} error(s) and {warnings} warning(s); fix them, or --skip-validation")]
+    Validation { errors: usize, warnings: usize, report: Box<Report> },
+    #[error("{0}")]
+    Parameters(#[from] plan::Contradiction),
+    /// A request ECS or OSS would refuse (name, tags, key, sizes), found before anything is read or uploaded.
+    #[error("{0}")]
+    Invalid(#[from] plan::Invalid),
+    /// A check before the upload failed: `message` says why and how to fix it.
+    #[error("{message}")]
+    Preflight { message: String, source: Option<CloudError> },
+    #[error("upload to oss://{bucket}/{key} failed: {error}")]
+    Upload { bucket: String, key: String, error: UploadError },
+    /// ImportImage was refused, or the image failed.
+    #[error("{0}")]
+    Import(CloudError),
+    #[error("{error}; the import goes on: `imgport images wait {image_id}` waits again, the object is kept")]
+    TimedOut { image_id: String, error: CloudError },
+    /// The image is Available, but copies or shares failed.
+    #[error("image {} is Available but {} of its copies or shares failed", outcome.image_id, failed)]
+    Partial { outcome: Box<ImportOutcome>, failed: usize },
+    /// `cancel` fired: what imgport created that was not finished is cancelled and removed.
+    #[error("interrupted; {cleanup}")]
+    Interrupted { cleanup: String },
+}
+
+impl ImportError {
+    /// The process exit code the import command documents for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ImportError::Input(_) | ImportError::Parameters(_) | ImportError::Invalid(_) => 2,
+            ImportError::Validation { .. } => 3,
+            ImportError::Preflight { .. } => 4,
+            ImportError::Upload { .. } => 5,
+            ImportError::Import(_) => 6,
+            ImportError::TimedOut { .. } => 7,
+            ImportError::Partial { .. } => 8,
+            ImportError::Interrupted { .. } => 130,
+        }
+    }
+}
+
+struct Run<'a> {
+    spec: &'a ImportSpec,
+    clouds: &'a Clouds,
+    events: ImportEventFn,
+    cancel: watch::Receiver<bool>,
+    steps: Vec<StepTime>,
+    started: Instant,
+}
+
+impl Run<'_> {
+    fn emit(&self, e: ImportEvent) {
+        (self.events)(&e);
+    }
+
+    fn start(&mut self, step: Step) {
+        self.started = Instant::now();
+        self.emit(ImportEvent::StepStarted { step });
+    }
+
+    fn done(&mut self, step: Step, detail: impl Into<String>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        self.steps.push(StepTime { step, seconds });
+        self.emit(ImportEvent::StepDone { step, seconds, detail: detail.into() });
+    }
+
+    async fn cancelled(&self) {
+        let mut rx = self.cancel.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+}
+
+/// Inspects, validates and digests the image (blocking work, off the async threads).
+fn examine(spec: &ImportSpec, ctl: &Control) -> Result<(Report, String, bool), imgport_disk::Error> {
+    let img = open(&spec.image, &spec.open)?;
+    let image: Arc<dyn DiskImage> = Arc::from(img);
+    let details = image.details();
+    let file_size = std::fs::metadata(&spec.image).ok().map(|m| m.len());
+    let inspection = imgport_guest::inspect(image.clone())?;
+    let options = imgport_validate::Options { target: Target::Alibaba, file_size };
+    let report = imgport_validate::validate_inspection(&inspection, &details, &options);
+    let digest = imgport_disk::digest(image.as_ref(), ctl)?;
+    Ok((report, digest, is_sparse(&spec.image)))
+}
+
+/// A file whose allocated blocks hold less than 90% of its length.
+fn is_sparse(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| m.blocks().saturating_mul(512) < m.len() / 10 * 9)
+}
+
+/// Runs the import. `cancel` set to true stops it at the next step, or during the upload or the wait, and cleans
+/// up what it created.
+pub async fn import(
+    spec: &ImportSpec,
+    clouds: &Clouds,
+    events: ImportEventFn,
+    cancel: watch::Receiver<bool>,
+) -> Result<ImportOutcome, ImportError> {
+    let mut run = Run { spec, clouds, events, cancel, steps: Vec::new(), started: Instant::now() };
+    let region = clouds.ecs.region().to_string();
+    plan::check_request(
+        &spec.name,
+        spec.description.as_deref(),
+        spec.family.as_deref(),
+        &spec.tags,
+        spec.key.as_deref(),
+        spec.overrides.disk_size_gib,
+    )?;
+    if spec.wait.is_none() && !(spec.copy_to.is_empty() && spec.share_with.is_empty()) {
+        return Err(plan::Invalid("--copy-to and --share-with need the image Available: drop --no-wait".into()).into());
+    }
+
+    // Validate and digest.
+    run.start(Step::Validate);
+    let ctl = Control::new();
+    let flag = ctl.cancel_flag();
+    let examined = {
+        let (spec2, ctl2) = (spec.clone(), ctl.clone());
+        let work = tokio::task::spawn_blocking(move || examine(&spec2, &ctl2));
+        tokio::select! {
+            r = work => r.map_err(|e| imgport_disk::Error::invalid_argument(format!("inspection stopped: {e}")))?,
+            _ = run.cancelled() => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(ImportError::Interrupted { cleanup: "nothing was uploaded".into() });
+            }
+        }
+    };
+    let (report, digest, sparse) = examined?;
+    let mut warnings = Vec::new();
+    for f in report.findings.iter().filter(|f| f.status != imgport_validate::Status::Pass) {
+        run.emit(ImportEvent::Finding {
+            id: f.id.to_string(),
+            severity: format!("{:?}", f.severity).to_ascii_lowercase(),
+            message: f.message.clone(),
+        });
+        if f.is_blocking(true) {
+            warnings.push(format!("{}: {}", f.id, f.message));
+        }
+    }
+    if report.exit_code(spec.strict) != 0 && !spec.skip_validation {
+        let (errors, warnings) = (report.summary.errors, report.summary.warnings);
+        return Err(ImportError::Validation { errors, warnings, report: Box::new(report) });
+    }
+    let (how, format, why) = plan::choose_upload(report.format, report.virtual_size, sparse);
+    let parameters = plan::parameters(&report, &spec.overrides, format)?;
+    let key = spec.key.clone().unwrap_or_else(|| plan::object_key(&spec.name, &digest, format));
+    let detail = match why {
+        Some(why) => format!("{} {}, digest {digest}; uploads as {format}: {why}", report.format.name(), size(&report)),
+        None => format!("{} {}, digest {digest}; uploads as it is", report.format.name(), size(&report)),
+    };
+    run.done(Step::Validate, detail);
+
+    let mut outcome = ImportOutcome {
+        image_id: String::new(),
+        region: region.clone(),
+        name: spec.name.clone(),
+        status: String::new(),
+        reused: false,
+        task_id: None,
+        digest: digest.clone(),
+        source_format: report.format.name().to_string(),
+        upload: Some(how),
+        bucket: clouds.bucket.clone(),
+        key: key.clone(),
+        object_deleted: false,
+        parameters: parameters.clone(),
+        copies: Vec::new(),
+        shared_with: Vec::new(),
+        steps: Vec::new(),
+        upload_summary: None,
+        warnings,
+    };
+
+    let mut tags = spec.tags.clone();
+    tags.push((DIGEST_TAG.into(), digest.clone()));
+    tags.push((VERSION_TAG.into(), spec.version.clone()));
+
+    // Preflight.
+    run.start(Step::Preflight);
+    if let Some(existing) = preflight(&mut run, &digest, &key).await? {
+        outcome.image_id = existing.image_id.clone();
+        outcome.status = existing.status.as_str().to_string();
+        outcome.reused = true;
+        outcome.upload = None;
+        run.done(Step::Preflight, format!("{} already holds this content: nothing to upload", existing.image_id));
+        // Copies and shares a earlier run did not finish are made now (regions that hold the content are reused).
+        let failed = match &spec.wait {
+            Some(wait) => distribute_step(&mut run, &existing, wait, &tags, &mut outcome).await?,
+            None => 0,
+        };
+        outcome.steps = std::mem::take(&mut run.steps);
+        if failed > 0 {
+            return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
+        }
+        return Ok(outcome);
+    }
+    run.done(Step::Preflight, "credentials, region, bucket, import role and name checked");
+
+    // Upload.
+    run.start(Step::Upload);
+    let summary = upload_image(&run, how, &key).await?;
+    run.done(Step::Upload, format!("{} bytes in {} part(s)", summary.bytes, summary.parts));
+    outcome.upload_summary = Some(summary);
+
+    // Register.
+    run.start(Step::Register);
+    let request = ImportRequest {
+        image_name: spec.name.clone(),
+        description: spec.description.clone(),
+        disks: vec![ImportDisk {
+            bucket: clouds.bucket.clone(),
+            object: key.clone(),
+            format: parameters.format.clone(),
+            size_gib: Some(parameters.disk_image_size),
+        }],
+        platform: parameters.platform.clone(),
+        os_type: parameters.os_type.clone(),
+        architecture: parameters.architecture.clone(),
+        boot_mode: parameters.boot_mode.clone(),
+        license_type: spec.license_type.clone(),
+        image_family: spec.family.clone(),
+        detection_strategy: spec.detection_strategy.clone(),
+        tags: tags.clone(),
+        client_token: Some(plan::client_token(&digest, &spec.name, &region)),
+        ..Default::default()
+    };
+    let imported = match clouds.ecs.import_image(&request).await {
+        Ok(i) => i,
+        Err(e) => match registered_anyway(&run, &digest).await {
+            // The answer was lost but the image exists (the request did arrive): go on with it.
+            Some(found) if found.tag(DIGEST_TAG) == Some(digest.as_str()) && e.kind() == ErrorKind::Transport => {
+                let task = clouds.ecs.tasks_of(&found.image_id).await.ok().and_then(|t| t.into_iter().next());
+                Imported {
+                    image_id: found.image_id,
+                    task_id: task.map(|t| t.task_id).unwrap_or_default(),
+                    region_id: region.clone(),
+                }
+            }
+            // Another image of the name exists (a concurrent run): it may be reading the object, keep it.
+            Some(_) => return Err(ImportError::Import(e)),
+            None => {
+                outcome.object_deleted = delete_object(&run, &key).await.is_ok();
+                return Err(ImportError::Import(e));
+            }
+        },
+    };
+    outcome.image_id = imported.image_id.clone();
+    outcome.task_id = Some(imported.task_id.clone()).filter(|t| !t.is_empty());
+    run.done(Step::Register, format!("image {} (task {})", imported.image_id, imported.task_id));
+
+    // Wait.
+    let Some(wait) = &spec.wait else {
+        outcome.status = "Waiting".into();
+        outcome.steps = run.steps;
+        return Ok(outcome);
+    };
+    run.start(Step::Wait);
+    let wait_events: WaitEventFn = {
+        let events = run.events.clone();
+        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
+    };
+    let waited = tokio::select! {
+        r = wait_image(&clouds.ecs, &imported.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
+        _ = run.cancelled() => {
+            let cleanup = cancel_import(&run, &imported.task_id, &key).await;
+            return Err(ImportError::Interrupted { cleanup });
+        }
+    };
+    let image = match waited {
+        Ok(i) => i,
+        // Out of time, or the cloud unreachable for a while: the import may still be running and reading the
+        // object, so both stay.
+        Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
+            return Err(ImportError::TimedOut { image_id: imported.image_id.clone(), error: e })
+        }
+        Err(e) => {
+            // The image failed: ECS no longer needs the object, and the failed image (this run's) would block
+            // a rerun under the same name.
+            let _ = delete_object(&run, &key).await;
+            if e.kind() == ErrorKind::CreateFailed {
+                let _ = clouds.ecs.delete_image(&imported.image_id, false).await;
+            }
+            return Err(ImportError::Import(e));
+        }
+    };
+    outcome.status = image.status.as_str().to_string();
+    run.done(Step::Wait, format!("{} is {}", image.image_id, image.status.as_str()));
+
+    // Cleanup of the object first: the copies read the image, not the object.
+    run.start(Step::Cleanup);
+    if spec.keep_object {
+        run.done(Step::Cleanup, format!("kept oss://{}/{key}", clouds.bucket));
+    } else {
+        match delete_object(&run, &key).await {
+            Ok(()) => {
+                outcome.object_deleted = true;
+                run.done(Step::Cleanup, format!("deleted oss://{}/{key}", clouds.bucket));
+            }
+            Err(e) => {
+                let what = format!("could not delete oss://{}/{key} ({e}); delete it with ossutil rm", clouds.bucket);
+                outcome.warnings.push(what.clone());
+                run.done(Step::Cleanup, what);
+            }
+        }
+    }
+
+    // Distribute.
+    let failed = distribute_step(&mut run, &image, wait, &tags, &mut outcome).await?;
+    outcome.steps = std::mem::take(&mut run.steps);
+    if failed > 0 {
+        return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
+    }
+    Ok(outcome)
+}
+
+fn size(r: &Report) -> String {
+    let mib = r.virtual_size as f64 / (1u64 << 20) as f64;
+    if mib < 1024.0 {
+        format!("{mib:.0} MiB virtual")
+    } else {
+        format!("{:.1} GiB virtual", mib / 1024.0)
+    }
+}
+
+fn preflight_error(message: impl Into<String>, source: Option<CloudError>) -> ImportError {
+    ImportError::Preflight { message: message.into(), source }
+}
+
+/// With the cause and fix when the code is known.
+fn explain(what: &str, e: &CloudError) -> String {
+    match e.advice() {
+        Some(a) => format!("{what}: {} ({e}); fix: {}", a.cause, a.fix),
+        None => format!("{what}: {e}"),
+    }
+}
+
+/// The checks before the upload; an Available image of the name with the same content is answered for reuse.
+async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Result<Option<Image>, ImportError> {
+    let (spec, clouds) = (run.spec, run.clouds);
+    let region = clouds.ecs.region().to_string();
+    let regions = clouds.ecs.regions().await.map_err(|e| {
+        let m = if e.kind() == ErrorKind::Credentials {
+            format!(
+                "no usable credentials: {e}; fix: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
+                 or configure a profile (aliyun configure); `imgport auth whoami` shows what imgport finds"
+            )
+        } else {
+            explain("the credentials do not work with ECS", &e)
+        };
+        preflight_error(m, Some(e))
+    })?;
+    if !regions.iter().any(|r| r == &region) {
+        return Err(preflight_error(
+            format!("ECS does not serve region {region} for this account (it serves {})", regions.join(", ")),
+            None,
+        ));
+    }
+    for dest in &spec.copy_to {
+        if dest == &region {
+            return Err(preflight_error(format!("--copy-to {dest}: the image is imported there already"), None));
+        }
+        if !regions.contains(dest) {
+            return Err(preflight_error(
+                format!(
+                    "--copy-to {dest}: not a region ECS serves for this account (it serves {})",
+                    regions.join(", ")
+                ),
+                None,
+            ));
+        }
+    }
+    match clouds.store.bucket_region().await {
+        Ok(r) if r == region => {}
+        Ok(r) => {
+            return Err(preflight_error(
+                format!(
+                    "bucket {} is in {r}, the import is in {region}: ECS imports only from a bucket in its own region; \
+                     fix: use a bucket in {region} (ossutil mb oss://NAME --region {region})",
+                    clouds.bucket
+                ),
+                None,
+            ))
+        }
+        Err(e) => {
+            return Err(preflight_error(
+                format!(
+                    "bucket {} cannot be used: {e}; fix: create it in {region} (ossutil mb oss://{} --region {region}) \
+                     or check the credentials' OSS permissions",
+                    clouds.bucket, clouds.bucket
+                ),
+                None,
+            ))
+        }
+    }
+    // A key the user chose must not hold an object already: imgport would overwrite it, then delete it.
+    if spec.key.is_some() {
+        match clouds.store.head_object(key).await {
+            Ok(_) => {
+                return Err(preflight_error(
+                    format!(
+                        "oss://{}/{key} already exists: imgport would overwrite it and delete it after the import; \
+                         fix: choose another --key, or leave --key out (imgport derives one from the content)",
+                        clouds.bucket
+                    ),
+                    None,
+                ))
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(preflight_error(format!("cannot check oss://{}/{key}: {e}", clouds.bucket), None)),
+        }
+    }
+    let role_problem = clouds.ram.check_import_role(None).await.map_err(|e| {
+        let m = explain("cannot check the import role", &e);
+        preflight_error(m, Some(e))
+    })?;
+    if let Some(problem) = role_problem {
+        if !spec.create_role {
+            return Err(preflight_error(problem.explain(), None));
+        }
+        let done = clouds.ram.create_import_role(None).await.map_err(|e| {
+            let m = explain("cannot create the import role", &e);
+            preflight_error(m, Some(e))
+        })?;
+        run.emit(ImportEvent::StepDone { step: Step::Preflight, seconds: 0.0, detail: done.join("; ") });
+        // RAM changes take a moment to reach ECS: check again, bounded.
+        let mut ok = false;
+        for _ in 0..30 {
+            if clouds.ram.check_import_role(None).await.map_err(|e| preflight_error(e.to_string(), Some(e)))?.is_none()
+            {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if !ok {
+            return Err(preflight_error("the import role was created but does not work yet; rerun in a minute", None));
+        }
+    }
+    let filter =
+        ImageFilter { image_name: Some(spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
+    let same_name: Vec<Image> = clouds
+        .ecs
+        .images(&filter)
+        .await
+        .map_err(|e| preflight_error(explain("cannot list the images", &e), Some(e)))?
+        .into_iter()
+        .filter(|i| i.image_name == spec.name)
+        .collect();
+    if let Some(i) = same_name.first() {
+        let same = i.tag(DIGEST_TAG) == Some(digest);
+        match (&i.status, same) {
+            (ImageStatus::Available | ImageStatus::Deprecated, true) => return Ok(Some(i.clone())),
+            // An earlier run's failed import of this very content: imgport made it, it is of no use, and it
+            // holds the name.
+            (ImageStatus::CreateFailed, true) => {
+                clouds.ecs.delete_image(&i.image_id, false).await.map_err(|e| {
+                    let m = explain(&format!("cannot delete the failed image {} of an earlier run", i.image_id), &e);
+                    preflight_error(m, Some(e))
+                })?;
+                run.emit(ImportEvent::StepDone {
+                    step: Step::Preflight,
+                    seconds: 0.0,
+                    detail: format!("deleted {}, an earlier run's failed import of this content", i.image_id),
+                });
+            }
+            (s, true) if s.in_flight() => {
+                return Err(preflight_error(
+                    format!(
+                        "{} ({:?}) is already importing this content ({}); fix: wait for it (imgport images wait {}) \
+                         or cancel it (imgport images cancel {})",
+                        i.image_id,
+                        spec.name,
+                        s.as_str(),
+                        i.image_id,
+                        i.image_id
+                    ),
+                    None,
+                ))
+            }
+            (s, _) => {
+                return Err(preflight_error(
+                    format!(
+                        "an image named {:?} with other content already exists in {region}: {} ({}); fix: choose \
+                         another --name, or delete it first (imgport images delete {})",
+                        spec.name,
+                        i.image_id,
+                        s.as_str(),
+                        i.image_id
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Uploads the file as it is, or converts it to qcow2 while uploading.
+async fn upload_image(run: &Run<'_>, how: Upload, key: &str) -> Result<Summary, ImportError> {
+    let (spec, clouds) = (run.spec, run.clouds);
+    let store: Arc<dyn ObjectStore> = clouds.store.clone();
+    let opts = UploadOptions {
+        source: spec.image.clone(),
+        key: key.to_string(),
+        endpoint_id: clouds.store_id.clone().unwrap_or_else(|| clouds.store.config().endpoint.url()),
+        url: format!("oss://{}/{key}", clouds.bucket),
+        part_size: spec.part_size,
+        min_part_size: if clouds.store.config().flavor.is_oss() { 100 << 10 } else { 5 << 20 },
+        concurrency: spec.concurrency.max(1),
+        resume: true,
+        state_dir: spec.state_dir.clone(),
+        put: Default::default(),
+        rate_limit: None,
+        max_attempts: 10,
+        send_md5: !clouds.store.has_crc64(),
+    };
+    let events: EventFn = {
+        let events = run.events.clone();
+        Arc::new(move |e: &UploadEvent| events(&ImportEvent::Upload(e.clone())))
+    };
+    let ctl = {
+        let events = run.events.clone();
+        Control::new().with_progress(move |done| events(&ImportEvent::Converting { done, total: 0 }))
+    };
+    let flag = ctl.cancel_flag();
+    let work = async {
+        match how {
+            Upload::AsIs => upload::upload(store, &opts, Some(events)).await,
+            Upload::ConvertToQcow2 => {
+                let img = open(&spec.image, &spec.open).map_err(|e| UploadError::Source(e.to_string()))?;
+                let write = WriteOptions::new(imgport_disk::Format::Qcow2);
+                let job = crate::convert_upload::ConvertUpload::new(img, &spec.open, write)
+                    .map_err(|e| UploadError::Source(e.to_string()))?;
+                job.run(store, &opts, ctl, Some(events)).await
+            }
+        }
+    };
+    tokio::select! {
+        r = work => r.map_err(|error| ImportError::Upload { bucket: clouds.bucket.clone(), key: key.to_string(), error }),
+        _ = run.cancelled() => {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Err(ImportError::Interrupted {
+                cleanup: "the parts uploaded so far are kept: rerun the same command to resume".into(),
+            })
+        }
+    }
+}
+
+/// Deletes the uploaded object unless the spec keeps it (then `Err` says so).
+async fn delete_object(run: &Run<'_>, key: &str) -> Result<(), String> {
+    if run.spec.keep_object {
+        return Err("kept (--keep-object)".into());
+    }
+    run.clouds.store.delete_object(key).await.map_err(|e| e.to_string())
+}
+
+/// After a failed ImportImage: an own image of the spec's name, if one exists (the request may have arrived and
+/// only its answer was lost, or a concurrent run registered it).
+async fn registered_anyway(run: &Run<'_>, _digest: &str) -> Option<Image> {
+    let filter =
+        ImageFilter { image_name: Some(run.spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
+    let found = run.clouds.ecs.images(&filter).await.ok()?;
+    found.into_iter().find(|i| i.image_name == run.spec.name)
+}
+
+/// After an interruption during the wait: cancels the import's task (ECS removes the unfinished image) and
+/// deletes the object; says what was done.
+async fn cancel_import(run: &Run<'_>, task_id: &str, key: &str) -> String {
+    let mut done = Vec::new();
+    if !task_id.is_empty() {
+        match run.clouds.ecs.cancel_task(task_id).await {
+            Ok(()) => done.push(format!("cancelled task {task_id}")),
+            Err(e) => done.push(format!("could not cancel task {task_id}: {e}")),
+        }
+    }
+    if delete_object(run, key).await.is_ok() {
+        done.push(format!("deleted oss://{}/{key}", run.clouds.bucket));
+    }
+    if done.is_empty() {
+        "nothing to clean up".into()
+    } else {
+        done.join(", ")
+    }
+}
+
+/// What distribution did.
+struct Distributed {
+    copies: Vec<CopyOutcome>,
+    shared_with: Vec<String>,
+    warnings: Vec<String>,
+    failed: usize,
+}
+
+/// Copies into each `copy_to` region (all started at once, each waited for in its region; a region that already
+/// holds an Available image of this name and content is reused) and shares the image and its copies. Copies
+/// started are recorded in `started`, so that an interruption can cancel them.
+async fn distribute(
+    run: &Run<'_>,
+    image: &Image,
+    wait: &WaitOptions,
+    tags: &[(String, String)],
+    digest: &str,
+    started: &std::sync::Mutex<Vec<(String, String)>>,
+) -> Distributed {
+    let (spec, clouds) = (run.spec, run.clouds);
+    let wait_events: WaitEventFn = {
+        let events = run.events.clone();
+        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
+    };
+    let copies = spec.copy_to.iter().map(|dest| {
+        let (ecs, wait_events) = (clouds.ecs.clone(), wait_events.clone());
+        let mut request = CopyRequest {
+            image_id: image.image_id.clone(),
+            destination_region: dest.clone(),
+            destination_name: Some(spec.name.clone()),
+            destination_description: spec.description.clone(),
+            tags: tags.to_vec(),
+            client_token: Some(plan::client_token(digest, &spec.name, dest)),
+            ..Default::default()
+        };
+        async move {
+            let there = ecs.in_region(&request.destination_region);
+            match same_content(&there, &spec.name, digest).await {
+                Some(done) if !done.status.in_flight() && done.status != ImageStatus::CreateFailed => {
+                    return Ok((done.image_id.clone(), Ok(done), true))
+                }
+                // An earlier run's copy still under way: wait for it.
+                Some(going) if going.status.in_flight() => {
+                    let done = wait_image(&there, &going.image_id, None, wait, &wait_events).await;
+                    return Ok((going.image_id, done, true));
+                }
+                // An earlier run's failed copy: remove it, and copy again under a token of its own (the old one
+                // would answer the failed copy).
+                Some(failed) => {
+                    there.delete_image(&failed.image_id, false).await?;
+                    let salted = format!("{}:{}", request.destination_region, failed.image_id);
+                    request.client_token = Some(plan::client_token(digest, &spec.name, &salted));
+                }
+                None => {}
+            }
+            let id = ecs.copy_image(&request).await?;
+            started.lock().unwrap_or_else(|p| p.into_inner()).push((request.destination_region.clone(), id.clone()));
+            let done = wait_image(&there, &id, None, wait, &wait_events).await;
+            Ok::<_, CloudError>((id, done, false))
+        }
+    });
+    let results = join_all(copies.collect()).await;
+    let mut out = Distributed { copies: Vec::new(), shared_with: Vec::new(), warnings: Vec::new(), failed: 0 };
+    let mut available: Vec<(String, String)> = Vec::new();
+    for (dest, r) in spec.copy_to.iter().zip(results) {
+        let c = match r {
+            Ok((id, Ok(img), reused)) => {
+                available.push((dest.clone(), id.clone()));
+                let status = img.status.as_str().to_string();
+                CopyOutcome { region: dest.clone(), image_id: id, status, error: None, reused }
+            }
+            Ok((id, Err(e), _)) => {
+                out.failed += 1;
+                let error = Some(e.to_string());
+                CopyOutcome { region: dest.clone(), image_id: id, status: "failed".into(), error, reused: false }
+            }
+            Err(e) => {
+                out.failed += 1;
+                let error = Some(explain("CopyImage", &e));
+                CopyOutcome {
+                    region: dest.clone(),
+                    image_id: String::new(),
+                    status: "failed".into(),
+                    error,
+                    reused: false,
+                }
+            }
+        };
+        out.copies.push(c);
+    }
+    if !spec.share_with.is_empty() {
+        let mut targets = vec![(clouds.ecs.region().to_string(), image.image_id.clone())];
+        targets.extend(available);
+        let mut all_shared = true;
+        for (region, id) in targets {
+            if let Err(e) = clouds.ecs.in_region(&region).share(&id, &spec.share_with, &[]).await {
+                out.failed += 1;
+                all_shared = false;
+                out.warnings.push(explain(&format!("sharing {id} in {region}"), &e));
+            }
+        }
+        if all_shared {
+            out.shared_with = spec.share_with.clone();
+        }
+    }
+    out
+}
+
+/// An own image of `name` carrying this content digest in `ecs`'s region, in any status.
+async fn same_content(ecs: &Ecs, name: &str, digest: &str) -> Option<Image> {
+    let filter =
+        ImageFilter { image_name: Some(name.to_string()), owner_alias: Some("self".into()), ..Default::default() };
+    let found = ecs.images(&filter).await.ok()?;
+    found.into_iter().find(|i| i.image_name == name && i.tag(DIGEST_TAG) == Some(digest))
+}
+
+/// After an interruption during distribution: cancels the copies still under way; says what was done.
+async fn cancel_copies(run: &Run<'_>, started: &std::sync::Mutex<Vec<(String, String)>>) -> String {
+    let list = started.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut done = Vec::new();
+    for (region, id) in list {
+        let there = run.clouds.ecs.in_region(&region);
+        let in_flight = there.image(&id).await.ok().flatten().is_some_and(|i| i.status.in_flight());
+        if in_flight {
+            match there.cancel_copy(&id).await {
+                Ok(()) => done.push(format!("cancelled the copy {id} in {region}")),
+                Err(e) => done.push(format!("could not cancel the copy {id} in {region}: {e}")),
+            }
+        }
+    }
+    if done.is_empty() {
+        "the image is Available; no copy was under way".into()
+    } else {
+        format!("the image is Available; {}", done.join(", "))
+    }
+}
+
+/// Runs distribution (when there is any) as a step, cancellable; fills `outcome`; the number of failures.
+async fn distribute_step(
+    run: &mut Run<'_>,
+    image: &Image,
+    wait: &WaitOptions,
+    tags: &[(String, String)],
+    outcome: &mut ImportOutcome,
+) -> Result<usize, ImportError> {
+    if run.spec.copy_to.is_empty() && run.spec.share_with.is_empty() {
+        return Ok(0);
+    }
+    run.start(Step::Distribute);
+    let started = std::sync::Mutex::new(Vec::new());
+    let digest = outcome.digest.clone();
+    let done = {
+        let run_ref: &Run<'_> = run;
+        tokio::select! {
+            d = distribute(run_ref, image, wait, tags, &digest, &started) => d,
+            _ = run_ref.cancelled() => {
+                let cleanup = cancel_copies(run_ref, &started).await;
+                return Err(ImportError::Interrupted { cleanup });
+            }
+        }
+    };
+    outcome.copies = done.copies;
+    outcome.shared_with = done.shared_with;
+    outcome.warnings.extend(done.warnings);
+    let copies = match outcome.copies.len() {
+        1 => "1 copy".to_string(),
+        n => format!("{n} copies"),
+    };
+    run.done(Step::Distribute, format!("{copies}, shared with {} account(s)", outcome.shared_with.len()));
+    Ok(done.failed)
+}
+
+/// Runs the futures concurrently and answers their results in order.
+async fn join_all<T, F: std::future::Future<Output = T>>(futures: Vec<F>) -> Vec<T> {
+    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut results: Vec<Option<T>> = handles.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (h, slot) in handles.iter_mut().zip(results.iter_mut()) {
+            if slot.is_none() {
+                match h.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}

@@ -1,0 +1,562 @@
+//! `imgport images ...` (list, show, wait, copy, share, unshare, tag, deprecate, undeprecate, delete, cancel,
+//! create) and `imgport instance replace-disk`: the custom image lifecycle, on Alibaba Cloud or the local cloud.
+
+use super::cloud::{CloudArgs, LocalCloud};
+use crate::output::print_json;
+use imgport_cloud::ecs::{CopyRequest, CreateRequest, ImageFilter};
+use imgport_cloud::model::{Image, TaskStatus};
+use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
+use imgport_cloud::{CloudError, Ecs, ErrorKind};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ImagesArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    #[command(subcommand)]
+    command: ImagesCommand,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ImagesCommand {
+    /// List images (every page), filtered; custom images of every status by default.
+    #[command(alias = "find")]
+    List(ListArgs),
+    /// One image in full.
+    Show(IdArgs),
+    /// Wait until an image is Available (fails at once on CreateFailed).
+    Wait(WaitArgs),
+    /// Copy an image into other regions, waiting for each copy.
+    Copy(CopyArgs),
+    /// Share an image with accounts.
+    Share(ShareArgs),
+    /// Stop sharing an image with accounts.
+    Unshare(ShareArgs),
+    /// Add or change tags (KEY=VALUE...).
+    Tag(TagArgs),
+    /// Mark an Available image Deprecated (it can no longer create instances; unshare it first).
+    Deprecate(IdArgs),
+    /// Make a Deprecated image Available again.
+    Undeprecate(IdArgs),
+    /// Delete an image (and with --with-snapshots its snapshots).
+    Delete(DeleteArgs),
+    /// Cancel an import (CancelTask) or a copy (CancelCopyImage) still under way.
+    Cancel(IdArgs),
+    /// Create an image from an instance's system disk or from snapshots (CreateImage), and wait for it.
+    Create(CreateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// system, self, others (shared with you) or marketplace [default: self].
+    #[arg(long, default_value = "self")]
+    owner: String,
+    /// Name, matched as ECS does (fuzzy; `*` wildcards).
+    #[arg(long)]
+    name: Option<String>,
+    /// Image id (repeat).
+    #[arg(long = "id")]
+    ids: Vec<String>,
+    #[arg(long)]
+    snapshot_id: Option<String>,
+    #[arg(long)]
+    family: Option<String>,
+    /// linux or windows.
+    #[arg(long)]
+    os: Option<String>,
+    /// x86_64, i386 or arm64.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Comma-separated statuses [default: every status].
+    #[arg(long)]
+    status: Option<String>,
+    /// KEY=VALUE (repeat).
+    #[arg(long = "tag", value_parser = super::import::parse_tag)]
+    tags: Vec<(String, String)>,
+    /// instance (images instances run) or none.
+    #[arg(long)]
+    usage: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct IdArgs {
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct WaitArgs {
+    id: String,
+    /// Give up after this long (3h, 90m, 600s).
+    #[arg(long, value_parser = super::import::parse_duration, default_value = "3h")]
+    timeout: Duration,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CopyArgs {
+    id: String,
+    /// Destination region (repeat).
+    #[arg(long = "to", required = true)]
+    to: Vec<String>,
+    /// The copies' name [default: the source's].
+    #[arg(long)]
+    name: Option<String>,
+    /// Return once the copies are started.
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, value_parser = super::import::parse_duration, default_value = "3h")]
+    timeout: Duration,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ShareArgs {
+    id: String,
+    /// Account id (repeat).
+    #[arg(long = "account", required = true)]
+    accounts: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct TagArgs {
+    id: String,
+    #[arg(required = true, value_parser = super::import::parse_tag)]
+    tags: Vec<(String, String)>,
+}
+
+#[derive(clap::Args)]
+pub struct DeleteArgs {
+    id: String,
+    /// Delete it even though instances run it.
+    #[arg(long)]
+    force: bool,
+    /// Delete its snapshots too (ECS keeps them otherwise).
+    #[arg(long)]
+    with_snapshots: bool,
+}
+
+#[derive(clap::Args)]
+pub struct CreateArgs {
+    /// An instance whose system disk becomes the image.
+    #[arg(long, conflicts_with_all = ["from_snapshot", "data_snapshots"], required_unless_present = "from_snapshot")]
+    from_instance: Option<String>,
+    /// The system disk's snapshot.
+    #[arg(long)]
+    from_snapshot: Option<String>,
+    /// A data disk's snapshot (repeat; with --from-snapshot).
+    #[arg(long = "data-snapshot", requires = "from_snapshot")]
+    data_snapshots: Vec<String>,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    family: Option<String>,
+    #[arg(long = "tag", value_parser = super::import::parse_tag)]
+    tags: Vec<(String, String)>,
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, value_parser = super::import::parse_duration, default_value = "3h")]
+    timeout: Duration,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum InstanceCommand {
+    /// The region's instances.
+    List(InstanceListArgs),
+    /// Replace an instance's system disk with an image (ReplaceSystemDisk); the instance must be stopped.
+    ReplaceDisk(ReplaceDiskArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InstanceArgs {
+    #[command(flatten)]
+    cloud: CloudArgs,
+    #[command(subcommand)]
+    command: InstanceCommand,
+}
+
+#[derive(clap::Args)]
+pub struct InstanceListArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ReplaceDiskArgs {
+    instance: String,
+    #[arg(long)]
+    image: String,
+    /// The new system disk's size in GiB.
+    #[arg(long)]
+    size: Option<u64>,
+    /// Stop a running instance first (and start it again after).
+    #[arg(long)]
+    stop: bool,
+}
+
+/// Runs `f` with the region's ECS client (and the local cloud running meanwhile); prints the error.
+fn with_ecs<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs) -> F) -> u8
+where
+    F: std::future::Future<Output = Result<(), CloudError>>,
+{
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgport: error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let (local, clouds): (Option<LocalCloud>, _) = match cloud.connect(None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 1;
+        }
+    };
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = f(clouds.ecs.clone()) => Some(r),
+            _ = crate::signals::wait() => None,
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(l) = local {
+        l.emulator.shutdown();
+    }
+    match result {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => failed(&e),
+        None => crate::signals::exit_code(),
+    }
+}
+
+/// Prints the error with its cause and fix; exit 6 for a failed image, 7 for a timeout, 1 otherwise.
+fn failed(e: &CloudError) -> u8 {
+    eprintln!("imgport: error: {e}");
+    if let Some(a) = e.advice() {
+        eprintln!("  cause: {}\n  fix: {}", a.cause, a.fix);
+    }
+    if let Some(r) = e.request_id() {
+        eprintln!("  request id: {r}");
+    }
+    match e.kind() {
+        ErrorKind::CreateFailed => 6,
+        ErrorKind::TimedOut => 7,
+        _ => 1,
+    }
+}
+
+fn progress_lines() -> WaitEventFn {
+    Arc::new(|e: &WaitEvent| match e {
+        WaitEvent::Progress { region, image_id, status, progress, elapsed_seconds } => {
+            note!("imgport: {image_id} in {region}: {status} {progress}% ({elapsed_seconds} s)")
+        }
+        WaitEvent::TaskFinishedEarly { image_id, .. } => {
+            note!("imgport: the task is finished but {image_id} is not Available yet: waiting for the image")
+        }
+        WaitEvent::PollFailed { message, failures_in_a_row, .. } => {
+            note!("imgport: a poll failed ({failures_in_a_row} in a row), polling again: {message}")
+        }
+    })
+}
+
+fn not_found(ecs: &Ecs, id: &str) -> CloudError {
+    CloudError::InvalidArgument(format!("no image {id} in {}", ecs.region()))
+}
+
+/// The images as a table, columns as wide as their widest value.
+fn table(images: &[Image]) {
+    let id = images.iter().map(|i| i.image_id.len()).max().unwrap_or(0).max(2);
+    let name = images.iter().map(|i| i.image_name.len()).max().unwrap_or(0).max(4);
+    outln!(
+        "{:<id$}  {:<name$}  {:<12} {:<11} {:<7} {:<7} {:>5}  CREATED",
+        "ID",
+        "NAME",
+        "STATUS",
+        "OWNER",
+        "OS",
+        "ARCH",
+        "SIZE"
+    );
+    for i in images {
+        outln!(
+            "{:<id$}  {:<name$}  {:<12} {:<11} {:<7} {:<7} {:>5}  {}",
+            i.image_id,
+            i.image_name,
+            i.status.as_str(),
+            i.image_owner_alias,
+            i.os_type,
+            i.architecture,
+            format!("{}G", i.size),
+            i.creation_time
+        );
+    }
+}
+
+fn show(i: &Image, json: bool) {
+    if json {
+        print_json(i);
+        return;
+    }
+    outln!("{}  {}", i.image_id, i.image_name);
+    outln!("  status:       {} {}%", i.status.as_str(), i.progress);
+    outln!("  owner:        {}", i.image_owner_alias);
+    outln!("  os:           {} {} ({}, {})", i.platform, i.os_name, i.os_type, i.architecture);
+    outln!("  boot mode:    {}", i.boot_mode);
+    outln!("  family:       {}", i.image_family);
+    outln!("  created:      {}", i.creation_time);
+    outln!("  usage:        {}", i.usage);
+    for d in &i.disk_device_mappings {
+        outln!("  disk:         {} {} {}G {} snapshot {}", d.kind, d.device, d.size, d.format, d.snapshot_id);
+    }
+    for t in &i.tags {
+        outln!("  tag:          {}={}", t.tag_key, t.tag_value);
+    }
+}
+
+/// Waits for `id`, with its import task when it has one.
+async fn wait_for(ecs: &Ecs, id: &str, timeout: Duration) -> Result<Image, CloudError> {
+    let task = ecs.tasks_of(id).await.ok().and_then(|t| t.into_iter().next()).map(|t| t.task_id);
+    let opts = WaitOptions { timeout, ..Default::default() };
+    wait_image(ecs, id, task.as_deref(), &opts, &progress_lines()).await
+}
+
+pub fn run(args: ImagesArgs) -> u8 {
+    let cloud = args.cloud.clone();
+    with_ecs(&cloud, move |ecs| async move {
+        match args.command {
+            ImagesCommand::List(a) => list(&ecs, a).await,
+            ImagesCommand::Show(a) => {
+                let i = ecs.image(&a.id).await?.ok_or_else(|| not_found(&ecs, &a.id))?;
+                show(&i, a.json);
+                Ok(())
+            }
+            ImagesCommand::Wait(a) => {
+                let i = wait_for(&ecs, &a.id, a.timeout).await?;
+                show(&i, a.json);
+                Ok(())
+            }
+            ImagesCommand::Copy(a) => copy(&ecs, a).await,
+            ImagesCommand::Share(a) => ecs.share(&a.id, &a.accounts, &[]).await,
+            ImagesCommand::Unshare(a) => ecs.share(&a.id, &[], &a.accounts).await,
+            ImagesCommand::Tag(a) => ecs.tag("image", std::slice::from_ref(&a.id), &a.tags).await,
+            ImagesCommand::Deprecate(a) => ecs.set_deprecated(&a.id, true).await,
+            ImagesCommand::Undeprecate(a) => ecs.set_deprecated(&a.id, false).await,
+            ImagesCommand::Delete(a) => delete(&ecs, a).await,
+            ImagesCommand::Cancel(a) => cancel(&ecs, &a.id).await,
+            ImagesCommand::Create(a) => create(&ecs, a).await,
+        }
+    })
+}
+
+async fn list(ecs: &Ecs, a: ListArgs) -> Result<(), CloudError> {
+    let filter = ImageFilter {
+        image_ids: a.ids,
+        image_name: a.name,
+        owner_alias: Some(a.owner).filter(|o| !o.is_empty() && o != "all"),
+        snapshot_id: a.snapshot_id,
+        family: a.family,
+        os_type: a.os,
+        architecture: a.arch,
+        status: a.status,
+        usage: a.usage,
+        tags: a.tags,
+    };
+    let images = ecs.images(&filter).await?;
+    if a.json {
+        print_json(&images);
+    } else {
+        table(&images);
+    }
+    Ok(())
+}
+
+async fn copy(ecs: &Ecs, a: CopyArgs) -> Result<(), CloudError> {
+    let mut started = Vec::new();
+    for dest in &a.to {
+        let request = CopyRequest {
+            image_id: a.id.clone(),
+            destination_region: dest.clone(),
+            destination_name: a.name.clone(),
+            ..Default::default()
+        };
+        let id = ecs.copy_image(&request).await?;
+        note!("imgport: copying {} to {dest} as {id}", a.id);
+        started.push((dest.clone(), id));
+    }
+    let mut done = Vec::new();
+    for (dest, id) in &started {
+        if a.no_wait {
+            if !a.json {
+                outln!("{dest}: {id}");
+            }
+            continue;
+        }
+        let i = wait_for(&ecs.in_region(dest), id, a.timeout).await?;
+        if !a.json {
+            outln!("{dest}: {} is {}", i.image_id, i.status.as_str());
+        }
+        done.push(i);
+    }
+    if a.json && a.no_wait {
+        let started: Vec<_> = started.iter().map(|(r, id)| serde_json::json!({"RegionId": r, "ImageId": id})).collect();
+        print_json(&started);
+    } else if a.json {
+        print_json(&done);
+    }
+    Ok(())
+}
+
+async fn delete(ecs: &Ecs, a: DeleteArgs) -> Result<(), CloudError> {
+    let image = ecs.image(&a.id).await?.ok_or_else(|| not_found(ecs, &a.id))?;
+    ecs.delete_image(&a.id, a.force).await?;
+    outln!("deleted {}", a.id);
+    if a.with_snapshots {
+        for d in image.disk_device_mappings.iter().filter(|d| !d.snapshot_id.is_empty()) {
+            match ecs.delete_snapshot(&d.snapshot_id).await {
+                Ok(()) => outln!("deleted snapshot {}", d.snapshot_id),
+                // Another image may still use it: say so and go on.
+                Err(e) => eprintln!("imgport: warning: snapshot {} kept: {e}", d.snapshot_id),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn cancel(ecs: &Ecs, id: &str) -> Result<(), CloudError> {
+    let image = ecs.image(id).await?.ok_or_else(|| not_found(ecs, id))?;
+    if !image.status.in_flight() {
+        return Err(CloudError::InvalidArgument(format!("{id} is {}: nothing to cancel", image.status.as_str())));
+    }
+    if image.is_copied {
+        ecs.cancel_copy(id).await?;
+        outln!("cancelled the copy {id}");
+        return Ok(());
+    }
+    let tasks = ecs.tasks_of(id).await?;
+    let running = tasks.iter().find(|t| matches!(t.task_status, TaskStatus::Waiting | TaskStatus::Processing));
+    match running {
+        Some(t) => {
+            ecs.cancel_task(&t.task_id).await?;
+            outln!("cancelled task {} of {id}", t.task_id);
+            Ok(())
+        }
+        None => Err(CloudError::InvalidArgument(format!("{id} has no task that can be cancelled"))),
+    }
+}
+
+async fn create(ecs: &Ecs, a: CreateArgs) -> Result<(), CloudError> {
+    let mut snapshots: Vec<String> = a.from_snapshot.into_iter().collect();
+    snapshots.extend(a.data_snapshots);
+    let mut tags = a.tags;
+    tags.push((imgport_pipeline::import::VERSION_TAG.into(), env!("IMGPORT_VERSION").into()));
+    let request = CreateRequest {
+        image_name: a.name,
+        description: a.description,
+        instance_id: a.from_instance,
+        snapshots,
+        image_family: a.family,
+        tags,
+        ..Default::default()
+    };
+    let id = ecs.create_image(&request).await?;
+    note!("imgport: creating {id}");
+    if a.no_wait {
+        outln!("{id}");
+        return Ok(());
+    }
+    let image = wait_for(ecs, &id, a.timeout).await?;
+    show(&image, a.json);
+    Ok(())
+}
+
+pub fn run_instance(args: InstanceArgs) -> u8 {
+    let cloud = args.cloud.clone();
+    with_ecs(&cloud, move |ecs| async move {
+        match args.command {
+            InstanceCommand::ReplaceDisk(a) => replace_disk(&ecs, a).await,
+            InstanceCommand::List(a) => {
+                let all = ecs.instances(&[]).await?;
+                if a.json {
+                    print_json(&all);
+                } else {
+                    for i in &all {
+                        outln!("{:<24} {:<10} {:<24} {}", i.instance_id, i.status, i.instance_name, i.image_id);
+                    }
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn replace_disk(ecs: &Ecs, a: ReplaceDiskArgs) -> Result<(), CloudError> {
+    let found = ecs.instances(std::slice::from_ref(&a.instance)).await?;
+    let instance = found
+        .into_iter()
+        .find(|i| i.instance_id == a.instance)
+        .ok_or_else(|| CloudError::InvalidArgument(format!("no instance {} in {}", a.instance, ecs.region())))?;
+    let was_running = instance.status == "Running";
+    if was_running && !a.stop {
+        return Err(CloudError::InvalidArgument(format!(
+            "{} is Running: ReplaceSystemDisk needs it stopped; rerun with --stop to stop it and start it again after",
+            a.instance
+        )));
+    }
+    // Before stopping anything: the image must be one the instance can take.
+    let image = ecs.image(&a.image).await?.ok_or_else(|| not_found(ecs, &a.image))?;
+    if !matches!(image.status.as_str(), "Available" | "Deprecated") {
+        return Err(CloudError::InvalidArgument(format!("{} is {}: not ready to use", a.image, image.status.as_str())));
+    }
+    if was_running {
+        ecs.set_instance_running(&a.instance, false).await?;
+        wait_instance(ecs, &a.instance, "Stopped").await?;
+        note!("imgport: stopped {}", a.instance);
+    }
+    let replaced = ecs.replace_system_disk(&a.instance, &a.image, a.size).await;
+    if let Ok(disk) = &replaced {
+        outln!("{}: system disk {disk} from {}", a.instance, a.image);
+    }
+    // Started again whatever happened: the instance was running when imgport found it.
+    if was_running {
+        start_again(ecs, &a.instance).await?;
+        note!("imgport: started {}", a.instance);
+    }
+    replaced.map(|_| ())
+}
+
+/// StartInstance, retried while the instance is still busy (a disk replacement takes a while), then waited for.
+async fn start_again(ecs: &Ecs, id: &str) -> Result<(), CloudError> {
+    for _ in 0..60 {
+        match ecs.set_instance_running(id, true).await {
+            Err(e) if e.code() == Some("IncorrectInstanceStatus") => tokio::time::sleep(Duration::from_secs(5)).await,
+            r => {
+                r?;
+                return wait_instance(ecs, id, "Running").await;
+            }
+        }
+    }
+    Err(CloudError::InvalidArgument(format!("{id} could not be started again within 5 minutes: start it by hand")))
+}
+
+/// Polls the instance until it reaches `status` (bounded: 10 minutes).
+async fn wait_instance(ecs: &Ecs, id: &str, status: &str) -> Result<(), CloudError> {
+    for _ in 0..300 {
+        let now = ecs.instances(&[id.to_string()]).await?;
+        if now.iter().any(|i| i.instance_id == id && i.status == status) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Err(CloudError::InvalidArgument(format!("{id} did not become {status} within 10 minutes")))
+}

@@ -1,0 +1,379 @@
+//! `imgport import IMAGE`: validate, upload, register as an ECS custom image, wait until it is ready, copy and
+//! share it, and clean up. `--cloud local` runs it against the built-in local cloud (the emulator in-process, its
+//! state under `$XDG_DATA_HOME/imgport/local-cloud`), with no account.
+
+use super::OpenArgs;
+use crate::output::print_json;
+use imgport_auth::Env;
+use imgport_cloud::wait::{WaitEvent, WaitOptions};
+use imgport_pipeline::import::plan::Overrides;
+use imgport_pipeline::import::{self, ImportError, ImportEvent, ImportOutcome, ImportSpec, Step};
+use imgport_storage::UploadEvent;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Exit codes: 0 done (or reused), 2 bad arguments or unreadable image, 3 validation failed, 4 preflight failed,
+/// 5 upload failed, 6 import failed (refused, or CreateFailed), 7 timed out (the import goes on), 8 partially done
+/// (copies or shares failed), 130 (128 + signal) interrupted. Worth retrying as they are: 5, 7 (`imgport images
+/// wait`), and 4 or 6 when the error says the service was busy.
+#[derive(clap::Args)]
+#[command(after_help = "Exit codes: 0 done or reused, 2 bad arguments or unreadable image, 3 validation failed, \
+                        4 preflight failed, 5 upload failed, 6 import failed, 7 timed out (the import goes on), \
+                        8 copies or shares failed, 128+N interrupted by signal N (130 for Ctrl-C).")]
+pub struct Args {
+    #[command(flatten)]
+    open: OpenArgs,
+    /// The disk image: raw, qcow2, vhd, vhdx or vmdk (converted when ECS cannot take it as it is).
+    image: PathBuf,
+    /// Name of the custom image (2-128 characters, starting with a letter).
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    cloud: super::cloud::CloudArgs,
+    /// OSS bucket in that region to upload through (required for alibaba; the local cloud creates its own).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Object key [default: imgport/NAME-DIGEST.FORMAT].
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Image family (DescribeImageFromFamily answers its newest image).
+    #[arg(long)]
+    family: Option<String>,
+    /// A tag KEY=VALUE (repeat).
+    #[arg(long = "tag", value_parser = parse_tag)]
+    tags: Vec<(String, String)>,
+    /// ImportImage Platform [default: derived from the guest].
+    #[arg(long)]
+    platform: Option<String>,
+    /// linux or windows [default: derived].
+    #[arg(long)]
+    os_type: Option<String>,
+    /// x86_64, i386 or arm64 [default: derived].
+    #[arg(long)]
+    arch: Option<String>,
+    /// BIOS, UEFI or UEFI-Preferred [default: derived]; refused when the guest cannot boot that way.
+    #[arg(long)]
+    boot_mode: Option<String>,
+    /// System disk size in GiB [default: the virtual size, rounded up].
+    #[arg(long)]
+    disk_size: Option<u64>,
+    /// Auto, Aliyun or BYOL.
+    #[arg(long)]
+    license_type: Option<String>,
+    /// Ask ECS to check the image too (DetectionStrategy=Standard).
+    #[arg(long)]
+    detect: bool,
+    /// Import even when validation finds errors.
+    #[arg(long)]
+    skip_validation: bool,
+    /// Warnings stop the import too.
+    #[arg(long)]
+    strict: bool,
+    /// Create or repair the import role (AliyunECSImageImportDefaultRole) as the console does.
+    #[arg(long)]
+    create_role: bool,
+    /// Keep the uploaded object after the import.
+    #[arg(long)]
+    keep_object: bool,
+    /// Register and exit without waiting (`imgport images wait` waits later).
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (e.g. 3h, 90m, 600s) [default: 3h].
+    #[arg(long, value_parser = parse_duration, default_value = "3h")]
+    timeout: Duration,
+    /// Copy the image into this region too (repeat).
+    #[arg(long = "copy-to")]
+    copy_to: Vec<String>,
+    /// Share the image (and its copies) with this account id (repeat).
+    #[arg(long = "share-with")]
+    share_with: Vec<String>,
+    /// Upload part size (e.g. 64M).
+    #[arg(long, value_parser = super::upload::parse_size)]
+    part_size: Option<u64>,
+    /// Parts in flight at most.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// One JSON result document on stdout (logs stay on stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn parse_tag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
+    }
+}
+
+/// `3h`, `90m`, `45s`, `600` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 3h, 90m or 600s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("{s:?}: the unit is s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// The values in their first order, each once.
+fn dedup(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        if !out.contains(v) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+fn spec(args: &Args) -> ImportSpec {
+    ImportSpec {
+        image: args.image.clone(),
+        open: args.open.options(),
+        name: args.name.clone(),
+        description: args.description.clone(),
+        family: args.family.clone(),
+        tags: args.tags.clone(),
+        overrides: Overrides {
+            platform: args.platform.clone(),
+            os_type: args.os_type.clone(),
+            architecture: args.arch.clone(),
+            boot_mode: args.boot_mode.clone(),
+            disk_size_gib: args.disk_size,
+        },
+        license_type: args.license_type.clone(),
+        detection_strategy: args.detect.then(|| "Standard".to_string()),
+        key: args.key.clone(),
+        keep_object: args.keep_object,
+        skip_validation: args.skip_validation,
+        strict: args.strict,
+        create_role: args.create_role,
+        wait: (!args.no_wait).then(|| WaitOptions { timeout: args.timeout, ..Default::default() }),
+        copy_to: dedup(&args.copy_to),
+        share_with: dedup(&args.share_with),
+        part_size: args.part_size,
+        concurrency: args.concurrency,
+        state_dir: imgport_storage::state::default_dir(),
+        version: env!("IMGPORT_VERSION").to_string(),
+    }
+}
+
+/// Step lines and progress on stderr (none with `-q`); with a terminal, the upload's bytes on a bar.
+fn print_events() -> import::ImportEventFn {
+    let bar: Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>> = Arc::default();
+    Arc::new(move |e: &ImportEvent| {
+        let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            ImportEvent::StepStarted { step: Step::Upload } if crate::output::progress_enabled() => {
+                let b = indicatif::ProgressBar::new(0);
+                let style = indicatif::ProgressStyle::with_template("upload {bar:40} {bytes} {bytes_per_sec} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                b.set_style(style);
+                *bar = Some(b);
+            }
+            ImportEvent::StepStarted { .. } => {}
+            ImportEvent::StepDone { step, seconds, detail } => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                note!("imgport: {:<10} {detail} ({seconds:.1} s)", step_name(*step));
+            }
+            ImportEvent::Finding { id, severity, message } => note!("imgport: {severity:<10} {id}: {message}"),
+            ImportEvent::Upload(UploadEvent::Progress(p)) => {
+                if let Some(b) = bar.as_ref() {
+                    if p.total > 0 {
+                        b.set_length(p.total);
+                    }
+                    b.set_position(p.done);
+                }
+            }
+            ImportEvent::Upload(_) | ImportEvent::Converting { .. } => {}
+            ImportEvent::Wait(WaitEvent::Progress { region, image_id, status, progress, elapsed_seconds }) => {
+                note!("imgport: {image_id} in {region}: {status} {progress}% ({elapsed_seconds} s)")
+            }
+            ImportEvent::Wait(WaitEvent::TaskFinishedEarly { image_id, .. }) => {
+                note!("imgport: the task is finished but {image_id} is not Available yet: waiting for the image")
+            }
+            ImportEvent::Wait(WaitEvent::PollFailed { message, failures_in_a_row, .. }) => {
+                note!("imgport: a poll failed ({failures_in_a_row} in a row), polling again: {message}")
+            }
+        }
+    })
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Validate => "validate",
+        Step::Digest => "digest",
+        Step::Preflight => "preflight",
+        Step::Upload => "upload",
+        Step::Register => "register",
+        Step::Wait => "wait",
+        Step::Distribute => "distribute",
+        Step::Cleanup => "cleanup",
+    }
+}
+
+fn summary(o: &ImportOutcome) {
+    if o.reused {
+        outln!(
+            "{} in {}: {} already holds this content ({}); nothing was uploaded",
+            o.name,
+            o.region,
+            o.image_id,
+            o.status
+        );
+        return;
+    }
+    outln!("{} in {}: {} is {}", o.name, o.region, o.image_id, o.status);
+    for c in &o.copies {
+        match &c.error {
+            None => outln!("  copy in {}: {} is {}", c.region, c.image_id, c.status),
+            Some(e) => outln!("  copy in {}: failed: {e}", c.region),
+        }
+    }
+    if !o.shared_with.is_empty() {
+        outln!("  shared with {}", o.shared_with.join(", "));
+    }
+    let object = if o.object_deleted { "deleted" } else { "kept" };
+    outln!("  oss://{}/{} {object}; digest {}", o.bucket, o.key, o.digest);
+}
+
+/// The one document `--json` prints when the import fails: the error, the exit code, the service's code and the
+/// fix when known, the image when there is one (a timeout or a partial success), and the blocking findings.
+#[derive(serde::Serialize)]
+struct JsonError<'a> {
+    error: String,
+    exit_code: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<&'a ImportOutcome>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    findings: Vec<String>,
+}
+
+pub fn run(args: Args) -> u8 {
+    let region = match args.cloud.region(&Env::from_process()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 2;
+        }
+    };
+    if args.cloud.cloud != "local" && args.bucket.is_none() {
+        eprintln!("imgport: error: --bucket is required: an OSS bucket in {region} to upload through");
+        return 2;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgport: error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let (local, clouds) = match args.cloud.connect(args.bucket.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 1;
+        }
+    };
+    if local.is_some() {
+        // The local cloud's own bucket.
+        let _ = rt.block_on(clouds.store.create_bucket());
+    }
+    let spec = spec(&args);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let result = rt.block_on(async {
+        tokio::spawn(async move {
+            crate::signals::wait().await;
+            let _ = tx.send(true);
+        });
+        import::import(&spec, &clouds, print_events(), rx).await
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(l) = local {
+        l.emulator.shutdown();
+    }
+    match result {
+        Ok(o) => {
+            if args.json {
+                print_json(&o);
+            } else {
+                summary(&o);
+            }
+            0
+        }
+        Err(e) => report_failure(&e, args.json),
+    }
+}
+
+fn report_failure(e: &ImportError, json: bool) -> u8 {
+    // Stopped by a signal: 128 + its number, whatever the error says.
+    let code = match (e, crate::signals::received()) {
+        (ImportError::Interrupted { .. }, Some(_)) => crate::signals::exit_code(),
+        _ => e.exit_code(),
+    };
+    let cloud = match e {
+        ImportError::Import(c) | ImportError::TimedOut { error: c, .. } => Some(c),
+        ImportError::Preflight { source: Some(c), .. } => Some(c),
+        _ => None,
+    };
+    let advice = cloud.and_then(|c| c.advice());
+    let findings: Vec<String> = match e {
+        ImportError::Validation { report, .. } => report
+            .findings
+            .iter()
+            .filter(|f| f.is_blocking(false))
+            .map(|f| {
+                let fix = f.fix.as_ref().map(|x| format!(" -- fix: {x}")).unwrap_or_default();
+                format!("{}: {}{fix}", f.id, f.message)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if json {
+        let (image_id, outcome) = match e {
+            ImportError::TimedOut { image_id, .. } => (Some(image_id.as_str()), None),
+            ImportError::Partial { outcome, .. } => (Some(outcome.image_id.as_str()), Some(outcome.as_ref())),
+            _ => (None, None),
+        };
+        print_json(&JsonError {
+            error: e.to_string(),
+            exit_code: code,
+            code: cloud.and_then(|c| c.code()),
+            cause: advice.map(|a| a.cause),
+            fix: advice.map(|a| a.fix),
+            image_id,
+            outcome,
+            findings: findings.clone(),
+        });
+    } else if let ImportError::Partial { outcome, .. } = e {
+        summary(outcome);
+    }
+    eprintln!("imgport: error: {e}");
+    if let (Some(a), ImportError::Import(_) | ImportError::TimedOut { .. }) = (advice, e) {
+        eprintln!("  cause: {}\n  fix: {}", a.cause, a.fix);
+    }
+    for f in &findings {
+        eprintln!("  {f}");
+    }
+    code
+}
