@@ -256,8 +256,9 @@ fn failed(e: &CloudError) -> u8 {
     }
 }
 
-fn progress_lines() -> WaitEventFn {
-    Arc::new(|e: &WaitEvent| match e {
+/// A wait's event as a line on stderr (`import` and `images` alike).
+pub fn print_wait_event(e: &WaitEvent) {
+    match e {
         WaitEvent::Progress { region, image_id, status, progress, elapsed_seconds } => {
             note!("imgport: {image_id} in {region}: {status} {progress}% ({elapsed_seconds} s)")
         }
@@ -267,7 +268,11 @@ fn progress_lines() -> WaitEventFn {
         WaitEvent::PollFailed { message, failures_in_a_row, .. } => {
             note!("imgport: a poll failed ({failures_in_a_row} in a row), polling again: {message}")
         }
-    })
+    }
+}
+
+fn progress_lines() -> WaitEventFn {
+    Arc::new(print_wait_event)
 }
 
 fn not_found(ecs: &Ecs, id: &str) -> CloudError {

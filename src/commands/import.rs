@@ -5,7 +5,7 @@
 use super::OpenArgs;
 use crate::output::print_json;
 use imgport_auth::Env;
-use imgport_cloud::wait::{WaitEvent, WaitOptions};
+use imgport_cloud::wait::WaitOptions;
 use imgport_pipeline::import::plan::Overrides;
 use imgport_pipeline::import::{self, ImportError, ImportEvent, ImportOutcome, ImportSpec, Step};
 use imgport_storage::UploadEvent;
@@ -198,15 +198,7 @@ fn print_events() -> import::ImportEventFn {
                 }
             }
             ImportEvent::Upload(_) | ImportEvent::Converting { .. } => {}
-            ImportEvent::Wait(WaitEvent::Progress { region, image_id, status, progress, elapsed_seconds }) => {
-                note!("imgport: {image_id} in {region}: {status} {progress}% ({elapsed_seconds} s)")
-            }
-            ImportEvent::Wait(WaitEvent::TaskFinishedEarly { image_id, .. }) => {
-                note!("imgport: the task is finished but {image_id} is not Available yet: waiting for the image")
-            }
-            ImportEvent::Wait(WaitEvent::PollFailed { message, failures_in_a_row, .. }) => {
-                note!("imgport: a poll failed ({failures_in_a_row} in a row), polling again: {message}")
-            }
+            ImportEvent::Wait(w) => super::images::print_wait_event(w),
         }
     })
 }
