@@ -354,3 +354,18 @@ fn ctrl_c_during_the_copies_cancels_them() {
     let copies: Value = serde_json::from_slice(&list.stdout).expect("JSON");
     assert_eq!(copies.as_array().map(Vec::len), Some(0), "the copy is gone: {copies}");
 }
+
+/// An import of content another run is still importing (here one that returned with --no-wait) waits for that
+/// image instead of importing twice.
+#[test]
+fn a_second_import_of_the_same_content_waits_for_the_first() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    let slow = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\nseconds = 4\n");
+    let (code, first, err) = run(home.path(), &slow, &[&good, "--name", "once", "--no-wait", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, second, err) = run(home.path(), FAST, &[&good, "--name", "once", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((second["reused"].as_bool(), second["status"].as_str()), (Some(true), Some("Available")), "{second}");
+    assert_eq!(second["image_id"], first["image_id"], "one image: {second}");
+}

@@ -363,12 +363,42 @@ pub async fn import(
 
     // Preflight.
     run.start(Step::Preflight);
-    if let Some(existing) = preflight(&mut run, &digest, &key).await? {
+    if let Some(mut existing) = preflight(&mut run, &digest, &key).await? {
         outcome.image_id = existing.image_id.clone();
-        outcome.status = existing.status.as_str().to_string();
         outcome.reused = true;
         outcome.upload = None;
         run.done(Step::Preflight, format!("{} already holds this content: nothing to upload", existing.image_id));
+        // Still being imported (another run, or one that stopped waiting): wait for it like our own.
+        if existing.status.in_flight() {
+            let Some(wait) = &spec.wait else {
+                outcome.status = existing.status.as_str().to_string();
+                outcome.steps = std::mem::take(&mut run.steps);
+                return Ok(outcome);
+            };
+            run.start(Step::Wait);
+            let task = clouds.ecs.tasks_of(&existing.image_id).await.ok().and_then(|t| t.into_iter().next());
+            outcome.task_id = task.map(|t| t.task_id);
+            let wait_events: WaitEventFn = {
+                let events = run.events.clone();
+                Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
+            };
+            let waited = tokio::select! {
+                r = wait_image(&clouds.ecs, &existing.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
+                // The import is not this run's: an interruption leaves it alone.
+                _ = run.cancelled() => {
+                    return Err(ImportError::Interrupted { cleanup: "nothing of this run's to clean up".into() });
+                }
+            };
+            existing = match waited {
+                Ok(i) => i,
+                Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
+                    return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e })
+                }
+                Err(e) => return Err(ImportError::Import(e)),
+            };
+            run.done(Step::Wait, format!("{} is {}", existing.image_id, existing.status.as_str()));
+        }
+        outcome.status = existing.status.as_str().to_string();
         // Copies and shares a earlier run did not finish are made now (regions that hold the content are reused).
         let failed = match &spec.wait {
             Some(wait) => distribute_step(&mut run, &existing, wait, &tags, &mut outcome).await?,
@@ -649,20 +679,8 @@ async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Result<Option<
                     detail: format!("deleted {}, an earlier run's failed import of this content", i.image_id),
                 });
             }
-            (s, true) if s.in_flight() => {
-                return Err(preflight_error(
-                    format!(
-                        "{} ({:?}) is already importing this content ({}); fix: wait for it (imgport images wait {}) \
-                         or cancel it (imgport images cancel {})",
-                        i.image_id,
-                        spec.name,
-                        s.as_str(),
-                        i.image_id,
-                        i.image_id
-                    ),
-                    None,
-                ))
-            }
+            // Another run is importing this very content: its image is the answer, once it is ready.
+            (s, true) if s.in_flight() => return Ok(Some(i.clone())),
             (s, _) => {
                 return Err(preflight_error(
                     format!(
