@@ -369,3 +369,40 @@ fn a_second_import_of_the_same_content_waits_for_the_first() {
     assert_eq!((second["reused"].as_bool(), second["status"].as_str()), (Some(true), Some("Available")), "{second}");
     assert_eq!(second["image_id"], first["image_id"], "one image: {second}");
 }
+
+/// Ctrl-C during the upload stops it, removes what was sent (no --keep-object) and exits 130; the rerun imports.
+#[test]
+fn ctrl_c_during_the_upload_removes_the_parts() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    let slow = format!(
+        "{FAST}[[faults.rules]]\noperation = \"PutObject\"\nkind = \"latency\"\nms = 4000\n\
+         [[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\n"
+    );
+    let mut child = import_cmd(home.path(), &slow, &[&good, "--name", "stopped"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("imgport starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !seen.contains("preflight") {
+        assert!(Instant::now() < deadline, "never reached the upload: {seen}");
+        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
+        assert!(n > 0, "imgport ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = child.wait().expect("imgport ends");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(rest.contains("aborted"), "{rest}");
+    let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "stopped", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Available", "{out}");
+}

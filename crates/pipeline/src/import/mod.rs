@@ -743,9 +743,26 @@ async fn upload_image(run: &Run<'_>, how: Upload, key: &str) -> Result<Summary, 
         r = work => r.map_err(|error| ImportError::Upload { bucket: clouds.bucket.clone(), key: key.to_string(), error }),
         _ = run.cancelled() => {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            Err(ImportError::Interrupted {
-                cleanup: "the parts uploaded so far are kept: rerun the same command to resume".into(),
-            })
+            if spec.keep_object {
+                return Err(ImportError::Interrupted {
+                    cleanup: "the parts uploaded so far are kept (--keep-object): rerun the same command to resume"
+                        .into(),
+                });
+            }
+            // Nothing of the import exists yet but the parts: remove them (kill -9 leaves them for a resume).
+            let url = format!("oss://{}/{key}", clouds.bucket);
+            let cleanup = match imgport_storage::Destination::parse_object(&url, false) {
+                Ok(dest) => {
+                    match imgport_storage::uploads::abort(&clouds.store, &dest, &url, None, spec.state_dir.as_deref())
+                        .await
+                    {
+                        Ok(_) => format!("the upload to {url} is aborted and its parts removed"),
+                        Err(e) => format!("the upload to {url} could not be aborted ({}): imgport uploads abort {url}", e.error),
+                    }
+                }
+                Err(e) => format!("the upload to {url} could not be aborted: {e}"),
+            };
+            Err(ImportError::Interrupted { cleanup })
         }
     }
 }
