@@ -406,3 +406,30 @@ fn ctrl_c_during_the_upload_removes_the_parts() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["status"], "Available", "{out}");
 }
+
+/// `--data-disk`: a system disk and a data disk (a qcow2 made by qemu-img) become one image with two disks; both
+/// objects are removed after.
+#[test]
+fn data_disks_join_the_image() {
+    let home = tempdir();
+    let data = home.path().join("data.qcow2");
+    let data = data.to_str().expect("utf-8").to_string();
+    qemu_img(&["create", "-q", "-f", "qcow2", &data, "6G"]);
+    let io = std::process::Command::new("qemu-io").args(["-c", "write -P 0x5a 0 8M", &data]).output().expect("qemu-io");
+    assert!(io.status.success(), "{}", String::from_utf8_lossy(&io.stderr));
+    let (code, out, err) =
+        run(home.path(), FAST, &[&guest("mbr-bios-ext4"), "--data-disk", &data, "--name", "two", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["data_keys"].as_array().map(Vec::len), Some(1), "{out}");
+    assert_eq!(out["object_deleted"], true);
+    let id = out["image_id"].as_str().expect("id");
+    let shown = import_cmd_raw(home.path(), FAST, &["images", "show", id, "--json"]).output().expect("runs");
+    let image: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    let disks = image["DiskDeviceMappings"].as_array().expect("disks");
+    assert_eq!(disks.len(), 2, "{image}");
+    assert_eq!((disks[1]["Type"].as_str(), disks[1]["Size"].as_u64()), (Some("data"), Some(6)), "{image}");
+    // The content digest covers both disks: the same system disk alone is other content.
+    let (code, alone, err) = run(home.path(), FAST, &[&guest("mbr-bios-ext4"), "--name", "one", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(alone["digest"], out["digest"]);
+}

@@ -26,6 +26,9 @@ pub struct Args {
     open: OpenArgs,
     /// The disk image: raw, qcow2, vhd, vhdx or vmdk (converted when ECS cannot take it as it is).
     image: PathBuf,
+    /// A data disk imported with the system disk, in the same image (repeat; any format imgport reads).
+    #[arg(long = "data-disk", value_name = "IMAGE")]
+    data_disks: Vec<PathBuf>,
     /// Name of the custom image (2-128 characters, starting with a letter).
     #[arg(long)]
     name: String,
@@ -139,6 +142,7 @@ fn dedup(values: &[String]) -> Vec<String> {
 fn spec(args: &Args) -> ImportSpec {
     ImportSpec {
         image: args.image.clone(),
+        data_disks: args.data_disks.clone(),
         open: args.open.options(),
         name: args.name.clone(),
         description: args.description.clone(),
@@ -239,6 +243,9 @@ fn summary(o: &ImportOutcome) {
     }
     let object = if o.object_deleted { "deleted" } else { "kept" };
     outln!("  oss://{}/{} {object}; digest {}", o.bucket, o.key, o.digest);
+    for k in &o.data_keys {
+        outln!("  oss://{}/{k} {object} (data disk)", o.bucket);
+    }
 }
 
 /// The one document `--json` prints when the import fails: the error, the exit code, the service's code and the

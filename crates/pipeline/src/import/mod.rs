@@ -47,6 +47,8 @@ pub const VERSION_TAG: &str = "imgport:version";
 #[derive(Debug, Clone, Default)]
 pub struct ImportSpec {
     pub image: PathBuf,
+    /// Data disks imported with the system disk, in one image (`DiskDeviceMapping.2...`).
+    pub data_disks: Vec<PathBuf>,
     pub open: OpenOptions,
     pub name: String,
     pub description: Option<String>,
@@ -168,6 +170,8 @@ pub struct ImportOutcome {
     pub upload: Option<Upload>,
     pub bucket: String,
     pub key: String,
+    /// The data disks' objects, in order.
+    pub data_keys: Vec<String>,
     pub object_deleted: bool,
     pub parameters: ImportParameters,
     pub copies: Vec<CopyOutcome>,
@@ -255,6 +259,44 @@ impl Run<'_> {
     }
 }
 
+/// A data disk, read and digested: how it goes up and where.
+struct DataDisk {
+    path: PathBuf,
+    how: Upload,
+    /// The object's format as ImportImage names it.
+    format: &'static str,
+    /// GiB; ECS takes data disks of 5 GiB and more.
+    size_gib: u64,
+    digest: String,
+    key: String,
+}
+
+/// Reads and digests a data disk (no guest to validate: its data is the user's).
+fn examine_data(
+    path: &std::path::Path,
+    open_options: &OpenOptions,
+    ctl: &Control,
+) -> Result<(imgport_disk::Format, u64, String, bool), imgport_disk::Error> {
+    let img = open(path, open_options)?;
+    let digest = imgport_disk::digest(img.as_ref(), ctl)?;
+    Ok((img.details().format, img.virtual_size(), digest, is_sparse(path)))
+}
+
+/// The digest an import is known by: the system disk's alone, or with data disks a digest over all of them.
+fn combined_digest(system: &str, data: &[DataDisk]) -> String {
+    if data.is_empty() {
+        return system.to_string();
+    }
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"imgport-disks-v1\n");
+    for d in std::iter::once(system).chain(data.iter().map(|d| d.digest.as_str())) {
+        h.update(d.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Inspects, validates and digests the image (blocking work, off the async threads).
 fn examine(spec: &ImportSpec, ctl: &Control) -> Result<(Report, String, bool), imgport_disk::Error> {
     let img = open(&spec.image, &spec.open)?;
@@ -311,7 +353,24 @@ pub async fn import(
             }
         }
     };
-    let (report, digest, sparse) = examined?;
+    let (report, system_digest, sparse) = examined?;
+    let mut data: Vec<DataDisk> = Vec::new();
+    for (n, path) in spec.data_disks.iter().enumerate() {
+        let (path2, open2, ctl2) = (path.clone(), spec.open.clone(), ctl.clone());
+        let work = tokio::task::spawn_blocking(move || examine_data(&path2, &open2, &ctl2));
+        let (format, virtual_size, digest, sparse) = tokio::select! {
+            r = work => r.map_err(|e| imgport_disk::Error::invalid_argument(format!("reading stopped: {e}")))??,
+            _ = run.cancelled() => {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(ImportError::Interrupted { cleanup: "nothing was uploaded".into() });
+            }
+        };
+        let (how, fmt, _) = plan::choose_upload(format, virtual_size, sparse);
+        let key = plan::object_key(&format!("{}-data{}", spec.name, n + 1), &digest, fmt);
+        let size_gib = imgport_validate::params::size_gib(virtual_size).max(5);
+        data.push(DataDisk { path: path.clone(), how, format: fmt, size_gib, digest, key });
+    }
+    let digest = combined_digest(&system_digest, &data);
     let mut warnings = Vec::new();
     for f in report.findings.iter().filter(|f| f.status != imgport_validate::Status::Pass) {
         run.emit(ImportEvent::Finding {
@@ -329,7 +388,9 @@ pub async fn import(
     }
     let (how, format, why) = plan::choose_upload(report.format, report.virtual_size, sparse);
     let parameters = plan::parameters(&report, &spec.overrides, format)?;
-    let key = spec.key.clone().unwrap_or_else(|| plan::object_key(&spec.name, &digest, format));
+    let key = spec.key.clone().unwrap_or_else(|| plan::object_key(&spec.name, &system_digest, format));
+    let mut keys = vec![key.clone()];
+    keys.extend(data.iter().map(|d| d.key.clone()));
     let detail = match why {
         Some(why) => format!("{} {}, digest {digest}; uploads as {format}: {why}", report.format.name(), size(&report)),
         None => format!("{} {}, digest {digest}; uploads as it is", report.format.name(), size(&report)),
@@ -348,6 +409,7 @@ pub async fn import(
         upload: Some(how),
         bucket: clouds.bucket.clone(),
         key: key.clone(),
+        data_keys: data.iter().map(|d| d.key.clone()).collect(),
         object_deleted: false,
         parameters: parameters.clone(),
         copies: Vec::new(),
@@ -414,21 +476,39 @@ pub async fn import(
 
     // Upload.
     run.start(Step::Upload);
-    let summary = upload_image(&run, how, &key).await?;
-    run.done(Step::Upload, format!("{} bytes in {} part(s)", summary.bytes, summary.parts));
+    let summary = upload_image(&run, how, &key, &spec.image).await?;
+    let (mut bytes, mut parts) = (summary.bytes, summary.parts);
     outcome.upload_summary = Some(summary);
+    for (n, d) in data.iter().enumerate() {
+        match upload_image(&run, d.how, &d.key, &d.path).await {
+            Ok(s) => (bytes, parts) = (bytes + s.bytes, parts + s.parts),
+            Err(e) => {
+                // The disks already sent are of no use without this one.
+                let _ = delete_objects(&run, &keys[..n + 1]).await;
+                return Err(e);
+            }
+        }
+    }
+    run.done(Step::Upload, format!("{bytes} bytes in {parts} part(s), {} disk(s)", keys.len()));
 
     // Register.
     run.start(Step::Register);
     let request = ImportRequest {
         image_name: spec.name.clone(),
         description: spec.description.clone(),
-        disks: vec![ImportDisk {
+        disks: std::iter::once(ImportDisk {
             bucket: clouds.bucket.clone(),
             object: key.clone(),
             format: parameters.format.clone(),
             size_gib: Some(parameters.disk_image_size),
-        }],
+        })
+        .chain(data.iter().map(|d| ImportDisk {
+            bucket: clouds.bucket.clone(),
+            object: d.key.clone(),
+            format: d.format.to_string(),
+            size_gib: Some(d.size_gib),
+        }))
+        .collect(),
         platform: parameters.platform.clone(),
         os_type: parameters.os_type.clone(),
         architecture: parameters.architecture.clone(),
@@ -455,7 +535,7 @@ pub async fn import(
             // Another image of the name exists (a concurrent run): it may be reading the object, keep it.
             Some(_) => return Err(ImportError::Import(e)),
             None => {
-                outcome.object_deleted = delete_object(&run, &key).await.is_ok();
+                outcome.object_deleted = delete_objects(&run, &keys).await.is_ok();
                 return Err(ImportError::Import(e));
             }
         },
@@ -478,7 +558,7 @@ pub async fn import(
     let waited = tokio::select! {
         r = wait_image(&clouds.ecs, &imported.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
         _ = run.cancelled() => {
-            let cleanup = cancel_import(&run, &imported.task_id, &key).await;
+            let cleanup = cancel_import(&run, &imported.task_id, &keys).await;
             return Err(ImportError::Interrupted { cleanup });
         }
     };
@@ -492,7 +572,7 @@ pub async fn import(
         Err(e) => {
             // The image failed: ECS no longer needs the object, and the failed image (this run's) would block
             // a rerun under the same name.
-            let _ = delete_object(&run, &key).await;
+            let _ = delete_objects(&run, &keys).await;
             if e.kind() == ErrorKind::CreateFailed {
                 let _ = clouds.ecs.delete_image(&imported.image_id, false).await;
             }
@@ -505,15 +585,18 @@ pub async fn import(
     // Cleanup of the object first: the copies read the image, not the object.
     run.start(Step::Cleanup);
     if spec.keep_object {
-        run.done(Step::Cleanup, format!("kept oss://{}/{key}", clouds.bucket));
+        run.done(Step::Cleanup, format!("kept {}", objects(&clouds.bucket, &keys)));
     } else {
-        match delete_object(&run, &key).await {
+        match delete_objects(&run, &keys).await {
             Ok(()) => {
                 outcome.object_deleted = true;
-                run.done(Step::Cleanup, format!("deleted oss://{}/{key}", clouds.bucket));
+                run.done(Step::Cleanup, format!("deleted {}", objects(&clouds.bucket, &keys)));
             }
             Err(e) => {
-                let what = format!("could not delete oss://{}/{key} ({e}); delete it with ossutil rm", clouds.bucket);
+                let what = format!(
+                    "could not delete all of {} ({e}); delete them with ossutil rm",
+                    objects(&clouds.bucket, &keys)
+                );
                 outcome.warnings.push(what.clone());
                 run.done(Step::Cleanup, what);
             }
@@ -700,11 +783,11 @@ async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Result<Option<
 }
 
 /// Uploads the file as it is, or converts it to qcow2 while uploading.
-async fn upload_image(run: &Run<'_>, how: Upload, key: &str) -> Result<Summary, ImportError> {
+async fn upload_image(run: &Run<'_>, how: Upload, key: &str, path: &std::path::Path) -> Result<Summary, ImportError> {
     let (spec, clouds) = (run.spec, run.clouds);
     let store: Arc<dyn ObjectStore> = clouds.store.clone();
     let opts = UploadOptions {
-        source: spec.image.clone(),
+        source: path.to_path_buf(),
         key: key.to_string(),
         endpoint_id: clouds.store_id.clone().unwrap_or_else(|| clouds.store.config().endpoint.url()),
         url: format!("oss://{}/{key}", clouds.bucket),
@@ -731,7 +814,7 @@ async fn upload_image(run: &Run<'_>, how: Upload, key: &str) -> Result<Summary, 
         match how {
             Upload::AsIs => upload::upload(store, &opts, Some(events)).await,
             Upload::ConvertToQcow2 => {
-                let img = open(&spec.image, &spec.open).map_err(|e| UploadError::Source(e.to_string()))?;
+                let img = open(path, &spec.open).map_err(|e| UploadError::Source(e.to_string()))?;
                 let write = WriteOptions::new(imgport_disk::Format::Qcow2);
                 let job = crate::convert_upload::ConvertUpload::new(img, &spec.open, write)
                     .map_err(|e| UploadError::Source(e.to_string()))?;
@@ -775,6 +858,24 @@ async fn delete_object(run: &Run<'_>, key: &str) -> Result<(), String> {
     run.clouds.store.delete_object(key).await.map_err(|e| e.to_string())
 }
 
+/// `oss://bucket/key, ...` for messages.
+fn objects(bucket: &str, keys: &[String]) -> String {
+    keys.iter().map(|k| format!("oss://{bucket}/{k}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Deletes every object of the import (see [`delete_object`]); the first failure, after trying them all.
+async fn delete_objects(run: &Run<'_>, keys: &[String]) -> Result<(), String> {
+    let mut first = Ok(());
+    for key in keys {
+        if let Err(e) = delete_object(run, key).await {
+            if first.is_ok() {
+                first = Err(e);
+            }
+        }
+    }
+    first
+}
+
 /// After a failed ImportImage: an own image of the spec's name, if one exists (the request may have arrived and
 /// only its answer was lost, or a concurrent run registered it).
 async fn registered_anyway(run: &Run<'_>, _digest: &str) -> Option<Image> {
@@ -786,7 +887,7 @@ async fn registered_anyway(run: &Run<'_>, _digest: &str) -> Option<Image> {
 
 /// After an interruption during the wait: cancels the import's task (ECS removes the unfinished image) and
 /// deletes the object; says what was done.
-async fn cancel_import(run: &Run<'_>, task_id: &str, key: &str) -> String {
+async fn cancel_import(run: &Run<'_>, task_id: &str, keys: &[String]) -> String {
     let mut done = Vec::new();
     if !task_id.is_empty() {
         match run.clouds.ecs.cancel_task(task_id).await {
@@ -794,8 +895,10 @@ async fn cancel_import(run: &Run<'_>, task_id: &str, key: &str) -> String {
             Err(e) => done.push(format!("could not cancel task {task_id}: {e}")),
         }
     }
-    if delete_object(run, key).await.is_ok() {
-        done.push(format!("deleted oss://{}/{key}", run.clouds.bucket));
+    if delete_objects(run, keys).await.is_ok() {
+        for key in keys {
+            done.push(format!("deleted oss://{}/{key}", run.clouds.bucket));
+        }
     }
     if done.is_empty() {
         "nothing to clean up".into()
