@@ -433,3 +433,44 @@ fn data_disks_join_the_image() {
     assert_eq!(code, 0, "{err}");
     assert_ne!(alone["digest"], out["digest"]);
 }
+
+/// Each input format imports: fixed and dynamic VHD go up as they are (whole MiB sizes), VHDX and a sparse VMDK
+/// are converted while uploading; no temporary file is written (TMPDIR and the image's folder stay as they were).
+#[test]
+fn every_input_format_imports_without_temporary_files() {
+    let home = tempdir();
+    let images = home.path().join("images");
+    let tmp = home.path().join("tmp");
+    std::fs::create_dir_all(&images).expect("dir");
+    std::fs::create_dir_all(&tmp).expect("dir");
+    let raw = guest("gpt-uefi-ext4");
+    let cases = [
+        ("fixed.vhd", "vpc", "subformat=fixed,force_size=on", "as_is"),
+        ("dynamic.vhd", "vpc", "subformat=dynamic,force_size=on", "as_is"),
+        ("disk.vhdx", "vhdx", "", "convert_to_qcow2"),
+        ("sparse.vmdk", "vmdk", "subformat=monolithicSparse", "convert_to_qcow2"),
+    ];
+    for (name, fmt, opts, _) in cases {
+        qemu_convert(Path::new(&raw), &images.join(name), fmt, opts, &[]);
+    }
+    let before: Vec<_> = std::fs::read_dir(&images).expect("list").flatten().map(|e| e.file_name()).collect();
+    for (n, (name, _, _, upload)) in cases.iter().enumerate() {
+        let path = images.join(name);
+        let image_name = format!("fmt-{n}");
+        let out = import_cmd(home.path(), FAST, &[path.to_str().expect("utf-8"), "--name", &image_name, "--json"])
+            .env("TMPDIR", &tmp)
+            .output()
+            .expect("imgport runs");
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            (json["status"].as_str(), json["upload"].as_str()),
+            (Some("Available"), Some(*upload)),
+            "{name}: {json}"
+        );
+        assert_eq!(json["parameters"]["boot_mode"], "UEFI", "{name}: {json}");
+    }
+    let after: Vec<_> = std::fs::read_dir(&images).expect("list").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(before, after, "nothing was written beside the images");
+    assert_eq!(std::fs::read_dir(&tmp).expect("list").count(), 0, "nothing was written to TMPDIR");
+}

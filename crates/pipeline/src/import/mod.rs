@@ -371,8 +371,12 @@ pub async fn import(
         data.push(DataDisk { path: path.clone(), how, format: fmt, size_gib, digest, key });
     }
     let digest = combined_digest(&system_digest, &data);
+    let (how, format, why) = plan::choose_upload(report.format, report.virtual_size, sparse);
+    // A container ECS refuses is not a problem when imgport converts it on the way.
+    let converted =
+        |f: &imgport_validate::Finding| how == Upload::ConvertToQcow2 && f.id == imgport_validate::CheckId::Container;
     let mut warnings = Vec::new();
-    for f in report.findings.iter().filter(|f| f.status != imgport_validate::Status::Pass) {
+    for f in report.findings.iter().filter(|f| f.status != imgport_validate::Status::Pass && !converted(f)) {
         run.emit(ImportEvent::Finding {
             id: f.id.to_string(),
             severity: format!("{:?}", f.severity).to_ascii_lowercase(),
@@ -382,11 +386,12 @@ pub async fn import(
             warnings.push(format!("{}: {}", f.id, f.message));
         }
     }
-    if report.exit_code(spec.strict) != 0 && !spec.skip_validation {
-        let (errors, warnings) = (report.summary.errors, report.summary.warnings);
+    let blocking = |strict: bool| report.findings.iter().filter(|f| f.is_blocking(strict) && !converted(f)).count();
+    if blocking(spec.strict) > 0 && !spec.skip_validation {
+        let errors = blocking(false);
+        let warnings = blocking(true) - errors;
         return Err(ImportError::Validation { errors, warnings, report: Box::new(report) });
     }
-    let (how, format, why) = plan::choose_upload(report.format, report.virtual_size, sparse);
     let parameters = plan::parameters(&report, &spec.overrides, format)?;
     let key = spec.key.clone().unwrap_or_else(|| plan::object_key(&spec.name, &system_digest, format));
     let mut keys = vec![key.clone()];
