@@ -83,7 +83,7 @@ pub enum Fault {
         offset_seconds: i64,
     },
     /// Imports and copies started by the matching action (`ImportImage`, `CopyImage`) stall in `Creating` (task
-    /// `Processing`, Progress below 100): for `seconds` when given, otherwise for as long as a `stall` rule for
+    /// `Processing`, Progress below 100): for at least `seconds` (at most one more) when given, otherwise for as long as a `stall` rule for
     /// that action (or `rpc` / `*`) stays in the fault configuration; clearing it (`PUT /_emulator/faults`) lets
     /// them finish. A stalled import can still be cancelled.
     Stall {

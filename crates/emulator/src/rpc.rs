@@ -465,7 +465,11 @@ pub async fn handle(
         create_failed: d.create_failed.clone(),
         created: d.creation_time.map_or(now, |c| c.time(now)),
         stall: d.stall.map(|s| match s {
-            Some(secs) => crate::faults::Stall::Until(now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX))),
+            // The server clock counts whole seconds and `now` is rounded down: one more second makes the stall
+            // last at least `secs`, never up to a second less.
+            Some(secs) => crate::faults::Stall::Until(
+                now.saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)).saturating_add(1),
+            ),
             None => crate::faults::Stall::WhileConfigured,
         }),
     };
