@@ -39,6 +39,30 @@ fn run(home: &Path, config: &str, args: &[&str]) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Starts `cmd`, reads its stderr until `marker` shows, waits `delay`, sends SIGINT; answers the exit code, the
+/// stderr before and after the signal, and how long the process took to end after it.
+fn interrupt_at(mut cmd: Command, marker: &str, delay: Duration) -> (Option<i32>, String, String, Duration) {
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("imgport starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0u8; 4096];
+    while !seen.contains(marker) {
+        assert!(Instant::now() < deadline, "never saw {marker:?}: {seen}");
+        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
+        assert!(n > 0, "imgport ended before {marker:?}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(delay);
+    let signalled = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
+    let status = child.wait().expect("imgport ends");
+    (status.code(), seen, rest, signalled.elapsed())
+}
+
 fn guest(name: &str) -> String {
     guest_images().join(format!("{name}.raw")).to_string_lossy().into_owned()
 }
@@ -133,28 +157,10 @@ fn ctrl_c_during_the_wait_cancels_the_import() {
     let home = tempdir();
     let good = guest("mbr-bios-ext4");
     let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
-    let mut child = import_cmd(home.path(), &stalled, &[&good, "--name", "cancelled"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("imgport starts");
-    let mut stderr = child.stderr.take().expect("stderr");
-    // Read stderr until the image is registered and waited for, then interrupt.
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    while !seen.contains("Creating") {
-        assert!(Instant::now() < deadline, "never reached the wait: {seen}");
-        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
-        assert!(n > 0, "imgport ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
-    let status = child.wait().expect("imgport ends");
-    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    let cmd = import_cmd(home.path(), &stalled, &[&good, "--name", "cancelled"]);
+    // Interrupted once the image is registered and waited for.
+    let (code, seen, rest, _) = interrupt_at(cmd, "Creating", Duration::ZERO);
+    assert_eq!(code, Some(130), "{seen}{rest}");
     assert!(rest.contains("cancelled task"), "{rest}");
     assert!(rest.contains("deleted oss://"), "{rest}");
     // The cancelled image is gone: the name imports afresh.
@@ -323,30 +329,10 @@ fn imports_survive_bad_requests_and_a_misbehaving_cloud() {
 fn ctrl_c_during_the_copies_cancels_them() {
     let home = tempdir();
     let slow = "[cloud]\nimport_seconds = 0.5\ncopy_seconds = 60\n";
-    let mut child =
-        import_cmd(home.path(), slow, &[&guest("mbr-bios-ext4"), "--name", "copied", "--copy-to", "cn-beijing"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("imgport starts");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    while !seen.contains("in cn-beijing") {
-        assert!(Instant::now() < deadline, "never reached the copy: {seen}");
-        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
-        assert!(n > 0, "imgport ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    let started = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
-    let status = child.wait().expect("imgport ends");
-    assert_eq!(status.code(), Some(130), "{seen}{rest}");
-    assert!(started.elapsed() < Duration::from_secs(20), "it stopped promptly");
+    let cmd = import_cmd(home.path(), slow, &[&guest("mbr-bios-ext4"), "--name", "copied", "--copy-to", "cn-beijing"]);
+    let (code, seen, rest, took) = interrupt_at(cmd, "in cn-beijing", Duration::ZERO);
+    assert_eq!(code, Some(130), "{seen}{rest}");
+    assert!(took < Duration::from_secs(20), "it stopped promptly");
     assert!(rest.contains("cancelled the copy"), "{rest}");
     let list = import_cmd_raw(home.path(), slow, &["images", "list", "--region", "cn-beijing", "--json"])
         .output()
@@ -379,28 +365,9 @@ fn ctrl_c_during_the_upload_removes_the_parts() {
         "{FAST}[[faults.rules]]\noperation = \"PutObject\"\nkind = \"latency\"\nms = 4000\n\
          [[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\n"
     );
-    let mut child = import_cmd(home.path(), &slow, &[&good, "--name", "stopped"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("imgport starts");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut buf = [0u8; 4096];
-    while !seen.contains("preflight") {
-        assert!(Instant::now() < deadline, "never reached the upload: {seen}");
-        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
-        assert!(n > 0, "imgport ended early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
-    let status = child.wait().expect("imgport ends");
-    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    let cmd = import_cmd(home.path(), &slow, &[&good, "--name", "stopped"]);
+    let (code, seen, rest, _) = interrupt_at(cmd, "preflight", Duration::from_millis(500));
+    assert_eq!(code, Some(130), "{seen}{rest}");
     assert!(rest.contains("aborted"), "{rest}");
     let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "stopped", "--json"]);
     assert_eq!(code, 0, "{err}");

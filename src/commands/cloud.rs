@@ -64,16 +64,22 @@ const LOCAL_BUCKET: &str = "imgport-local";
 /// A file with the local cloud's `cloud` settings and `faults` (the format of `emulator serve --config`).
 pub const LOCAL_CONFIG_VAR: &str = "IMGPORT_LOCAL_CLOUD_CONFIG";
 
-/// The local cloud's state folder: `$XDG_DATA_HOME/imgport/local-cloud` (or `~/.local/share/...`).
-pub fn local_cloud_dir() -> PathBuf {
+/// `$XDG_DATA_HOME/imgport/NAME` (or `~/.local/share/imgport/NAME`; `.imgport-NAME` with neither set): where
+/// the emulator and the local cloud keep their state.
+pub fn data_dir(name: &str) -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share")));
     match base {
-        Some(b) => b.join("imgport").join("local-cloud"),
-        None => PathBuf::from(".imgport-local-cloud"),
+        Some(b) => b.join("imgport").join(name),
+        None => PathBuf::from(format!(".imgport-{name}")),
     }
+}
+
+/// The local cloud's state folder.
+pub fn local_cloud_dir() -> PathBuf {
+    data_dir("local-cloud")
 }
 
 /// The local cloud, running in this process for as long as the value lives; its folder is locked so that two

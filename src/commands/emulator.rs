@@ -100,14 +100,7 @@ struct Started<'a> {
 }
 
 fn default_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".local/share")));
-    match base {
-        Some(b) => b.join("imgport").join("emulator"),
-        None => PathBuf::from(".imgport-emulator"),
-    }
+    super::cloud::data_dir("emulator")
 }
 
 pub fn run(cmd: Command) -> u8 {

@@ -107,11 +107,8 @@ pub struct CopyArgs {
     /// The copies' name [default: the source's].
     #[arg(long)]
     name: Option<String>,
-    /// Return once the copies are started.
-    #[arg(long)]
-    no_wait: bool,
-    #[arg(long, value_parser = super::import::parse_duration, default_value = "3h")]
-    timeout: Duration,
+    #[command(flatten)]
+    wait: Waiting,
     #[arg(long)]
     json: bool,
 }
@@ -161,12 +158,21 @@ pub struct CreateArgs {
     family: Option<String>,
     #[arg(long = "tag", value_parser = super::import::parse_tag)]
     tags: Vec<(String, String)>,
-    #[arg(long)]
-    no_wait: bool,
-    #[arg(long, value_parser = super::import::parse_duration, default_value = "3h")]
-    timeout: Duration,
+    #[command(flatten)]
+    wait: Waiting,
     #[arg(long)]
     json: bool,
+}
+
+/// Whether and how long a command that starts images waits for them.
+#[derive(clap::Args)]
+pub struct Waiting {
+    /// Return once started (`imgport images wait ID` waits later).
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (3h, 90m, 600s).
+    #[arg(long, value_parser = super::import::parse_duration, default_value = "3h")]
+    timeout: Duration,
 }
 
 #[derive(clap::Subcommand)]
@@ -209,10 +215,10 @@ fn with_ecs<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs) -> F) -> u8
 where
     F: std::future::Future<Output = Result<(), CloudError>>,
 {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match super::upload::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("imgport: error: cannot start the async runtime: {e}");
+            eprintln!("imgport: error: {e}");
             return 1;
         }
     };
@@ -401,19 +407,19 @@ async fn copy(ecs: &Ecs, a: CopyArgs) -> Result<(), CloudError> {
     }
     let mut done = Vec::new();
     for (dest, id) in &started {
-        if a.no_wait {
+        if a.wait.no_wait {
             if !a.json {
                 outln!("{dest}: {id}");
             }
             continue;
         }
-        let i = wait_for(&ecs.in_region(dest), id, a.timeout).await?;
+        let i = wait_for(&ecs.in_region(dest), id, a.wait.timeout).await?;
         if !a.json {
             outln!("{dest}: {} is {}", i.image_id, i.status.as_str());
         }
         done.push(i);
     }
-    if a.json && a.no_wait {
+    if a.json && a.wait.no_wait {
         let started: Vec<_> = started.iter().map(|(r, id)| serde_json::json!({"RegionId": r, "ImageId": id})).collect();
         print_json(&started);
     } else if a.json {
@@ -476,11 +482,11 @@ async fn create(ecs: &Ecs, a: CreateArgs) -> Result<(), CloudError> {
     };
     let id = ecs.create_image(&request).await?;
     note!("imgport: creating {id}");
-    if a.no_wait {
+    if a.wait.no_wait {
         outln!("{id}");
         return Ok(());
     }
-    let image = wait_for(ecs, &id, a.timeout).await?;
+    let image = wait_for(ecs, &id, a.wait.timeout).await?;
     show(&image, a.json);
     Ok(())
 }

@@ -210,7 +210,6 @@ fn print_events() -> import::ImportEventFn {
 fn step_name(step: Step) -> &'static str {
     match step {
         Step::Validate => "validate",
-        Step::Digest => "digest",
         Step::Preflight => "preflight",
         Step::Upload => "upload",
         Step::Register => "register",
@@ -280,10 +279,10 @@ pub fn run(args: Args) -> u8 {
         eprintln!("imgport: error: --bucket is required: an OSS bucket in {region} to upload through");
         return 2;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match super::upload::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("imgport: error: cannot start the async runtime: {e}");
+            eprintln!("imgport: error: {e}");
             return 1;
         }
     };

@@ -130,7 +130,8 @@ fn client(dest: &Destination, args: &StoreArgs) -> Result<Client, String> {
     Ok(connection.client)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+/// The async runtime the network commands run on: two workers, I/O and timers.
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -53,8 +53,8 @@ use super::import::PLATFORMS;
 use super::tags::{request_tags, TagCodes};
 use super::tasks::spawn_worker;
 use super::{
-    by_client_token, by_client_token_in, check_room, description_param, dry_run, err, family_param, name_free, region,
-    request_digest, valid_name, DiskMapping, Image, BOOT_MODES,
+    by_client_token_in, check_room, description_param, dry_run, err, family_param, name_free, region, request_digest,
+    valid_name, DiskMapping, Image, BOOT_MODES,
 };
 use crate::rpc::{Params, RpcContext, RpcError, RpcResult};
 use crate::services::{new_id, Inner};
@@ -89,9 +89,6 @@ fn valid_device(d: &str) -> bool {
 
 pub(super) fn create_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params) -> RpcResult {
     let region = region(ctx, params, "RegionId")?;
-    if let Some(i) = by_client_token(inner, params, "CreateImage")? {
-        return Ok(json!({"ImageId": i.id}));
-    }
     let instance_id = params.get("InstanceId").filter(|v| !v.is_empty());
     let mappings = params.indexed("DiskDeviceMapping");
     let snapshot_id = params.get("SnapshotId").filter(|v| !v.is_empty());

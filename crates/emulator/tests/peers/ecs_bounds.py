@@ -15,7 +15,6 @@ Scenarios (each against an emulator started with the settings the driver, tests/
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import threading
-import time
 
 import oss2
 
@@ -24,6 +23,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_ram20150501 import models as ram
 from alibabacloud_ram20150501.client import Client as RamClient
 
+import sdk
 from sdk import ALL_STATUSES, REGION, bucket, cfg, check, config, refused, scenario
 
 DEST = "cn-shanghai"
@@ -59,14 +59,7 @@ def own(region=REGION):
 
 
 def wait_image(image_id, region=REGION, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        found = [i for i in own(region) if i.image_id == image_id]
-        check(len(found) == 1, f"{image_id} not listed")
-        if found[0].status in ("Available", "CreateFailed"):
-            return found[0]
-        time.sleep(0.1)
-    raise AssertionError(f"{image_id} did not finish in {timeout}s")
+    return sdk.wait_image(client, image_id, region, timeout)
 
 
 def tasks():

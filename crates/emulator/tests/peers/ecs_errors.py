@@ -20,6 +20,7 @@ from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_ram20150501 import models as ram
 from alibabacloud_ram20150501.client import Client as RamClient
 
+import sdk
 from sdk import ALL_STATUSES, REGION, ak, bucket, cfg, check, config, refused, scenario, sk, url
 
 DEST = "cn-shanghai"
@@ -49,15 +50,7 @@ def named(name, region=REGION):
 
 
 def wait_image(image_id, region=REGION, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        body = images(region_id=region, image_id=image_id)
-        check(body.total_count == 1, f"{image_id} not listed: {body.total_count}")
-        img = body.images.image[0]
-        if img.status in ("Available", "CreateFailed"):
-            return img
-        time.sleep(0.1)
-    raise AssertionError(f"{image_id} did not finish in {timeout}s")
+    return sdk.wait_image(ecs_client, image_id, region, timeout)
 
 
 def task_of(task_id):

@@ -12,6 +12,7 @@ import time
 from alibabacloud_ecs20140526 import models as ecs
 from alibabacloud_ecs20140526.client import Client as EcsClient
 
+import sdk
 from sdk import REGION, bucket, cfg, check, config, refused, scenario
 
 SH = "cn-shanghai"
@@ -34,20 +35,11 @@ def images(**kw):
 
 
 def one(image_id, region=REGION):
-    body = images(region_id=region, image_id=image_id, status="ALL")
-    check(body.total_count <= 1, body)
-    return body.images.image[0] if body.total_count == 1 else None
+    return sdk.one_image(client, image_id, region)
 
 
 def wait_image(image_id, region=REGION, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        img = one(image_id, region)
-        check(img is not None, f"{image_id} not listed")
-        if img.status in ("Available", "CreateFailed"):
-            return img
-        time.sleep(0.1)
-    raise AssertionError(f"{image_id} still in flight after {timeout}s")
+    return sdk.wait_image(client, image_id, region, timeout)
 
 
 def from_family(family, region=REGION):

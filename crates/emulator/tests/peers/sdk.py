@@ -5,8 +5,10 @@ prints "ok SCENARIO" on success; a mismatch raises.
 """
 import json
 import sys
+import time
 
 import oss2
+from alibabacloud_ecs20140526 import models as ecs_models
 from alibabacloud_tea_openapi import models as open_api_models
 
 scenario, cfg = sys.argv[1], json.loads(sys.argv[2])
@@ -52,3 +54,23 @@ def bucket(name, region=REGION, auth=None):
     except oss2.exceptions.BucketAlreadyExists:
         pass
     return b
+
+
+def one_image(client, image_id, region=REGION):
+    """The image `image_id` in any status through the ECS `client`, or None."""
+    req = ecs_models.DescribeImagesRequest(region_id=region, image_id=image_id, status="ALL")
+    body = client.describe_images(req).body
+    check(body.total_count <= 1, body)
+    return body.images.image[0] if body.total_count == 1 else None
+
+
+def wait_image(client, image_id, region=REGION, timeout=60):
+    """Polls `image_id` until it is Available or CreateFailed; fails if it vanishes or the time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        img = one_image(client, image_id, region)
+        check(img is not None, f"{image_id} not listed")
+        if img.status in ("Available", "CreateFailed"):
+            return img
+        time.sleep(0.1)
+    raise AssertionError(f"{image_id} still in flight after {timeout}s")

@@ -95,7 +95,6 @@ pub struct Clouds {
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Validate,
-    Digest,
     Preflight,
     Upload,
     Register,
@@ -527,7 +526,7 @@ pub async fn import(
     };
     let imported = match clouds.ecs.import_image(&request).await {
         Ok(i) => i,
-        Err(e) => match registered_anyway(&run, &digest).await {
+        Err(e) => match registered_anyway(&run).await {
             // The answer was lost but the image exists (the request did arrive): go on with it.
             Some(found) if found.tag(DIGEST_TAG) == Some(digest.as_str()) && e.kind() == ErrorKind::Transport => {
                 let task = clouds.ecs.tasks_of(&found.image_id).await.ok().and_then(|t| t.into_iter().next());
@@ -883,7 +882,7 @@ async fn delete_objects(run: &Run<'_>, keys: &[String]) -> Result<(), String> {
 
 /// After a failed ImportImage: an own image of the spec's name, if one exists (the request may have arrived and
 /// only its answer was lost, or a concurrent run registered it).
-async fn registered_anyway(run: &Run<'_>, _digest: &str) -> Option<Image> {
+async fn registered_anyway(run: &Run<'_>) -> Option<Image> {
     let filter =
         ImageFilter { image_name: Some(run.spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
     let found = run.clouds.ecs.images(&filter).await.ok()?;
@@ -973,7 +972,7 @@ async fn distribute(
             Ok::<_, CloudError>((id, done, false))
         }
     });
-    let results = join_all(copies.collect()).await;
+    let results = futures_util::future::join_all(copies).await;
     let mut out = Distributed { copies: Vec::new(), shared_with: Vec::new(), warnings: Vec::new(), failed: 0 };
     let mut available: Vec<(String, String)> = Vec::new();
     for (dest, r) in spec.copy_to.iter().zip(results) {
@@ -1082,28 +1081,4 @@ async fn distribute_step(
     };
     run.done(Step::Distribute, format!("{copies}, shared with {} account(s)", outcome.shared_with.len()));
     Ok(done.failed)
-}
-
-/// Runs the futures concurrently and answers their results in order.
-async fn join_all<T, F: std::future::Future<Output = T>>(futures: Vec<F>) -> Vec<T> {
-    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<T>> = handles.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (h, slot) in handles.iter_mut().zip(results.iter_mut()) {
-            if slot.is_none() {
-                match h.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    results.into_iter().flatten().collect()
 }
