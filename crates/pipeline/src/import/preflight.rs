@@ -1,0 +1,169 @@
+//! The checks before the first byte is uploaded (see the module docs of [`super`]).
+
+use super::{ImportError, ImportEvent, Run, Step, DIGEST_TAG};
+use imgport_cloud::ecs::ImageFilter;
+use imgport_cloud::model::{Image, ImageStatus};
+use imgport_cloud::{CloudError, ErrorKind};
+use imgport_storage::ObjectStore;
+use std::time::Duration;
+
+pub(super) fn preflight_error(message: impl Into<String>, source: Option<CloudError>) -> ImportError {
+    ImportError::Preflight { message: message.into(), source }
+}
+
+/// With the cause and fix when the code is known.
+pub(super) fn explain(what: &str, e: &CloudError) -> String {
+    match e.advice() {
+        Some(a) => format!("{what}: {} ({e}); fix: {}", a.cause, a.fix),
+        None => format!("{what}: {e}"),
+    }
+}
+
+/// The checks before the upload; an Available image of the name with the same content is answered for reuse.
+pub(super) async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Result<Option<Image>, ImportError> {
+    let (spec, clouds) = (run.spec, run.clouds);
+    let region = clouds.ecs.region().to_string();
+    let regions = clouds.ecs.regions().await.map_err(|e| {
+        let m = if e.kind() == ErrorKind::Credentials {
+            format!(
+                "no usable credentials: {e}; fix: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, \
+                 or configure a profile (aliyun configure); `imgport auth whoami` shows what imgport finds"
+            )
+        } else {
+            explain("the credentials do not work with ECS", &e)
+        };
+        preflight_error(m, Some(e))
+    })?;
+    if !regions.iter().any(|r| r == &region) {
+        return Err(preflight_error(
+            format!("ECS does not serve region {region} for this account (it serves {})", regions.join(", ")),
+            None,
+        ));
+    }
+    for dest in &spec.copy_to {
+        if dest == &region {
+            return Err(preflight_error(format!("--copy-to {dest}: the image is imported there already"), None));
+        }
+        if !regions.contains(dest) {
+            return Err(preflight_error(
+                format!(
+                    "--copy-to {dest}: not a region ECS serves for this account (it serves {})",
+                    regions.join(", ")
+                ),
+                None,
+            ));
+        }
+    }
+    match clouds.store.bucket_region().await {
+        Ok(r) if r == region => {}
+        Ok(r) => {
+            return Err(preflight_error(
+                format!(
+                    "bucket {} is in {r}, the import is in {region}: ECS imports only from a bucket in its own region; \
+                     fix: use a bucket in {region} (ossutil mb oss://NAME --region {region})",
+                    clouds.bucket
+                ),
+                None,
+            ))
+        }
+        Err(e) => {
+            return Err(preflight_error(
+                format!(
+                    "bucket {} cannot be used: {e}; fix: create it in {region} (ossutil mb oss://{} --region {region}) \
+                     or check the credentials' OSS permissions",
+                    clouds.bucket, clouds.bucket
+                ),
+                None,
+            ))
+        }
+    }
+    // A key the user chose must not hold an object already: imgport would overwrite it, then delete it.
+    if spec.key.is_some() {
+        match clouds.store.head_object(key).await {
+            Ok(_) => {
+                return Err(preflight_error(
+                    format!(
+                        "oss://{}/{key} already exists: imgport would overwrite it and delete it after the import; \
+                         fix: choose another --key, or leave --key out (imgport derives one from the content)",
+                        clouds.bucket
+                    ),
+                    None,
+                ))
+            }
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(preflight_error(format!("cannot check oss://{}/{key}: {e}", clouds.bucket), None)),
+        }
+    }
+    let role_problem = clouds.ram.check_import_role(None).await.map_err(|e| {
+        let m = explain("cannot check the import role", &e);
+        preflight_error(m, Some(e))
+    })?;
+    if let Some(problem) = role_problem {
+        if !spec.create_role {
+            return Err(preflight_error(problem.explain(), None));
+        }
+        let done = clouds.ram.create_import_role(None).await.map_err(|e| {
+            let m = explain("cannot create the import role", &e);
+            preflight_error(m, Some(e))
+        })?;
+        run.emit(ImportEvent::StepDone { step: Step::Preflight, seconds: 0.0, detail: done.join("; ") });
+        // RAM changes take a moment to reach ECS: check again, bounded.
+        let mut ok = false;
+        for _ in 0..30 {
+            if clouds.ram.check_import_role(None).await.map_err(|e| preflight_error(e.to_string(), Some(e)))?.is_none()
+            {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        if !ok {
+            return Err(preflight_error("the import role was created but does not work yet; rerun in a minute", None));
+        }
+    }
+    let filter =
+        ImageFilter { image_name: Some(spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
+    let same_name: Vec<Image> = clouds
+        .ecs
+        .images(&filter)
+        .await
+        .map_err(|e| preflight_error(explain("cannot list the images", &e), Some(e)))?
+        .into_iter()
+        .filter(|i| i.image_name == spec.name)
+        .collect();
+    if let Some(i) = same_name.first() {
+        let same = i.tag(DIGEST_TAG) == Some(digest);
+        match (&i.status, same) {
+            (ImageStatus::Available | ImageStatus::Deprecated, true) => return Ok(Some(i.clone())),
+            // An earlier run's failed import of this very content: imgport made it, it is of no use, and it
+            // holds the name.
+            (ImageStatus::CreateFailed, true) => {
+                clouds.ecs.delete_image(&i.image_id, false).await.map_err(|e| {
+                    let m = explain(&format!("cannot delete the failed image {} of an earlier run", i.image_id), &e);
+                    preflight_error(m, Some(e))
+                })?;
+                run.emit(ImportEvent::StepDone {
+                    step: Step::Preflight,
+                    seconds: 0.0,
+                    detail: format!("deleted {}, an earlier run's failed import of this content", i.image_id),
+                });
+            }
+            // Another run is importing this very content: its image is the answer, once it is ready.
+            (s, true) if s.in_flight() => return Ok(Some(i.clone())),
+            (s, _) => {
+                return Err(preflight_error(
+                    format!(
+                        "an image named {:?} with other content already exists in {region}: {} ({}); fix: choose \
+                         another --name, or delete it first (imgport images delete {})",
+                        spec.name,
+                        i.image_id,
+                        s.as_str(),
+                        i.image_id
+                    ),
+                    None,
+                ))
+            }
+        }
+    }
+    Ok(None)
+}
