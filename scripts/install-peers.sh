@@ -30,14 +30,15 @@ if ! have_qemu_img; then
 fi
 echo "install-peers: $(qemu-img --version | head -1)" >&2
 
-# Alibaba's official Python SDKs: real clients whose signed requests imgport's signature verifiers must accept.
-PY_SDKS="oss2 alibabacloud-oss-v2 alibabacloud-ecs20140526 alibabacloud-ram20150501 alibabacloud-sts20150401"
-if ! python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401" >/dev/null 2>&1; then
+# Alibaba's official Python SDKs: real clients whose signed requests imgport's signature verifiers must accept;
+# and jsonschema, the validator the tests check imgport's JSON documents with against docs/schemas/.
+PY_SDKS="oss2 alibabacloud-oss-v2 alibabacloud-ecs20140526 alibabacloud-ram20150501 alibabacloud-sts20150401 jsonschema"
+if ! python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401, jsonschema" >/dev/null 2>&1; then
     echo "install-peers: installing $PY_SDKS (PyPI)" >&2
     python3 -m pip install -q $PY_SDKS 2>/dev/null || python3 -m pip install -q --break-system-packages $PY_SDKS
 fi
-python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401" || {
-    echo "install-peers: the Alibaba Cloud Python SDKs are still missing" >&2
+python3 -c "import oss2, alibabacloud_oss_v2, alibabacloud_ecs20140526, alibabacloud_ram20150501, alibabacloud_sts20150401, jsonschema" || {
+    echo "install-peers: the Alibaba Cloud Python SDKs or jsonschema are still missing" >&2
     exit 1
 }
 # Guest inspection tests build realistic disk images from folders, without loop devices:

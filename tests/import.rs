@@ -33,10 +33,24 @@ fn import_cmd(home: &Path, config: &str, args: &[&str]) -> Command {
 /// Fast imports; the local cloud's other defaults (the import role seeded) stay.
 const FAST: &str = "[cloud]\nimport_seconds = 0.5\n";
 
+/// Runs an import; with `--json`, its result document and every event line are checked against the schemas in
+/// docs/schemas/.
 fn run(home: &Path, config: &str, args: &[&str]) -> (i32, Value, String) {
     let out: Output = import_cmd(home, config, args).output().expect("imgport runs");
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if args.contains(&"--json") {
+        assert!(json.is_object(), "one JSON document on stdout: {}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+        check_schema("import-result.schema.json", std::slice::from_ref(&json));
+        let events: Vec<Value> = stderr
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("an event line that is not JSON ({e}): {l}")))
+            .collect();
+        assert!(!events.is_empty(), "events on stderr: {stderr}");
+        check_schema("import-event.schema.json", &events);
+    }
+    (out.status.code().unwrap_or(-1), json, stderr)
 }
 
 /// Starts `cmd`, reads its stderr until `marker` shows, waits `delay`, sends SIGINT; answers the exit code, the
@@ -129,9 +143,12 @@ fn failures_have_their_exit_codes() {
     let home = tempdir();
     let good = guest("mbr-bios-ext4");
     // Validation errors stop the import (3); --skip-validation is the explicit way past them.
-    let (code, _, err) = run(home.path(), FAST, &[&guest("deb-bad-ext4"), "--name", "bad"]);
+    let (code, out, err) = run(home.path(), FAST, &[&guest("deb-bad-ext4"), "--name", "bad", "--json"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("chattr -i"), "the fix is shown: {err}");
+    assert!(err.lines().any(|l| l.starts_with(r#"{"event":"finding","#)), "findings as events: {err}");
+    let findings = out["findings"].as_array().map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>());
+    assert!(findings.is_some_and(|f| f.iter().any(|f| f.contains("chattr -i"))), "{out}");
     // A flag the image contradicts (2).
     let (code, _, err) = run(home.path(), FAST, &[&good, "--name", "uefi", "--boot-mode", "UEFI"]);
     assert_eq!(code, 2, "{err}");

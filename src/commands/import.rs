@@ -99,7 +99,8 @@ pub struct Args {
     /// Parts in flight at most.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// One JSON result document on stdout (logs stay on stderr).
+    /// One JSON result document on stdout (docs/schemas/import-result.schema.json); each step, finding and
+    /// progress as a JSON object per line on stderr (docs/schemas/import-event.schema.json).
     #[arg(long)]
     json: bool,
 }
@@ -207,6 +208,31 @@ fn print_events() -> import::ImportEventFn {
     })
 }
 
+/// `--json`: each event as one JSON object on a line of stderr (docs/schemas/import-event.schema.json); the
+/// upload's and the converter's progress at most once a second, and always at their end.
+fn json_events() -> import::ImportEventFn {
+    let last: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    Arc::new(move |e: &ImportEvent| {
+        let progress = match e {
+            ImportEvent::Upload(UploadEvent::Progress(p)) => Some(p.total > 0 && p.done >= p.total),
+            ImportEvent::Converting { done, total } => Some(*total > 0 && done >= total),
+            _ => None,
+        };
+        if let Some(finished) = progress {
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if !(due || finished) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        if let Ok(line) = serde_json::to_string(e) {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    })
+}
+
 fn step_name(step: Step) -> &'static str {
     match step {
         Step::Validate => "validate",
@@ -304,7 +330,8 @@ pub fn run(args: Args) -> u8 {
             crate::signals::wait().await;
             let _ = tx.send(true);
         });
-        import::import(&spec, &clouds, print_events(), rx).await
+        let events = if args.json { json_events() } else { print_events() };
+        import::import(&spec, &clouds, events, rx).await
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Some(l) = local {

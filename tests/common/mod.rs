@@ -298,3 +298,28 @@ pub fn store_client(
     })
     .expect("client")
 }
+
+/// Checks each document against `docs/schemas/SCHEMA` with Python's `jsonschema` (Draft 2020-12): the schema
+/// kept in the repository is the contract, so a field the code adds or renames without it fails here.
+pub fn check_schema(schema: &str, docs: &[serde_json::Value]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schemas").join(schema);
+    let script = "import json, sys, jsonschema\n\
+                  schema = json.load(open(sys.argv[1]))\n\
+                  jsonschema.Draft202012Validator.check_schema(schema)\n\
+                  v = jsonschema.Draft202012Validator(schema)\n\
+                  for n, doc in enumerate(json.load(sys.stdin)):\n\
+                  \x20   for e in v.iter_errors(doc):\n\
+                  \x20       sys.exit(f'document {n}: {e.message} at {list(e.absolute_path)}: {json.dumps(doc)[:2000]}')\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let input = serde_json::to_vec(docs).expect("JSON");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), &input).expect("write");
+    let out = child.wait_with_output().expect("python3 ends");
+    assert!(out.status.success(), "{schema}: {}", String::from_utf8_lossy(&out.stderr));
+}

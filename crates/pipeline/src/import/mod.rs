@@ -134,8 +134,30 @@ pub enum ImportEvent {
         done: u64,
         total: u64,
     },
-    Upload(UploadEvent),
-    Wait(WaitEvent),
+    /// In JSON: `{"event": "upload", "upload": {"event": ...}}` (the upload's own event nested, not merged).
+    Upload(#[serde(serialize_with = "nested::upload")] UploadEvent),
+    /// In JSON: `{"event": "wait", "wait": {"event": ...}}`.
+    Wait(#[serde(serialize_with = "nested::wait")] WaitEvent),
+}
+
+/// The upload's and the wait's events carry an `event` tag of their own: nested under a key, so that the JSON
+/// object has one `event` field.
+mod nested {
+    use serde::ser::{SerializeMap, Serializer};
+
+    fn under<S: Serializer, T: serde::Serialize>(key: &str, value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(key, value)?;
+        m.end()
+    }
+
+    pub fn upload<S: Serializer>(e: &imgport_storage::UploadEvent, s: S) -> Result<S::Ok, S::Error> {
+        under("upload", e, s)
+    }
+
+    pub fn wait<S: Serializer>(e: &imgport_cloud::wait::WaitEvent, s: S) -> Result<S::Ok, S::Error> {
+        under("wait", e, s)
+    }
 }
 
 /// Where events go.
@@ -329,7 +351,7 @@ pub async fn import(
     for f in report.findings.iter().filter(|f| f.status != imgport_validate::Status::Pass && !converted(f)) {
         run.emit(ImportEvent::Finding {
             id: f.id.to_string(),
-            severity: format!("{:?}", f.severity).to_ascii_lowercase(),
+            severity: f.severity.name().to_string(),
             message: f.message.clone(),
         });
         if f.is_blocking(true) {
