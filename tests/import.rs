@@ -81,6 +81,59 @@ fn guest(name: &str) -> String {
     guest_images().join(format!("{name}.raw")).to_string_lossy().into_owned()
 }
 
+/// A copy of a guest image grown to `size` bytes (sparse) with `pieces` of 32 MiB of data spread evenly over the
+/// rest of the disk: each piece a pseudo-random MiB repeated, stamped with its place so no two are alike.
+fn sparse_guest(dir: &Path, name: &str, size: u64, pieces: u64) -> String {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join(name);
+    std::fs::copy(guest("mbr-bios-ext4"), &path).expect("copy the guest");
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+    let mut block: Vec<u8> = (0..1u64 << 20).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1).collect();
+    let (first, last) = (1u64 << 30, size - (32 << 20));
+    for p in 0..pieces {
+        let at = (first + (last - first) / pieces * p) & !((1 << 20) - 1);
+        f.seek(SeekFrom::Start(at)).expect("seek");
+        for m in 0..32u64 {
+            block[..16].copy_from_slice(&[at.to_le_bytes(), m.to_le_bytes()].concat());
+            f.write_all(&block).expect("write");
+        }
+    }
+    f.set_len(size).expect("grow");
+    path.to_string_lossy().into_owned()
+}
+
+/// Acceptance 10: a 1 TiB virtual disk holding 2 GiB of data validates, streams (as qcow2) and imports with no
+/// more memory than a 4 GiB disk holding the same data, in time that follows the data: the digest, inspection and
+/// conversion skip the holes, and the stream's parts are sized from the data, not from 1 TiB.
+#[test]
+fn a_1_tib_sparse_disk_imports_like_a_small_one() {
+    let home = tempdir();
+    let dir = tempdir();
+    let mut measured = Vec::new();
+    for (name, size) in [("small", 4u64 << 30), ("huge", 1 << 40)] {
+        let image = sparse_guest(dir.path(), &format!("{name}.raw"), size, 64);
+        let report = dir.path().join(format!("{name}.rss"));
+        let cmd = import_cmd(home.path(), FAST, &[&image, "--name", name, "--json"]);
+        let started = Instant::now();
+        let out = under_time(&cmd, &report).output().expect("imgport runs");
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!((doc["status"].as_str(), doc["upload"].as_str()), (Some("Available"), Some("convert_to_qcow2")));
+        let sent = doc["upload_summary"]["bytes"].as_u64().expect("bytes");
+        assert!(sent < (2u64 << 30) + (64 << 20), "{name}: {sent} bytes sent for 2 GiB of data");
+        assert_eq!(doc["parameters"]["disk_image_size"].as_u64(), Some(size >> 30), "{doc}");
+        assert_eq!(doc["upload_summary"]["part_size"].as_u64(), Some(64 << 20), "{name}: parts sized from the data");
+        std::fs::remove_file(&image).expect("remove");
+        measured.push((peak_rss_kib(&report), took));
+    }
+    let [(small_kib, small_time), (huge_kib, huge_time)] = measured[..] else { unreachable!() };
+    eprintln!("4 GiB: {small_kib} KiB, {small_time:?}; 1 TiB: {huge_kib} KiB, {huge_time:?}");
+    assert!(huge_kib <= small_kib + small_kib / 4 + (32 << 10), "1 TiB: {huge_kib} KiB against {small_kib} KiB");
+    assert!(huge_time <= small_time * 2 + Duration::from_secs(30), "1 TiB: {huge_time:?} against {small_time:?}");
+}
+
 #[test]
 fn imports_a_guest_then_reuses_it() {
     let home = tempdir();

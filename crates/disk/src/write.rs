@@ -170,6 +170,45 @@ pub fn output_len_bound(virtual_size: u64) -> u64 {
     size.saturating_add(size / 64).saturating_add(64 << 20)
 }
 
+/// A tighter bound than [`output_len_bound`] for the formats that store only the data (qcow2, VHD and VHDX
+/// dynamic, VMDK streamOptimized): the source's data extents rounded out to the output's allocation unit
+/// (cluster, block or grain), plus 1/32 of that for per-cluster framing, plus 1/2048 of the virtual size for the
+/// tables (qcow2 L2 and refcounts, VMDK grain tables, BATs) and 64 MiB; never more than [`output_len_bound`].
+/// A 1 TiB disk holding 2 GiB then streams in parts sized for about 2.6 GiB, not for 1 TiB, so the upload's
+/// memory follows the data. The extent map is walked in windows, so its cost stays bounded on any image.
+pub fn output_len_bound_for(src: &dyn DiskImage, opts: &WriteOptions) -> Result<u64> {
+    const WINDOW: u64 = 1 << 30;
+    let virtual_size = src.virtual_size();
+    let whole = output_len_bound(virtual_size);
+    let unit = match (opts.format, opts.subformat) {
+        (Format::Raw, _) | (_, Some(Subformat::Fixed)) => return Ok(whole),
+        (Format::Qcow2, _) => opts.cluster_size.unwrap_or(64 << 10),
+        (Format::Vhd, _) => opts.block_size.unwrap_or(2 << 20),
+        (Format::Vhdx, _) => opts.block_size.unwrap_or(32 << 20),
+        (Format::Vmdk, _) => 64 << 10,
+    }
+    .max(512);
+    let (mut data, mut counted_to) = (0u64, 0u64);
+    let mut offset = 0;
+    while offset < virtual_size {
+        let len = WINDOW.min(virtual_size - offset);
+        for e in src.map(offset, len)? {
+            if e.kind().reads_as_zero() || e.length == 0 {
+                continue;
+            }
+            let start = (e.offset / unit).saturating_mul(unit).max(counted_to);
+            let end = e.end().div_ceil(unit).saturating_mul(unit);
+            if end > start {
+                data = data.saturating_add(end - start);
+                counted_to = end;
+            }
+        }
+        offset += len;
+    }
+    let bound = data.saturating_add(data / 32).saturating_add(virtual_size / 2048).saturating_add(64 << 20);
+    Ok(bound.min(whole))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +224,57 @@ mod tests {
     }
 
     /// With a stamp, every format writes the same bytes twice; VHD without one does not (time and random id).
+
+    /// The bound follows the data for sparse outputs, the virtual size for raw and fixed ones, and holds for
+    /// what the writers really produce.
+    #[test]
+    fn len_bound_follows_the_data() {
+        let mut src = MemImage(vec![0u8; 64 << 20]);
+        src.0[1 << 20..4 << 20].fill(7);
+        src.0[40 << 20..(40 << 20) + 512].fill(1);
+        for format in [Format::Qcow2, Format::Vhd, Format::Vhdx, Format::Vmdk, Format::Raw] {
+            let bound = output_len_bound_for(&src, &WriteOptions::new(format)).expect("bound");
+            let written = write(&src, format, None).len() as u64;
+            assert!(written <= bound, "{format}: {written} > {bound}");
+            assert!(bound <= output_len_bound(src.virtual_size()), "{format}");
+        }
+        let mut fixed = WriteOptions::new(Format::Vhd);
+        fixed.subformat = Some(Subformat::Fixed);
+        assert_eq!(output_len_bound_for(&src, &fixed).expect("bound"), output_len_bound(64 << 20));
+
+        // A 1 TiB disk holding 4 KiB: the bound is about its tables, not its size.
+        struct Sparse;
+        impl DiskImage for Sparse {
+            fn virtual_size(&self) -> u64 {
+                1 << 40
+            }
+            fn read_at(&self, buf: &mut [u8], _: u64) -> Result<()> {
+                buf.fill(9);
+                Ok(())
+            }
+            fn map(&self, offset: u64, length: u64) -> Result<Vec<crate::image::Extent>> {
+                use crate::image::Extent;
+                let data = (512u64 << 30, 4096u64);
+                let end = offset + length;
+                if data.0 >= end || data.0 + data.1 <= offset {
+                    return Ok(vec![Extent::unallocated(offset, length)]);
+                }
+                Ok(vec![
+                    Extent::unallocated(offset, data.0 - offset),
+                    Extent::data(data.0, data.1, None),
+                    Extent::unallocated(data.0 + data.1, end - data.0 - data.1),
+                ])
+            }
+            fn details(&self) -> crate::image::ImageDetails {
+                crate::image::ImageDetails::new(Format::Raw)
+            }
+            fn check(&self) -> Result<crate::image::CheckReport> {
+                Ok(Default::default())
+            }
+        }
+        let bound = output_len_bound_for(&Sparse, &WriteOptions::new(Format::Qcow2)).expect("bound");
+        assert!(bound <= (64 << 20) + (1 << 40) / 2048 + (1 << 20), "{bound}");
+    }
     #[test]
     fn stamped_output_is_deterministic_and_bounded() {
         let mut data = vec![0u8; 5 << 20];

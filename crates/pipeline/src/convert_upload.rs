@@ -3,7 +3,7 @@
 //! the same bytes every time: timestamps and identifiers come from a [`Stamp`] derived from the source's identity
 //! and the options, and the options and the other files the image is read from are part of the resume state.
 
-use imgport_disk::write::output_len_bound;
+use imgport_disk::write::output_len_bound_for;
 use imgport_disk::{write_image, Control, DiskImage, Error, ErrorKind, OpenOptions, Sink, Stamp, WriteOptions};
 use imgport_storage::state::{source_id, SourceId};
 use imgport_storage::stream::{upload_stream, StreamParams, StreamWriter};
@@ -97,7 +97,8 @@ impl ConvertUpload {
         let other_files = other_file_ids(source.as_ref())?;
         let params = StreamParams {
             params: stream_params(open, &write, &other_files),
-            len_bound: output_len_bound(source.virtual_size()),
+            // From the data, not the virtual size: a huge sparse disk streams in parts sized for its data.
+            len_bound: output_len_bound_for(source.as_ref(), &write)?,
         };
         Ok(ConvertUpload { source, write, params })
     }
