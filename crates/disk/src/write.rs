@@ -223,8 +223,6 @@ mod tests {
         sink.data
     }
 
-    /// With a stamp, every format writes the same bytes twice; VHD without one does not (time and random id).
-
     /// The bound follows the data for sparse outputs, the virtual size for raw and fixed ones, and holds for
     /// what the writers really produce.
     #[test]
@@ -275,6 +273,8 @@ mod tests {
         let bound = output_len_bound_for(&Sparse, &WriteOptions::new(Format::Qcow2)).expect("bound");
         assert!(bound <= (64 << 20) + (1 << 40) / 2048 + (1 << 20), "{bound}");
     }
+
+    /// With a stamp, every format writes the same bytes twice; VHD without one does not (time and random id).
     #[test]
     fn stamped_output_is_deterministic_and_bounded() {
         let mut data = vec![0u8; 5 << 20];
