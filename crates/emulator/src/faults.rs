@@ -418,6 +418,9 @@ mod tests {
         assert_eq!(first.finish_early, Some(4));
         assert_eq!(first.describe().as_deref(), Some("task finishes 4s early"));
         assert_eq!(f.decide("rpc", "ImportImage").finish_early, None);
-        assert!(toml::from_str::<FaultConfig>("[[rules]]\nkind = \"task_finishes_early\"\n").is_err(), "seconds needed");
+        assert!(
+            toml::from_str::<FaultConfig>("[[rules]]\nkind = \"task_finishes_early\"\n").is_err(),
+            "seconds needed"
+        );
     }
 }
