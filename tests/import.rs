@@ -1,8 +1,11 @@
 //! `imgport import` into the built-in local cloud (`--cloud local`, each test with its own data folder): a real
 //! guest image imported, validated, converted, waited for and reused on a rerun; a VMDK converted on the way,
 //! copied and shared; each documented failure with its exit code (validation, a contradicting flag, a duplicate
-//! name before any upload, CreateFailed with the task's reason, a timeout); and Ctrl-C during the wait cancelling
-//! the import and removing what it created.
+//! name before any upload, CreateFailed with the task's reason, a timeout); throttled and failing API calls
+//! retried and a task that finishes before its image waited out; the import role missing or untrusted, and
+//! `--create-role`; Ctrl-C and SIGTERM during the upload and the wait cancelling the import and removing what it
+//! created, and kill -9 followed by a resumed upload; `images find` across pages. The last test imports through
+//! `--cloud alibaba` into `imgport emulator serve` and has the official Python SDK check what it made.
 
 use crate::common::*;
 use imgport_auth::endpoints::{Endpoint, Service};
