@@ -1,13 +1,24 @@
 //! `imgport import` into the built-in local cloud (`--cloud local`, each test with its own data folder): a real
 //! guest image imported, validated, converted, waited for and reused on a rerun; a VMDK converted on the way,
 //! copied and shared; each documented failure with its exit code (validation, a contradicting flag, a duplicate
-//! name before any upload, CreateFailed with the task's reason, a timeout); and Ctrl-C during the wait cancelling
-//! the import and removing what it created.
+//! name before any upload, CreateFailed with the task's reason, a timeout); throttled and failing API calls
+//! retried and a task that finishes before its image waited out; the import role missing or untrusted, and
+//! `--create-role`; Ctrl-C and SIGTERM during the upload and the wait cancelling the import and removing what it
+//! created, and kill -9 followed by a resumed upload; `images find` across pages. The last test imports through
+//! `--cloud alibaba` into `imgport emulator serve` and has the official Python SDK check what it made.
 
 use crate::common::*;
+use imgport_auth::endpoints::{Endpoint, Service};
+use imgport_auth::provider::{system_clock, CredentialsProvider, Static};
+use imgport_auth::rpc::{RpcClient, Style};
+use imgport_cloud::ecs::{CreateRequest, ImageFilter};
+use imgport_cloud::model::ImageStatus;
+use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig};
+use imgport_storage::Flavor;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// `imgport ARGS --cloud local` with the local cloud's state in `home` and its settings from `config`.
@@ -16,6 +27,7 @@ fn import_cmd_raw(home: &Path, config: &str, args: &[&str]) -> Command {
     std::fs::write(&cfg, config).expect("config");
     let mut c = imgport();
     c.env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_STATE_HOME", home.join("state"))
         .env("IMGPORT_LOCAL_CLOUD_CONFIG", &cfg)
         .env("HOME", home)
         .args(args)
@@ -53,9 +65,14 @@ fn run(home: &Path, config: &str, args: &[&str]) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), json, stderr)
 }
 
-/// Starts `cmd`, reads its stderr until `marker` shows, waits `delay`, sends SIGINT; answers the exit code, the
-/// stderr before and after the signal, and how long the process took to end after it.
-fn interrupt_at(mut cmd: Command, marker: &str, delay: Duration) -> (Option<i32>, String, String, Duration) {
+/// Starts `cmd`, reads its stderr until `marker` shows, waits `delay`, sends `signal`; answers the exit code (none
+/// when the signal killed it), the stderr before and after the signal, and how long the process took to end after it.
+fn interrupt_at(
+    mut cmd: Command,
+    marker: &str,
+    delay: Duration,
+    signal: libc::c_int,
+) -> (Option<i32>, String, String, Duration) {
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("imgport starts");
     let mut stderr = child.stderr.take().expect("stderr");
     let mut seen = String::new();
@@ -70,7 +87,7 @@ fn interrupt_at(mut cmd: Command, marker: &str, delay: Duration) -> (Option<i32>
     std::thread::sleep(delay);
     let signalled = Instant::now();
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read stderr");
     let status = child.wait().expect("imgport ends");
@@ -229,7 +246,7 @@ fn ctrl_c_during_the_wait_cancels_the_import() {
     let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
     let cmd = import_cmd(home.path(), &stalled, &[&good, "--name", "cancelled"]);
     // Interrupted once the image is registered and waited for.
-    let (code, seen, rest, _) = interrupt_at(cmd, "Creating", Duration::ZERO);
+    let (code, seen, rest, _) = interrupt_at(cmd, "Creating", Duration::ZERO, libc::SIGINT);
     assert_eq!(code, Some(130), "{seen}{rest}");
     assert!(rest.contains("cancelled task"), "{rest}");
     assert!(rest.contains("deleted oss://"), "{rest}");
@@ -350,6 +367,7 @@ fn imports_survive_bad_requests_and_a_misbehaving_cloud() {
         vec!["--name", "ok-name", "--tag", "imgport:digest=x"],
         vec!["--name", "ok-name", "--key", "a/../b"],
         vec!["--name", "ok-name", "--no-wait", "--copy-to", "cn-shanghai"],
+        vec!["--name", "ok-name", "--no-wait", "--family", "web"],
         vec!["--name", "ok-name", "--boot-mode", "banana"],
     ] {
         let mut args = vec![good.as_str()];
@@ -400,7 +418,7 @@ fn ctrl_c_during_the_copies_cancels_them() {
     let home = tempdir();
     let slow = "[cloud]\nimport_seconds = 0.5\ncopy_seconds = 60\n";
     let cmd = import_cmd(home.path(), slow, &[&guest("mbr-bios-ext4"), "--name", "copied", "--copy-to", "cn-beijing"]);
-    let (code, seen, rest, took) = interrupt_at(cmd, "in cn-beijing", Duration::ZERO);
+    let (code, seen, rest, took) = interrupt_at(cmd, "in cn-beijing", Duration::ZERO, libc::SIGINT);
     assert_eq!(code, Some(130), "{seen}{rest}");
     assert!(took < Duration::from_secs(20), "it stopped promptly");
     assert!(rest.contains("cancelled the copy"), "{rest}");
@@ -436,7 +454,7 @@ fn ctrl_c_during_the_upload_removes_the_parts() {
          [[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\n"
     );
     let cmd = import_cmd(home.path(), &slow, &[&good, "--name", "stopped"]);
-    let (code, seen, rest, _) = interrupt_at(cmd, "preflight", Duration::from_millis(500));
+    let (code, seen, rest, _) = interrupt_at(cmd, "preflight", Duration::from_millis(500), libc::SIGINT);
     assert_eq!(code, Some(130), "{seen}{rest}");
     assert!(rest.contains("aborted"), "{rest}");
     let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "stopped", "--json"]);
@@ -510,4 +528,318 @@ fn every_input_format_imports_without_temporary_files() {
     let after: Vec<_> = std::fs::read_dir(&images).expect("list").flatten().map(|e| e.file_name()).collect();
     assert_eq!(before, after, "nothing was written beside the images");
     assert_eq!(std::fs::read_dir(&tmp).expect("list").count(), 0, "nothing was written to TMPDIR");
+}
+
+/// The regions the local cloud serves (src/commands/cloud.rs), the default one first.
+const LOCAL_REGIONS: [&str; 4] = ["cn-hangzhou", "cn-shanghai", "cn-beijing", "ap-southeast-1"];
+
+/// Clients of a local cloud run in the test's process, and a runtime to call them on.
+struct LocalApis {
+    ecs: imgport_cloud::Ecs,
+    ram: RpcClient,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Runs the local cloud of `home` in this process with `settings`, on the state `imgport --cloud local` keeps
+/// there, so that a test can set up through the API what imgport's commands do not make; `f` gets clients of its
+/// ECS (cn-hangzhou) and RAM. No imgport process may use that local cloud meanwhile.
+fn with_local_cloud<T>(home: &Path, settings: CloudSettings, f: impl FnOnce(&LocalApis) -> T) -> T {
+    let mut cfg = EmulatorConfig::new(home.join("data/imgport/local-cloud")).cloud(settings);
+    cfg.regions = LOCAL_REGIONS.iter().map(|r| r.to_string()).collect();
+    let emu = Emulator::start(cfg).expect("the local cloud starts");
+    let creds: Arc<dyn CredentialsProvider> = Arc::new(Static::new(emu.credentials.clone(), "local cloud"));
+    let client = |service, version: &str, style| {
+        let endpoint = Endpoint::parse(&emu.ecs_endpoint).expect("endpoint");
+        RpcClient::new(service, version, endpoint, style, system_clock())
+            .expect("client")
+            .with_credentials(creds.clone())
+    };
+    let apis = LocalApis {
+        ecs: imgport_cloud::Ecs::new(client(Service::Ecs, imgport_cloud::ecs::VERSION, Style::Acs3), LOCAL_REGIONS[0]),
+        ram: client(Service::Ram, imgport_cloud::role::VERSION, Style::RpcV1),
+        rt: tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime"),
+    };
+    let answer = f(&apis);
+    drop(apis);
+    emu.shutdown();
+    answer
+}
+
+/// Throttling and server errors on the calls an import makes are retried, and a task that reports Finished before
+/// its image is Available is waited out: DescribeImages throttled and ImportImage failing twice each (a third
+/// attempt is the client's last), UploadPart throttled and failing at random, DescribeImages failing at random
+/// during the wait, and the task finishing 3 s before its image. The import ends Available with one image.
+#[test]
+fn throttling_failures_and_an_early_task_are_waited_out() {
+    let home = tempdir();
+    let faults = format!(
+        "{FAST}[faults]\nseed = 3\n\
+         [[faults.rules]]\noperation = \"DescribeImages\"\nkind = \"slow_down\"\ntimes = 2\n\
+         [[faults.rules]]\noperation = \"ImportImage\"\nkind = \"internal_error\"\ntimes = 2\n\
+         [[faults.rules]]\noperation = \"UploadPart\"\nkind = \"slow_down\"\ntimes = 2\n\
+         [[faults.rules]]\noperation = \"UploadPart\"\nkind = \"internal_error\"\nrate = 0.3\nafter = 2\n\
+         [[faults.rules]]\noperation = \"DescribeImages\"\nkind = \"internal_error\"\nrate = 0.3\nafter = 3\n\
+         [[faults.rules]]\noperation = \"ImportImage\"\nkind = \"task_finishes_early\"\nseconds = 3\n"
+    );
+    let args = [guest("mbr-bios-ext4"), "--name".into(), "retried".into(), "--part-size".into(), "128K".into()];
+    let args: Vec<&str> = args.iter().map(String::as_str).chain(["--json"]).collect();
+    let (code, out, err) = run(home.path(), &faults, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["status"].as_str(), out["reused"].as_bool()), (Some("Available"), Some(false)), "{out}");
+    let summary = &out["upload_summary"];
+    assert!(summary["parts"].as_u64().is_some_and(|p| p > 4), "a multipart upload: {summary}");
+    assert!(summary["retries"].as_u64().is_some_and(|r| r >= 2), "the refused parts were sent again: {summary}");
+    // The task finished early: said so, and the wait went on until the image was Available, 3 s later.
+    assert!(err.contains("the task is finished but"), "{err}");
+    let wait = out["steps"].as_array().and_then(|s| s.iter().find(|s| s["step"] == "wait")).expect("wait step");
+    assert!(wait["seconds"].as_f64().is_some_and(|s| s >= 3.0), "{wait}");
+    // ImportImage was sent three times with one ClientToken: one image.
+    let named = with_local_cloud(home.path(), CloudSettings::default(), |apis| {
+        let filter = ImageFilter { image_name: Some("retried".into()), ..Default::default() };
+        apis.rt.block_on(apis.ecs.images(&filter)).expect("DescribeImages")
+    });
+    let ids: Vec<&str> = named.iter().map(|i| i.image_id.as_str()).collect();
+    assert_eq!(ids, [out["image_id"].as_str().expect("id")], "one image");
+}
+
+/// The import role: missing, the import stops in preflight (exit 4) before any upload, naming the fix;
+/// `--create-role` creates it and the import succeeds. Once the role's trust policy no longer names ECS (rewritten
+/// through RAM UpdateRole), the same: refused with the fix, repaired by `--create-role`.
+#[test]
+fn the_import_role_is_checked_and_created() {
+    let home = tempdir();
+    let no_role = format!("{FAST}seed_import_role = false\n");
+    let image = guest("mbr-bios-ext4");
+    let (code, out, err) = run(home.path(), &no_role, &[&image, "--name", "role-1", "--json"]);
+    assert_eq!(code, 4, "{err}");
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("AliyunECSImageImportDefaultRole does not exist") && error.contains("--create-role"),
+        "{out}"
+    );
+    assert!(!err.contains("upload "), "no upload step ran: {err}");
+    let (code, out, err) = run(home.path(), &no_role, &[&image, "--name", "role-1", "--create-role", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    assert!(err.contains("created the RAM role AliyunECSImageImportDefaultRole"), "{err}");
+
+    // The role now trusts another service only.
+    let untrusted = r#"{"Version":"1","Statement":[{"Action":"sts:AssumeRole","Effect":"Allow","Principal":{"Service":["oss.aliyuncs.com"]}}]}"#;
+    with_local_cloud(home.path(), CloudSettings::default(), |apis| {
+        let params = [("RoleName", "AliyunECSImageImportDefaultRole"), ("NewAssumeRolePolicyDocument", untrusted)];
+        apis.rt.block_on(apis.ram.call::<Value>("UpdateRole", &params)).expect("UpdateRole");
+    });
+    let (code, out, err) = run(home.path(), &no_role, &[&image, "--name", "role-2", "--json"]);
+    assert_eq!(code, 4, "{err}");
+    let error = out["error"].as_str().unwrap_or_default();
+    assert!(error.contains("does not trust ecs.aliyuncs.com") && error.contains("--create-role"), "{out}");
+    assert!(!err.contains("upload "), "no upload step ran: {err}");
+    let (code, out, err) = run(home.path(), &no_role, &[&image, "--name", "role-2", "--create-role", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    assert!(err.contains("set the trust policy of AliyunECSImageImportDefaultRole"), "{err}");
+}
+
+/// SIGTERM (CI cancelling a job, systemd, Kubernetes) stops an import as Ctrl-C does, with exit code 143: during
+/// the upload the multipart upload is aborted, during the wait the task is cancelled and the object deleted; the
+/// rerun imports afresh.
+#[test]
+fn sigterm_during_the_upload_and_the_wait_cleans_up() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    let slow_upload = format!(
+        "{FAST}[[faults.rules]]\noperation = \"PutObject\"\nkind = \"latency\"\nms = 4000\n\
+         [[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\n"
+    );
+    let cmd = import_cmd(home.path(), &slow_upload, &[&good, "--name", "termed"]);
+    let (code, seen, rest, took) = interrupt_at(cmd, "preflight", Duration::from_millis(500), libc::SIGTERM);
+    assert_eq!(code, Some(143), "{seen}{rest}");
+    assert!(rest.contains("aborted"), "{rest}");
+    assert!(took < Duration::from_secs(20), "it stopped promptly");
+    let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
+    let cmd = import_cmd(home.path(), &stalled, &[&good, "--name", "termed"]);
+    let (code, seen, rest, _) = interrupt_at(cmd, "Creating", Duration::ZERO, libc::SIGTERM);
+    assert_eq!(code, Some(143), "{seen}{rest}");
+    assert!(rest.contains("cancelled task") && rest.contains("deleted oss://"), "{rest}");
+    // Nothing of either run is left: the name imports afresh, sending every part.
+    let (code, out, err) = run(home.path(), FAST, &[&good, "--name", "termed", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["status"].as_str(), out["reused"].as_bool()), (Some("Available"), Some(false)), "{out}");
+    assert_eq!(out["upload_summary"]["resumed_parts"], 0, "{out}");
+}
+
+/// kill -9 in the middle of the upload leaves the parts sent so far and the resume state; the rerun resumes: it
+/// finds those parts intact and sends only the rest.
+#[test]
+fn a_rerun_after_kill_9_resumes_the_upload() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    // Four parts go at once, the rest wait 4 s each.
+    let slow =
+        format!("{FAST}[[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\nafter = 4\n");
+    let args = [&good, "--name", "resumed", "--part-size", "128K", "--concurrency", "2"];
+    let cmd = import_cmd(home.path(), &slow, &args);
+    let (code, seen, rest, _) = interrupt_at(cmd, "preflight", Duration::from_millis(1500), libc::SIGKILL);
+    assert_eq!(code, None, "killed: {seen}{rest}");
+    let mut args = args.to_vec();
+    args.push("--json");
+    let (code, out, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    let summary = &out["upload_summary"];
+    let (parts, resumed, sent) =
+        (summary["parts"].as_u64(), summary["resumed_parts"].as_u64(), summary["sent_parts"].as_u64());
+    assert!(resumed.is_some_and(|r| r >= 4), "the parts sent before the kill were kept: {summary}");
+    assert_eq!(sent.zip(resumed).map(|(s, r)| s + r), parts, "only the rest was sent: {summary}");
+}
+
+/// `imgport images find` reads every page: 130 images made from one snapshot (CreateImage, through the API) and
+/// the imported image that snapshot belongs to, more than one DescribeImages page (100) holds, found by snapshot id
+/// and by name.
+#[test]
+fn images_find_reads_every_page() {
+    let home = tempdir();
+    let (code, out, err) = run(home.path(), FAST, &[&guest("mbr-bios-ext4"), "--name", "paged", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let id = out["image_id"].as_str().expect("id").to_string();
+    let many = CloudSettings { import_seconds: 0.0, image_quota: 500, max_in_flight: 500, ..Default::default() };
+    let snapshot = with_local_cloud(home.path(), many, |apis| {
+        apis.rt.block_on(async {
+            let image = apis.ecs.image(&id).await.expect("DescribeImages").expect("the imported image");
+            let snapshot = image.disk_device_mappings[0].snapshot_id.clone();
+            for n in 0..130 {
+                let request = CreateRequest {
+                    image_name: format!("many-{n:03}"),
+                    snapshots: vec![snapshot.clone()],
+                    ..Default::default()
+                };
+                apis.ecs.create_image(&request).await.expect("CreateImage");
+            }
+            let filter = ImageFilter { image_name: Some("many-".into()), ..Default::default() };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let made = apis.ecs.images(&filter).await.expect("DescribeImages");
+                if made.len() == 130 && made.iter().all(|i| i.status == ImageStatus::Available) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the images were not all made");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            snapshot
+        })
+    });
+    let find = |args: &[&str]| -> Vec<String> {
+        let out = import_cmd_raw(home.path(), FAST, args).output().expect("imgport runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let found: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let mut names: Vec<String> = found
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|i| i["ImageName"].as_str().expect("name").to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut expected: Vec<String> = (0..130).map(|n| format!("many-{n:03}")).collect();
+    assert_eq!(find(&["images", "find", "--name", "many-", "--json"]), expected);
+    expected.push("paged".into());
+    assert_eq!(find(&["images", "find", "--snapshot-id", &snapshot, "--json"]), expected);
+}
+
+/// `imgport emulator serve` on a random port, stopped (SIGINT) when dropped.
+struct Served {
+    child: std::process::Child,
+    info: Value,
+}
+
+const SERVE_AK: &str = "LTAI5tImportSdkCheck1";
+const SERVE_SK: &str = "import-sdk-check-secret-NOT-LOGGED";
+
+impl Served {
+    fn start(data: &Path) -> Served {
+        let mut child = imgport()
+            .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--json", "--quiet", "--seed-import-role"])
+            .args(["--import-seconds", "0.5", "--region", "cn-hangzhou", "--region", "cn-shanghai"])
+            .args(["--access-key-id", SERVE_AK, "--access-key-secret", SERVE_SK, "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("imgport emulator serve starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("first line");
+        let info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        Served { child, info }
+    }
+
+    fn endpoint(&self, name: &str) -> &str {
+        self.info[name].as_str().unwrap_or_else(|| panic!("{name} in {}", self.info))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `--cloud alibaba` end to end, and what the official SDK sees: `imgport emulator serve` stands in for Alibaba
+/// Cloud (the `IMGPORT_*_ENDPOINT` variables point at it, the keys come from the environment as for the real
+/// service); the import goes through the real preflight (credentials, the bucket's region, the import role) with a
+/// family, tags, a description, a copy and a share. Then Alibaba's Python SDKs, on the same emulator, find the
+/// image and its copy with the parameters and tags imgport reported, shared with the account, and the bucket
+/// empty (tests/peers/imported_images.py).
+#[test]
+fn the_official_sdk_sees_what_an_alibaba_import_made() {
+    require_python("alibabacloud_ecs20140526, oss2");
+    let home = tempdir();
+    let served = Served::start(&home.path().join("emulator"));
+    let bucket = "imgport-sdk-check";
+    let creds = imgport_auth::Credentials::new(SERVE_AK, SERVE_SK);
+    let store = store_client(served.endpoint("oss_endpoint"), Flavor::OssV4, "cn-hangzhou", bucket, &creds);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(store.create_bucket()).expect("the bucket is created");
+
+    let image = guest("gpt-uefi-ext4");
+    let description = "web server, imported by imgport";
+    let out = imgport()
+        .args(["import", &image, "--cloud", "alibaba", "--region", "cn-hangzhou", "--bucket", bucket])
+        .args(["--name", "web-sdk", "--family", "web", "--description", description, "--tag", "team=web"])
+        .args(["--tag", "env=test", "--copy-to", "cn-shanghai", "--share-with", "123456789012", "--json"])
+        .env("IMGPORT_ECS_ENDPOINT", served.endpoint("ecs_endpoint"))
+        .env("IMGPORT_RAM_ENDPOINT", served.endpoint("ram_endpoint"))
+        .env("IMGPORT_STS_ENDPOINT", served.endpoint("sts_endpoint"))
+        .env("IMGPORT_OSS_ENDPOINT", served.endpoint("oss_endpoint"))
+        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SERVE_AK)
+        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SERVE_SK)
+        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+        .env("HOME", home.path())
+        .env("XDG_STATE_HOME", home.path().join("state"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+        .env_remove("ALIBABA_CLOUD_PROFILE")
+        .env_remove("ALIBABA_CLOUD_REGION_ID")
+        .output()
+        .expect("imgport runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(SERVE_SK), "the secret reached the log");
+    let outcome: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+
+    let cfg = serde_json::json!({
+        "endpoint": served.endpoint("oss_endpoint"), "ak": SERVE_AK, "sk": SERVE_SK, "bucket": bucket,
+        "outcome": outcome,
+        "expect": {
+            "family": "web", "description": description, "tags": {"team": "web", "env": "test"},
+            "account": "123456789012", "version": env!("IMGPORT_VERSION"),
+        },
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/imported_images.py");
+    let check = Command::new("python3").args([script, "check", &cfg.to_string()]).output().expect("python3 runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
+    assert!(check.status.success() && text.contains("ok check"), "{text}\nimgport: {outcome}");
 }

@@ -1,5 +1,5 @@
-//! Fault injection: errors, throttling, latency, dropped connections, clock skew, token expiry, failed imports and
-//! copies, and images' creation times, chosen per operation by rules whose random draws come from a seed, so a run
+//! Fault injection: errors, throttling, latency, dropped connections, clock skew, token expiry, failed, stalled and
+//! early-finishing imports and copies, and images' creation times, chosen per operation by rules whose random draws come from a seed, so a run
 //! can be repeated exactly.
 //!
 //! A rule's n-th matching request gets the same decision in every run with the same seed, whatever else runs.
@@ -90,6 +90,10 @@ pub enum Fault {
         #[serde(default)]
         seconds: Option<u64>,
     },
+    /// Imports started by the matching `ImportImage` report their task Finished (Progress 100) while the image
+    /// stays Creating for `seconds` more before it becomes Available, as the real service was seen to do: a client
+    /// that takes a Finished task for a ready image uses it too early. A create failure still fails the task.
+    TaskFinishesEarly { seconds: u64 },
 }
 
 /// How long an import or copy hit by a `stall` fault holds in Creating.
@@ -123,6 +127,8 @@ pub struct Decision {
     pub creation_time: Option<CreationClock>,
     /// A `stall` rule hit: seconds to stall, or `None` inside for "while the rule stays configured".
     pub stall: Option<Option<u64>>,
+    /// A `task_finishes_early` rule hit: seconds the image stays Creating after its task reports Finished.
+    pub finish_early: Option<u64>,
 }
 
 /// How a `creation_time` fault sets an image's CreationTime.
@@ -170,6 +176,9 @@ impl Decision {
         }
         if let Some(s) = self.stall {
             parts.push(format!("stall {}", s.map_or_else(|| "until cleared".to_string(), |s| format!("{s}s"))));
+        }
+        if let Some(s) = self.finish_early {
+            parts.push(format!("task finishes {s}s early"));
         }
         (!parts.is_empty()).then(|| parts.join(", "))
     }
@@ -268,6 +277,9 @@ impl Faults {
                 }
                 Fault::Stall { seconds } => {
                     d.stall.get_or_insert(*seconds);
+                }
+                Fault::TaskFinishesEarly { seconds } => {
+                    d.finish_early.get_or_insert(*seconds);
                 }
                 Fault::CreationTime { at, offset_seconds } => {
                     d.creation_time.get_or_insert(match at {
@@ -387,5 +399,28 @@ mod tests {
         assert!(f.stall_configured("ImportImage") && !f.stall_configured("DeleteImage"));
         f.set(FaultConfig::default());
         assert!(!f.stall_configured("ImportImage"));
+    }
+
+    #[test]
+    fn task_finishes_early_rules() {
+        let cfg: FaultConfig = toml::from_str(
+            r#"
+            [[rules]]
+            operation = "ImportImage"
+            kind = "task_finishes_early"
+            seconds = 4
+            times = 1
+        "#,
+        )
+        .expect("toml");
+        let f = Faults::new(cfg);
+        let first = f.decide("rpc", "ImportImage");
+        assert_eq!(first.finish_early, Some(4));
+        assert_eq!(first.describe().as_deref(), Some("task finishes 4s early"));
+        assert_eq!(f.decide("rpc", "ImportImage").finish_early, None);
+        assert!(
+            toml::from_str::<FaultConfig>("[[rules]]\nkind = \"task_finishes_early\"\n").is_err(),
+            "seconds needed"
+        );
     }
 }

@@ -95,6 +95,9 @@ pub struct RpcContext {
     pub created: i64,
     /// A `stall` fault rule hit this request: the import or copy it starts holds in Creating.
     pub stall: Option<crate::faults::Stall>,
+    /// A `task_finishes_early` fault rule hit this request: seconds the image of the import it starts stays
+    /// Creating after its task reports Finished.
+    pub finish_early: Option<u64>,
 }
 
 /// An error answer: HTTP status, code and message as the gateway shows them.
@@ -472,6 +475,7 @@ pub async fn handle(
             ),
             None => crate::faults::Stall::WhileConfigured,
         }),
+        finish_early: d.finish_early,
     };
     let params = Params(params);
     let outcome = tokio::task::spawn_blocking(move || {

@@ -280,8 +280,8 @@ fn ram_trust_tags_and_task_filters_behave_as_ecs() {
 /// Error codes as documented (MissingParameter naming the parameter, documented Platform values,
 /// InvalidOSSObject.NeedRestore for archive-class objects, InvalidVHDImage.IncorrectSize,
 /// IdempotentParameterMismatch for a reused ClientToken on ImportImage and CopyImage), and the `stall` fault that
-/// holds an import in Creating until the fault is cleared or its seconds pass; `copy_seconds` times copies apart
-/// from imports. Scenarios in tests/peers/ecs_errors.py.
+/// holds an import in Creating until the fault is cleared or its seconds pass, and the `task_finishes_early` fault
+/// (the task Finished while its image is still Creating); `copy_seconds` times copies apart from imports. Scenarios in tests/peers/ecs_errors.py.
 #[test]
 fn error_codes_and_import_timing_behave_as_ecs() {
     require_peers();

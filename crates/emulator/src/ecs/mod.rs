@@ -64,7 +64,8 @@
 //!
 //! **Time** ([`tasks`]): an import takes `import_seconds`, a copy `copy_seconds` (unset: `import_seconds`) from
 //! Waiting to Available; a `stall` fault rule holds an import or copy in Creating (Progress below 100) for its
-//! `seconds`, or while the rule stays configured, so that client timeouts can be tested.
+//! `seconds`, or while the rule stays configured, so that client timeouts can be tested; a `task_finishes_early`
+//! rule makes an import's task report Finished while its image stays Creating for a few seconds more.
 
 pub mod copy;
 pub mod create;

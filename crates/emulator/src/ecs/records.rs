@@ -96,6 +96,10 @@ pub(crate) struct Image {
     /// Set by a `stall` fault when the import or copy was requested: it holds in Creating.
     #[serde(default)]
     pub stall: Option<crate::faults::Stall>,
+    /// Set by a `task_finishes_early` fault when the import was requested: the seconds the image stays Creating
+    /// after its task reports Finished.
+    #[serde(default)]
+    pub finish_early: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -36,7 +36,10 @@
 //! `seconds`, for as long as a `stall` rule for its action (`ImportImage` / `CopyImage`, `rpc` or `*`) stays in the
 //! fault configuration (clear it with `DELETE /_emulator/faults`). It can be cancelled while held. The real
 //! service takes minutes to hours and never stalls on purpose; a stall the emulator was restarted during holds
-//! again on resume, by the same rule.
+//! again on resume, by the same rule. An import whose request was hit by a `task_finishes_early` fault rule reports
+//! its task Finished (Progress 100) at the end of its work, then holds its image in Creating for the rule's
+//! `seconds` before it becomes Available (the real service was seen to do this); CancelTask then answers
+//! `InvalidTaskId.IncorrectTaskStatus`, as for any finished task.
 
 use super::{err, import, list_param, paging, region, Image, Task, IN_FLIGHT};
 use crate::faults::Stall;
@@ -198,7 +201,10 @@ fn in_flight(db: &Db, image_id: &str) -> Option<(usize, Option<usize>)> {
         None => return None,
         Some(task_id) => {
             let ti = db.tasks.iter().position(|t| t.id == task_id)?;
-            if !IN_FLIGHT_TASK.contains(&db.tasks[ti].status.as_str()) {
+            let status = db.tasks[ti].status.as_str();
+            // A task that finished early (a `task_finishes_early` fault) still has its image to finish.
+            let early = status == "Finished" && IN_FLIGHT.contains(&db.images[ii].status.as_str());
+            if !IN_FLIGHT_TASK.contains(&status) && !early {
                 return None;
             }
             Some(ti)
@@ -209,7 +215,7 @@ fn in_flight(db: &Db, image_id: &str) -> Option<(usize, Option<usize>)> {
 
 /// The background import or copy: Waiting, then Creating with Progress rising, then Available or CreateFailed.
 fn work(inner: &Arc<Inner>, image_id: &str) {
-    let (action, region, disks, copied_from, forced, stall) = {
+    let (action, region, disks, copied_from, forced, stall, finish_early) = {
         let db = inner.db();
         let Some(i) = db.images.iter().find(|i| i.id == image_id) else { return };
         // Copies carry their source, imports their task; CreateImage has neither.
@@ -218,7 +224,8 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
             (None, Some(_)) => "ImportImage",
             (None, None) => "CreateImage",
         };
-        (action, i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone(), i.stall)
+        let early = i.finish_early.filter(|_| action == "ImportImage");
+        (action, i.region.clone(), i.disks.clone(), i.copied_from.clone(), i.forced_failure.clone(), i.stall, early)
     };
     let seconds = match action {
         "CopyImage" => inner.settings.copy_seconds.unwrap_or(inner.settings.import_seconds),
@@ -298,6 +305,20 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
     if !background.sleep(step) {
         return;
     }
+    // A `task_finishes_early` fault: the task reports Finished while the image stays Creating a while longer.
+    if let (Some(seconds), None) = (finish_early, &failure) {
+        let now = inner.state.now();
+        if !update(inner, image_id, true, |_, t| {
+            t.status = "Finished".into();
+            t.progress = 100;
+            t.finished = Some(now);
+        }) {
+            return;
+        }
+        if !background.sleep(Duration::from_secs(seconds)) {
+            return;
+        }
+    }
     let now = inner.state.now();
     let finished = failure.is_none();
     update_then(
@@ -305,7 +326,10 @@ fn work(inner: &Arc<Inner>, image_id: &str) {
         image_id,
         true,
         |i, t| {
-            t.finished = Some(now);
+            // A task that finished early keeps the time it reported Finished.
+            if t.status != "Finished" {
+                t.finished = Some(now);
+            }
             match &failure {
                 Some(reason) => {
                     i.status = "CreateFailed".into();

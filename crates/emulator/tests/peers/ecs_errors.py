@@ -7,7 +7,8 @@ CONFIG_JSON: {"endpoint": "http://HOST:PORT", "ak": ..., "sk": ..., "admin_secre
 "vhd": PATH (a fixed VHD whose size is not a whole MiB)}
 Scenarios: "errors" (MissingParameter, Platform, InvalidOSSObject.NeedRestore, InvalidVHDImage.IncorrectSize,
 IdempotentParameterMismatch for ImportImage and CopyImage) and "stall" (a `stall` fault holds an import in
-Creating until the fault is cleared through the admin API).
+Creating until the fault is cleared through the admin API; a `task_finishes_early` fault reports the task Finished
+while its image is still Creating).
 Prints "ok SCENARIO" on success; raises on any mismatch.
 """
 import json
@@ -189,6 +190,25 @@ elif scenario == "stall":
     ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id=cancelled.task_id))
     check(task_of(cancelled.task_id).task_status == "Deleted", "task cancelled")
     check(named("cancelled") == [], "a cancelled import leaves no image")
+
+    # A task that finishes early: Finished at 100% while its image is still Creating, for 3 s; then Available.
+    check(admin("PUT", "faults", {"rules": [{"operation": "ImportImage", "kind": "task_finishes_early",
+                                             "seconds": 3, "times": 1}]}) == 200, "faults set")
+    early = import_image("early", "stall", "disk.qcow2")
+    deadline = time.time() + 30
+    while task_of(early.task_id).task_status != "Finished":
+        check(time.time() < deadline, "the task never finished")
+        time.sleep(0.1)
+    finished_at = time.time()
+    t = task_of(early.task_id)
+    check(t.task_process == "100%" and t.finished_time, f"task {t.task_process} {t.finished_time}")
+    img = images(image_id=early.image_id).images.image[0]
+    check(img.status == "Creating", f"the image is {img.status} once its task finished early")
+    refused(lambda: ecs_client.cancel_task(ecs.CancelTaskRequest(region_id=REGION, task_id=early.task_id)),
+            "InvalidTaskId.IncorrectTaskStatus", 403)
+    check(wait_image(early.image_id, timeout=30).status == "Available", "the image becomes Available")
+    check(time.time() - finished_at >= 2.5, f"Available {time.time() - finished_at:.1f}s after its task finished")
+    check(task_of(early.task_id).finished_time == t.finished_time, "the task keeps the time it finished")
     admin("DELETE", "faults")
     print("ok stall")
 

@@ -304,6 +304,7 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         task_id: Some(task_id.clone()),
         forced_failure: ctx.create_failed.clone(),
         stall: ctx.stall,
+        finish_early: ctx.finish_early,
         detection_requested: params.get("DetectionStrategy").is_some_and(|d| d.eq_ignore_ascii_case("Standard")),
         client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
         client_params: Some(request_digest(params)),
