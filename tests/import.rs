@@ -444,6 +444,110 @@ fn a_second_import_of_the_same_content_waits_for_the_first() {
     assert_eq!(second["image_id"], first["image_id"], "one image: {second}");
 }
 
+/// Two imports of the same content and name started at once: one uploads and imports, the other waits for it
+/// (neither fails on the upload the other holds), and there is one image.
+#[test]
+fn two_imports_started_together_make_one_image() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    // Both commands (and the config file they share) are made before either starts.
+    let mut cmds: Vec<Command> =
+        (0..2).map(|_| import_cmd(home.path(), FAST, &[&good, "--name", "twin", "--json"])).collect();
+    let children: Vec<_> = cmds
+        .iter_mut()
+        .map(|c| c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("imgport starts"))
+        .collect();
+    let outs: Vec<Value> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().expect("imgport ends");
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert_eq!(out.status.code(), Some(0), "{err}");
+            let v: Value = serde_json::from_slice(&out.stdout).expect("JSON outcome");
+            assert_eq!(v["status"], "Available", "{v}\n{err}");
+            v
+        })
+        .collect();
+    assert_eq!(outs[0]["image_id"], outs[1]["image_id"], "one image: {outs:?}");
+    let uploaded = outs.iter().filter(|o| !o["upload_summary"].is_null()).count();
+    assert_eq!(uploaded, 1, "uploaded once: {outs:?}");
+    assert!(outs.iter().any(|o| o["reused"] == true), "the other reused the first's image: {outs:?}");
+    let list =
+        import_cmd_raw(home.path(), FAST, &["images", "list", "--name", "twin", "--json"]).output().expect("runs");
+    let list: Value = serde_json::from_slice(&list.stdout).expect("list JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
+
+/// An object the bucket already holds with the same content (its digest in the object's metadata) is not sent
+/// again: the image deleted, the rerun imports from the kept object.
+#[test]
+fn an_object_already_uploaded_is_not_sent_again() {
+    let home = tempdir();
+    let good = guest("mbr-bios-ext4");
+    let args = [good.as_str(), "--name", "kept", "--keep-object", "--json"];
+    let (code, first, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!first["upload_summary"].is_null(), "{first}");
+    let id = first["image_id"].as_str().expect("image id");
+    let del = import_cmd_raw(home.path(), FAST, &["images", "delete", id]).output().expect("runs");
+    assert!(del.status.success(), "{}", String::from_utf8_lossy(&del.stderr));
+    let (code, again, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((again["status"].as_str(), again["reused"].as_bool()), (Some("Available"), Some(false)), "{again}");
+    assert_ne!(again["image_id"], first["image_id"]);
+    assert!(again["upload_summary"].is_null(), "nothing was sent: {again}");
+    assert!(err.contains("already uploaded"), "{err}");
+    // A chosen key holding this content passes the preflight too (other content there is refused, above).
+    let keyed = [good.as_str(), "--name", "keyed", "--key", first["key"].as_str().expect("key"), "--json"];
+    let (code, out, err) = run(home.path(), FAST, &keyed);
+    assert_eq!(code, 0, "{err}");
+    assert!(out["upload_summary"].is_null() && out["status"] == "Available", "{out}");
+}
+
+/// The local cloud is served by the first process for the others: `images list` answers while an import runs,
+/// and an import connected to another's local cloud carries on when that process ends first.
+#[test]
+fn commands_share_the_local_cloud_while_an_import_runs() {
+    let home = tempdir();
+    let slow = "[cloud]\nimport_seconds = 4\n";
+    let mut first = import_cmd(home.path(), slow, &[&guest("mbr-bios-ext4"), "--name", "first", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("imgport starts");
+    let mut stderr = first.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("imgport: register") {
+        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
+        assert!(n > 0, "the import ended before registering: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let list =
+        import_cmd_raw(home.path(), slow, &["images", "list", "--name", "first", "--json"]).output().expect("runs");
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let list: Value = serde_json::from_slice(&list.stdout).expect("list JSON");
+    assert_eq!(list[0]["ImageName"], "first", "{list}");
+    assert_ne!(list[0]["Status"], "Available", "listed while the import was under way, not after it: {list}");
+    // Where the first serves is in a file only the user reads, on loopback.
+    let server = home.path().join("data/imgport/local-cloud/server.json");
+    let mode =
+        |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).expect("metadata").permissions());
+    assert_eq!((mode(&server) & 0o777, mode(server.parent().expect("dir")) & 0o777), (0o600, 0o700));
+    let served: Value = serde_json::from_slice(&std::fs::read(&server).expect("server.json")).expect("JSON");
+    assert!(served["address"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")), "{}", served["address"]);
+    // A second import while the first is waited for; the first ends before it, and it still finishes.
+    let (code, second, err) = run(home.path(), slow, &[&guest("gpt-uefi-ext4"), "--name", "second", "--json"]);
+    let first_pid = first.id();
+    let first = first.wait_with_output().expect("first ends");
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(second["status"], "Available", "{second}");
+    let after: Value = serde_json::from_slice(&std::fs::read(&server).expect("server.json")).expect("JSON");
+    assert_eq!(after["address"], served["address"], "the second served on the same address");
+    assert_ne!(after["pid"], first_pid, "the second took over once the first ended");
+}
+
 /// Ctrl-C during the upload stops it, removes what was sent (no --keep-object) and exits 130; the rerun imports.
 #[test]
 fn ctrl_c_during_the_upload_removes_the_parts() {

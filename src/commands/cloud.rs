@@ -1,17 +1,19 @@
 //! Which cloud a command talks to, shared by `import`, `images` and `instance`: Alibaba Cloud with the default
-//! credential chain (or what the `IMGPORT_*_ENDPOINT` variables point at), or the built-in local cloud run in this
-//! process.
+//! credential chain (or what the `IMGPORT_*_ENDPOINT` variables point at), or the built-in local cloud, which one
+//! imgport process serves for all that use it at the time ([`LocalCloud`]).
 
 use imgport_auth::endpoints::{self, OssNetwork, Service};
 use imgport_auth::provider::{system_clock, CredentialsProvider, DefaultChain, Static};
 use imgport_auth::rpc::{RpcClient, Style};
+use imgport_auth::Credentials;
 use imgport_auth::Env;
 use imgport_cloud::role::Ram;
 use imgport_cloud::Ecs;
 use imgport_pipeline::import::Clouds;
 use imgport_storage::{Client, Flavor, StoreConfig};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// `--cloud` and `--region`.
 #[derive(clap::Args, Clone)]
@@ -82,62 +84,137 @@ pub fn local_cloud_dir() -> PathBuf {
     data_dir("local-cloud")
 }
 
-/// The local cloud, running in this process for as long as the value lives; its folder is locked so that two
-/// imgport processes never run it on the same state at once (the second waits).
+/// The local cloud, shared by every imgport process on the same folder: the first process to take the folder's
+/// lock serves it (the emulator in-process, on a loopback port) and writes where in `server.json`; the others
+/// connect to that server instead of waiting for the lock, so a command never waits for another's import.
+///
+/// Only the process holding the lock runs the emulator, so its state files are never written by two processes. A
+/// client also keeps a thread waiting for the lock: when the serving process ends (its own command done), a
+/// waiting client takes the lock and serves the same state on the same address, and the requests that failed in
+/// the gap are retried by the shared retry policy. Should the address be taken meanwhile, the client's requests
+/// fail with a transport error naming it.
 pub struct LocalCloud {
-    pub emulator: imgport_emulator::RunningEmulator,
-    _lock: std::fs::File,
+    /// Where the local cloud answers, and the key it accepts.
+    pub server: ServerInfo,
+    /// The emulator this process serves, if it does (from the start, or after taking over).
+    served: Arc<Mutex<Served>>,
 }
+
+/// What `server.json` holds (0600, in the 0700 folder): the serving process's address and the local cloud's
+/// keys, which are generated per folder and are what its own `access-key.json` and `admin-secret` hold.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServerInfo {
+    pub address: std::net::SocketAddr,
+    pub pid: u32,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub admin_secret: String,
+}
+
+impl std::fmt::Debug for ServerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerInfo").field("address", &self.address).field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Served {
+    emulator: Option<imgport_emulator::RunningEmulator>,
+    /// The folder's lock, held for as long as `emulator` runs (and released after it stops).
+    lock: Option<std::fs::File>,
+    /// Set when this process is done with the local cloud: a waiting thread that takes the lock then lets it go.
+    closing: bool,
+}
+
+/// How long a process waits for the local cloud when its lock is held but nothing answers at the address in
+/// `server.json` (a serving process starting up, or one that is stuck).
+const LOCAL_WAIT: Duration = Duration::from_secs(30);
+/// How long the check that a served local cloud answers may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const SERVER_FILE: &str = "server.json";
 
 impl LocalCloud {
     pub fn start(region: &str) -> Result<LocalCloud, String> {
         let dir = local_cloud_dir();
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        imgport_emulator::util::create_private_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let lock_path = dir.join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a file descriptor this function owns.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            note!("imgport: the local cloud is in use by another imgport process; waiting for it");
-            // SAFETY: as above; blocks until the other process releases the lock or exits.
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-                return Err(format!("cannot lock {}: {}", lock_path.display(), std::io::Error::last_os_error()));
+        let began = Instant::now();
+        let mut said = false;
+        loop {
+            let lock = open_lock(&lock_path)?;
+            if try_lock(&lock, &lock_path)? {
+                let served = Arc::new(Mutex::new(Served::default()));
+                let server = serve(&dir, region, lock, &mut lock_served(&served))?;
+                return Ok(LocalCloud { server, served });
+            }
+            drop(lock);
+            let answer = read_server_file(&dir).map(|info| (probe(&info), info));
+            match answer {
+                Some((Ok(regions), info)) => {
+                    if !regions.iter().any(|r| r == region) {
+                        return Err(format!(
+                            "the local cloud is served by another imgport process (pid {}), which does not serve \
+                             region {region} (it serves {}); run this command with one of those or once it ends",
+                            info.pid,
+                            regions.join(", ")
+                        ));
+                    }
+                    let served = Arc::new(Mutex::new(Served::default()));
+                    let waiting = served.clone();
+                    let (d, r, p) = (dir.clone(), region.to_string(), lock_path.clone());
+                    std::thread::Builder::new()
+                        .name("imgport-local-cloud".into())
+                        .spawn(move || take_over(&d, &r, &p, &waiting))
+                        .map_err(|e| format!("cannot start a thread: {e}"))?;
+                    return Ok(LocalCloud { server: info, served });
+                }
+                Some((Err(e), info)) if began.elapsed() >= LOCAL_WAIT => {
+                    return Err(format!(
+                        "the local cloud in {} is locked by another imgport process, and nothing answers at {} (pid \
+                         {} wrote it): {e}; waited {}s. End that process, or wait for it to finish",
+                        dir.display(),
+                        info.address,
+                        info.pid,
+                        LOCAL_WAIT.as_secs()
+                    ))
+                }
+                None if began.elapsed() >= LOCAL_WAIT => {
+                    return Err(format!(
+                        "the local cloud in {} is locked by another imgport process that has not said where it \
+                         serves; waited {}s. End that process, or wait for it to finish",
+                        dir.display(),
+                        LOCAL_WAIT.as_secs()
+                    ))
+                }
+                _ => {
+                    if !said && began.elapsed() >= Duration::from_secs(2) {
+                        note!(
+                            "imgport: the local cloud is locked by another imgport process; waiting for it to answer"
+                        );
+                        said = true;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
-        let mut regions = vec![region.to_string()];
-        regions.extend(LOCAL_REGIONS.iter().filter(|r| **r != region).map(|r| r.to_string()));
-        let mut settings =
-            imgport_emulator::CloudSettings { import_seconds: 2.0, seed_import_role: true, ..Default::default() };
-        let mut faults = imgport_emulator::faults::FaultConfig::default();
-        // Timing and fault injection for demos and tests, in `emulator serve --config`'s format; only its
-        // `cloud` and `faults` sections apply (the folder, regions and keys stay the local cloud's own).
-        if let Some(path) = std::env::var_os(LOCAL_CONFIG_VAR).filter(|p| !p.is_empty()) {
-            let file = imgport_emulator::FileConfig::load_over(std::path::Path::new(&path), &settings)
-                .map_err(|e| format!("{LOCAL_CONFIG_VAR}: {e}"))?;
-            settings = file.cloud.unwrap_or(settings);
-            faults = file.faults.unwrap_or_default();
-        }
-        let mut cfg = imgport_emulator::EmulatorConfig::new(&dir).cloud(settings);
-        cfg.regions = regions;
-        cfg.faults = faults;
-        let emulator =
-            imgport_emulator::Emulator::start(cfg).map_err(|e| format!("cannot start the local cloud: {e}"))?;
-        Ok(LocalCloud { emulator, _lock: lock })
+    }
+
+    /// Stops the emulator this process serves, if any (letting open requests finish), then releases the lock; a
+    /// process connected to it takes over.
+    pub fn shutdown(self) {
+        drop(self);
     }
 
     /// Clients of the local cloud's ECS, RAM and OSS, signed with its own key.
     pub fn clouds(&self, region: &str) -> Result<Clouds, String> {
-        let emu = &self.emulator;
-        let creds: Arc<dyn CredentialsProvider> = Arc::new(Static::new(emu.credentials.clone(), "local cloud"));
-        let endpoint = endpoints::Endpoint::parse(&emu.ecs_endpoint)?;
+        let key = Credentials::new(self.server.access_key_id.clone(), self.server.access_key_secret.as_str());
+        let creds: Arc<dyn CredentialsProvider> = Arc::new(Static::new(key, "local cloud"));
+        let url = format!("http://{}", self.server.address);
+        let endpoint = endpoints::Endpoint::parse(&url)?;
         let ecs = rpc(Service::Ecs, imgport_cloud::ecs::VERSION, endpoint.clone(), Style::Acs3, creds.clone())?;
-        let ram = rpc(Service::Ram, imgport_cloud::role::VERSION, endpoint, Style::RpcV1, creds.clone())?;
-        let oss = endpoints::Endpoint::parse(&emu.oss_endpoint)?;
+        let ram = rpc(Service::Ram, imgport_cloud::role::VERSION, endpoint.clone(), Style::RpcV1, creds.clone())?;
+        let oss = endpoint;
         let store = Client::new(StoreConfig {
             flavor: Flavor::OssV4,
             style: endpoints::BucketStyle::default_for(&oss),
@@ -155,6 +232,154 @@ impl LocalCloud {
             store_id: Some(format!("imgport-local-cloud:{}", local_cloud_dir().display())),
         })
     }
+}
+
+impl Drop for LocalCloud {
+    fn drop(&mut self) {
+        let (emulator, lock) = {
+            let mut s = lock_served(&self.served);
+            s.closing = true;
+            (s.emulator.take(), s.lock.take())
+        };
+        // The emulator stops (and with it every state write) before the lock lets another process serve.
+        if let Some(e) = emulator {
+            e.shutdown();
+        }
+        drop(lock);
+    }
+}
+
+fn lock_served(s: &Mutex<Served>) -> std::sync::MutexGuard<'_, Served> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open_lock(path: &Path) -> Result<std::fs::File, String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    opts.open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// Takes the lock if it is free; false when another process holds it.
+fn try_lock(lock: &std::fs::File, path: &Path) -> Result<bool, String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor the caller owns.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Ok(false);
+    }
+    Err(format!("cannot lock {}: {e}", path.display()))
+}
+
+/// Starts the emulator on the folder (its lock held): on the address of the previous server when that is free, so
+/// that processes still connected to it carry on, else on a new loopback port; then says where in `server.json`.
+fn serve(dir: &Path, region: &str, lock: std::fs::File, served: &mut Served) -> Result<ServerInfo, String> {
+    let previous = read_server_file(dir).map(|i| i.address).filter(|a| a.ip().is_loopback());
+    let emulator = match previous {
+        Some(addr) => match start_emulator(dir, region, addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                start_emulator(dir, region, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            }
+            other => other,
+        },
+        None => start_emulator(dir, region, std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+    }
+    .map_err(|e| format!("cannot start the local cloud: {e}"))?;
+    let info = ServerInfo {
+        address: emulator.addr,
+        pid: std::process::id(),
+        access_key_id: emulator.credentials.access_key_id.clone(),
+        access_key_secret: emulator.credentials.access_key_secret.expose().to_string(),
+        admin_secret: emulator.admin_secret.clone(),
+    };
+    let path = dir.join(SERVER_FILE);
+    let tmp = dir.join(format!("{SERVER_FILE}.{}.tmp", std::process::id()));
+    let data = serde_json::to_vec_pretty(&info).map_err(|e| e.to_string())?;
+    imgport_emulator::util::write_private(&tmp, &data)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    served.emulator = Some(emulator);
+    served.lock = Some(lock);
+    Ok(info)
+}
+
+/// A client's standby: waits for the lock (the serving process ending) and then serves the local cloud itself,
+/// unless this process is done with it by then.
+fn take_over(dir: &Path, region: &str, lock_path: &Path, served: &Mutex<Served>) {
+    use std::os::fd::AsRawFd;
+    let Ok(lock) = open_lock(lock_path) else { return };
+    // SAFETY: flock on a file descriptor this function owns; blocks until the serving process lets go.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return;
+    }
+    let mut s = lock_served(served);
+    if s.closing {
+        return;
+    }
+    if let Err(e) = serve(dir, region, lock, &mut s) {
+        note!("imgport: the process serving the local cloud ended, and this one cannot take over: {e}");
+    }
+}
+
+fn read_server_file(dir: &Path) -> Option<ServerInfo> {
+    let data = std::fs::read(dir.join(SERVER_FILE)).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// Asks the local cloud at `info.address` for its health (the admin API, with the folder's admin secret, so that
+/// only this folder's emulator passes); answers the regions it serves.
+fn probe(info: &ServerInfo) -> Result<Vec<String>, String> {
+    use std::io::{Read, Write};
+    if !info.address.ip().is_loopback() {
+        return Err(format!("{} is not a loopback address", info.address));
+    }
+    let mut s = std::net::TcpStream::connect_timeout(&info.address, PROBE_TIMEOUT).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(PROBE_TIMEOUT)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(PROBE_TIMEOUT)).map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET /_emulator/health HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        info.address, info.admin_secret
+    );
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    s.take(64 << 10).read_to_end(&mut reply).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&reply);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("answered {}", head.lines().next().unwrap_or("")));
+    }
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("not the local cloud: {e}"))?;
+    Ok(v["regions"].as_array().into_iter().flatten().filter_map(|r| r.as_str().map(str::to_string)).collect())
+}
+
+/// The emulator on the local cloud's folder, listening on `listen`, with the import's region first.
+fn start_emulator(
+    dir: &Path,
+    region: &str,
+    listen: std::net::SocketAddr,
+) -> std::io::Result<imgport_emulator::RunningEmulator> {
+    let mut regions = vec![region.to_string()];
+    regions.extend(LOCAL_REGIONS.iter().filter(|r| **r != region).map(|r| r.to_string()));
+    let mut settings =
+        imgport_emulator::CloudSettings { import_seconds: 2.0, seed_import_role: true, ..Default::default() };
+    let mut faults = imgport_emulator::faults::FaultConfig::default();
+    // Timing and fault injection for demos and tests, in `emulator serve --config`'s format; only its
+    // `cloud` and `faults` sections apply (the folder, regions and keys stay the local cloud's own). They are the
+    // serving process's: a process that connects to another's local cloud gets that one's.
+    if let Some(path) = std::env::var_os(LOCAL_CONFIG_VAR).filter(|p| !p.is_empty()) {
+        let file = imgport_emulator::FileConfig::load_over(Path::new(&path), &settings)
+            .map_err(|e| std::io::Error::other(format!("{LOCAL_CONFIG_VAR}: {e}")))?;
+        settings = file.cloud.unwrap_or(settings);
+        faults = file.faults.unwrap_or_default();
+    }
+    let mut cfg = imgport_emulator::EmulatorConfig::new(dir).cloud(settings);
+    cfg.regions = regions;
+    cfg.faults = faults;
+    cfg.listen = listen;
+    imgport_emulator::Emulator::start(cfg)
 }
 
 fn rpc(

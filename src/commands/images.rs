@@ -237,7 +237,7 @@ where
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Some(l) = local {
-        l.emulator.shutdown();
+        l.shutdown();
     }
     match result {
         Some(Ok(())) => 0,

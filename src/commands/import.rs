@@ -336,7 +336,7 @@ pub fn run(args: Args) -> u8 {
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Some(l) = local {
-        l.emulator.shutdown();
+        l.shutdown();
     }
     match result {
         Ok(o) => {

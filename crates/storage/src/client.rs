@@ -225,7 +225,19 @@ impl Client {
             let name = if self.cfg.flavor.is_oss() { "x-oss-storage-class" } else { "x-amz-storage-class" };
             h.push((name.to_string(), sc.clone()));
         }
+        for (name, value) in &opts.metadata {
+            h.push((format!("{}{name}", self.meta_prefix()), value.clone()));
+        }
         h
+    }
+
+    /// The user metadata headers' prefix.
+    fn meta_prefix(&self) -> &'static str {
+        if self.cfg.flavor.is_oss() {
+            "x-oss-meta-"
+        } else {
+            "x-amz-meta-"
+        }
     }
 
     /// Creates the bucket (tests and local stores); an existing bucket of ours is fine.
@@ -359,7 +371,16 @@ impl ObjectStore for Client {
         Box::pin(async move {
             let a = self.send("HEAD", Some(key), vec![], vec![], Bytes::new()).await?;
             let len = parse_u64(a.header("content-length").map(str::to_string), "Content-Length")?;
-            Ok(ObjectMeta { len, etag: a.etag(), crc64: a.crc64()? })
+            let prefix = self.meta_prefix();
+            let metadata = a
+                .headers
+                .iter()
+                .filter_map(|(k, v)| {
+                    let name = k.as_str().strip_prefix(prefix)?;
+                    Some((name.to_string(), v.to_str().ok()?.to_string()))
+                })
+                .collect();
+            Ok(ObjectMeta { len, etag: a.etag(), crc64: a.crc64()?, metadata })
         })
     }
 

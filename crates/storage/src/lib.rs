@@ -43,6 +43,8 @@ pub struct ObjectMeta {
     pub len: u64,
     pub etag: String,
     pub crc64: Option<u64>,
+    /// The object's user metadata (`x-oss-meta-*` / `x-amz-meta-*`), by name without that prefix, lowercased.
+    pub metadata: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,9 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// Base64 MD5 of the body, checked by the store.
     pub content_md5: Option<String>,
+    /// User metadata kept with the object: names without the `x-oss-meta-` / `x-amz-meta-` prefix (lowercase
+    /// letters, digits and `-`), values printable ASCII. Sent on PutObject and InitiateMultipartUpload, and signed.
+    pub metadata: Vec<(String, String)>,
 }
 
 /// The operations a resumable multipart upload needs.

@@ -26,12 +26,19 @@ async fn round_trip(flavor: Flavor) {
     let c = client(&emu, flavor, "bucket-one");
     c.create_bucket().await.expect("bucket");
     let data = Bytes::from(vec![7u8; 300 * 1024]);
-    let put = c.put_object("dir/a b+c", data.clone(), &PutOptions::default()).await.expect("put");
+    // User metadata goes with the signed request and comes back on HEAD, for a simple and a multipart upload.
+    let meta = |d: &str| PutOptions {
+        metadata: vec![("imgport-digest".into(), d.into()), ("imgport-format".into(), "QCOW2".into())],
+        ..Default::default()
+    };
+    let put = c.put_object("dir/a b+c", data.clone(), &meta("sha256:ab12")).await.expect("put");
     assert_eq!(put.crc64, Some(crc64::checksum(&data)));
     let head = c.head_object("dir/a b+c").await.expect("head");
     assert_eq!(head.len, data.len() as u64);
+    assert_eq!(head.metadata.get("imgport-digest").map(String::as_str), Some("sha256:ab12"), "{head:?}");
+    assert_eq!(head.metadata.get("imgport-format").map(String::as_str), Some("QCOW2"), "{head:?}");
 
-    let id = c.initiate_multipart("big", &PutOptions::default()).await.expect("initiate");
+    let id = c.initiate_multipart("big", &meta("sha256:cd34")).await.expect("initiate");
     let p1 = Bytes::from(vec![1u8; 200 * 1024]);
     let p2 = Bytes::from(vec![2u8; 1000]);
     let r1 = c.upload_part("big", &id, 1, p1.clone(), None).await.expect("part 1");
@@ -47,6 +54,8 @@ async fn round_trip(flavor: Flavor) {
     assert_eq!(done.crc64, Some(want));
     let got = c.get_object("big").await.expect("get");
     assert_eq!(got.len(), p1.len() + p2.len());
+    let head = c.head_object("big").await.expect("head big");
+    assert_eq!(head.metadata.get("imgport-digest").map(String::as_str), Some("sha256:cd34"), "{head:?}");
 
     let err = c.upload_part("big", "no-such-id", 1, p2, None).await.expect_err("bogus upload");
     assert_eq!(err.retry_class(), RetryClass::RestartUpload, "{err}");

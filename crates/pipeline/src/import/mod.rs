@@ -8,7 +8,13 @@
 //! exists. An image of that name made from the same content (its `imgport:digest` tag) that is Available is
 //! reported as reused instead: nothing is uploaded or imported, and copies and shares an earlier run did not finish
 //! are made. An earlier run's CreateFailed image of the same content is deleted; any other image of the name stops
-//! the import. A `key` the user chose must not hold an object yet.
+//! the import. A `key` the user chose must not hold an object yet, unless that object holds this content.
+//!
+//! **Upload**: every object records the content digest and upload format of its disk in its metadata
+//! (`imgport-digest`, `imgport-format`); an object already at the key with the same ones is not sent again. When
+//! another run holds the upload of the same object (two runs started at once), this run waits for that run's image
+//! of the name with this content and reuses it, or resumes the upload if that run ended without one (bounded by
+//! the wait timeout).
 //!
 //! **Idempotency**: the ClientToken is derived from the content digest, name and region, so a retried or rerun
 //! ImportImage answers the image the first one created.
@@ -30,11 +36,12 @@ mod preflight;
 
 use distribute::distribute_step;
 use examine::{combined_digest, examine, examine_data, size, DataDisk};
-use objects::{cancel_import, delete_objects, objects, registered_anyway, upload_image};
+use objects::{cancel_import, delete_objects, objects, registered_anyway, send_or_wait, Disk, Sent, Turn};
 use preflight::preflight;
 
 use imgport_cloud::ecs::Imported;
 use imgport_cloud::ecs::{ImportDisk, ImportRequest};
+use imgport_cloud::model::Image;
 use imgport_cloud::role::Ram;
 use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
 use imgport_cloud::{CloudError, Ecs, ErrorKind};
@@ -408,71 +415,56 @@ pub async fn import(
 
     // Preflight.
     run.start(Step::Preflight);
-    if let Some(mut existing) = preflight(&mut run, &digest, &key).await? {
-        outcome.image_id = existing.image_id.clone();
-        outcome.reused = true;
+    if let Some(existing) = preflight(&mut run, &digest, &key, &system_digest, format).await? {
         outcome.upload = None;
         run.done(Step::Preflight, format!("{} already holds this content: nothing to upload", existing.image_id));
-        // Still being imported (another run, or one that stopped waiting): wait for it like our own.
-        if existing.status.in_flight() {
-            let Some(wait) = &spec.wait else {
-                outcome.status = existing.status.as_str().to_string();
-                outcome.steps = std::mem::take(&mut run.steps);
-                return Ok(outcome);
-            };
-            run.start(Step::Wait);
-            let task = clouds.ecs.tasks_of(&existing.image_id).await.ok().and_then(|t| t.into_iter().next());
-            outcome.task_id = task.map(|t| t.task_id);
-            let wait_events: WaitEventFn = {
-                let events = run.events.clone();
-                Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
-            };
-            let waited = tokio::select! {
-                r = wait_image(&clouds.ecs, &existing.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
-                // The import is not this run's: an interruption leaves it alone.
-                _ = run.cancelled() => {
-                    return Err(ImportError::Interrupted { cleanup: "nothing of this run's to clean up".into() });
-                }
-            };
-            existing = match waited {
-                Ok(i) => i,
-                Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
-                    return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e })
-                }
-                Err(e) => return Err(ImportError::Import(e)),
-            };
-            run.done(Step::Wait, format!("{} is {}", existing.image_id, existing.status.as_str()));
-        }
-        outcome.status = existing.status.as_str().to_string();
-        // Copies and shares a earlier run did not finish are made now (regions that hold the content are reused).
-        let failed = match &spec.wait {
-            Some(wait) => distribute_step(&mut run, &existing, wait, &tags, &mut outcome).await?,
-            None => 0,
-        };
-        outcome.steps = std::mem::take(&mut run.steps);
-        if failed > 0 {
-            return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
-        }
-        return Ok(outcome);
+        return reuse(&mut run, existing, outcome, &tags).await;
     }
     run.done(Step::Preflight, "credentials, region, bucket, import role and name checked");
 
-    // Upload.
+    // Upload, unless the bucket holds the content already; another run uploading the same object is waited for.
     run.start(Step::Upload);
-    let summary = upload_image(&run, how, &key, &spec.image).await?;
-    let (mut bytes, mut parts) = (summary.bytes, summary.parts);
-    outcome.upload_summary = Some(summary);
-    for (n, d) in data.iter().enumerate() {
-        match upload_image(&run, d.how, &d.key, &d.path).await {
-            Ok(s) => (bytes, parts) = (bytes + s.bytes, parts + s.parts),
+    let mut disks = vec![Disk { how, key: &key, path: &spec.image, digest: &system_digest, format }];
+    disks.extend(data.iter().map(|d| Disk {
+        how: d.how,
+        key: &d.key,
+        path: &d.path,
+        digest: &d.digest,
+        format: d.format,
+    }));
+    let (mut bytes, mut parts, mut already) = (0, 0, Vec::new());
+    for (n, disk) in disks.iter().enumerate() {
+        match send_or_wait(&run, disk, &digest).await {
+            Ok(Turn::Sent(Sent::Uploaded(s))) => {
+                (bytes, parts) = (bytes + s.bytes, parts + s.parts);
+                if n == 0 {
+                    outcome.upload_summary = Some(s);
+                }
+            }
+            Ok(Turn::Sent(Sent::AlreadyThere)) => already.push(format!("oss://{}/{}", clouds.bucket, disk.key)),
+            Ok(Turn::Reuse(existing)) => {
+                outcome.upload = None;
+                outcome.upload_summary = None;
+                let detail =
+                    format!("another imgport run uploaded this content and imports it as {}", existing.image_id);
+                run.done(Step::Upload, detail);
+                return reuse(&mut run, *existing, outcome, &tags).await;
+            }
             Err(e) => {
-                // The disks already sent are of no use without this one.
-                let _ = delete_objects(&run, &keys[..n + 1]).await;
+                if n > 0 {
+                    // The disks already sent are of no use without this one.
+                    let _ = delete_objects(&run, &keys[..n]).await;
+                }
                 return Err(e);
             }
         }
     }
-    run.done(Step::Upload, format!("{bytes} bytes in {parts} part(s), {} disk(s)", keys.len()));
+    let detail = match (already.len(), disks.len()) {
+        (a, d) if a == d => format!("already uploaded (same content digest): {}", already.join(", ")),
+        (0, d) => format!("{bytes} bytes in {parts} part(s), {d} disk(s)"),
+        (_, d) => format!("{bytes} bytes in {parts} part(s), {d} disk(s); already uploaded: {}", already.join(", ")),
+    };
+    run.done(Step::Upload, detail);
 
     // Register.
     run.start(Step::Register);
@@ -587,6 +579,60 @@ pub async fn import(
 
     // Distribute.
     let failed = distribute_step(&mut run, &image, wait, &tags, &mut outcome).await?;
+    outcome.steps = std::mem::take(&mut run.steps);
+    if failed > 0 {
+        return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
+    }
+    Ok(outcome)
+}
+
+/// Answers an image of the name that holds this content, made by an earlier or a concurrent run: waited for when
+/// it is still being imported, then copied and shared as the spec asks.
+async fn reuse(
+    run: &mut Run<'_>,
+    mut existing: Image,
+    mut outcome: ImportOutcome,
+    tags: &[(String, String)],
+) -> Result<ImportOutcome, ImportError> {
+    let (spec, clouds) = (run.spec, run.clouds);
+    outcome.image_id = existing.image_id.clone();
+    outcome.reused = true;
+    // Still being imported (another run, or one that stopped waiting): wait for it like our own.
+    if existing.status.in_flight() {
+        let Some(wait) = &spec.wait else {
+            outcome.status = existing.status.as_str().to_string();
+            outcome.steps = std::mem::take(&mut run.steps);
+            return Ok(outcome);
+        };
+        run.start(Step::Wait);
+        let task = clouds.ecs.tasks_of(&existing.image_id).await.ok().and_then(|t| t.into_iter().next());
+        outcome.task_id = task.map(|t| t.task_id);
+        let wait_events: WaitEventFn = {
+            let events = run.events.clone();
+            Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
+        };
+        let waited = tokio::select! {
+            r = wait_image(&clouds.ecs, &existing.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
+            // The import is not this run's: an interruption leaves it alone.
+            _ = run.cancelled() => {
+                return Err(ImportError::Interrupted { cleanup: "nothing of this run's to clean up".into() });
+            }
+        };
+        existing = match waited {
+            Ok(i) => i,
+            Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
+                return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e })
+            }
+            Err(e) => return Err(ImportError::Import(e)),
+        };
+        run.done(Step::Wait, format!("{} is {}", existing.image_id, existing.status.as_str()));
+    }
+    outcome.status = existing.status.as_str().to_string();
+    // Copies and shares a earlier run did not finish are made now (regions that hold the content are reused).
+    let failed = match &spec.wait {
+        Some(wait) => distribute_step(run, &existing, wait, tags, &mut outcome).await?,
+        None => 0,
+    };
     outcome.steps = std::mem::take(&mut run.steps);
     if failed > 0 {
         return Err(ImportError::Partial { outcome: Box::new(outcome), failed });

@@ -10,13 +10,117 @@ use imgport_storage::{EventFn, ObjectStore, UploadEvent};
 use plan::Upload;
 use std::sync::Arc;
 
-/// Uploads the file as it is, or converts it to qcow2 while uploading.
-pub(super) async fn upload_image(
-    run: &Run<'_>,
-    how: Upload,
-    key: &str,
-    path: &std::path::Path,
-) -> Result<Summary, ImportError> {
+/// The object metadata (`x-oss-meta-imgport-digest`) holding the content digest of the disk an object was
+/// uploaded from, and the one with its upload format (`x-oss-meta-imgport-format`).
+pub const DIGEST_META: &str = "imgport-digest";
+pub const FORMAT_META: &str = "imgport-format";
+
+/// One disk to send: where from, how, where to, and what it holds.
+pub(super) struct Disk<'a> {
+    pub how: Upload,
+    pub key: &'a str,
+    pub path: &'a std::path::Path,
+    /// The content digest of this disk's source.
+    pub digest: &'a str,
+    /// The upload format (QCOW2, RAW, VHD).
+    pub format: &'a str,
+}
+
+/// What became of a disk.
+pub(super) enum Sent {
+    Uploaded(Summary),
+    /// The bucket held it already: same content digest and format in the object's metadata.
+    AlreadyThere,
+}
+
+/// Whether the object's metadata says it holds this content in this format.
+pub(super) fn same_content(meta: &imgport_storage::ObjectMeta, digest: &str, format: &str) -> bool {
+    meta.metadata.get(DIGEST_META).map(String::as_str) == Some(digest)
+        && meta.metadata.get(FORMAT_META).is_some_and(|f| f.eq_ignore_ascii_case(format))
+}
+
+/// Sends the disk unless the bucket already holds it (a HEAD answering its digest and format).
+pub(super) async fn send(run: &Run<'_>, disk: &Disk<'_>) -> Result<Sent, ImportError> {
+    if let Ok(meta) = run.clouds.store.head_object(disk.key).await {
+        if same_content(&meta, disk.digest, disk.format) {
+            return Ok(Sent::AlreadyThere);
+        }
+    }
+    upload_image(run, disk).await.map(Sent::Uploaded)
+}
+
+/// What a disk's upload comes to when another run may be sending the same object.
+pub(super) enum Turn {
+    Sent(Sent),
+    /// Another run sent it and registered an image of the name with this content: that image is the answer.
+    Reuse(Box<Image>),
+}
+
+/// How often a run whose object another run is uploading looks for that run's image.
+const OTHER_RUN_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long, after another run's upload of the object has ended, its image may take to show before this run
+/// registers the object itself (the ClientToken makes both registrations one image).
+const REGISTER_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a run without a wait timeout (`--no-wait`) waits for another run's upload.
+const OTHER_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+
+/// [`send`], but when another imgport run holds the upload of the same object (its resume lock), waits for that
+/// run instead of failing: until its image of the name with this content (`digest`, the import's) shows, then
+/// answered for reuse; or until the lock is free (that run ended or failed), then this run resumes the upload, or
+/// finds the object complete. Bounded by the wait timeout.
+pub(super) async fn send_or_wait(run: &Run<'_>, disk: &Disk<'_>, digest: &str) -> Result<Turn, ImportError> {
+    let began = std::time::Instant::now();
+    let bound = run.spec.wait.as_ref().map_or(OTHER_UPLOAD_WAIT, |w| w.timeout);
+    let mut other: Option<std::time::Instant> = None;
+    loop {
+        let sent = send(run, disk).await;
+        if let Err(ImportError::Upload { error: UploadError::Busy { .. }, .. }) = &sent {
+            if other.is_none() {
+                run.emit(ImportEvent::StepDone {
+                    step: super::Step::Upload,
+                    seconds: 0.0,
+                    detail: format!(
+                        "another imgport run is uploading oss://{}/{}: waiting for it",
+                        run.clouds.bucket, disk.key
+                    ),
+                });
+            }
+            other = Some(std::time::Instant::now());
+        }
+        if other.is_some() || matches!(sent, Ok(Sent::AlreadyThere)) {
+            if let Some(image) = same_image(run, digest).await {
+                return Ok(Turn::Reuse(Box::new(image)));
+            }
+        }
+        match sent {
+            Err(ImportError::Upload { error: UploadError::Busy { .. }, .. }) if began.elapsed() < bound => {}
+            // The other run's upload ended: its image should show in a moment.
+            Ok(Sent::AlreadyThere) if other.is_some_and(|t| t.elapsed() < REGISTER_GRACE) => {}
+            r => return r.map(Turn::Sent),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(OTHER_RUN_POLL) => {}
+            _ = run.cancelled() => {
+                return Err(ImportError::Interrupted { cleanup: "nothing of this run's to clean up".into() });
+            }
+        }
+    }
+}
+
+/// An own image of the spec's name tagged with this content digest, Available or still being imported (a failed
+/// one is no answer: its run removes it, and this run then uploads and imports itself).
+async fn same_image(run: &Run<'_>, digest: &str) -> Option<Image> {
+    use imgport_cloud::model::ImageStatus;
+    registered_anyway(run).await.filter(|i| {
+        i.tag(super::DIGEST_TAG) == Some(digest)
+            && (i.status.in_flight() || matches!(i.status, ImageStatus::Available | ImageStatus::Deprecated))
+    })
+}
+
+/// Uploads the file as it is, or converts it to qcow2 while uploading; the object's metadata records the
+/// content digest and format.
+pub(super) async fn upload_image(run: &Run<'_>, disk: &Disk<'_>) -> Result<Summary, ImportError> {
+    let (how, key, path) = (disk.how, disk.key, disk.path);
     let (spec, clouds) = (run.spec, run.clouds);
     let store: Arc<dyn ObjectStore> = clouds.store.clone();
     let opts = UploadOptions {
@@ -29,7 +133,13 @@ pub(super) async fn upload_image(
         concurrency: spec.concurrency.max(1),
         resume: true,
         state_dir: spec.state_dir.clone(),
-        put: Default::default(),
+        put: imgport_storage::PutOptions {
+            metadata: vec![
+                (DIGEST_META.to_string(), disk.digest.to_string()),
+                (FORMAT_META.to_string(), disk.format.to_string()),
+            ],
+            ..Default::default()
+        },
         rate_limit: None,
         max_attempts: 10,
         send_md5: !clouds.store.has_crc64(),

@@ -1,5 +1,6 @@
 //! The checks before the first byte is uploaded (see the module docs of [`super`]).
 
+use super::objects::same_content;
 use super::{ImportError, ImportEvent, Run, Step, DIGEST_TAG};
 use imgport_cloud::ecs::ImageFilter;
 use imgport_cloud::model::{Image, ImageStatus};
@@ -19,8 +20,15 @@ pub(super) fn explain(what: &str, e: &CloudError) -> String {
     }
 }
 
-/// The checks before the upload; an Available image of the name with the same content is answered for reuse.
-pub(super) async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Result<Option<Image>, ImportError> {
+/// The checks before the upload; an image of the name with the same content (`digest`, the import's) is answered
+/// for reuse. `disk_digest` and `format` are the system disk's, which a user-chosen `key` may already hold.
+pub(super) async fn preflight(
+    run: &mut Run<'_>,
+    digest: &str,
+    key: &str,
+    disk_digest: &str,
+    format: &str,
+) -> Result<Option<Image>, ImportError> {
     let (spec, clouds) = (run.spec, run.clouds);
     let region = clouds.ecs.region().to_string();
     let regions = clouds.ecs.regions().await.map_err(|e| {
@@ -77,9 +85,11 @@ pub(super) async fn preflight(run: &mut Run<'_>, digest: &str, key: &str) -> Res
             ))
         }
     }
-    // A key the user chose must not hold an object already: imgport would overwrite it, then delete it.
+    // A key the user chose must not hold an object already (imgport would overwrite it, then delete it), unless
+    // it is this very content, which imgport uploaded before and does not send again.
     if spec.key.is_some() {
         match clouds.store.head_object(key).await {
+            Ok(meta) if same_content(&meta, disk_digest, format) => {}
             Ok(_) => {
                 return Err(preflight_error(
                     format!(
