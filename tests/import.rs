@@ -441,3 +441,67 @@ fn every_input_format_imports_without_temporary_files() {
     assert_eq!(before, after, "nothing was written beside the images");
     assert_eq!(std::fs::read_dir(&tmp).expect("list").count(), 0, "nothing was written to TMPDIR");
 }
+
+/// `--replace`: the new content takes the name only once it is Available. A new import that fails leaves the old
+/// image as it was; one that times out is taken up by the rerun (its temporary image, not a second import), which
+/// swaps it in and deletes the old image imgport made. `--resource-group-id` and `--nvme` reach the image.
+#[test]
+fn replace_swaps_only_after_the_new_image_is_available() {
+    let home = tempdir();
+    let show = |id: &str| -> Option<Value> {
+        let out = import_cmd_raw(home.path(), FAST, &["images", "show", id, "--json"]).output().expect("runs");
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("show JSON"))
+    };
+    let (code, first, err) = run(
+        home.path(),
+        FAST,
+        &[&guest("mbr-bios-ext4"), "--name", "web", "--resource-group-id", "rg-acfm2test", "--json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let old = first["image_id"].as_str().expect("id").to_string();
+    let shown = show(&old).expect("the image");
+    assert_eq!(shown["ResourceGroupId"], "rg-acfm2test", "{shown}");
+    // --nvme auto sends what validation found (nothing when it could not tell, which ECS reads as unsupported).
+    let derived = first["parameters"]["nvme_support"].as_str().unwrap_or("unsupported");
+    assert_eq!(shown["Features"]["NvmeSupport"], derived, "{shown}");
+
+    let other = guest("gpt-uefi-ext4");
+    // The new import fails: the old image keeps its name, nothing of the new one is left.
+    let failing = format!(
+        "{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"create_failed\"\nreason = \"InvalidImage.Format: injected\"\n"
+    );
+    let (code, _, err) = run(home.path(), &failing, &[&other, "--name", "web", "--replace", "--nvme", "supported"]);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(show(&old).expect("the old image")["ImageName"], "web");
+
+    // The new import times out: still in flight under its temporary name, the old image untouched.
+    let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
+    let args = [other.as_str(), "--name", "web", "--replace", "--nvme", "supported", "--json"];
+    let (code, out, err) = run(home.path(), &stalled, &[&args[..], &["--timeout", "2s"]].concat());
+    assert_eq!(code, 7, "{err}");
+    let new = out["image_id"].as_str().expect("the new image").to_string();
+    let pending = show(&new).expect("the new image");
+    assert!(pending["ImageName"].as_str().is_some_and(|n| n.starts_with("web-new-")), "{pending}");
+    assert_eq!(show(&old).expect("the old image")["ImageName"], "web", "not replaced before Available");
+
+    // The rerun takes the import up, waits for it and swaps: the name is the new image's, the old one is gone.
+    let (code, done, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((done["image_id"].as_str(), done["name"].as_str()), (Some(new.as_str()), Some("web")), "{done}");
+    assert_eq!(done["replaced"]["image_id"], old.as_str(), "{done}");
+    assert_eq!(done["replaced"]["action"], "deleted", "imgport made it: {done}");
+    let steps: Vec<&str> = done["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert!(steps.ends_with(&["wait", "replace"]), "swapped after the wait: {steps:?}");
+    let swapped = show(&new).expect("the new image");
+    assert_eq!((swapped["ImageName"].as_str(), swapped["Status"].as_str()), (Some("web"), Some("Available")));
+    assert_eq!(swapped["Features"]["NvmeSupport"], "supported", "{swapped}");
+    assert!(show(&old).is_none(), "the old image is deleted");
+
+    // No room for another custom image: ImportImage's QuotaExceed.Image with the count, and the object removed.
+    let full = format!("{FAST}image_quota = 1\n");
+    let (code, out, err) = run(home.path(), &full, &[&guest("mbr-bios-ext4"), "--name", "web-2", "--json"]);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(out["code"], "QuotaExceed.Image", "{out}");
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("1 custom images")), "{out}");
+    assert!(out["fix"].as_str().is_some_and(|f| f.contains("quota")), "{out}");
+}

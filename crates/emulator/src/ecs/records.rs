@@ -96,6 +96,12 @@ pub(crate) struct Image {
     /// Set by a `stall` fault when the import or copy was requested: it holds in Creating.
     #[serde(default)]
     pub stall: Option<crate::faults::Stall>,
+    /// ImportImage's `Features.NvmeSupport` (`supported` or `unsupported`; empty: not given, reported unsupported).
+    #[serde(default)]
+    pub nvme_support: String,
+    /// ImportImage's `ResourceGroupId`, as given (empty: none).
+    #[serde(default)]
+    pub resource_group_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

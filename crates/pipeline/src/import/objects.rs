@@ -2,7 +2,6 @@
 //! cancelling an import that was interrupted.
 
 use super::{plan, ImportError, ImportEvent, Run};
-use imgport_cloud::ecs::ImageFilter;
 use imgport_cloud::model::Image;
 use imgport_disk::{open, Control, WriteOptions};
 use imgport_storage::upload::{self, Summary, UploadError, UploadOptions};
@@ -109,13 +108,10 @@ pub(super) async fn delete_objects(run: &Run<'_>, keys: &[String]) -> Result<(),
     first
 }
 
-/// After a failed ImportImage: an own image of the spec's name, if one exists (the request may have arrived and
-/// only its answer was lost, or a concurrent run registered it).
-pub(super) async fn registered_anyway(run: &Run<'_>) -> Option<Image> {
-    let filter =
-        ImageFilter { image_name: Some(run.spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
-    let found = run.clouds.ecs.images(&filter).await.ok()?;
-    found.into_iter().find(|i| i.image_name == run.spec.name)
+/// After a failed ImportImage: an own image of the name imported under, if one exists (the request may have
+/// arrived and only its answer was lost, or a concurrent run registered it).
+pub(super) async fn registered_anyway(run: &Run<'_>, name: &str) -> Option<Image> {
+    super::replace::named(&run.clouds.ecs, name).await.ok().flatten()
 }
 
 /// After an interruption during the wait: cancels the import's task (ECS removes the unfinished image) and
