@@ -2,7 +2,7 @@
 //! guest image imported, validated, converted, waited for and reused on a rerun; a VMDK converted on the way,
 //! copied and shared; each documented failure with its exit code (validation, a contradicting flag, a duplicate
 //! name before any upload, CreateFailed with the task's reason, a timeout); and Ctrl-C during the wait cancelling
-//! the import and removing what it created.
+//! the import and removing what it created; `--replace` swapping images only once the new one is Available.
 
 use crate::common::*;
 use serde_json::Value;
@@ -455,7 +455,16 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     let (code, first, err) = run(
         home.path(),
         FAST,
-        &[&guest("mbr-bios-ext4"), "--name", "web", "--resource-group-id", "rg-acfm2test", "--json"],
+        &[
+            &guest("mbr-bios-ext4"),
+            "--name",
+            "web",
+            "--resource-group-id",
+            "rg-acfm2test",
+            "--copy-to",
+            "cn-shanghai",
+            "--json",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let old = first["image_id"].as_str().expect("id").to_string();
@@ -476,7 +485,8 @@ fn replace_swaps_only_after_the_new_image_is_available() {
 
     // The new import times out: still in flight under its temporary name, the old image untouched.
     let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
-    let args = [other.as_str(), "--name", "web", "--replace", "--nvme", "supported", "--json"];
+    let args =
+        [other.as_str(), "--name", "web", "--replace", "--nvme", "supported", "--copy-to", "cn-shanghai", "--json"];
     let (code, out, err) = run(home.path(), &stalled, &[&args[..], &["--timeout", "2s"]].concat());
     assert_eq!(code, 7, "{err}");
     let new = out["image_id"].as_str().expect("the new image").to_string();
@@ -491,17 +501,42 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     assert_eq!(done["replaced"]["image_id"], old.as_str(), "{done}");
     assert_eq!(done["replaced"]["action"], "deleted", "imgport made it: {done}");
     let steps: Vec<&str> = done["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
-    assert!(steps.ends_with(&["wait", "replace"]), "swapped after the wait: {steps:?}");
+    assert!(steps.ends_with(&["wait", "replace", "distribute"]), "swapped after the wait: {steps:?}");
     let swapped = show(&new).expect("the new image");
     assert_eq!((swapped["ImageName"].as_str(), swapped["Status"].as_str()), (Some("web"), Some("Available")));
     assert_eq!(swapped["Features"]["NvmeSupport"], "supported", "{swapped}");
     assert!(show(&old).is_none(), "the old image is deleted");
+    // The copy region held the old content under the name too: swapped the same way.
+    let copy = &done["copies"][0];
+    assert_eq!((copy["status"].as_str(), copy["replaced"]["action"].as_str()), (Some("Available"), Some("deleted")));
+    assert_eq!(copy["replaced"]["image_id"], first["copies"][0]["image_id"], "{done}");
+
+    // An image imgport did not make is never deleted: renamed aside and deprecated.
+    let json = |args: &[&str]| -> Value {
+        let out = import_cmd_raw(home.path(), FAST, args).output().expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let instances = json(&["instance", "list", "--json"]);
+    let instance = instances[0]["InstanceId"].as_str().expect("an instance").to_string();
+    let theirs = json(&["images", "create", "--from-instance", &instance, "--name", "theirs", "--json"]);
+    let theirs = theirs["ImageId"].as_str().expect("id").to_string();
+    let (code, mine, err) =
+        run(home.path(), FAST, &[&guest("mbr-bios-ext4"), "--name", "theirs", "--replace", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let (r, aside) = (&mine["replaced"], show(&theirs).expect("kept"));
+    assert_eq!((r["image_id"].as_str(), r["action"].as_str()), (Some(theirs.as_str()), Some("renamed")), "{mine}");
+    assert_eq!(aside["ImageName"], r["renamed_to"], "{aside}");
+    assert!(aside["ImageName"].as_str().is_some_and(|n| n.starts_with("theirs-replaced-20")), "{aside}");
+    assert_eq!(aside["Status"], "Deprecated");
+    assert_eq!(show(mine["image_id"].as_str().expect("id")).expect("new")["ImageName"], "theirs");
 
     // No room for another custom image: ImportImage's QuotaExceed.Image with the count, and the object removed.
-    let full = format!("{FAST}image_quota = 1\n");
+    // (web, theirs and the one renamed aside)
+    let full = format!("{FAST}image_quota = 3\n");
     let (code, out, err) = run(home.path(), &full, &[&guest("mbr-bios-ext4"), "--name", "web-2", "--json"]);
     assert_eq!(code, 6, "{err}");
     assert_eq!(out["code"], "QuotaExceed.Image", "{out}");
-    assert!(out["error"].as_str().is_some_and(|e| e.contains("1 custom images")), "{out}");
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("3 custom images")), "{out}");
     assert!(out["fix"].as_str().is_some_and(|f| f.contains("quota")), "{out}");
 }
