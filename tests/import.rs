@@ -490,6 +490,7 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     let (code, out, err) = run(home.path(), &stalled, &[&args[..], &["--timeout", "2s"]].concat());
     assert_eq!(code, 7, "{err}");
     let new = out["image_id"].as_str().expect("the new image").to_string();
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("rerun the same command")), "{out}");
     let pending = show(&new).expect("the new image");
     assert!(pending["ImageName"].as_str().is_some_and(|n| n.starts_with("web-new-")), "{pending}");
     assert_eq!(show(&old).expect("the old image")["ImageName"], "web", "not replaced before Available");
@@ -500,6 +501,7 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     assert_eq!((done["image_id"].as_str(), done["name"].as_str()), (Some(new.as_str()), Some("web")), "{done}");
     assert_eq!(done["replaced"]["image_id"], old.as_str(), "{done}");
     assert_eq!(done["replaced"]["action"], "deleted", "imgport made it: {done}");
+    assert!(done["replaced"].get("notes").is_none(), "its snapshots are deleted too: {done}");
     let steps: Vec<&str> = done["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
     assert!(steps.ends_with(&["wait", "replace", "distribute"]), "swapped after the wait: {steps:?}");
     let swapped = show(&new).expect("the new image");

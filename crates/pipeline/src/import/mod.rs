@@ -230,8 +230,14 @@ pub enum ImportError {
     /// ImportImage was refused, or the image failed.
     #[error("{0}")]
     Import(CloudError),
-    #[error("{error}; the import goes on: `imgport images wait {image_id}` waits again, the object is kept")]
-    TimedOut { image_id: String, error: CloudError },
+    /// `swap_pending`: with `replace`, the image is under its temporary name, and a rerun of the import (not
+    /// `images wait`) swaps it in.
+    #[error("{error}; the import goes on: {}, the object is kept", if *swap_pending {
+        "rerun the same command to wait for it and swap it in (--replace)".to_string()
+    } else {
+        format!("`imgport images wait {image_id}` waits again")
+    })]
+    TimedOut { image_id: String, error: CloudError, swap_pending: bool },
     /// The image is Available, but copies or shares failed.
     #[error("image {} is Available but {} of its copies or shares failed", outcome.image_id, failed)]
     Partial { outcome: Box<ImportOutcome>, failed: usize },
@@ -310,6 +316,11 @@ pub async fn import(
     )?;
     if spec.wait.is_none() && !(spec.copy_to.is_empty() && spec.share_with.is_empty()) {
         return Err(plan::Invalid("--copy-to and --share-with need the image Available: drop --no-wait".into()).into());
+    }
+    if spec.wait.is_none() && spec.replace {
+        return Err(
+            plan::Invalid("--replace swaps the images once the new one is Available: drop --no-wait".into()).into()
+        );
     }
 
     // Validate and digest.
@@ -435,7 +446,8 @@ pub async fn import(
             existing = match waited {
                 Ok(i) => i,
                 Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
-                    return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e })
+                    let swap_pending = existing.image_name != spec.name;
+                    return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e, swap_pending });
                 }
                 Err(e) => return Err(ImportError::Import(e)),
             };
@@ -556,7 +568,8 @@ pub async fn import(
         // Out of time, or the cloud unreachable for a while: the import may still be running and reading the
         // object, so both stay.
         Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
-            return Err(ImportError::TimedOut { image_id: imported.image_id.clone(), error: e })
+            let swap_pending = import_name != spec.name;
+            return Err(ImportError::TimedOut { image_id: imported.image_id.clone(), error: e, swap_pending });
         }
         Err(e) => {
             // The image failed: ECS no longer needs the object, and the failed image (this run's) would block
