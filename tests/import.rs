@@ -470,9 +470,9 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     let old = first["image_id"].as_str().expect("id").to_string();
     let shown = show(&old).expect("the image");
     assert_eq!(shown["ResourceGroupId"], "rg-acfm2test", "{shown}");
-    // --nvme auto sends what validation found (nothing when it could not tell, which ECS reads as unsupported).
-    let derived = first["parameters"]["nvme_support"].as_str().unwrap_or("unsupported");
-    assert_eq!(shown["Features"]["NvmeSupport"], derived, "{shown}");
+    // --nvme auto: what the guest's initramfs carries (the test image's recipe says).
+    assert_eq!(first["parameters"]["nvme_support"], nvme_at_boot("mbr-bios-ext4"), "{first}");
+    assert_eq!(shown["Features"]["NvmeSupport"], nvme_at_boot("mbr-bios-ext4"), "{shown}");
 
     let other = guest("gpt-uefi-ext4");
     // The new import fails: the old image keeps its name, nothing of the new one is left.
@@ -524,8 +524,9 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     let theirs = json(&["images", "create", "--from-instance", &instance, "--name", "theirs", "--json"]);
     let theirs = theirs["ImageId"].as_str().expect("id").to_string();
     let (code, mine, err) =
-        run(home.path(), FAST, &[&guest("mbr-bios-ext4"), "--name", "theirs", "--replace", "--json"]);
+        run(home.path(), FAST, &[&guest("deb-nodrivers"), "--name", "theirs", "--replace", "--json"]);
     assert_eq!(code, 0, "{err}");
+    assert_eq!(mine["parameters"]["nvme_support"], nvme_at_boot("deb-nodrivers"), "{mine}");
     let (r, aside) = (&mine["replaced"], show(&theirs).expect("kept"));
     assert_eq!((r["image_id"].as_str(), r["action"].as_str()), (Some(theirs.as_str()), Some("renamed")), "{mine}");
     assert_eq!(aside["ImageName"], r["renamed_to"], "{aside}");
@@ -541,4 +542,15 @@ fn replace_swaps_only_after_the_new_image_is_available() {
     assert_eq!(out["code"], "QuotaExceed.Image", "{out}");
     assert!(out["error"].as_str().is_some_and(|e| e.contains("3 custom images")), "{out}");
     assert!(out["fix"].as_str().is_some_and(|f| f.contains("quota")), "{out}");
+}
+
+/// `supported` when the test image's recipe puts the nvme driver in the initramfs, else `unsupported`.
+fn nvme_at_boot(name: &str) -> &'static str {
+    let env = std::fs::read_to_string(guest_images().join(format!("{name}.env"))).expect("the image's recipe");
+    let drivers = env.lines().find_map(|l| l.strip_prefix("DRIVERS_AT_BOOT=")).expect("DRIVERS_AT_BOOT");
+    if drivers.split(',').any(|d| d == "nvme") {
+        "supported"
+    } else {
+        "unsupported"
+    }
 }
