@@ -4,8 +4,9 @@
 //! name before any upload, CreateFailed with the task's reason, a timeout); throttled and failing API calls
 //! retried and a task that finishes before its image waited out; the import role missing or untrusted, and
 //! `--create-role`; Ctrl-C and SIGTERM during the upload and the wait cancelling the import and removing what it
-//! created, and kill -9 followed by a resumed upload; `images find` across pages. The last test imports through
-//! `--cloud alibaba` into `imgport emulator serve` and has the official Python SDK check what it made.
+//! created, and kill -9 followed by a resumed upload; `images find` across pages; `--replace` swapping images only
+//! once the new one is Available. One test imports through `--cloud alibaba` into `imgport emulator serve` and has
+//! the official Python SDK check what it made.
 
 use crate::common::*;
 use imgport_auth::endpoints::{Endpoint, Service};
@@ -946,4 +947,117 @@ fn the_official_sdk_sees_what_an_alibaba_import_made() {
     let check = Command::new("python3").args([script, "check", &cfg.to_string()]).output().expect("python3 runs");
     let text = format!("{}{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr));
     assert!(check.status.success() && text.contains("ok check"), "{text}\nimgport: {outcome}");
+}
+
+/// `--replace`: the new content takes the name only once it is Available. A new import that fails leaves the old
+/// image as it was; one that times out is taken up by the rerun (its temporary image, not a second import), which
+/// swaps it in and deletes the old image imgport made. `--resource-group-id` and `--nvme` reach the image.
+#[test]
+fn replace_swaps_only_after_the_new_image_is_available() {
+    let home = tempdir();
+    let show = |id: &str| -> Option<Value> {
+        let out = import_cmd_raw(home.path(), FAST, &["images", "show", id, "--json"]).output().expect("runs");
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("show JSON"))
+    };
+    let (code, first, err) = run(
+        home.path(),
+        FAST,
+        &[
+            &guest("mbr-bios-ext4"),
+            "--name",
+            "web",
+            "--resource-group-id",
+            "rg-acfm2test",
+            "--copy-to",
+            "cn-shanghai",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let old = first["image_id"].as_str().expect("id").to_string();
+    let shown = show(&old).expect("the image");
+    assert_eq!(shown["ResourceGroupId"], "rg-acfm2test", "{shown}");
+    // --nvme auto: what the guest's initramfs carries (the test image's recipe says).
+    assert_eq!(first["parameters"]["nvme_support"], nvme_at_boot("mbr-bios-ext4"), "{first}");
+    assert_eq!(shown["Features"]["NvmeSupport"], nvme_at_boot("mbr-bios-ext4"), "{shown}");
+
+    let other = guest("gpt-uefi-ext4");
+    // The new import fails: the old image keeps its name, nothing of the new one is left.
+    let failing = format!(
+        "{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"create_failed\"\nreason = \"InvalidImage.Format: injected\"\n"
+    );
+    let (code, _, err) = run(home.path(), &failing, &[&other, "--name", "web", "--replace", "--nvme", "supported"]);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(show(&old).expect("the old image")["ImageName"], "web");
+
+    // The new import times out: still in flight under its temporary name, the old image untouched.
+    let stalled = format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"stall\"\n");
+    let args =
+        [other.as_str(), "--name", "web", "--replace", "--nvme", "supported", "--copy-to", "cn-shanghai", "--json"];
+    let (code, out, err) = run(home.path(), &stalled, &[&args[..], &["--timeout", "2s"]].concat());
+    assert_eq!(code, 7, "{err}");
+    let new = out["image_id"].as_str().expect("the new image").to_string();
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("rerun the same command")), "{out}");
+    let pending = show(&new).expect("the new image");
+    assert!(pending["ImageName"].as_str().is_some_and(|n| n.starts_with("web-new-")), "{pending}");
+    assert_eq!(show(&old).expect("the old image")["ImageName"], "web", "not replaced before Available");
+
+    // The rerun takes the import up, waits for it and swaps: the name is the new image's, the old one is gone.
+    let (code, done, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((done["image_id"].as_str(), done["name"].as_str()), (Some(new.as_str()), Some("web")), "{done}");
+    assert_eq!(done["replaced"]["image_id"], old.as_str(), "{done}");
+    assert_eq!(done["replaced"]["action"], "deleted", "imgport made it: {done}");
+    assert!(done["replaced"].get("notes").is_none(), "its snapshots are deleted too: {done}");
+    let steps: Vec<&str> = done["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert!(steps.ends_with(&["wait", "replace", "distribute"]), "swapped after the wait: {steps:?}");
+    let swapped = show(&new).expect("the new image");
+    assert_eq!((swapped["ImageName"].as_str(), swapped["Status"].as_str()), (Some("web"), Some("Available")));
+    assert_eq!(swapped["Features"]["NvmeSupport"], "supported", "{swapped}");
+    assert!(show(&old).is_none(), "the old image is deleted");
+    // The copy region held the old content under the name too: swapped the same way.
+    let copy = &done["copies"][0];
+    assert_eq!((copy["status"].as_str(), copy["replaced"]["action"].as_str()), (Some("Available"), Some("deleted")));
+    assert_eq!(copy["replaced"]["image_id"], first["copies"][0]["image_id"], "{done}");
+
+    // An image imgport did not make is never deleted: renamed aside and deprecated.
+    let json = |args: &[&str]| -> Value {
+        let out = import_cmd_raw(home.path(), FAST, args).output().expect("runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+    let instances = json(&["instance", "list", "--json"]);
+    let instance = instances[0]["InstanceId"].as_str().expect("an instance").to_string();
+    let theirs = json(&["images", "create", "--from-instance", &instance, "--name", "theirs", "--json"]);
+    let theirs = theirs["ImageId"].as_str().expect("id").to_string();
+    let (code, mine, err) =
+        run(home.path(), FAST, &[&guest("deb-nodrivers"), "--name", "theirs", "--replace", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(mine["parameters"]["nvme_support"], nvme_at_boot("deb-nodrivers"), "{mine}");
+    let (r, aside) = (&mine["replaced"], show(&theirs).expect("kept"));
+    assert_eq!((r["image_id"].as_str(), r["action"].as_str()), (Some(theirs.as_str()), Some("renamed")), "{mine}");
+    assert_eq!(aside["ImageName"], r["renamed_to"], "{aside}");
+    assert!(aside["ImageName"].as_str().is_some_and(|n| n.starts_with("theirs-replaced-20")), "{aside}");
+    assert_eq!(aside["Status"], "Deprecated");
+    assert_eq!(show(mine["image_id"].as_str().expect("id")).expect("new")["ImageName"], "theirs");
+
+    // No room for another custom image: ImportImage's QuotaExceed.Image with the count, and the object removed.
+    // (web, theirs and the one renamed aside)
+    let full = format!("{FAST}image_quota = 3\n");
+    let (code, out, err) = run(home.path(), &full, &[&guest("mbr-bios-ext4"), "--name", "web-2", "--json"]);
+    assert_eq!(code, 6, "{err}");
+    assert_eq!(out["code"], "QuotaExceed.Image", "{out}");
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("3 custom images")), "{out}");
+    assert!(out["fix"].as_str().is_some_and(|f| f.contains("quota")), "{out}");
+}
+
+/// `supported` when the test image's recipe puts the nvme driver in the initramfs, else `unsupported`.
+fn nvme_at_boot(name: &str) -> &'static str {
+    let env = std::fs::read_to_string(guest_images().join(format!("{name}.env"))).expect("the image's recipe");
+    let drivers = env.lines().find_map(|l| l.strip_prefix("DRIVERS_AT_BOOT=")).expect("DRIVERS_AT_BOOT");
+    if drivers.split(',').any(|d| d == "nvme") {
+        "supported"
+    } else {
+        "unsupported"
+    }
 }

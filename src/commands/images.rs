@@ -327,6 +327,12 @@ fn show(i: &Image, json: bool) {
     outln!("  family:       {}", i.image_family);
     outln!("  created:      {}", i.creation_time);
     outln!("  usage:        {}", i.usage);
+    if !i.features.nvme_support.is_empty() {
+        outln!("  nvme:         {}", i.features.nvme_support);
+    }
+    if !i.resource_group_id.is_empty() {
+        outln!("  res. group:   {}", i.resource_group_id);
+    }
     for d in &i.disk_device_mappings {
         outln!("  disk:         {} {} {}G {} snapshot {}", d.kind, d.device, d.size, d.format, d.snapshot_id);
     }

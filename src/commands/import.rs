@@ -15,12 +15,12 @@ use std::time::Duration;
 
 /// Exit codes: 0 done (or reused), 2 bad arguments or unreadable image, 3 validation failed, 4 preflight failed,
 /// 5 upload failed, 6 import failed (refused, or CreateFailed), 7 timed out (the import goes on), 8 partially done
-/// (copies, shares or the family failed), 130 (128 + signal) interrupted. Worth retrying as they are: 5, 7 (`imgport images
+/// (copies, shares or the family failed, or `--replace` could not swap the images), 130 (128 + signal) interrupted. Worth retrying as they are: 5, 7 (`imgport images
 /// wait`), and 4 or 6 when the error says the service was busy.
 #[derive(clap::Args)]
 #[command(after_help = "Exit codes: 0 done or reused, 2 bad arguments or unreadable image, 3 validation failed, \
                         4 preflight failed, 5 upload failed, 6 import failed, 7 timed out (the import goes on), \
-                        8 copies, shares or the family failed, 128+N interrupted by signal N (130 for Ctrl-C).")]
+                        8 copies, shares, the family or the --replace swap failed, 128+N interrupted by signal N (130 for Ctrl-C).")]
 pub struct Args {
     #[command(flatten)]
     open: OpenArgs,
@@ -67,6 +67,18 @@ pub struct Args {
     /// Auto, Aliyun or BYOL.
     #[arg(long)]
     license_type: Option<String>,
+    /// NVMe support (Features.NvmeSupport): auto derives it from the guest (the nvme driver built into the kernel
+    /// or in the initramfs: supported; otherwise unsupported; not sent when the guest cannot tell).
+    #[arg(long, value_parser = ["auto", "supported", "unsupported"], default_value = "auto")]
+    nvme: String,
+    /// The resource group the image joins (ResourceGroupId).
+    #[arg(long, value_name = "ID")]
+    resource_group_id: Option<String>,
+    /// An image of that name with other content is replaced, but only once the new one is Available (imported
+    /// under NAME-new-DIGEST, then renamed): the old one is deleted with its snapshots if imgport made it, else
+    /// renamed to NAME-replaced-TIME and deprecated. The same in each --copy-to region.
+    #[arg(long)]
+    replace: bool,
     /// Ask ECS to check the image too (DetectionStrategy=Standard).
     #[arg(long)]
     detect: bool,
@@ -156,9 +168,12 @@ fn spec(args: &Args) -> ImportSpec {
             architecture: args.arch.clone(),
             boot_mode: args.boot_mode.clone(),
             disk_size_gib: args.disk_size,
+            nvme: Some(args.nvme.clone()),
         },
         license_type: args.license_type.clone(),
         detection_strategy: args.detect.then(|| "Standard".to_string()),
+        resource_group_id: args.resource_group_id.clone(),
+        replace: args.replace,
         key: args.key.clone(),
         keep_object: args.keep_object,
         skip_validation: args.skip_validation,
@@ -241,6 +256,7 @@ fn step_name(step: Step) -> &'static str {
         Step::Upload => "upload",
         Step::Register => "register",
         Step::Wait => "wait",
+        Step::Replace => "replace",
         Step::Distribute => "distribute",
         Step::Cleanup => "cleanup",
     }
@@ -258,10 +274,16 @@ fn summary(o: &ImportOutcome) {
         return;
     }
     outln!("{} in {}: {} is {}", o.name, o.region, o.image_id, o.status);
+    if let Some(r) = &o.replaced {
+        outln!("  {}", replaced(r));
+    }
     for c in &o.copies {
         match &c.error {
             None => outln!("  copy in {}: {} is {}", c.region, c.image_id, c.status),
             Some(e) => outln!("  copy in {}: failed: {e}", c.region),
+        }
+        if let Some(r) = &c.replaced {
+            outln!("    {}", replaced(r));
         }
     }
     if !o.shared_with.is_empty() {
@@ -271,6 +293,18 @@ fn summary(o: &ImportOutcome) {
     outln!("  oss://{}/{} {object}; digest {}", o.bucket, o.key, o.digest);
     for k in &o.data_keys {
         outln!("  oss://{}/{k} {object} (data disk)", o.bucket);
+    }
+}
+
+/// What became of the image `--replace` took the name from.
+fn replaced(r: &import::Replaced) -> String {
+    let what = match &r.renamed_to {
+        Some(aside) => format!("replaced {}: renamed to {aside}", r.image_id),
+        None => format!("replaced {}: deleted", r.image_id),
+    };
+    match r.notes.is_empty() {
+        true => what,
+        false => format!("{what} ({})", r.notes.join("; ")),
     }
 }
 
@@ -358,7 +392,9 @@ fn report_failure(e: &ImportError, json: bool) -> u8 {
         _ => e.exit_code(),
     };
     let cloud = match e {
-        ImportError::Import(c) | ImportError::TimedOut { error: c, .. } => Some(c),
+        ImportError::Import(c) | ImportError::TimedOut { error: c, .. } | ImportError::Replace { error: c, .. } => {
+            Some(c)
+        }
         ImportError::Preflight { source: Some(c), .. } => Some(c),
         _ => None,
     };
@@ -377,7 +413,9 @@ fn report_failure(e: &ImportError, json: bool) -> u8 {
     };
     if json {
         let (image_id, outcome) = match e {
-            ImportError::TimedOut { image_id, .. } => (Some(image_id.as_str()), None),
+            ImportError::TimedOut { image_id, .. } | ImportError::Replace { image_id, .. } => {
+                (Some(image_id.as_str()), None)
+            }
             ImportError::Partial { outcome, .. } => (Some(outcome.image_id.as_str()), Some(outcome.as_ref())),
             _ => (None, None),
         };

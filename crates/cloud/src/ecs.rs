@@ -396,6 +396,14 @@ impl Ecs {
         self.call::<Ignored>("ModifyImageAttribute", p).await.map(|_| ())
     }
 
+    /// ModifyImageAttribute `ImageName`: renames the image (ECS refuses a name another own image in the region has,
+    /// and an image still being imported or copied).
+    pub async fn rename_image(&self, id: &str, name: &str) -> Result<(), CloudError> {
+        let mut p = Params::default();
+        p.put("ImageId", id).put("ImageName", name);
+        self.call::<Ignored>("ModifyImageAttribute", p).await.map(|_| ())
+    }
+
     /// ModifyImageSharePermission: shares with `add` and stops sharing with `remove` (10 accounts per call, as
     /// ECS takes them).
     pub async fn share(&self, id: &str, add: &[String], remove: &[String]) -> Result<(), CloudError> {

@@ -117,6 +117,22 @@ impl CloudError {
         }
     }
 
+    /// The same error with `note` after the service's message (what the caller knows that the service did not
+    /// say); only a service's answer or a failed image takes one.
+    pub fn with_note(self, note: &str) -> CloudError {
+        match self {
+            CloudError::Api { error: RpcError::Service(mut e), advice } => {
+                e.message = format!("{} ({note})", e.message);
+                CloudError::Api { error: RpcError::Service(e), advice }
+            }
+            CloudError::CreateFailed { region, image_id, code, message, advice } => {
+                let message = format!("{message} ({note})");
+                CloudError::CreateFailed { region, image_id, code, message, advice }
+            }
+            e => e,
+        }
+    }
+
     /// The service's RequestId, for support.
     pub fn request_id(&self) -> Option<&str> {
         match self {

@@ -162,6 +162,16 @@ pub struct Image {
     pub disk_device_mappings: Vec<DiskMapping>,
     #[serde(deserialize_with = "tags")]
     pub tags: Vec<Tag>,
+    pub resource_group_id: String,
+    pub features: ImageFeatures,
+}
+
+/// An image's `Features`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ImageFeatures {
+    /// `supported` or `unsupported` (empty when ECS does not say).
+    pub nvme_support: String,
 }
 
 impl Image {

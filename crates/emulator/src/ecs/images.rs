@@ -16,7 +16,8 @@
 //! fields the SDK (alibabacloud-ecs20140526 7.11.8) models: `Usage` as above, `Usable` (true only for an Available
 //! image, the emulator's reading: not while importing, copying or creating, not once CreateFailed or Deprecated),
 //! `LoginAsNonRootSupported` (false), `SupplierName` (empty but for marketplace images), `Features` (every feature
-//! `unsupported`, `ImdsSupport` v1: the emulator models none of them), `SecureBootOptions.SecureBootSupport`
+//! `unsupported`, `ImdsSupport` v1: the emulator models none of them, but `NvmeSupport` answers what ImportImage's
+//! `Features.NvmeSupport` declared), `ResourceGroupId` (ImportImage's, as given; a copy keeps its source's), `SecureBootOptions.SecureBootSupport`
 //! (`supported` for UEFI images), and `DiskDeviceMappings.DiskDeviceMapping[].Format`: the format the import task
 //! read the disk as (RAW, QCOW2, VHD, VMDK), whether or not the request declared one; before the task has read it,
 //! the declared format (empty when none was declared); `DiskDeviceMappings.DiskDeviceMapping[].Encrypted` (true for
@@ -208,8 +209,10 @@ pub(super) fn image_json(i: &Image, account: &str, usage: &str) -> Value {
         })
         .collect();
     let tags: Vec<Value> = i.tags.iter().map(|(k, v)| json!({"TagKey": k, "TagValue": v})).collect();
-    // The emulator models none of these features: every image reports them unsupported (IMDS v1 only).
-    let features = json!({"NvmeSupport": "unsupported", "ImdsSupport": "v1", "CpuOnlineUpgrade": "unsupported",
+    // The emulator models none of these features: every image reports them unsupported (IMDS v1 only), but for
+    // the NVMe support an import declared.
+    let nvme = if i.nvme_support.is_empty() { "unsupported" } else { i.nvme_support.as_str() };
+    let features = json!({"NvmeSupport": nvme, "ImdsSupport": "v1", "CpuOnlineUpgrade": "unsupported",
         "CpuOnlineDowngrade": "unsupported", "MemoryOnlineUpgrade": "unsupported",
         "MemoryOnlineDowngrade": "unsupported"});
     let secure_boot = json!({"SecureBootSupport": if i.boot_mode == "BIOS" { "unsupported" } else { "supported" }});
@@ -224,7 +227,7 @@ pub(super) fn image_json(i: &Image, account: &str, usage: &str) -> Value {
         "IsCopied": i.copied_from.is_some(), "IsPublic": i.owner_alias == "system", "IsSubscribed": false,
         "IsSupportIoOptimized": true, "IsSupportCloudinit": true, "Usage": usage,
         "ImageVersion": "", "ProductCode": if i.owner_alias == "marketplace" { "cmjj000001" } else { "" },
-        "ResourceGroupId": "",
+        "ResourceGroupId": i.resource_group_id,
         "DiskDeviceMappings": {"DiskDeviceMapping": disks}, "Tags": {"Tag": tags},
         "DetectionOptions": match &i.detection {
             None if i.detection_requested => json!({"Status": "Processing", "Items": {"Item": []}}),

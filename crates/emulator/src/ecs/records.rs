@@ -100,6 +100,12 @@ pub(crate) struct Image {
     /// after its task reports Finished.
     #[serde(default)]
     pub finish_early: Option<u64>,
+    /// ImportImage's `Features.NvmeSupport` (`supported` or `unsupported`; empty: not given, reported unsupported).
+    #[serde(default)]
+    pub nvme_support: String,
+    /// ImportImage's `ResourceGroupId`, as given (empty: none).
+    #[serde(default)]
+    pub resource_group_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

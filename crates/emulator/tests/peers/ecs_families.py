@@ -142,7 +142,9 @@ elif scenario == "describe":
     with open(cfg["qcow2"], "rb") as f:
         b.put_object("disk.qcow2", f.read())
     # Two images at t0, one an hour earlier (the driver's fault rules), one declared QCOW2, one with no Format.
-    da, db_, dc = import_image("d-a"), import_image("d-b", fmt=None), import_image("d-c")
+    nvme = ecs.ImportImageRequestFeatures(nvme_support="supported")
+    da, db_ = import_image("d-a"), import_image("d-b", fmt=None)
+    dc = import_image("d-c", features=nvme, resource_group_id="rg-acfmtest")
     for i in (da, db_, dc):
         check(wait_image(i).status == "Available", i)
 
@@ -155,6 +157,13 @@ elif scenario == "describe":
     img = one(da)
     check(img.usable is True and img.login_as_non_root_supported is False and img.supplier_name == "", img)
     check(img.features is not None and img.features.nvme_support == "unsupported", img.features)
+    check(img.resource_group_id == "", img.resource_group_id)
+    # What ImportImage declared: Features.NvmeSupport and ResourceGroupId.
+    declared = one(dc)
+    check(declared.features.nvme_support == "supported", declared.features)
+    check(declared.resource_group_id == "rg-acfmtest", declared.resource_group_id)
+    refused(lambda: import_image("d-x", features=ecs.ImportImageRequestFeatures(nvme_support="maybe")),
+            "InvalidParameter.Features.NvmeSupport", 400)
     check(img.secure_boot_options is not None and img.secure_boot_options.secure_boot_support == "unsupported",
           img.secure_boot_options)
     check(img.image_owner_id == account and img.is_public is False and img.usage == "none", img)

@@ -1,9 +1,11 @@
 //! Distribution: the image family (set once the image is Available: ImportImage and CopyImage take none), copies
-//! into other regions (in parallel, each waited for, cancellable, each given the family too) and shares.
+//! into other regions (in parallel, each waited for, cancellable, each given the family too) and shares. With
+//! `replace`, a region that holds other content under the name gets the copy under the temporary name, swapped in
+//! once it is Available (see [`super::replace`]).
 
 use super::preflight::explain;
-use super::{plan, CopyOutcome, ImportError, ImportEvent, ImportOutcome, Run, Step, DIGEST_TAG};
-use imgport_cloud::ecs::{CopyRequest, ImageFilter};
+use super::{plan, replace, CopyOutcome, ImportError, ImportEvent, ImportOutcome, Run, Step, DIGEST_TAG};
+use imgport_cloud::ecs::CopyRequest;
 use imgport_cloud::model::{Image, ImageStatus};
 use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
 use imgport_cloud::{CloudError, Ecs};
@@ -54,35 +56,62 @@ pub(super) async fn distribute(
         };
         async move {
             let there = ecs.in_region(&request.destination_region);
-            match same_content(&there, &spec.name, digest).await {
+            let mut found = same_content(&there, &spec.name, digest).await;
+            // With `replace`, an image of other content under the name: copied under the temporary name (an
+            // earlier run's copy there is taken up), swapped in once Available.
+            let mut old = None;
+            if found.is_none() && spec.replace {
+                old = replace::named(&there, &spec.name).await?.filter(|o| !o.status.in_flight());
+                let temporary = replace::temporary_name(&spec.name, digest);
+                found = same_content(&there, &temporary, digest).await;
+                if old.is_some() || found.is_some() {
+                    request.destination_name = Some(temporary.clone());
+                    request.client_token = Some(plan::client_token(digest, &temporary, &request.destination_region));
+                }
+            }
+            let name = request.destination_name.clone().unwrap_or_default();
+            let (id, done, reused) = match found {
                 Some(done) if !done.status.in_flight() && done.status != ImageStatus::CreateFailed => {
-                    return Ok((done.image_id.clone(), Ok(done), true))
+                    (done.image_id.clone(), Ok(done), true)
                 }
                 // An earlier run's copy still under way: wait for it.
                 Some(going) if going.status.in_flight() => {
                     let done = wait_image(&there, &going.image_id, None, wait, &wait_events).await;
-                    return Ok((going.image_id, done, true));
+                    (going.image_id, done, true)
                 }
                 // An earlier run's failed copy: remove it, and copy again under a token of its own (the old one
                 // would answer the failed copy).
-                Some(failed) => {
-                    there.delete_image(&failed.image_id, false).await?;
-                    let salted = format!("{}:{}", request.destination_region, failed.image_id);
-                    request.client_token = Some(plan::client_token(digest, &spec.name, &salted));
+                found => {
+                    if let Some(failed) = found {
+                        there.delete_image(&failed.image_id, false).await?;
+                        let salted = format!("{}:{}", request.destination_region, failed.image_id);
+                        request.client_token = Some(plan::client_token(digest, &name, &salted));
+                    }
+                    let id = ecs.copy_image(&request).await?;
+                    let region = request.destination_region.clone();
+                    started.lock().unwrap_or_else(|p| p.into_inner()).push((region, id.clone()));
+                    let done = wait_image(&there, &id, None, wait, &wait_events).await;
+                    (id, done, false)
                 }
-                None => {}
-            }
-            let id = ecs.copy_image(&request).await?;
-            started.lock().unwrap_or_else(|p| p.into_inner()).push((request.destination_region.clone(), id.clone()));
-            let done = wait_image(&there, &id, None, wait, &wait_events).await;
-            Ok::<_, CloudError>((id, done, false))
+            };
+            // Available under the temporary name: it takes the name.
+            let (done, replaced) = match done {
+                Ok(img) if img.image_name != spec.name => {
+                    match replace::swap(&there, &spec.name, old.as_ref(), &img).await {
+                        Ok(r) => (Ok(img), r),
+                        Err(e) => (Err(e), None),
+                    }
+                }
+                other => (other, None),
+            };
+            Ok::<_, CloudError>((id, done, reused, replaced))
         }
     });
     let results = futures_util::future::join_all(copies).await;
     let mut available: Vec<(String, String)> = Vec::new();
     for (dest, r) in spec.copy_to.iter().zip(results) {
         let c = match r {
-            Ok((id, Ok(img), reused)) => {
+            Ok((id, Ok(img), reused, replaced)) => {
                 if let Some(family) = spec.family.as_deref().filter(|f| img.image_family != *f) {
                     if let Err(e) = clouds.ecs.in_region(dest).set_family(&id, family).await {
                         out.failed += 1;
@@ -91,12 +120,13 @@ pub(super) async fn distribute(
                 }
                 available.push((dest.clone(), id.clone()));
                 let status = img.status.as_str().to_string();
-                CopyOutcome { region: dest.clone(), image_id: id, status, error: None, reused }
+                CopyOutcome { region: dest.clone(), image_id: id, status, error: None, reused, replaced }
             }
-            Ok((id, Err(e), _)) => {
+            Ok((id, Err(e), _, _)) => {
                 out.failed += 1;
                 let error = Some(e.to_string());
-                CopyOutcome { region: dest.clone(), image_id: id, status: "failed".into(), error, reused: false }
+                let status = "failed".into();
+                CopyOutcome { region: dest.clone(), image_id: id, status, error, reused: false, replaced: None }
             }
             Err(e) => {
                 out.failed += 1;
@@ -107,6 +137,7 @@ pub(super) async fn distribute(
                     status: "failed".into(),
                     error,
                     reused: false,
+                    replaced: None,
                 }
             }
         };
@@ -132,10 +163,7 @@ pub(super) async fn distribute(
 
 /// An own image of `name` carrying this content digest in `ecs`'s region, in any status.
 pub(super) async fn same_content(ecs: &Ecs, name: &str, digest: &str) -> Option<Image> {
-    let filter =
-        ImageFilter { image_name: Some(name.to_string()), owner_alias: Some("self".into()), ..Default::default() };
-    let found = ecs.images(&filter).await.ok()?;
-    found.into_iter().find(|i| i.image_name == name && i.tag(DIGEST_TAG) == Some(digest))
+    replace::named(ecs, name).await.ok().flatten().filter(|i| i.tag(DIGEST_TAG) == Some(digest))
 }
 
 /// After an interruption during distribution: cancels the copies still under way; says what was done.

@@ -8,13 +8,20 @@
 //! exists. An image of that name made from the same content (its `imgport:digest` tag) that is Available is
 //! reported as reused instead: nothing is uploaded or imported, and copies and shares an earlier run did not finish
 //! are made. An earlier run's CreateFailed image of the same content is deleted; any other image of the name stops
-//! the import. A `key` the user chose must not hold an object yet, unless that object holds this content.
+//! the import, unless `replace` (see [`replace`]): then the new image is imported under a temporary name and takes
+//! the name only once it is Available, the old one deleted (imgport's) or renamed aside and deprecated; copies
+//! into regions that hold other content under the name are swapped in the same way. A `key` the user chose must
+//! not hold an object yet, unless that object holds this content.
 //!
 //! **Upload**: every object records the content digest and upload format of its disk in its metadata
 //! (`imgport-digest`, `imgport-format`); an object already at the key with the same ones is not sent again. When
 //! another run holds the upload of the same object (two runs started at once), this run waits for that run's image
 //! of the name with this content and reuses it, or resumes the upload if that run ended without one (bounded by
 //! the wait timeout).
+//!
+//! **Image quota**: ECS's API does not tell the custom image quota (DescribeAccountAttributes has no attribute for
+//! it; it lives in Quota Center), so preflight cannot compare against it; ImportImage's `QuotaExceed.Image` is
+//! answered with the number of own images in the region, the cause and the fix, and the object is removed.
 //!
 //! **Idempotency**: the ClientToken is derived from the content digest, name and region, so a retried or rerun
 //! ImportImage answers the image the first one created.
@@ -33,11 +40,13 @@ mod examine;
 mod objects;
 pub mod plan;
 mod preflight;
+mod replace;
 
 use distribute::distribute_step;
 use examine::{combined_digest, examine, examine_data, size, DataDisk};
 use objects::{cancel_import, delete_objects, objects, registered_anyway, send_or_wait, Disk, Sent, Turn};
 use preflight::preflight;
+pub use replace::{Replaced, ReplacedAction};
 
 use imgport_cloud::ecs::Imported;
 use imgport_cloud::ecs::{ImportDisk, ImportRequest};
@@ -75,6 +84,10 @@ pub struct ImportSpec {
     pub overrides: Overrides,
     pub license_type: Option<String>,
     pub detection_strategy: Option<String>,
+    /// ImportImage's `ResourceGroupId`.
+    pub resource_group_id: Option<String>,
+    /// An image of the name with other content is replaced once the new one is Available (see [`replace`]).
+    pub replace: bool,
     /// The object key; unset: derived from the name and the content digest.
     pub key: Option<String>,
     pub keep_object: bool,
@@ -117,6 +130,8 @@ pub enum Step {
     Upload,
     Register,
     Wait,
+    /// With `replace`: the new image takes the name of the old one.
+    Replace,
     Distribute,
     Cleanup,
 }
@@ -190,6 +205,9 @@ pub struct CopyOutcome {
     pub error: Option<String>,
     /// The region already held an Available image of this name and content: no copy was made.
     pub reused: bool,
+    /// With `replace`: the image of other content the copy took the name from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
 }
 
 /// What an import did.
@@ -213,6 +231,8 @@ pub struct ImportOutcome {
     pub data_keys: Vec<String>,
     pub object_deleted: bool,
     pub parameters: ImportParameters,
+    /// With `replace`: the image of other content that held the name, and what became of it.
+    pub replaced: Option<Replaced>,
     pub copies: Vec<CopyOutcome>,
     pub shared_with: Vec<String>,
     pub steps: Vec<StepTime>,
@@ -241,11 +261,20 @@ pub enum ImportError {
     /// ImportImage was refused, or the image failed.
     #[error("{0}")]
     Import(CloudError),
-    #[error("{error}; the import goes on: `imgport images wait {image_id}` waits again, the object is kept")]
-    TimedOut { image_id: String, error: CloudError },
+    /// `swap_pending`: with `replace`, the image is under its temporary name, and a rerun of the import (not
+    /// `images wait`) swaps it in.
+    #[error("{error}; the import goes on: {}, the object is kept", if *swap_pending {
+        "rerun the same command to wait for it and swap it in (--replace)".to_string()
+    } else {
+        format!("`imgport images wait {image_id}` waits again")
+    })]
+    TimedOut { image_id: String, error: CloudError, swap_pending: bool },
     /// The image is Available, but copies, shares or setting the family failed.
     #[error("image {} is Available but {} of its copies, shares or family settings failed", outcome.image_id, failed)]
     Partial { outcome: Box<ImportOutcome>, failed: usize },
+    /// With `replace`: the new image is Available under its temporary name, but the swap failed.
+    #[error("image {image_id} is Available as {temporary}, but the swap failed: {message}; rerun the same command to finish it")]
+    Replace { image_id: String, temporary: String, message: String, error: CloudError },
     /// `cancel` fired: what imgport created that was not finished is cancelled and removed.
     #[error("interrupted; {cleanup}")]
     Interrupted { cleanup: String },
@@ -261,7 +290,7 @@ impl ImportError {
             ImportError::Upload { .. } => 5,
             ImportError::Import(_) => 6,
             ImportError::TimedOut { .. } => 7,
-            ImportError::Partial { .. } => 8,
+            ImportError::Partial { .. } | ImportError::Replace { .. } => 8,
             ImportError::Interrupted { .. } => 130,
         }
     }
@@ -321,6 +350,11 @@ pub async fn import(
             "--copy-to, --share-with and --family need the image Available: drop --no-wait".into(),
         )
         .into());
+    }
+    if spec.wait.is_none() && spec.replace {
+        return Err(
+            plan::Invalid("--replace swaps the images once the new one is Available: drop --no-wait".into()).into()
+        );
     }
 
     // Validate and digest.
@@ -402,6 +436,7 @@ pub async fn import(
         data_keys: data.iter().map(|d| d.key.clone()).collect(),
         object_deleted: false,
         parameters: parameters.clone(),
+        replaced: None,
         copies: Vec::new(),
         shared_with: Vec::new(),
         steps: Vec::new(),
@@ -415,12 +450,18 @@ pub async fn import(
 
     // Preflight.
     run.start(Step::Preflight);
-    if let Some(existing) = preflight(&mut run, &digest, &key, &system_digest, format).await? {
+    let found = preflight(&mut run, &digest, &key, &system_digest, format).await?;
+    if let Some(existing) = found.reuse {
         outcome.upload = None;
         run.done(Step::Preflight, format!("{} already holds this content: nothing to upload", existing.image_id));
-        return reuse(&mut run, existing, outcome, &tags).await;
+        return reuse(&mut run, existing, found.old.as_ref(), outcome, &tags).await;
     }
     run.done(Step::Preflight, "credentials, region, bucket, import role and name checked");
+    // With an image of other content to replace: imported under a temporary name until it is Available.
+    let import_name = match &found.old {
+        Some(_) => replace::temporary_name(&spec.name, &digest),
+        None => spec.name.clone(),
+    };
 
     // Upload, unless the bucket holds the content already; another run uploading the same object is waited for.
     run.start(Step::Upload);
@@ -434,7 +475,7 @@ pub async fn import(
     }));
     let (mut bytes, mut parts, mut already) = (0, 0, Vec::new());
     for (n, disk) in disks.iter().enumerate() {
-        match send_or_wait(&run, disk, &digest).await {
+        match send_or_wait(&run, disk, &digest, &import_name).await {
             Ok(Turn::Sent(Sent::Uploaded(s))) => {
                 (bytes, parts) = (bytes + s.bytes, parts + s.parts);
                 if n == 0 {
@@ -448,7 +489,7 @@ pub async fn import(
                 let detail =
                     format!("another imgport run uploaded this content and imports it as {}", existing.image_id);
                 run.done(Step::Upload, detail);
-                return reuse(&mut run, *existing, outcome, &tags).await;
+                return reuse(&mut run, *existing, found.old.as_ref(), outcome, &tags).await;
             }
             Err(e) => {
                 if n > 0 {
@@ -469,7 +510,7 @@ pub async fn import(
     // Register.
     run.start(Step::Register);
     let request = ImportRequest {
-        image_name: spec.name.clone(),
+        image_name: import_name.clone(),
         description: spec.description.clone(),
         disks: std::iter::once(ImportDisk {
             bucket: clouds.bucket.clone(),
@@ -490,13 +531,15 @@ pub async fn import(
         boot_mode: parameters.boot_mode.clone(),
         license_type: spec.license_type.clone(),
         detection_strategy: spec.detection_strategy.clone(),
+        nvme_support: parameters.nvme_support.clone(),
+        resource_group_id: spec.resource_group_id.clone(),
         tags: tags.clone(),
-        client_token: Some(plan::client_token(&digest, &spec.name, &region)),
+        client_token: Some(plan::client_token(&digest, &import_name, &region)),
         ..Default::default()
     };
     let imported = match clouds.ecs.import_image(&request).await {
         Ok(i) => i,
-        Err(e) => match registered_anyway(&run).await {
+        Err(e) => match registered_anyway(&run, &import_name).await {
             // The answer was lost but the image exists (the request did arrive): go on with it.
             Some(found) if found.tag(DIGEST_TAG) == Some(digest.as_str()) && e.kind() == ErrorKind::Transport => {
                 let task = clouds.ecs.tasks_of(&found.image_id).await.ok().and_then(|t| t.into_iter().next());
@@ -510,7 +553,7 @@ pub async fn import(
             Some(_) => return Err(ImportError::Import(e)),
             None => {
                 outcome.object_deleted = delete_objects(&run, &keys).await.is_ok();
-                return Err(ImportError::Import(e));
+                return Err(ImportError::Import(quota_counted(clouds, e).await));
             }
         },
     };
@@ -536,12 +579,13 @@ pub async fn import(
             return Err(ImportError::Interrupted { cleanup });
         }
     };
-    let image = match waited {
+    let mut image = match waited {
         Ok(i) => i,
         // Out of time, or the cloud unreachable for a while: the import may still be running and reading the
         // object, so both stay.
         Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
-            return Err(ImportError::TimedOut { image_id: imported.image_id.clone(), error: e })
+            let swap_pending = import_name != spec.name;
+            return Err(ImportError::TimedOut { image_id: imported.image_id.clone(), error: e, swap_pending });
         }
         Err(e) => {
             // The image failed: ECS no longer needs the object, and the failed image (this run's) would block
@@ -555,6 +599,7 @@ pub async fn import(
     };
     outcome.status = image.status.as_str().to_string();
     run.done(Step::Wait, format!("{} is {}", image.image_id, image.status.as_str()));
+    swap_step(&mut run, found.old.as_ref(), &mut image, &mut outcome).await?;
 
     // Cleanup of the object first: the copies read the image, not the object.
     run.start(Step::Cleanup);
@@ -586,11 +631,13 @@ pub async fn import(
     Ok(outcome)
 }
 
-/// Answers an image of the name that holds this content, made by an earlier or a concurrent run: waited for when
-/// it is still being imported, then copied and shared as the spec asks.
+/// Answers an image of the name (or, with `replace`, of the temporary name) that holds this content, made by an
+/// earlier or a concurrent run: waited for when it is still being imported, swapped in for `old` with `replace`,
+/// then copied and shared as the spec asks.
 async fn reuse(
     run: &mut Run<'_>,
     mut existing: Image,
+    old: Option<&Image>,
     mut outcome: ImportOutcome,
     tags: &[(String, String)],
 ) -> Result<ImportOutcome, ImportError> {
@@ -621,12 +668,14 @@ async fn reuse(
         existing = match waited {
             Ok(i) => i,
             Err(e) if e.kind() == ErrorKind::TimedOut || e.is_transient() => {
-                return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e })
+                let swap_pending = existing.image_name != spec.name;
+                return Err(ImportError::TimedOut { image_id: existing.image_id.clone(), error: e, swap_pending });
             }
             Err(e) => return Err(ImportError::Import(e)),
         };
         run.done(Step::Wait, format!("{} is {}", existing.image_id, existing.status.as_str()));
     }
+    swap_step(run, old, &mut existing, &mut outcome).await?;
     outcome.status = existing.status.as_str().to_string();
     // Copies and shares a earlier run did not finish are made now (regions that hold the content are reused).
     let failed = match &spec.wait {
@@ -638,4 +687,57 @@ async fn reuse(
         return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
     }
     Ok(outcome)
+}
+
+/// With `replace`, once `image` is Available under the temporary name: it takes the name from `old` (see
+/// [`replace::swap`]); nothing to do when it has the name already.
+async fn swap_step(
+    run: &mut Run<'_>,
+    old: Option<&Image>,
+    image: &mut Image,
+    outcome: &mut ImportOutcome,
+) -> Result<(), ImportError> {
+    let name = &run.spec.name;
+    if image.image_name == *name {
+        return Ok(());
+    }
+    run.start(Step::Replace);
+    match replace::swap(&run.clouds.ecs, name, old, image).await {
+        Ok(replaced) => {
+            let detail = match &replaced {
+                Some(r) => match &r.renamed_to {
+                    Some(aside) => format!("{} is {name}; {} renamed to {aside}", image.image_id, r.image_id),
+                    None => format!("{} is {name}; {} deleted", image.image_id, r.image_id),
+                },
+                None => format!("{} is {name}", image.image_id),
+            };
+            image.image_name = name.clone();
+            outcome.replaced = replaced;
+            run.done(Step::Replace, detail);
+            Ok(())
+        }
+        Err(error) => Err(ImportError::Replace {
+            image_id: image.image_id.clone(),
+            temporary: image.image_name.clone(),
+            message: preflight::explain("swapping the images", &error),
+            error,
+        }),
+    }
+}
+
+/// ImportImage's `QuotaExceed.Image`, with the number of own custom images in the region added to the message
+/// (ECS's API does not tell the quota itself); any other error as it is.
+async fn quota_counted(clouds: &Clouds, e: CloudError) -> CloudError {
+    if e.code() != Some("QuotaExceed.Image") {
+        return e;
+    }
+    let filter = imgport_cloud::ecs::ImageFilter { owner_alias: Some("self".into()), ..Default::default() };
+    match clouds.ecs.images(&filter).await {
+        Ok(own) => e.with_note(&format!(
+            "{} custom images in {}, in every status, count against the quota",
+            own.len(),
+            clouds.ecs.region()
+        )),
+        Err(_) => e,
+    }
 }

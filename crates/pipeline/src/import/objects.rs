@@ -2,7 +2,6 @@
 //! cancelling an import that was interrupted.
 
 use super::{plan, ImportError, ImportEvent, Run};
-use imgport_cloud::ecs::ImageFilter;
 use imgport_cloud::model::Image;
 use imgport_disk::{open, Control, WriteOptions};
 use imgport_storage::upload::{self, Summary, UploadError, UploadOptions};
@@ -68,7 +67,12 @@ const OTHER_UPLOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(3 
 /// run instead of failing: until its image of the name with this content (`digest`, the import's) shows, then
 /// answered for reuse; or until the lock is free (that run ended or failed), then this run resumes the upload, or
 /// finds the object complete. Bounded by the wait timeout.
-pub(super) async fn send_or_wait(run: &Run<'_>, disk: &Disk<'_>, digest: &str) -> Result<Turn, ImportError> {
+pub(super) async fn send_or_wait(
+    run: &Run<'_>,
+    disk: &Disk<'_>,
+    digest: &str,
+    name: &str,
+) -> Result<Turn, ImportError> {
     let began = std::time::Instant::now();
     let bound = run.spec.wait.as_ref().map_or(OTHER_UPLOAD_WAIT, |w| w.timeout);
     let mut other: Option<std::time::Instant> = None;
@@ -88,7 +92,7 @@ pub(super) async fn send_or_wait(run: &Run<'_>, disk: &Disk<'_>, digest: &str) -
             other = Some(std::time::Instant::now());
         }
         if other.is_some() || matches!(sent, Ok(Sent::AlreadyThere)) {
-            if let Some(image) = same_image(run, digest).await {
+            if let Some(image) = same_image(run, digest, name).await {
                 return Ok(Turn::Reuse(Box::new(image)));
             }
         }
@@ -107,11 +111,12 @@ pub(super) async fn send_or_wait(run: &Run<'_>, disk: &Disk<'_>, digest: &str) -
     }
 }
 
-/// An own image of the spec's name tagged with this content digest, Available or still being imported (a failed
-/// one is no answer: its run removes it, and this run then uploads and imports itself).
-async fn same_image(run: &Run<'_>, digest: &str) -> Option<Image> {
+/// An own image of `name` (the spec's, or with `replace` the temporary one) tagged with this content digest,
+/// Available or still being imported (a failed one is no answer: its run removes it, and this run then uploads
+/// and imports itself).
+async fn same_image(run: &Run<'_>, digest: &str, name: &str) -> Option<Image> {
     use imgport_cloud::model::ImageStatus;
-    registered_anyway(run).await.filter(|i| {
+    registered_anyway(run, name).await.filter(|i| {
         i.tag(super::DIGEST_TAG) == Some(digest)
             && (i.status.in_flight() || matches!(i.status, ImageStatus::Available | ImageStatus::Deprecated))
     })
@@ -219,13 +224,10 @@ pub(super) async fn delete_objects(run: &Run<'_>, keys: &[String]) -> Result<(),
     first
 }
 
-/// After a failed ImportImage: an own image of the spec's name, if one exists (the request may have arrived and
-/// only its answer was lost, or a concurrent run registered it).
-pub(super) async fn registered_anyway(run: &Run<'_>) -> Option<Image> {
-    let filter =
-        ImageFilter { image_name: Some(run.spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
-    let found = run.clouds.ecs.images(&filter).await.ok()?;
-    found.into_iter().find(|i| i.image_name == run.spec.name)
+/// After a failed ImportImage: an own image of the name imported under, if one exists (the request may have
+/// arrived and only its answer was lost, or a concurrent run registered it).
+pub(super) async fn registered_anyway(run: &Run<'_>, name: &str) -> Option<Image> {
+    super::replace::named(&run.clouds.ecs, name).await.ok().flatten()
 }
 
 /// After an interruption during the wait: cancels the import's task (ECS removes the unfinished image) and

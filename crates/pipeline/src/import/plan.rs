@@ -16,6 +16,8 @@ pub struct Overrides {
     pub boot_mode: Option<String>,
     /// The system disk's size in GiB; at least the image's virtual size.
     pub disk_size_gib: Option<u64>,
+    /// `Features.NvmeSupport`: `supported` or `unsupported`; unset or `auto`: derived from the guest.
+    pub nvme: Option<String>,
 }
 
 /// The ImportImage parameters an import sends (`None`: not sent, ECS decides).
@@ -28,6 +30,10 @@ pub struct ImportParameters {
     pub disk_image_size: u64,
     /// `QCOW2`, `RAW` or `VHD`: the uploaded object's format.
     pub format: String,
+    /// `Features.NvmeSupport`: `supported` when the guest's kernel has the nvme driver at boot (built in or in the
+    /// initramfs), `unsupported` when it does not; not sent when the guest could not be read for it (Windows, an
+    /// unread root filesystem) and not given.
+    pub nvme_support: Option<String>,
 }
 
 /// How the image travels.
@@ -176,10 +182,12 @@ pub fn parameters(report: &Report, o: &Overrides, format: &str) -> Result<Import
     let given_boot = o.boot_mode.as_deref().map(|b| canonical("boot-mode", b, &["BIOS", "UEFI", "UEFI-Preferred"]));
     let given_arch = o.architecture.as_deref().map(|a| canonical("arch", a, &["x86_64", "i386", "arm64"]));
     let given_os = o.os_type.as_deref().map(|t| canonical("os-type", t, &["linux", "windows"]));
+    let given_nvme = o.nvme.as_deref().map(|n| canonical("nvme", n, &["auto", "supported", "unsupported"]));
     let o = Overrides {
         boot_mode: given_boot.transpose()?,
         architecture: given_arch.transpose()?,
         os_type: given_os.transpose()?,
+        nvme: given_nvme.transpose()?.filter(|n| n != "auto"),
         ..o.clone()
     };
     let o = &o;
@@ -225,7 +233,23 @@ pub fn parameters(report: &Report, o: &Overrides, format: &str) -> Result<Import
         boot_mode,
         disk_image_size,
         format: format.to_string(),
+        nvme_support: o.nvme.clone().or_else(|| nvme_support(report).map(str::to_string)),
     })
+}
+
+/// NVMe support as validation found it: the `nvme` check passed (the driver is built into the kernel or carried
+/// by the initramfs) or failed (a module only after the root is mounted, or missing); `None` when it was not checked
+/// (no Linux guest read, no initramfs facts).
+fn nvme_support(report: &Report) -> Option<&'static str> {
+    use imgport_validate::{CheckId, Status};
+    let nvme: Vec<Status> = report.findings.iter().filter(|f| f.id == CheckId::Nvme).map(|f| f.status).collect();
+    if nvme.contains(&Status::Fail) {
+        Some("unsupported")
+    } else if !nvme.is_empty() && nvme.iter().all(|s| *s == Status::Pass) {
+        Some("supported")
+    } else {
+        None
+    }
 }
 
 fn checked(flag: &'static str, given: Option<&str>, found: Option<&str>) -> Result<Option<String>, Contradiction> {

@@ -1,8 +1,7 @@
 //! The checks before the first byte is uploaded (see the module docs of [`super`]).
 
 use super::objects::same_content;
-use super::{ImportError, ImportEvent, Run, Step, DIGEST_TAG};
-use imgport_cloud::ecs::ImageFilter;
+use super::{replace, ImportError, ImportEvent, Run, Step, DIGEST_TAG};
 use imgport_cloud::model::{Image, ImageStatus};
 use imgport_cloud::{CloudError, ErrorKind};
 use imgport_storage::ObjectStore;
@@ -21,14 +20,15 @@ pub(super) fn explain(what: &str, e: &CloudError) -> String {
 }
 
 /// The checks before the upload; an image of the name with the same content (`digest`, the import's) is answered
-/// for reuse. `disk_digest` and `format` are the system disk's, which a user-chosen `key` may already hold.
+/// for reuse, and with `replace` the image to swap out. `disk_digest` and `format` are the system disk's, which a
+/// user-chosen `key` may already hold.
 pub(super) async fn preflight(
     run: &mut Run<'_>,
     digest: &str,
     key: &str,
     disk_digest: &str,
     format: &str,
-) -> Result<Option<Image>, ImportError> {
+) -> Result<Found, ImportError> {
     let (spec, clouds) = (run.spec, run.clouds);
     let region = clouds.ecs.region().to_string();
     let regions = clouds.ecs.regions().await.map_err(|e| {
@@ -131,49 +131,84 @@ pub(super) async fn preflight(
             return Err(preflight_error("the import role was created but does not work yet; rerun in a minute", None));
         }
     }
-    let filter =
-        ImageFilter { image_name: Some(spec.name.clone()), owner_alias: Some("self".into()), ..Default::default() };
-    let same_name: Vec<Image> = clouds
-        .ecs
-        .images(&filter)
+    let same_name = replace::named(&clouds.ecs, &spec.name)
         .await
-        .map_err(|e| preflight_error(explain("cannot list the images", &e), Some(e)))?
-        .into_iter()
-        .filter(|i| i.image_name == spec.name)
-        .collect();
-    if let Some(i) = same_name.first() {
+        .map_err(|e| preflight_error(explain("cannot list the images", &e), Some(e)))?;
+    let mut found = Found::default();
+    if let Some(i) = same_name {
         let same = i.tag(DIGEST_TAG) == Some(digest);
         match (&i.status, same) {
-            (ImageStatus::Available | ImageStatus::Deprecated, true) => return Ok(Some(i.clone())),
+            (ImageStatus::Available | ImageStatus::Deprecated, true) => {
+                found.reuse = Some(i);
+                return Ok(found);
+            }
             // An earlier run's failed import of this very content: imgport made it, it is of no use, and it
             // holds the name.
-            (ImageStatus::CreateFailed, true) => {
-                clouds.ecs.delete_image(&i.image_id, false).await.map_err(|e| {
-                    let m = explain(&format!("cannot delete the failed image {} of an earlier run", i.image_id), &e);
-                    preflight_error(m, Some(e))
-                })?;
-                run.emit(ImportEvent::StepDone {
-                    step: Step::Preflight,
-                    seconds: 0.0,
-                    detail: format!("deleted {}, an earlier run's failed import of this content", i.image_id),
-                });
-            }
+            (ImageStatus::CreateFailed, true) => delete_failed(run, &i).await?,
             // Another run is importing this very content: its image is the answer, once it is ready.
-            (s, true) if s.in_flight() => return Ok(Some(i.clone())),
+            (s, true) if s.in_flight() => {
+                found.reuse = Some(i);
+                return Ok(found);
+            }
+            // Replaced once the new image is Available.
+            (s, false) if spec.replace && !s.in_flight() => found.old = Some(i),
             (s, _) => {
+                let fix = if spec.replace {
+                    "wait until it is done, or cancel it (imgport images cancel ID)".to_string()
+                } else {
+                    format!(
+                        "choose another --name, replace it once the new image is Available (--replace), or delete \
+                         it first (imgport images delete {})",
+                        i.image_id
+                    )
+                };
                 return Err(preflight_error(
                     format!(
-                        "an image named {:?} with other content already exists in {region}: {} ({}); fix: choose \
-                         another --name, or delete it first (imgport images delete {})",
+                        "an image named {:?} with other content already exists in {region}: {} ({}); fix: {fix}",
                         spec.name,
                         i.image_id,
                         s.as_str(),
-                        i.image_id
                     ),
                     None,
-                ))
+                ));
             }
         }
     }
-    Ok(None)
+    if spec.replace {
+        // An earlier run's replacement under the temporary name: taken up where it stopped.
+        let temporary = replace::temporary_name(&spec.name, digest);
+        let earlier = replace::named(&clouds.ecs, &temporary)
+            .await
+            .map_err(|e| preflight_error(explain("cannot list the images", &e), Some(e)))?
+            .filter(|i| i.tag(DIGEST_TAG) == Some(digest));
+        match earlier {
+            Some(i) if i.status == ImageStatus::CreateFailed => delete_failed(run, &i).await?,
+            Some(i) => found.reuse = Some(i),
+            None => {}
+        }
+    }
+    Ok(found)
+}
+
+/// What preflight found under the name: an image of this content to answer (`reuse`; with `replace`, possibly
+/// under the temporary name), and with `replace` the image of other content to swap out (`old`).
+#[derive(Default)]
+pub(super) struct Found {
+    pub reuse: Option<Image>,
+    pub old: Option<Image>,
+}
+
+/// Deletes an earlier run's CreateFailed image of this content: imgport made it, it is of no use, and it holds a
+/// name the import needs.
+async fn delete_failed(run: &Run<'_>, i: &Image) -> Result<(), ImportError> {
+    run.clouds.ecs.delete_image(&i.image_id, false).await.map_err(|e| {
+        let m = explain(&format!("cannot delete the failed image {} of an earlier run", i.image_id), &e);
+        preflight_error(m, Some(e))
+    })?;
+    run.emit(ImportEvent::StepDone {
+        step: Step::Preflight,
+        seconds: 0.0,
+        detail: format!("deleted {}, an earlier run's failed import of this content", i.image_id),
+    });
+    Ok(())
 }

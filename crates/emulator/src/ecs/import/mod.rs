@@ -10,6 +10,7 @@
 //! | `RegionId` given and served | the request | 400 `MissingParameter` / `InvalidRegionId.NotFound` |
 //! | a `ClientToken` seen before with the same parameters answers that import's ImageId and TaskId again (looked up again under the lock that records the image, so concurrent requests with one token make one import) | the request | 400 `IdempotentParameterMismatch` when the parameters differ |
 //! | `Architecture`, `OSType`, `BootMode`, `LicenseType` from their documented values | the request | 400 `InvalidArchitecture.Malformed` / `InvalidOSType.Malformed` / `InvalidBootMode.Malformed` / `InvalidLicenseType.NotSupported` |
+//! | `Features.NvmeSupport`, when given, is `supported` or `unsupported` (recorded, and DescribeImages' `Features.NvmeSupport` answers it; unset: `unsupported`); `ResourceGroupId` is recorded as given and answered by DescribeImages (the emulator has no resource groups to check it against) | the request | 400 `InvalidParameter.Features.NvmeSupport` (the emulator's choice: the reference names no code) |
 //! | `Platform` is one of the documented values (below; any case), and a Windows value exactly when `OSType=windows` | the request | 400 `InvalidPlatform.Malformed` |
 //! | `DiskDeviceMapping.1` given, each with `OSSBucket` and `OSSObject`, N in 1..17 | the request | 400 `MissingParameter` naming the field / `InvalidParameter.DiskDeviceMapping` |
 //! | the import role (RoleName, default AliyunECSImageImportDefaultRole) exists, trusts `ecs.aliyuncs.com` and has AliyunECSImageImportRolePolicy or an equivalent custom policy (`crate::ram::import_role_ok`) | the request | 403 `NoSetRoletoECSServiceAcount` |
@@ -150,6 +151,17 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         return Err(err(400, "InvalidBootMode.NotSupport", "The arm64 architecture only supports the UEFI boot mode."));
     }
     let license = pick("LicenseType", &["Auto", "Aliyun", "BYOL"], "Auto")?;
+    let nvme_support = match params.get("Features.NvmeSupport").filter(|v| !v.is_empty()) {
+        None => String::new(),
+        Some(v @ ("supported" | "unsupported")) => v.to_string(),
+        Some(_) => {
+            return Err(RpcError::invalid_parameter(
+                "Features.NvmeSupport",
+                "The specified Features.NvmeSupport is not valid (supported or unsupported).",
+            ))
+        }
+    };
+    let resource_group_id = params.get("ResourceGroupId").unwrap_or_default().to_string();
     let platform = params.get("Platform").filter(|p| !p.is_empty()).unwrap_or("Others Linux").to_string();
     let Some(platform) = PLATFORMS.iter().find(|p| p.eq_ignore_ascii_case(&platform)).map(|p| p.to_string()) else {
         return Err(err(
@@ -308,6 +320,8 @@ pub(super) fn import_image(inner: &Arc<Inner>, ctx: &RpcContext, params: &Params
         detection_requested: params.get("DetectionStrategy").is_some_and(|d| d.eq_ignore_ascii_case("Standard")),
         client_token: params.get("ClientToken").filter(|t| !t.is_empty()).map(str::to_string),
         client_params: Some(request_digest(params)),
+        nvme_support,
+        resource_group_id,
         ..Default::default()
     });
     queue_task(
