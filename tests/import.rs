@@ -519,7 +519,7 @@ fn commands_share_the_local_cloud_while_an_import_runs() {
     let mut stderr = first.stderr.take().expect("stderr");
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
-    while !seen.contains("imgport: register") {
+    while !seen.contains(r#""event":"step_done","step":"register""#) {
         let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
         assert!(n > 0, "the import ended before registering: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
@@ -695,7 +695,7 @@ fn throttling_failures_and_an_early_task_are_waited_out() {
     assert!(summary["parts"].as_u64().is_some_and(|p| p > 4), "a multipart upload: {summary}");
     assert!(summary["retries"].as_u64().is_some_and(|r| r >= 2), "the refused parts were sent again: {summary}");
     // The task finished early: said so, and the wait went on until the image was Available, 3 s later.
-    assert!(err.contains("the task is finished but"), "{err}");
+    assert!(err.contains(r#"{"event":"wait","wait":{"event":"task_finished_early""#), "{err}");
     let wait = out["steps"].as_array().and_then(|s| s.iter().find(|s| s["step"] == "wait")).expect("wait step");
     assert!(wait["seconds"].as_f64().is_some_and(|s| s >= 3.0), "{wait}");
     // ImportImage was sent three times with one ClientToken: one image.

@@ -63,6 +63,21 @@ impl Mapping {
     }
 }
 
+/// Drops the whole pages of `slice` (bytes of a [`Mapping`]) from this process's mapping once they are consumed,
+/// so a sequential pass over a large file does not accumulate it in the process's resident set: the pages stay in
+/// the page cache, and a later access faults them in again with the same bytes (the mapping is private, read-only
+/// and never written, so nothing is lost).
+pub fn release(slice: &[u8]) {
+    let page = 4096usize;
+    let start = (slice.as_ptr() as usize).div_ceil(page) * page;
+    let end = (slice.as_ptr() as usize + slice.len()) / page * page;
+    if end > start {
+        // SAFETY: advice on whole pages inside a live read-only mapping; MADV_DONTNEED on clean private pages
+        // only drops them from the page tables.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what mmap returned.

@@ -205,8 +205,12 @@ fn scan_chunks(
                 f(offset, data, &runs)?;
                 ctl.report(offset + data.len() as u64);
                 ctl.check()?;
-                if let Chunk::Owned(buf) = chunk {
-                    let _ = recycle_tx.send(buf);
+                match chunk {
+                    Chunk::Owned(buf) => {
+                        let _ = recycle_tx.send(buf);
+                    }
+                    // Read once: out of the resident set, or a pass over a large file would hold all of it.
+                    Chunk::Mapped(slice) => crate::mapping::release(slice),
                 }
             }
             // A cancelled planner ends the chunks early: that is an interruption, not the end of the data.
