@@ -57,23 +57,9 @@ pub fn temporary_name(name: &str, digest: &str) -> String {
 
 /// The name an old image is renamed aside to: `NAME-replaced-YYYYMMDDhhmmss` (UTC).
 fn aside_name(name: &str, unix: u64) -> String {
-    let (days, secs) = (unix / 86_400, unix % 86_400);
-    let (y, m, d) = civil_date(days as i64);
-    let stamp = format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let t = imgport_auth::time::UtcTime::from_unix(i64::try_from(unix).unwrap_or(i64::MAX));
+    let stamp = format!("{}{:02}{:02}{:02}", t.date_basic(), t.hour, t.minute, t.second);
     suffixed(name, &format!("-replaced-{stamp}"))
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// The own image named exactly `name` in `ecs`'s region, in any status.
@@ -150,8 +136,7 @@ mod tests {
         assert!(temporary_name(&long, d).ends_with("-new-0123456789ab"));
         // 2026-12-04 02:21:16 UTC.
         assert_eq!(aside_name("web", 1_796_350_876), "web-replaced-20261204022116");
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(aside_name("web", 951_782_400), "web-replaced-20000229000000");
         assert_eq!(aside_name(&long, 0).chars().count(), 128);
     }
 }
