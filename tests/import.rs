@@ -301,9 +301,14 @@ fn images_commands_follow_the_lifecycle() {
     assert!(shown["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t["TagKey"] == "team")), "{shown}");
     // Copy into another region, waited for there.
     let copies = json(&["images", "copy", &id, "--to", "cn-beijing", "--json"]);
-    assert_eq!(copies[0]["Status"], "Available", "{copies}");
-    let copy_id = copies[0]["ImageId"].as_str().expect("copy id").to_string();
-    assert_eq!(json(&["images", "show", &copy_id, "--region", "cn-beijing", "--json"])["ImageName"], "base");
+    assert_eq!((copies[0]["status"].as_str(), copies[0]["reused"].as_bool()), (Some("Available"), Some(false)));
+    let copy_id = copies[0]["image_id"].as_str().expect("copy id").to_string();
+    let copied = json(&["images", "show", &copy_id, "--region", "cn-beijing", "--json"]);
+    assert_eq!(copied["ImageName"], "base");
+    assert!(copied["Tags"].as_array().is_some_and(|t| t.iter().any(|t| t["TagKey"] == "imgport:digest")), "{copied}");
+    // Copying again finds the copy there (same name and content): no second copy.
+    let again = json(&["images", "copy", &id, "--to", "cn-beijing", "--json"]);
+    assert_eq!((again[0]["image_id"].as_str(), again[0]["reused"].as_bool()), (Some(copy_id.as_str()), Some(true)));
     // An image from a stopped instance, then that instance's disk replaced with the imported image.
     let instances = json(&["instance", "list", "--json"]);
     let stopped =

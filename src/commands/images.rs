@@ -3,7 +3,7 @@
 
 use super::cloud::{CloudArgs, LocalCloud};
 use crate::output::print_json;
-use imgport_cloud::ecs::{CopyRequest, CreateRequest, ImageFilter};
+use imgport_cloud::ecs::{CreateRequest, ImageFilter};
 use imgport_cloud::model::{Image, TaskStatus};
 use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
 use imgport_cloud::{CloudError, Ecs, ErrorKind};
@@ -210,8 +210,23 @@ pub struct ReplaceDiskArgs {
     stop: bool,
 }
 
-/// Runs `f` with the region's ECS client (and the local cloud running meanwhile); prints the error.
+/// Runs `f` with the region's ECS client (and the local cloud running meanwhile); prints the error. A signal
+/// drops `f` at once: commands whose work a signal should undo use [`with_ecs_cancellable`].
 fn with_ecs<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs) -> F) -> u8
+where
+    F: std::future::Future<Output = Result<(), CloudError>>,
+{
+    with_ecs_cancellable(cloud, |ecs, mut cancel| async move {
+        tokio::select! {
+            r = f(ecs) => r,
+            _ = cancel.wait_for(|c| *c) => Ok(()),
+        }
+    })
+}
+
+/// [`with_ecs`], but a signal only sets `cancel`: `f` undoes what it started and returns; the exit code is
+/// then 128 + the signal's number.
+fn with_ecs_cancellable<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs, tokio::sync::watch::Receiver<bool>) -> F) -> u8
 where
     F: std::future::Future<Output = Result<(), CloudError>>,
 {
@@ -229,20 +244,22 @@ where
             return 1;
         }
     };
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let result = rt.block_on(async {
-        tokio::select! {
-            r = f(clouds.ecs.clone()) => Some(r),
-            _ = crate::signals::wait() => None,
-        }
+        tokio::spawn(async move {
+            crate::signals::wait().await;
+            let _ = tx.send(true);
+        });
+        f(clouds.ecs.clone(), rx).await
     });
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Some(l) = local {
         l.shutdown();
     }
-    match result {
-        Some(Ok(())) => 0,
-        Some(Err(e)) => failed(&e),
-        None => crate::signals::exit_code(),
+    match (crate::signals::received(), result) {
+        (Some(_), _) => crate::signals::exit_code(),
+        (None, Ok(())) => 0,
+        (None, Err(e)) => failed(&e),
     }
 }
 
@@ -350,6 +367,9 @@ async fn wait_for(ecs: &Ecs, id: &str, timeout: Duration) -> Result<Image, Cloud
 
 pub fn run(args: ImagesArgs) -> u8 {
     let cloud = args.cloud.clone();
+    if let ImagesCommand::Copy(a) = args.command {
+        return with_ecs_cancellable(&cloud, move |ecs, cancel| async move { copy(&ecs, a, cancel).await });
+    }
     with_ecs(&cloud, move |ecs| async move {
         match args.command {
             ImagesCommand::List(a) => list(&ecs, a).await,
@@ -363,7 +383,7 @@ pub fn run(args: ImagesArgs) -> u8 {
                 show(&i, a.json);
                 Ok(())
             }
-            ImagesCommand::Copy(a) => copy(&ecs, a).await,
+            ImagesCommand::Copy(_) => Ok(()), // handled above: its copies are cancelled on a signal
             ImagesCommand::Share(a) => ecs.share(&a.id, &a.accounts, &[]).await,
             ImagesCommand::Unshare(a) => ecs.share(&a.id, &[], &a.accounts).await,
             ImagesCommand::Tag(a) => ecs.tag("image", std::slice::from_ref(&a.id), &a.tags).await,
@@ -398,40 +418,55 @@ async fn list(ecs: &Ecs, a: ListArgs) -> Result<(), CloudError> {
     Ok(())
 }
 
-async fn copy(ecs: &Ecs, a: CopyArgs) -> Result<(), CloudError> {
-    let mut started = Vec::new();
-    for dest in &a.to {
-        let request = CopyRequest {
-            image_id: a.id.clone(),
-            destination_region: dest.clone(),
-            destination_name: a.name.clone(),
-            ..Default::default()
-        };
-        let id = ecs.copy_image(&request).await?;
-        note!("imgport: copying {} to {dest} as {id}", a.id);
-        started.push((dest.clone(), id));
-    }
-    let mut done = Vec::new();
-    for (dest, id) in &started {
-        if a.wait.no_wait {
-            if !a.json {
-                outln!("{dest}: {id}");
+/// Copies as an import distributes: the copies carry the source's name (or `--name`), description, family and
+/// tags; a region already holding the same content under the name (the `imgport:digest` tag) is reused, and a
+/// rerun's CopyImage answers the same copy (ClientToken). A signal cancels the copies under way.
+async fn copy(ecs: &Ecs, a: CopyArgs, mut cancel: tokio::sync::watch::Receiver<bool>) -> Result<(), CloudError> {
+    use imgport_pipeline::import::distribute::{cancel_copies, distribute, Distribution, Started};
+    let image = ecs.image(&a.id).await?.ok_or_else(|| not_found(ecs, &a.id))?;
+    let d = Distribution {
+        name: a.name.clone().unwrap_or_else(|| image.image_name.clone()),
+        description: Some(image.description.clone()).filter(|s| !s.is_empty()),
+        family: Some(image.image_family.clone()).filter(|s| !s.is_empty()),
+        // The service's own tags (acs:...) are not the user's to set.
+        tags: image
+            .tags
+            .iter()
+            .filter(|t| !t.tag_key.starts_with("acs:"))
+            .map(|t| (t.tag_key.clone(), t.tag_value.clone()))
+            .collect(),
+        digest: image.tag(imgport_pipeline::import::DIGEST_TAG).map(str::to_string),
+        copy_to: a.to.clone(),
+        ..Default::default()
+    };
+    let wait = (!a.wait.no_wait).then(|| WaitOptions { timeout: a.wait.timeout, ..Default::default() });
+    let (started, events) = (Started::default(), progress_lines());
+    let done = tokio::select! {
+        d = distribute(ecs, &image, &d, wait.as_ref(), &events, &started) => d,
+        _ = cancel.wait_for(|c| *c) => {
+            note!("imgport: interrupted; {}", cancel_copies(ecs, &started).await);
+            return Ok(());
+        }
+    };
+    if a.json {
+        print_json(&done.copies);
+    } else {
+        for c in &done.copies {
+            match &c.error {
+                None if c.reused => outln!("{}: {} is {} (already there)", c.region, c.image_id, c.status),
+                None => outln!("{}: {} is {}", c.region, c.image_id, c.status),
+                Some(e) => outln!("{}: failed: {e}", c.region),
             }
-            continue;
         }
-        let i = wait_for(&ecs.in_region(dest), id, a.wait.timeout).await?;
-        if !a.json {
-            outln!("{dest}: {} is {}", i.image_id, i.status.as_str());
-        }
-        done.push(i);
     }
-    if a.json && a.wait.no_wait {
-        let started: Vec<_> = started.iter().map(|(r, id)| serde_json::json!({"RegionId": r, "ImageId": id})).collect();
-        print_json(&started);
-    } else if a.json {
-        print_json(&done);
+    for w in &done.warnings {
+        note!("imgport: warning: {w}");
     }
-    Ok(())
+    match done.copies.iter().find_map(|c| c.error.clone()) {
+        Some(e) if done.copies.iter().all(|c| c.error.is_some()) => Err(CloudError::InvalidArgument(e)),
+        _ if done.failed > 0 => Err(CloudError::InvalidArgument(format!("{} of the copies failed", done.failed))),
+        _ => Ok(()),
+    }
 }
 
 async fn delete(ecs: &Ecs, a: DeleteArgs) -> Result<(), CloudError> {

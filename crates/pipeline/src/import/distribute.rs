@@ -11,58 +11,86 @@ use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
 use imgport_cloud::{CloudError, Ecs};
 use std::sync::Arc;
 
-/// What distribution did.
-pub(super) struct Distributed {
-    copies: Vec<CopyOutcome>,
-    shared_with: Vec<String>,
-    warnings: Vec<String>,
-    failed: usize,
+/// What to make of an Available image in other regions and accounts: the import's own distribution, and
+/// `imgport images copy`.
+#[derive(Debug, Clone, Default)]
+pub struct Distribution {
+    /// The copies' name (and, with `replace`, the name they take from an image of other content).
+    pub name: String,
+    pub description: Option<String>,
+    /// Set on the image (when it lacks it) and on every copy.
+    pub family: Option<String>,
+    /// The copies' tags.
+    pub tags: Vec<(String, String)>,
+    /// The content digest (`imgport:digest`): a region that holds an image of the name with it is reused, and the
+    /// copies' ClientTokens derive from it. `None` (an image imgport did not make): no reuse, tokens from the
+    /// image id.
+    pub digest: Option<String>,
+    pub copy_to: Vec<String>,
+    pub share_with: Vec<String>,
+    pub replace: bool,
 }
 
-/// Copies into each `copy_to` region (all started at once, each waited for in its region; a region that already
-/// holds an Available image of this name and content is reused) and shares the image and its copies. Copies
-/// started are recorded in `started`, so that an interruption can cancel them.
-pub(super) async fn distribute(
-    run: &Run<'_>,
+/// What distribution did.
+#[derive(Debug, Clone, Default)]
+pub struct Distributed {
+    pub copies: Vec<CopyOutcome>,
+    pub shared_with: Vec<String>,
+    /// What failed besides copies (family, shares), each with its cause and fix.
+    pub warnings: Vec<String>,
+    /// Copies, shares and family settings that failed.
+    pub failed: usize,
+}
+
+/// Copies started, by region and image id, so that an interruption can cancel them ([`cancel_copies`]).
+pub type Started = std::sync::Mutex<Vec<(String, String)>>;
+
+/// Sets the family, copies into each `copy_to` region (all started at once, each waited for in its region; a
+/// region that already holds an Available image of this name and content is reused, one still being copied is
+/// waited for, a failed one replaced) and shares the image and its copies. With `wait` `None` the copies are
+/// started and reported as they are (no family on them, no swap, no shares of them).
+pub async fn distribute(
+    ecs: &Ecs,
     image: &Image,
-    wait: &WaitOptions,
-    tags: &[(String, String)],
-    digest: &str,
-    started: &std::sync::Mutex<Vec<(String, String)>>,
+    d: &Distribution,
+    wait: Option<&WaitOptions>,
+    wait_events: &WaitEventFn,
+    started: &Started,
 ) -> Distributed {
-    let (spec, clouds) = (run.spec, run.clouds);
-    let mut out = Distributed { copies: Vec::new(), shared_with: Vec::new(), warnings: Vec::new(), failed: 0 };
+    let mut out = Distributed::default();
     // The family first, so that copies made from the image carry it where the service copies it along.
-    if let Some(family) = spec.family.as_deref().filter(|f| image.image_family != *f) {
-        if let Err(e) = clouds.ecs.set_family(&image.image_id, family).await {
+    if let Some(family) = d.family.as_deref().filter(|f| image.image_family != *f) {
+        if let Err(e) = ecs.set_family(&image.image_id, family).await {
             out.failed += 1;
             out.warnings.push(explain(&format!("setting the family of {}", image.image_id), &e));
         }
     }
-    let wait_events: WaitEventFn = {
-        let events = run.events.clone();
-        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
-    };
-    let copies = spec.copy_to.iter().map(|dest| {
-        let (ecs, wait_events) = (clouds.ecs.clone(), wait_events.clone());
+    // Without a content digest the tokens still make a rerun answer the same copies.
+    let token_key = d.digest.clone().unwrap_or_else(|| image.image_id.clone());
+    let copies = d.copy_to.iter().map(|dest| {
+        let (ecs, wait_events, token_key) = (ecs.clone(), wait_events.clone(), token_key.clone());
         let mut request = CopyRequest {
             image_id: image.image_id.clone(),
             destination_region: dest.clone(),
-            destination_name: Some(spec.name.clone()),
-            destination_description: spec.description.clone(),
-            tags: tags.to_vec(),
-            client_token: Some(plan::client_token(digest, &spec.name, dest)),
+            destination_name: Some(d.name.clone()),
+            destination_description: d.description.clone(),
+            tags: d.tags.clone(),
+            client_token: Some(plan::client_token(&token_key, &d.name, dest)),
             ..Default::default()
         };
         async move {
             let there = ecs.in_region(&request.destination_region);
-            let mut found = same_content(&there, &spec.name, digest).await;
+            let digest = d.digest.as_deref();
+            let mut found = match digest {
+                Some(digest) => same_content(&there, &d.name, digest).await,
+                None => None,
+            };
             // With `replace`, an image of other content under the name: copied under the temporary name (an
             // earlier run's copy there is taken up), swapped in once Available.
             let mut old = None;
-            if found.is_none() && spec.replace {
-                old = replace::named(&there, &spec.name).await?.filter(|o| !o.status.in_flight());
-                let temporary = replace::temporary_name(&spec.name, digest);
+            if let (None, true, Some(digest)) = (&found, d.replace, digest) {
+                old = replace::named(&there, &d.name).await?.filter(|o| !o.status.in_flight());
+                let temporary = replace::temporary_name(&d.name, digest);
                 found = same_content(&there, &temporary, digest).await;
                 if old.is_some() || found.is_some() {
                     request.destination_name = Some(temporary.clone());
@@ -76,7 +104,7 @@ pub(super) async fn distribute(
                 }
                 // An earlier run's copy still under way: wait for it.
                 Some(going) if going.status.in_flight() => {
-                    let done = wait_image(&there, &going.image_id, None, wait, &wait_events).await;
+                    let done = waited(&there, going.clone(), wait, &wait_events).await;
                     (going.image_id, done, true)
                 }
                 // An earlier run's failed copy: remove it, and copy again under a token of its own (the old one
@@ -85,19 +113,24 @@ pub(super) async fn distribute(
                     if let Some(failed) = found {
                         there.delete_image(&failed.image_id, false).await?;
                         let salted = format!("{}:{}", request.destination_region, failed.image_id);
-                        request.client_token = Some(plan::client_token(digest, &name, &salted));
+                        request.client_token = Some(plan::client_token(&token_key, &name, &salted));
                     }
                     let id = ecs.copy_image(&request).await?;
                     let region = request.destination_region.clone();
                     started.lock().unwrap_or_else(|p| p.into_inner()).push((region, id.clone()));
-                    let done = wait_image(&there, &id, None, wait, &wait_events).await;
+                    let done = match wait {
+                        Some(w) => wait_image(&there, &id, None, w, &wait_events).await,
+                        None => there.image(&id).await.and_then(|copy| {
+                            copy.ok_or_else(|| CloudError::InvalidArgument(format!("the copy {id} is not listed yet")))
+                        }),
+                    };
                     (id, done, false)
                 }
             };
             // Available under the temporary name: it takes the name.
             let (done, replaced) = match done {
-                Ok(img) if img.image_name != spec.name => {
-                    match replace::swap(&there, &spec.name, old.as_ref(), &img).await {
+                Ok(img) if img.image_name != d.name && !img.status.in_flight() => {
+                    match replace::swap(&there, &d.name, old.as_ref(), &img).await {
                         Ok(r) => (Ok(img), r),
                         Err(e) => (Err(e), None),
                     }
@@ -109,16 +142,19 @@ pub(super) async fn distribute(
     });
     let results = futures_util::future::join_all(copies).await;
     let mut available: Vec<(String, String)> = Vec::new();
-    for (dest, r) in spec.copy_to.iter().zip(results) {
+    for (dest, r) in d.copy_to.iter().zip(results) {
         let c = match r {
             Ok((id, Ok(img), reused, replaced)) => {
-                if let Some(family) = spec.family.as_deref().filter(|f| img.image_family != *f) {
-                    if let Err(e) = clouds.ecs.in_region(dest).set_family(&id, family).await {
+                if let Some(family) = d.family.as_deref().filter(|f| img.image_family != *f && !img.status.in_flight())
+                {
+                    if let Err(e) = ecs.in_region(dest).set_family(&id, family).await {
                         out.failed += 1;
                         out.warnings.push(explain(&format!("setting the family of {id} in {dest}"), &e));
                     }
                 }
-                available.push((dest.clone(), id.clone()));
+                if !img.status.in_flight() {
+                    available.push((dest.clone(), id.clone()));
+                }
                 let status = img.status.as_str().to_string();
                 CopyOutcome { region: dest.clone(), image_id: id, status, error: None, reused, replaced }
             }
@@ -143,22 +179,35 @@ pub(super) async fn distribute(
         };
         out.copies.push(c);
     }
-    if !spec.share_with.is_empty() {
-        let mut targets = vec![(clouds.ecs.region().to_string(), image.image_id.clone())];
+    if !d.share_with.is_empty() {
+        let mut targets = vec![(ecs.region().to_string(), image.image_id.clone())];
         targets.extend(available);
         let mut all_shared = true;
         for (region, id) in targets {
-            if let Err(e) = clouds.ecs.in_region(&region).share(&id, &spec.share_with, &[]).await {
+            if let Err(e) = ecs.in_region(&region).share(&id, &d.share_with, &[]).await {
                 out.failed += 1;
                 all_shared = false;
                 out.warnings.push(explain(&format!("sharing {id} in {region}"), &e));
             }
         }
         if all_shared {
-            out.shared_with = spec.share_with.clone();
+            out.shared_with = d.share_with.clone();
         }
     }
     out
+}
+
+/// `image` once Available (waited for with `wait`), or as it is now without a wait.
+async fn waited(
+    ecs: &Ecs,
+    image: Image,
+    wait: Option<&WaitOptions>,
+    events: &WaitEventFn,
+) -> Result<Image, CloudError> {
+    match wait {
+        Some(w) => wait_image(ecs, &image.image_id, None, w, events).await,
+        None => Ok(image),
+    }
 }
 
 /// An own image of `name` carrying this content digest in `ecs`'s region, in any status.
@@ -167,11 +216,11 @@ pub(super) async fn same_content(ecs: &Ecs, name: &str, digest: &str) -> Option<
 }
 
 /// After an interruption during distribution: cancels the copies still under way; says what was done.
-pub(super) async fn cancel_copies(run: &Run<'_>, started: &std::sync::Mutex<Vec<(String, String)>>) -> String {
+pub async fn cancel_copies(ecs: &Ecs, started: &Started) -> String {
     let list = started.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let mut done = Vec::new();
     for (region, id) in list {
-        let there = run.clouds.ecs.in_region(&region);
+        let there = ecs.in_region(&region);
         let in_flight = there.image(&id).await.ok().flatten().is_some_and(|i| i.status.in_flight());
         if in_flight {
             match there.cancel_copy(&id).await {
@@ -181,9 +230,9 @@ pub(super) async fn cancel_copies(run: &Run<'_>, started: &std::sync::Mutex<Vec<
         }
     }
     if done.is_empty() {
-        "the image is Available; no copy was under way".into()
+        "no copy was under way".into()
     } else {
-        format!("the image is Available; {}", done.join(", "))
+        done.join(", ")
     }
 }
 
@@ -199,14 +248,28 @@ pub(super) async fn distribute_step(
         return Ok(0);
     }
     run.start(Step::Distribute);
-    let started = std::sync::Mutex::new(Vec::new());
-    let digest = outcome.digest.clone();
+    let started = Started::default();
+    let d = Distribution {
+        name: run.spec.name.clone(),
+        description: run.spec.description.clone(),
+        family: run.spec.family.clone(),
+        tags: tags.to_vec(),
+        digest: Some(outcome.digest.clone()),
+        copy_to: run.spec.copy_to.clone(),
+        share_with: run.spec.share_with.clone(),
+        replace: run.spec.replace,
+    };
+    let wait_events: WaitEventFn = {
+        let events = run.events.clone();
+        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
+    };
     let done = {
         let run_ref: &Run<'_> = run;
+        let ecs = &run_ref.clouds.ecs;
         tokio::select! {
-            d = distribute(run_ref, image, wait, tags, &digest, &started) => d,
+            d = distribute(ecs, image, &d, Some(wait), &wait_events, &started) => d,
             _ = run_ref.cancelled() => {
-                let cleanup = cancel_copies(run_ref, &started).await;
+                let cleanup = format!("the image is Available; {}", cancel_copies(ecs, &started).await);
                 return Err(ImportError::Interrupted { cleanup });
             }
         }

@@ -35,7 +35,7 @@
 //! **Family**: ImportImage and CopyImage take no `ImageFamily`, so the family is set with ModifyImageAttribute on
 //! the image once it is Available (before the copies start) and on each copy that does not carry it already.
 
-mod distribute;
+pub mod distribute;
 mod examine;
 mod objects;
 pub mod plan;
