@@ -350,6 +350,7 @@ fn imports_survive_bad_requests_and_a_misbehaving_cloud() {
         vec!["--name", "ok-name", "--tag", "imgport:digest=x"],
         vec!["--name", "ok-name", "--key", "a/../b"],
         vec!["--name", "ok-name", "--no-wait", "--copy-to", "cn-shanghai"],
+        vec!["--name", "ok-name", "--no-wait", "--family", "web"],
         vec!["--name", "ok-name", "--boot-mode", "banana"],
     ] {
         let mut args = vec![good.as_str()];

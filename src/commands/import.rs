@@ -15,12 +15,12 @@ use std::time::Duration;
 
 /// Exit codes: 0 done (or reused), 2 bad arguments or unreadable image, 3 validation failed, 4 preflight failed,
 /// 5 upload failed, 6 import failed (refused, or CreateFailed), 7 timed out (the import goes on), 8 partially done
-/// (copies or shares failed), 130 (128 + signal) interrupted. Worth retrying as they are: 5, 7 (`imgport images
+/// (copies, shares or the family failed), 130 (128 + signal) interrupted. Worth retrying as they are: 5, 7 (`imgport images
 /// wait`), and 4 or 6 when the error says the service was busy.
 #[derive(clap::Args)]
 #[command(after_help = "Exit codes: 0 done or reused, 2 bad arguments or unreadable image, 3 validation failed, \
                         4 preflight failed, 5 upload failed, 6 import failed, 7 timed out (the import goes on), \
-                        8 copies or shares failed, 128+N interrupted by signal N (130 for Ctrl-C).")]
+                        8 copies, shares or the family failed, 128+N interrupted by signal N (130 for Ctrl-C).")]
 pub struct Args {
     #[command(flatten)]
     open: OpenArgs,
@@ -42,7 +42,8 @@ pub struct Args {
     key: Option<String>,
     #[arg(long)]
     description: Option<String>,
-    /// Image family (DescribeImageFromFamily answers its newest image).
+    /// Image family (DescribeImageFromFamily answers its newest image), set on the image and its copies once
+    /// Available (not with --no-wait).
     #[arg(long)]
     family: Option<String>,
     /// A tag KEY=VALUE (repeat).

@@ -82,7 +82,7 @@ pub struct ImportRequest {
     pub boot_mode: Option<String>,
     /// `Auto`, `Aliyun` or `BYOL`.
     pub license_type: Option<String>,
-    pub image_family: Option<String>,
+    // ImportImage takes no ImageFamily (the API documents none and ignores one sent anyway): see `set_family`.
     /// `Standard` asks ECS to check the image.
     pub detection_strategy: Option<String>,
     /// `Features.NvmeSupport`: `supported` or `unsupported`.
@@ -235,7 +235,6 @@ impl Ecs {
             .opt("Architecture", r.architecture.as_deref())
             .opt("BootMode", r.boot_mode.as_deref())
             .opt("LicenseType", r.license_type.as_deref())
-            .opt("ImageFamily", r.image_family.as_deref())
             .opt("DetectionStrategy", r.detection_strategy.as_deref())
             .opt("Features.NvmeSupport", r.nvme_support.as_deref())
             .opt("ResourceGroupId", r.resource_group_id.as_deref())
@@ -386,6 +385,14 @@ impl Ecs {
     pub async fn set_deprecated(&self, id: &str, deprecated: bool) -> Result<(), CloudError> {
         let mut p = Params::default();
         p.put("ImageId", id).put("Status", if deprecated { "Deprecated" } else { "Available" });
+        self.call::<Ignored>("ModifyImageAttribute", p).await.map(|_| ())
+    }
+
+    /// ModifyImageAttribute `ImageFamily`. ImportImage and CopyImage take no family, so an imported image and
+    /// its copies get theirs this way, once Available (an image still being created cannot be modified).
+    pub async fn set_family(&self, id: &str, family: &str) -> Result<(), CloudError> {
+        let mut p = Params::default();
+        p.put("ImageId", id).put("ImageFamily", family);
         self.call::<Ignored>("ModifyImageAttribute", p).await.map(|_| ())
     }
 

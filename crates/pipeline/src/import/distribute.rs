@@ -1,4 +1,5 @@
-//! Distribution: copies into other regions (in parallel, each waited for, cancellable) and shares.
+//! Distribution: the image family (set once the image is Available: ImportImage and CopyImage take none), copies
+//! into other regions (in parallel, each waited for, cancellable, each given the family too) and shares.
 
 use super::preflight::explain;
 use super::{plan, CopyOutcome, ImportError, ImportEvent, ImportOutcome, Run, Step, DIGEST_TAG};
@@ -28,6 +29,14 @@ pub(super) async fn distribute(
     started: &std::sync::Mutex<Vec<(String, String)>>,
 ) -> Distributed {
     let (spec, clouds) = (run.spec, run.clouds);
+    let mut out = Distributed { copies: Vec::new(), shared_with: Vec::new(), warnings: Vec::new(), failed: 0 };
+    // The family first, so that copies made from the image carry it where the service copies it along.
+    if let Some(family) = spec.family.as_deref().filter(|f| image.image_family != *f) {
+        if let Err(e) = clouds.ecs.set_family(&image.image_id, family).await {
+            out.failed += 1;
+            out.warnings.push(explain(&format!("setting the family of {}", image.image_id), &e));
+        }
+    }
     let wait_events: WaitEventFn = {
         let events = run.events.clone();
         Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
@@ -70,11 +79,16 @@ pub(super) async fn distribute(
         }
     });
     let results = futures_util::future::join_all(copies).await;
-    let mut out = Distributed { copies: Vec::new(), shared_with: Vec::new(), warnings: Vec::new(), failed: 0 };
     let mut available: Vec<(String, String)> = Vec::new();
     for (dest, r) in spec.copy_to.iter().zip(results) {
         let c = match r {
             Ok((id, Ok(img), reused)) => {
+                if let Some(family) = spec.family.as_deref().filter(|f| img.image_family != *f) {
+                    if let Err(e) = clouds.ecs.in_region(dest).set_family(&id, family).await {
+                        out.failed += 1;
+                        out.warnings.push(explain(&format!("setting the family of {id} in {dest}"), &e));
+                    }
+                }
                 available.push((dest.clone(), id.clone()));
                 let status = img.status.as_str().to_string();
                 CopyOutcome { region: dest.clone(), image_id: id, status, error: None, reused }
@@ -153,7 +167,7 @@ pub(super) async fn distribute_step(
     tags: &[(String, String)],
     outcome: &mut ImportOutcome,
 ) -> Result<usize, ImportError> {
-    if run.spec.copy_to.is_empty() && run.spec.share_with.is_empty() {
+    if run.spec.copy_to.is_empty() && run.spec.share_with.is_empty() && run.spec.family.is_none() {
         return Ok(0);
     }
     run.start(Step::Distribute);
@@ -176,6 +190,7 @@ pub(super) async fn distribute_step(
         1 => "1 copy".to_string(),
         n => format!("{n} copies"),
     };
-    run.done(Step::Distribute, format!("{copies}, shared with {} account(s)", outcome.shared_with.len()));
+    let family = run.spec.family.as_ref().map(|f| format!(", family {f}")).unwrap_or_default();
+    run.done(Step::Distribute, format!("{copies}, shared with {} account(s){family}", outcome.shared_with.len()));
     Ok(done.failed)
 }

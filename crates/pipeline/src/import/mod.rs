@@ -18,6 +18,9 @@
 //! When `cancel` fires during the upload or the wait, the unfinished import is cancelled (CancelTask), copies in
 //! flight with CancelCopyImage, the object is deleted, and the run ends with [`ImportError::Interrupted`].
 //! Nothing imgport did not create is ever deleted.
+//!
+//! **Family**: ImportImage and CopyImage take no `ImageFamily`, so the family is set with ModifyImageAttribute on
+//! the image once it is Available (before the copies start) and on each copy that does not carry it already.
 
 mod distribute;
 mod examine;
@@ -233,8 +236,8 @@ pub enum ImportError {
     Import(CloudError),
     #[error("{error}; the import goes on: `imgport images wait {image_id}` waits again, the object is kept")]
     TimedOut { image_id: String, error: CloudError },
-    /// The image is Available, but copies or shares failed.
-    #[error("image {} is Available but {} of its copies or shares failed", outcome.image_id, failed)]
+    /// The image is Available, but copies, shares or setting the family failed.
+    #[error("image {} is Available but {} of its copies, shares or family settings failed", outcome.image_id, failed)]
     Partial { outcome: Box<ImportOutcome>, failed: usize },
     /// `cancel` fired: what imgport created that was not finished is cancelled and removed.
     #[error("interrupted; {cleanup}")]
@@ -306,8 +309,11 @@ pub async fn import(
         spec.key.as_deref(),
         spec.overrides.disk_size_gib,
     )?;
-    if spec.wait.is_none() && !(spec.copy_to.is_empty() && spec.share_with.is_empty()) {
-        return Err(plan::Invalid("--copy-to and --share-with need the image Available: drop --no-wait".into()).into());
+    if spec.wait.is_none() && !(spec.copy_to.is_empty() && spec.share_with.is_empty() && spec.family.is_none()) {
+        return Err(plan::Invalid(
+            "--copy-to, --share-with and --family need the image Available: drop --no-wait".into(),
+        )
+        .into());
     }
 
     // Validate and digest.
@@ -491,7 +497,6 @@ pub async fn import(
         architecture: parameters.architecture.clone(),
         boot_mode: parameters.boot_mode.clone(),
         license_type: spec.license_type.clone(),
-        image_family: spec.family.clone(),
         detection_strategy: spec.detection_strategy.clone(),
         tags: tags.clone(),
         client_token: Some(plan::client_token(&digest, &spec.name, &region)),
