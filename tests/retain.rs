@@ -28,10 +28,15 @@ fn imgport_local(home: &Path, config: &str, args: &[&str]) -> (i32, String, Stri
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
+/// The JSON document a successful command prints; `images retain`'s is checked against its schema in docs/schemas.
 fn json_of(home: &Path, args: &[&str]) -> Value {
     let (code, out, err) = imgport_local(home, FAST, args);
     assert_eq!(code, 0, "{args:?}: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+    if args.contains(&"retain") {
+        check_schema("retain-result.schema.json", std::slice::from_ref(&doc));
+    }
+    doc
 }
 
 /// Imports the guest as `name` into family `web`, created at `created` (UNIX seconds): its image id.
@@ -156,6 +161,7 @@ fn retain_keeps_the_newest_and_retires_the_rest_in_two_phases() {
     );
     assert_eq!(code, 8, "{out}{err}");
     let report: Value = serde_json::from_str(&out).expect("JSON");
+    check_schema("retain-result.schema.json", std::slice::from_ref(&report));
     assert_eq!((report["failed"].as_u64(), report["done"][0]["ok"].as_bool()), (Some(1), Some(false)), "{report}");
     assert!(report["done"][0]["error"].as_str().is_some_and(|e| e.contains("InternalError")), "{report}");
     assert!(err.contains("1 of 1 retirements failed"), "{err}");

@@ -35,10 +35,10 @@
 //!
 //! **Skipped**, with the reason, and never retired: images instances run (`Usage` `instance`, or an instance's
 //! `ImageId`), images shared with other accounts, the source of a copy in flight (a copy imgport made carries the
-//! source's digest tag, so a copy still Waiting or Creating in a surveyed region marks the images of that digest in
-//! the others), images still being imported or copied, failed ones, images not made by imgport, Deprecated images
-//! without a readable [`DEPRECATED_AT_TAG`] (deprecated by someone else, left to them), and images whose
-//! `CreationTime` does not read. Things change between the survey and the deletion: DeleteImage without `Force`
+//! source's name and digest tag, so a copy still Waiting or Creating in a surveyed region marks the image of that
+//! name and digest in the others; ECS tells no more), images still being imported or copied, failed ones, images
+//! not made by imgport, Deprecated images without a readable [`DEPRECATED_AT_TAG`] (deprecated by someone else,
+//! left to them), and images whose `CreationTime` does not read. Things change between the survey and the deletion: DeleteImage without `Force`
 //! refuses an image in use, shared or being copied, so such an image fails to delete rather than disappearing.
 
 use crate::ecs::ImageFilter;
@@ -389,14 +389,15 @@ pub async fn survey(ecs: &Ecs, family: &str, regions: &[String]) -> Result<Vec<S
             ..Default::default()
         });
     }
-    // A copy in flight carries its source's digest: the images of that digest in the other regions are its source.
-    let copying: Vec<(String, String)> = out
+    // A copy imgport makes carries its source's name and digest tag: the images of that name and digest in the
+    // other regions are the source of a copy still in flight.
+    let copying: Vec<(String, String, String)> = out
         .iter()
         .flat_map(|s| {
             s.images
                 .iter()
                 .filter(|i| i.is_copied && i.status.in_flight())
-                .filter_map(|i| Some((s.region.clone(), i.tag(DIGEST_TAG)?.to_string())))
+                .filter_map(|i| Some((s.region.clone(), i.image_name.clone(), i.tag(DIGEST_TAG)?.to_string())))
         })
         .collect();
     for s in &mut out {
@@ -405,7 +406,11 @@ pub async fn survey(ecs: &Ecs, family: &str, regions: &[String]) -> Result<Vec<S
             .images
             .iter()
             .filter(|i| !i.status.in_flight())
-            .filter(|i| copying.iter().any(|(r, d)| *r != region && i.tag(DIGEST_TAG) == Some(d.as_str())))
+            .filter(|i| {
+                copying.iter().any(|(r, name, digest)| {
+                    *r != region && i.image_name == *name && i.tag(DIGEST_TAG) == Some(digest.as_str())
+                })
+            })
             .map(|i| i.image_id.clone())
             .collect::<Vec<_>>();
         s.copying.extend(sources);
