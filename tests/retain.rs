@@ -1,6 +1,7 @@
 //! `imgport images retain` against the local cloud: a family of imported images with chosen creation times (the
-//! emulator's `creation_time` fault), one shared, one run by an instance and one not made by imgport; the dry run's
-//! plan, then a run that deprecates, then one after the grace period that deletes the image with its snapshot.
+//! emulator's `creation_time` fault), one shared, one run by an instance, one not made by imgport and a copy in a
+//! second region; the dry run's plans, then a run that deprecates, a run whose deletion fails (exit 8), then one
+//! after the grace period that deletes the image with its snapshot.
 //! The shared and in-use images, and the foreign one, are never touched.
 
 use crate::common::*;
@@ -113,9 +114,36 @@ fn retain_keeps_the_newest_and_retires_the_rest_in_two_phases() {
     );
     let foreign = created["ImageId"].as_str().expect("id").to_string();
 
-    // The dry run: the plan, and nothing changed.
-    let dry = json_of(home, &["images", "retain", "--family", "web", "--keep", "2", "--dry-run", "--json"]);
+    // A copy of the newest in another region carries its imgport tags, so retention counts it there.
+    let copies = json_of(home, &["images", "copy", &newest, "--to", "cn-beijing", "--json"]);
+    let copy = copies[0]["ImageId"].as_str().expect("copy id").to_string();
+
+    // The dry run over both regions: the plans, and nothing changed.
+    let dry = json_of(
+        home,
+        &[
+            "images",
+            "retain",
+            "--family",
+            "web",
+            "--keep",
+            "2",
+            "--region",
+            "cn-hangzhou",
+            "--region",
+            "cn-beijing",
+            "--dry-run",
+            "--json",
+        ],
+    );
     assert_eq!(dry["dry_run"], true);
+    let there = &dry["plans"][1];
+    assert_eq!(there["region"], "cn-beijing");
+    let p = planned(there, &copy);
+    assert_eq!(
+        (p["action"].as_str(), p["reason"].as_str(), p["rank"].as_u64()),
+        (Some("keep"), Some("newest"), Some(1))
+    );
     assert_eq!(dry["done"].as_array().map(Vec::len), Some(0), "{dry}");
     let plan = &dry["plans"][0];
     assert_eq!(plan["region"], "cn-hangzhou");

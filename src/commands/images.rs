@@ -449,12 +449,20 @@ async fn list(ecs: &Ecs, a: ListArgs) -> Result<(), CloudError> {
 }
 
 async fn copy(ecs: &Ecs, a: CopyArgs) -> Result<(), CloudError> {
+    // ECS copies no tags: the copy of an image imgport made carries its imgport tags, so retention knows it (and
+    // its source while it is in flight).
+    let source = ecs.image(&a.id).await?.ok_or_else(|| not_found(ecs, &a.id))?;
+    let tags: Vec<(String, String)> = [imgport_cloud::DIGEST_TAG, imgport_cloud::VERSION_TAG]
+        .iter()
+        .filter_map(|k| source.tag(k).map(|v| (k.to_string(), v.to_string())))
+        .collect();
     let mut started = Vec::new();
     for dest in &a.to {
         let request = CopyRequest {
             image_id: a.id.clone(),
             destination_region: dest.clone(),
             destination_name: a.name.clone(),
+            tags: tags.clone(),
             ..Default::default()
         };
         let id = ecs.copy_image(&request).await?;

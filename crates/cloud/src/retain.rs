@@ -374,7 +374,8 @@ pub async fn survey(ecs: &Ecs, family: &str, regions: &[String]) -> Result<Vec<S
             .filter(|id| images.iter().any(|i| &i.image_id == id))
             .collect();
         let mut shared = BTreeMap::new();
-        for i in images.iter().filter(|i| i.tag(DIGEST_TAG).is_some() && !i.status.in_flight()) {
+        let ready = |i: &&Image| matches!(i.status, ImageStatus::Available | ImageStatus::Deprecated);
+        for i in images.iter().filter(|i| i.tag(DIGEST_TAG).is_some()).filter(ready) {
             let accounts = ecs.shared_with(&i.image_id).await?;
             if !accounts.is_empty() {
                 shared.insert(i.image_id.clone(), accounts.len());
