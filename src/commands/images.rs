@@ -659,7 +659,7 @@ fn run_retain(cloud: &CloudArgs, a: RetainArgs) -> u8 {
         return 1;
     }
     // The clients are made for the first region and moved to each.
-    let first = CloudArgs { region: regions[..1].to_vec(), ..cloud.clone() };
+    let first = CloudArgs { region: regions.iter().take(1).cloned().collect(), ..cloud.clone() };
     with_ecs_code(&first, move |ecs| async move {
         let now = unix_now();
         let surveys = retain::survey(&ecs, &a.family, &regions).await?;
