@@ -16,6 +16,7 @@ mod inspect;
 mod network;
 mod qcow2;
 mod raw;
+mod retain;
 mod roundtrip;
 mod upload;
 mod validate;

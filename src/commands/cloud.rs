@@ -21,27 +21,40 @@ pub struct CloudArgs {
     /// `alibaba` (default), or `local`: the built-in local cloud, no account needed.
     #[arg(long, global = true, default_value = "alibaba", value_parser = ["alibaba", "local"])]
     pub cloud: String,
-    /// Region [default: ALIBABA_CLOUD_REGION_ID, else cn-hangzhou].
+    /// Region [default: ALIBABA_CLOUD_REGION_ID, else cn-hangzhou]; `images retain` takes several.
     #[arg(long, global = true)]
-    pub region: Option<String>,
+    pub region: Vec<String>,
 }
 
 impl CloudArgs {
     /// `--region`, else `ALIBABA_CLOUD_REGION_ID`, else cn-hangzhou. A region id becomes part of endpoint host
     /// names, so anything but the shape of one (`cn-hangzhou`, `ap-southeast-1`) is refused.
     pub fn region(&self, env: &Env) -> Result<String, String> {
-        let r = self
-            .region
-            .clone()
-            .or_else(|| env.get("ALIBABA_CLOUD_REGION_ID").map(str::to_string))
-            .unwrap_or_else(|| "cn-hangzhou".to_string());
-        let shaped = r.len() <= 64
-            && r.split('-').count() >= 2
-            && r.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
-        if !shaped {
-            return Err(format!("{r:?} is not a region id (like cn-hangzhou or ap-southeast-1)"));
+        if self.region.len() > 1 {
+            return Err(format!(
+                "--region given {} times: only `imgport images retain` takes several",
+                self.region.len()
+            ));
         }
-        Ok(r)
+        Ok(self.regions(env)?.remove(0))
+    }
+
+    /// Every `--region`, each once in their order (at least one: the default as for [`CloudArgs::region`]).
+    pub fn regions(&self, env: &Env) -> Result<Vec<String>, String> {
+        let mut given = self.region.clone();
+        if given.is_empty() {
+            given.push(
+                env.get("ALIBABA_CLOUD_REGION_ID").map(str::to_string).unwrap_or_else(|| "cn-hangzhou".to_string()),
+            );
+        }
+        let mut out: Vec<String> = Vec::new();
+        for r in given {
+            let r = shaped_region(r)?;
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// The clients, and the local cloud when that is the one (it runs while the value lives). `bucket` is the
@@ -58,6 +71,17 @@ impl CloudArgs {
         let bucket = bucket.unwrap_or("");
         Ok((None, alibaba_clouds(&region, bucket, &env)?))
     }
+}
+
+/// A region id becomes part of endpoint host names, so anything but the shape of one is refused.
+fn shaped_region(r: String) -> Result<String, String> {
+    let shaped = r.len() <= 64
+        && r.split('-').count() >= 2
+        && r.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+    if !shaped {
+        return Err(format!("{r:?} is not a region id (like cn-hangzhou or ap-southeast-1)"));
+    }
+    Ok(r)
 }
 
 /// The regions the local cloud serves besides the import's, so `--copy-to` has somewhere to go.

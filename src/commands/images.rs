@@ -1,10 +1,12 @@
 //! `imgport images ...` (list, show, wait, copy, share, unshare, tag, deprecate, undeprecate, delete, cancel,
-//! create) and `imgport instance replace-disk`: the custom image lifecycle, on Alibaba Cloud or the local cloud.
+//! create, retain) and `imgport instance replace-disk`: the custom image lifecycle, on Alibaba Cloud or the local
+//! cloud. `retain` is [`imgport_cloud::retain`] on the command line.
 
 use super::cloud::{CloudArgs, LocalCloud};
 use crate::output::print_json;
 use imgport_cloud::ecs::{CreateRequest, ImageFilter};
 use imgport_cloud::model::{Image, TaskStatus};
+use imgport_cloud::retain::{self, Action, Done, Plan, Policy};
 use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
 use imgport_cloud::{CloudError, Ecs, ErrorKind};
 use std::sync::Arc;
@@ -45,6 +47,9 @@ pub enum ImagesCommand {
     Cancel(IdArgs),
     /// Create an image from an instance's system disk or from snapshots (CreateImage), and wait for it.
     Create(CreateArgs),
+    /// Retire a family's old images imgport made: keep the newest, deprecate the rest, delete them (with their
+    /// snapshots) after a grace period; never images in use, shared or being copied.
+    Retain(RetainArgs),
 }
 
 #[derive(clap::Args)]
@@ -164,6 +169,44 @@ pub struct CreateArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+pub struct RetainArgs {
+    /// The image family (every `--region` is surveyed).
+    #[arg(long)]
+    family: String,
+    /// Keep the N newest.
+    #[arg(long, required_unless_present = "keep_days")]
+    keep: Option<usize>,
+    /// Keep those younger than D days (with --keep: either keeps an image).
+    #[arg(long)]
+    keep_days: Option<u64>,
+    /// Never keep fewer than N (the newest).
+    #[arg(long, default_value_t = 1)]
+    min_keep: usize,
+    /// Deprecate an image out of the keep set once it is this old (since its creation; 0: at once).
+    #[arg(long, value_parser = super::import::parse_duration, default_value = "0s")]
+    deprecate_after: Duration,
+    /// Delete a deprecated image (and its snapshots) this long after it was deprecated; `never` keeps it deprecated.
+    #[arg(long, value_parser = parse_grace, default_value = "7d")]
+    delete_after: Grace,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--delete-after`: a duration, or `never`.
+#[derive(Clone, Copy)]
+struct Grace(Option<Duration>);
+
+fn parse_grace(s: &str) -> Result<Grace, String> {
+    if s.trim() == "never" {
+        return Ok(Grace(None));
+    }
+    super::import::parse_duration(s).map(|d| Grace(Some(d)))
+}
+
 /// Whether and how long a command that starts images waits for them.
 #[derive(clap::Args)]
 pub struct Waiting {
@@ -216,19 +259,27 @@ fn with_ecs<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs) -> F) -> u8
 where
     F: std::future::Future<Output = Result<(), CloudError>>,
 {
+    with_ecs_code(cloud, |ecs| async move { f(ecs).await.map(|()| 0) })
+}
+
+/// [`with_ecs`] for a command that answers its own exit code when it does not fail outright.
+fn with_ecs_code<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs) -> F) -> u8
+where
+    F: std::future::Future<Output = Result<u8, CloudError>>,
+{
     with_ecs_cancellable(cloud, |ecs, mut cancel| async move {
         tokio::select! {
             r = f(ecs) => r,
-            _ = cancel.wait_for(|c| *c) => Ok(()),
+            _ = cancel.wait_for(|c| *c) => Ok(0),
         }
     })
 }
 
-/// [`with_ecs`], but a signal only sets `cancel`: `f` undoes what it started and returns; the exit code is
+/// [`with_ecs_code`], but a signal only sets `cancel`: `f` undoes what it started and returns; the exit code is
 /// then 128 + the signal's number.
 fn with_ecs_cancellable<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs, tokio::sync::watch::Receiver<bool>) -> F) -> u8
 where
-    F: std::future::Future<Output = Result<(), CloudError>>,
+    F: std::future::Future<Output = Result<u8, CloudError>>,
 {
     let rt = match super::upload::runtime() {
         Ok(rt) => rt,
@@ -258,7 +309,7 @@ where
     }
     match (crate::signals::received(), result) {
         (Some(_), _) => crate::signals::exit_code(),
-        (None, Ok(())) => 0,
+        (None, Ok(code)) => code,
         (None, Err(e)) => failed(&e),
     }
 }
@@ -366,6 +417,9 @@ async fn wait_for(ecs: &Ecs, id: &str, timeout: Duration) -> Result<Image, Cloud
 }
 
 pub fn run(args: ImagesArgs) -> u8 {
+    if let ImagesCommand::Retain(a) = args.command {
+        return run_retain(&args.cloud, a);
+    }
     let cloud = args.cloud.clone();
     if let ImagesCommand::Copy(a) = args.command {
         return with_ecs_cancellable(&cloud, move |ecs, cancel| async move { copy(&ecs, a, cancel).await });
@@ -392,6 +446,8 @@ pub fn run(args: ImagesArgs) -> u8 {
             ImagesCommand::Delete(a) => delete(&ecs, a).await,
             ImagesCommand::Cancel(a) => cancel(&ecs, &a.id).await,
             ImagesCommand::Create(a) => create(&ecs, a).await,
+            // Taken before connecting (it surveys several regions): never reaches here.
+            ImagesCommand::Retain(_) => Err(CloudError::InvalidArgument("retain runs on its own".into())),
         }
     })
 }
@@ -421,7 +477,7 @@ async fn list(ecs: &Ecs, a: ListArgs) -> Result<(), CloudError> {
 /// Copies as an import distributes: the copies carry the source's name (or `--name`), description, family and
 /// tags; a region already holding the same content under the name (the `imgport:digest` tag) is reused, and a
 /// rerun's CopyImage answers the same copy (ClientToken). A signal cancels the copies under way.
-async fn copy(ecs: &Ecs, a: CopyArgs, mut cancel: tokio::sync::watch::Receiver<bool>) -> Result<(), CloudError> {
+async fn copy(ecs: &Ecs, a: CopyArgs, mut cancel: tokio::sync::watch::Receiver<bool>) -> Result<u8, CloudError> {
     use imgport_pipeline::import::distribute::{cancel_copies, distribute, Distribution, Started};
     let image = ecs.image(&a.id).await?.ok_or_else(|| not_found(ecs, &a.id))?;
     let d = Distribution {
@@ -445,7 +501,7 @@ async fn copy(ecs: &Ecs, a: CopyArgs, mut cancel: tokio::sync::watch::Receiver<b
         d = distribute(ecs, &image, &d, wait.as_ref(), &events, &started) => d,
         _ = cancel.wait_for(|c| *c) => {
             note!("imgport: interrupted; {}", cancel_copies(ecs, &started).await);
-            return Ok(());
+            return Ok(0);
         }
     };
     if a.json {
@@ -462,11 +518,8 @@ async fn copy(ecs: &Ecs, a: CopyArgs, mut cancel: tokio::sync::watch::Receiver<b
     for w in &done.warnings {
         note!("imgport: warning: {w}");
     }
-    match done.copies.iter().find_map(|c| c.error.clone()) {
-        Some(e) if done.copies.iter().all(|c| c.error.is_some()) => Err(CloudError::InvalidArgument(e)),
-        _ if done.failed > 0 => Err(CloudError::InvalidArgument(format!("{} of the copies failed", done.failed))),
-        _ => Ok(()),
-    }
+    // As `import` exits when copies fail: 8, the rerun reuses what was made.
+    Ok(if done.failed > 0 { 8 } else { 0 })
 }
 
 async fn delete(ecs: &Ecs, a: DeleteArgs) -> Result<(), CloudError> {
@@ -611,4 +664,114 @@ async fn wait_instance(ecs: &Ecs, id: &str, status: &str) -> Result<(), CloudErr
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     Err(CloudError::InvalidArgument(format!("{id} did not become {status} within 10 minutes")))
+}
+
+/// `imgport images retain`: surveys every `--region`, plans each, prints the plans, and unless `--dry-run` carries
+/// them out. Exit 0 when everything planned was done (or nothing was to do), 8 when some retirements failed (the
+/// others were done; a rerun retries), 1 when the survey failed or the arguments are wrong.
+fn run_retain(cloud: &CloudArgs, a: RetainArgs) -> u8 {
+    let regions = match cloud.regions(&imgport_auth::Env::from_process()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 1;
+        }
+    };
+    let policy = Policy {
+        keep: a.keep,
+        keep_younger_than: a.keep_days.map(|d| d.saturating_mul(86_400)),
+        min_keep: a.min_keep,
+        deprecate_after: a.deprecate_after.as_secs(),
+        delete_after: a.delete_after.0.map(|d| d.as_secs()),
+    };
+    if let Err(e) = policy.check() {
+        eprintln!("imgport: error: {e}");
+        return 1;
+    }
+    // The clients are made for the first region and moved to each.
+    let first = CloudArgs { region: regions.iter().take(1).cloned().collect(), ..cloud.clone() };
+    with_ecs_code(&first, move |ecs| async move {
+        let now = unix_now();
+        let surveys = retain::survey(&ecs, &a.family, &regions).await?;
+        let plans = surveys.iter().map(|s| retain::plan(s, &policy, now)).collect::<Result<Vec<Plan>, _>>()?;
+        if !a.json {
+            retain_table(&plans);
+            for p in plans.iter().filter(|p| p.images.is_empty()) {
+                note!("imgport: no images of family {} in {}", p.family, p.region);
+            }
+        }
+        let mut done: Vec<Done> = Vec::new();
+        if !a.dry_run {
+            for p in &plans {
+                let report = retain::apply(&ecs, p, unix_now()).await;
+                if !a.json {
+                    report.iter().for_each(print_done);
+                }
+                done.extend(report);
+            }
+        }
+        let failed = done.iter().filter(|d| !d.ok).count();
+        if a.json {
+            print_json(&serde_json::json!({"dry_run": a.dry_run, "plans": plans, "done": done, "failed": failed}));
+        } else if a.dry_run {
+            note!("imgport: dry run: nothing changed");
+        }
+        if failed > 0 {
+            eprintln!("imgport: error: {failed} of {} retirements failed; rerun to retry them", done.len());
+            return Ok(8);
+        }
+        Ok(0)
+    })
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The plans as one table, a row per image.
+fn retain_table(plans: &[Plan]) {
+    let rows = plans.iter().flat_map(|p| p.images.iter().map(move |i| (p.region.as_str(), i)));
+    let id = rows.clone().map(|(_, i)| i.image_id.len()).max().unwrap_or(0).max(5);
+    let name = rows.clone().map(|(_, i)| i.image_name.len()).max().unwrap_or(0).max(4);
+    let region = plans.iter().map(|p| p.region.len()).max().unwrap_or(0).max(6);
+    outln!(
+        "{:<region$}  {:<id$}  {:<name$}  {:<20}  {:<11}  {:<9}  WHY",
+        "REGION",
+        "IMAGE",
+        "NAME",
+        "CREATED",
+        "STATUS",
+        "ACTION"
+    );
+    for (r, i) in rows {
+        let action =
+            serde_json::to_value(i.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        outln!(
+            "{r:<region$}  {:<id$}  {:<name$}  {:<20}  {:<11}  {action:<9}  {}",
+            i.image_id,
+            i.image_name,
+            i.creation_time,
+            i.status,
+            i.why.describe()
+        );
+    }
+}
+
+fn print_done(d: &Done) {
+    match (d.action, &d.error) {
+        (Action::Deprecate, None) => {
+            outln!("deprecated {} in {} at {}", d.image_id, d.region, d.deprecated_at.as_deref().unwrap_or(""))
+        }
+        (Action::Delete, None) => {
+            outln!("deleted {} in {}", d.image_id, d.region);
+            for s in &d.snapshots_deleted {
+                outln!("deleted snapshot {s}");
+            }
+        }
+        (_, Some(e)) => eprintln!("imgport: error: {} in {}: {e}", d.image_id, d.region),
+        _ => {}
+    }
+    for s in &d.snapshots_kept {
+        note!("imgport: snapshot {s} kept: another image uses it");
+    }
 }

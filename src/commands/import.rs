@@ -125,7 +125,7 @@ pub fn parse_tag(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `3h`, `90m`, `45s`, `600` (seconds).
+/// `3h`, `90m`, `45s`, `7d`, `600` (seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
@@ -137,7 +137,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "s" => n,
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
-        _ => return Err(format!("{s:?}: the unit is s, m or h")),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
     };
     Ok(Duration::from_secs(secs))
 }

@@ -1,6 +1,7 @@
 //! The ECS Images API, typed: ImportImage, CreateImage, DescribeImages (every page), DescribeTaskAttribute,
 //! CancelTask, CopyImage, CancelCopyImage, DeleteImage, ModifyImageAttribute, ModifyImageSharePermission,
-//! TagResources, DescribeRegions. One [`Ecs`] talks to one region; [`Ecs::in_region`] gives the same client for another.
+//! DescribeImageSharePermission, TagResources, DescribeRegions. One [`Ecs`] talks to one region; [`Ecs::in_region`]
+//! gives the same client for another.
 
 use crate::model::{
     Image, ImagesPage, Instance, InstancesPage, Task, TaskAttribute, TaskSummary, TasksPage, EVERY_STATUS,
@@ -417,6 +418,39 @@ impl Ecs {
             (add, remove) = (ra, rr);
         }
         Ok(())
+    }
+
+    /// DescribeImageSharePermission, every page: the accounts the image `id` is shared with.
+    pub async fn shared_with(&self, id: &str) -> Result<Vec<String>, CloudError> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct Answer {
+            accounts: Accounts,
+            #[serde(deserialize_with = "crate::model::lenient_u64")]
+            total_count: u64,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct Accounts {
+            account: Vec<Account>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "PascalCase", default)]
+        struct Account {
+            aliyun_id: String,
+        }
+        let mut out = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let mut p = Params::default();
+            p.put("ImageId", id).put("PageNumber", page.to_string()).put("PageSize", PAGE_SIZE.to_string());
+            let a: Answer = self.call("DescribeImageSharePermission", p).await?;
+            let got = a.accounts.account.len();
+            out.extend(a.accounts.account.into_iter().map(|a| a.aliyun_id));
+            if got < PAGE_SIZE || out.len() as u64 >= a.total_count {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// TagResources on images (`resource_type` `image`) or snapshots (`snapshot`).

@@ -7,6 +7,7 @@
 //! - [`role`]: the import role's preflight and its creation as the console does it.
 //! - [`advice`]: each error code's cause and fix.
 //! - [`model`]: images and tasks as ECS describes them.
+//! - [`retain`]: retiring a family's old images (survey, plan, apply), and the tags imgport puts on images.
 //!
 //! Errors are [`CloudError`] with a stable [`ErrorKind`]. The crate never prints: waits report [`wait::WaitEvent`]s.
 
@@ -14,8 +15,10 @@ pub mod advice;
 pub mod ecs;
 mod error;
 pub mod model;
+pub mod retain;
 pub mod role;
 pub mod wait;
 
 pub use ecs::Ecs;
 pub use error::{CloudError, ErrorKind};
+pub use retain::{DEPRECATED_AT_TAG, DIGEST_TAG, VERSION_TAG};

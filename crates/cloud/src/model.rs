@@ -64,7 +64,7 @@ impl<'de> Deserialize<'de> for ImageStatus {
 pub const EVERY_STATUS: &str = "Creating,Waiting,Available,UnAvailable,CreateFailed,Deprecated";
 
 /// A number written as a number or a string, with an optional `%` (`45`, `"45"`, `"45%"`); anything else is 0.
-fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(crate) fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     Ok(match serde_json::Value::deserialize(d)? {
         serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
         serde_json::Value::String(s) => s.trim().trim_end_matches('%').trim().parse().unwrap_or(0),

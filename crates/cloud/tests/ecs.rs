@@ -16,24 +16,24 @@ use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, RunningEmulator}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const REGION: &str = "cn-hangzhou";
+pub(crate) const REGION: &str = "cn-hangzhou";
 const BUCKET: &str = "images";
 const KEY: &str = "disk.raw";
 
-fn start(dir: &std::path::Path, settings: CloudSettings) -> RunningEmulator {
+pub(crate) fn start(dir: &std::path::Path, settings: CloudSettings) -> RunningEmulator {
     let mut cfg = EmulatorConfig::new(dir).cloud(settings);
     cfg.regions = vec![REGION.into(), "cn-shanghai".into()];
     Emulator::start(cfg).expect("emulator starts")
 }
 
-fn rpc(emu: &RunningEmulator, service: Service, version: &str, style: Style) -> RpcClient {
+pub(crate) fn rpc(emu: &RunningEmulator, service: Service, version: &str, style: Style) -> RpcClient {
     let endpoint = Endpoint::parse(&emu.ecs_endpoint).expect("endpoint");
     RpcClient::new(service, version, endpoint, style, system_clock())
         .expect("client")
         .with_credentials(Arc::new(Static::new(emu.credentials.clone(), "test")))
 }
 
-fn ecs(emu: &RunningEmulator) -> Ecs {
+pub(crate) fn ecs(emu: &RunningEmulator) -> Ecs {
     Ecs::new(rpc(emu, Service::Ecs, imgport_cloud::ecs::VERSION, Style::Acs3), REGION)
 }
 
@@ -42,7 +42,7 @@ fn ram(emu: &RunningEmulator) -> Ram {
 }
 
 /// A 4 MiB raw disk with an MBR holding one bootable Linux partition, stored as `BUCKET/KEY`.
-async fn upload_disk(emu: &RunningEmulator) {
+pub(crate) async fn upload_disk(emu: &RunningEmulator) {
     use imgport_storage::{Client, Flavor, ObjectStore, StoreConfig};
     let endpoint = Endpoint::parse(&emu.oss_endpoint).expect("endpoint");
     let client = Client::new(StoreConfig {
@@ -66,7 +66,7 @@ async fn upload_disk(emu: &RunningEmulator) {
     client.put_object(KEY, disk.into(), &Default::default()).await.expect("put");
 }
 
-fn request(name: &str) -> ImportRequest {
+pub(crate) fn request(name: &str) -> ImportRequest {
     ImportRequest {
         image_name: name.into(),
         disks: vec![ImportDisk { bucket: BUCKET.into(), object: KEY.into(), format: "RAW".into(), size_gib: None }],
@@ -75,7 +75,7 @@ fn request(name: &str) -> ImportRequest {
     }
 }
 
-fn quick() -> WaitOptions {
+pub(crate) fn quick() -> WaitOptions {
     WaitOptions {
         timeout: Duration::from_secs(60),
         first_poll: Duration::from_millis(200),
@@ -84,13 +84,13 @@ fn quick() -> WaitOptions {
     }
 }
 
-fn recorder() -> (WaitEventFn, Arc<Mutex<Vec<WaitEvent>>>) {
+pub(crate) fn recorder() -> (WaitEventFn, Arc<Mutex<Vec<WaitEvent>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     (Arc::new(move |e: &WaitEvent| s.lock().expect("lock").push(e.clone())), seen)
 }
 
-fn rule(operation: &str, fault: Fault) -> FaultConfig {
+pub(crate) fn rule(operation: &str, fault: Fault) -> FaultConfig {
     FaultConfig {
         rules: vec![FaultRule { operation: operation.into(), fault, rate: 1.0, after: 0, times: Some(1) }],
         ..Default::default()

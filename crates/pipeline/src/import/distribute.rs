@@ -120,9 +120,11 @@ pub async fn distribute(
                     started.lock().unwrap_or_else(|p| p.into_inner()).push((region, id.clone()));
                     let done = match wait {
                         Some(w) => wait_image(&there, &id, None, w, &wait_events).await,
-                        None => there.image(&id).await.and_then(|copy| {
-                            copy.ok_or_else(|| CloudError::InvalidArgument(format!("the copy {id} is not listed yet")))
-                        }),
+                        None => match there.image(&id).await {
+                            Ok(Some(copy)) => Ok(copy),
+                            Ok(None) => Err(CloudError::InvalidArgument(format!("the copy {id} is not listed yet"))),
+                            Err(e) => Err(e),
+                        },
                     };
                     (id, done, false)
                 }

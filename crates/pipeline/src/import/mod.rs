@@ -65,10 +65,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
-/// The tag every image imgport creates carries: the content digest of the imported disk.
-pub const DIGEST_TAG: &str = "imgport:digest";
-/// The tag with the version of imgport that created the image.
-pub const VERSION_TAG: &str = "imgport:version";
+/// The tags imgport puts on the images it creates (defined with retention, which reads them).
+pub use imgport_cloud::{DIGEST_TAG, VERSION_TAG};
 
 /// What to import and how.
 #[derive(Debug, Clone, Default)]
