@@ -116,7 +116,7 @@ fn retain_keeps_the_newest_and_retires_the_rest_in_two_phases() {
 
     // A copy of the newest in another region carries its imgport tags, so retention counts it there.
     let copies = json_of(home, &["images", "copy", &newest, "--to", "cn-beijing", "--json"]);
-    let copy = copies[0]["ImageId"].as_str().expect("copy id").to_string();
+    let copy = copies[0]["image_id"].as_str().expect("copy id").to_string();
 
     // The dry run over both regions: the plans, and nothing changed.
     let dry = json_of(
