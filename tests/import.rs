@@ -220,6 +220,13 @@ fn failures_have_their_exit_codes() {
     assert!(err.lines().any(|l| l.starts_with(r#"{"event":"finding","#)), "findings as events: {err}");
     let findings = out["findings"].as_array().map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>());
     assert!(findings.is_some_and(|f| f.iter().any(|f| f.contains("chattr -i"))), "{out}");
+    // A copy region that holds another image under the name fails preflight (4), before any upload.
+    let (code, _, err) = run(home.path(), FAST, &[&good, "--name", "taken", "--region", "cn-shanghai"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) =
+        run(home.path(), FAST, &[&guest("gpt-uefi-ext4"), "--name", "taken", "--copy-to", "cn-shanghai"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("--copy-to cn-shanghai: an image named") && !err.contains("imgport: upload"), "{err}");
     // A flag the image contradicts (2).
     let (code, _, err) = run(home.path(), FAST, &[&good, "--name", "uefi", "--boot-mode", "UEFI"]);
     assert_eq!(code, 2, "{err}");

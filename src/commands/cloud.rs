@@ -86,7 +86,15 @@ fn shaped_region(r: String) -> Result<String, String> {
 
 /// The regions the local cloud serves besides the import's, so `--copy-to` has somewhere to go.
 const LOCAL_REGIONS: [&str; 4] = ["cn-hangzhou", "cn-shanghai", "cn-beijing", "ap-southeast-1"];
-const LOCAL_BUCKET: &str = "imgport-local";
+/// The local cloud's bucket in `region`: one per region, as ECS imports only from a bucket in its own region
+/// (`imgport-local` in the first region, as before, so existing state keeps its bucket).
+fn local_bucket(region: &str) -> String {
+    if region == LOCAL_REGIONS[0] {
+        "imgport-local".to_string()
+    } else {
+        format!("imgport-local-{region}")
+    }
+}
 /// A file with the local cloud's `cloud` settings and `faults` (the format of `emulator serve --config`).
 pub const LOCAL_CONFIG_VAR: &str = "IMGPORT_LOCAL_CLOUD_CONFIG";
 
@@ -244,7 +252,7 @@ impl LocalCloud {
             style: endpoints::BucketStyle::default_for(&oss),
             endpoint: oss,
             region: region.to_string(),
-            bucket: LOCAL_BUCKET.to_string(),
+            bucket: local_bucket(region),
             credentials: creds,
         })
         .map_err(|e| e.to_string())?;
@@ -252,7 +260,7 @@ impl LocalCloud {
             ecs: Ecs::new(ecs, region),
             ram: Ram::new(ram),
             store: Arc::new(store),
-            bucket: LOCAL_BUCKET.to_string(),
+            bucket: local_bucket(region),
             store_id: Some(format!("imgport-local-cloud:{}", local_cloud_dir().display())),
         })
     }

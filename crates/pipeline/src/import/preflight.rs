@@ -62,6 +62,30 @@ pub(super) async fn preflight(
             ));
         }
     }
+    // A copy region holding another image under the name would fail the copy after the whole import; found now.
+    if !spec.replace {
+        for dest in &spec.copy_to {
+            let there = clouds.ecs.in_region(dest);
+            let held = replace::named(&there, &spec.name).await.map_err(|e| {
+                let m = explain(&format!("cannot list the images in {dest}"), &e);
+                preflight_error(m, Some(e))
+            })?;
+            if let Some(i) = held.filter(|i| i.tag(DIGEST_TAG) != Some(digest)) {
+                return Err(preflight_error(
+                    format!(
+                        "--copy-to {dest}: an image named {:?} with other content already exists there: {} ({}); \
+                         fix: --replace (the copy takes the name once Available), another --name, or delete it \
+                         (imgport images delete {} --region {dest})",
+                        spec.name,
+                        i.image_id,
+                        i.status.as_str(),
+                        i.image_id
+                    ),
+                    None,
+                ));
+            }
+        }
+    }
     match clouds.store.bucket_region().await {
         Ok(r) if r == region => {}
         Ok(r) => {
