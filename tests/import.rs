@@ -858,6 +858,25 @@ fn keep_converted_writes_the_streamed_qcow2_also_on_resume_and_reuse() {
     assert!(std::fs::read(&kept).expect("kept") == std::fs::read(&again).expect("again"), "the same bytes");
 }
 
+/// `--keep-converted` when the bucket already holds the converted object (kept by an earlier run under the same
+/// `--key`): nothing is uploaded, and the file is converted alone, equal to the source.
+#[test]
+fn keep_converted_when_the_object_is_already_there() {
+    let home = tempdir();
+    let vmdk = home.path().join("disk.vmdk");
+    qemu_convert(Path::new(&guest("mbr-bios-ext4")), &vmdk, "vmdk", "subformat=monolithicSparse", &[]);
+    let (vmdk, kept) = (vmdk.to_string_lossy(), home.path().join("kept.qcow2"));
+    let (code, _, err) = run(home.path(), FAST, &[&vmdk, "--name", "first", "--key", "disk.qcow2", "--keep-object"]);
+    assert_eq!(code, 0, "{err}");
+    let args =
+        [&vmdk, "--name", "second", "--key", "disk.qcow2", "--keep-converted", &kept.to_string_lossy(), "--json"];
+    let (code, out, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already uploaded"), "nothing was uploaded: {err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    assert_qemu_identical(Path::new(vmdk.as_ref()), "vmdk", &kept, "qcow2");
+}
+
 /// `--keep-converted` is refused (exit 2) before anything is uploaded when PATH exists (left as it was) and when
 /// the image goes up as it is (a qcow2: nothing is converted, so nothing could be kept).
 #[test]

@@ -514,7 +514,11 @@ pub async fn import(
                     outcome.upload_summary = Some(s);
                 }
             }
-            Ok(Turn::Sent(Sent::AlreadyThere)) => already.push(format!("oss://{}/{}", clouds.bucket, disk.key)),
+            Ok(Turn::Sent(Sent::AlreadyThere)) => {
+                // Nothing was converted on the way: the kept file is converted alone.
+                objects::keep_converted(&run, disk).await?;
+                already.push(format!("oss://{}/{}", clouds.bucket, disk.key));
+            }
             Ok(Turn::Reuse(existing)) => {
                 if n == 0 {
                     objects::keep_converted(&run, disk).await?;

@@ -46,7 +46,6 @@ pub(super) fn same_content(meta: &imgport_storage::ObjectMeta, digest: &str, for
 pub(super) async fn send(run: &Run<'_>, disk: &Disk<'_>) -> Result<Sent, ImportError> {
     if let Ok(meta) = run.clouds.store.head_object(disk.key).await {
         if same_content(&meta, disk.digest, disk.format) {
-            keep_converted(run, disk).await?;
             return Ok(Sent::AlreadyThere);
         }
     }
