@@ -5,8 +5,9 @@
 //! retried and a task that finishes before its image waited out; the import role missing or untrusted, and
 //! `--create-role`; Ctrl-C and SIGTERM during the upload and the wait cancelling the import and removing what it
 //! created, and kill -9 followed by a resumed upload; `images find` across pages; `--replace` swapping images only
-//! once the new one is Available. One test imports through `--cloud alibaba` into `imgport emulator serve` and has
-//! the official Python SDK check what it made.
+//! once the new one is Available; `--keep-converted` writing the streamed qcow2 whole (also on a resumed upload and
+//! a reuse) and leaving nothing on refusal or Ctrl-C. One test imports through `--cloud alibaba` into
+//! `imgport emulator serve` and has the official Python SDK check what it made.
 
 use crate::common::*;
 use imgport_auth::endpoints::{Endpoint, Service};
@@ -579,6 +580,23 @@ fn ctrl_c_during_the_upload_removes_the_parts() {
     assert_eq!(out["status"], "Available", "{out}");
 }
 
+/// Ctrl-C during an upload with `--keep-converted`: exit 130, and neither PATH nor its temporary file is left.
+#[test]
+fn ctrl_c_leaves_no_kept_file() {
+    let home = tempdir();
+    let out = home.path().join("out");
+    std::fs::create_dir_all(&out).expect("dir");
+    let kept = out.join("kept.qcow2");
+    let slow = format!("{FAST}[[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\n");
+    let (good, kept_s) = (guest("mbr-bios-ext4"), kept.to_string_lossy());
+    let args = [&good, "--name", "stopped", "--part-size", "128K", "--keep-converted", &kept_s];
+    let (code, seen, rest, _) =
+        interrupt_at(import_cmd(home.path(), &slow, &args), "preflight", Duration::from_millis(500), libc::SIGINT);
+    assert_eq!(code, Some(130), "{seen}{rest}");
+    let left: Vec<_> = std::fs::read_dir(&out).expect("list").flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// `--data-disk`: a system disk and a data disk (a qcow2 made by qemu-img) become one image with two disks; both
 /// objects are removed after.
 #[test]
@@ -810,6 +828,94 @@ fn a_rerun_after_kill_9_resumes_the_upload() {
     assert_eq!(sent.zip(resumed).map(|(s, r)| s + r), parts, "only the rest was sent: {summary}");
 }
 
+/// `--keep-converted PATH`: the VMDK's conversion is written to PATH as it streams into the upload. A run killed
+/// mid-upload leaves nothing at PATH; the rerun resumes the upload (the stored parts are not sent again) and still
+/// writes the whole file, which `qemu-img compare` finds equal to the source and `qemu-img check` clean. A third
+/// run reuses the image (nothing uploaded) and writes the same bytes to another path by converting alone.
+#[test]
+fn keep_converted_writes_the_streamed_qcow2_also_on_resume_and_reuse() {
+    let home = tempdir();
+    let vmdk = home.path().join("web.vmdk");
+    qemu_convert(Path::new(&guest("mbr-bios-ext4")), &vmdk, "vmdk", "subformat=streamOptimized", &[]);
+    let (vmdk, kept, again) = (vmdk.to_string_lossy(), home.path().join("web.qcow2"), home.path().join("again.qcow2"));
+    let kept_s = kept.to_string_lossy();
+    let slow =
+        format!("{FAST}[[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\nafter = 4\n");
+    let args = [&vmdk, "--name", "kept", "--part-size", "128K", "--concurrency", "2", "--keep-converted", &kept_s];
+    let cmd = import_cmd(home.path(), &slow, &args);
+    let (code, seen, rest, _) = interrupt_at(cmd, "preflight", Duration::from_millis(1500), libc::SIGKILL);
+    assert_eq!(code, None, "killed: {seen}{rest}");
+    assert!(!kept.exists(), "nothing at PATH before the upload completed");
+    let mut args = args.to_vec();
+    args.push("--json");
+    let (code, out, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((out["status"].as_str(), out["upload"].as_str()), (Some("Available"), Some("convert_to_qcow2")));
+    assert!(out["upload_summary"]["resumed_parts"].as_u64().is_some_and(|r| r >= 4), "resumed: {out}");
+    let converting: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "converting")
+        .collect();
+    let virtual_size = qemu_info(Path::new(vmdk.as_ref()), "vmdk")["virtual-size"].as_u64();
+    assert!(!converting.is_empty() && converting.iter().all(|e| e["total"].as_u64() == virtual_size), "{err}");
+    assert_qemu_identical(Path::new(vmdk.as_ref()), "vmdk", &kept, "qcow2");
+    let (code, text) = qemu_img_status(&["check", "-f", "qcow2", &kept_s]);
+    assert_eq!(code, 0, "qemu-img check: {text}");
+    // Rerun: the image is reused, nothing is uploaded, the file is the same bytes.
+    let again_s = again.to_string_lossy();
+    let (code, out, err) = run(home.path(), FAST, &[&vmdk, "--name", "kept", "--keep-converted", &again_s, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["reused"], true, "{out}");
+    assert!(std::fs::read(&kept).expect("kept") == std::fs::read(&again).expect("again"), "the same bytes");
+}
+
+/// `--keep-converted` when the bucket already holds the converted object (kept by an earlier run under the same
+/// `--key`): nothing is uploaded, and the file is converted alone, equal to the source.
+#[test]
+fn keep_converted_when_the_object_is_already_there() {
+    let home = tempdir();
+    let vmdk = home.path().join("disk.vmdk");
+    qemu_convert(Path::new(&guest("mbr-bios-ext4")), &vmdk, "vmdk", "subformat=monolithicSparse", &[]);
+    let (vmdk, kept) = (vmdk.to_string_lossy(), home.path().join("kept.qcow2"));
+    let (code, _, err) = run(home.path(), FAST, &[&vmdk, "--name", "first", "--key", "disk.qcow2", "--keep-object"]);
+    assert_eq!(code, 0, "{err}");
+    let args =
+        [&vmdk, "--name", "second", "--key", "disk.qcow2", "--keep-converted", &kept.to_string_lossy(), "--json"];
+    let (code, out, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already uploaded"), "nothing was uploaded: {err}");
+    assert_eq!(out["status"], "Available", "{out}");
+    assert_qemu_identical(Path::new(vmdk.as_ref()), "vmdk", &kept, "qcow2");
+}
+
+/// `--keep-converted` is refused (exit 2) before anything is uploaded when PATH exists (left as it was) and when
+/// the image goes up as it is (a qcow2: nothing is converted, so nothing could be kept).
+#[test]
+fn keep_converted_is_refused_when_nothing_is_converted_or_the_file_exists() {
+    let home = tempdir();
+    let vmdk = home.path().join("disk.vmdk");
+    qemu_convert(Path::new(&guest("mbr-bios-ext4")), &vmdk, "vmdk", "subformat=monolithicSparse", &[]);
+    let existing = home.path().join("existing.qcow2");
+    std::fs::write(&existing, b"mine").expect("write");
+    let (vmdk, existing_s) = (vmdk.to_string_lossy(), existing.to_string_lossy());
+    let args = [&vmdk, "--name", "refused", "--keep-converted", &existing_s, "--oss-internal"];
+    let (code, _, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--keep-converted") && err.contains("output exists"), "{err}");
+    assert!(err.contains("--oss-internal is ignored with --cloud local"), "{err}");
+    assert_eq!(std::fs::read(&existing).expect("read"), b"mine", "left as it was");
+    let qcow2 = home.path().join("disk.qcow2");
+    qemu_convert(Path::new(&guest("mbr-bios-ext4")), &qcow2, "qcow2", "", &[]);
+    let kept = home.path().join("kept.qcow2");
+    let args = [qcow2.to_str().expect("utf-8"), "--name", "refused", "--keep-converted", kept.to_str().expect("utf-8")];
+    let (code, _, err) = run(home.path(), FAST, &args);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("goes up as it is"), "{err}");
+    assert!(!err.contains("upload "), "no upload step ran: {err}");
+    assert!(!kept.exists());
+}
+
 /// `imgport images find` reads every page: 130 images made from one snapshot (CreateImage, through the API) and
 /// the imported image that snapshot belongs to, more than one DescribeImages page (100) holds, found by snapshot id
 /// and by name.
@@ -945,6 +1051,7 @@ fn the_official_sdk_sees_what_an_alibaba_import_made() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains(SERVE_SK), "the secret reached the log");
+    assert!(stderr.contains(" (IMGPORT_OSS_ENDPOINT)"), "the OSS endpoint and why it is the one: {stderr}");
     let outcome: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
 
     let cfg = serde_json::json!({

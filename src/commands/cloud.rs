@@ -60,6 +60,16 @@ impl CloudArgs {
     /// The clients, and the local cloud when that is the one (it runs while the value lives). `bucket` is the
     /// import's bucket (the local cloud has its own).
     pub fn connect(&self, bucket: Option<&str>) -> Result<(Option<LocalCloud>, Clouds), String> {
+        self.connect_oss(bucket, OssNetwork::Public)
+    }
+
+    /// [`CloudArgs::connect`], the store on the given OSS network (`IMGPORT_OSS_ENDPOINT` still wins; the local
+    /// cloud has its own store).
+    pub fn connect_oss(
+        &self,
+        bucket: Option<&str>,
+        network: OssNetwork,
+    ) -> Result<(Option<LocalCloud>, Clouds), String> {
         let env = Env::from_process();
         let region = self.region(&env)?;
         if self.cloud == "local" {
@@ -69,7 +79,7 @@ impl CloudArgs {
         }
         // Commands that do not upload still need a store value: it is never used without a bucket.
         let bucket = bucket.unwrap_or("");
-        Ok((None, alibaba_clouds(&region, bucket, &env)?))
+        Ok((None, alibaba_clouds(&region, bucket, network, &env)?))
     }
 }
 
@@ -428,13 +438,13 @@ fn rpc(
 
 /// Clients of Alibaba Cloud (or of what the `IMGPORT_*_ENDPOINT` variables point at) with the default
 /// credential chain.
-fn alibaba_clouds(region: &str, bucket: &str, env: &Env) -> Result<Clouds, String> {
+fn alibaba_clouds(region: &str, bucket: &str, network: OssNetwork, env: &Env) -> Result<Clouds, String> {
     let creds: Arc<dyn CredentialsProvider> = Arc::new(DefaultChain::new(env.clone()));
     let ecs_endpoint = endpoints::resolve(Service::Ecs, Some(region), OssNetwork::Public, None, env)?;
     let ram_endpoint = endpoints::resolve(Service::Ram, Some(region), OssNetwork::Public, None, env)?;
     let ecs = rpc(Service::Ecs, imgport_cloud::ecs::VERSION, ecs_endpoint, Style::Acs3, creds.clone())?;
     let ram = rpc(Service::Ram, imgport_cloud::role::VERSION, ram_endpoint, Style::RpcV1, creds.clone())?;
-    let oss = endpoints::resolve(Service::Oss, Some(region), OssNetwork::Public, None, env)?;
+    let oss = endpoints::resolve(Service::Oss, Some(region), network, None, env)?;
     let store = Client::new(StoreConfig {
         flavor: Flavor::OssV4,
         style: endpoints::BucketStyle::default_for(&oss),

@@ -94,6 +94,17 @@ pub struct Args {
     /// Keep the uploaded object after the import.
     #[arg(long)]
     keep_object: bool,
+    /// Also write the converted image (qcow2) to PATH as it streams into the upload: the same conversion, no
+    /// second pass. Only when the image is converted (VMDK, VHDX, a sparse raw, a VHD ECS would refuse): refused
+    /// when it goes up as it is, and when PATH exists. Renamed into place once the upload completed; a failed or
+    /// interrupted import leaves nothing at PATH.
+    #[arg(long, value_name = "PATH")]
+    keep_converted: Option<PathBuf>,
+    /// Upload through the OSS internal endpoint (oss-REGION-internal.aliyuncs.com: no traffic charges, faster),
+    /// which answers only from ECS in the import region. Without it, imgport uses it when the instance metadata
+    /// service says it runs on ECS there. IMGPORT_OSS_ENDPOINT wins over both. Ignored with --cloud local.
+    #[arg(long)]
+    oss_internal: bool,
     /// Register and exit without waiting (`imgport images wait` waits later).
     #[arg(long)]
     no_wait: bool,
@@ -154,6 +165,9 @@ fn dedup(values: &[String]) -> Vec<String> {
     out
 }
 
+/// How long the instance metadata service may take to answer the region it runs in (asked once).
+const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn spec(args: &Args) -> ImportSpec {
     ImportSpec {
         image: args.image.clone(),
@@ -177,6 +191,7 @@ fn spec(args: &Args) -> ImportSpec {
         replace: args.replace,
         key: args.key.clone(),
         keep_object: args.keep_object,
+        keep_converted: args.keep_converted.clone(),
         skip_validation: args.skip_validation,
         strict: args.strict,
         create_role: args.create_role,
@@ -348,7 +363,23 @@ pub fn run(args: Args) -> u8 {
             return 1;
         }
     };
-    let (local, clouds) = match args.cloud.connect(args.bucket.as_deref()) {
+    let network = if args.cloud.cloud == "local" {
+        if args.oss_internal {
+            note!("imgport: note: --oss-internal is ignored with --cloud local (its store is on this machine)");
+        }
+        imgport_auth::endpoints::OssNetwork::Public
+    } else {
+        let env = Env::from_process();
+        let (network, why) =
+            rt.block_on(imgport_auth::endpoints::oss_network(&region, args.oss_internal, &env, IMDS_TIMEOUT));
+        let endpoint =
+            imgport_auth::endpoints::resolve(imgport_auth::endpoints::Service::Oss, Some(&region), network, None, &env)
+                .map(|e| e.url())
+                .unwrap_or_default();
+        note!("imgport: oss        {endpoint} ({why})");
+        network
+    };
+    let (local, clouds) = match args.cloud.connect_oss(args.bucket.as_deref(), network) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("imgport: error: {e}");

@@ -33,6 +33,70 @@ pub enum OssNetwork {
     Accelerate,
 }
 
+/// Why an upload's OSS endpoint is the one it is ([`oss_network`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OssReason {
+    /// `IMGPORT_OSS_ENDPOINT` is set: it wins over everything.
+    Override,
+    /// Asked for (`--oss-internal`).
+    Forced,
+    /// The instance metadata service answered the import region: imgport runs on ECS there.
+    OnEcsInRegion,
+    /// imgport runs on ECS, but in another region: the internal endpoint is not reachable from there.
+    OnEcsElsewhere(String),
+    /// Not on ECS (or the metadata service did not answer within its timeout).
+    NotOnEcs,
+}
+
+impl std::fmt::Display for OssReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OssReason::Override => write!(f, "IMGPORT_OSS_ENDPOINT"),
+            OssReason::Forced => write!(f, "--oss-internal"),
+            OssReason::OnEcsInRegion => write!(f, "running on ECS in the import region"),
+            OssReason::OnEcsElsewhere(r) => write!(f, "running on ECS in {r}, not in the import region"),
+            OssReason::NotOnEcs => write!(f, "not running on ECS"),
+        }
+    }
+}
+
+/// The OSS network for an upload into `region`: `IMGPORT_OSS_ENDPOINT` wins (the network is then unused), then
+/// `force_internal`, then the internal network when imgport runs on ECS in that region (`instance_region`, what
+/// the metadata service answered), else the public one. The internal endpoint costs no traffic and is faster,
+/// but answers only from ECS (VPC) in its own region.
+pub fn choose_oss_network(
+    region: &str,
+    force_internal: bool,
+    instance_region: Option<&str>,
+    env: &Env,
+) -> (OssNetwork, OssReason) {
+    if env.get(Service::Oss.override_var()).is_some_and(|e| !e.is_empty()) {
+        return (OssNetwork::Public, OssReason::Override);
+    }
+    if force_internal {
+        return (OssNetwork::Internal, OssReason::Forced);
+    }
+    match instance_region {
+        Some(r) if r == region => (OssNetwork::Internal, OssReason::OnEcsInRegion),
+        Some(r) => (OssNetwork::Public, OssReason::OnEcsElsewhere(r.to_string())),
+        None => (OssNetwork::Public, OssReason::NotOnEcs),
+    }
+}
+
+/// [`choose_oss_network`], asking the instance metadata service for its region only when that decides it (no
+/// override, not forced), only where [`crate::provider::Imds::applies`] (an Alibaba Cloud machine, or a metadata
+/// endpoint configured), once, and for at most `timeout`.
+pub async fn oss_network(
+    region: &str,
+    force_internal: bool,
+    env: &Env,
+    timeout: std::time::Duration,
+) -> (OssNetwork, OssReason) {
+    let decided = force_internal || env.get(Service::Oss.override_var()).is_some_and(|e| !e.is_empty());
+    let instance = if decided { None } else { crate::provider::instance_region(env, timeout).await };
+    choose_oss_network(region, force_internal, instance.as_deref(), env)
+}
+
 /// An endpoint: scheme and host (with port when not the default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -232,6 +296,28 @@ mod tests {
         assert_eq!(sts_host(None, false), "sts.aliyuncs.com");
         assert_eq!(sts_host(Some("cn-shanghai"), true), "sts-vpc.cn-shanghai.aliyuncs.com");
         assert_eq!(oss_s3_host("us-west-1"), "s3.oss-us-west-1.aliyuncs.com");
+    }
+
+    #[test]
+    fn oss_network_choice() {
+        let none = Env::from_vars(Vec::<(String, String)>::new());
+        let choose = |force, instance, env| choose_oss_network("cn-beijing", force, instance, env);
+        assert_eq!(choose(false, None, &none), (OssNetwork::Public, OssReason::NotOnEcs));
+        assert_eq!(choose(false, Some("cn-beijing"), &none), (OssNetwork::Internal, OssReason::OnEcsInRegion));
+        assert_eq!(
+            choose(false, Some("cn-shanghai"), &none),
+            (OssNetwork::Public, OssReason::OnEcsElsewhere("cn-shanghai".into()))
+        );
+        assert_eq!(choose(true, None, &none), (OssNetwork::Internal, OssReason::Forced));
+        assert_eq!(choose(true, Some("cn-shanghai"), &none), (OssNetwork::Internal, OssReason::Forced));
+        let overridden = Env::from_vars([("IMGPORT_OSS_ENDPOINT", "http://127.0.0.1:9000")]);
+        assert_eq!(choose(true, Some("cn-beijing"), &overridden).1, OssReason::Override);
+        let (network, _) = choose(true, None, &overridden);
+        let e = resolve(Service::Oss, Some("cn-beijing"), network, None, &overridden);
+        assert_eq!(e.map(|e| e.url()), Ok("http://127.0.0.1:9000".to_string()), "the override wins");
+        let (network, _) = choose(false, Some("cn-beijing"), &none);
+        let e = resolve(Service::Oss, Some("cn-beijing"), network, None, &none);
+        assert_eq!(e.map(|e| e.url()), Ok("https://oss-cn-beijing-internal.aliyuncs.com".to_string()));
     }
 
     #[test]

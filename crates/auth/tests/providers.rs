@@ -264,6 +264,7 @@ fn imds_server(v1: bool) -> Server {
             ("PUT", _) => Reply::status(403, ""),
             ("GET", _) if !(token_ok || v1) => Reply::status(401, ""),
             ("GET", "/latest/meta-data/ram/security-credentials/") => Reply::ok("ImporterRole"),
+            ("GET", "/latest/meta-data/region-id") => Reply::ok("cn-beijing"),
             ("GET", "/latest/meta-data/ram/security-credentials/ImporterRole") => Reply::ok(format!(
                 r#"{{"Code":"Success","AccessKeyId":"{STS_AK}","AccessKeySecret":"{STS_SK}","SecurityToken":"{STS_TOKEN}","Expiration":"{}","LastUpdated":"x"}}"#,
                 UtcTime::from_unix(imgport_auth::time::now() + 21600).iso8601()
@@ -294,6 +295,52 @@ async fn instance_metadata_v2_token_flow() {
         env(home.path(), &[("IMGPORT_IMDS_ENDPOINT", &server.url), ("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")]);
     assert!(resolve(e).await.is_err());
     assert_eq!(server.count(), 3);
+}
+
+/// The OSS network of an upload: internal when the metadata service (IMDSv2 token flow) answers the import region,
+/// public for another region or when it does not answer in time; not asked at all when `--oss-internal` or
+/// `IMGPORT_OSS_ENDPOINT` decides, nor on a machine that is not Alibaba Cloud's.
+#[tokio::test]
+async fn oss_network_follows_the_instance_region() {
+    use imgport_auth::endpoints::{oss_network, OssNetwork, OssReason};
+    use std::time::{Duration, Instant};
+    let home = tempfile::tempdir().expect("tempdir");
+    let server = imds_server(false);
+    let e = env(home.path(), &[("IMGPORT_IMDS_ENDPOINT", &server.url)]);
+    let second = Duration::from_secs(1);
+    assert_eq!(oss_network("cn-beijing", false, &e, second).await, (OssNetwork::Internal, OssReason::OnEcsInRegion));
+    let steps: Vec<(String, String)> =
+        server.received().iter().map(|r| (r.method.clone(), r.path().to_string())).collect();
+    assert_eq!(
+        steps,
+        [
+            ("PUT".to_string(), "/latest/api/token".to_string()),
+            ("GET".to_string(), "/latest/meta-data/region-id".to_string())
+        ]
+    );
+    assert_eq!(
+        oss_network("cn-shanghai", false, &e, second).await,
+        (OssNetwork::Public, OssReason::OnEcsElsewhere("cn-beijing".into()))
+    );
+    let asked = server.count();
+    assert_eq!(oss_network("cn-shanghai", true, &e, second).await, (OssNetwork::Internal, OssReason::Forced));
+    let overridden =
+        env(home.path(), &[("IMGPORT_IMDS_ENDPOINT", &server.url), ("IMGPORT_OSS_ENDPOINT", "http://127.0.0.1:9")]);
+    assert_eq!(oss_network("cn-beijing", false, &overridden, second).await.1, OssReason::Override);
+    let elsewhere = env(home.path(), &[]);
+    assert_eq!(oss_network("cn-beijing", false, &elsewhere, second).await, (OssNetwork::Public, OssReason::NotOnEcs));
+    assert_eq!(server.count(), asked, "not asked when the choice is made without it");
+    // A metadata service that does not answer in time: public, after the timeout, asked once.
+    let slow = Server::start(|r: &Received| {
+        if r.path() == "/latest/meta-data/region-id" {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Reply::ok("cn-beijing")
+    });
+    let e = env(home.path(), &[("IMGPORT_IMDS_ENDPOINT", &slow.url)]);
+    let started = Instant::now();
+    assert_eq!(oss_network("cn-beijing", false, &e, second).await, (OssNetwork::Public, OssReason::NotOnEcs));
+    assert!(started.elapsed() < Duration::from_millis(2500), "bounded by the timeout: {:?}", started.elapsed());
 }
 
 #[tokio::test]

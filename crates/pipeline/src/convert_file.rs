@@ -33,24 +33,50 @@ pub fn convert_to_file(
     force: bool,
     ctl: &Control,
 ) -> Result<u64, Error> {
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // Removed on drop: an error or an interruption leaves nothing behind.
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".imgport-tmp")
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create output", e).in_file(output))?;
-    let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(output))?;
-    let mut sink = FileSink::new(file, output.to_path_buf());
+    let (tmp, mut sink) = TempOutput::create(output)?;
     write_image(src, opts, &mut sink, ctl)?;
-    let persisted = if force { tmp.persist(output) } else { tmp.persist_noclobber(output) };
-    persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(output))?;
+    tmp.persist(force)?;
     Ok(sink.bytes_written())
+}
+
+/// An output file being written under a temporary name in its folder (`.NAME.XXXX.imgport-tmp`): removed when
+/// dropped (an error, or Ctrl-C dropping the work that holds it), renamed into place by [`TempOutput::persist`].
+pub struct TempOutput {
+    tmp: tempfile::NamedTempFile,
+    output: PathBuf,
+}
+
+impl TempOutput {
+    /// Creates the temporary file next to `output`, and a sink writing into it (synced at its `finish`).
+    pub fn create(output: &Path) -> Result<(TempOutput, FileSink), Error> {
+        let dir = match output.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".imgport-tmp")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io("cannot create output", e).in_file(output))?;
+        let file = tmp.as_file().try_clone().map_err(|e| Error::io("cannot create output", e).in_file(output))?;
+        let sink = FileSink::new(file, output.to_path_buf());
+        Ok((TempOutput { tmp, output: output.to_path_buf() }, sink))
+    }
+
+    /// The temporary file's path.
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Renames the (synced) file into place; without `force`, never over an existing file.
+    pub fn persist(self, force: bool) -> Result<(), Error> {
+        let TempOutput { tmp, output } = self;
+        let persisted = if force { tmp.persist(&output) } else { tmp.persist_noclobber(&output) };
+        persisted.map_err(|e| Error::io("cannot rename output into place", e.error).in_file(&output))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,10 @@
 //! resumes by writing the output again and sending only the parts the store does not hold, so the output must be
 //! the same bytes every time: timestamps and identifiers come from a [`Stamp`] derived from the source's identity
 //! and the options, and the options and the other files the image is read from are part of the resume state.
+//!
+//! [`ConvertUpload::with_copy`] also writes the output into a local file as it streams (one conversion feeding
+//! both, `imgport import --keep-converted`). The tee sits before the stream writer, which is handed every byte and
+//! only then skips the parts a resumed upload finds stored, so the file is whole on a resumed run too.
 
 use imgport_disk::write::output_len_bound_for;
 use imgport_disk::{write_image, Control, DiskImage, Error, ErrorKind, OpenOptions, Sink, Stamp, WriteOptions};
@@ -18,6 +22,34 @@ fn sink_err(e: UploadError) -> Error {
     match e {
         UploadError::Config(m) => Error::invalid_argument(m),
         e => Error::new(ErrorKind::Io, e.to_string()),
+    }
+}
+
+/// The upload, and a copy of every byte into a file when one is asked for.
+struct TeeSink<'a> {
+    upload: UploadSink<'a>,
+    copy: Option<&'a mut dyn Sink>,
+}
+
+impl Sink for TeeSink<'_> {
+    fn begin(&mut self, header_len: u64) -> imgport_disk::Result<()> {
+        if let Some(c) = self.copy.as_mut() {
+            c.begin(header_len)?;
+        }
+        self.upload.begin(header_len)
+    }
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> imgport_disk::Result<()> {
+        if let Some(c) = self.copy.as_mut() {
+            c.write_at(offset, data)?;
+        }
+        self.upload.write_at(offset, data)
+    }
+    /// The copy is completed (and with a `FileSink`, synced) before the upload's last parts are handed over.
+    fn finish(&mut self, total_len: u64) -> imgport_disk::Result<()> {
+        if let Some(c) = self.copy.as_mut() {
+            c.finish(total_len)?;
+        }
+        self.upload.finish(total_len)
     }
 }
 
@@ -88,6 +120,7 @@ pub struct ConvertUpload {
     source: Box<dyn DiskImage>,
     write: WriteOptions,
     params: StreamParams,
+    copy: Option<Box<dyn Sink + Send>>,
 }
 
 impl ConvertUpload {
@@ -100,7 +133,32 @@ impl ConvertUpload {
             // From the data, not the virtual size: a huge sparse disk streams in parts sized for its data.
             len_bound: output_len_bound_for(source.as_ref(), &write)?,
         };
-        Ok(ConvertUpload { source, write, params })
+        Ok(ConvertUpload { source, write, params, copy: None })
+    }
+
+    /// Writes every byte of the output into `copy` too, as it is uploaded (the same bytes, one conversion). On a
+    /// resumed upload the output is produced whole again, so `copy` gets all of it.
+    pub fn with_copy(mut self, copy: Box<dyn Sink + Send>) -> Self {
+        self.copy = Some(copy);
+        self
+    }
+
+    /// Writes the output into a local file only (replacing none), the same bytes a streamed upload of
+    /// `source` (the path the image was opened from) makes: for `--keep-converted` when the store already holds
+    /// the object. Returns the bytes written.
+    pub fn write_file(
+        self,
+        source: &std::path::Path,
+        output: &std::path::Path,
+        control: &Control,
+    ) -> Result<u64, Error> {
+        let ConvertUpload { source: img, mut write, params, .. } = self;
+        let abs = std::fs::canonicalize(source).map_err(|e| Error::io("cannot open", e).in_file(source))?;
+        let id = std::fs::File::open(&abs)
+            .and_then(|mut f| source_id(&abs.to_string_lossy(), &mut f))
+            .map_err(|e| Error::io("cannot read the file's identity", e).in_file(source))?;
+        write.stamp = Some(stamp(&id, &params.params));
+        crate::convert_file::convert_to_file(img.as_ref(), &write, output, false, control)
     }
 
     /// Converts and uploads to `opts.key`. `control` reports the writer's progress through the source and stops
@@ -113,11 +171,12 @@ impl ConvertUpload {
         control: Control,
         events: Option<EventFn>,
     ) -> Result<Summary, UploadError> {
-        let ConvertUpload { source, mut write, params } = self;
+        let ConvertUpload { source, mut write, params, mut copy } = self;
         let stamp_params = params.params.clone();
         let produce = move |id: &SourceId, w: &mut StreamWriter| {
             write.stamp = Some(stamp(id, &stamp_params));
-            write_image(source.as_ref(), &write, &mut UploadSink(w), &control)
+            let copy = copy.as_mut().map(|c| c.as_mut() as &mut dyn Sink);
+            write_image(source.as_ref(), &write, &mut TeeSink { upload: UploadSink(w), copy }, &control)
         };
         upload_stream(store, opts, &params, events, produce).await
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub const DEFAULT_BASE: &str = "http://100.100.100.200";
 const CREDENTIALS_PATH: &str = "/latest/meta-data/ram/security-credentials/";
 const TOKEN_TTL: &str = "21600";
+const REGION_PATH: &str = "/latest/meta-data/region-id";
 
 pub struct Imds {
     /// `http://100.100.100.200`, or `IMGPORT_IMDS_ENDPOINT` (tests, proxies).
@@ -92,6 +93,32 @@ impl Imds {
         }
         resp.text().await.map_err(|e| failed(NAME, format!("{}{path}: {e}", self.base)))
     }
+}
+
+impl Imds {
+    /// The instance's region (`/latest/meta-data/region-id`), with the same token flow as the credentials.
+    pub async fn region_id(&self) -> Result<String, CredentialsError> {
+        let token = self.token().await?;
+        let body = self.get(REGION_PATH, token.as_deref()).await?;
+        let region = body.trim();
+        let shaped = !region.is_empty()
+            && region.len() <= 64
+            && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !shaped {
+            return Err(failed(NAME, format!("{}{REGION_PATH}: not a region id", self.base)));
+        }
+        Ok(region.to_string())
+    }
+}
+
+/// The region of the ECS instance imgport runs on, or `None`: not asked where [`Imds::applies`] says no, and
+/// `None` when the service does not answer within `timeout` (asked once, no retry).
+pub async fn instance_region(env: &Env, timeout: Duration) -> Option<String> {
+    if !Imds::applies(env) {
+        return None;
+    }
+    let imds = Imds::new(env, None).ok()?;
+    tokio::time::timeout(timeout, imds.region_id()).await.ok()?.ok()
 }
 
 impl Fetch for Imds {

@@ -15,7 +15,7 @@ pub mod sts;
 pub use chain::DefaultChain;
 pub use cli_profile::CliProfile;
 pub use env::from_env;
-pub use imds::Imds;
+pub use imds::{instance_region, Imds};
 pub use ini::IniProfile;
 pub use oidc::Oidc;
 pub use sts::{AssumeRole, StsClient};

@@ -16,6 +16,8 @@ pub(super) struct DataDisk {
     pub(super) format: &'static str,
     /// GiB; ECS takes data disks of 5 GiB and more.
     pub(super) size_gib: u64,
+    /// Bytes.
+    pub(super) virtual_size: u64,
     pub(super) digest: String,
     pub(super) key: String,
 }

@@ -18,6 +18,9 @@
 //! another run holds the upload of the same object (two runs started at once), this run waits for that run's image
 //! of the name with this content and reuses it, or resumes the upload if that run ended without one (bounded by
 //! the wait timeout).
+//! With `keep_converted`, a converted system disk is also written to that file by the same conversion pass (see
+//! [`crate::convert_upload::ConvertUpload::with_copy`]); when nothing is uploaded (the object or an image of the
+//! content exists) it is converted into the file alone, the same bytes. Refused when the disk goes up as it is.
 //!
 //! **Image quota**: ECS's API does not tell the custom image quota (DescribeAccountAttributes has no attribute for
 //! it; it lives in Quota Center), so preflight cannot compare against it; ImportImage's `QuotaExceed.Image` is
@@ -89,6 +92,9 @@ pub struct ImportSpec {
     /// The object key; unset: derived from the name and the content digest.
     pub key: Option<String>,
     pub keep_object: bool,
+    /// Also write the converted system disk (qcow2) to this file as it streams into the upload; refused when the
+    /// disk goes up as it is, or when the file exists.
+    pub keep_converted: Option<PathBuf>,
     /// Import even when validation finds errors.
     pub skip_validation: bool,
     /// Warnings stop the import too.
@@ -349,6 +355,10 @@ pub async fn import(
         )
         .into());
     }
+    if let Some(keep) = &spec.keep_converted {
+        crate::convert_file::check_output(&spec.image, keep, false)
+            .map_err(|e| plan::Invalid(format!("--keep-converted: {e}")))?;
+    }
     if spec.wait.is_none() && spec.replace {
         return Err(
             plan::Invalid("--replace swaps the images once the new one is Available: drop --no-wait".into()).into()
@@ -385,10 +395,20 @@ pub async fn import(
         let (how, fmt, _) = plan::choose_upload(format, virtual_size, sparse);
         let key = plan::object_key(&format!("{}-data{}", spec.name, n + 1), &digest, fmt);
         let size_gib = imgport_validate::params::size_gib(virtual_size).max(5);
-        data.push(DataDisk { path: path.clone(), how, format: fmt, size_gib, digest, key });
+        data.push(DataDisk { path: path.clone(), how, format: fmt, size_gib, virtual_size, digest, key });
     }
     let digest = combined_digest(&system_digest, &data);
     let (how, format, why) = plan::choose_upload(report.format, report.virtual_size, sparse);
+    if spec.keep_converted.is_some() && how == Upload::AsIs {
+        return Err(plan::Invalid(format!(
+            "--keep-converted: {} goes up as it is ({} {}), nothing is converted; the image itself is what \
+             is imported, drop --keep-converted",
+            spec.image.display(),
+            report.format.name(),
+            size(&report)
+        ))
+        .into());
+    }
     // A container ECS refuses is not a problem when imgport converts it on the way.
     let converted =
         |f: &imgport_validate::Finding| how == Upload::ConvertToQcow2 && f.id == imgport_validate::CheckId::Container;
@@ -449,7 +469,17 @@ pub async fn import(
     // Preflight.
     run.start(Step::Preflight);
     let found = preflight(&mut run, &digest, &key, &system_digest, format).await?;
+    let system_disk = Disk {
+        how,
+        key: &key,
+        path: &spec.image,
+        digest: &system_digest,
+        format,
+        virtual_size: report.virtual_size,
+        keep: spec.keep_converted.as_deref(),
+    };
     if let Some(existing) = found.reuse {
+        objects::keep_converted(&run, &system_disk).await?;
         outcome.upload = None;
         run.done(Step::Preflight, format!("{} already holds this content: nothing to upload", existing.image_id));
         return reuse(&mut run, existing, found.old.as_ref(), outcome, &tags).await;
@@ -463,13 +493,15 @@ pub async fn import(
 
     // Upload, unless the bucket holds the content already; another run uploading the same object is waited for.
     run.start(Step::Upload);
-    let mut disks = vec![Disk { how, key: &key, path: &spec.image, digest: &system_digest, format }];
+    let mut disks = vec![system_disk];
     disks.extend(data.iter().map(|d| Disk {
         how: d.how,
         key: &d.key,
         path: &d.path,
         digest: &d.digest,
         format: d.format,
+        virtual_size: d.virtual_size,
+        keep: None,
     }));
     let (mut bytes, mut parts, mut already) = (0, 0, Vec::new());
     for (n, disk) in disks.iter().enumerate() {
@@ -480,8 +512,15 @@ pub async fn import(
                     outcome.upload_summary = Some(s);
                 }
             }
-            Ok(Turn::Sent(Sent::AlreadyThere)) => already.push(format!("oss://{}/{}", clouds.bucket, disk.key)),
+            Ok(Turn::Sent(Sent::AlreadyThere)) => {
+                // Nothing was converted on the way: the kept file is converted alone.
+                objects::keep_converted(&run, disk).await?;
+                already.push(format!("oss://{}/{}", clouds.bucket, disk.key));
+            }
             Ok(Turn::Reuse(existing)) => {
+                if n == 0 {
+                    objects::keep_converted(&run, disk).await?;
+                }
                 outcome.upload = None;
                 outcome.upload_summary = None;
                 let detail =

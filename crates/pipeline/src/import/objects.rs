@@ -23,6 +23,10 @@ pub(super) struct Disk<'a> {
     pub digest: &'a str,
     /// The upload format (QCOW2, RAW, VHD).
     pub format: &'a str,
+    /// The disk's virtual size (the converter's progress total).
+    pub virtual_size: u64,
+    /// Where to keep the converted image (`--keep-converted`; only with [`Upload::ConvertToQcow2`]).
+    pub keep: Option<&'a std::path::Path>,
 }
 
 /// What became of a disk.
@@ -122,8 +126,38 @@ async fn same_image(run: &Run<'_>, digest: &str, name: &str) -> Option<Image> {
     })
 }
 
+/// With `--keep-converted` when nothing is uploaded (the store holds the object already, or an image of the
+/// content exists): converts the disk into the kept file alone, the same bytes the upload would have sent.
+pub(super) async fn keep_converted(run: &Run<'_>, disk: &Disk<'_>) -> Result<(), ImportError> {
+    let Some(keep) = disk.keep.filter(|_| disk.how == Upload::ConvertToQcow2) else { return Ok(()) };
+    let (path, keep, open_opts, total) =
+        (disk.path.to_path_buf(), keep.to_path_buf(), run.spec.open.clone(), disk.virtual_size);
+    let ctl = {
+        let events = run.events.clone();
+        Control::new().with_progress(move |done| events(&ImportEvent::Converting { done, total }))
+    };
+    let flag = ctl.cancel_flag();
+    let work = tokio::task::spawn_blocking(move || {
+        let img = open(&path, &open_opts)?;
+        let job =
+            crate::convert_upload::ConvertUpload::new(img, &open_opts, WriteOptions::new(imgport_disk::Format::Qcow2))?;
+        job.write_file(&path, &keep, &ctl)
+    });
+    tokio::select! {
+        r = work => {
+            r.map_err(|e| imgport_disk::Error::invalid_argument(format!("the conversion stopped: {e}")))??;
+            Ok(())
+        }
+        _ = run.cancelled() => {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Err(ImportError::Interrupted { cleanup: "nothing was uploaded; the converted file was not kept".into() })
+        }
+    }
+}
+
 /// Uploads the file as it is, or converts it to qcow2 while uploading; the object's metadata records the
-/// content digest and format.
+/// content digest and format. With `disk.keep`, the conversion is also written to that file (under a temporary
+/// name in its folder, renamed into place once the upload completed; removed on failure or interruption).
 pub(super) async fn upload_image(run: &Run<'_>, disk: &Disk<'_>) -> Result<Summary, ImportError> {
     let (how, key, path) = (disk.how, disk.key, disk.path);
     let (spec, clouds) = (run.spec, run.clouds);
@@ -155,7 +189,8 @@ pub(super) async fn upload_image(run: &Run<'_>, disk: &Disk<'_>) -> Result<Summa
     };
     let ctl = {
         let events = run.events.clone();
-        Control::new().with_progress(move |done| events(&ImportEvent::Converting { done, total: 0 }))
+        let total = disk.virtual_size;
+        Control::new().with_progress(move |done| events(&ImportEvent::Converting { done, total }))
     };
     let flag = ctl.cancel_flag();
     let work = async {
@@ -164,9 +199,23 @@ pub(super) async fn upload_image(run: &Run<'_>, disk: &Disk<'_>) -> Result<Summa
             Upload::ConvertToQcow2 => {
                 let img = open(path, &spec.open).map_err(|e| UploadError::Source(e.to_string()))?;
                 let write = WriteOptions::new(imgport_disk::Format::Qcow2);
-                let job = crate::convert_upload::ConvertUpload::new(img, &spec.open, write)
+                let mut job = crate::convert_upload::ConvertUpload::new(img, &spec.open, write)
                     .map_err(|e| UploadError::Source(e.to_string()))?;
-                job.run(store, &opts, ctl, Some(events)).await
+                // Dropped (the temporary file removed) when this fails or is dropped on Ctrl-C.
+                let kept = match disk.keep {
+                    Some(keep) => {
+                        let (tmp, sink) = crate::convert_file::TempOutput::create(keep)
+                            .map_err(|e| UploadError::Source(e.to_string()))?;
+                        job = job.with_copy(Box::new(sink));
+                        Some(tmp)
+                    }
+                    None => None,
+                };
+                let summary = job.run(store, &opts, ctl, Some(events)).await?;
+                if let Some(tmp) = kept {
+                    tmp.persist(false).map_err(|e| UploadError::Io(e.to_string()))?;
+                }
+                Ok(summary)
             }
         }
     };
