@@ -58,18 +58,9 @@ impl CloudArgs {
     }
 
     /// The clients, and the local cloud when that is the one (it runs while the value lives). `bucket` is the
-    /// import's bucket (the local cloud has its own).
-    pub fn connect(&self, bucket: Option<&str>) -> Result<(Option<LocalCloud>, Clouds), String> {
-        self.connect_oss(bucket, OssNetwork::Public)
-    }
-
-    /// [`CloudArgs::connect`], the store on the given OSS network (`IMGPORT_OSS_ENDPOINT` still wins; the local
-    /// cloud has its own store).
-    pub fn connect_oss(
-        &self,
-        bucket: Option<&str>,
-        network: OssNetwork,
-    ) -> Result<(Option<LocalCloud>, Clouds), String> {
+    /// import's bucket (the local cloud has its own); the store is on the given OSS network
+    /// (`IMGPORT_OSS_ENDPOINT` still wins). Commands run through [`with_clouds`], which calls this.
+    pub fn connect(&self, bucket: Option<&str>, network: OssNetwork) -> Result<(Option<LocalCloud>, Clouds), String> {
         let env = Env::from_process();
         let region = self.region(&env)?;
         if self.cloud == "local" {
@@ -81,6 +72,85 @@ impl CloudArgs {
         let bucket = bucket.unwrap_or("");
         Ok((None, alibaba_clouds(&region, bucket, network, &env)?))
     }
+}
+
+/// How long the instance metadata service may take to say which region imgport runs in.
+const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What a command on a cloud needs besides `--cloud` and `--region`.
+#[derive(Default)]
+pub struct Connect<'a> {
+    /// The bucket an upload goes through (unset: the command uploads nothing).
+    pub bucket: Option<&'a str>,
+    /// `--oss-internal`.
+    pub oss_internal: bool,
+}
+
+/// Runs `f` on the network runtime with the clients connected (the local cloud served meanwhile, its bucket
+/// created) and a flag a signal sets; answers `f`'s exit code, or 1 when the runtime or the connection cannot be
+/// had (the error printed). A command that uploads gets the OSS internal endpoint where it applies, with the
+/// endpoint chosen printed. `import`, `images`, `instance` and `pipeline` all run this way.
+pub fn with_clouds<F, Fut>(cloud: &CloudArgs, connect: Connect<'_>, f: F) -> u8
+where
+    F: FnOnce(Clouds, tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = u8>,
+{
+    let rt = match super::upload::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 1;
+        }
+    };
+    let env = Env::from_process();
+    let network = match (cloud.cloud.as_str(), connect.bucket) {
+        ("local", _) => {
+            if connect.oss_internal {
+                note!("imgport: note: --oss-internal is ignored with --cloud local (its store is on this machine)");
+            }
+            OssNetwork::Public
+        }
+        (_, None) => OssNetwork::Public,
+        (_, Some(_)) => {
+            let region = match cloud.region(&env) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("imgport: error: {e}");
+                    return 2;
+                }
+            };
+            let (network, why) = rt.block_on(endpoints::oss_network(&region, connect.oss_internal, &env, IMDS_TIMEOUT));
+            let endpoint = endpoints::resolve(Service::Oss, Some(&region), network, None, &env)
+                .map(|e| e.url())
+                .unwrap_or_default();
+            note!("imgport: oss        {endpoint} ({why})");
+            network
+        }
+    };
+    let (local, clouds) = match cloud.connect(connect.bucket, network) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            return 1;
+        }
+    };
+    if local.is_some() {
+        // The local cloud's own bucket in the region.
+        let _ = rt.block_on(clouds.store.create_bucket());
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let code = rt.block_on(async {
+        tokio::spawn(async move {
+            crate::signals::wait().await;
+            let _ = tx.send(true);
+        });
+        f(clouds, rx).await
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(l) = local {
+        l.shutdown();
+    }
+    code
 }
 
 /// A region id becomes part of endpoint host names, so anything but the shape of one is refused.

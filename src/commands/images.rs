@@ -2,7 +2,7 @@
 //! create, retain) and `imgport instance replace-disk`: the custom image lifecycle, on Alibaba Cloud or the local
 //! cloud. `retain` is [`imgport_cloud::retain`] on the command line.
 
-use super::cloud::{CloudArgs, LocalCloud};
+use super::cloud::CloudArgs;
 use crate::output::print_json;
 use imgport_cloud::ecs::{CreateRequest, ImageFilter};
 use imgport_cloud::model::{Image, TaskStatus};
@@ -281,36 +281,15 @@ fn with_ecs_cancellable<F>(cloud: &CloudArgs, f: impl FnOnce(Ecs, tokio::sync::w
 where
     F: std::future::Future<Output = Result<u8, CloudError>>,
 {
-    let rt = match super::upload::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imgport: error: {e}");
-            return 1;
+    let code = super::cloud::with_clouds(cloud, Default::default(), |clouds, cancel| async move {
+        match f(clouds.ecs, cancel).await {
+            Ok(code) => code,
+            Err(e) => failed(&e),
         }
-    };
-    let (local, clouds): (Option<LocalCloud>, _) = match cloud.connect(None) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("imgport: error: {e}");
-            return 1;
-        }
-    };
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let result = rt.block_on(async {
-        tokio::spawn(async move {
-            crate::signals::wait().await;
-            let _ = tx.send(true);
-        });
-        f(clouds.ecs.clone(), rx).await
     });
-    rt.shutdown_timeout(Duration::from_secs(1));
-    if let Some(l) = local {
-        l.shutdown();
-    }
-    match (crate::signals::received(), result) {
-        (Some(_), _) => crate::signals::exit_code(),
-        (None, Ok(code)) => code,
-        (None, Err(e)) => failed(&e),
+    match crate::signals::received() {
+        Some(_) => crate::signals::exit_code(),
+        None => code,
     }
 }
 

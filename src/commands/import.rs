@@ -165,9 +165,6 @@ fn dedup(values: &[String]) -> Vec<String> {
     out
 }
 
-/// How long the instance metadata service may take to answer the region it runs in (asked once).
-const IMDS_TIMEOUT: Duration = Duration::from_secs(1);
-
 fn spec(args: &Args) -> ImportSpec {
     ImportSpec {
         image: args.image.clone(),
@@ -356,65 +353,22 @@ pub fn run(args: Args) -> u8 {
         eprintln!("imgport: error: --bucket is required: an OSS bucket in {region} to upload through");
         return 2;
     }
-    let rt = match super::upload::runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("imgport: error: {e}");
-            return 1;
-        }
-    };
-    let network = if args.cloud.cloud == "local" {
-        if args.oss_internal {
-            note!("imgport: note: --oss-internal is ignored with --cloud local (its store is on this machine)");
-        }
-        imgport_auth::endpoints::OssNetwork::Public
-    } else {
-        let env = Env::from_process();
-        let (network, why) =
-            rt.block_on(imgport_auth::endpoints::oss_network(&region, args.oss_internal, &env, IMDS_TIMEOUT));
-        let endpoint =
-            imgport_auth::endpoints::resolve(imgport_auth::endpoints::Service::Oss, Some(&region), network, None, &env)
-                .map(|e| e.url())
-                .unwrap_or_default();
-        note!("imgport: oss        {endpoint} ({why})");
-        network
-    };
-    let (local, clouds) = match args.cloud.connect_oss(args.bucket.as_deref(), network) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("imgport: error: {e}");
-            return 1;
-        }
-    };
-    if local.is_some() {
-        // The local cloud's own bucket.
-        let _ = rt.block_on(clouds.store.create_bucket());
-    }
     let spec = spec(&args);
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let result = rt.block_on(async {
-        tokio::spawn(async move {
-            crate::signals::wait().await;
-            let _ = tx.send(true);
-        });
+    let connect = super::cloud::Connect { bucket: args.bucket.as_deref(), oss_internal: args.oss_internal };
+    super::cloud::with_clouds(&args.cloud, connect, |clouds, cancel| async move {
         let events = if args.json { json_events() } else { print_events() };
-        import::import(&spec, &clouds, events, rx).await
-    });
-    rt.shutdown_timeout(Duration::from_secs(1));
-    if let Some(l) = local {
-        l.shutdown();
-    }
-    match result {
-        Ok(o) => {
-            if args.json {
-                print_json(&o);
-            } else {
-                summary(&o);
+        match import::import(&spec, &clouds, events, cancel).await {
+            Ok(o) => {
+                if args.json {
+                    print_json(&o);
+                } else {
+                    summary(&o);
+                }
+                0
             }
-            0
+            Err(e) => report_failure(&e, args.json),
         }
-        Err(e) => report_failure(&e, args.json),
-    }
+    })
 }
 
 fn report_failure(e: &ImportError, json: bool) -> u8 {
