@@ -4,12 +4,11 @@
 //! once it is Available (see [`super::replace`]).
 
 use super::preflight::explain;
-use super::{plan, replace, CopyOutcome, ImportError, ImportEvent, ImportOutcome, Run, Step, DIGEST_TAG};
+use super::{plan, replace, CopyOutcome, ImportError, ImportOutcome, Run, Step, DIGEST_TAG};
 use imgport_cloud::ecs::CopyRequest;
 use imgport_cloud::model::{Image, ImageStatus};
-use imgport_cloud::wait::{wait_image, WaitEvent, WaitEventFn, WaitOptions};
+use imgport_cloud::wait::{wait_image, WaitEventFn, WaitOptions};
 use imgport_cloud::{CloudError, Ecs};
-use std::sync::Arc;
 
 /// What to make of an Available image in other regions and accounts: the import's own distribution, and
 /// `imgport images copy`.
@@ -261,10 +260,7 @@ pub(super) async fn distribute_step(
         share_with: run.spec.share_with.clone(),
         replace: run.spec.replace,
     };
-    let wait_events: WaitEventFn = {
-        let events = run.events.clone();
-        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
-    };
+    let wait_events = run.wait_events();
     let done = {
         let run_ref: &Run<'_> = run;
         let ecs = &run_ref.clouds.ecs;

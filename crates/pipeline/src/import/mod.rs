@@ -325,6 +325,12 @@ impl Run<'_> {
         self.emit(ImportEvent::StepDone { step, seconds, detail: detail.into() });
     }
 
+    /// The wait's events, as the import's.
+    fn wait_events(&self) -> WaitEventFn {
+        let events = self.events.clone();
+        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
+    }
+
     async fn cancelled(&self) {
         let mut rx = self.cancel.clone();
         let _ = rx.wait_for(|c| *c).await;
@@ -605,10 +611,7 @@ pub async fn import(
         return Ok(outcome);
     };
     run.start(Step::Wait);
-    let wait_events: WaitEventFn = {
-        let events = run.events.clone();
-        Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
-    };
+    let wait_events = run.wait_events();
     let waited = tokio::select! {
         r = wait_image(&clouds.ecs, &imported.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
         _ = run.cancelled() => {
@@ -661,6 +664,13 @@ pub async fn import(
 
     // Distribute.
     let failed = distribute_step(&mut run, &image, wait, &tags, &mut outcome).await?;
+    finish(&mut run, outcome, failed)
+}
+
+/// The outcome with the steps' times; a partial success when `failed` copies, shares or settings failed.
+// The import's one error type, returned once at its end: its size does not matter here.
+#[allow(clippy::result_large_err)]
+fn finish(run: &mut Run<'_>, mut outcome: ImportOutcome, failed: usize) -> Result<ImportOutcome, ImportError> {
     outcome.steps = std::mem::take(&mut run.steps);
     if failed > 0 {
         return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
@@ -691,10 +701,7 @@ async fn reuse(
         run.start(Step::Wait);
         let task = clouds.ecs.tasks_of(&existing.image_id).await.ok().and_then(|t| t.into_iter().next());
         outcome.task_id = task.map(|t| t.task_id);
-        let wait_events: WaitEventFn = {
-            let events = run.events.clone();
-            Arc::new(move |e: &WaitEvent| events(&ImportEvent::Wait(e.clone())))
-        };
+        let wait_events = run.wait_events();
         let waited = tokio::select! {
             r = wait_image(&clouds.ecs, &existing.image_id, outcome.task_id.as_deref(), wait, &wait_events) => r,
             // The import is not this run's: an interruption leaves it alone.
@@ -719,11 +726,7 @@ async fn reuse(
         Some(wait) => distribute_step(run, &existing, wait, tags, &mut outcome).await?,
         None => 0,
     };
-    outcome.steps = std::mem::take(&mut run.steps);
-    if failed > 0 {
-        return Err(ImportError::Partial { outcome: Box::new(outcome), failed });
-    }
-    Ok(outcome)
+    finish(run, outcome, failed)
 }
 
 /// With `replace`, once `image` is Available under the temporary name: it takes the name from `old` (see
