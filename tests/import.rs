@@ -185,6 +185,26 @@ fn imports_a_guest_then_reuses_it() {
     assert_eq!((again["reused"].as_bool(), again["image_id"].as_str()), (Some(true), out["image_id"].as_str()));
     assert!(again["upload_summary"].is_null(), "nothing was uploaded: {again}");
 
+    // --force imports it anew and swaps it in once Available: the name holds the new image, the old one is gone.
+    let first = out["image_id"].as_str().expect("id");
+    let (code, forced, err) = run(home.path(), FAST, &[&image, "--name", "web-1", "--force", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!((forced["reused"].as_bool(), forced["status"].as_str()), (Some(false), Some("Available")), "{forced}");
+    assert_ne!(forced["image_id"].as_str(), Some(first), "{forced}");
+    assert_eq!(
+        (forced["replaced"]["image_id"].as_str(), forced["replaced"]["action"].as_str()),
+        (Some(first), Some("deleted"))
+    );
+    let listed =
+        import_cmd_raw(home.path(), FAST, &["images", "list", "--name", "web-1", "--json"]).output().expect("runs");
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let ids: Vec<&str> = listed.as_array().expect("list").iter().filter_map(|i| i["ImageId"].as_str()).collect();
+    assert_eq!(ids, [forced["image_id"].as_str().expect("id")], "{listed}");
+    // Forced again: a third image, not the second answered by an old ClientToken.
+    let (code, again, err) = run(home.path(), FAST, &[&image, "--name", "web-1", "--force", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(again["image_id"], forced["image_id"], "{again}");
+
     // Other content under that name: refused in preflight, before any upload.
     let (code, failed, err) = run(home.path(), FAST, &[&guest("gpt-uefi-ext4"), "--name", "web-1", "--json"]);
     assert_eq!(code, 4, "{err}");

@@ -79,6 +79,10 @@ pub struct Args {
     /// renamed to NAME-replaced-TIME and deprecated. The same in each --copy-to region.
     #[arg(long)]
     replace: bool,
+    /// Import again even when an image of the name holds this very content (it is replaced once the new one is
+    /// Available, as with --replace); without it that image is reported as reused.
+    #[arg(long)]
+    force: bool,
     /// Ask ECS to check the image too (DetectionStrategy=Standard).
     #[arg(long)]
     detect: bool,
@@ -186,6 +190,7 @@ fn spec(args: &Args) -> ImportSpec {
         detection_strategy: args.detect.then(|| "Standard".to_string()),
         resource_group_id: args.resource_group_id.clone(),
         replace: args.replace,
+        force: args.force,
         key: args.key.clone(),
         keep_object: args.keep_object,
         keep_converted: args.keep_converted.clone(),

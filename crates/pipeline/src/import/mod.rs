@@ -89,6 +89,9 @@ pub struct ImportSpec {
     pub resource_group_id: Option<String>,
     /// An image of the name with other content is replaced once the new one is Available (see [`replace`]).
     pub replace: bool,
+    /// An Available image of the name with this very content is imported anew instead of reused, and replaced as
+    /// with `replace` once the new one is Available (copies elsewhere of the same content are still reused).
+    pub force: bool,
     /// The object key; unset: derived from the name and the content digest.
     pub key: Option<String>,
     pub keep_object: bool,
@@ -365,10 +368,11 @@ pub async fn import(
         crate::convert_file::check_output(&spec.image, keep, false)
             .map_err(|e| plan::Invalid(format!("--keep-converted: {e}")))?;
     }
-    if spec.wait.is_none() && spec.replace {
-        return Err(
-            plan::Invalid("--replace swaps the images once the new one is Available: drop --no-wait".into()).into()
-        );
+    if spec.wait.is_none() && (spec.replace || spec.force) {
+        return Err(plan::Invalid(
+            "--replace and --force swap the images once the new one is Available: drop --no-wait".into(),
+        )
+        .into());
     }
 
     // Validate and digest.
@@ -577,7 +581,12 @@ pub async fn import(
         nvme_support: parameters.nvme_support.clone(),
         resource_group_id: spec.resource_group_id.clone(),
         tags: tags.clone(),
-        client_token: Some(plan::client_token(&digest, &import_name, &region)),
+        // With an image to replace, the token names it too: a forced import of the same content is not answered
+        // with the image an earlier forced import made under the same temporary name.
+        client_token: Some(match &found.old {
+            Some(old) => plan::client_token(&digest, &import_name, &format!("{region}:{}", old.image_id)),
+            None => plan::client_token(&digest, &import_name, &region),
+        }),
         ..Default::default()
     };
     let imported = match clouds.ecs.import_image(&request).await {

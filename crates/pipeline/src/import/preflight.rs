@@ -162,6 +162,8 @@ pub(super) async fn preflight(
     if let Some(i) = same_name {
         let same = i.tag(DIGEST_TAG) == Some(digest);
         match (&i.status, same) {
+            // Imported anew with `force`, and swapped in once Available.
+            (ImageStatus::Available | ImageStatus::Deprecated, true) if spec.force => found.old = Some(i),
             (ImageStatus::Available | ImageStatus::Deprecated, true) => {
                 found.reuse = Some(i);
                 return Ok(found);
@@ -198,7 +200,7 @@ pub(super) async fn preflight(
             }
         }
     }
-    if spec.replace {
+    if spec.replace || spec.force {
         // An earlier run's replacement under the temporary name: taken up where it stopped.
         let temporary = replace::temporary_name(&spec.name, digest);
         let earlier = replace::named(&clouds.ecs, &temporary)
