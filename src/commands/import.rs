@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "image")]
     packer_manifest: Option<PathBuf>,
     /// The build to import from the manifest [default: PACKER_BUILD_NAME inside Packer, else the run's only build].
-    #[arg(long, value_name = "NAME", requires = "packer_manifest")]
+    #[arg(long, value_name = "NAME")]
     build: Option<String>,
     /// A data disk imported with the system disk, in the same image (repeat; any format imgport reads).
     #[arg(long = "data-disk", value_name = "IMAGE")]
@@ -371,6 +371,10 @@ fn packer_source(manifest: &std::path::Path, build: Option<&str>) -> Result<pack
 
 pub fn run(args: Args) -> u8 {
     let (image, packer) = match (&args.image, &args.packer_manifest) {
+        (Some(_), _) if args.build.is_some() => {
+            eprintln!("imgport: error: --build names a build in --packer-manifest FILE, not given");
+            return 2;
+        }
         (Some(image), _) => (image.clone(), None),
         (None, Some(manifest)) => match packer_source(manifest, args.build.as_deref()) {
             Ok(s) => (s.image.clone(), Some((manifest.clone(), s))),
