@@ -12,8 +12,12 @@ use std::process::{Command, Output};
 
 const FAST: &str = "[cloud]\nimport_seconds = 0.5\n";
 
-fn template() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/packer/golden-image.json")
+/// The example's JSON template, or its HCL2 form.
+const JSON: &str = "golden-image.json";
+const HCL: &str = "golden-image.pkr.hcl";
+
+fn template(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/packer").join(name)
 }
 
 /// Folders of one run: the Packer working folder, and HOME/XDG/Packer's own folders, all temporary.
@@ -50,7 +54,7 @@ impl Env {
             .env_remove("ALIBABA_CLOUD_REGION_ID");
     }
     /// `packer build` of the example for the local cloud, offline, in the working folder.
-    fn packer_build(&self, image_name: &str) -> Output {
+    fn packer_build(&self, template_name: &str, image_name: &str) -> Output {
         require("packer");
         require("unshare");
         let imgport = env!("CARGO_BIN_EXE_imgport");
@@ -59,7 +63,7 @@ impl Env {
         c.args(["--net", "sh", "-c", script, "sh", "packer", "build", "-color=false"])
             .args(["-var", "cloud=local", "-var", &format!("imgport={imgport}")])
             .args(["-var", &format!("image_name={image_name}")])
-            .arg(template())
+            .arg(template(template_name))
             .current_dir(self.work());
         self.apply(&mut c);
         c.output().expect("packer runs")
@@ -85,7 +89,7 @@ fn text(out: &Output) -> String {
 #[test]
 fn packer_builds_and_imgport_imports_the_image_into_the_local_cloud() {
     let env = Env::new(FAST);
-    let out = env.packer_build("packer-golden");
+    let out = env.packer_build(JSON, "packer-golden");
     let log = text(&out);
     assert!(out.status.success(), "packer build failed:\n{log}");
     assert!(log.contains("Running post-processor: shell-local") && log.contains("imgport: packer"), "{log}");
@@ -116,7 +120,7 @@ fn packer_builds_and_imgport_imports_the_image_into_the_local_cloud() {
     assert!(!env.work().join("packer-manifest.json.lock").exists());
 
     // A second build appends to the manifest (Packer reads imgport's entry back) and imports again: a new run.
-    let out = env.packer_build("packer-golden-2");
+    let out = env.packer_build(JSON, "packer-golden-2");
     assert!(out.status.success(), "second packer build failed:\n{}", text(&out));
     let m2 = env.manifest();
     let run2 = m2["last_run_uuid"].as_str().expect("last_run_uuid");
@@ -136,7 +140,7 @@ fn a_failing_import_fails_the_packer_build() {
     let failing =
         format!("{FAST}[[faults.rules]]\noperation = \"ImportImage\"\nkind = \"create_failed\"\nreason = \"InvalidImage.Format: injected\"\n");
     let env = Env::new(&failing);
-    let out = env.packer_build("packer-broken");
+    let out = env.packer_build(JSON, "packer-broken");
     let log = text(&out);
     assert!(!out.status.success(), "packer build passed despite the failed import:\n{log}");
     assert!(log.contains("Build 'debian12' errored") && log.contains("Post-processor failed"), "{log}");
@@ -146,6 +150,26 @@ fn a_failing_import_fails_the_packer_build() {
     let builds = m["builds"].as_array().expect("builds");
     assert!(builds.iter().all(|b| b["custom_data"].get("imgport_image_id").is_none()), "{m}");
     assert!(env.images().iter().all(|i| i["ImageName"] != "packer-broken" || i["Status"] != "Available"));
+}
+
+/// The HCL2 form of the template does the same (Packer 1.6.6 reads HCL2 too).
+#[test]
+fn the_hcl2_template_imports_too() {
+    let env = Env::new(FAST);
+    let out = env.packer_build(HCL, "packer-hcl");
+    assert!(out.status.success(), "packer build failed:\n{}", text(&out));
+    let id = env
+        .images()
+        .iter()
+        .find(|i| i["ImageName"] == "packer-hcl" && i["Status"] == "Available")
+        .map(|i| i["ImageId"].clone());
+    let id = id.and_then(|v| v.as_str().map(String::from)).expect("the image is in the local cloud");
+    let m = env.manifest();
+    let builds = m["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 2, "{m}");
+    assert_eq!(builds[1]["name"], "debian12", "{m}");
+    assert_eq!(builds[1]["artifact_id"], format!("cn-hangzhou:{id}"), "{m}");
+    assert_eq!(builds[1]["packer_run_uuid"], m["last_run_uuid"], "{m}");
 }
 
 /// `imgport import --packer-manifest` refusals, without Packer: exit 2 and a message naming the problem.

@@ -23,8 +23,9 @@
 //!   post-processor would write it after an import post-processor: `files` empty, `artifact_id` =
 //!   `"region:image-id"` (copies joined by `,`, sorted), the imgport details in `custom_data` as strings (Packer
 //!   parses `custom_data` as a map of strings: anything else breaks its next write). A rerun replaces its own
-//!   entry. The file is replaced atomically (temporary file, rename) under `<manifest>.lock` (created exclusively,
-//!   as newer Packer does).
+//!   entry. The file is replaced atomically (temporary file, rename) while imgport holds `<manifest>.lock`, created
+//!   exclusively: the lock Packer's manifest post-processor takes too (1.6.6 included; it waits about half a
+//!   second for it, imgport holds it for milliseconds).
 
 use crate::import::ImportOutcome;
 use serde_json::{Map, Value};
@@ -193,8 +194,12 @@ impl Manifest {
             .filter(|b| b.packer_run_uuid.as_deref() == Some(run.as_str()) && !b.imgport_record)
             .collect();
         if in_run.is_empty() {
-            let mut runs: Vec<&str> = self.builds.iter().filter_map(|b| b.packer_run_uuid.as_deref()).collect();
-            runs.dedup();
+            let mut runs: Vec<&str> = Vec::new();
+            for r in self.builds.iter().filter_map(|b| b.packer_run_uuid.as_deref()) {
+                if !runs.contains(&r) {
+                    runs.push(r);
+                }
+            }
             return Err(PackerError::NoBuildInRun {
                 path: self.path.clone(),
                 run,
@@ -203,8 +208,12 @@ impl Manifest {
             });
         }
         let names = |bs: &[&Build]| {
-            let mut n: Vec<&str> = bs.iter().map(|b| b.name.as_str()).collect();
-            n.dedup();
+            let mut n: Vec<&str> = Vec::new();
+            for b in bs {
+                if !n.contains(&b.name.as_str()) {
+                    n.push(&b.name);
+                }
+            }
             n.join(", ")
         };
         let chosen: Vec<&Build> = match build.filter(|b| !b.is_empty()) {
