@@ -172,6 +172,53 @@ fn the_hcl2_template_imports_too() {
     assert_eq!(builds[1]["packer_run_uuid"], m["last_run_uuid"], "{m}");
 }
 
+/// Outside Packer, on a manifest of Packer's shape: a failed copy (exit 8) is recorded with the image and the copy
+/// as `region:failed`; the rerun reuses the image, makes the copy and replaces imgport's entry.
+#[test]
+fn a_partial_import_is_recorded_and_the_rerun_replaces_the_record() {
+    let run = "7c1e2f3a-0d4b-5e6f-8a9b-0c1d2e3f4a5b";
+    let manifest = format!(
+        "{{\n  \"builds\": [\n    {{\n      \"name\": \"golden\",\n      \"builder_type\": \"qemu\",\n      \"build_time\": 1796355000,\n      \
+         \"files\": [{{\"name\": \"output-qemu/golden.qcow2\", \"size\": 406016}}],\n      \"artifact_id\": \"VM\",\n      \
+         \"packer_run_uuid\": \"{run}\",\n      \"custom_data\": null\n    }}\n  ],\n  \"last_run_uuid\": \"{run}\"\n}}\n"
+    );
+    let copy_fails = format!("{FAST}[[faults.rules]]\noperation = \"CopyImage\"\nkind = \"create_failed\"\n");
+    let env = Env::new(&copy_fails);
+    let work = env.work();
+    std::fs::create_dir_all(work.join("output-qemu")).expect("mkdir");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo-debian12.qcow2");
+    std::fs::copy(demo, work.join("output-qemu/golden.qcow2")).expect("copy");
+    std::fs::write(work.join("packer-manifest.json"), manifest).expect("manifest");
+    let import = |env: &Env| {
+        let mut c = imgport();
+        c.args(["import", "--packer-manifest", "packer-manifest.json", "--name", "golden", "--cloud", "local"])
+            .args(["--copy-to", "cn-shanghai"])
+            .current_dir(&work);
+        env.apply(&mut c);
+        c.output().expect("imgport runs")
+    };
+    let out = import(&env);
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out));
+    let m = env.manifest();
+    let record = &m["builds"][1];
+    let id = record["custom_data"]["imgport_image_id"].as_str().expect("recorded").to_string();
+    assert_eq!(record["artifact_id"], format!("cn-hangzhou:{id}"), "{m}");
+    assert_eq!(record["custom_data"]["imgport_copies"], "cn-shanghai:failed", "{m}");
+    assert_eq!(record["packer_run_uuid"], run, "{m}");
+
+    std::fs::write(env.dir.path().join("local-cloud.toml"), FAST).expect("config");
+    let out = import(&env);
+    assert!(out.status.success(), "{}", text(&out));
+    let m = env.manifest();
+    let builds = m["builds"].as_array().expect("builds");
+    assert_eq!(builds.len(), 2, "the record is replaced, not added: {m}");
+    assert_eq!(builds[1]["custom_data"]["imgport_reused"], "true", "{m}");
+    let copy = builds[1]["custom_data"]["imgport_copies"].as_str().expect("copies").to_string();
+    let copy_id = copy.strip_prefix("cn-shanghai:").expect("the copy's region").to_string();
+    assert!(copy_id.starts_with("m-"), "{copy}");
+    assert_eq!(builds[1]["artifact_id"], format!("cn-hangzhou:{id},cn-shanghai:{copy_id}"), "{m}");
+}
+
 /// `imgport import --packer-manifest` refusals, without Packer: exit 2 and a message naming the problem.
 #[test]
 fn bad_packer_manifests_are_refused_with_exit_2() {

@@ -459,7 +459,14 @@ pub fn run(args: Args) -> u8 {
                 None => 0,
             }
         }
-        Err(e) => report_failure(&e, args.json),
+        Err(e) => {
+            // Copies or shares failed, but the image is there: the manifest says so (the failed copies as
+            // region:failed), and the exit code still fails the build.
+            if let (ImportError::Partial { outcome, .. }, Some((manifest, source))) = (&e, &packer) {
+                record_in_manifest(manifest, source, outcome);
+            }
+            report_failure(&e, args.json)
+        }
     }
 }
 
