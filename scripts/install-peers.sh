@@ -129,3 +129,18 @@ if [ "$(qemu-img --version | head -1)" != "$QEMU_IMG_BEFORE" ]; then
     echo "install-peers: the libguestfs install changed qemu-img ($QEMU_IMG_BEFORE -> $(qemu-img --version | head -1))" >&2
     exit 1
 fi
+
+# Packer (Debian's packer 1.6.6): real Packer for the post-processor test (tests/packer.rs). Its `file` and `null`
+# builders and `manifest` and `shell-local` post-processors are built in (in newer releases too): nothing is
+# downloaded at build time, no `packer init`.
+# The test runs it under `unshare --net` (util-linux) with only a loopback, and `ip` (iproute2) brings that up.
+if ! command -v packer >/dev/null 2>&1; then
+    echo "install-peers: installing packer" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends packer
+fi
+command -v packer >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || {
+    echo "install-peers: packer or unshare is still missing" >&2
+    exit 1
+}
+echo "install-peers: $(CHECKPOINT_DISABLE=1 packer version | head -1)" >&2

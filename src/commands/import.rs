@@ -8,6 +8,7 @@ use imgport_auth::Env;
 use imgport_cloud::wait::WaitOptions;
 use imgport_pipeline::import::plan::Overrides;
 use imgport_pipeline::import::{self, ImportError, ImportEvent, ImportOutcome, ImportSpec, Step};
+use imgport_pipeline::packer;
 use imgport_storage::UploadEvent;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +26,17 @@ pub struct Args {
     #[command(flatten)]
     open: OpenArgs,
     /// The disk image: raw, qcow2, vhd, vhdx or vmdk (converted when ECS cannot take it as it is).
-    image: PathBuf,
+    #[arg(required_unless_present = "packer_manifest")]
+    image: Option<PathBuf>,
+    /// Instead of IMAGE: the disk image of a build in Packer's manifest (the `manifest` post-processor's file),
+    /// from the last run (PACKER_RUN_UUID inside Packer); the build must hold exactly one disk image. Once
+    /// imported, an entry for the build with artifact_id REGION:IMAGE-ID is added to the manifest.
+    /// See examples/packer/README.md.
+    #[arg(long, value_name = "FILE", conflicts_with = "image")]
+    packer_manifest: Option<PathBuf>,
+    /// The build to import from the manifest [default: PACKER_BUILD_NAME inside Packer, else the run's only build].
+    #[arg(long, value_name = "NAME")]
+    build: Option<String>,
     /// A data disk imported with the system disk, in the same image (repeat; any format imgport reads).
     #[arg(long = "data-disk", value_name = "IMAGE")]
     data_disks: Vec<PathBuf>,
@@ -169,9 +180,9 @@ fn dedup(values: &[String]) -> Vec<String> {
     out
 }
 
-fn spec(args: &Args) -> ImportSpec {
+fn spec(args: &Args, image: PathBuf) -> ImportSpec {
     ImportSpec {
-        image: args.image.clone(),
+        image,
         data_disks: args.data_disks.clone(),
         open: args.open.options(),
         name: args.name.clone(),
@@ -346,7 +357,39 @@ struct JsonError<'a> {
     findings: Vec<String>,
 }
 
+/// `--packer-manifest`: the build's disk image, read as imgport_pipeline::packer's docs say. Inside Packer
+/// (shell-local), PACKER_RUN_UUID names the run and PACKER_BUILD_NAME the build.
+fn packer_source(manifest: &std::path::Path, build: Option<&str>) -> Result<packer::Source, packer::PackerError> {
+    let env_build = std::env::var("PACKER_BUILD_NAME").ok();
+    let run = std::env::var("PACKER_RUN_UUID").ok();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let source = packer::read(manifest)?.source(build.or(env_build.as_deref()), run.as_deref(), &cwd)?;
+    note!("imgport: packer     build {} (run {}): {}", source.build, source.run_uuid, source.image.display());
+    for f in &source.skipped {
+        note!("imgport: packer     {} is not a disk image: skipped", f.display());
+    }
+    Ok(source)
+}
+
 pub fn run(args: Args) -> u8 {
+    let (image, packer) = match (&args.image, &args.packer_manifest) {
+        (Some(_), _) if args.build.is_some() => {
+            eprintln!("imgport: error: --build names a build in --packer-manifest FILE, not given");
+            return 2;
+        }
+        (Some(image), _) => (image.clone(), None),
+        (None, Some(manifest)) => match packer_source(manifest, args.build.as_deref()) {
+            Ok(s) => (s.image.clone(), Some((manifest.clone(), s))),
+            Err(e) => {
+                eprintln!("imgport: error: {e}");
+                return 2;
+            }
+        },
+        (None, None) => {
+            eprintln!("imgport: error: name the disk image: IMAGE or --packer-manifest FILE");
+            return 2;
+        }
+    };
     let region = match args.cloud.region(&Env::from_process()) {
         Ok(r) => r,
         Err(e) => {
@@ -358,7 +401,7 @@ pub fn run(args: Args) -> u8 {
         eprintln!("imgport: error: --bucket is required: an OSS bucket in {region} to upload through");
         return 2;
     }
-    let spec = spec(&args);
+    let spec = spec(&args, image);
     let connect = super::cloud::Connect { bucket: args.bucket.as_deref(), oss_internal: args.oss_internal };
     super::cloud::with_clouds(&args.cloud, connect, |clouds, cancel| async move {
         let events = if args.json { json_events() } else { print_events() };
@@ -369,11 +412,42 @@ pub fn run(args: Args) -> u8 {
                 } else {
                     summary(&o);
                 }
-                0
+                match packer {
+                    Some((manifest, source)) => record_in_manifest(&manifest, &source, &o),
+                    None => 0,
+                }
             }
-            Err(e) => report_failure(&e, args.json),
+            Err(e) => {
+                // Copies or shares failed, but the image is there: the manifest says so (the failed copies as
+                // region:failed), and the exit code still fails the build.
+                if let (ImportError::Partial { outcome, .. }, Some((manifest, source))) = (&e, &packer) {
+                    record_in_manifest(manifest, source, outcome);
+                }
+                report_failure(&e, args.json)
+            }
         }
     })
+}
+
+/// The import's entry in the Packer manifest it came from; failing to write it fails the command (exit 1), so
+/// that a Packer build does not pass without its record (a rerun reuses the image and writes it).
+fn record_in_manifest(manifest: &std::path::Path, source: &packer::Source, o: &ImportOutcome) -> u8 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    match packer::record(manifest, source, o, now) {
+        Ok(()) => {
+            note!(
+                "imgport: packer     recorded {} for build {} in {}",
+                packer::artifact_id(o),
+                source.build,
+                manifest.display()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("imgport: error: {e}");
+            1
+        }
+    }
 }
 
 fn report_failure(e: &ImportError, json: bool) -> u8 {

@@ -10,6 +10,8 @@
 
 mod check;
 mod descriptor;
+/// The text descriptor: its extent lines name the files a VMDK is made of.
+pub use descriptor::{Descriptor, ExtentLine};
 mod header;
 mod sparse;
 mod writer;
@@ -21,7 +23,7 @@ use crate::open::{ExtentFiles, OpenCtx};
 use crate::probe::Format;
 use crate::sink::Sink;
 use crate::write::{Control, WriteOptions};
-use descriptor::{Access, Descriptor, ExtentLine, MAX_DESCRIPTOR_LEN};
+use descriptor::{Access, MAX_DESCRIPTOR_LEN};
 use header::{CowdHeader, SparseHeader, COWD_MAGIC, KDMV_MAGIC, SECTOR};
 use serde::Serialize;
 use sparse::SparseExtent;
