@@ -14,6 +14,7 @@ mod hostile;
 mod import;
 mod inspect;
 mod network;
+mod pipeline;
 mod qcow2;
 mod raw;
 mod retain;
