@@ -84,6 +84,22 @@ pub struct Pipeline {
     pub notes: Vec<String>,
 }
 
+/// `dir` joined with `rel`, `a/../b` folded to `b` (lexically), so that messages and manifests show the path plainly.
+fn under(dir: &Path, rel: &str) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in dir.join(rel).components() {
+        match c {
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            Component::CurDir if !out.as_os_str().is_empty() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Reads, parses and checks a pipeline file: every error found, or the pipeline.
 pub fn load(file: &Path) -> Result<Pipeline, Vec<FileError>> {
     let (text, raw) = format::read(file).map_err(|e| vec![e])?;
@@ -233,9 +249,9 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
                     c.error(span, "source", "needs one of path, glob or packer_manifest");
                     None
                 }
-                (1, Some(p), _, _) => Some(Source::Path(dir.join(p.get_ref()))),
+                (1, Some(p), _, _) => Some(Source::Path(under(&dir, p.get_ref()))),
                 (1, _, Some(g), _) => {
-                    let full = dir.join(g.get_ref());
+                    let full = under(&dir, g.get_ref());
                     let pattern = full.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                     let folder = full.parent().unwrap_or(Path::new(".")).to_path_buf();
                     if folder.to_string_lossy().contains(['*', '?', '[']) || pattern.is_empty() {
@@ -246,7 +262,7 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
                 (1, _, _, Some(m)) => {
                     has_build = true;
                     Some(Source::Packer {
-                        manifest: dir.join(m.get_ref()),
+                        manifest: under(&dir, m.get_ref()),
                         build: s.build.as_ref().map(|b| b.get_ref().clone()),
                     })
                 }
@@ -429,7 +445,7 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
         c.error(span, "retain", "retention works on an image family: set import.family");
     }
 
-    let manifest = raw.outputs.manifest.as_ref().map(|m| dir.join(m.get_ref()));
+    let manifest = raw.outputs.manifest.as_ref().map(|m| under(&dir, m.get_ref()));
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
