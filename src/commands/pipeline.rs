@@ -79,7 +79,14 @@ fn check(a: &CheckArgs) -> u8 {
             for n in &p.notes {
                 note!("imgport: note: {n}");
             }
-            outln!("{}: ok: pipeline {} ({} cloud, {}): {}", a.file.display(), p.name, p.cloud, region_of(&p), describe(&p));
+            outln!(
+                "{}: ok: pipeline {} ({} cloud, {}): {}",
+                a.file.display(),
+                p.name,
+                p.cloud,
+                region_of(&p),
+                describe(&p)
+            );
             0
         }
         Err(errors) => {

@@ -88,3 +88,45 @@ manifest = "manifest.json"
     );
     assert_eq!(p.manifest, Some(dir.path().join("manifest.json")));
 }
+
+#[test]
+fn sources_resolve_to_the_newest_glob_match_and_the_packer_manifests_last_run() {
+    use imgport_pipeline::file::source::{resolve, Resolved};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Glob: the newest by modification time, whatever the names.
+    for (name, age) in [("b-old.qcow2", 300), ("a-new.qcow2", 10), ("c-mid.qcow2", 100)] {
+        let f = std::fs::File::create(d.join(name)).expect("create");
+        let t = std::time::SystemTime::now() - std::time::Duration::from_secs(age);
+        f.set_modified(t).expect("mtime");
+    }
+    std::fs::write(d.join("notes.txt"), "x").expect("write");
+    let glob = Source::Glob { dir: d.to_path_buf(), pattern: "*.qcow2".into() };
+    assert_eq!(resolve(&glob).expect("match"), Resolved { path: d.join("a-new.qcow2"), build: None });
+    let none = Source::Glob { dir: d.to_path_buf(), pattern: "*.vmdk".into() };
+    assert!(resolve(&none).unwrap_err().contains("no file"));
+
+    // Packer: only the builds of last_run_uuid count; `build` picks one; file names are from the manifest's folder.
+    std::fs::write(
+        d.join("packer-manifest.json"),
+        r#"{"builds": [
+            {"name": "qemu", "builder_type": "qemu", "build_time": 1, "files": [{"name": "b-old.qcow2", "size": 0}],
+             "artifact_id": "x", "packer_run_uuid": "run-1"},
+            {"name": "qemu", "builder_type": "qemu", "build_time": 2,
+             "files": [{"name": "c-mid.qcow2", "size": 0}, {"name": "notes.txt", "size": 1}],
+             "artifact_id": "x", "packer_run_uuid": "run-2"},
+            {"name": "arm", "builder_type": "qemu", "build_time": 2, "files": [{"name": "a-new.qcow2", "size": 0}],
+             "artifact_id": "x", "packer_run_uuid": "run-2"}
+        ], "last_run_uuid": "run-2"}"#,
+    )
+    .expect("write");
+    let manifest = d.join("packer-manifest.json");
+    let qemu = Source::Packer { manifest: manifest.clone(), build: Some("qemu".into()) };
+    assert_eq!(resolve(&qemu).expect("qemu"), Resolved { path: d.join("c-mid.qcow2"), build: Some("qemu".into()) });
+    let both = Source::Packer { manifest: manifest.clone(), build: None };
+    assert!(resolve(&both).unwrap_err().contains("several builds (qemu, arm)"));
+    let missing = Source::Packer { manifest, build: Some("vmware".into()) };
+    assert!(resolve(&missing).unwrap_err().contains("no build \"vmware\""));
+    let absent = Source::Packer { manifest: d.join("nope.json"), build: None };
+    assert!(resolve(&absent).unwrap_err().contains("no such file"));
+}
