@@ -25,10 +25,15 @@ fn cmd(home: &Path, config: &str, args: &[&str]) -> Command {
     c
 }
 
-/// Runs a command; answers the exit code, stdout as JSON (Null when it is not) and stderr.
+/// Runs a command; answers the exit code, stdout as JSON (Null when it is not) and stderr. With `pipeline ... --json`,
+/// the document is checked against docs/schemas/pipeline-result.schema.json.
 fn run(home: &Path, config: &str, args: &[&str]) -> (i32, Value, String) {
     let out = cmd(home, config, args).output().expect("imgport runs");
     let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    if args.first() == Some(&"pipeline") && args.contains(&"--json") {
+        assert!(json.is_object(), "one JSON document: {}", String::from_utf8_lossy(&out.stdout));
+        check_schema("pipeline-result.schema.json", std::slice::from_ref(&json));
+    }
     (out.status.code().unwrap_or(-1), json, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
