@@ -129,6 +129,7 @@ fn quickstart_runs_writes_a_packer_manifest_and_reruns_as_a_no_op() {
     let (code, forced, err) = run(home.path(), FAST, &["pipeline", "run", file, "--force", "--json"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(forced["import"]["reused"], true, "{forced}");
+    assert_eq!(forced["import"]["digest"], digest.as_str(), "the import takes the run's digest");
     assert_eq!(forced["artifact_id"], out["artifact_id"]);
     let m3: Value = serde_json::from_slice(&std::fs::read(&manifest_path).expect("manifest")).expect("json");
     assert_eq!(m3["builds"].as_array().map(Vec::len), Some(2), "{m3}");

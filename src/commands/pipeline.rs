@@ -176,7 +176,7 @@ fn render(p: &Pipeline, ctx: &Context) -> Result<Rendered, Vec<FileError>> {
 }
 
 /// The import the pipeline asks for: [`super::import::base_spec`] with the file's settings.
-fn import_spec(p: &Pipeline, r: &Rendered, image: PathBuf) -> ImportSpec {
+fn import_spec(p: &Pipeline, r: &Rendered, image: PathBuf, digest: &str) -> ImportSpec {
     let i = &p.import;
     let base = super::import::base_spec();
     ImportSpec {
@@ -207,6 +207,8 @@ fn import_spec(p: &Pipeline, r: &Rendered, image: PathBuf) -> ImportSpec {
         share_with: p.share_with.clone(),
         part_size: i.part_size,
         concurrency: i.concurrency.unwrap_or(base.concurrency),
+        // Computed by the run a moment ago: the image is not read twice.
+        known_digest: Some(digest.to_string()),
         ..base
     }
 }
@@ -411,7 +413,7 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
             if let Err(e) = store.save(&key, &rec) {
                 return fail(a.json, 1, &format!("run record: {e}"));
             }
-            let spec = import_spec(&p, &rendered, src.path.clone());
+            let spec = import_spec(&p, &rendered, src.path.clone(), &digest);
             let code = rt.block_on(execute(&p, &a, &region, &spec, &clouds, &src, &mut rec, &mut result));
             rec.ended = Some(unix_now());
             rec.status = if code == 0 { RunStatus::Finished } else { RunStatus::Failed };
