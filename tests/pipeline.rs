@@ -266,3 +266,59 @@ fn check_points_at_the_fault() {
     let (code, _, err) = run(home.path(), FAST, &["pipeline", "run", f.to_str().expect("utf-8")]);
     assert_eq!(code, 2, "run refuses it too: {err}");
 }
+
+/// kill -9 during the upload, then the rerun: the run record says the run did not finish, the rerun continues (the
+/// upload resumes from the parts already sent) and there is one image.
+#[test]
+fn a_run_killed_during_the_upload_resumes_it_on_rerun() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let home = tempfile::tempdir().expect("tempdir");
+    let file = home.path().join("killed.toml");
+    let source = guest_images().join("mbr-bios-ext4.raw");
+    std::fs::write(
+        &file,
+        format!(
+            "cloud = \"local\"\n[source]\npath = {:?}\n[import]\nname = \"killed-{{digest}}\"\npart_size = \"128K\"\n\
+             concurrency = 2\n",
+            source.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    // Four parts go at once, the rest wait 4 s each.
+    let slow =
+        format!("{FAST}[[faults.rules]]\noperation = \"UploadPart\"\nkind = \"latency\"\nms = 4000\nafter = 4\n");
+    let mut child = cmd(home.path(), &slow, &["pipeline", "run", file])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("imgport starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (mut seen, mut buf, deadline) = (String::new(), [0u8; 4096], Instant::now() + Duration::from_secs(60));
+    while !seen.contains("preflight") {
+        assert!(Instant::now() < deadline, "never reached the upload: {seen}");
+        let n = stderr.read(&mut buf).expect("read");
+        assert!(n > 0, "ended before the upload: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    assert_eq!(child.wait().expect("ends").code(), None, "killed: {seen}");
+
+    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", file, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "finished", "{out}");
+    assert!(err.contains("resuming after run"), "the record of the killed run is found: {err}");
+    let summary = &out["import"]["upload_summary"];
+    let (parts, resumed, sent) =
+        (summary["parts"].as_u64(), summary["resumed_parts"].as_u64(), summary["sent_parts"].as_u64());
+    assert!(resumed.is_some_and(|r| r >= 4), "the parts sent before the kill were kept: {summary}");
+    assert_eq!(sent.zip(resumed).map(|(s, r)| s + r), parts, "only the rest was sent: {summary}");
+    let name = out["image_name"].as_str().expect("name");
+    let (code, list, err) = run(home.path(), FAST, &["images", "list", "--name", name, "--cloud", "local", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "one image: {list}");
+}
