@@ -458,7 +458,13 @@ async fn plan(
             owner_alias: Some("self".into()),
             ..Default::default()
         };
-        let existing = clouds.ecs.images(&filter).await.unwrap_or_default();
+        let existing = match clouds.ecs.images(&filter).await {
+            Ok(found) => found,
+            Err(e) => {
+                would.push(format!("(could not look for an image of the name to reuse: {e})"));
+                Vec::new()
+            }
+        };
         let same = existing
             .iter()
             .find(|i| i.image_name == r.name && i.tag(import::DIGEST_TAG) == Some(result.digest.as_str()));
