@@ -217,7 +217,12 @@ pub fn read(file: &Path) -> Result<(Text, RawPipeline), FileError> {
 pub fn parse(text: &Text) -> Result<RawPipeline, FileError> {
     toml::from_str::<RawPipeline>(&text.text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        let message = e.message().trim().to_string();
+        let mut message = e.message().trim().to_string();
+        // serde names the struct a table deserializes into: say "a table".
+        while let Some(at) = message.find("struct Raw") {
+            let end = message[at + 7..].find(|c: char| !c.is_alphanumeric()).map_or(message.len(), |n| at + 7 + n);
+            message.replace_range(at..end, "a table");
+        }
         let mut field = text.field_at(span.start);
         // A missing field is reported at its table: name the field itself.
         if let Some(rest) = message.strip_prefix("missing field `") {
