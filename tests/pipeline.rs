@@ -322,3 +322,37 @@ fn a_run_killed_during_the_upload_resumes_it_on_rerun() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(list.as_array().map(Vec::len), Some(1), "one image: {list}");
 }
+
+/// A Packer manifest as the source: the file of its last run's build, whose name fills `{build}` and names the
+/// build imgport's manifest appends.
+#[test]
+fn a_packer_manifest_source_names_the_build() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = home.path().join("output-qemu");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::fs::copy(root.join("examples/demo-debian12.qcow2"), out.join("disk.qcow2")).expect("copy");
+    std::fs::write(
+        home.path().join("packer-manifest.json"),
+        r#"{"builds": [{"name": "qemu", "builder_type": "qemu", "build_time": 1,
+            "files": [{"name": "output-qemu/disk.qcow2", "size": 406016}], "artifact_id": "x",
+            "packer_run_uuid": "run-1", "custom_data": null}], "last_run_uuid": "run-1"}"#,
+    )
+    .expect("write");
+    let file = home.path().join("packer.toml");
+    std::fs::write(
+        &file,
+        "cloud = \"local\"\n[source]\npacker_manifest = \"packer-manifest.json\"\nbuild = \"qemu\"\n[import]\n\
+         name = \"pk-{build}-{digest}\"\n[outputs]\nmanifest = \"imgport-manifest.json\"\n",
+    )
+    .expect("write");
+    let (code, res, err) = run(home.path(), FAST, &["pipeline", "run", file.to_str().expect("utf-8"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let name = res["image_name"].as_str().expect("name");
+    assert!(name.starts_with("pk-qemu-"), "{res}");
+    assert!(res["source"].as_str().is_some_and(|s| s.ends_with("output-qemu/disk.qcow2")), "{res}");
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(home.path().join("imgport-manifest.json")).expect("manifest")).unwrap();
+    assert_eq!(m["builds"][0]["name"], "qemu", "{m}");
+    assert_eq!(m["builds"][0]["artifact_id"], res["artifact_id"]);
+}
