@@ -315,8 +315,8 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
     let rendered = match render(&p, &ctx) {
         Ok(r) => r,
         Err(errors) => {
-            print_errors(&errors);
-            return fail(a.json, 2, "templates could not be rendered");
+            let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            return fail(a.json, 2, &all.join("; "));
         }
     };
 
@@ -434,7 +434,10 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
 
 fn digest_of(path: &std::path::Path) -> Result<String, imgport_disk::Error> {
     let img = imgport_disk::open(path, &imgport_disk::OpenOptions::default())?;
-    imgport_disk::digest(img.as_ref(), &imgport_disk::Control::new())
+    // A signal stops the reading (the run has recorded nothing yet); the exit code is then 128 + the signal.
+    let ctl = imgport_disk::Control::new();
+    crate::signals::cancel_on_signal(ctl.cancel_flag());
+    imgport_disk::digest(img.as_ref(), &ctl)
 }
 
 /// `plan` and `run --dry-run`.
