@@ -59,6 +59,10 @@ enum Command {
     Images(commands::images::ImagesArgs),
     /// Instances: replace-disk puts an image on an instance's system disk.
     Instance(commands::images::InstanceArgs),
+    /// Pipeline files (pipelines/*.toml): check, plan and run a source through import, copies, retention and a
+    /// Packer-shaped manifest; a finished run with unchanged content reruns as a no-op.
+    #[command(subcommand)]
+    Pipeline(commands::pipeline::Command),
     /// Upload a file to OSS or S3: multipart, resumable, verified end to end.
     Upload(commands::upload::Args),
     /// Interrupted multipart uploads: list, abort, forget stale resume state.
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Import(a) => commands::import::run(*a),
         Command::Images(a) => commands::images::run(a),
         Command::Instance(a) => commands::images::run_instance(a),
+        Command::Pipeline(c) => commands::pipeline::run(c),
         Command::Upload(a) => commands::upload::run(a),
         Command::Uploads(c) => commands::upload::run_uploads(c),
         Command::Completions(a) => commands::completions::run(a, Cli::command()),

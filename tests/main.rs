@@ -15,6 +15,7 @@ mod import;
 mod inspect;
 mod network;
 mod packer;
+mod pipeline;
 mod qcow2;
 mod raw;
 mod retain;

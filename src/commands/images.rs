@@ -736,7 +736,7 @@ fn retain_table(plans: &[Plan]) {
     }
 }
 
-fn print_done(d: &Done) {
+pub(crate) fn print_done(d: &Done) {
     match (d.action, &d.error) {
         (Action::Deprecate, None) => {
             outln!("deprecated {} in {} at {}", d.image_id, d.region, d.deprecated_at.as_deref().unwrap_or(""))

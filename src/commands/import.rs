@@ -213,13 +213,24 @@ fn spec(args: &Args, image: PathBuf) -> ImportSpec {
         share_with: dedup(&args.share_with),
         part_size: args.part_size,
         concurrency: args.concurrency,
+        ..base_spec()
+    }
+}
+
+/// What every import shares whoever builds its spec (`import` from its flags, `pipeline run` from a file): the
+/// upload's resume state folder, imgport's version for the tag, and the defaults of the flags.
+pub(crate) fn base_spec() -> ImportSpec {
+    ImportSpec {
+        concurrency: 8,
+        wait: Some(WaitOptions { timeout: Duration::from_secs(3 * 3600), ..Default::default() }),
         state_dir: imgport_storage::state::default_dir(),
         version: env!("IMGPORT_VERSION").to_string(),
+        ..Default::default()
     }
 }
 
 /// Step lines and progress on stderr (none with `-q`); with a terminal, the upload's bytes on a bar.
-fn print_events() -> import::ImportEventFn {
+pub(crate) fn print_events() -> import::ImportEventFn {
     let bar: Arc<std::sync::Mutex<Option<indicatif::ProgressBar>>> = Arc::default();
     Arc::new(move |e: &ImportEvent| {
         let mut bar = bar.lock().unwrap_or_else(|p| p.into_inner());
@@ -255,7 +266,7 @@ fn print_events() -> import::ImportEventFn {
 
 /// `--json`: each event as one JSON object on a line of stderr (docs/schemas/import-event.schema.json); the
 /// upload's and the converter's progress at most once a second, and always at their end.
-fn json_events() -> import::ImportEventFn {
+pub(crate) fn json_events() -> import::ImportEventFn {
     let last: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     Arc::new(move |e: &ImportEvent| {
         let progress = match e {
@@ -278,7 +289,7 @@ fn json_events() -> import::ImportEventFn {
     })
 }
 
-fn step_name(step: Step) -> &'static str {
+pub(crate) fn step_name(step: Step) -> &'static str {
     match step {
         Step::Validate => "validate",
         Step::Preflight => "preflight",

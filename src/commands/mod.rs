@@ -14,6 +14,7 @@ pub mod info;
 pub mod inspect;
 pub mod man;
 pub mod map;
+pub mod pipeline;
 pub mod upload;
 pub mod validate;
 

@@ -57,7 +57,10 @@ pub(super) fn examine(spec: &ImportSpec, ctl: &Control) -> Result<(Report, Strin
     let inspection = imgport_guest::inspect(image.clone())?;
     let options = imgport_validate::Options { target: Target::Alibaba, file_size };
     let report = imgport_validate::validate_inspection(&inspection, &details, &options);
-    let digest = imgport_disk::digest(image.as_ref(), ctl)?;
+    let digest = match &spec.known_digest {
+        Some(d) => d.clone(),
+        None => imgport_disk::digest(image.as_ref(), ctl)?,
+    };
     Ok((report, digest, is_sparse(&spec.image)))
 }
 

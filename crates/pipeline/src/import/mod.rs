@@ -114,6 +114,9 @@ pub struct ImportSpec {
     pub state_dir: Option<PathBuf>,
     /// imgport's version, for the `imgport:version` tag.
     pub version: String,
+    /// The system disk's content digest (imgport-digest-v1) when the caller has just computed it from the same
+    /// file (`pipeline run` names the image by it): the disk is not read a second time for it. Unset: computed.
+    pub known_digest: Option<String>,
 }
 
 /// Where the import goes: the region's ECS, RAM, and the bucket's store.

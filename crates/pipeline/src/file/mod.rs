@@ -1,0 +1,20 @@
+//! Pipeline files (`pipelines/*.toml`): a source, the import's settings, distribution, retention and the manifest
+//! to write, declared once and run by `imgport pipeline run`.
+//!
+//! - [`format`]: the file as written (unknown keys refused; every value's position kept) and [`FileError`], which
+//!   names the file, line, column and field.
+//! - [`check`]: the checked [`Pipeline`], every fault found at once.
+//! - [`template`]: `{date}`, `{datetime}`, `{git_sha}`, `{build}`, `{digest}`, `{var.NAME}`.
+//! - [`source`]: a path, the newest match of a glob, or a Packer manifest's last run.
+//! - [`manifest`]: Packer-shaped manifests, read and appended.
+//! - [`record`]: run records behind [`record::RunStore`], local files by default.
+
+pub mod check;
+pub mod format;
+pub mod manifest;
+pub mod record;
+pub mod source;
+pub mod template;
+
+pub use check::{load, Pipeline, Source};
+pub use format::FileError;

@@ -1,0 +1,720 @@
+//! `imgport pipeline check|plan|run FILE`: a pipeline file (`pipelines/*.toml`, see
+//! [`imgport_pipeline::file`]) checked, planned or run. A run is the composition of what the other commands do:
+//! the source resolved and digested, the templates rendered, [`import::import`] (validate, upload, register, wait,
+//! copy, share, clean up), then [`imgport_cloud::retain`] for the family in the import region and the copy regions,
+//! then the manifest in Packer's shape. Each run is recorded under `$XDG_STATE_HOME/imgport/pipelines`: a finished
+//! run with the same content and the same file reruns as a no-op ("up to date") unless `--force`; a failed one
+//! reruns, and the import, being idempotent, resumes its upload and reuses what exists.
+
+use crate::output::print_json;
+use imgport_auth::Env;
+use imgport_cloud::retain::{self, Action, Done, Plan};
+use imgport_cloud::wait::WaitOptions;
+use imgport_pipeline::file::manifest::{artifact_id, Build, BuildFile, Manifest};
+use imgport_pipeline::file::record::{self, LocalRuns, RunRecord, RunStatus, RunStore, StepRecord};
+use imgport_pipeline::file::template::{self, Context};
+use imgport_pipeline::file::{self, check::Placed, source, FileError, Pipeline};
+use imgport_pipeline::import::plan::Overrides;
+use imgport_pipeline::import::{self, ImportEvent, ImportOutcome, ImportSpec};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Check a pipeline file: every fault with its line, column and field (exit 0 good, 2 faults).
+    Check(CheckArgs),
+    /// What a run would do: the source and its digest, whether the run is already done, the image it would make
+    /// or reuse, and what retention would retire now.
+    Plan(RunArgs),
+    /// Run a pipeline: import, distribute, retain, write the manifest. Exit codes as `imgport import`'s, and 0
+    /// when the run is already done for this content.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    /// The pipeline file.
+    file: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    file: PathBuf,
+    /// A value for `{var.NAME}` in templates (repeat); without it, the environment's IMGPORT_VAR_NAME.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = super::import::parse_tag)]
+    vars: Vec<(String, String)>,
+    /// Print what would run and change nothing (`run` only).
+    #[arg(long)]
+    dry_run: bool,
+    /// Run even when the last run finished for this content.
+    #[arg(long)]
+    force: bool,
+    /// One JSON result document on stdout; events as JSON lines on stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(c: Command) -> u8 {
+    match c {
+        Command::Check(a) => check(&a),
+        Command::Plan(a) => run_pipeline(a, Mode::Plan),
+        Command::Run(a) if a.dry_run => run_pipeline(a, Mode::Plan),
+        Command::Run(a) => run_pipeline(a, Mode::Run),
+    }
+}
+
+fn print_errors(errors: &[FileError]) {
+    for e in errors {
+        eprintln!("imgport: error: {e}");
+    }
+}
+
+fn check(a: &CheckArgs) -> u8 {
+    match file::load(&a.file) {
+        Ok(p) => {
+            for n in &p.notes {
+                note!("imgport: note: {n}");
+            }
+            outln!(
+                "{}: ok: pipeline {} ({} cloud, {}): {}",
+                a.file.display(),
+                p.name,
+                p.cloud,
+                region_of(&p),
+                describe(&p)
+            );
+            0
+        }
+        Err(errors) => {
+            print_errors(&errors);
+            2
+        }
+    }
+}
+
+/// The steps of a pipeline in a line.
+fn describe(p: &Pipeline) -> String {
+    let mut steps = vec!["validate".to_string(), format!("import {}", p.import.name.template.source)];
+    if !p.copy_to.is_empty() {
+        steps.push(format!("copy to {}", p.copy_to.join(", ")));
+    }
+    if !p.share_with.is_empty() {
+        steps.push(format!("share with {}", p.share_with.join(", ")));
+    }
+    if let Some(r) = &p.retain {
+        let mut rule = Vec::new();
+        if let Some(k) = r.keep {
+            rule.push(format!("keep {k}"));
+        }
+        if let Some(d) = r.keep_younger_than {
+            rule.push(format!("keep {} days", d / 86_400));
+        }
+        steps.push(format!("retain ({})", rule.join(", ")));
+    }
+    if let Some(m) = &p.manifest {
+        steps.push(format!("manifest {}", m.display()));
+    }
+    steps.join(", ")
+}
+
+fn region_of(p: &Pipeline) -> String {
+    let args = cloud_args(p);
+    args.region(&Env::from_process()).unwrap_or_else(|_| "?".into())
+}
+
+fn cloud_args(p: &Pipeline) -> super::cloud::CloudArgs {
+    super::cloud::CloudArgs { cloud: p.cloud.clone(), region: p.region.iter().cloned().collect() }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plan,
+    Run,
+}
+
+/// The templates of the import step, rendered.
+#[derive(Debug, Clone, Serialize)]
+struct Rendered {
+    name: String,
+    description: Option<String>,
+    family: Option<String>,
+    key: Option<String>,
+    tags: Vec<(String, String)>,
+}
+
+fn render(p: &Pipeline, ctx: &Context) -> Result<Rendered, Vec<FileError>> {
+    let mut errors = Vec::new();
+    let mut one = |t: &Placed| match t.template.render(ctx) {
+        Ok(s) => Some(s),
+        Err(message) => {
+            errors.push(FileError {
+                file: p.file.clone(),
+                line: t.line,
+                column: t.column,
+                field: t.field.clone(),
+                message,
+            });
+            None
+        }
+    };
+    let i = &p.import;
+    let r = Rendered {
+        name: one(&i.name).unwrap_or_default(),
+        description: i.description.as_ref().and_then(&mut one),
+        family: i.family.as_ref().and_then(&mut one),
+        key: i.key.as_ref().and_then(&mut one),
+        tags: i.tags.iter().filter_map(|(k, t)| one(t).map(|v| (k.clone(), v))).collect(),
+    };
+    match errors.is_empty() {
+        true => Ok(r),
+        false => Err(errors),
+    }
+}
+
+/// The import the pipeline asks for: [`super::import::base_spec`] with the file's settings.
+fn import_spec(p: &Pipeline, r: &Rendered, image: PathBuf, digest: &str) -> ImportSpec {
+    let i = &p.import;
+    let base = super::import::base_spec();
+    ImportSpec {
+        image,
+        name: r.name.clone(),
+        description: r.description.clone(),
+        family: r.family.clone(),
+        tags: r.tags.clone(),
+        overrides: Overrides {
+            platform: i.platform.clone(),
+            os_type: i.os_type.clone(),
+            architecture: i.arch.clone(),
+            boot_mode: i.boot_mode.clone(),
+            disk_size_gib: i.disk_size,
+            nvme: Some(i.nvme.clone().unwrap_or_else(|| "auto".into())),
+        },
+        license_type: i.license_type.clone(),
+        detection_strategy: i.detect.then(|| "Standard".to_string()),
+        resource_group_id: i.resource_group_id.clone(),
+        replace: i.replace,
+        key: r.key.clone(),
+        keep_object: i.keep_object,
+        skip_validation: p.skip_validation,
+        strict: p.strict,
+        create_role: i.create_role,
+        wait: Some(WaitOptions { timeout: i.timeout, ..Default::default() }),
+        copy_to: p.copy_to.clone(),
+        share_with: p.share_with.clone(),
+        part_size: i.part_size,
+        concurrency: i.concurrency.unwrap_or(base.concurrency),
+        // Computed by the run a moment ago: the image is not read twice.
+        known_digest: Some(digest.to_string()),
+        ..base
+    }
+}
+
+/// The one document `--json` prints.
+#[derive(Serialize)]
+struct RunResult<'a> {
+    pipeline: &'a str,
+    /// `finished`, `up_to_date`, `planned` or `failed`.
+    status: &'a str,
+    run_uuid: String,
+    source: String,
+    digest: String,
+    image_name: String,
+    /// Image ids per region.
+    images: BTreeMap<String, String>,
+    artifact_id: String,
+    steps: Vec<StepRecord>,
+    findings: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    retired: Vec<Done>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    retain_plans: Vec<Plan>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest: Option<String>,
+    record: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    import: Option<ImportOutcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<u8>,
+    /// With `plan`: what would be done, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    would: Vec<String>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn fail(json: bool, code: u8, message: &str) -> u8 {
+    if json {
+        print_json(&serde_json::json!({"status": "failed", "error": message, "exit_code": code}));
+    }
+    eprintln!("imgport: error: {message}");
+    code
+}
+
+fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
+    let p = match file::load(&a.file) {
+        Ok(p) => p,
+        Err(errors) => {
+            print_errors(&errors);
+            if a.json {
+                let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                print_json(&serde_json::json!({"status": "failed", "error": all.join("; "), "exit_code": 2}));
+            }
+            return 2;
+        }
+    };
+    if let Some(cmd) = &p.command {
+        return fail(
+            a.json,
+            2,
+            &format!(
+                "{}: source.command ({}) is not run by this version: build first, then run",
+                p.file.display(),
+                cmd.join(" ")
+            ),
+        );
+    }
+    let cloud = cloud_args(&p);
+    let region = match cloud.region(&Env::from_process()) {
+        Ok(r) => r,
+        Err(e) => return fail(a.json, 2, &e),
+    };
+    let src = match source::resolve(&p.source) {
+        Ok(s) => s,
+        Err(e) => return fail(a.json, 2, &e),
+    };
+    let started = unix_now();
+    let mut steps: Vec<StepRecord> = Vec::new();
+
+    // The content digest: it names the run and may name the image.
+    let t = Instant::now();
+    let digest = match digest_of(&src.path) {
+        Ok(d) => d,
+        Err(e) => return fail(a.json, 2, &format!("{}: {e}", src.path.display())),
+    };
+    steps.push(StepRecord {
+        step: "source".into(),
+        seconds: t.elapsed().as_secs_f64(),
+        detail: format!("{} (digest {})", src.path.display(), &digest[..digest.len().min(template::SHORT_DIGEST)]),
+    });
+    if !a.json {
+        note!("imgport: source     {} (digest {digest})", src.path.display());
+    }
+    let mut ctx = Context::at(started);
+    ctx.git_sha = template::git_sha(&p.dir);
+    ctx.build = src.build.clone();
+    ctx.digest = Some(digest.clone());
+    ctx.vars = a.vars.iter().cloned().collect();
+    let rendered = match render(&p, &ctx) {
+        Ok(r) => r,
+        Err(errors) => {
+            let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            return fail(a.json, 2, &all.join("; "));
+        }
+    };
+
+    let Some(dir) = LocalRuns::default_dir() else {
+        return fail(a.json, 1, "no state folder: set XDG_STATE_HOME or HOME");
+    };
+    let store = LocalRuns { dir };
+    let key = record::key(&p.name, &p.file, &p.cloud, &region);
+    let last = match store.load(&key) {
+        Ok(r) => r,
+        Err(e) => return fail(a.json, 1, &format!("run record: {e}")),
+    };
+    let done = last.as_ref().filter(|r| r.done_for(&digest, &p.hash) && !a.force);
+    let mut result = RunResult {
+        pipeline: &p.name,
+        status: "planned",
+        run_uuid: String::new(),
+        source: src.path.display().to_string(),
+        digest: digest.clone(),
+        image_name: rendered.name.clone(),
+        images: BTreeMap::new(),
+        artifact_id: String::new(),
+        steps: Vec::new(),
+        findings: Vec::new(),
+        retired: Vec::new(),
+        retain_plans: Vec::new(),
+        manifest: p.manifest.as_ref().map(|m| m.display().to_string()),
+        record: store.location(&key),
+        import: None,
+        error: None,
+        exit_code: None,
+        would: Vec::new(),
+    };
+    if let Some(r) = done {
+        result.status = "up_to_date";
+        result.run_uuid = r.run_uuid.clone();
+        result.image_name = r.image_name.clone();
+        result.images = r.images.clone();
+        result.artifact_id = artifact_id(&r.images);
+        result.steps = r.steps.clone();
+        if mode == Mode::Run {
+            if a.json {
+                print_json(&result);
+            } else {
+                outln!(
+                    "{}: up to date: run {} finished for this content ({}); nothing to do (--force runs again)",
+                    p.name,
+                    r.run_uuid,
+                    result.artifact_id
+                );
+            }
+            return 0;
+        }
+    }
+
+    let connect = super::cloud::Connect { bucket: p.bucket.as_deref(), oss_internal: false };
+    let done = done.is_some();
+    let (p, a, last, result) = (&p, &a, &last, &mut result);
+    super::cloud::with_clouds(&cloud, connect, |clouds, cancel| async move {
+        match mode {
+            Mode::Plan => plan(p, a, &region, &rendered, done, &clouds, result).await,
+            Mode::Run => {
+                let uuid = record::new_run_id(&p.file);
+                let mut rec = RunRecord {
+                    pipeline: p.name.clone(),
+                    file_hash: p.hash.clone(),
+                    run_uuid: uuid.clone(),
+                    status: RunStatus::Running,
+                    source: src.path.display().to_string(),
+                    digest: digest.clone(),
+                    image_name: rendered.name.clone(),
+                    started,
+                    ended: None,
+                    steps,
+                    images: BTreeMap::new(),
+                    error: None,
+                    exit_code: None,
+                };
+                if let Some(prev) = last.as_ref().filter(|r| r.status != RunStatus::Finished) {
+                    note!(
+                        "imgport: resuming after run {} ({:?}): the import reuses what it finished",
+                        prev.run_uuid,
+                        prev.status
+                    );
+                }
+                if let Err(e) = store.save(&key, &rec) {
+                    return fail(a.json, 1, &format!("run record: {e}"));
+                }
+                let spec = import_spec(p, &rendered, src.path.clone(), &digest);
+                let code = execute(p, a, &region, &spec, &clouds, &src, &mut rec, result, cancel).await;
+                rec.ended = Some(unix_now());
+                rec.status = if code == 0 { RunStatus::Finished } else { RunStatus::Failed };
+                rec.exit_code = Some(code);
+                rec.error = result.error.clone();
+                if let Err(e) = store.save(&key, &rec) {
+                    eprintln!("imgport: error: run record: {e}");
+                }
+                code
+            }
+        }
+    })
+}
+
+fn digest_of(path: &std::path::Path) -> Result<String, imgport_disk::Error> {
+    let img = imgport_disk::open(path, &imgport_disk::OpenOptions::default())?;
+    // A signal stops the reading (the run has recorded nothing yet); the exit code is then 128 + the signal.
+    let ctl = imgport_disk::Control::new();
+    crate::signals::cancel_on_signal(ctl.cancel_flag());
+    imgport_disk::digest(img.as_ref(), &ctl)
+}
+
+/// `plan` and `run --dry-run`.
+async fn plan(
+    p: &Pipeline,
+    a: &RunArgs,
+    region: &str,
+    r: &Rendered,
+    done: bool,
+    clouds: &import::Clouds,
+    result: &mut RunResult<'_>,
+) -> u8 {
+    let mut would = Vec::new();
+    if done {
+        would
+            .push(format!("skip: the last run finished for this content ({}); --force runs again", result.artifact_id));
+    } else {
+        // The import's own reuse check, cheaply: an image of the name that carries this content.
+        let filter = imgport_cloud::ecs::ImageFilter {
+            image_name: Some(r.name.clone()),
+            owner_alias: Some("self".into()),
+            ..Default::default()
+        };
+        let existing = match clouds.ecs.images(&filter).await {
+            Ok(found) => found,
+            Err(e) => {
+                would.push(format!("(could not look for an image of the name to reuse: {e})"));
+                Vec::new()
+            }
+        };
+        let same = existing
+            .iter()
+            .find(|i| i.image_name == r.name && i.tag(import::DIGEST_TAG) == Some(result.digest.as_str()));
+        match (same, existing.iter().any(|i| i.image_name == r.name)) {
+            (Some(i), _) => would.push(format!(
+                "import: reuse {} ({}): {} in {region} already holds this content",
+                i.image_id,
+                i.status.as_str(),
+                r.name
+            )),
+            (None, true) if !p.import.replace => would.push(format!(
+                "import: stops: an image named {} with other content exists in {region} (set import.replace)",
+                r.name
+            )),
+            _ => would.push(format!(
+                "import {} as {} into {region}: validate, upload, register, wait",
+                result.source, r.name
+            )),
+        }
+        for c in &p.copy_to {
+            would.push(format!("copy to {c}"));
+        }
+        if !p.share_with.is_empty() {
+            would.push(format!("share with {}", p.share_with.join(", ")));
+        }
+    }
+    if let (Some(policy), Some(family)) = (&p.retain, &r.family) {
+        let mut regions = vec![region.to_string()];
+        regions.extend(p.copy_to.iter().cloned());
+        match retain::survey(&clouds.ecs, family, &regions).await {
+            Ok(surveys) => {
+                for s in &surveys {
+                    match retain::plan(s, policy, unix_now()) {
+                        Ok(plan) => result.retain_plans.push(plan),
+                        Err(e) => would.push(format!("retain: {e}")),
+                    }
+                }
+            }
+            Err(e) => would.push(format!("retain: the survey failed: {e}")),
+        }
+        for plan in &result.retain_plans {
+            for i in plan.images.iter().filter(|i| matches!(i.action, Action::Deprecate | Action::Delete)) {
+                let what = if i.action == Action::Delete { "delete" } else { "deprecate" };
+                would.push(format!(
+                    "retain: {what} {} ({}) in {}: {}",
+                    i.image_id,
+                    i.image_name,
+                    plan.region,
+                    i.why.describe()
+                ));
+            }
+        }
+        if result.retain_plans.iter().all(|p| p.count(Action::Deprecate) + p.count(Action::Delete) == 0) {
+            would.push(format!("retain: nothing of family {family} to retire now (before this run's image)"));
+        }
+    }
+    if !done {
+        if let Some(m) = &p.manifest {
+            would.push(format!("manifest: append a build to {}", m.display()));
+        }
+    }
+    if a.json {
+        result.would = would;
+        print_json(result);
+    } else {
+        outln!("pipeline {}: {} -> {} (digest {})", p.name, result.source, r.name, result.digest);
+        for w in &would {
+            outln!("  {w}");
+        }
+        note!("imgport: plan only: nothing changed");
+    }
+    0
+}
+
+/// The run itself: import, retain, manifest. Fills `rec` and `result`; answers the exit code.
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    p: &Pipeline,
+    a: &RunArgs,
+    region: &str,
+    spec: &ImportSpec,
+    clouds: &import::Clouds,
+    src: &source::Resolved,
+    rec: &mut RunRecord,
+    result: &mut RunResult<'_>,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> u8 {
+    result.run_uuid = rec.run_uuid.clone();
+    let findings: Arc<Mutex<Vec<String>>> = Arc::default();
+    let done_steps: Arc<Mutex<Vec<StepRecord>>> = Arc::default();
+    let events = {
+        let inner = if a.json { super::import::json_events() } else { super::import::print_events() };
+        let (findings, done_steps) = (findings.clone(), done_steps.clone());
+        Arc::new(move |e: &ImportEvent| {
+            match e {
+                ImportEvent::Finding { id, severity, message } => {
+                    findings.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{severity} {id}: {message}"))
+                }
+                ImportEvent::StepDone { step, seconds, detail } => {
+                    done_steps.lock().unwrap_or_else(|p| p.into_inner()).push(StepRecord {
+                        step: super::import::step_name(*step).to_string(),
+                        seconds: *seconds,
+                        detail: detail.clone(),
+                    })
+                }
+                _ => {}
+            }
+            inner(e)
+        })
+    };
+    let imported = import::import(spec, clouds, events, cancel).await;
+    result.findings = findings.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    rec.steps.extend(done_steps.lock().unwrap_or_else(|p| p.into_inner()).drain(..));
+    let outcome = match imported {
+        Ok(o) => o,
+        Err(e) => {
+            let code = match (&e, crate::signals::received()) {
+                (import::ImportError::Interrupted { .. }, Some(_)) => crate::signals::exit_code(),
+                _ => e.exit_code(),
+            };
+            if let import::ImportError::Partial { outcome, .. } = &e {
+                record_outcome(outcome, rec);
+            }
+            result.status = "failed";
+            result.error = Some(format!("import: {e}"));
+            result.exit_code = Some(code);
+            result.steps = rec.steps.clone();
+            result.images = rec.images.clone();
+            if a.json {
+                print_json(result);
+            }
+            eprintln!("imgport: error: import: {e}; rerun the pipeline to resume");
+            return code;
+        }
+    };
+    record_outcome(&outcome, rec);
+
+    // Retention for the family, in the import region and every copy region.
+    let mut failed = 0;
+    if let (Some(policy), Some(family)) = (&p.retain, &spec.family) {
+        let t = Instant::now();
+        let mut regions = vec![region.to_string()];
+        regions.extend(p.copy_to.iter().cloned());
+        let now = unix_now();
+        match retain::survey(&clouds.ecs, family, &regions).await {
+            Ok(surveys) => {
+                for s in &surveys {
+                    let plan = match retain::plan(s, policy, now) {
+                        Ok(plan) => plan,
+                        Err(e) => {
+                            failed += 1;
+                            result.error = Some(format!("retain: {e}"));
+                            continue;
+                        }
+                    };
+                    let done = retain::apply(&clouds.ecs, &plan, unix_now()).await;
+                    if !a.json {
+                        done.iter().for_each(super::images::print_done);
+                    }
+                    failed += done.iter().filter(|d| !d.ok).count();
+                    result.retired.extend(done);
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                result.error = Some(format!("retain: the survey failed: {e}"));
+            }
+        }
+        let ok = result.retired.iter().filter(|d| d.ok);
+        let (deprecated, deleted) =
+            ok.fold((0, 0), |(dp, dl), d| if d.action == Action::Delete { (dp, dl + 1) } else { (dp + 1, dl) });
+        let detail = format!("family {family} in {}: {deprecated} deprecated, {deleted} deleted", regions.join(", "));
+        if !a.json {
+            note!("imgport: retain     {detail} ({:.1} s)", t.elapsed().as_secs_f64());
+        }
+        rec.steps.push(StepRecord { step: "retain".into(), seconds: t.elapsed().as_secs_f64(), detail });
+    }
+
+    // The manifest, a build appended.
+    if let Some(path) = &p.manifest {
+        let t = Instant::now();
+        let size = std::fs::metadata(&src.path).map(|m| m.len()).unwrap_or(0);
+        let mut custom = BTreeMap::new();
+        let json = |v: &dyn erased::Json| v.text();
+        custom.insert("digest".to_string(), outcome.digest.clone());
+        custom.insert("image_name".to_string(), outcome.name.clone());
+        custom.insert("images".to_string(), json(&rec.images));
+        custom.insert("steps".to_string(), json(&rec.steps));
+        custom.insert("findings".to_string(), json(&result.findings));
+        custom.insert("retired".to_string(), json(&result.retired));
+        custom.insert("reused".to_string(), outcome.reused.to_string());
+        custom.insert("imgport_version".to_string(), spec.version.clone());
+        let build = Build {
+            name: src.build.clone().unwrap_or_else(|| p.name.clone()),
+            builder_type: "imgport".into(),
+            build_time: unix_now(),
+            files: vec![BuildFile { name: src.path.display().to_string(), size }],
+            artifact_id: artifact_id(&rec.images),
+            packer_run_uuid: rec.run_uuid.clone(),
+            custom_data: Some(custom),
+        };
+        match Manifest::append(path, build) {
+            Ok(m) => {
+                let detail = format!("{} ({} build(s))", path.display(), m.builds.len());
+                if !a.json {
+                    note!("imgport: manifest   {detail}");
+                }
+                rec.steps.push(StepRecord { step: "manifest".into(), seconds: t.elapsed().as_secs_f64(), detail });
+            }
+            Err(e) => {
+                failed += 1;
+                result.error = Some(format!("manifest: {e}"));
+            }
+        }
+    }
+
+    result.images = rec.images.clone();
+    result.artifact_id = artifact_id(&rec.images);
+    result.steps = rec.steps.clone();
+    let code = if failed > 0 { 8 } else { 0 };
+    result.status = if code == 0 { "finished" } else { "failed" };
+    result.exit_code = (code != 0).then_some(code);
+    if a.json {
+        result.import = Some(outcome.clone());
+        print_json(result);
+    } else {
+        outln!("{}: {} is {} in {}", p.name, outcome.image_id, outcome.status, outcome.region);
+        for c in &outcome.copies {
+            match &c.error {
+                None => outln!("  copy in {}: {} is {}", c.region, c.image_id, c.status),
+                Some(e) => outln!("  copy in {}: failed: {e}", c.region),
+            }
+        }
+        outln!("  artifact {}", artifact_id(&rec.images));
+        if let Some(e) = &result.error {
+            eprintln!("imgport: error: {e}; rerun the pipeline to retry");
+        }
+    }
+    code
+}
+
+/// The import's images into the run record.
+fn record_outcome(o: &ImportOutcome, rec: &mut RunRecord) {
+    if !o.image_id.is_empty() {
+        rec.images.insert(o.region.clone(), o.image_id.clone());
+    }
+    for c in o.copies.iter().filter(|c| c.error.is_none() && !c.image_id.is_empty()) {
+        rec.images.insert(c.region.clone(), c.image_id.clone());
+    }
+}
+
+/// Values as JSON text, for Packer's string-valued `custom_data`.
+mod erased {
+    pub trait Json {
+        fn text(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn text(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
