@@ -47,7 +47,7 @@ pub fn imgport_json(args: &[&str]) -> serde_json::Value {
 // Helpers for the guest inspection tests: the realistic images of scripts/build-test-images.sh, and the real tools
 // (blkid, sfdisk) whose answers the inspection must match.
 
-/// Build the guest test images once per test process (into the target folder) and return their folder.
+/// Build the guest test images (into the target folder; again only when the script changed) and return their folder.
 pub fn guest_images() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -76,6 +76,16 @@ pub fn guest_images() -> &'static Path {
         }
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest-images");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-test-images.sh");
+        // Test processes started together (a loop hunting a flaky test) build the images one at a time.
+        let lock = std::fs::File::create(dir.with_extension("lock")).expect("image build lock");
+        lock.lock().expect("lock the image build");
+        // Built already by this very script (an earlier test process): reused, not rewritten under a reader.
+        let text = std::fs::read(&script).expect("read build-test-images.sh");
+        let built_by = dir.join(".built-by");
+        if std::fs::read(&built_by).is_ok_and(|b| b == text) {
+            return dir;
+        }
+        let _ = std::fs::remove_file(&built_by);
         let out = Command::new("bash").arg(&script).arg(&dir).output().expect("cannot run build-test-images.sh");
         assert!(
             out.status.success(),
@@ -83,6 +93,7 @@ pub fn guest_images() -> &'static Path {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        std::fs::write(&built_by, &text).expect("record the image build");
         dir
     })
 }

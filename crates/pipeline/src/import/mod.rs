@@ -504,8 +504,25 @@ pub async fn import(
         None => spec.name.clone(),
     };
 
-    // Upload, unless the bucket holds the content already; another run uploading the same object is waited for.
+    // With an image to replace, the token names it too: a forced import of the same content is not answered
+    // with the image an earlier forced import made under the same temporary name.
+    let client_token = match &found.old {
+        Some(old) => plan::client_token(&digest, &import_name, &format!("{region}:{}", old.image_id)),
+        None => plan::client_token(&digest, &import_name, &region),
+    };
+
+    // Upload, unless the bucket holds the content already; another run importing the same content is waited for.
     run.start(Step::Upload);
+    let _claim = match objects::claim(&run, &client_token, &key, &digest, &import_name).await? {
+        objects::Claim::Held(lock) => lock,
+        objects::Claim::Reuse(existing) => {
+            objects::keep_converted(&run, &system_disk).await?;
+            outcome.upload = None;
+            let detail = format!("another imgport run imported this content as {}", existing.image_id);
+            run.done(Step::Upload, detail);
+            return reuse(&mut run, *existing, found.old.as_ref(), outcome, &tags).await;
+        }
+    };
     let mut disks = vec![system_disk];
     disks.extend(data.iter().map(|d| Disk {
         how: d.how,
@@ -584,12 +601,7 @@ pub async fn import(
         nvme_support: parameters.nvme_support.clone(),
         resource_group_id: spec.resource_group_id.clone(),
         tags: tags.clone(),
-        // With an image to replace, the token names it too: a forced import of the same content is not answered
-        // with the image an earlier forced import made under the same temporary name.
-        client_token: Some(match &found.old {
-            Some(old) => plan::client_token(&digest, &import_name, &format!("{region}:{}", old.image_id)),
-            None => plan::client_token(&digest, &import_name, &region),
-        }),
+        client_token: Some(client_token),
         ..Default::default()
     };
     let imported = match clouds.ecs.import_image(&request).await {

@@ -300,3 +300,70 @@ pub(super) async fn cancel_import(run: &Run<'_>, task_id: &str, keys: &[String])
         done.join(", ")
     }
 }
+
+/// What taking the import's claim came to.
+pub(super) enum Claim {
+    /// This run uploads and registers; the lock (none without a state folder) is held until the run ends.
+    Held(Option<imgport_storage::state::StateLock>),
+    /// Another run registered an image of the name with this content meanwhile: that image is the answer.
+    Reuse(Box<Image>),
+}
+
+/// Claims the upload and registration of this content under `name` for this run, on this machine: a lock beside
+/// the resume states named by the import's ClientToken. A run that finds it held waits for the holder's image to
+/// show (then reuses it) or for the lock to come free (the holder failed or ended; its image is looked for once
+/// more). Without it, a run that found the object complete just after another run's upload would register the
+/// same ClientToken and answer the other's import as its own, and cancel it on Ctrl-C. Runs on other machines are
+/// kept to one image by the ClientToken alone.
+pub(super) async fn claim(
+    run: &Run<'_>,
+    token: &str,
+    key: &str,
+    digest: &str,
+    name: &str,
+) -> Result<Claim, ImportError> {
+    use imgport_storage::state::{self, LockError};
+    let Some(dir) = &run.spec.state_dir else { return Ok(Claim::Held(None)) };
+    let path = dir.join("imports").join(format!("{token}.state"));
+    let began = std::time::Instant::now();
+    let bound = run.spec.wait.as_ref().map_or(OTHER_UPLOAD_WAIT, |w| w.timeout);
+    let mut told = false;
+    loop {
+        let busy = match state::lock(&path) {
+            Ok(lock) => {
+                return Ok(match same_image(run, digest, name).await {
+                    Some(image) => Claim::Reuse(Box::new(image)),
+                    None => Claim::Held(Some(lock)),
+                })
+            }
+            Err(LockError::Busy { pid, path }) => (pid, path),
+            Err(LockError::Io(e)) => {
+                let error = UploadError::Io(format!("locking {}: {e}", path.display()));
+                return Err(ImportError::Upload { bucket: run.clouds.bucket.clone(), key: key.into(), error });
+            }
+        };
+        if !told {
+            told = true;
+            let who = busy.0.map_or("another imgport run".to_string(), |p| format!("imgport run {p}"));
+            run.emit(ImportEvent::StepDone {
+                step: super::Step::Upload,
+                seconds: 0.0,
+                detail: format!("{who} is importing this content as {name}: waiting for it"),
+            });
+        }
+        if let Some(image) = same_image(run, digest, name).await {
+            return Ok(Claim::Reuse(Box::new(image)));
+        }
+        if began.elapsed() >= bound {
+            let error =
+                UploadError::Busy { url: format!("oss://{}/{key}", run.clouds.bucket), pid: busy.0, lock: busy.1 };
+            return Err(ImportError::Upload { bucket: run.clouds.bucket.clone(), key: key.into(), error });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(OTHER_RUN_POLL) => {}
+            _ = run.cancelled() => {
+                return Err(ImportError::Interrupted { cleanup: "nothing of this run's to clean up".into() });
+            }
+        }
+    }
+}
