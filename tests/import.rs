@@ -990,46 +990,6 @@ fn images_find_reads_every_page() {
     assert_eq!(find(&["images", "find", "--snapshot-id", &snapshot, "--json"]), expected);
 }
 
-/// `imgport emulator serve` on a random port, stopped (SIGINT) when dropped.
-struct Served {
-    child: std::process::Child,
-    info: Value,
-}
-
-const SERVE_AK: &str = "LTAI5tImportSdkCheck1";
-const SERVE_SK: &str = "import-sdk-check-secret-NOT-LOGGED";
-
-impl Served {
-    fn start(data: &Path) -> Served {
-        let mut child = imgport()
-            .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--json", "--quiet", "--seed-import-role"])
-            .args(["--import-seconds", "0.5", "--region", "cn-hangzhou", "--region", "cn-shanghai"])
-            .args(["--access-key-id", SERVE_AK, "--access-key-secret", SERVE_SK, "--data"])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("imgport emulator serve starts");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("first line");
-        let info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        Served { child, info }
-    }
-
-    fn endpoint(&self, name: &str) -> &str {
-        self.info[name].as_str().unwrap_or_else(|| panic!("{name} in {}", self.info))
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-    }
-}
-
 /// `--cloud alibaba` end to end, and what the official SDK sees: `imgport emulator serve` stands in for Alibaba
 /// Cloud (the `IMGPORT_*_ENDPOINT` variables point at it, the keys come from the environment as for the real
 /// service); the import goes through the real preflight (credentials, the bucket's region, the import role) with a

@@ -16,6 +16,7 @@ mod inspect;
 mod network;
 mod packer;
 mod pipeline;
+mod pipeline_shared;
 mod qcow2;
 mod raw;
 mod retain;

@@ -12,6 +12,7 @@ use imgport_cloud::retain::{self, Action, Done, Plan};
 use imgport_cloud::wait::WaitOptions;
 use imgport_pipeline::file::manifest::{artifact_id, Build, BuildFile, Manifest};
 use imgport_pipeline::file::record::{self, LocalRuns, RunRecord, RunStatus, RunStore, StepRecord};
+use imgport_pipeline::file::state::{self, Acquire, BucketState, Lease};
 use imgport_pipeline::file::template::{self, Context};
 use imgport_pipeline::file::{self, check::Placed, source, FileError, Pipeline};
 use imgport_pipeline::import::plan::Overrides;
@@ -53,6 +54,10 @@ pub struct RunArgs {
     /// Run even when the last run finished for this content.
     #[arg(long)]
     force: bool,
+    /// With `state` in the bucket: when another runner holds the pipeline's lease, exit 75 at once instead of
+    /// waiting for its result.
+    #[arg(long)]
+    no_wait: bool,
     /// One JSON result document on stdout; events as JSON lines on stderr.
     #[arg(long)]
     json: bool,
@@ -320,15 +325,23 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
         }
     };
 
-    let Some(dir) = LocalRuns::default_dir() else {
-        return fail(a.json, 1, "no state folder: set XDG_STATE_HOME or HOME");
+    // Local records are read before the cloud is connected: an up-to-date run costs nothing. Records in the bucket
+    // are read once connected.
+    let local = match &p.state {
+        Some(_) => None,
+        None => {
+            let Some(dir) = LocalRuns::default_dir() else {
+                return fail(a.json, 1, "no state folder: set XDG_STATE_HOME or HOME");
+            };
+            let store = LocalRuns { dir };
+            let key = record::key(&p.name, &p.file, &p.cloud, &region);
+            match store.load(&key) {
+                Ok(r) => Some((store, key, r)),
+                Err(e) => return fail(a.json, 1, &format!("run record: {e}")),
+            }
+        }
     };
-    let store = LocalRuns { dir };
-    let key = record::key(&p.name, &p.file, &p.cloud, &region);
-    let last = match store.load(&key) {
-        Ok(r) => r,
-        Err(e) => return fail(a.json, 1, &format!("run record: {e}")),
-    };
+    let last = local.as_ref().and_then(|(_, _, r)| r.clone());
     let done = last.as_ref().filter(|r| r.done_for(&digest, &p.hash) && !a.force);
     let mut result = RunResult {
         pipeline: &p.name,
@@ -344,42 +357,84 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
         retired: Vec::new(),
         retain_plans: Vec::new(),
         manifest: p.manifest.as_ref().map(|m| m.display().to_string()),
-        record: store.location(&key),
+        record: local.as_ref().map(|(store, key, _)| store.location(key)).unwrap_or_default(),
         import: None,
         error: None,
         exit_code: None,
         would: Vec::new(),
     };
     if let Some(r) = done {
-        result.status = "up_to_date";
-        result.run_uuid = r.run_uuid.clone();
-        result.image_name = r.image_name.clone();
-        result.images = r.images.clone();
-        result.artifact_id = artifact_id(&r.images);
-        result.steps = r.steps.clone();
+        up_to_date(&mut result, r);
         if mode == Mode::Run {
-            if a.json {
-                print_json(&result);
-            } else {
-                outln!(
-                    "{}: up to date: run {} finished for this content ({}); nothing to do (--force runs again)",
-                    p.name,
-                    r.run_uuid,
-                    result.artifact_id
-                );
-            }
+            print_up_to_date(&p, &a, &result);
             return 0;
         }
     }
 
     let connect = super::cloud::Connect { bucket: p.bucket.as_deref(), oss_internal: false };
     let done = done.is_some();
-    let (p, a, last, result) = (&p, &a, &last, &mut result);
+    let (p, a, result) = (&p, &a, &mut result);
     super::cloud::with_clouds(&cloud, connect, |clouds, cancel| async move {
+        let shared = match &p.state {
+            Some((dest, lease)) => match state_store(p, dest, *lease, &clouds, &region).await {
+                Ok(s) => Some(s),
+                Err(e) => return fail(a.json, 1, &format!("state {}: {e}", state_url(dest))),
+            },
+            None => None,
+        };
+        let mut last = last;
+        let mut done = done;
+        if let Some(state) = &shared {
+            result.record = state.location(&p.name, &region);
+            last = match state.load(&p.name, &region).await {
+                Ok(r) => r,
+                Err(e) => return fail(a.json, 1, &format!("run record: {e}")),
+            };
+            if let Some(r) = last.as_ref().filter(|r| r.done_for(&digest, &p.hash) && !a.force) {
+                up_to_date(result, r);
+                if mode == Mode::Run {
+                    print_up_to_date(p, a, result);
+                    return 0;
+                }
+                done = true;
+            }
+        }
         match mode {
             Mode::Plan => plan(p, a, &region, &rendered, done, &clouds, result).await,
             Mode::Run => {
                 let uuid = record::new_run_id(&p.file);
+                // With state in the bucket: this run's turn, or another runner's result.
+                let mut held = None;
+                if let Some(state) = &shared {
+                    match take_turn(state, p, a, &region, &digest, &uuid, cancel.clone()).await {
+                        Turn::Go(lease) => {
+                            let report: Arc<dyn Fn(&str) + Send + Sync> =
+                                Arc::new(|m: &str| eprintln!("imgport: warning: {m}"));
+                            held = Some(lease.keep_alive(report));
+                        }
+                        Turn::Done(r) => {
+                            up_to_date(result, &r);
+                            print_up_to_date(p, a, result);
+                            return 0;
+                        }
+                        Turn::Exit(code) => return code,
+                    }
+                    // The run before this turn may have finished this very content.
+                    last = match state.load(&p.name, &region).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            release(held).await;
+                            return fail(a.json, 1, &format!("run record: {e}"));
+                        }
+                    };
+                    if let Some(r) = last.as_ref().filter(|r| r.done_for(&digest, &p.hash) && !a.force) {
+                        release(held).await;
+                        up_to_date(result, r);
+                        print_up_to_date(p, a, result);
+                        return 0;
+                    }
+                }
+                let store = Records { local: local.as_ref().map(|(s, k, _)| (s, k.as_str())), shared: shared.as_ref() };
                 let mut rec = RunRecord {
                     pipeline: p.name.clone(),
                     file_hash: p.hash.clone(),
@@ -402,7 +457,8 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
                         prev.status
                     );
                 }
-                if let Err(e) = store.save(&key, &rec) {
+                if let Err(e) = store.save(p, &region, &rec).await {
+                    release(held).await;
                     return fail(a.json, 1, &format!("run record: {e}"));
                 }
                 let spec = import_spec(p, &rendered, src.path.clone(), &digest);
@@ -411,13 +467,181 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
                 rec.status = if code == 0 { RunStatus::Finished } else { RunStatus::Failed };
                 rec.exit_code = Some(code);
                 rec.error = result.error.clone();
-                if let Err(e) = store.save(&key, &rec) {
+                if held.as_ref().is_some_and(|h| h.lost()) {
+                    eprintln!("imgport: warning: this run's lease was taken over; its record is written all the same");
+                }
+                if let Err(e) = store.save(p, &region, &rec).await {
                     eprintln!("imgport: error: run record: {e}");
                 }
+                release(held).await;
                 code
             }
         }
     })
+}
+
+/// A finished run's result, answered for this run (`up_to_date`).
+fn up_to_date(result: &mut RunResult<'_>, r: &RunRecord) {
+    result.status = "up_to_date";
+    result.run_uuid = r.run_uuid.clone();
+    result.image_name = r.image_name.clone();
+    result.images = r.images.clone();
+    result.artifact_id = artifact_id(&r.images);
+    result.steps = r.steps.clone();
+}
+
+fn print_up_to_date(p: &Pipeline, a: &RunArgs, result: &RunResult<'_>) {
+    if a.json {
+        print_json(result);
+    } else {
+        outln!(
+            "{}: up to date: run {} finished for this content ({}); nothing to do (--force runs again)",
+            p.name,
+            result.run_uuid,
+            result.artifact_id
+        );
+    }
+}
+
+/// Where run records go: a local file, or the bucket.
+struct Records<'a> {
+    local: Option<(&'a LocalRuns, &'a str)>,
+    shared: Option<&'a BucketState>,
+}
+
+impl Records<'_> {
+    async fn save(&self, p: &Pipeline, region: &str, rec: &RunRecord) -> Result<(), String> {
+        if let Some((store, key)) = self.local {
+            store.save(key, rec)?;
+        }
+        if let Some(state) = self.shared {
+            state.save(&p.name, region, rec).await?;
+        }
+        Ok(())
+    }
+}
+
+fn state_url(dest: &imgport_storage::Destination) -> String {
+    let scheme = if dest.flavor.is_oss() { "oss" } else { "s3" };
+    format!("{scheme}://{}/{}", dest.bucket, dest.key)
+}
+
+/// The store of `state`: on OSS, the import's connection to its bucket (the local cloud's when the cloud is
+/// local; created there), reconnected to the bucket's own region when it is in another; on S3, a connection as
+/// `imgport upload` makes one (AWS_* environment).
+async fn state_store(
+    p: &Pipeline,
+    dest: &imgport_storage::Destination,
+    lease: std::time::Duration,
+    clouds: &import::Clouds,
+    region: &str,
+) -> Result<BucketState, String> {
+    use imgport_storage::{settings, Client, StoreConfig};
+    let env = Env::from_process();
+    let client = if dest.flavor.is_oss() {
+        let c = clouds.store.config();
+        let client = Client::new(StoreConfig {
+            flavor: c.flavor,
+            endpoint: c.endpoint.clone(),
+            region: c.region.clone(),
+            bucket: dest.bucket.clone(),
+            style: c.style,
+            credentials: c.credentials.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        if p.cloud == "local" {
+            client.create_bucket().await.map_err(|e| e.to_string())?;
+            client
+        } else {
+            match client.bucket_region().await {
+                Ok(r) if r != region => {
+                    let s = settings::StoreSettings { region: Some(r), ..Default::default() };
+                    settings::connect(dest, &s, &env)?.client
+                }
+                Ok(_) => client,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    } else {
+        let s = settings::StoreSettings::default();
+        let connection = settings::connect(dest, &s, &env)?;
+        for w in &connection.warnings {
+            eprintln!("imgport: warning: {w}");
+        }
+        connection.client
+    };
+    let bucket_url = state_url(&imgport_storage::Destination { key: String::new(), ..dest.clone() });
+    Ok(BucketState::new(Arc::new(client), &bucket_url, &dest.key, lease))
+}
+
+/// What waiting for the pipeline's lease came to.
+enum Turn {
+    Go(Lease),
+    /// Another runner finished this content meanwhile: its record.
+    Done(RunRecord),
+    Exit(u8),
+}
+
+/// Takes the lease of this pipeline, region and content; while another runner holds it, waits for its record to
+/// say it finished this content (or, with `--no-wait`, exits 75). An expired lease is taken over.
+async fn take_turn(
+    state: &BucketState,
+    p: &Pipeline,
+    a: &RunArgs,
+    region: &str,
+    digest: &str,
+    uuid: &str,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Turn {
+    let poll = (state.lease() / 3).clamp(std::time::Duration::from_millis(500), std::time::Duration::from_secs(5));
+    let mut told = false;
+    loop {
+        // The holder's result first: once it finished this content there is nothing to take.
+        if told {
+            match state.load(&p.name, region).await {
+                Ok(Some(r)) if r.done_for(digest, &p.hash) && !a.force => return Turn::Done(r),
+                Ok(_) => {}
+                Err(e) => eprintln!("imgport: warning: run record: {e}; trying again"),
+            }
+        }
+        match state.acquire(&p.name, region, digest, uuid, state::unix_now()).await {
+            Ok(Acquire::Held(lease)) => {
+                if told && !a.json {
+                    note!("imgport: lease      taken: {}", lease.location());
+                }
+                return Turn::Go(lease);
+            }
+            Ok(Acquire::Busy(holder)) => {
+                let since = imgport_cloud::retain::format_time(holder.acquired);
+                let left = holder.expires - state::unix_now();
+                let who = format!(
+                    "pipeline {} is already running on {} since {since} (run {}, pid {}); its lease expires in {left}s                      unless renewed",
+                    p.name, holder.host, holder.run_uuid, holder.pid
+                );
+                if a.no_wait {
+                    return Turn::Exit(fail(a.json, 75, &format!("{who}; rerun later (--no-wait)")));
+                }
+                if !told {
+                    note!("imgport: waiting    {who}: waiting for its result");
+                    told = true;
+                }
+            }
+            Err(e) => return Turn::Exit(fail(a.json, 1, &format!("lease: {e}"))),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = cancel.changed() => return Turn::Exit(fail(a.json, crate::signals::exit_code(), "interrupted while waiting for the other runner")),
+        }
+    }
+}
+
+/// Releases a held lease (a failure is only worth a warning: the lease then expires).
+async fn release(held: Option<imgport_pipeline::file::state::KeepAlive>) {
+    if let Some(k) = held {
+        if let Err(e) = k.release().await {
+            eprintln!("imgport: warning: releasing the lease: {e}; it expires on its own");
+        }
+    }
 }
 
 fn digest_of(path: &std::path::Path) -> Result<String, imgport_disk::Error> {

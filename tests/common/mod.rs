@@ -334,3 +334,101 @@ pub fn check_schema(schema: &str, docs: &[serde_json::Value]) {
     let out = child.wait_with_output().expect("python3 ends");
     assert!(out.status.success(), "{schema}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+// ---- a served emulator -----------------------------------------------------------------------------------------
+
+/// The key pair [`Served`] accepts: `--cloud alibaba` runs reach it through the usual environment variables.
+pub const SERVE_AK: &str = "LTAI5tImportSdkCheck1";
+pub const SERVE_SK: &str = "import-sdk-check-secret-NOT-LOGGED";
+
+/// `imgport emulator serve` on a random port (cn-hangzhou and cn-shanghai, the import role seeded), stopped
+/// (SIGINT) when dropped.
+pub struct Served {
+    child: std::process::Child,
+    info: serde_json::Value,
+}
+
+impl Served {
+    pub fn start(data: &Path) -> Served {
+        Served::start_with(data, &["--import-seconds", "0.5"])
+    }
+
+    /// With more `emulator serve` arguments (`--import-seconds`, `--config`).
+    pub fn start_with(data: &Path, extra: &[&str]) -> Served {
+        let mut child = imgport()
+            .args(["emulator", "serve", "--listen", "127.0.0.1:0", "--json", "--quiet", "--seed-import-role"])
+            .args(["--region", "cn-hangzhou", "--region", "cn-shanghai"])
+            .args(extra)
+            .args(["--access-key-id", SERVE_AK, "--access-key-secret", SERVE_SK, "--data"])
+            .arg(data)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("imgport emulator serve starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("first line");
+        let info = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        Served { child, info }
+    }
+
+    pub fn endpoint(&self, name: &str) -> &str {
+        self.info[name].as_str().unwrap_or_else(|| panic!("{name} in {}", self.info))
+    }
+
+    /// `imgport` with the environment of a `--cloud alibaba` run against this emulator: its endpoints and keys,
+    /// and `home` as HOME and the XDG folders.
+    pub fn imgport(&self, home: &Path) -> Command {
+        let mut c = imgport();
+        c.env("IMGPORT_ECS_ENDPOINT", self.endpoint("ecs_endpoint"))
+            .env("IMGPORT_RAM_ENDPOINT", self.endpoint("ram_endpoint"))
+            .env("IMGPORT_STS_ENDPOINT", self.endpoint("sts_endpoint"))
+            .env("IMGPORT_OSS_ENDPOINT", self.endpoint("oss_endpoint"))
+            .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SERVE_AK)
+            .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SERVE_SK)
+            .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
+            .env("HOME", home)
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+            .env_remove("ALIBABA_CLOUD_PROFILE")
+            .env_remove("ALIBABA_CLOUD_REGION_ID");
+        c
+    }
+
+    /// A store client of `bucket` in cn-hangzhou (created).
+    pub fn bucket(&self, bucket: &str) -> imgport_storage::Client {
+        let creds = imgport_auth::Credentials::new(SERVE_AK, SERVE_SK);
+        let store =
+            store_client(self.endpoint("oss_endpoint"), imgport_storage::Flavor::OssV4, "cn-hangzhou", bucket, &creds);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(store.create_bucket()).expect("the bucket is created");
+        store
+    }
+
+    /// The emulator's request log (`/_emulator/requests`): method, path, operation, status per request.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        use std::io::{Read, Write};
+        let addr = self.info["listen"].as_str().expect("listen address");
+        let secret = self.info["admin_secret"].as_str().expect("admin secret");
+        let mut s = std::net::TcpStream::connect(addr).expect("connect to the emulator");
+        write!(
+            s,
+            "GET /_emulator/requests HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).expect("read the answer");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}

@@ -228,6 +228,12 @@ impl Client {
         for (name, value) in &opts.metadata {
             h.push((format!("{}{name}", self.meta_prefix()), value.clone()));
         }
+        if opts.create_only {
+            match self.cfg.flavor.is_oss() {
+                true => h.push(("x-oss-forbid-overwrite".to_string(), "true".to_string())),
+                false => h.push(("If-None-Match".to_string(), "*".to_string())),
+            }
+        }
         h
     }
 

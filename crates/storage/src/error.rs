@@ -41,6 +41,9 @@ pub enum ErrorKind {
     Busy,
     /// The store no longer knows the multipart upload being resumed.
     UploadGone,
+    /// A create-only write found the key taken (OSS `FileAlreadyExists`, S3 `PreconditionFailed` or
+    /// `ConditionalRequestConflict`).
+    AlreadyExists,
 }
 
 /// How a failed request should be handled.
@@ -113,6 +116,9 @@ impl StorageError {
                 RetryClass::RestartUpload => ErrorKind::NotFound,
                 _ => match code.as_str() {
                     "NoSuchBucket" | "NoSuchKey" | "NotFound" => ErrorKind::NotFound,
+                    "FileAlreadyExists" | "PreconditionFailed" | "ConditionalRequestConflict" => {
+                        ErrorKind::AlreadyExists
+                    }
                     "AccessDenied" => ErrorKind::AccessDenied,
                     "InvalidAccessKeyId" | "SignatureDoesNotMatch" => ErrorKind::InvalidCredentials,
                     "NotImplemented" | "MethodNotAllowed" => ErrorKind::Unsupported,
@@ -299,6 +305,8 @@ mod tests {
         assert_eq!(kind(400, "<Error><Code>EntityTooSmall</Code></Error>"), ErrorKind::InvalidRequest);
         assert_eq!(kind(500, ""), ErrorKind::ServiceUnavailable);
         assert_eq!(kind(409, "<Error><Code>BucketNotEmpty</Code></Error>"), ErrorKind::Service);
+        assert_eq!(kind(409, "<Error><Code>FileAlreadyExists</Code></Error>"), ErrorKind::AlreadyExists);
+        assert_eq!(kind(412, "<Error><Code>PreconditionFailed</Code></Error>"), ErrorKind::AlreadyExists);
         assert_eq!(StorageError::Transport("x".into()).kind(), ErrorKind::Transport);
         assert_eq!(StorageError::Unsupported("x".into()).kind(), ErrorKind::Unsupported);
         assert_eq!(StorageError::Credentials("x".into()).kind(), ErrorKind::InvalidCredentials);

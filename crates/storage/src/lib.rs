@@ -73,6 +73,9 @@ pub struct PutOptions {
     /// User metadata kept with the object: names without the `x-oss-meta-` / `x-amz-meta-` prefix (lowercase
     /// letters, digits and `-`), values printable ASCII. Sent on PutObject and InitiateMultipartUpload, and signed.
     pub metadata: Vec<(String, String)>,
+    /// Create the object only if the key is free (`x-oss-forbid-overwrite: true` on OSS, `If-None-Match: *` on
+    /// S3): a key that exists answers [`ErrorKind::AlreadyExists`], the object there untouched. Leases rely on it.
+    pub create_only: bool,
 }
 
 /// The operations a resumable multipart upload needs.

@@ -78,6 +78,8 @@ pub struct Pipeline {
     pub share_with: Vec<String>,
     pub retain: Option<Policy>,
     pub manifest: Option<PathBuf>,
+    /// Run records and leases in a bucket (`state`), with the lease's lifetime (`lease`).
+    pub state: Option<(imgport_storage::Destination, Duration)>,
     /// SHA-256 of the file's text: a changed file is a new run.
     pub hash: String,
     /// What a check says that is not an error.
@@ -446,6 +448,28 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
     }
 
     let manifest = raw.outputs.manifest.as_ref().map(|m| under(&dir, m.get_ref()));
+
+    // Shared state.
+    let lease = c.duration(&raw.lease, "lease");
+    if let Some(l) = raw.lease.as_ref().filter(|_| lease.is_some_and(|d| d < super::state::MIN_LEASE)) {
+        let least = super::state::MIN_LEASE.as_secs();
+        c.error(l.span(), "lease", format!("at least {least}s: it is renewed every third of it"));
+    }
+    let state = match &raw.state {
+        Some(u) => match imgport_storage::Destination::parse(u.get_ref(), false) {
+            Ok(d) => Some((d, lease.unwrap_or(super::state::DEFAULT_LEASE))),
+            Err(e) => {
+                c.error(u.span(), "state", format!("{e} (the bucket and a prefix for the run records and leases)"));
+                None
+            }
+        },
+        None => {
+            if let Some(l) = &raw.lease {
+                c.error(l.span(), "lease", "only with state (the lease lives in the state's bucket)");
+            }
+            None
+        }
+    };
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
@@ -471,6 +495,7 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
         share_with,
         retain,
         manifest,
+        state,
         hash,
         notes,
     })

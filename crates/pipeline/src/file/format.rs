@@ -99,6 +99,11 @@ pub struct RawPipeline {
     pub region: Option<Spanned<String>>,
     /// The OSS bucket in the import region (required for alibaba).
     pub bucket: Option<Spanned<String>>,
+    /// Where run records and leases live so that runners on many machines share them: `oss://BUCKET/PREFIX` or
+    /// `s3://BUCKET/PREFIX` [default: a local folder].
+    pub state: Option<Spanned<String>>,
+    /// How long a run's lease lives without renewal (`2m`); only with `state`.
+    pub lease: Option<Spanned<String>>,
     pub source: Option<Spanned<RawSource>>,
     #[serde(default)]
     pub validate: RawValidate,

@@ -8,12 +8,14 @@
 //! - [`source`]: a path, the newest match of a glob, or a Packer manifest's last run.
 //! - [`manifest`]: Packer-shaped manifests, read and appended.
 //! - [`record`]: run records behind [`record::RunStore`], local files by default.
+//! - [`state`]: run records and leases in a bucket, shared by runners on many machines.
 
 pub mod check;
 pub mod format;
 pub mod manifest;
 pub mod record;
 pub mod source;
+pub mod state;
 pub mod template;
 
 pub use check::{load, Pipeline, Source};
