@@ -166,3 +166,74 @@ fn a_killed_lease_holder_is_taken_over_once_its_lease_expires() {
     assert_eq!((code, again["status"].as_str()), (0, Some("up_to_date")), "{again}\n{err}");
     assert_eq!(again["images"], out["images"]);
 }
+
+/// Twenty pipelines for twenty different images started at once, the emulator answering a fifth of its RPC calls
+/// with `Throttling`: all finish (throttled calls are retried with backoff), and the ECS calls they made, per
+/// operation and minute in the emulator's request log, stay within the budget docs/scaling.md states.
+#[test]
+fn twenty_pipelines_under_throttling_all_finish_within_the_rate_budget() {
+    let root = tempdir();
+    let config = root.path().join("emulator.toml");
+    std::fs::write(&config, "[[faults.rules]]\noperation = \"rpc\"\nkind = \"slow_down\"\nrate = 0.2\n")
+        .expect("config");
+    let config = config.to_str().expect("utf-8");
+    let served = Served::start_with(
+        &root.path().join("emulator"),
+        &["--import-seconds", "2", "--copy-seconds", "1", "--config", config],
+    );
+    served.bucket(BUCKET);
+    let source = std::fs::read(guest_images().join("mbr-bios-ext4.raw")).expect("image");
+    let files: Vec<String> = (0..20u8)
+        .map(|n| {
+            let image = root.path().join(format!("disk-{n}.raw"));
+            let mut bytes = source.clone();
+            bytes.extend(std::iter::repeat_n(n + 1, 1 << 20));
+            std::fs::write(&image, bytes).expect("image copy");
+            pipeline(root.path(), &format!("fleet-{n}"), &image, "2m")
+        })
+        .collect();
+    let homes: Vec<_> = files.iter().map(|_| tempdir()).collect();
+    let children: Vec<Child> = files.iter().zip(&homes).map(|(f, h)| runner(&served, h.path(), f, &[])).collect();
+    let results: Vec<(i32, Value, String)> = children.into_iter().map(finish).collect();
+    for (code, out, err) in &results {
+        assert_eq!((*code, out["status"].as_str()), (0, Some("finished")), "{out}\n{err}");
+    }
+    let log = served.requests();
+    let mut ops: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &log {
+        *ops.entry(format!("{} {}", r["operation"], r["fault"])).or_default() += 1;
+    }
+    eprintln!("requests: {ops:?}");
+    let throttled =
+        log.iter().filter(|r| r["fault"].as_str().is_some_and(|f| f.to_ascii_lowercase().contains("slow"))).count();
+    assert!(throttled >= 20, "the fault was on: {throttled} throttled calls");
+    // ECS calls per operation and minute.
+    let mut per_minute: std::collections::BTreeMap<(String, u64), usize> = Default::default();
+    for r in
+        log.iter().filter(|r| r["path"] == "/" || r["operation"].as_str().is_some_and(|o| ECS_OPERATIONS.contains(&o)))
+    {
+        let op = r["operation"].as_str().unwrap_or("?").to_string();
+        let minute = r["time_ms"].as_u64().unwrap_or(0) / 60_000;
+        *per_minute.entry((op, minute)).or_default() += 1;
+    }
+    let busiest = per_minute.iter().max_by_key(|(_, n)| **n).map(|(k, n)| (k.0.clone(), *n));
+    for ((op, _), n) in &per_minute {
+        assert!(*n <= ECS_CALLS_PER_MINUTE, "{op}: {n} calls in a minute, over the budget; busiest {busiest:?}");
+    }
+}
+
+/// The ECS operations an import and a pipeline call.
+const ECS_OPERATIONS: [&str; 10] = [
+    "DescribeImages",
+    "DescribeTaskAttribute",
+    "DescribeTasks",
+    "ImportImage",
+    "CopyImage",
+    "ModifyImageAttribute",
+    "ModifyImageSharePermission",
+    "TagResources",
+    "DescribeRegions",
+    "ListTagResources",
+];
+/// docs/scaling.md: twenty pipelines at once stay under this many calls of one ECS operation per region and minute.
+const ECS_CALLS_PER_MINUTE: usize = 600;

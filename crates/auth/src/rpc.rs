@@ -191,7 +191,11 @@ impl RpcClient {
             endpoint,
             style,
             http,
-            policy: RetryPolicy::default().with_max_attempts(3).with_deadline(Duration::from_secs(60)),
+            // Throttling is waited out for up to two minutes: ECS counts its limits per minute.
+            policy: RetryPolicy::default()
+                .with_max_attempts(3)
+                .with_throttle_attempts(12)
+                .with_deadline(Duration::from_secs(120)),
             clock,
             offset: Arc::new(ClockOffset::new()),
             credentials: None,

@@ -53,6 +53,10 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// A throttled attempt waits as if this many more attempts had failed.
     pub throttle_steps: u32,
+    /// Attempts in all while the failures are throttling (`max_attempts` when lower, as by default): a service
+    /// that asks to slow down may be waited out longer than one that fails, as ECS counts its limits per minute
+    /// (a call throttled in minute T goes through in T+1). The deadline still applies.
+    pub throttle_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -63,6 +67,7 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(20),
             throttle_steps: 2,
+            throttle_attempts: 0,
         }
     }
 }
@@ -81,6 +86,11 @@ fn random() -> u64 {
 impl RetryPolicy {
     pub fn with_max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
+        self
+    }
+
+    pub fn with_throttle_attempts(mut self, n: u32) -> Self {
+        self.throttle_attempts = n;
         self
     }
 
@@ -147,7 +157,11 @@ impl RetryPolicy {
             let request_id = err.request_id().unwrap_or("");
             let wait = self.delay(class, attempt);
             let out_of_time = self.deadline.is_some_and(|d| started.elapsed() + wait >= d);
-            if class == RetryClass::Fatal || attempt >= self.max_attempts.max(1) || out_of_time {
+            let attempts = match class {
+                RetryClass::Throttle => self.throttle_attempts.max(self.max_attempts),
+                _ => self.max_attempts,
+            };
+            if class == RetryClass::Fatal || attempt >= attempts.max(1) || out_of_time {
                 tracing::debug!(operation, attempt, ?class, request_id, out_of_time, "request failed; not retried");
                 return Err(err);
             }
@@ -248,6 +262,24 @@ mod tests {
             .await;
         assert!(r.is_err());
         assert_eq!(attempts.load(Ordering::SeqCst), 4);
+        // Throttling is tried longer than failures, when the policy says so.
+        let policy = quick().with_max_attempts(3).with_throttle_attempts(8);
+        let (throttled, failed) = (AtomicU32::new(0), AtomicU32::new(0));
+        let r: Result<(), Failure> = policy
+            .run("op", |_| {
+                throttled.fetch_add(1, Ordering::SeqCst);
+                async { Err(Failure(RetryClass::Throttle, None)) }
+            })
+            .await;
+        assert!(r.is_err());
+        let r: Result<(), Failure> = policy
+            .run("op", |_| {
+                failed.fetch_add(1, Ordering::SeqCst);
+                async { Err(Failure(RetryClass::Retry, None)) }
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!((throttled.load(Ordering::SeqCst), failed.load(Ordering::SeqCst)), (8, 3));
     }
 
     #[tokio::test]
