@@ -356,3 +356,85 @@ fn a_packer_manifest_source_names_the_build() {
     assert_eq!(m["builds"][0]["name"], "qemu", "{m}");
     assert_eq!(m["builds"][0]["artifact_id"], res["artifact_id"]);
 }
+
+/// `source.command` builds the source first (in the file's folder; its output shown as `build_output` events and
+/// recorded); a failing build stops the run with exit 9 before anything is imported, its output and exit code in
+/// the run record. The webhook receives the run's manifest, retried past a 503, and its URL's token is never
+/// printed.
+#[test]
+fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let home = tempfile::tempdir().expect("tempdir");
+    let source = guest_images().join("mbr-bios-ext4.raw");
+    // A webhook receiver: the first delivery answered 503, the second 200; the bodies kept.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    let receiver = std::thread::spawn(move || {
+        let mut bodies = Vec::new();
+        for (n, conn) in listener.incoming().take(2).enumerate() {
+            let mut conn = conn.expect("connection");
+            let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+            let (mut line, mut len) = (String::new(), 0usize);
+            loop {
+                line.clear();
+                reader.read_line(&mut line).expect("header");
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().expect("length");
+                }
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).expect("body");
+            bodies.push(String::from_utf8_lossy(&body).into_owned());
+            let status = if n == 0 { "503 Service Unavailable" } else { "200 OK" };
+            write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("answer");
+        }
+        bodies
+    });
+    let pipeline = |name: &str, command: &str| {
+        let file = home.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "cloud = \"local\"\n[source]\npath = \"out/{name}.raw\"\ncommand = {command}\n[import]\n\
+                 name = \"{name}-{{digest}}\"\n[outputs]\nwebhook = \"http://127.0.0.1:{port}/hooks/SECRET-TOKEN-42\"\n"
+            ),
+        )
+        .expect("write");
+        file.to_str().expect("utf-8").to_string()
+    };
+    let cp = format!("[\"sh\", \"-c\", \"mkdir -p out && cp {} out/built.raw && echo built it\"]", source.display());
+    let built = pipeline("built", &cp);
+    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", &built, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "finished", "{out}");
+    assert!(err.contains(r#""event":"build_output","line":"built it","stream":"stdout""#), "{err}");
+    let steps: Vec<&str> = out["steps"].as_array().expect("steps").iter().filter_map(|s| s["step"].as_str()).collect();
+    assert_eq!(steps.first(), Some(&"build"), "{steps:?}");
+    assert!(steps.contains(&"webhook"), "{steps:?}");
+    assert!(!err.contains("SECRET-TOKEN-42") && !out.to_string().contains("SECRET-TOKEN-42"), "the token is not shown");
+    let bodies = receiver.join().expect("receiver");
+    assert_eq!(bodies.len(), 2, "retried after the 503");
+    let delivered: Value = serde_json::from_str(&bodies[1]).expect("JSON body");
+    assert_eq!(delivered["builds"][0]["artifact_id"], out["artifact_id"], "{delivered}");
+    assert_eq!(delivered["last_run_uuid"], out["run_uuid"], "{delivered}");
+
+    let failing = pipeline("broken", "[\"sh\", \"-c\", \"echo compiling; echo disk full >&2; exit 3\"]");
+    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", &failing, "--json"]);
+    assert_eq!(code, 9, "{err}");
+    assert!(out["error"].as_str().is_some_and(|e| e.contains("failed (exit 3)")), "{out}");
+    let records = home.path().join("state/imgport/pipelines");
+    let record = std::fs::read_dir(&records)
+        .expect("records")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).expect("record"))
+        .find(|t| t.contains("\"broken\""))
+        .expect("the failed build's record");
+    let record: Value = serde_json::from_str(&record).expect("JSON");
+    assert_eq!((record["status"].as_str(), record["build"]["exit_code"].as_i64()), (Some("failed"), Some(3)));
+    let mut tail: Vec<&str> = record["build"]["output_tail"].as_str().expect("output").lines().collect();
+    tail.sort_unstable();
+    assert_eq!(tail, ["compiling", "disk full"], "both streams kept: {record}");
+}

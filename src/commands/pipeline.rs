@@ -275,28 +275,35 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
             return 2;
         }
     };
-    if let Some(cmd) = &p.command {
-        return fail(
-            a.json,
-            2,
-            &format!(
-                "{}: source.command ({}) is not run by this version: build first, then run",
-                p.file.display(),
-                cmd.join(" ")
-            ),
-        );
-    }
     let cloud = cloud_args(&p);
     let region = match cloud.region(&Env::from_process()) {
         Ok(r) => r,
         Err(e) => return fail(a.json, 2, &e),
     };
-    let src = match source::resolve(&p.source) {
-        Ok(s) => s,
-        Err(e) => return fail(a.json, 2, &e),
-    };
     let started = unix_now();
     let mut steps: Vec<StepRecord> = Vec::new();
+    // The build command makes the source (`plan` only looks at what the last build left).
+    let mut built = None;
+    if let (Some(cmd), Mode::Run) = (&p.command, mode) {
+        match run_build(&p, &a, cmd, &region, started) {
+            Ok(b) => {
+                steps.push(StepRecord {
+                    step: "build".into(),
+                    seconds: b.seconds,
+                    detail: format!("`{}` exit 0", cmd.join(" ")),
+                });
+                built = Some(b);
+            }
+            Err(code) => return code,
+        }
+    }
+    let src = match source::resolve(&p.source) {
+        Ok(s) => s,
+        Err(e) if p.command.is_some() && mode == Mode::Plan => {
+            return fail(a.json, 2, &format!("{e} (source.command makes it; plan does not run it)"))
+        }
+        Err(e) => return fail(a.json, 2, &e),
+    };
 
     // The content digest: it names the run and may name the image.
     let t = Instant::now();
@@ -449,6 +456,7 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
                     images: BTreeMap::new(),
                     error: None,
                     exit_code: None,
+                    build: built,
                 };
                 if let Some(prev) = last.as_ref().filter(|r| r.status != RunStatus::Finished) {
                     note!(
@@ -478,6 +486,76 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
             }
         }
     })
+}
+
+/// Runs the pipeline's build command in the file's folder, its output shown as it comes (`imgport: build` lines, or
+/// `build_output` JSON events with `--json`). A failure is recorded (locally) and answered as the exit code: 9 the
+/// command failed, 2 it could not be started, 128+N a signal stopped it.
+fn run_build(
+    p: &Pipeline,
+    a: &RunArgs,
+    cmd: &[String],
+    region: &str,
+    started: i64,
+) -> Result<imgport_pipeline::file::build::BuildRecord, u8> {
+    use imgport_pipeline::file::build::{self, BuildError};
+    if !a.json {
+        note!("imgport: build      {} (in {})", cmd.join(" "), p.dir.display());
+    }
+    let json = a.json;
+    let mut on_line = |line: &str, is_err: bool| {
+        if json {
+            let stream = if is_err { "stderr" } else { "stdout" };
+            eprintln!("{}", serde_json::json!({"event": "build_output", "stream": stream, "line": line}));
+        } else {
+            note!("imgport: build      | {line}");
+        }
+    };
+    let env = [("IMGPORT_PIPELINE".to_string(), p.name.clone()), ("IMGPORT_REGION".to_string(), region.to_string())];
+    let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    crate::signals::cancel_on_signal(flag.clone());
+    let stop = || flag.load(std::sync::atomic::Ordering::SeqCst);
+    match build::run(cmd, &p.dir, &env, &stop, &mut on_line) {
+        Ok(b) => {
+            if !a.json {
+                note!("imgport: build      done ({:.1} s)", b.seconds);
+            }
+            Ok(b)
+        }
+        Err(e) => {
+            let code = match &e {
+                BuildError::Start(_) => 2,
+                BuildError::Failed(_) => 9,
+                BuildError::Stopped(_) => crate::signals::exit_code(),
+            };
+            if let (BuildError::Failed(b) | BuildError::Stopped(b), Some(dir)) = (&e, LocalRuns::default_dir()) {
+                if p.state.is_none() {
+                    let store = LocalRuns { dir };
+                    let key = record::key(&p.name, &p.file, &p.cloud, region);
+                    let rec = RunRecord {
+                        pipeline: p.name.clone(),
+                        file_hash: p.hash.clone(),
+                        run_uuid: record::new_run_id(&p.file),
+                        status: RunStatus::Failed,
+                        source: String::new(),
+                        digest: String::new(),
+                        image_name: String::new(),
+                        started,
+                        ended: Some(unix_now()),
+                        steps: vec![StepRecord { step: "build".into(), seconds: b.seconds, detail: e.to_string() }],
+                        images: BTreeMap::new(),
+                        error: Some(e.to_string()),
+                        exit_code: Some(code),
+                        build: Some(b.clone()),
+                    };
+                    if let Err(err) = store.save(&key, &rec) {
+                        eprintln!("imgport: error: run record: {err}");
+                    }
+                }
+            }
+            Err(fail(a.json, code, &format!("{e}; the run stops before the import")))
+        }
+    }
 }
 
 /// A finished run's result, answered for this run (`up_to_date`).
@@ -858,9 +936,8 @@ async fn execute(
         rec.steps.push(StepRecord { step: "retain".into(), seconds: t.elapsed().as_secs_f64(), detail });
     }
 
-    // The manifest, a build appended.
-    if let Some(path) = &p.manifest {
-        let t = Instant::now();
+    // The manifest (a build appended) and the webhook (the run's build in a manifest of its own).
+    if p.manifest.is_some() || p.webhook.is_some() {
         let size = std::fs::metadata(&src.path).map(|m| m.len()).unwrap_or(0);
         let mut custom = BTreeMap::new();
         let json = |v: &dyn erased::Json| v.text();
@@ -881,17 +958,38 @@ async fn execute(
             packer_run_uuid: rec.run_uuid.clone(),
             custom_data: Some(custom),
         };
-        match Manifest::append(path, build) {
-            Ok(m) => {
-                let detail = format!("{} ({} build(s))", path.display(), m.builds.len());
-                if !a.json {
-                    note!("imgport: manifest   {detail}");
+        if let Some(path) = &p.manifest {
+            let t = Instant::now();
+            match Manifest::append(path, build.clone()) {
+                Ok(m) => {
+                    let detail = format!("{} ({} build(s))", path.display(), m.builds.len());
+                    if !a.json {
+                        note!("imgport: manifest   {detail}");
+                    }
+                    rec.steps.push(StepRecord { step: "manifest".into(), seconds: t.elapsed().as_secs_f64(), detail });
                 }
-                rec.steps.push(StepRecord { step: "manifest".into(), seconds: t.elapsed().as_secs_f64(), detail });
+                Err(e) => {
+                    failed += 1;
+                    result.error = Some(format!("manifest: {e}"));
+                }
             }
-            Err(e) => {
-                failed += 1;
-                result.error = Some(format!("manifest: {e}"));
+        }
+        if let Some(url) = &p.webhook {
+            let t = Instant::now();
+            let body = serde_json::json!({"builds": [build], "last_run_uuid": rec.run_uuid});
+            match imgport_pipeline::file::webhook::post(url, &body).await {
+                Ok((status, attempts)) => {
+                    let to = imgport_pipeline::file::webhook::redacted(url);
+                    let detail = format!("POST {to}: HTTP {status} ({attempts} attempt(s))");
+                    if !a.json {
+                        note!("imgport: webhook    {detail}");
+                    }
+                    rec.steps.push(StepRecord { step: "webhook".into(), seconds: t.elapsed().as_secs_f64(), detail });
+                }
+                Err(e) => {
+                    failed += 1;
+                    result.error = Some(e);
+                }
             }
         }
     }

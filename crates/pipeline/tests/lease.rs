@@ -138,6 +138,7 @@ async fn records_round_trip_and_a_bad_one_is_an_error() {
         images: [("cn-hangzhou".to_string(), "m-1".to_string())].into(),
         error: None,
         exit_code: None,
+        build: None,
     };
     s.save("golden", "cn-hangzhou", &rec).await.expect("save");
     assert_eq!(s.load("golden", "cn-hangzhou").await.expect("load"), Some(rec));

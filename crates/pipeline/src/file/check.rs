@@ -69,7 +69,7 @@ pub struct Pipeline {
     pub region: Option<String>,
     pub bucket: Option<String>,
     pub source: Source,
-    /// A build command for the source; not run by this version (see `notes`).
+    /// A build command run before the source is resolved (its output is the source).
     pub command: Option<Vec<String>>,
     pub strict: bool,
     pub skip_validation: bool,
@@ -78,6 +78,8 @@ pub struct Pipeline {
     pub share_with: Vec<String>,
     pub retain: Option<Policy>,
     pub manifest: Option<PathBuf>,
+    /// A URL the run's manifest is POSTed to.
+    pub webhook: Option<String>,
     /// Run records and leases in a bucket (`state`), with the lease's lifetime (`lease`).
     pub state: Option<(imgport_storage::Destination, Duration)>,
     /// SHA-256 of the file's text: a changed file is a new run.
@@ -210,7 +212,7 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
     let mut c = Checker { text, errors: Vec::new() };
     let file = text.file.clone();
     let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let mut notes = Vec::new();
+    let notes = Vec::new();
     let whole = 0..0;
 
     let name = match &raw.name {
@@ -285,14 +287,7 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
                     c.error(cmd.span(), "source.command", "an argv list with the program first");
                     None
                 }
-                Some(cmd) => {
-                    notes.push(format!(
-                        "source.command ({}) is not run by this version: build the image first; the run refuses \
-                         a pipeline with a command",
-                        cmd.get_ref().join(" ")
-                    ));
-                    Some(cmd.get_ref().clone())
-                }
+                Some(cmd) => Some(cmd.get_ref().clone()),
                 None => None,
             };
             (source, command)
@@ -448,6 +443,13 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
     }
 
     let manifest = raw.outputs.manifest.as_ref().map(|m| under(&dir, m.get_ref()));
+    let webhook = raw.outputs.webhook.as_ref().and_then(|w| match super::webhook::check_url(w.get_ref()) {
+        Ok(()) => Some(w.get_ref().clone()),
+        Err(e) => {
+            c.error(w.span(), "outputs.webhook", e);
+            None
+        }
+    });
 
     // Shared state.
     let lease = c.duration(&raw.lease, "lease");
@@ -495,6 +497,7 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
         share_with,
         retain,
         manifest,
+        webhook,
         state,
         hash,
         notes,

@@ -202,6 +202,8 @@ pub struct RawRetain {
 pub struct RawOutputs {
     /// The manifest file (Packer's shape), appended a build per run.
     pub manifest: Option<Spanned<String>>,
+    /// A URL the run's manifest is POSTed to (JSON), retried.
+    pub webhook: Option<Spanned<String>>,
 }
 
 /// Reads and parses a pipeline file; the parser's first error, placed.

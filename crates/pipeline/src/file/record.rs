@@ -42,6 +42,9 @@ pub struct RunRecord {
     pub images: BTreeMap<String, String>,
     pub error: Option<String>,
     pub exit_code: Option<u8>,
+    /// The build command's run (`source.command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<super::build::BuildRecord>,
 }
 
 impl RunRecord {
