@@ -119,14 +119,9 @@ pub fn run(
     };
     // The rest of the output; a process the command left running with its output open is not waited for long.
     let deadline = Instant::now() + OUTPUT_GRACE;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok((line, is_err)) => {
-                on_line(&line, is_err);
-                tail.push(&line);
-            }
-            Err(_) => break,
-        }
+    while let Ok((line, is_err)) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        on_line(&line, is_err);
+        tail.push(&line);
     }
     if stopped {
         signal_group(child.id(), libc::SIGKILL);
