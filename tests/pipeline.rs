@@ -124,6 +124,7 @@ fn quickstart_runs_writes_a_packer_manifest_and_reruns_as_a_no_op() {
     };
     assert_eq!(code, Some(0), "{err}");
     assert!(text.contains("up to date"), "{text}");
+    assert!(err.contains("unchanged since it was digested"), "the image is not read again: {err}");
 
     // --force: the import runs again and reuses the images; a second build in the manifest.
     let (code, forced, err) = run(home.path(), FAST, &["pipeline", "run", file, "--force", "--json"]);

@@ -10,6 +10,7 @@ use crate::output::print_json;
 use imgport_auth::Env;
 use imgport_cloud::retain::{self, Action, Done, Plan};
 use imgport_cloud::wait::WaitOptions;
+use imgport_pipeline::file::digests::Digests;
 use imgport_pipeline::file::manifest::{artifact_id, Build, BuildFile, Manifest};
 use imgport_pipeline::file::record::{self, LocalRuns, RunRecord, RunStatus, RunStore, StepRecord};
 use imgport_pipeline::file::state::{self, Acquire, BucketState, Lease};
@@ -307,17 +308,23 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
 
     // The content digest: it names the run and may name the image.
     let t = Instant::now();
-    let digest = match digest_of(&src.path) {
+    let remembered = LocalRuns::default_dir().and_then(|d| d.parent().map(|p| p.join("digests")));
+    let digested = match remembered {
+        Some(dir) => Digests { dir }.get_or_compute(&src.path, || digest_of(&src.path)),
+        None => digest_of(&src.path).map(|d| (d, false)),
+    };
+    let (digest, known) = match digested {
         Ok(d) => d,
         Err(e) => return fail(a.json, 2, &format!("{}: {e}", src.path.display())),
     };
+    let how = if known { "; the file is unchanged since it was digested" } else { "" };
     steps.push(StepRecord {
         step: "source".into(),
         seconds: t.elapsed().as_secs_f64(),
-        detail: format!("{} (digest {})", src.path.display(), &digest[..digest.len().min(template::SHORT_DIGEST)]),
+        detail: format!("{} (digest {}{how})", src.path.display(), &digest[..digest.len().min(template::SHORT_DIGEST)]),
     });
     if !a.json {
-        note!("imgport: source     {} (digest {digest})", src.path.display());
+        note!("imgport: source     {} (digest {digest}{how})", src.path.display());
     }
     let mut ctx = Context::at(started);
     ctx.git_sha = template::git_sha(&p.dir);

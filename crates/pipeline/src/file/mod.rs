@@ -6,6 +6,7 @@
 //! - [`check`]: the checked [`Pipeline`], every fault found at once.
 //! - [`template`]: `{date}`, `{datetime}`, `{git_sha}`, `{build}`, `{digest}`, `{var.NAME}`.
 //! - [`build`]: the build command (`source.command`) run before the source is resolved.
+//! - [`digests`]: source digests remembered by file identity (an up-to-date rerun reads little).
 //! - [`source`]: a path, the newest match of a glob, or a Packer manifest's last run.
 //! - [`manifest`]: Packer-shaped manifests, read and appended.
 //! - [`webhook`]: the manifest POSTed to a URL, retried.
@@ -14,6 +15,7 @@
 
 pub mod build;
 pub mod check;
+pub mod digests;
 pub mod format;
 pub mod manifest;
 pub mod record;
