@@ -969,7 +969,7 @@ async fn execute(
             let t = Instant::now();
             match Manifest::append(path, build.clone()) {
                 Ok(m) => {
-                    let detail = format!("{} ({} build(s))", path.display(), m.builds.len());
+                    let detail = format!("{} ({m} build(s))", path.display());
                     if !a.json {
                         note!("imgport: manifest   {detail}");
                     }

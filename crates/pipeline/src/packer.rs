@@ -28,10 +28,9 @@
 //!   second for it, imgport holds it for milliseconds).
 
 use crate::import::ImportOutcome;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Why a manifest could not give an image, or take the import's record.
 #[derive(Debug, thiserror::Error)]
@@ -355,10 +354,9 @@ fn disk_images(build: &str, files: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<Path
 /// `"region:image-id"` for the image and each copy that succeeded, sorted and joined by `,` (the shape the
 /// alicloud and amazon Packer plugins write).
 pub fn artifact_id(o: &ImportOutcome) -> String {
-    let mut ids = vec![format!("{}:{}", o.region, o.image_id)];
-    ids.extend(o.copies.iter().filter(|c| c.error.is_none()).map(|c| format!("{}:{}", c.region, c.image_id)));
-    ids.sort();
-    ids.join(",")
+    let mut images = BTreeMap::from([(o.region.clone(), o.image_id.clone())]);
+    images.extend(o.copies.iter().filter(|c| c.error.is_none()).map(|c| (c.region.clone(), c.image_id.clone())));
+    crate::file::manifest::artifact_id(&images)
 }
 
 /// The `custom_data` of the record: strings only (Packer reads it as a map of strings).
@@ -389,79 +387,29 @@ fn custom_data(source: &Source, o: &ImportOutcome) -> BTreeMap<String, String> {
     m
 }
 
-/// Add the import's record to the manifest (see the module docs); `build_time` in Unix seconds.
+/// Add the import's record to the manifest (see the module docs); `build_time` in Unix seconds. Written by the
+/// pipeline manifests' one writer ([`crate::file::manifest::write_build`]), under Packer's lock.
 pub fn record(path: &Path, source: &Source, o: &ImportOutcome, build_time: u64) -> Result<(), PackerError> {
-    let write_err = |why: String| PackerError::Write { path: path.to_path_buf(), why };
-    let _lock = Lock::take(path, Duration::from_secs(30)).map_err(write_err)?;
-    let bytes = std::fs::read(path).map_err(|e| write_err(e.to_string()))?;
-    let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| write_err(format!("not JSON ({e})")))?;
-    let builds = doc
-        .as_object_mut()
-        .and_then(|top| top.get_mut("builds"))
-        .and_then(Value::as_array_mut)
-        .ok_or_else(|| write_err("no builds list".into()))?;
-    let mut entry = Map::new();
-    entry.insert("name".into(), source.build.clone().into());
-    entry.insert("builder_type".into(), source.builder_type.clone().into());
-    entry.insert("build_time".into(), build_time.into());
-    entry.insert("files".into(), Value::Array(Vec::new()));
-    entry.insert("artifact_id".into(), artifact_id(o).into());
-    entry.insert("packer_run_uuid".into(), source.run_uuid.clone().into());
-    let data: Map<String, Value> = custom_data(source, o).into_iter().map(|(k, v)| (k, Value::String(v))).collect();
-    entry.insert("custom_data".into(), Value::Object(data));
+    let build = crate::file::manifest::Build {
+        name: source.build.clone(),
+        builder_type: source.builder_type.clone(),
+        build_time: i64::try_from(build_time).unwrap_or(i64::MAX),
+        files: Vec::new(),
+        artifact_id: artifact_id(o),
+        packer_run_uuid: source.run_uuid.clone(),
+        custom_data: Some(custom_data(source, o)),
+    };
     let ours = |b: &Value| {
         b.get("name").and_then(Value::as_str) == Some(source.build.as_str())
             && b.get("packer_run_uuid").and_then(Value::as_str) == Some(source.run_uuid.as_str())
             && b.get("custom_data").and_then(|c| c.get(RECORD_KEY)).is_some()
     };
-    match builds.iter().position(ours) {
-        Some(i) => builds[i] = Value::Object(entry),
-        None => builds.push(Value::Object(entry)),
+    if !path.is_file() {
+        return Err(PackerError::Write { path: path.to_path_buf(), why: "no such file".into() });
     }
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| write_err(e.to_string()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| write_err(e.to_string()))?;
-    use std::io::Write as _;
-    tmp.write_all(text.as_bytes()).map_err(|e| write_err(e.to_string()))?;
-    tmp.as_file().sync_all().map_err(|e| write_err(e.to_string()))?;
-    // Keep the manifest's permissions (NamedTempFile creates 0600).
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
-    }
-    tmp.persist(path).map_err(|e| write_err(e.to_string()))?;
-    Ok(())
-}
-
-/// `<manifest>.lock`, created exclusively; removed on drop.
-struct Lock(PathBuf);
-
-impl Lock {
-    fn take(manifest: &Path, wait: Duration) -> Result<Lock, String> {
-        let mut name = manifest.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
-        let start = std::time::Instant::now();
-        loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(_) => return Ok(Lock(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && start.elapsed() < wait => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(format!(
-                        "{} has existed for {} s: another writer holds it, or one crashed (then remove it)",
-                        path.display(),
-                        wait.as_secs()
-                    ))
-                }
-                Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    crate::file::manifest::write_build(path, &build, ours, false).map(|_| ()).map_err(|why| {
+        // The message names the path already.
+        let why = why.strip_prefix(&format!("{}: ", path.display())).map_or(why.clone(), str::to_string);
+        PackerError::Write { path: path.to_path_buf(), why }
+    })
 }
