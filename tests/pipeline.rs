@@ -169,6 +169,7 @@ family = "golden"
 tags = { channel = "{var.CHANNEL}" }
 [distribute]
 copy_to = ["cn-shanghai"]
+share_with = ["123456789012"]
 [retain]
 keep = 2
 delete_after = "never"
@@ -178,13 +179,15 @@ manifest = "manifest.json"
     )
     .expect("write");
     let file = file.to_str().expect("utf-8");
-    let mut names = Vec::new();
+    let (mut names, mut ids) = (Vec::new(), Vec::new());
     for stamp in 1..=3u8 {
         stamped(&out_dir, stamp);
         let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", file, "--var", "CHANNEL=stable", "--json"]);
-        assert_eq!(code, 0, "run {stamp}: {err}");
+        assert_eq!(code, 0, "run {stamp}: {out}\n{err}");
         assert_eq!(out["status"], "finished", "{out}");
         names.push(out["image_name"].as_str().expect("name").to_string());
+        ids.push(out["images"].clone());
+        assert_eq!(out["import"]["shared_with"], serde_json::json!(["123456789012"]), "{out}");
         let retired = out["retired"].as_array().map(Vec::len).unwrap_or(0);
         // The third run's retention deprecates the first run's image in both regions.
         assert_eq!(retired, if stamp == 3 { 2 } else { 0 }, "run {stamp}: {out}");
@@ -227,6 +230,24 @@ manifest = "manifest.json"
     let (code, _, err) = run(home.path(), FAST, &["pipeline", "run", file, "--json"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("golden.toml:6:8: import.name: {var.CHANNEL} has no value"), "{err}");
+
+    // An image someone else shared too is never retired: the second run's image, shared from cn-hangzhou with
+    // another account, stays Available there when a fourth content makes it the oldest kept; its copy in
+    // cn-shanghai, shared only by the pipeline, is deprecated.
+    let second = ids[1]["cn-hangzhou"].as_str().expect("image id");
+    let (code, _, err) = run(
+        home.path(),
+        FAST,
+        &["images", "share", second, "--account", "999999999999", "--cloud", "local", "--region", "cn-hangzhou"],
+    );
+    assert_eq!(code, 0, "{err}");
+    stamped(&out_dir, 4);
+    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", file, "--var", "CHANNEL=stable", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let retired: Vec<&str> =
+        out["retired"].as_array().expect("retired").iter().filter_map(|d| d["image_id"].as_str()).collect();
+    assert_eq!(retired, [ids[1]["cn-shanghai"].as_str().expect("copy id")], "{out}");
+    assert_eq!(image(home.path(), second, "cn-hangzhou")["Status"], "Available");
 }
 
 #[test]

@@ -50,6 +50,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The tag every image imgport creates carries: the content digest of the imported disk.
 pub const DIGEST_TAG: &str = "imgport:digest";
+/// The accounts imgport shared an image with (comma-separated): sharing that is the pipeline's own distribution,
+/// which retention may undo when it deletes the image, unlike shares someone else added.
+pub const SHARED_TAG: &str = "imgport:shared-with";
 /// The tag with the version of imgport that created the image.
 pub const VERSION_TAG: &str = "imgport:version";
 /// The tag retention writes when it deprecates an image: when (RFC 3339, UTC), for the grace period before deletion.
@@ -100,8 +103,10 @@ pub struct Survey {
     pub images: Vec<Image>,
     /// Images instances run.
     pub in_use: BTreeSet<String>,
-    /// Images shared with other accounts, and how many.
+    /// Images shared with accounts imgport did not share them with (its tag [`SHARED_TAG`]), and how many.
     pub shared: BTreeMap<String, usize>,
+    /// The accounts imgport shared each image with that still have it: unshared when it is retired.
+    pub own_shares: BTreeMap<String, Vec<String>>,
     /// Images that are the source of a copy still under way.
     pub copying: BTreeSet<String>,
 }
@@ -203,6 +208,10 @@ pub struct Planned {
     /// The snapshots a deletion deletes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<String>,
+    /// The accounts imgport shared it with, unshared before the deprecation (ECS deprecates no shared image) or
+    /// the deletion.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unshare: Vec<String>,
 }
 
 /// What to do in one region.
@@ -251,6 +260,7 @@ pub fn plan(survey: &Survey, policy: &Policy, now: i64) -> Result<Plan, NoRule> 
         action,
         why,
         snapshots: Vec::new(),
+        unshare: Vec::new(),
     };
     for i in &survey.images {
         let skip = |why: Why| entry(i, None, Action::Skip, why);
@@ -310,7 +320,9 @@ pub fn plan(survey: &Survey, policy: &Policy, now: i64) -> Result<Plan, NoRule> 
         if i.status == ImageStatus::Available {
             let from = created.saturating_add(policy.deprecate_after as i64);
             if now >= from {
-                planned.push(at(Why::Old, Action::Deprecate));
+                let mut p = at(Why::Old, Action::Deprecate);
+                p.unshare = survey.own_shares.get(id).cloned().unwrap_or_default();
+                planned.push(p);
             } else {
                 planned.push(at(Why::TooYoung { at: format_time(from) }, Action::Wait));
             }
@@ -326,6 +338,7 @@ pub fn plan(survey: &Survey, policy: &Policy, now: i64) -> Result<Plan, NoRule> 
             Some(from) if now >= from => {
                 let mut p = at(Why::GraceOver { deprecated_at }, Action::Delete);
                 p.snapshots = snapshots_of(i);
+                p.unshare = survey.own_shares.get(id).cloned().unwrap_or_default();
                 planned.push(p);
             }
             from => {
@@ -375,10 +388,17 @@ pub async fn survey(ecs: &Ecs, family: &str, regions: &[String]) -> Result<Vec<S
             .collect();
         let mut shared = BTreeMap::new();
         let ready = |i: &&Image| matches!(i.status, ImageStatus::Available | ImageStatus::Deprecated);
+        let mut own_shares = BTreeMap::new();
         for i in images.iter().filter(|i| i.tag(DIGEST_TAG).is_some()).filter(ready) {
             let accounts = ecs.shared_with(&i.image_id).await?;
-            if !accounts.is_empty() {
-                shared.insert(i.image_id.clone(), accounts.len());
+            let ours: BTreeSet<&str> = i.tag(SHARED_TAG).unwrap_or("").split(',').filter(|a| !a.is_empty()).collect();
+            let (own, foreign): (Vec<String>, Vec<String>) =
+                accounts.into_iter().partition(|a| ours.contains(a.as_str()));
+            if !foreign.is_empty() {
+                shared.insert(i.image_id.clone(), foreign.len());
+            }
+            if !own.is_empty() {
+                own_shares.insert(i.image_id.clone(), own);
             }
         }
         out.push(Survey {
@@ -387,6 +407,7 @@ pub async fn survey(ecs: &Ecs, family: &str, regions: &[String]) -> Result<Vec<S
             images,
             in_use,
             shared,
+            own_shares,
             ..Default::default()
         });
     }
@@ -461,16 +482,29 @@ pub async fn apply(ecs: &Ecs, plan: &Plan, now: i64) -> Vec<Done> {
                 let at = format_time(now);
                 let tag = [(DEPRECATED_AT_TAG.to_string(), at.clone())];
                 // The time first: a deprecation whose second call fails is retried (and retagged) next run.
-                let r = match ecs.tag("image", std::slice::from_ref(&p.image_id), &tag).await {
-                    Ok(()) => ecs.set_deprecated(&p.image_id, true).await,
-                    Err(e) => Err(e),
-                };
+                // ECS deprecates no shared image: the shares imgport made go first (others' hold it back, see plan).
+                let r = async {
+                    if !p.unshare.is_empty() {
+                        ecs.share(&p.image_id, &[], &p.unshare).await?;
+                    }
+                    ecs.tag("image", std::slice::from_ref(&p.image_id), &tag).await?;
+                    ecs.set_deprecated(&p.image_id, true).await
+                }
+                .await;
                 match r {
                     Ok(()) => (done.ok, done.deprecated_at) = (true, Some(at)),
                     Err(e) => done.error = Some(e.to_string()),
                 }
             }
-            _ => match ecs.delete_image(&p.image_id, false).await {
+            // Shares imgport made since the deprecation go first: ECS deletes no shared image.
+            _ => match async {
+                if !p.unshare.is_empty() {
+                    ecs.share(&p.image_id, &[], &p.unshare).await?;
+                }
+                ecs.delete_image(&p.image_id, false).await
+            }
+            .await
+            {
                 Err(e) => done.error = Some(e.to_string()),
                 Ok(()) => {
                     let mut failed = Vec::new();
@@ -682,6 +716,18 @@ mod tests {
             Why::GracePeriod { deprecated_at: format_time(NOW - 3 * DAY), at: Some(format_time(NOW + 4 * DAY)) };
         assert_eq!(why(&p, "m-4"), &grace);
         assert_eq!(p.images[4].snapshots, ["s-m-5"]);
+        assert!(p.images[4].unshare.is_empty());
+        // Shares imgport made (own_shares) do not hold an image back; they are undone before the deletion.
+        let mut shared = survey(images.clone());
+        shared.own_shares.insert("m-3".into(), vec!["1234".into()]);
+        shared.own_shares.insert("m-5".into(), vec!["1234".into(), "5678".into()]);
+        let p = plan(&shared, &policy, NOW).expect("plan");
+        assert_eq!((why(&p, "m-3"), p.images[2].action), (&Why::Old, Action::Deprecate));
+        assert_eq!(p.images[2].unshare, ["1234"]);
+        assert_eq!(
+            (p.images[4].action, p.images[4].unshare.as_slice()),
+            (Action::Delete, &["1234".to_string(), "5678".to_string()][..])
+        );
         // No delete_after: deprecated images stay.
         let p = plan(&survey(images), &Policy { delete_after: None, ..policy }, NOW).expect("plan");
         assert_eq!(p.count(Action::Delete), 0);

@@ -184,8 +184,23 @@ pub async fn distribute(
         let mut targets = vec![(ecs.region().to_string(), image.image_id.clone())];
         targets.extend(available);
         let mut all_shared = true;
+        // The accounts are recorded on the image: retention tells imgport's shares from others' by them.
+        let mut accounts = d.share_with.clone();
+        accounts.sort();
+        accounts.dedup();
+        // A tag value holds 128 characters (7 accounts): with more, retention leaves the shared images alone.
+        let joined = accounts.join(",");
+        let tag: Vec<(String, String)> = match joined.len() <= 128 {
+            true => vec![(imgport_cloud::retain::SHARED_TAG.to_string(), joined)],
+            false => Vec::new(),
+        };
         for (region, id) in targets {
-            if let Err(e) = ecs.in_region(&region).share(&id, &d.share_with, &[]).await {
+            let ecs = ecs.in_region(&region);
+            let shared = match ecs.tag("image", std::slice::from_ref(&id), &tag).await {
+                Ok(()) => ecs.share(&id, &d.share_with, &[]).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = shared {
                 out.failed += 1;
                 all_shared = false;
                 out.warnings.push(explain(&format!("sharing {id} in {region}"), &e));
