@@ -460,3 +460,52 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
     tail.sort_unstable();
     assert_eq!(tail, ["compiling", "disk full"], "both streams kept: {record}");
 }
+
+/// kill -9 during the wait, then the rerun: it takes up the import the killed run registered (reused, nothing
+/// uploaded again) and there is one image.
+#[test]
+fn a_run_killed_during_the_wait_takes_up_its_import_on_rerun() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let home = tempfile::tempdir().expect("tempdir");
+    let file = home.path().join("waited.toml");
+    let source = guest_images().join("mbr-bios-ext4.raw");
+    std::fs::write(
+        &file,
+        format!(
+            "cloud = \"local\"\n[source]\npath = {:?}\n[import]\nname = \"waited-{{digest}}\"\n",
+            source.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write");
+    let file = file.to_str().expect("utf-8");
+    let slow = "[cloud]\nimport_seconds = 6\n";
+    let mut child = cmd(home.path(), slow, &["pipeline", "run", file, "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("imgport starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (mut seen, mut buf, deadline) = (String::new(), [0u8; 4096], Instant::now() + Duration::from_secs(60));
+    while !seen.contains(r#""event":"step_started","step":"wait""#) {
+        assert!(Instant::now() < deadline, "never waited: {seen}");
+        let n = stderr.read(&mut buf).expect("read");
+        assert!(n > 0, "ended before the wait: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    assert_eq!(child.wait().expect("ends").code(), None, "killed");
+
+    let (code, out, err) = run(home.path(), slow, &["pipeline", "run", file, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["status"], "finished", "{out}");
+    assert!(err.contains("resuming after run"), "{err}");
+    assert_eq!(out["import"]["reused"], true, "the registered import is taken up: {out}");
+    assert!(out["import"]["upload_summary"].is_null(), "nothing uploaded again: {out}");
+    let name = out["image_name"].as_str().expect("name");
+    let (code, list, err) = run(home.path(), FAST, &["images", "list", "--name", name, "--cloud", "local", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "one image: {list}");
+}
