@@ -2,8 +2,7 @@
 //! OCI image layout): every blob matches its digest, the config runs `/imgport` as a non-root user, the layer holds
 //! what the Dockerfile puts there, the binary asks for no dynamic loader, and the quickstart pipeline runs from the
 //! image's root filesystem — chrooted into it as the image's user, so nothing of the host's libraries is there.
-//! (Podman cannot start containers on the test machines: crun may not set the rlimits it wants. The root filesystem
-//! and the config are what a runtime would use.)
+//! Podman then runs the quickstart pipeline in the image as a scheduler would.
 
 use crate::common::*;
 use serde_json::Value;
@@ -84,7 +83,8 @@ fn listing(layer: &Path) -> Vec<(String, String, String)> {
 }
 
 /// A command running `/imgport ARGS` from the root filesystem as the image's config says: chrooted into it as its
-/// user with its environment when the test runs as root (CI), else the binary in place with HOME moved there.
+/// user with its environment when the test runs as root (CI), else the binary in place with the image's absolute
+/// paths (HOME, arguments) moved under the root filesystem.
 fn in_image(rootfs: &Path, env: &[(String, String)], args: &[&str]) -> Command {
     let mut c;
     if unsafe { libc::geteuid() } == 0 {
@@ -106,8 +106,68 @@ fn in_image(rootfs: &Path, env: &[(String, String)], args: &[&str]) -> Command {
             c.env(k, v);
         }
     }
-    c.args(args);
+    let as_root = unsafe { libc::geteuid() } == 0;
+    c.args(args.iter().map(|a| {
+        if !as_root && a.starts_with('/') {
+            format!("{}{a}", rootfs.display())
+        } else {
+            a.to_string()
+        }
+    }));
     c
+}
+
+/// The quickstart pipeline as the image sees it, under the user's home.
+const QUICKSTART: &str = "/home/nonroot/quickstart/pipelines/quickstart.toml";
+
+/// Puts the quickstart pipeline, the demo image and fast local cloud settings into `home` (the image's
+/// /home/nonroot), writable by the image's user.
+fn quickstart_in(home: &Path) {
+    for d in ["quickstart/pipelines", "quickstart/examples"] {
+        std::fs::create_dir_all(home.join(d)).expect("mkdir");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("pipelines/quickstart.toml"), home.join("quickstart/pipelines/quickstart.toml"))
+        .expect("copy");
+    std::fs::copy(root.join("examples/demo-debian12.qcow2"), home.join("quickstart/examples/demo-debian12.qcow2"))
+        .expect("copy");
+    std::fs::write(home.join("local-cloud.toml"), "[cloud]\nimport_seconds = 0.5\n").expect("config");
+    if unsafe { libc::geteuid() } == 0 {
+        for d in ["", "quickstart", "quickstart/pipelines", "quickstart/examples"] {
+            std::os::unix::fs::chown(home.join(d), Some(UID), Some(UID)).expect("chown");
+        }
+    }
+}
+
+/// The quickstart's run finished with an image in each region, its manifest written, and the images are in the
+/// local cloud the run left in `home`: the host's imgport finds them Available there.
+fn quickstart_ran(out: &std::process::Output, home: &Path) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    check_schema("pipeline-result.schema.json", std::slice::from_ref(&result));
+    assert_eq!(result["status"], "finished", "{result}");
+    let images = result["images"].as_object().expect("images");
+    let (hz, sh) = (images["cn-hangzhou"].as_str().expect("id"), images["cn-shanghai"].as_str().expect("id"));
+    assert!(hz.starts_with("m-") && sh.starts_with("m-") && hz != sh, "{result}");
+    assert_eq!(result["artifact_id"], format!("cn-hangzhou:{hz},cn-shanghai:{sh}"));
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(home.join("quickstart/pipelines/quickstart-manifest.json")).expect("the pipeline's manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(manifest["builds"][0]["artifact_id"], result["artifact_id"]);
+    for (id, region) in [(hz, "cn-hangzhou"), (sh, "cn-shanghai")] {
+        let out = imgport()
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("IMGPORT_LOCAL_CLOUD_CONFIG", home.join("local-cloud.toml"))
+            .args(["images", "show", id, "--cloud", "local", "--region", region, "--json"])
+            .output()
+            .expect("runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let image: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(image["Status"], "Available", "{image}");
+        assert_eq!(image["ImageFamily"], "quickstart-debian12", "{image}");
+    }
 }
 
 #[test]
@@ -220,54 +280,11 @@ fn the_image_runs_the_quickstart_pipeline_from_its_root_filesystem() {
     // The quickstart pipeline, run by the image's binary in its root filesystem: the files under the user's home,
     // the local cloud's and the run records' folders there too (HOME from the config's Env).
     let home = rootfs.join("home/nonroot");
-    for d in ["quickstart/pipelines", "quickstart/examples"] {
-        std::fs::create_dir_all(home.join(d)).expect("mkdir");
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(root.join("pipelines/quickstart.toml"), home.join("quickstart/pipelines/quickstart.toml"))
-        .expect("copy");
-    std::fs::copy(root.join("examples/demo-debian12.qcow2"), home.join("quickstart/examples/demo-debian12.qcow2"))
-        .expect("copy");
-    std::fs::write(home.join("local-cloud.toml"), "[cloud]\nimport_seconds = 0.5\n").expect("config");
-    if unsafe { libc::geteuid() } == 0 {
-        for d in ["quickstart", "quickstart/pipelines", "quickstart/examples"] {
-            std::os::unix::fs::chown(home.join(d), Some(UID), Some(UID)).expect("chown");
-        }
-    }
+    quickstart_in(&home);
     let mut env = env.clone();
     env.push(("IMGPORT_LOCAL_CLOUD_CONFIG".into(), "/home/nonroot/local-cloud.toml".into()));
-    let out =
-        in_image(&rootfs, &env, &["pipeline", "run", "/home/nonroot/quickstart/pipelines/quickstart.toml", "--json"])
-            .output()
-            .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let result: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    check_schema("pipeline-result.schema.json", std::slice::from_ref(&result));
-    assert_eq!(result["status"], "finished", "{result}");
-    let images = result["images"].as_object().expect("images");
-    let (hz, sh) = (images["cn-hangzhou"].as_str().expect("id"), images["cn-shanghai"].as_str().expect("id"));
-    assert!(hz.starts_with("m-") && sh.starts_with("m-") && hz != sh, "{result}");
-    assert_eq!(result["artifact_id"], format!("cn-hangzhou:{hz},cn-shanghai:{sh}"));
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(home.join("quickstart/pipelines/quickstart-manifest.json")).expect("the pipeline's manifest"),
-    )
-    .expect("JSON");
-    assert_eq!(manifest["builds"][0]["artifact_id"], result["artifact_id"]);
-
-    // The images are in the local cloud the run left in the image's home: the host's imgport finds them Available.
-    for (id, region) in [(hz, "cn-hangzhou"), (sh, "cn-shanghai")] {
-        let out = imgport()
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("IMGPORT_LOCAL_CLOUD_CONFIG", home.join("local-cloud.toml"))
-            .args(["images", "show", id, "--cloud", "local", "--region", region, "--json"])
-            .output()
-            .expect("runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let image: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        assert_eq!(image["Status"], "Available", "{image}");
-        assert_eq!(image["ImageFamily"], "quickstart-debian12", "{image}");
-    }
+    let out = in_image(&rootfs, &env, &["pipeline", "run", QUICKSTART, "--json"]).output().expect("runs");
+    quickstart_ran(&out, &home);
 
     // The OCI archive is the same layout in one file.
     let archive = dir.join("imgport.oci.tar");
@@ -276,4 +293,87 @@ fn the_image_runs_the_quickstart_pipeline_from_its_root_filesystem() {
     assert!(names.iter().any(
         |e| e.2 == format!("blobs/sha256/{}", layers[0]["digest"].as_str().unwrap().trim_start_matches("sha256:"))
     ));
+}
+
+/// The image run by podman, as a scheduler would run it: from the OCI layout, as its user, no network, the home a
+/// volume. Podman keeps its storage in the test's folder. runc, not crun: crun refuses the test VMs' hybrid cgroup
+/// layout; and the limits are the test's own, which a container may not raise.
+#[test]
+fn podman_runs_the_quickstart_pipeline_in_the_image() {
+    require("podman");
+    require("runc");
+    let dir = built();
+    let work = tempfile::tempdir().expect("tempdir");
+    let home = work.path().join("home");
+    quickstart_in(&home);
+    let limit = |resource| {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(resource, &mut r) }, 0);
+        r.rlim_max
+    };
+    let nofile = limit(libc::RLIMIT_NOFILE);
+    let nproc = limit(libc::RLIMIT_NPROC).min(32768);
+    let out = Command::new("podman")
+        .arg("--root")
+        .arg(work.path().join("storage"))
+        .arg("--runroot")
+        .arg(work.path().join("run"))
+        .args(["--storage-driver", "vfs", "--runtime", "runc", "run", "--rm", "--network", "none"])
+        .arg(format!("--ulimit=nofile={nofile}:{nofile}"))
+        .arg(format!("--ulimit=nproc={nproc}:{nproc}"))
+        .arg("--volume")
+        .arg(format!("{}:/home/nonroot", home.display()))
+        .args(["--env", "IMGPORT_LOCAL_CLOUD_CONFIG=/home/nonroot/local-cloud.toml"])
+        .arg(format!("oci:{}:imgport", dir.join("oci").display()))
+        .args(["pipeline", "run", QUICKSTART, "--json"])
+        .output()
+        .expect("podman runs");
+    quickstart_ran(&out, &home);
+    if unsafe { libc::geteuid() } == 0 {
+        // Rootful podman: the files the run wrote in the volume belong to the image's user.
+        use std::os::unix::fs::MetadataExt;
+        let manifest = home.join("quickstart/pipelines/quickstart-manifest.json");
+        assert_eq!(std::fs::metadata(manifest).expect("manifest").uid(), UID);
+    }
+}
+
+/// The Dockerfile (built where a daemon and the network are) describes the image the script builds: the same
+/// profile, target and static linking, the same base, user, entrypoint and files. Both can only drift apart here.
+#[test]
+fn the_dockerfile_describes_the_image_the_script_builds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docker = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let script = std::fs::read_to_string(root.join("scripts/build-container.sh")).expect("script");
+    for both in [
+        "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS=\"-C target-feature=+crt-static\"",
+        "--profile container",
+        "--bin imgport",
+        "--locked",
+        "container/rootfs/etc",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "1777",
+        "/home/nonroot",
+    ] {
+        assert!(docker.contains(both) && script.contains(both), "{both} in the Dockerfile and the script");
+    }
+    let stages: Vec<&str> = docker.lines().filter(|l| l.starts_with("FROM ")).collect();
+    assert_eq!(stages, ["FROM rust:1-bookworm AS build", "FROM scratch"]);
+    let last_stage = &docker[docker.rfind("FROM scratch").expect("scratch")..];
+    for line in [
+        "USER 65532:65532",
+        "ENTRYPOINT [\"/imgport\"]",
+        "WORKDIR /home/nonroot",
+        "ENV HOME=/home/nonroot \\",
+        "    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(last_stage.lines().any(|l| l == line), "{line} in the final stage");
+    }
+    for flag in [
+        "--user 65532:65532",
+        "--entrypoint '[\"/imgport\"]'",
+        "--workingdir /home/nonroot",
+        "--env HOME=/home/nonroot",
+    ] {
+        assert!(script.contains(flag), "{flag} in the script");
+    }
 }
