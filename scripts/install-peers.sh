@@ -144,3 +144,26 @@ command -v packer >/dev/null 2>&1 && command -v unshare >/dev/null 2>&1 || {
     exit 1
 }
 echo "install-peers: $(CHECKPOINT_DISABLE=1 packer version | head -1)" >&2
+
+# The container image (scripts/build-container.sh, tests/container.rs): buildah assembles it from scratch without a
+# daemon, podman runs it (with runc: crun refuses hybrid cgroup layouts), readelf (binutils) checks that the binary
+# asks for no dynamic loader. systemd-analyze (systemd) verifies the example units (tests/scheduling.rs). None of
+# them pulls in qemu: qemu-img stays at its version.
+container_tools_missing() {
+    local t
+    for t in buildah podman runc readelf systemd-analyze; do
+        command -v "$t" >/dev/null 2>&1 || return 0
+    done
+    return 1
+}
+if container_tools_missing; then
+    echo "install-peers: installing buildah, podman, runc, binutils, systemd" >&2
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends \
+        buildah podman runc binutils systemd
+fi
+if container_tools_missing; then
+    echo "install-peers: buildah, podman, runc, readelf or systemd-analyze is still missing" >&2
+    exit 1
+fi
+echo "install-peers: $(buildah --version), $(podman --version)" >&2

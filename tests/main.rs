@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod container;
 mod convert;
 mod emulator;
 mod guest_facts;
@@ -21,6 +22,7 @@ mod qcow2;
 mod raw;
 mod retain;
 mod roundtrip;
+mod scheduling;
 mod upload;
 mod validate;
 mod vhd;
