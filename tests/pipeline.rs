@@ -163,6 +163,9 @@ fn three_runs_over_changed_content_keep_the_two_newest_per_region() {
 region = "cn-hangzhou"
 [source]
 glob = "out/*.raw"
+[convert]
+format = "qcow2"
+keep = "converted/golden-{digest}.qcow2"
 [import]
 name = "golden-{var.CHANNEL}-{digest}"
 family = "golden"
@@ -181,12 +184,19 @@ manifest = "manifest.json"
     let file = file.to_str().expect("utf-8");
     let (mut names, mut ids) = (Vec::new(), Vec::new());
     for stamp in 1..=3u8 {
-        stamped(&out_dir, stamp);
+        let source = stamped(&out_dir, stamp);
         let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", file, "--var", "CHANNEL=stable", "--json"]);
         assert_eq!(code, 0, "run {stamp}: {out}\n{err}");
         assert_eq!(out["status"], "finished", "{out}");
         names.push(out["image_name"].as_str().expect("name").to_string());
         ids.push(out["images"].clone());
+        // Converted on the way (the raw would go as it is), the qcow2 kept, its content the source's.
+        assert_eq!(out["import"]["upload"], "convert_to_qcow2", "{out}");
+        let digest = out["digest"].as_str().expect("digest");
+        let kept = home.path().join(format!("converted/golden-{}.qcow2", &digest[..12]));
+        let cmp =
+            Command::new("qemu-img").args(["compare", "-f", "raw", "-F", "qcow2"]).arg(&source).arg(&kept).output();
+        assert!(cmp.is_ok_and(|o| o.status.success()), "{} holds the source's content", kept.display());
         assert_eq!(out["import"]["shared_with"], serde_json::json!(["123456789012"]), "{out}");
         let retired = out["retired"].as_array().map(Vec::len).unwrap_or(0);
         // The third run's retention deprecates the first run's image in both regions.
@@ -229,7 +239,7 @@ manifest = "manifest.json"
     // A template variable with no value is an error at its place in the file.
     let (code, _, err) = run(home.path(), FAST, &["pipeline", "run", file, "--json"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("golden.toml:6:8: import.name: {var.CHANNEL} has no value"), "{err}");
+    assert!(err.contains("golden.toml:9:8: import.name: {var.CHANNEL} has no value"), "{err}");
 
     // An image someone else shared too is never retired: the second run's image, shared from cn-hangzhou with
     // another account, stays Available there when a fourth content makes it the oldest kept; its copy in

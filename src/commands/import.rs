@@ -115,6 +115,10 @@ pub struct Args {
     /// interrupted import leaves nothing at PATH.
     #[arg(long, value_name = "PATH")]
     keep_converted: Option<PathBuf>,
+    /// What the disks go up as: `auto` (as they are when ECS takes them: qcow2, a full raw, a VHD of whole MiB;
+    /// else converted to qcow2) or `qcow2` (always converted, streamed into the upload).
+    #[arg(long, value_name = "FORMAT", default_value = "auto", value_parser = ["auto", "qcow2"])]
+    upload_format: String,
     /// Upload through the OSS internal endpoint (oss-REGION-internal.aliyuncs.com: no traffic charges, faster),
     /// which answers only from ECS in the import region. Without it, imgport uses it when the instance metadata
     /// service says it runs on ECS there. IMGPORT_OSS_ENDPOINT wins over both. Ignored with --cloud local.
@@ -205,6 +209,7 @@ fn spec(args: &Args, image: PathBuf) -> ImportSpec {
         key: args.key.clone(),
         keep_object: args.keep_object,
         keep_converted: args.keep_converted.clone(),
+        always_qcow2: args.upload_format == "qcow2",
         skip_validation: args.skip_validation,
         strict: args.strict,
         create_role: args.create_role,

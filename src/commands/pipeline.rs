@@ -150,6 +150,8 @@ struct Rendered {
     family: Option<String>,
     key: Option<String>,
     tags: Vec<(String, String)>,
+    /// `[convert] keep`, relative to the file's folder.
+    keep: Option<String>,
 }
 
 fn render(p: &Pipeline, ctx: &Context) -> Result<Rendered, Vec<FileError>> {
@@ -174,6 +176,7 @@ fn render(p: &Pipeline, ctx: &Context) -> Result<Rendered, Vec<FileError>> {
         family: i.family.as_ref().and_then(&mut one),
         key: i.key.as_ref().and_then(&mut one),
         tags: i.tags.iter().filter_map(|(k, t)| one(t).map(|v| (k.clone(), v))).collect(),
+        keep: p.keep_converted.as_ref().and_then(&mut one),
     };
     match errors.is_empty() {
         true => Ok(r),
@@ -215,6 +218,8 @@ fn import_spec(p: &Pipeline, r: &Rendered, image: PathBuf, digest: &str) -> Impo
         concurrency: i.concurrency.unwrap_or(base.concurrency),
         // Computed by the run a moment ago: the image is not read twice.
         known_digest: Some(digest.to_string()),
+        always_qcow2: p.always_qcow2,
+        keep_converted: r.keep.as_ref().map(|k| p.dir.join(k)),
         ..base
     }
 }
@@ -332,7 +337,15 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
     ctx.digest = Some(digest.clone());
     ctx.vars = a.vars.iter().cloned().collect();
     let rendered = match render(&p, &ctx) {
-        Ok(r) => r,
+        // The kept file's folder is made, as a manifest's is.
+        Ok(r) => {
+            if let Some(dir) = r.keep.as_ref().and_then(|k| p.dir.join(k).parent().map(std::path::Path::to_path_buf)) {
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    return fail(a.json, 2, &format!("convert.keep: {}: {e}", dir.display()));
+                }
+            }
+            r
+        }
         Err(errors) => {
             let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             return fail(a.json, 2, &all.join("; "));

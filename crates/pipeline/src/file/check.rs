@@ -80,6 +80,10 @@ pub struct Pipeline {
     pub manifest: Option<PathBuf>,
     /// A URL the run's manifest is POSTed to.
     pub webhook: Option<String>,
+    /// `[convert] format = "qcow2"`: every disk converted on the way.
+    pub always_qcow2: bool,
+    /// `[convert] keep`: where the converted system disk is also written (a template, relative to `dir`).
+    pub keep_converted: Option<Placed>,
     /// Run records and leases in a bucket (`state`), with the lease's lifetime (`lease`).
     pub state: Option<(imgport_storage::Destination, Duration)>,
     /// SHA-256 of the file's text: a changed file is a new run.
@@ -451,6 +455,21 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
         }
     });
 
+    // Convert.
+    let always_qcow2 = c.one_of(&raw.convert.format, "convert.format", &["auto", "qcow2"]).as_deref() == Some("qcow2");
+    let keep_converted = raw.convert.keep.as_ref().and_then(|k| c.template(k, "convert.keep"));
+    if let Some(t) =
+        keep_converted.as_ref().filter(|t| !has_build && t.template.placeholders().any(|p| *p == Placeholder::Build))
+    {
+        c.errors.push(FileError {
+            file: file.clone(),
+            line: t.line,
+            column: t.column,
+            field: t.field.clone(),
+            message: "{build} needs a packer_manifest source".into(),
+        });
+    }
+
     // Shared state.
     let lease = c.duration(&raw.lease, "lease");
     if let Some(l) = raw.lease.as_ref().filter(|_| lease.is_some_and(|d| d < super::state::MIN_LEASE)) {
@@ -498,6 +517,8 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
         retain,
         manifest,
         webhook,
+        always_qcow2,
+        keep_converted,
         state,
         hash,
         notes,

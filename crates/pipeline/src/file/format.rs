@@ -107,6 +107,8 @@ pub struct RawPipeline {
     pub source: Option<Spanned<RawSource>>,
     #[serde(default)]
     pub validate: RawValidate,
+    #[serde(default)]
+    pub convert: RawConvert,
     pub import: Option<Spanned<RawImport>>,
     #[serde(default)]
     pub distribute: RawDistribute,
@@ -140,6 +142,17 @@ pub struct RawValidate {
     /// Import even when validation finds errors.
     #[serde(default)]
     pub skip: bool,
+}
+
+/// What the disks go up as.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConvert {
+    /// `auto` [default]: as they are when ECS takes them, else qcow2; `qcow2`: always converted.
+    pub format: Option<Spanned<String>>,
+    /// Also write the converted system disk here (a template; a path relative to the file; refused when nothing
+    /// is converted, and when the file exists).
+    pub keep: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -98,6 +98,8 @@ pub struct ImportSpec {
     /// Also write the converted system disk (qcow2) to this file as it streams into the upload; refused when the
     /// disk goes up as it is, or when the file exists.
     pub keep_converted: Option<PathBuf>,
+    /// Convert every disk to qcow2 on the way, also one ECS would take as it is (`--upload-format qcow2`).
+    pub always_qcow2: bool,
     /// Import even when validation finds errors.
     pub skip_validation: bool,
     /// Warnings stop the import too.
@@ -405,13 +407,14 @@ pub async fn import(
                 return Err(ImportError::Interrupted { cleanup: "nothing was uploaded".into() });
             }
         };
-        let (how, fmt, _) = plan::choose_upload(format, virtual_size, sparse);
+        let (how, fmt, _) = plan::forced(plan::choose_upload(format, virtual_size, sparse), spec.always_qcow2);
         let key = plan::object_key(&format!("{}-data{}", spec.name, n + 1), &digest, fmt);
         let size_gib = imgport_validate::params::size_gib(virtual_size).max(5);
         data.push(DataDisk { path: path.clone(), how, format: fmt, size_gib, virtual_size, digest, key });
     }
     let digest = combined_digest(&system_digest, &data);
-    let (how, format, why) = plan::choose_upload(report.format, report.virtual_size, sparse);
+    let (how, format, why) =
+        plan::forced(plan::choose_upload(report.format, report.virtual_size, sparse), spec.always_qcow2);
     if spec.keep_converted.is_some() && how == Upload::AsIs {
         return Err(plan::Invalid(format!(
             "--keep-converted: {} goes up as it is ({} {}), nothing is converted; the image itself is what \

@@ -46,6 +46,17 @@ pub enum Upload {
     ConvertToQcow2,
 }
 
+/// [`choose_upload`]'s answer, converted to qcow2 all the same when `always` (`--upload-format qcow2`).
+pub fn forced(
+    chosen: (Upload, &'static str, Option<&'static str>),
+    always: bool,
+) -> (Upload, &'static str, Option<&'static str>) {
+    match chosen {
+        (Upload::AsIs, _, _) if always => (Upload::ConvertToQcow2, "QCOW2", Some("qcow2 asked for")),
+        other => other,
+    }
+}
+
 /// The format the object goes up in, and why when it is not the file itself.
 pub fn choose_upload(format: Format, virtual_size: u64, sparse: bool) -> (Upload, &'static str, Option<&'static str>) {
     const MIB: u64 = 1 << 20;
@@ -308,6 +319,8 @@ mod tests {
         assert_eq!(choose_upload(Format::Vhd, (1 << 30) + 512, false).0, Upload::ConvertToQcow2);
         assert_eq!(choose_upload(Format::Vmdk, 1 << 30, false).1, "QCOW2");
         assert_eq!(choose_upload(Format::Vhdx, 1 << 30, false).0, Upload::ConvertToQcow2);
+        assert_eq!(forced(choose_upload(Format::Raw, 1 << 30, false), true).0, Upload::ConvertToQcow2);
+        assert_eq!(forced(choose_upload(Format::Qcow2, 1 << 30, false), false).0, Upload::AsIs);
     }
 
     #[test]
