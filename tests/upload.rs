@@ -1204,3 +1204,21 @@ fn s3_streamed_kill_9_then_resume() {
     let reference = convert_local(&src, dir.path(), &["-O", "qcow2"]);
     assert_streamed(&store, "k.qcow2", &reference, &src, "qcow2", &s);
 }
+
+/// A create-only write (the pipeline lease's) lands once: OSS (`x-oss-forbid-overwrite`) and s3s-fs
+/// (`If-None-Match: *`) refuse the second with AlreadyExists and keep the first object.
+#[test]
+fn create_only_puts_refuse_a_taken_key() {
+    use imgport_storage::{ErrorKind, PutOptions};
+    for store in [oss(Flavor::OssV4), s3()] {
+        let c = store.client();
+        let once = PutOptions { create_only: true, ..Default::default() };
+        rt().block_on(async {
+            c.put_object("leases/1", b"first".to_vec().into(), &once).await.expect("the first write");
+            let again = c.put_object("leases/1", b"second".to_vec().into(), &once).await;
+            let e = again.expect_err("the key is taken");
+            assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+            assert_eq!(&c.get_object("leases/1").await.expect("read")[..], b"first");
+        });
+    }
+}
