@@ -406,10 +406,13 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
         for (n, conn) in listener.incoming().take(2).enumerate() {
             let mut conn = conn.expect("connection");
             let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-            let (mut line, mut len) = (String::new(), 0usize);
+            let (mut line, mut len, mut first) = (String::new(), 0usize, String::new());
             loop {
                 line.clear();
                 reader.read_line(&mut line).expect("header");
+                if first.is_empty() {
+                    first = line.trim_end().to_string();
+                }
                 if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                     len = v.trim().parse().expect("length");
                 }
@@ -419,7 +422,7 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
             }
             let mut body = vec![0; len];
             reader.read_exact(&mut body).expect("body");
-            bodies.push(String::from_utf8_lossy(&body).into_owned());
+            bodies.push((first, String::from_utf8_lossy(&body).into_owned()));
             let status = if n == 0 { "503 Service Unavailable" } else { "200 OK" };
             write!(conn, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").expect("answer");
         }
@@ -431,7 +434,7 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
             &file,
             format!(
                 "cloud = \"local\"\n[source]\npath = \"out/{name}.raw\"\ncommand = {command}\n[import]\n\
-                 name = \"{name}-{{digest}}\"\n[outputs]\nwebhook = \"http://127.0.0.1:{port}/hooks/SECRET-TOKEN-42\"\n"
+                 name = \"{name}-{{digest}}\"\n[outputs]\nwebhook = \"http://127.0.0.1:{port}/hooks/{{var.HOOK_TOKEN}}\"\n"
             ),
         )
         .expect("write");
@@ -439,7 +442,8 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
     };
     let cp = format!("[\"sh\", \"-c\", \"mkdir -p out && cp {} out/built.raw && echo built it\"]", source.display());
     let built = pipeline("built", &cp);
-    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", &built, "--json"]);
+    let (code, out, err) =
+        run(home.path(), FAST, &["pipeline", "run", &built, "--json", "--var", "HOOK_TOKEN=SECRET-TOKEN-42"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out["status"], "finished", "{out}");
     assert!(err.contains(r#""event":"build_output","line":"built it","stream":"stdout""#), "{err}");
@@ -449,12 +453,13 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
     assert!(!err.contains("SECRET-TOKEN-42") && !out.to_string().contains("SECRET-TOKEN-42"), "the token is not shown");
     let bodies = receiver.join().expect("receiver");
     assert_eq!(bodies.len(), 2, "retried after the 503");
-    let delivered: Value = serde_json::from_str(&bodies[1]).expect("JSON body");
+    assert_eq!(bodies[1].0, "POST /hooks/SECRET-TOKEN-42 HTTP/1.1", "the URL's {{var.HOOK_TOKEN}} rendered");
+    let delivered: Value = serde_json::from_str(&bodies[1].1).expect("JSON body");
     assert_eq!(delivered["builds"][0]["artifact_id"], out["artifact_id"], "{delivered}");
     assert_eq!(delivered["last_run_uuid"], out["run_uuid"], "{delivered}");
 
     let failing = pipeline("broken", "[\"sh\", \"-c\", \"echo compiling; echo disk full >&2; exit 3\"]");
-    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", &failing, "--json"]);
+    let (code, out, err) = run(home.path(), FAST, &["pipeline", "run", &failing, "--json", "--var", "HOOK_TOKEN=x"]);
     assert_eq!(code, 9, "{err}");
     assert!(out["error"].as_str().is_some_and(|e| e.contains("failed (exit 3)")), "{out}");
     let records = home.path().join("state/imgport/pipelines");

@@ -152,6 +152,9 @@ struct Rendered {
     tags: Vec<(String, String)>,
     /// `[convert] keep`, relative to the file's folder.
     keep: Option<String>,
+    /// `outputs.webhook` (never printed: it may hold a token).
+    #[serde(skip)]
+    webhook: Option<String>,
 }
 
 fn render(p: &Pipeline, ctx: &Context) -> Result<Rendered, Vec<FileError>> {
@@ -177,7 +180,14 @@ fn render(p: &Pipeline, ctx: &Context) -> Result<Rendered, Vec<FileError>> {
         key: i.key.as_ref().and_then(&mut one),
         tags: i.tags.iter().filter_map(|(k, t)| one(t).map(|v| (k.clone(), v))).collect(),
         keep: p.keep_converted.as_ref().and_then(&mut one),
+        webhook: p.webhook.as_ref().and_then(&mut one),
     };
+    if let (Some(url), Some(t)) = (&r.webhook, &p.webhook) {
+        if let Err(message) = imgport_pipeline::file::webhook::check_url(url) {
+            let field = t.field.clone();
+            errors.push(FileError { file: p.file.clone(), line: t.line, column: t.column, field, message });
+        }
+    }
     match errors.is_empty() {
         true => Ok(r),
         false => Err(errors),
@@ -314,9 +324,12 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
     // The content digest: it names the run and may name the image.
     let t = Instant::now();
     let remembered = LocalRuns::default_dir().and_then(|d| d.parent().map(|p| p.join("digests")));
-    let digested = match remembered {
-        Some(dir) => Digests { dir }.get_or_compute(&src.path, || digest_of(&src.path)),
-        None => digest_of(&src.path).map(|d| (d, false)),
+    // The image's other files (VMDK extents, backing files) are part of its identity.
+    let others = imgport_disk::open(&src.path, &imgport_disk::OpenOptions::default())
+        .map(|img| img.extra_files().into_iter().chain(img.backing_files()).collect::<Vec<_>>());
+    let digested = match (remembered, others) {
+        (Some(dir), Ok(others)) => Digests { dir }.get_or_compute(&src.path, &others, || digest_of(&src.path)),
+        _ => digest_of(&src.path).map(|d| (d, false)),
     };
     let (digest, known) = match digested {
         Ok(d) => d,
@@ -490,14 +503,30 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
                     return fail(a.json, 1, &format!("run record: {e}"));
                 }
                 let spec = import_spec(p, &rendered, src.path.clone(), &digest);
-                let code = execute(p, a, &region, &spec, &clouds, &src, &mut rec, result, cancel).await;
+                let lost = || held.as_ref().is_some_and(|h| h.lost());
+                let code = execute(
+                    p,
+                    a,
+                    &region,
+                    &spec,
+                    &clouds,
+                    &src,
+                    &mut rec,
+                    result,
+                    cancel,
+                    &lost,
+                    rendered.webhook.as_deref(),
+                )
+                .await;
+                // A run whose lease was lost leaves the record to the runner that took it over.
+                if code == LEASE_LOST {
+                    release(held).await;
+                    return code;
+                }
                 rec.ended = Some(unix_now());
                 rec.status = if code == 0 { RunStatus::Finished } else { RunStatus::Failed };
                 rec.exit_code = Some(code);
                 rec.error = result.error.clone();
-                if held.as_ref().is_some_and(|h| h.lost()) {
-                    eprintln!("imgport: warning: this run's lease was taken over; its record is written all the same");
-                }
                 if let Err(e) = store.save(p, &region, &rec).await {
                     eprintln!("imgport: error: run record: {e}");
                 }
@@ -577,6 +606,9 @@ fn run_build(
         }
     }
 }
+
+/// The exit code of a run whose lease another runner took over (as `--no-wait`'s: that runner has the run).
+const LEASE_LOST: u8 = 75;
 
 /// A finished run's result, answered for this run (`up_to_date`).
 fn up_to_date(result: &mut RunResult<'_>, r: &RunRecord) {
@@ -713,7 +745,7 @@ async fn take_turn(
                 let since = imgport_cloud::retain::format_time(holder.acquired);
                 let left = holder.expires - state::unix_now();
                 let who = format!(
-                    "pipeline {} is already running on {} since {since} (run {}, pid {}); its lease expires in {left}s                      unless renewed",
+                    "pipeline {} is already running on {} since {since} (run {}, pid {}); its lease expires in {left}s unless renewed",
                     p.name, holder.host, holder.run_uuid, holder.pid
                 );
                 if a.no_wait {
@@ -864,8 +896,11 @@ async fn execute(
     rec: &mut RunRecord,
     result: &mut RunResult<'_>,
     cancel: tokio::sync::watch::Receiver<bool>,
+    lease_lost: &dyn Fn() -> bool,
+    webhook: Option<&str>,
 ) -> u8 {
     result.run_uuid = rec.run_uuid.clone();
+    let stopped = cancel.clone();
     let findings: Arc<Mutex<Vec<String>>> = Arc::default();
     let done_steps: Arc<Mutex<Vec<StepRecord>>> = Arc::default();
     let events = {
@@ -914,6 +949,31 @@ async fn execute(
         }
     };
     record_outcome(&outcome, rec);
+    // The import is done; what follows (retention, the manifest, the webhook) is not started after a signal, nor
+    // by a run whose lease another runner took over (that runner does it).
+    if lease_lost() {
+        result.status = "failed";
+        result.error = Some(format!(
+            "the lease was lost to another runner before the run ended (image {} is {}); that runner finishes the run",
+            outcome.image_id, outcome.status
+        ));
+        result.exit_code = Some(LEASE_LOST);
+        result.images = rec.images.clone();
+        return fail(a.json, LEASE_LOST, result.error.as_deref().unwrap_or_default());
+    }
+    if *stopped.borrow() {
+        let code = crate::signals::exit_code();
+        result.status = "failed";
+        result.error = Some(format!("interrupted after the import (image {} is {})", outcome.image_id, outcome.status));
+        result.exit_code = Some(code);
+        result.images = rec.images.clone();
+        result.steps = rec.steps.clone();
+        if a.json {
+            print_json(result);
+        }
+        eprintln!("imgport: error: {}; rerun the pipeline to finish it", result.error.as_deref().unwrap_or_default());
+        return code;
+    }
 
     // Retention for the family, in the import region and every copy region.
     let mut failed = 0;
@@ -957,7 +1017,7 @@ async fn execute(
     }
 
     // The manifest (a build appended) and the webhook (the run's build in a manifest of its own).
-    if p.manifest.is_some() || p.webhook.is_some() {
+    if p.manifest.is_some() || webhook.is_some() {
         let size = std::fs::metadata(&src.path).map(|m| m.len()).unwrap_or(0);
         let mut custom = BTreeMap::new();
         let json = |v: &dyn erased::Json| v.text();
@@ -994,10 +1054,15 @@ async fn execute(
                 }
             }
         }
-        if let Some(url) = &p.webhook {
+        if let Some(url) = webhook {
             let t = Instant::now();
             let body = serde_json::json!({"builds": [build], "last_run_uuid": rec.run_uuid});
-            match imgport_pipeline::file::webhook::post(url, &body).await {
+            let mut stop = stopped.clone();
+            let posted = tokio::select! {
+                r = imgport_pipeline::file::webhook::post(url, &body) => r,
+                _ = stop.changed() => Err("interrupted before the webhook answered".to_string()),
+            };
+            match posted {
                 Ok((status, attempts)) => {
                     let to = imgport_pipeline::file::webhook::redacted(url);
                     let detail = format!("POST {to}: HTTP {status} ({attempts} attempt(s))");

