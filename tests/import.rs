@@ -16,7 +16,6 @@ use imgport_auth::rpc::{RpcClient, Style};
 use imgport_cloud::ecs::{CreateRequest, ImageFilter};
 use imgport_cloud::model::ImageStatus;
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig};
-use imgport_storage::Flavor;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -550,13 +549,7 @@ fn commands_share_the_local_cloud_while_an_import_runs() {
         .spawn()
         .expect("imgport starts");
     let mut stderr = first.stderr.take().expect("stderr");
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !seen.contains(r#""event":"step_done","step":"register""#) {
-        let n = std::io::Read::read(&mut stderr, &mut buf).expect("read stderr");
-        assert!(n > 0, "the import ended before registering: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut stderr, r#""event":"step_done","step":"register""#);
     let list =
         import_cmd_raw(home.path(), slow, &["images", "list", "--name", "first", "--json"]).output().expect("runs");
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
@@ -1002,30 +995,15 @@ fn the_official_sdk_sees_what_an_alibaba_import_made() {
     let home = tempdir();
     let served = Served::start(&home.path().join("emulator"));
     let bucket = "imgport-sdk-check";
-    let creds = imgport_auth::Credentials::new(SERVE_AK, SERVE_SK);
-    let store = store_client(served.endpoint("oss_endpoint"), Flavor::OssV4, "cn-hangzhou", bucket, &creds);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(store.create_bucket()).expect("the bucket is created");
+    served.bucket(bucket);
 
     let image = guest("gpt-uefi-ext4");
     let description = "web server, imported by imgport";
-    let out = imgport()
+    let out = served
+        .imgport(home.path())
         .args(["import", &image, "--cloud", "alibaba", "--region", "cn-hangzhou", "--bucket", bucket])
         .args(["--name", "web-sdk", "--family", "web", "--description", description, "--tag", "team=web"])
         .args(["--tag", "env=test", "--copy-to", "cn-shanghai", "--share-with", "123456789012", "--json"])
-        .env("IMGPORT_ECS_ENDPOINT", served.endpoint("ecs_endpoint"))
-        .env("IMGPORT_RAM_ENDPOINT", served.endpoint("ram_endpoint"))
-        .env("IMGPORT_STS_ENDPOINT", served.endpoint("sts_endpoint"))
-        .env("IMGPORT_OSS_ENDPOINT", served.endpoint("oss_endpoint"))
-        .env("ALIBABA_CLOUD_ACCESS_KEY_ID", SERVE_AK)
-        .env("ALIBABA_CLOUD_ACCESS_KEY_SECRET", SERVE_SK)
-        .env("ALIBABA_CLOUD_ECS_METADATA_DISABLED", "true")
-        .env("HOME", home.path())
-        .env("XDG_STATE_HOME", home.path().join("state"))
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
-        .env_remove("ALIBABA_CLOUD_PROFILE")
-        .env_remove("ALIBABA_CLOUD_REGION_ID")
         .output()
         .expect("imgport runs");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -303,9 +303,8 @@ fn check_points_at_the_fault() {
 /// upload resumes from the parts already sent) and there is one image.
 #[test]
 fn a_run_killed_during_the_upload_resumes_it_on_rerun() {
-    use std::io::Read;
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let home = tempfile::tempdir().expect("tempdir");
     let file = home.path().join("killed.toml");
     let source = guest_images().join("mbr-bios-ext4.raw");
@@ -328,13 +327,7 @@ fn a_run_killed_during_the_upload_resumes_it_on_rerun() {
         .spawn()
         .expect("imgport starts");
     let mut stderr = child.stderr.take().expect("stderr");
-    let (mut seen, mut buf, deadline) = (String::new(), [0u8; 4096], Instant::now() + Duration::from_secs(60));
-    while !seen.contains("preflight") {
-        assert!(Instant::now() < deadline, "never reached the upload: {seen}");
-        let n = stderr.read(&mut buf).expect("read");
-        assert!(n > 0, "ended before the upload: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let seen = read_until(&mut stderr, "preflight");
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
@@ -480,9 +473,7 @@ fn a_build_command_makes_the_source_and_the_webhook_gets_the_manifest() {
 /// uploaded again) and there is one image.
 #[test]
 fn a_run_killed_during_the_wait_takes_up_its_import_on_rerun() {
-    use std::io::Read;
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let home = tempfile::tempdir().expect("tempdir");
     let file = home.path().join("waited.toml");
     let source = guest_images().join("mbr-bios-ext4.raw");
@@ -502,13 +493,7 @@ fn a_run_killed_during_the_wait_takes_up_its_import_on_rerun() {
         .spawn()
         .expect("imgport starts");
     let mut stderr = child.stderr.take().expect("stderr");
-    let (mut seen, mut buf, deadline) = (String::new(), [0u8; 4096], Instant::now() + Duration::from_secs(60));
-    while !seen.contains(r#""event":"step_started","step":"wait""#) {
-        assert!(Instant::now() < deadline, "never waited: {seen}");
-        let n = stderr.read(&mut buf).expect("read");
-        assert!(n > 0, "ended before the wait: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut stderr, r#""event":"step_started","step":"wait""#);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     assert_eq!(child.wait().expect("ends").code(), None, "killed");

@@ -120,18 +120,6 @@ fn six_runners_make_one_upload_and_one_image_per_region() {
     assert_eq!((code, out["status"].as_str()), (0, Some("finished")), "{out}\n{seen}{rest}");
 }
 
-/// Reads `stderr` until `pattern` shows (at most a minute); answers what was read.
-fn read_until(stderr: &mut impl Read, pattern: &str) -> String {
-    let (mut seen, mut buf, deadline) = (String::new(), [0u8; 4096], Instant::now() + Duration::from_secs(60));
-    while !seen.contains(pattern) {
-        assert!(Instant::now() < deadline, "{pattern} never showed: {seen}");
-        let n = stderr.read(&mut buf).expect("read");
-        assert!(n > 0, "ended before {pattern}: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    seen
-}
-
 /// A runner killed (SIGKILL) while it holds the lease, waiting for its import: a second runner waits until the
 /// lease expires, takes it over, and finishes the same import; no second upload, one image per region.
 #[test]

@@ -267,9 +267,7 @@ struct RunResult<'a> {
     would: Vec<String>,
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
+use state::unix_now;
 
 fn fail(json: bool, code: u8, message: &str) -> u8 {
     if json {
@@ -325,12 +323,14 @@ fn run_pipeline(a: RunArgs, mode: Mode) -> u8 {
     let t = Instant::now();
     let remembered = LocalRuns::default_dir().and_then(|d| d.parent().map(|p| p.join("digests")));
     // The image's other files (VMDK extents, backing files) are part of its identity.
-    let others = imgport_disk::open(&src.path, &imgport_disk::OpenOptions::default())
-        .map(|img| img.extra_files().into_iter().chain(img.backing_files()).collect::<Vec<_>>());
-    let digested = match (remembered, others) {
-        (Some(dir), Ok(others)) => Digests { dir }.get_or_compute(&src.path, &others, || digest_of(&src.path)),
-        _ => digest_of(&src.path).map(|d| (d, false)),
-    };
+    // The image is opened once: for those files, and for the digest when it is not remembered.
+    let digested = imgport_disk::open(&src.path, &imgport_disk::OpenOptions::default()).and_then(|img| {
+        let others: Vec<_> = img.extra_files().into_iter().chain(img.backing_files()).collect();
+        match remembered {
+            Some(dir) => Digests { dir }.get_or_compute(&src.path, &others, || digest_of(img.as_ref())),
+            None => digest_of(img.as_ref()).map(|d| (d, false)),
+        }
+    });
     let (digest, known) = match digested {
         Ok(d) => d,
         Err(e) => return fail(a.json, 2, &format!("{}: {e}", src.path.display())),
@@ -774,12 +774,11 @@ async fn release(held: Option<imgport_pipeline::file::state::KeepAlive>) {
     }
 }
 
-fn digest_of(path: &std::path::Path) -> Result<String, imgport_disk::Error> {
-    let img = imgport_disk::open(path, &imgport_disk::OpenOptions::default())?;
+fn digest_of(img: &dyn imgport_disk::DiskImage) -> Result<String, imgport_disk::Error> {
     // A signal stops the reading (the run has recorded nothing yet); the exit code is then 128 + the signal.
     let ctl = imgport_disk::Control::new();
     crate::signals::cancel_on_signal(ctl.cancel_flag());
-    imgport_disk::digest(img.as_ref(), &ctl)
+    imgport_disk::digest(img, &ctl)
 }
 
 /// `plan` and `run --dry-run`.

@@ -432,3 +432,17 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// Reads a child's `stderr` until `pattern` shows (at most a minute); answers what was read. Panics, with what was
+/// read, when the stream ends first or the minute passes.
+pub fn read_until(stderr: &mut impl std::io::Read, pattern: &str) -> String {
+    use std::time::{Duration, Instant};
+    let (mut seen, mut buf, deadline) = (String::new(), [0u8; 4096], Instant::now() + Duration::from_secs(60));
+    while !seen.contains(pattern) {
+        assert!(Instant::now() < deadline, "{pattern} never showed: {seen}");
+        let n = stderr.read(&mut buf).expect("read stderr");
+        assert!(n > 0, "ended before {pattern}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
