@@ -86,7 +86,7 @@ fn unsupported(kind: &str) -> String {
 /// Checks `raw` segments of LV `name` against the volume group's `extent_size` (bytes) and its PVs.
 pub fn layout(name: &str, extent_size: u64, pvs: &[PvExtents], raw: &[RawSegment]) -> Result<Layout> {
     let bad = |m: String| Err(Error::corrupt(LAYOUT, format!("logical volume {name}: {m}")));
-    if extent_size == 0 || extent_size % SECTOR != 0 {
+    if extent_size == 0 || !extent_size.is_multiple_of(SECTOR) {
         return bad(format!("extent size {extent_size} is not a whole number of sectors"));
     }
     if raw.is_empty() {
@@ -117,7 +117,7 @@ pub fn layout(name: &str, extent_size: u64, pvs: &[PvExtents], raw: &[RawSegment
         if stripe_count == 0 || stripe_count > MAX_STRIPES || stripe_count != r.stripes.len() {
             return bad(format!("segment {n} has {} stripes listed for stripe_count {stripe_count}", r.stripes.len()));
         }
-        if count % stripe_count as u64 != 0 {
+        if !count.is_multiple_of(stripe_count as u64) {
             return bad(format!("segment {n}: {count} extents do not divide into {stripe_count} stripes"));
         }
         let per_stripe = count / stripe_count as u64;
@@ -127,7 +127,7 @@ pub fn layout(name: &str, extent_size: u64, pvs: &[PvExtents], raw: &[RawSegment
                 let sectors = r.stripe_size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0);
                 let bytes = sectors.saturating_mul(SECTOR);
                 // lvm2 takes powers of two from 4 KiB up to the extent size.
-                if !bytes.is_power_of_two() || bytes < 4096 || bytes > extent_size || extent_size % bytes != 0 {
+                if !bytes.is_power_of_two() || bytes < 4096 || bytes > extent_size || !extent_size.is_multiple_of(bytes) {
                     return bad(format!("segment {n}: stripe size of {sectors} sectors"));
                 }
                 bytes
