@@ -276,7 +276,7 @@ fn good_images_pass_every_check_for_every_target() {
 fn strict_makes_warnings_count() {
     let (code, _) = validate_json(&["--strict", s(&image("mbr-xfs5"))]);
     assert_eq!(code, 1);
-    // For AWS root on LVM is only a note, and mbr-lvm-root's guest is not read (facts not checked).
+    // For AWS root on LVM is only a note; mbr-lvm-root lacks a GRUB and a network configuration (not checked).
     let (code, r) = validate_json(&["--strict", "--target", "aws", s(&image("mbr-lvm-root"))]);
     assert!(failures(&r, "info").contains(&"lvm:info".to_string()), "{:?}", failures(&r, "info"));
     assert!(r["summary"]["not_checked"].as_u64().unwrap() > 0);
@@ -346,10 +346,13 @@ fn derived_alibaba_import_parameters() {
     let (_, r) = validate("mbr-exotic-riscv", "alibaba");
     assert_eq!(params(&r)["platform"], "Others Linux");
     assert_eq!(params(&r)["architecture"], Value::Null);
-    // Root on LVM: the guest is not read, so only what the disk shows is derived.
+    // Root on LVM: the guest inside the logical volume is read, so everything is derived as for a partition.
     let (_, r) = validate("mbr-lvm-root", "alibaba");
     let p = params(&r);
-    assert_eq!((&p["platform"], &p["os_type"], &p["boot_mode"]), (&Value::Null, &Value::Null, &Value::from("BIOS")));
+    assert_eq!(
+        (&p["platform"], &p["os_type"], &p["boot_mode"]),
+        (&Value::from("Debian"), &Value::from("linux"), &Value::from("BIOS"))
+    );
 }
 
 #[test]

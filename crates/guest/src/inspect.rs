@@ -232,11 +232,25 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
         }
     }
 
-    let lvm = vols
+    let lvm: Vec<crate::lvm::PhysicalVolume> = vols
         .iter()
         .filter(|v| v.volume.filesystem.as_ref().is_some_and(|f| f.kind == probe::FsKind::Lvm2Member))
         .filter_map(|v| crate::lvm::read_pv(&mut v.region.clone(), &v.volume.device))
         .collect();
+
+    // The logical volumes, read as volumes of their own.
+    let pv_lens: Vec<u64> =
+        lvm.iter().map(|pv| vols.iter().find(|v| v.volume.start == pv.start).map_or(0, |v| v.region.len())).collect();
+    for mut v in logical_volumes(&disk, &lvm, &pv_lens, &mut findings) {
+        match probe::probe(&mut v.region) {
+            Ok(info) => v.volume.filesystem = info,
+            Err(e) => {
+                findings.push(Finding::error(format!("volume {}", v.volume.device), None, e.to_string()));
+                v.volume.error = Some(e.to_string());
+            }
+        }
+        vols.push(v);
+    }
 
     // Linux roots: filesystems whose files can be read and that look like a root (virt-inspector's rule).
     let mut oses = Vec::new();
@@ -285,6 +299,80 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
     })
 }
 
+/// The logical volumes of each volume group whose metadata was read (the newest copy among its PVs), as volumes
+/// `/dev/VG/LV` over an [`crate::lvm_layout::LvImage`]; an LV that cannot be read extent for extent (thin, RAID,
+/// cache, snapshot) is a finding naming it and why.
+fn logical_volumes(
+    disk: &Disk,
+    pvs: &[crate::lvm::PhysicalVolume],
+    pv_lens: &[u64],
+    findings: &mut Vec<Finding>,
+) -> Vec<Vol> {
+    use crate::lvm_layout::{LvImage, PvSource};
+    let mut out = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for pv in pvs {
+        let Some(vg) = &pv.volume_group else { continue };
+        if seen.contains(&vg.name.as_str()) {
+            continue;
+        }
+        seen.push(&vg.name);
+        // The newest metadata among the group's PVs.
+        let vg = pvs
+            .iter()
+            .filter_map(|p| p.volume_group.as_ref())
+            .filter(|g| g.name == vg.name)
+            .max_by_key(|g| g.seqno)
+            .unwrap_or(vg);
+        let sources: Vec<Option<PvSource>> = vg
+            .physical_volumes
+            .iter()
+            .map(|m| {
+                let at = pvs.iter().position(|p| p.uuid == m.uuid)?;
+                Some(PvSource { disk: disk.clone(), start: pvs[at].start, len: pv_lens.get(at).copied().unwrap_or(0) })
+            })
+            .collect();
+        for (name, layout) in vg.logical_volumes.iter().zip(&vg.layouts) {
+            let device = format!("/dev/{}/{name}", vg.name);
+            let layout = match layout {
+                Ok(l) => l,
+                Err(e) => {
+                    findings.push(Finding::error(format!("lvm {device}"), None, e.clone()));
+                    continue;
+                }
+            };
+            let Some(img) = LvImage::new(name, vg.extent_size, vg.pv_extents.clone(), layout, sources.clone()) else {
+                if let crate::lvm_layout::Layout::Unsupported { why, .. } = layout {
+                    findings.push(Finding::warning(format!("lvm {device}"), None, format!("not read: {why}")));
+                }
+                continue;
+            };
+            let lv = Disk::new(Arc::new(img));
+            out.push(Vol {
+                volume: Volume {
+                    device,
+                    partition: None,
+                    start: 0,
+                    size: lv.size(),
+                    filesystem: None,
+                    mountpoint: None,
+                    error: None,
+                },
+                region: lv.view(0, lv.size()),
+                partuuid: None,
+                partlabel: None,
+            });
+        }
+    }
+    out
+}
+
+/// `/dev/mapper/VG-LV` (dashes in the names doubled) for the volume `/dev/VG/LV`.
+fn mapper_name(device: &str) -> Option<String> {
+    let (vg, lv) = device.strip_prefix("/dev/")?.split_once('/')?;
+    Some(format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--")))
+}
+
 /// Which volume an fstab spec names.
 fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
     let (kind, value) = e.spec_kind();
@@ -296,6 +384,12 @@ fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
             "partuuid" => v.partuuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&value)),
             "partlabel" => v.partlabel.as_deref() == Some(value.as_str()),
             // /dev/sdXN, /dev/vdXN, /dev/xvdXN, /dev/hdXN on the first disk: the partition number.
+            // A logical volume, by either of its names.
+            _ if v.volume.device.matches('/').count() == 3
+                && (v.volume.device == value || mapper_name(&v.volume.device).is_some_and(|m| m == value)) =>
+            {
+                true
+            }
             _ => {
                 let dev = value.as_str();
                 ["/dev/sda", "/dev/vda", "/dev/xvda", "/dev/hda"].iter().any(|p| {

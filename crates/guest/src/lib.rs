@@ -24,6 +24,7 @@ pub mod initramfs;
 pub mod inspect;
 pub mod linux;
 pub mod lvm;
+pub mod lvm_layout;
 pub mod network;
 pub mod packages;
 pub mod partition;

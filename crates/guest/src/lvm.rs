@@ -45,6 +45,15 @@ pub struct VolumeGroup {
     /// Member PVs: (metadata key such as "pv0", UUID without dashes, device hint).
     pub physical_volumes: Vec<VgMember>,
     pub logical_volumes: Vec<String>,
+    /// Bytes per extent.
+    #[serde(skip)]
+    pub extent_size: u64,
+    /// The PVs' extents, in the order of `physical_volumes`.
+    #[serde(skip)]
+    pub pv_extents: Vec<crate::lvm_layout::PvExtents>,
+    /// Each logical volume's layout (in the order of `logical_volumes`), or why it is not readable.
+    #[serde(skip)]
+    pub layouts: Vec<std::result::Result<crate::lvm_layout::Layout, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -338,14 +347,75 @@ fn parse_vg(text: &str) -> Result<VolumeGroup> {
                 .collect()
         })
         .unwrap_or_default();
-    let logical_volumes =
+    let logical_volumes: Vec<String> =
         vg.child("logical_volumes").map(|l| l.children.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
+    // Extents: the metadata counts in 512-byte sectors.
+    let sectors = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).and_then(|n| n.checked_mul(512));
+    let extent_size = sectors(vg.num("extent_size")).unwrap_or(0);
+    let pv_extents: Vec<crate::lvm_layout::PvExtents> = vg
+        .child("physical_volumes")
+        .map(|pvs| {
+            pvs.children
+                .iter()
+                .map(|p| crate::lvm_layout::PvExtents {
+                    key: p.name.clone(),
+                    pe_start: sectors(p.num("pe_start")).unwrap_or(0),
+                    pe_count: p.num("pe_count").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let layouts = vg
+        .child("logical_volumes")
+        .map(|l| {
+            l.children
+                .iter()
+                .map(|lv| {
+                    let raw: Vec<crate::lvm_layout::RawSegment> =
+                        lv.children.iter().filter(|c| c.name.starts_with("segment")).map(raw_segment).collect();
+                    crate::lvm_layout::layout(&lv.name, extent_size, &pv_extents, &raw).map_err(|e| e.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(VolumeGroup {
         name: vg.name.clone(),
         seqno: vg.num("seqno").and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
         physical_volumes,
         logical_volumes,
+        extent_size,
+        pv_extents,
+        layouts,
     })
+}
+
+/// A `segmentN` section as written: `stripes` alternates PV keys and first extents.
+fn raw_segment(sec: &Section) -> crate::lvm_layout::RawSegment {
+    let stripes = sec
+        .values
+        .iter()
+        .find_map(|(k, v)| match v {
+            Value::List(items) if k == "stripes" => Some(items),
+            _ => None,
+        })
+        .map(|items| {
+            items
+                .chunks(2)
+                .filter_map(|pair| match pair {
+                    [Value::Str(pv), Value::Num(first)] => Some((pv.clone(), *first)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    crate::lvm_layout::RawSegment {
+        start_extent: sec.num("start_extent"),
+        extent_count: sec.num("extent_count"),
+        kind: sec.str("type").map(str::to_string),
+        stripe_count: sec.num("stripe_count"),
+        stripe_size: sec.num("stripe_size"),
+        stripes,
+    }
 }
 
 #[cfg(test)]
@@ -412,6 +482,14 @@ creation_time = 1700000000	# Tue Nov 14 22:13:20 2023
         assert_eq!(vg.physical_volumes[0].uuid, "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5");
         assert_eq!(vg.physical_volumes[0].device_hint.as_deref(), Some("/dev/sda2"));
         assert_eq!(vg.logical_volumes, ["root"]);
+        assert_eq!(vg.extent_size, 4 << 20);
+        assert_eq!(vg.pv_extents[0].pe_start, 1 << 20);
+        match &vg.layouts[0] {
+            Ok(crate::lvm_layout::Layout::Mapped { size, segments }) => {
+                assert_eq!((*size, segments[0].stripes.as_slice()), (20 * (4 << 20), &[(0usize, 0u64)][..]));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

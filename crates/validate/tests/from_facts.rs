@@ -157,6 +157,9 @@ fn lvm_root_is_named_from_its_volume_group() {
             seqno: 3,
             physical_volumes: members,
             logical_volumes: vec!["root".into(), "swap".into()],
+            extent_size: 4 << 20,
+            pv_extents: Vec::new(),
+            layouts: Vec::new(),
         }),
         error: None,
     };
