@@ -67,6 +67,27 @@ if guest_tools_missing; then
     exit 1
 fi
 
+# btrfs test images are made with `mkfs.btrfs --rootdir --subvol --compress` (no loop device, no mount), which
+# needs btrfs-progs 6.13 or later: bookworm has 6.2, bookworm-backports 6.14.
+btrfs_progs_new_enough() {
+    mkfs.btrfs --help 2>&1 | grep -q -- '--compress' && mkfs.btrfs --help 2>&1 | grep -q -- '--subvol'
+}
+if ! btrfs_progs_new_enough; then
+    echo "install-peers: installing btrfs-progs from bookworm-backports (mkfs.btrfs --subvol --compress)" >&2
+    . /etc/os-release 2>/dev/null || true
+    if [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+        if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/backports.list >/dev/null
+        fi
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t bookworm-backports btrfs-progs
+    else
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends btrfs-progs
+    fi
+fi
+btrfs_progs_new_enough || { echo "install-peers: mkfs.btrfs lacks --subvol/--compress (need btrfs-progs 6.13+)" >&2; exit 1; }
+
 # GNU time measures a command's own peak RSS (the upload memory test).
 if [ ! -x /usr/bin/time ]; then
     $SUDO apt-get update -qq
