@@ -70,7 +70,9 @@ fi
 # btrfs test images are made with `mkfs.btrfs --rootdir --subvol --compress` (no loop device, no mount), which
 # needs btrfs-progs 6.13 or later: bookworm has 6.2, bookworm-backports 6.14.
 btrfs_progs_new_enough() {
-    mkfs.btrfs --help 2>&1 | grep -q -- '--compress' && mkfs.btrfs --help 2>&1 | grep -q -- '--subvol'
+    local help
+    help=$(mkfs.btrfs --help 2>&1 || true)
+    grep -q -- '--compress' <<<"$help" && grep -q -- '--subvol' <<<"$help"
 }
 if ! btrfs_progs_new_enough; then
     echo "install-peers: installing btrfs-progs from bookworm-backports (mkfs.btrfs --subvol --compress)" >&2
