@@ -14,10 +14,22 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     image: PathBuf,
+    /// A data disk of the same VM (repeat for several): read with the system disk, so a volume group spanning
+    /// disks is read whole. They become /dev/sdb, /dev/sdc, ... in the order given.
+    #[arg(long = "data-disk", value_name = "IMAGE")]
+    data_disks: Vec<PathBuf>,
 }
 
 pub fn run(args: Args) -> u8 {
-    let report = open(&args.image, &args.open.options()).and_then(|img| imgport_guest::inspect(Arc::from(img)));
+    let data = match super::open_data_disks(&args.data_disks, &args.open) {
+        Ok(d) => d,
+        Err(e) => {
+            print_error(&e);
+            return 1;
+        }
+    };
+    let report = open(&args.image, &args.open.options())
+        .and_then(|img| imgport_guest::inspect_disks(Arc::from(img), &data, &Default::default()));
     let report = match report {
         Ok(r) => r,
         Err(e) => {
@@ -58,8 +70,32 @@ fn print_human(r: &Inspection) {
             if p.bootable { " *" } else { "" }
         );
     }
+    for d in &r.data_disks {
+        outln!(
+            "data disk {}: {}, {}, {} partition(s)",
+            d.device,
+            d.format,
+            human_size(d.virtual_size),
+            d.partition_table.partitions.len()
+        );
+    }
+    for v in &r.volumes {
+        if let Some(lv) = &v.logical_volume {
+            outln!(
+                "logical volume {}: {}, {} on {}{}",
+                v.device,
+                human_size(v.size),
+                lv.layout,
+                lv.physical_volumes.join(" + "),
+                v.error.as_ref().map(|e| format!("  ({e})")).unwrap_or_default()
+            );
+        }
+    }
     outln!("filesystems:");
     for v in &r.volumes {
+        if v.logical_volume.is_some() && v.error.is_some() {
+            continue;
+        }
         match &v.filesystem {
             Some(f) => {
                 let usage = match (f.size, f.free_bytes) {

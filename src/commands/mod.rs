@@ -51,6 +51,28 @@ impl OpenArgs {
     }
 }
 
+/// Open the data disks given with `--data-disk`, their formats detected from content (`--format` names the system
+/// disk's), with the system disk's other open options. An error names the file.
+pub fn open_data_disks(
+    paths: &[std::path::PathBuf],
+    open: &OpenArgs,
+) -> imgport_disk::Result<Vec<std::sync::Arc<dyn imgport_disk::DiskImage>>> {
+    if paths.len() > imgport_guest::inspect::MAX_DATA_DISKS {
+        return Err(imgport_disk::Error::unsupported(format!(
+            "{} data disks given; at most {} can be read with the system disk",
+            paths.len(),
+            imgport_guest::inspect::MAX_DATA_DISKS
+        )));
+    }
+    let options = OpenOptions { format: None, ..open.options() };
+    paths
+        .iter()
+        .map(|p| {
+            imgport_disk::open(p, &options).map(std::sync::Arc::from).map_err(|e| e.in_file(p))
+        })
+        .collect()
+}
+
 pub fn parse_format(s: &str) -> Result<Format, String> {
     s.parse().map_err(|e: imgport_disk::Error| e.to_string())
 }

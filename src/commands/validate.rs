@@ -22,6 +22,10 @@ pub struct Args {
     strict: bool,
     // -v (global, src/main.rs) also lists the checks that passed, and the evidence of each finding.
     image: PathBuf,
+    /// A data disk of the same VM (repeat for several): read with the system disk, so a volume group spanning
+    /// disks is read whole. They become /dev/sdb, /dev/sdc, ... in the order given.
+    #[arg(long = "data-disk", value_name = "IMAGE")]
+    data_disks: Vec<PathBuf>,
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -39,11 +43,18 @@ struct JsonOut<'a> {
 
 pub fn run(args: Args) -> u8 {
     let options = Options { target: args.target, file_size: std::fs::metadata(&args.image).ok().map(|m| m.len()) };
+    let data = match super::open_data_disks(&args.data_disks, &args.open) {
+        Ok(d) => d,
+        Err(e) => {
+            print_error(&e);
+            return 2;
+        }
+    };
     // Inspection reads the guest; validation judges what it found, with the container's details.
     let report = open(&args.image, &args.open.options()).and_then(|img| {
         let image: Arc<dyn DiskImage> = Arc::from(img);
         let details = image.details();
-        let inspection = imgport_guest::inspect(image)?;
+        let inspection = imgport_guest::inspect_disks(image, &data, &Default::default())?;
         Ok(imgport_validate::validate_inspection(&inspection, &details, &options))
     });
     let report = match report {

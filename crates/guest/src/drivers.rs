@@ -23,6 +23,9 @@ pub const BOOT_DRIVERS: &[(&str, &str)] = &[
     ("hv_netvsc", "CONFIG_HYPERV_NET"),
     ("xen_blkfront", "CONFIG_XEN_BLKDEV_FRONTEND"),
     ("ena", "CONFIG_ENA_ETHERNET"),
+    // Device mapper, which a root on LVM (or LUKS) needs before it can be found; and btrfs for a btrfs root.
+    ("dm_mod", "CONFIG_BLK_DEV_DM"),
+    ("btrfs", "CONFIG_BTRFS_FS"),
 ];
 
 /// Largest kernel config, modules.builtin or modules.dep read.

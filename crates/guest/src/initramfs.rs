@@ -56,6 +56,10 @@ pub struct InitramfsContents {
     pub kernel_versions: Vec<String>,
     /// Kernel modules inside (.ko, .ko.xz, .ko.zst, .ko.gz), by module name ('-' written as '_'), sorted.
     pub modules: Vec<String>,
+    /// The storage tools early boot needs to find the root, where present as files in a bin or sbin folder:
+    /// `lvm` (root on LVM), `cryptsetup`, `btrfs`, `mdadm`, `multipath`. Sorted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub boot_tools: Vec<String>,
     /// Modules built into the kernel according to the `lib/modules/<version>/modules.builtin` inside, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub modules_builtin: Option<Vec<String>>,
@@ -125,6 +129,7 @@ struct Cpio {
 #[derive(Default)]
 struct Collected {
     microcode: bool,
+    tools: BTreeSet<String>,
     versions: BTreeSet<String>,
     modules: BTreeSet<String>,
     builtin: Option<Vec<String>>,
@@ -338,6 +343,11 @@ impl Cpio {
         if name.starts_with("kernel/x86/microcode/") && self.regular {
             self.out.microcode = true;
         }
+        if self.regular {
+            if let Some(tool) = boot_tool(name) {
+                self.out.tools.insert(tool.to_string());
+            }
+        }
         let rest = name.strip_prefix("usr/lib/modules/").or_else(|| name.strip_prefix("lib/modules/"));
         if let Some(rest) = rest {
             let ver = rest.split('/').next().unwrap_or("");
@@ -363,6 +373,19 @@ impl Cpio {
         );
         Err(Error::corrupt(CPIO, why).at(self.entry_at))
     }
+}
+
+/// Tools an initramfs needs to assemble the root's block device, by the names their packages install.
+const BOOT_TOOLS: &[&str] = &["lvm", "cryptsetup", "btrfs", "mdadm", "multipath"];
+
+/// The boot tool a path names: `usr/sbin/lvm`, `sbin/cryptsetup`, `bin/btrfs` and the like.
+fn boot_tool(name: &str) -> Option<&'static str> {
+    let (dir, file) = name.trim_start_matches("./").rsplit_once('/')?;
+    let dir = dir.strip_prefix("usr/").unwrap_or(dir);
+    if !matches!(dir, "bin" | "sbin") {
+        return None;
+    }
+    BOOT_TOOLS.iter().copied().find(|t| *t == file)
 }
 
 fn is_builtin_list(name: &str) -> bool {
@@ -542,6 +565,7 @@ pub fn read(reader: impl Read, limits: Limits) -> InitramfsContents {
         entries: cpio.all_entries,
         unpacked_bytes: cpio.total,
         early_microcode: out.microcode,
+        boot_tools: out.tools.into_iter().collect(),
         kernel_versions: out.versions.into_iter().collect(),
         modules: out.modules.into_iter().collect(),
         modules_builtin: out.builtin.map(|mut b| {
@@ -851,6 +875,10 @@ pub(crate) mod tests {
         assert_eq!(module_name("virtio_blk.ko").as_deref(), Some("virtio_blk"));
         assert_eq!(module_name("modules.dep"), None);
         assert_eq!(module_name(".ko"), None);
+        assert_eq!(boot_tool("usr/sbin/lvm"), Some("lvm"));
+        assert_eq!(boot_tool("./sbin/cryptsetup"), Some("cryptsetup"));
+        assert_eq!(boot_tool("usr/lib/lvm"), None);
+        assert_eq!(boot_tool("lvm"), None);
         assert_eq!(parse_modules_builtin("kernel/drivers/nvme/host/nvme.ko\n\nkernel/x/a-b.ko\n"), ["a_b", "nvme"]);
     }
 }

@@ -31,6 +31,35 @@ pub struct Volume {
     /// Why the files could not be read, where imgport tried.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a logical volume (`/dev/VG/LV`): its group, layout and where its extents are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_volume: Option<LogicalVolume>,
+}
+
+/// An LVM logical volume read as a volume.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogicalVolume {
+    pub volume_group: String,
+    pub name: String,
+    /// "linear", "striped", or the segment type that is not read (thin, raid1, cache, ...).
+    pub layout: String,
+    /// The volumes of the physical volumes its extents lie on; a physical volume on no disk given is named by
+    /// its metadata key and device hint.
+    pub physical_volumes: Vec<String>,
+    /// The disks those are on ("/dev/sda", "/dev/sdb"): more than one means the LV spans disks.
+    pub disks: Vec<String>,
+    /// Some of its physical volumes are on no disk given.
+    pub incomplete: bool,
+}
+
+/// A data disk given with the system disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataDisk {
+    /// "/dev/sdb", "/dev/sdc", ... in the order given.
+    pub device: String,
+    pub format: Format,
+    pub virtual_size: u64,
+    pub partition_table: PartitionTable,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,6 +126,9 @@ pub struct Inspection {
     pub format: Format,
     pub virtual_size: u64,
     pub partition_table: PartitionTable,
+    /// The data disks given with the system disk (their volumes are among `volumes`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub data_disks: Vec<DataDisk>,
     pub volumes: Vec<Volume>,
     /// The LVM physical volumes among `volumes`, in the same order, with their volume group metadata.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -112,14 +144,26 @@ pub struct Inspection {
 /// Largest BIOS boot partition prefix looked at for a GRUB core image.
 const CORE_PROBE: usize = 512;
 
-fn device_name(n: Option<u32>) -> String {
+/// Disks past the system disk that inspection takes (`/dev/sdb` .. `/dev/sdz`).
+pub const MAX_DATA_DISKS: usize = 25;
+
+/// "/dev/sda" for the system disk (0), "/dev/sdb" for the first data disk, ...
+fn disk_name(disk: usize) -> String {
+    format!("/dev/sd{}", char::from(b'a' + disk.min(MAX_DATA_DISKS) as u8))
+}
+
+fn device_name(disk: usize, n: Option<u32>) -> String {
     match n {
-        Some(n) => format!("/dev/sda{n}"),
-        None => "/dev/sda".to_string(),
+        Some(n) => format!("{}{n}", disk_name(disk)),
+        None => disk_name(disk),
     }
 }
 
 struct Vol {
+    /// Index of the disk holding it (0: the system disk), for volumes on a partition table.
+    disk: usize,
+    /// A logical volume's device-mapper UUID, `LVM-<VG UUID><LV UUID>`.
+    dm_uuid: Option<String>,
     volume: Volume,
     region: Region,
     partuuid: Option<String>,
@@ -148,47 +192,81 @@ pub fn inspect(image: Arc<dyn DiskImage>) -> Result<Inspection> {
 
 /// [`inspect`] with options.
 pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspection> {
+    inspect_disks(image, &[], opts)
+}
+
+/// The volumes of one disk: its partitions, or the whole disk when it has no table.
+fn disk_volumes(disk_index: usize, disk: &Disk, table: &PartitionTable) -> Vec<Vol> {
+    let volume = |partition: Option<u32>, start: u64, size: u64| Volume {
+        device: device_name(disk_index, partition),
+        partition,
+        start,
+        size,
+        filesystem: None,
+        mountpoint: None,
+        error: None,
+        logical_volume: None,
+    };
+    if table.kind == TableKind::None {
+        return vec![Vol {
+            disk: disk_index,
+            dm_uuid: None,
+            volume: volume(None, 0, disk.size()),
+            region: disk.view(0, disk.size()),
+            partuuid: None,
+            partlabel: None,
+        }];
+    }
+    table
+        .partitions
+        .iter()
+        .filter(|p| !matches!(p.role, PartitionRole::Extended | PartitionRole::GptProtective))
+        .map(|p| Vol {
+            disk: disk_index,
+            dm_uuid: None,
+            volume: volume(Some(p.number), p.start, p.size),
+            region: disk.view(p.start, p.size),
+            partuuid: p.partuuid.clone(),
+            partlabel: p.name.clone(),
+        })
+        .collect()
+}
+
+/// Inspect the guest whose system disk is `image`, with its data disks (`/dev/sdb`, ... in order): their
+/// volumes are read too, so a volume group spanning disks is read whole. A data disk whose partition table cannot
+/// be read is a finding; only an unreadable system disk is an error.
+pub fn inspect_disks(image: Arc<dyn DiskImage>, data: &[Arc<dyn DiskImage>], opts: &Options) -> Result<Inspection> {
     let format = image.details().format;
     let disk = Disk::new(image);
     let table = partition::read_table(&disk)?;
     let mut findings = Vec::new();
 
-    let mut vols: Vec<Vol> = Vec::new();
-    if table.kind == TableKind::None {
-        vols.push(Vol {
-            volume: Volume {
-                device: device_name(None),
-                partition: None,
-                start: 0,
-                size: disk.size(),
-                filesystem: None,
-                mountpoint: None,
-                error: None,
-            },
-            region: disk.view(0, disk.size()),
-            partuuid: None,
-            partlabel: None,
-        });
-    } else {
-        for p in &table.partitions {
-            if matches!(p.role, PartitionRole::Extended | PartitionRole::GptProtective) {
-                continue;
+    let mut vols: Vec<Vol> = disk_volumes(0, &disk, &table);
+    let mut data_disks = Vec::new();
+    let mut all_disks = vec![disk.clone()];
+    for (i, img) in data.iter().take(MAX_DATA_DISKS).enumerate() {
+        let n = i + 1;
+        let d = Disk::new(img.clone());
+        match partition::read_table(&d) {
+            Ok(t) => {
+                vols.extend(disk_volumes(n, &d, &t));
+                data_disks.push(DataDisk {
+                    device: disk_name(n),
+                    format: img.details().format,
+                    virtual_size: d.size(),
+                    partition_table: t,
+                });
             }
-            vols.push(Vol {
-                volume: Volume {
-                    device: device_name(Some(p.number)),
-                    partition: Some(p.number),
-                    start: p.start,
-                    size: p.size,
-                    filesystem: None,
-                    mountpoint: None,
-                    error: None,
-                },
-                region: disk.view(p.start, p.size),
-                partuuid: p.partuuid.clone(),
-                partlabel: p.name.clone(),
-            });
+            Err(e) => findings.push(Finding::error(format!("disk {}", disk_name(n)), None, e.to_string())),
         }
+        all_disks.push(d);
+    }
+    if data.len() > MAX_DATA_DISKS {
+        findings.push(Finding::warning(
+            "disks",
+            None,
+            format!("{} data disks given; the first {MAX_DATA_DISKS} were read", data.len()),
+        ));
     }
 
     for v in vols.iter_mut() {
@@ -220,7 +298,7 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
         }
     }
 
-    for v in &vols {
+    for v in vols.iter().filter(|v| v.disk == 0) {
         let role = v.volume.partition.and_then(|n| table.partitions.iter().find(|p| p.number == n)).map(|p| p.role);
         let kind = v.volume.filesystem.as_ref().map(|f| f.kind);
         if role == Some(PartitionRole::Esp) && kind != Some(probe::FsKind::Vfat) && v.volume.error.is_none() {
@@ -239,9 +317,11 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
         .collect();
 
     // The logical volumes, read as volumes of their own.
-    let pv_lens: Vec<u64> =
-        lvm.iter().map(|pv| vols.iter().find(|v| v.volume.start == pv.start).map_or(0, |v| v.region.len())).collect();
-    for mut v in logical_volumes(&disk, &lvm, &pv_lens, &mut findings) {
+    for mut v in logical_volumes(&vols, &lvm, &mut findings) {
+        if v.volume.error.is_some() {
+            vols.push(v);
+            continue;
+        }
         match probe::probe(&mut v.region) {
             Ok(info) => v.volume.filesystem = info,
             Err(e) => {
@@ -290,25 +370,23 @@ pub fn inspect_with(image: Arc<dyn DiskImage>, opts: &Options) -> Result<Inspect
         format,
         virtual_size: disk.size(),
         partition_table: table,
+        data_disks,
         volumes,
         lvm,
         operating_systems: oses,
         boot,
         findings,
-        bytes_read: disk.bytes_read(),
+        bytes_read: all_disks.iter().map(Disk::bytes_read).sum(),
     })
 }
 
 /// The logical volumes of each volume group whose metadata was read (the newest copy among its PVs), as volumes
-/// `/dev/VG/LV` over an [`crate::lvm_layout::LvImage`]; an LV that cannot be read extent for extent (thin, RAID,
-/// cache, snapshot) is a finding naming it and why.
-fn logical_volumes(
-    disk: &Disk,
-    pvs: &[crate::lvm::PhysicalVolume],
-    pv_lens: &[u64],
-    findings: &mut Vec<Finding>,
-) -> Vec<Vol> {
-    use crate::lvm_layout::{LvImage, PvSource};
+/// `/dev/VG/LV` over an [`crate::lvm_layout::LvImage`]. Hidden sub-volumes (of thin pools, RAID, caches) are
+/// skipped; a visible LV that cannot be read extent for extent (thin, RAID, cache, snapshot) or whose segments are
+/// wrong is a volume with an error saying why, and a finding. A group with physical volumes on several disks, or on
+/// none given, is a finding too.
+fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &mut Vec<Finding>) -> Vec<Vol> {
+    use crate::lvm_layout::{Layout, LvImage, PvSource};
     let mut out = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for pv in pvs {
@@ -324,41 +402,127 @@ fn logical_volumes(
             .filter(|g| g.name == vg.name)
             .max_by_key(|g| g.seqno)
             .unwrap_or(vg);
-        let sources: Vec<Option<PvSource>> = vg
+        // Per member PV: the volume holding it, when one of the disks given has it.
+        let holders: Vec<Option<&Vol>> = vg
             .physical_volumes
             .iter()
             .map(|m| {
-                let at = pvs.iter().position(|p| p.uuid == m.uuid)?;
-                Some(PvSource { disk: disk.clone(), start: pvs[at].start, len: pv_lens.get(at).copied().unwrap_or(0) })
+                let found = pvs.iter().find(|p| p.uuid == m.uuid)?;
+                vols.iter().find(|v| v.volume.device == found.device)
             })
             .collect();
-        for (name, layout) in vg.logical_volumes.iter().zip(&vg.layouts) {
-            let device = format!("/dev/{}/{name}", vg.name);
-            let layout = match layout {
+        let sources: Vec<Option<PvSource>> = holders
+            .iter()
+            .map(|h| {
+                h.map(|v| PvSource { disk: v.region.disk().clone(), start: v.region.start(), len: v.region.len() })
+            })
+            .collect();
+        let member_name = |i: usize| match holders.get(i).copied().flatten() {
+            Some(v) => v.volume.device.clone(),
+            None => {
+                let m = &vg.physical_volumes[i];
+                format!("{} ({}, on no disk given)", m.key, m.device_hint.as_deref().unwrap_or("no device hint"))
+            }
+        };
+        let mut vg_disks: Vec<String> = holders.iter().flatten().map(|v| disk_name(v.disk)).collect();
+        vg_disks.dedup();
+        let missing: Vec<String> = (0..holders.len()).filter(|&i| holders[i].is_none()).map(member_name).collect();
+        if !missing.is_empty() {
+            findings.push(Finding::warning(
+                format!("lvm volume group {}", vg.name),
+                None,
+                format!(
+                    "needs physical volume(s) {} that are on no disk given; logical volumes on them are not read \
+                     (give their disks with --data-disk)",
+                    missing.join(", ")
+                ),
+            ));
+        } else if vg_disks.len() > 1 {
+            findings.push(Finding::warning(
+                format!("lvm volume group {}", vg.name),
+                None,
+                format!("spans disks {}: a cloud imports the system disk alone", vg_disks.join(", ")),
+            ));
+        }
+        for lv in vg.lvs.iter().filter(|lv| lv.visible) {
+            let device = format!("/dev/{}/{}", vg.name, lv.name);
+            let (kind, used): (String, Vec<usize>) = match &lv.layout {
+                Ok(Layout::Mapped { segments, .. }) => {
+                    let striped = segments.iter().any(|s| s.stripes.len() > 1);
+                    let mut used: Vec<usize> = segments.iter().flat_map(|s| s.stripes.iter().map(|st| st.0)).collect();
+                    used.sort_unstable();
+                    used.dedup();
+                    (if striped { "striped" } else { "linear" }.to_string(), used)
+                }
+                Ok(Layout::Unsupported { kind, .. }) => (kind.clone(), Vec::new()),
+                Err(_) => ("invalid".to_string(), Vec::new()),
+            };
+            let mut disks: Vec<String> =
+                used.iter().filter_map(|&i| holders.get(i).copied().flatten()).map(|v| disk_name(v.disk)).collect();
+            disks.dedup();
+            let info = LogicalVolume {
+                volume_group: vg.name.clone(),
+                name: lv.name.clone(),
+                layout: kind,
+                physical_volumes: used.iter().map(|&i| member_name(i)).collect(),
+                disks,
+                incomplete: used.iter().any(|&i| holders.get(i).copied().flatten().is_none()),
+            };
+            let unread = |why: String, out: &mut Vec<Vol>| {
+                let empty = Disk::new(Arc::new(crate::lvm_layout::EmptyImage));
+                out.push(Vol {
+                    disk: 0,
+                    dm_uuid: None,
+                    volume: Volume {
+                        device: device.clone(),
+                        partition: None,
+                        start: 0,
+                        size: 0,
+                        filesystem: None,
+                        mountpoint: None,
+                        error: Some(why),
+                        logical_volume: Some(info.clone()),
+                    },
+                    region: empty.view(0, 0),
+                    partuuid: None,
+                    partlabel: None,
+                });
+            };
+            let layout = match &lv.layout {
                 Ok(l) => l,
                 Err(e) => {
                     findings.push(Finding::error(format!("lvm {device}"), None, e.clone()));
+                    unread(e.clone(), &mut out);
                     continue;
                 }
             };
-            let Some(img) = LvImage::new(name, vg.extent_size, vg.pv_extents.clone(), layout, sources.clone()) else {
-                if let crate::lvm_layout::Layout::Unsupported { why, .. } = layout {
+            let Some(img) = LvImage::new(&lv.name, vg.extent_size, vg.pv_extents.clone(), layout, sources.clone())
+            else {
+                if let Layout::Unsupported { why, .. } = layout {
                     findings.push(Finding::warning(format!("lvm {device}"), None, format!("not read: {why}")));
+                    unread(format!("not read: {why}"), &mut out);
                 }
                 continue;
             };
-            let lv = Disk::new(Arc::new(img));
+            if info.incomplete {
+                unread("not read: some of its physical volumes are on no disk given (--data-disk)".into(), &mut out);
+                continue;
+            }
+            let lv_disk = Disk::new(Arc::new(img));
             out.push(Vol {
+                disk: 0,
+                dm_uuid: Some(format!("LVM-{}{}", vg.uuid, lv.uuid)),
                 volume: Volume {
                     device,
                     partition: None,
                     start: 0,
-                    size: lv.size(),
+                    size: lv_disk.size(),
                     filesystem: None,
                     mountpoint: None,
                     error: None,
+                    logical_volume: Some(info),
                 },
-                region: lv.view(0, lv.size()),
+                region: lv_disk.view(0, lv_disk.size()),
                 partuuid: None,
                 partlabel: None,
             });
@@ -373,9 +537,36 @@ fn mapper_name(device: &str) -> Option<String> {
     Some(format!("/dev/mapper/{}-{}", vg.replace('-', "--"), lv.replace('-', "--")))
 }
 
+/// The disk index and partition number a kernel device name means: `/dev/sdb2` -> (1, Some(2)), `/dev/vda` ->
+/// (0, None); the guest sees the system disk first whichever driver names it.
+fn kernel_device(dev: &str) -> Option<(usize, Option<u32>)> {
+    let rest = ["/dev/sd", "/dev/vd", "/dev/xvd", "/dev/hd"].iter().find_map(|p| dev.strip_prefix(p))?;
+    let letter = rest.chars().next().filter(char::is_ascii_lowercase)?;
+    let disk = usize::from(letter as u8 - b'a');
+    match &rest[1..] {
+        "" => Some((disk, None)),
+        n => n.parse::<u32>().ok().map(|n| (disk, Some(n))),
+    }
+}
+
+/// Whether `value` names the logical volume `v` the way the guest may: `/dev/VG/LV`, `/dev/mapper/VG-LV`,
+/// `/dev/disk/by-id/dm-name-VG-LV` or `/dev/disk/by-id/dm-uuid-LVM-<VG UUID><LV UUID>` (Ubuntu's installer).
+fn names_logical_volume(v: &Vol, value: &str) -> bool {
+    if v.volume.logical_volume.is_none() {
+        return false;
+    }
+    let mapper = mapper_name(&v.volume.device);
+    let dm_name = mapper.as_deref().and_then(|m| m.strip_prefix("/dev/mapper/"));
+    v.volume.device == value
+        || mapper.as_deref() == Some(value)
+        || value.strip_prefix("/dev/disk/by-id/dm-name-").is_some_and(|n| Some(n) == dm_name)
+        || value.strip_prefix("/dev/disk/by-id/dm-uuid-").is_some_and(|u| v.dm_uuid.as_deref() == Some(u))
+}
+
 /// Which volume an fstab spec names.
 fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
     let (kind, value) = e.spec_kind();
+    let device = kernel_device(&value);
     vols.iter().position(|v| {
         let fs = v.volume.filesystem.as_ref();
         match kind {
@@ -383,21 +574,11 @@ fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
             "label" => fs.and_then(|f| f.label.as_deref()) == Some(value.as_str()),
             "partuuid" => v.partuuid.as_deref().is_some_and(|u| u.eq_ignore_ascii_case(&value)),
             "partlabel" => v.partlabel.as_deref() == Some(value.as_str()),
-            // /dev/sdXN, /dev/vdXN, /dev/xvdXN, /dev/hdXN on the first disk: the partition number.
-            // A logical volume, by either of its names.
-            _ if v.volume.device.matches('/').count() == 3
-                && (v.volume.device == value || mapper_name(&v.volume.device).is_some_and(|m| m == value)) =>
-            {
-                true
-            }
+            _ if names_logical_volume(v, &value) => true,
+            // /dev/sdXN, /dev/vdXN, /dev/xvdXN, /dev/hdXN: the disk and partition number.
             _ => {
-                let dev = value.as_str();
-                ["/dev/sda", "/dev/vda", "/dev/xvda", "/dev/hda"].iter().any(|p| {
-                    dev.strip_prefix(p).is_some_and(|n| match n {
-                        "" => v.volume.partition.is_none(),
-                        n => n.parse::<u32>().ok() == v.volume.partition,
-                    })
-                })
+                v.volume.logical_volume.is_none()
+                    && device.is_some_and(|(disk, part)| disk == v.disk && part == v.volume.partition)
             }
         }
     })
@@ -587,7 +768,9 @@ fn boot_modes(table: &PartitionTable, vols: &mut [Vol], findings: &mut Vec<Findi
     }
     for p in &table.partitions {
         if p.role == PartitionRole::BiosBoot {
-            let Some(v) = vols.iter_mut().find(|v| v.volume.partition == Some(p.number)) else { continue };
+            let Some(v) = vols.iter_mut().find(|v| v.disk == 0 && v.volume.partition == Some(p.number)) else {
+                continue;
+            };
             let n = (CORE_PROBE as u64).min(v.region.len()) as usize;
             let has_core = v.region.read_vec(0, n).is_ok_and(|b| b.iter().any(|&x| x != 0));
             if has_core && table.mbr_boot_code {
@@ -602,8 +785,8 @@ fn boot_modes(table: &PartitionTable, vols: &mut [Vol], findings: &mut Vec<Findi
     let bios = bios_evidence.iter().any(|e| !e.contains("no boot code"));
 
     for v in vols.iter_mut() {
-        let is_esp =
-            table.partitions.iter().any(|p| Some(p.number) == v.volume.partition && p.role == PartitionRole::Esp);
+        let is_esp = v.disk == 0
+            && table.partitions.iter().any(|p| Some(p.number) == v.volume.partition && p.role == PartitionRole::Esp);
         let Some(info) = v.volume.filesystem.clone() else { continue };
         if !is_esp || info.kind != probe::FsKind::Vfat {
             continue;

@@ -38,7 +38,7 @@ pub mod windows;
 
 pub use error::{Error, ErrorKind};
 pub use finding::{Finding, Severity};
-pub use inspect::{inspect, inspect_with, InitramfsScope, Inspection, Options};
+pub use inspect::{inspect, inspect_disks, inspect_with, InitramfsScope, Inspection, Options};
 
 #[cfg(test)]
 mod hostile_tests {

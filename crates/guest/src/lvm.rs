@@ -51,9 +51,24 @@ pub struct VolumeGroup {
     /// The PVs' extents, in the order of `physical_volumes`.
     #[serde(skip)]
     pub pv_extents: Vec<crate::lvm_layout::PvExtents>,
-    /// Each logical volume's layout (in the order of `logical_volumes`), or why it is not readable.
+    /// The group's UUID without dashes (32 characters; `dm-uuid-LVM-` names start with it).
     #[serde(skip)]
-    pub layouts: Vec<std::result::Result<crate::lvm_layout::Layout, String>>,
+    pub uuid: String,
+    /// Each logical volume as the metadata describes it, in the order of `logical_volumes`.
+    #[serde(skip)]
+    pub lvs: Vec<LvMeta>,
+}
+
+/// A logical volume's identity and layout from the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LvMeta {
+    pub name: String,
+    /// UUID without dashes.
+    pub uuid: String,
+    /// Users see it (`lvs`); sub-volumes of thin pools, RAID and caches are hidden.
+    pub visible: bool,
+    /// Where its bytes are, or why the metadata describing them is wrong.
+    pub layout: std::result::Result<crate::lvm_layout::Layout, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,6 +205,13 @@ impl Section {
         self.values.iter().find_map(|(k, v)| match v {
             Value::Str(s) if k == key => Some(s.as_str()),
             _ => None,
+        })
+    }
+    /// Whether the list `key` holds the string `item` (`status = ["READ", "VISIBLE"]`).
+    fn list_has(&self, key: &str, item: &str) -> bool {
+        self.values.iter().any(|(k, v)| match v {
+            Value::List(items) if k == key => items.iter().any(|i| matches!(i, Value::Str(s) if s == item)),
+            _ => false,
         })
     }
     fn num(&self, key: &str) -> Option<i64> {
@@ -365,7 +387,7 @@ fn parse_vg(text: &str) -> Result<VolumeGroup> {
                 .collect()
         })
         .unwrap_or_default();
-    let layouts = vg
+    let lvs = vg
         .child("logical_volumes")
         .map(|l| {
             l.children
@@ -373,7 +395,13 @@ fn parse_vg(text: &str) -> Result<VolumeGroup> {
                 .map(|lv| {
                     let raw: Vec<crate::lvm_layout::RawSegment> =
                         lv.children.iter().filter(|c| c.name.starts_with("segment")).map(raw_segment).collect();
-                    crate::lvm_layout::layout(&lv.name, extent_size, &pv_extents, &raw).map_err(|e| e.to_string())
+                    LvMeta {
+                        name: lv.name.clone(),
+                        uuid: lv.str("id").unwrap_or("").replace('-', ""),
+                        visible: lv.list_has("status", "VISIBLE"),
+                        layout: crate::lvm_layout::layout(&lv.name, extent_size, &pv_extents, &raw)
+                            .map_err(|e| e.to_string()),
+                    }
                 })
                 .collect()
         })
@@ -385,7 +413,8 @@ fn parse_vg(text: &str) -> Result<VolumeGroup> {
         logical_volumes,
         extent_size,
         pv_extents,
-        layouts,
+        uuid: vg.str("id").unwrap_or("").replace('-', ""),
+        lvs,
     })
 }
 
@@ -449,7 +478,7 @@ device = "/dev/sdb"
 logical_volumes {
 
 root {
-id = "x"
+id = "Lv0Lv0-Lv0L-v0Lv-0Lv0-Lv0L-v0Lv-0Lv0Lv"
 status = ["READ", "WRITE", "VISIBLE"]
 segment_count = 1
 
@@ -484,7 +513,10 @@ creation_time = 1700000000	# Tue Nov 14 22:13:20 2023
         assert_eq!(vg.logical_volumes, ["root"]);
         assert_eq!(vg.extent_size, 4 << 20);
         assert_eq!(vg.pv_extents[0].pe_start, 1 << 20);
-        match &vg.layouts[0] {
+        assert!(vg.lvs[0].visible);
+        assert_eq!(vg.lvs[0].uuid.len(), 32);
+        assert_eq!(vg.uuid.len(), 32);
+        match &vg.lvs[0].layout {
             Ok(crate::lvm_layout::Layout::Mapped { size, segments }) => {
                 assert_eq!((*size, segments[0].stripes.as_slice()), (20 * (4 << 20), &[(0usize, 0u64)][..]));
             }

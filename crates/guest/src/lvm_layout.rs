@@ -269,6 +269,30 @@ impl imgport_disk::DiskImage for LvImage {
     }
 }
 
+/// A volume with no bytes: what an LV that cannot be read is backed by, so it can still be listed.
+pub struct EmptyImage;
+
+impl imgport_disk::DiskImage for EmptyImage {
+    fn virtual_size(&self) -> u64 {
+        0
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> imgport_disk::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        Err(imgport_disk::Error::corrupt(format!("read at {offset:#x} of a logical volume that is not read")))
+    }
+    fn map(&self, _offset: u64, _length: u64) -> imgport_disk::Result<Vec<imgport_disk::Extent>> {
+        Ok(Vec::new())
+    }
+    fn details(&self) -> imgport_disk::ImageDetails {
+        imgport_disk::ImageDetails::new(imgport_disk::Format::Raw)
+    }
+    fn check(&self) -> imgport_disk::Result<imgport_disk::CheckReport> {
+        Ok(imgport_disk::CheckReport::default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,7 +159,8 @@ fn lvm_root_is_named_from_its_volume_group() {
             logical_volumes: vec!["root".into(), "swap".into()],
             extent_size: 4 << 20,
             pv_extents: Vec::new(),
-            layouts: Vec::new(),
+            uuid: String::new(),
+            lvs: Vec::new(),
         }),
         error: None,
     };

@@ -73,7 +73,24 @@ pub(super) fn partition_table(s: &Subject, sev: Severity) -> Vec<Finding> {
 
 pub(super) fn root_filesystem(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding> {
     const ID: CheckId = CheckId::RootFilesystem;
+    let encrypted = s.encrypted_volumes();
     match s.guest() {
+        Guest::Unknown(reason) if !encrypted.is_empty() => {
+            let v = encrypted[0];
+            let version = v.filesystem.as_ref().and_then(|f| f.version.clone()).unwrap_or_default();
+            vec![Finding::fail(
+                ID,
+                Severity::Error,
+                format!("{reason}: an imported image boots unattended, with no console to type the LUKS{version} passphrase"),
+                format!(
+                    "decrypt it in the source VM before export (cryptsetup reencrypt --decrypt {}, then remove it from \
+                     /etc/crypttab and rebuild the initramfs), and use the cloud's disk encryption instead",
+                    v.device
+                ),
+            )
+            .path(v.device.clone())
+            .offset(v.start)]
+        }
         Guest::Unknown(reason) if s.root_unreadable_kind() => {
             vec![Finding::not_checked(ID, reason)]
         }
@@ -136,6 +153,22 @@ pub(super) fn root_filesystem(profile: &Profile, s: &Subject, sev: Severity) -> 
                     .path(v.device.clone())
                     .offset(v.start)
                     .value(kind),
+                );
+            }
+            for e in &encrypted {
+                out.push(
+                    Finding::fail(
+                        ID,
+                        Severity::Warning,
+                        format!(
+                            "{} is an encrypted (LUKS) volume: if /etc/crypttab opens it at boot, the boot waits for a \
+                             passphrase no one can type",
+                            e.device
+                        ),
+                        "decrypt it before export, or mark it noauto/nofail in /etc/crypttab and /etc/fstab",
+                    )
+                    .path(e.device.clone())
+                    .offset(e.start),
                 );
             }
             if out.is_empty() {
@@ -268,18 +301,28 @@ pub(super) fn lvm(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding>
             .filter(|m| !here.contains(&m.uuid.as_str()))
             .map(|m| format!("{} ({})", m.key, m.device_hint.as_deref().unwrap_or("no device hint")))
             .collect();
-        if !missing.is_empty() {
+        // Where the group's PVs that were found are: the system disk is /dev/sda.
+        let on_data_disks: Vec<&str> = s
+            .physical_volumes()
+            .iter()
+            .filter(|p| vg.physical_volumes.iter().any(|m| m.uuid == p.uuid) && !p.device.starts_with("/dev/sda"))
+            .map(|p| p.device.as_str())
+            .collect();
+        let spans = if !missing.is_empty() {
+            Some(format!("physical volume(s) {} are not on the system disk", missing.join(", ")))
+        } else if !on_data_disks.is_empty() {
+            Some(format!("physical volume(s) {} are on data disks", on_data_disks.join(", ")))
+        } else {
+            None
+        };
+        if let Some(spans) = spans {
             out.push(
                 Finding::fail(
                     ID,
                     Severity::Error,
-                    format!(
-                        "volume group {} spans disks: physical volume(s) {} are not on this disk",
-                        vg.name,
-                        missing.join(", ")
-                    ),
-                    "move the volume group onto the system disk first (pvmove then vgreduce), or import every disk \
-                     and keep the root on one of them",
+                    format!("volume group {} spans disks: {spans}; a cloud imports the system disk alone", vg.name),
+                    "move the volume group onto the system disk first (pvmove then vgreduce), or keep the root's \
+                     volume group on the system disk and import the other disks as data disks",
                 )
                 .path(pv.device.clone())
                 .offset(pv.start)
@@ -287,20 +330,132 @@ pub(super) fn lvm(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding>
             );
         }
     }
-    let devices: Vec<&str> = labelled.iter().map(|v| v.device.as_str()).collect();
-    let what = if s.os().is_none() {
-        format!("the root filesystem is on LVM ({} on {})", s.lvm_summary(), devices.join(", "))
-    } else {
-        format!("the system disk holds {} on {}", s.lvm_summary(), devices.join(", "))
-    };
-    let fix = match profile.target {
-        Target::Alibaba => {
-            "use plain partitions for the system disk (ECS marketplace rules and growpart expect them); \
-                            keep LVM for data disks"
+    for v in s.inspection.volumes.iter().filter(|v| v.logical_volume.is_some()) {
+        if let Some(e) = &v.error {
+            let sev = if s.os().is_none() { sev } else { Severity::Warning };
+            out.push(
+                Finding::fail(
+                    ID,
+                    sev,
+                    format!("logical volume {}: {e}", v.device),
+                    "convert it to a linear volume in the source VM (lvconvert), or import it as a data disk",
+                )
+                .path(v.device.clone()),
+            );
         }
-        _ => "prefer plain partitions for the system disk so the root can be grown with growpart",
+    }
+    let devices: Vec<&str> = labelled.iter().map(|v| v.device.as_str()).collect();
+    let root_lv = s.root_volume().filter(|v| v.logical_volume.is_some());
+    match (s.os(), root_lv) {
+        (Some(os), Some(root)) => {
+            let what = format!("the root filesystem is on the logical volume {} ({})", root.device, s.lvm_summary());
+            let fix = match profile.target {
+                Target::Alibaba => {
+                    "ECS imports root on LVM, but marketplace rules and growpart expect plain partitions: prefer them \
+                     for the system disk and keep LVM for data disks"
+                }
+                _ => "prefer plain partitions for the system disk so the root can be grown with growpart",
+            };
+            out.push(Finding::fail(ID, profile.lvm_root, what, fix).path(root.device.clone()));
+            out.extend(lvm_boot(s, os, root));
+        }
+        _ if s.os().is_none() => {
+            let what = format!("the root filesystem may be on LVM ({} on {})", s.lvm_summary(), devices.join(", "));
+            out.push(
+                Finding::fail(
+                    ID,
+                    profile.lvm_root,
+                    what,
+                    "use plain partitions for the system disk; keep LVM for data disks",
+                )
+                .path(labelled[0].device.clone())
+                .offset(labelled[0].start),
+            );
+        }
+        _ => {
+            out.push(
+                Finding::pass(ID, format!("the root is not on LVM; the disk also holds {}", s.lvm_summary()))
+                    .path(labelled[0].device.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// What booting from a root logical volume needs: device mapper and the `lvm` tool in the initramfs, and no
+/// `rd.lvm.lv=` naming a volume that does not exist (dracut waits for it, then drops to its shell).
+fn lvm_boot(s: &Subject, os: &imgport_guest::inspect::OperatingSystem, root: &Volume) -> Vec<Finding> {
+    const ID: CheckId = CheckId::Lvm;
+    let mut out = Vec::new();
+    let rebuild = if super::debian_like(os) {
+        "install lvm2 in the guest (apt-get install lvm2), then update-initramfs -u -k all"
+    } else {
+        "install lvm2 in the guest, then dracut -f --add lvm --regenerate-all"
     };
-    out.push(Finding::fail(ID, profile.lvm_root, what, fix).path(labelled[0].device.clone()).offset(labelled[0].start));
+    if let Some(bd) = s.extras.boot_drivers.known() {
+        let kernel = os.kernels.iter().find(|k| k.version == bd.kernel);
+        let contents = kernel.and_then(|k| k.initramfs_contents.as_ref());
+        let dm = bd.get("dm_mod").at_boot();
+        let tool = contents.is_some_and(|c| c.boot_tools.iter().any(|t| t == "lvm"));
+        let mut lacks = Vec::new();
+        if !dm {
+            lacks.push("the dm_mod driver");
+        }
+        if !tool {
+            lacks.push("the lvm tool");
+        }
+        if !lacks.is_empty() {
+            let mut f = Finding::fail(
+                ID,
+                Severity::Error,
+                format!(
+                    "kernel {}: the initramfs lacks {}, so the root logical volume {} is not activated at boot",
+                    bd.kernel,
+                    lacks.join(" and "),
+                    root.device
+                ),
+                rebuild,
+            )
+            .value(bd.kernel.clone());
+            if let Some(p) = kernel.and_then(|k| k.initramfs.clone()) {
+                f = f.path(p);
+            }
+            out.push(f);
+        }
+    }
+    let lvs: Vec<String> = s
+        .inspection
+        .volumes
+        .iter()
+        .filter_map(|v| v.logical_volume.as_ref())
+        .map(|lv| format!("{}/{}", lv.volume_group, lv.name))
+        .collect();
+    let entries = os.grub.as_ref().map(|g| g.entries.iter().chain(g.default_entry.as_ref())).into_iter().flatten();
+    let mut named: Vec<String> = Vec::new();
+    for e in entries {
+        for arg in e.options.split_whitespace() {
+            if let Some(lv) = arg.strip_prefix("rd.lvm.lv=") {
+                if !lvs.iter().any(|l| l == lv) && !named.iter().any(|n| n == lv) {
+                    named.push(lv.to_string());
+                    out.push(
+                        Finding::fail(
+                            ID,
+                            Severity::Error,
+                            format!(
+                                "GRUB entry \"{}\" asks the initramfs for the logical volume {lv} (rd.lvm.lv), which \
+                                 does not exist; the boot waits for it and stops",
+                                e.title
+                            ),
+                            "remove the rd.lvm.lv= argument or correct it (grubby --update-kernel=ALL \
+                             --remove-args=rd.lvm.lv=...), then regenerate grub.cfg",
+                        )
+                        .path(e.source.clone())
+                        .value(lv.to_string()),
+                    );
+                }
+            }
+        }
+    }
     out
 }
 

@@ -213,10 +213,12 @@ impl<'a> Subject<'a> {
                 v.filesystem.as_ref().map_or("", |f| f.kind.blkid_name()),
                 v.device
             )
+        } else if let Some(v) = self.encrypted_volumes().first() {
+            format!("the root is probably on the encrypted (LUKS) volume {}, which cannot be read offline", v.device)
+        } else if let Some((v, e)) = self.unreadable_logical_volumes().first() {
+            format!("the root filesystem is probably inside {}: {} could not be read ({e})", self.lvm_summary(), v.device)
         } else if has_pv {
-            format!("the root filesystem is probably inside {}: logical volumes are not read yet", self.lvm_summary())
-        } else if self.has_fs(FsKind::CryptoLuks) {
-            "the disk holds an encrypted (LUKS) volume, which cannot be read offline".into()
+            format!("no logical volume of {} holds a Linux root", self.lvm_summary())
         } else if self.has_fs(FsKind::Ntfs) {
             "the disk holds NTFS: Windows guests are not read yet (needs the registry reader)".into()
         } else if self.has_fs(FsKind::Btrfs) {
@@ -234,11 +236,30 @@ impl<'a> Subject<'a> {
             .filter_map(|v| v.error.as_deref().map(|e| (v, e)))
             .collect()
     }
-    /// A root that may exist but could not be read (LVM, LUKS, NTFS, btrfs, a filesystem feature the readers do
-    /// not support) rather than no root at all, or a damaged one.
+    /// Logical volumes that could not be read (thin, RAID, on a disk not given), with the reason.
+    fn unreadable_logical_volumes(&self) -> Vec<(&'a Volume, &'a str)> {
+        self.inspection
+            .volumes
+            .iter()
+            .filter(|v| v.logical_volume.is_some())
+            .filter_map(|v| v.error.as_deref().map(|e| (v, e)))
+            .collect()
+    }
+    /// LUKS volumes: partitions, whole disks or logical volumes.
+    fn encrypted_volumes(&self) -> Vec<&'a Volume> {
+        self.inspection
+            .volumes
+            .iter()
+            .filter(|v| v.filesystem.as_ref().is_some_and(|f| f.kind == FsKind::CryptoLuks))
+            .collect()
+    }
+    /// A root that may exist but could not be read (an LV that is not read, NTFS, btrfs, a filesystem feature the
+    /// readers do not support) rather than no root at all, or a damaged one. Encrypted volumes are not among
+    /// them: they are a blocker of their own.
     fn root_unreadable_kind(&self) -> bool {
-        !self.physical_volumes().is_empty()
-            || [FsKind::Lvm2Member, FsKind::CryptoLuks, FsKind::Ntfs, FsKind::Btrfs].iter().any(|&k| self.has_fs(k))
+        !self.unreadable_logical_volumes().is_empty()
+            || (self.has_fs(FsKind::Lvm2Member) && self.physical_volumes().is_empty())
+            || [FsKind::Ntfs, FsKind::Btrfs].iter().any(|&k| self.has_fs(k))
             || self.unreadable_linux_fs().iter().any(|(_, e)| e.starts_with("unsupported"))
     }
     /// Which check reports a finding of the inspection.
