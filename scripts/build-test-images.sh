@@ -34,10 +34,11 @@ set -euo pipefail
 OUT=${1:?usage: build-test-images.sh OUTDIR}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+SCRIPTS=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgport-images.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 
-for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkswap mmd mcopy cpio gzip xz zstd lz4 dd truncate debugfs rpm rpmbuild hivexsh mkntfs wimlib-imagex python3; do
+for tool in sfdisk sgdisk mkfs.ext4 mkfs.xfs mkfs.fat mkfs.btrfs mkswap mmd mcopy cpio gzip xz zstd lz4 dd truncate debugfs rpm rpmbuild hivexsh mkntfs wimlib-imagex cryptsetup python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "build-test-images: missing tool '$tool' (run scripts/install-peers.sh)" >&2; exit 1; }
 done
 
@@ -105,6 +106,15 @@ make_initramfs() {
         *,nvme,*)
             mkdir -p "$m/drivers/nvme/host"
             printf 'ELF-module-stub\n' | tee "$m/drivers/nvme/host/nvme.ko" "$m/drivers/nvme/host/nvme-core.ko" >/dev/null ;;
+    esac
+    case ,$others, in
+        *,lvm,*)
+            # What initramfs-tools' lvm2 hook and dracut's lvm module add: device mapper, the lvm tool, lvm.conf.
+            mkdir -p "$m/drivers/md" "$ir/usr/sbin" "$ir/etc/lvm"
+            printf 'ELF-module-stub\n' >"$m/drivers/md/dm-mod.ko"
+            printf 'ELF-lvm-stub\n' >"$ir/usr/sbin/lvm"
+            chmod 755 "$ir/usr/sbin/lvm"
+            printf 'devices {\n}\n' >"$ir/etc/lvm/lvm.conf" ;;
     esac
     case ,$others, in
         *,hyperv,*)
@@ -772,7 +782,12 @@ echo "build-test-images: images in $OUT" >&2
 # ==== images for imgport validate ================================================================================
 #   mbr-bad-fstab      Debian 12 (ext4 without 64bit): fstab names /dev/sdb1 and a UUID that does not exist
 #   mbr-lvm-root       Debian 12, /boot on ext4, root on LVM (vg0/root), PV label and metadata written by hand
-#   mbr-lvm-spanning   as mbr-lvm-root, but vg0 also needs a PV on another disk
+#   mbr-lvm-spanning   as mbr-lvm-root, but vg0 also has a PV on a second disk (mbr-lvm-spanning-data.raw, a
+#                      whole-disk PV) and root continues there
+#   mbr-lvm-striped    Debian 12, root on vg0/root striped over two PVs (partitions 2 and 3)
+#   gpt-ubuntu-lvm     Ubuntu 24.04 guided layout: ESP, ext4 /boot, ubuntu-vg/ubuntu-lv (fstab by dm-uuid)
+#   mbr-rhel-lvm       Rocky 9 default layout: XFS /boot, rl/root (XFS) and rl/swap, BLS with rd.lvm.lv
+#   mbr-luks-root      Debian 12 with /boot on ext4 and the root in a LUKS2 container
 #   mbr-inodes-full    Debian 12, root ext4 with fewer than 10% free inodes
 #   gpt-uefi-arm64     Debian 12 arm64 (aarch64 ELF), GPT, ESP with \EFI\BOOT\BOOTAA64.EFI    -> UEFI
 #   mbr-arm64-bios     Debian 12 arm64 on MBR with BIOS boot code only (arm64 cannot boot that)
@@ -824,106 +839,169 @@ UUID=0badc0de-0000-4000-8000-000000000001 /mnt/optional ext4 defaults,nofail 0 2
     write_env "$name" TABLE=mbr ROOT_PART=1 ROOT_UUID=$uuid ROOT_TYPE=ext4 DISTRO=debian ARCH=x86_64 BOOT_MODE=BIOS
 }
 
-# lvm_pv OUT SIZE_MIB LV_FS [MISSING_PV]: an LVM2 physical volume holding volume group vg0 with logical volume
-# root (LV_FS placed at the first extent), laid out as pvcreate/vgcreate/lvcreate do: label in sector 1, metadata
-# area at 4 KiB, extents (4 MiB) from 1 MiB. pvcreate needs a block device, so the structures are written here
-# from lvm2's on-disk format (lib/format_text/layout.h, lib/label/label.h); blkid verifies the label checksum, and
-# lvm2 itself (in virt-inspector's appliance) activates vg0/root from it (an LV with a creation_time needs its
-# creation_host too, or lvm2 refuses the whole volume group).
-lvm_pv() {
-    python3 - "$@" <<'PY'
-import os, struct, sys
-out, size_mib, lv_fs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-missing = sys.argv[4] if len(sys.argv) > 4 else None
+# lvm_vg ARGS...: an LVM2 volume group written into plain files (scripts/lvm-vg.py: labels, metadata and the
+# logical volumes' contents placed extent by extent, linear, spanning or striped), since pvcreate needs a block
+# device. lvm2 itself (in virt-inspector's appliance) activates the groups written so.
+lvm_vg() { python3 "$SCRIPTS/lvm-vg.py" "$@"; }
 
-def crc(data, c=0xF597A6CF):
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-    return c
-
-def dashed(u):
-    return "-".join([u[0:6], u[6:10], u[10:14], u[14:18], u[18:22], u[22:26], u[26:32]])
-
-MIB, EXTENT = 1 << 20, 4 << 20
-size = size_mib * MIB
-pv_uuid, vg_uuid, lv_uuid = "Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv0Pv", "Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg0Vg", "Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv0Lv"
-pe_start, mda_start = MIB, 4096
-pe_count = (size - pe_start) // EXTENT
-lv_extents = -(-os.path.getsize(lv_fs) // EXTENT)
-pvs = f'pv0 {{\nid = "{dashed(pv_uuid)}"\ndevice = "/dev/sda2"\nstatus = ["ALLOCATABLE"]\nflags = []\ndev_size = {size // 512}\npe_start = {pe_start // 512}\npe_count = {pe_count}\n}}\n'
-if missing:
-    pvs += f'pv1 {{\nid = "{dashed(missing)}"\ndevice = "/dev/sdb"\nstatus = ["ALLOCATABLE"]\nflags = []\ndev_size = 2097152\npe_start = 2048\npe_count = 255\n}}\n'
-text = (f'vg0 {{\nid = "{dashed(vg_uuid)}"\nseqno = 2\nformat = "lvm2"\nstatus = ["RESIZEABLE", "READ", "WRITE"]\n'
-        f'flags = []\nextent_size = {EXTENT // 512}\nmax_lv = 0\nmax_pv = 0\nmetadata_copies = 0\n\n'
-        f'physical_volumes {{\n\n{pvs}}}\n\nlogical_volumes {{\n\nroot {{\nid = "{dashed(lv_uuid)}"\n'
-        f'status = ["READ", "WRITE", "VISIBLE"]\nflags = []\ncreation_time = 1700000000\ncreation_host = "imgport-test"\n'
-        f'segment_count = 1\n\n'
-        f'segment1 {{\nstart_extent = 0\nextent_count = {lv_extents}\n\ntype = "striped"\nstripe_count = 1\n\n'
-        f'stripes = [\n"pv0", 0\n]\n}}\n}}\n}}\n\n}}\n'
-        '# Generated by LVM2 version 2.03.16(2) (2022-05-18): Tue Nov 14 22:13:20 2023\n\n'
-        'contents = "Text Format Volume Group"\nversion = 1\n\ndescription = ""\n\n'
-        'creation_host = "imgport-test"\ncreation_time = 1700000000\n\n').encode() + b"\0"
-
-with open(out, "wb") as f:
-    f.truncate(size)
-    # label_header + pv_header: uuid, device size, data areas (pe_start, 0), end, metadata areas, end,
-    # then the v2 extension (version, flags PV_EXT_USED) with an empty bootloader area list.
-    pvh = pv_uuid.encode() + struct.pack("<Q", size)
-    pvh += struct.pack("<QQQQ", pe_start, 0, 0, 0) + struct.pack("<QQQQ", mda_start, pe_start - mda_start, 0, 0)
-    pvh += struct.pack("<II", 2, 1) + struct.pack("<QQ", 0, 0)
-    label = bytearray(512)
-    label[0:8] = b"LABELONE"
-    label[8:16] = struct.pack("<Q", 1)
-    label[20:24] = struct.pack("<I", 32)
-    label[24:32] = b"LVM2 001"
-    label[32:32 + len(pvh)] = pvh
-    label[16:20] = struct.pack("<I", crc(label[20:]))
-    f.seek(512)
-    f.write(label)
-    # mda_header: checksum, magic, version, start, size, then raw_locn (offset from the area start, size,
-    # checksum of the text, flags) and a zero terminator.
-    mda = bytearray(512)
-    mda[4:20] = b" LVM2 x[5A%r0N*>"
-    mda[20:40] = struct.pack("<IQQ", 1, mda_start, pe_start - mda_start)
-    mda[40:64] = struct.pack("<QQII", 512, len(text), crc(text), 0)
-    mda[0:4] = struct.pack("<I", crc(mda[4:]))
-    f.seek(mda_start)
-    f.write(mda)
-    f.seek(mda_start + 512)
-    f.write(text)
-    with open(lv_fs, "rb") as lv:
-        f.seek(pe_start)
-        while True:
-            chunk = lv.read(MIB)
-            if not chunk:
-                break
-            if chunk.count(0) == len(chunk):
-                f.seek(len(chunk), 1)
-            else:
-                f.write(chunk)
-PY
+# debian_lvm_tree NAME HOSTNAME FSTAB: a Debian tree whose initramfs carries LVM (dm-mod, lvm), with an empty
+# $WORK/NAME-boot beside it for a separate /boot filesystem.
+debian_lvm_tree() {
+    local name=$1
+    debian_tree "$@"
+    make_initramfs "$WORK/$name/boot/initrd.img-$KVER" 1 gzip nvme,hyperv,lvm
+    rm -rf "${WORK:?}/$name-boot" && mkdir -p "$WORK/$name-boot"
 }
 
-# build_lvm NAME [MISSING_PV_UUID]
+# build_lvm NAME [spanning]: Debian 12, /boot on ext4 (partition 1), root ext4 on vg0/root in a PV on partition 2.
+# With "spanning", vg0 also has a PV on a second disk, NAME-data.raw (a whole-disk PV), and root continues there.
 build_lvm() {
-    local name=$1 missing=${2:-} uuid=7a7a7a7a-2222-4333-8444-555555555555 boot_uuid=7b7b7b7b-2222-4333-8444-555555555555
-    debian_tree "$name" deb-lvm "/dev/mapper/vg0-root / ext4 errors=remount-ro 0 1
+    local name=$1 span=${2:-} uuid=7a7a7a7a-2222-4333-8444-555555555555 boot_uuid=7b7b7b7b-2222-4333-8444-555555555555
+    debian_lvm_tree "$name" deb-lvm "/dev/mapper/vg0-root / ext4 errors=remount-ro 0 1
 UUID=$boot_uuid /boot ext4 defaults 0 2"
     local t="$WORK/$name" b="$WORK/$name-boot"
-    rm -rf "$b" && mkdir -p "$b"
     mv "$t"/boot/* "$b/"
     mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
     mkfs.ext4 -q -F -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
-    lvm_pv "$WORK/$name.pv" 72 "$WORK/$name.fs" $missing
-    local disk="$OUT/$name.raw"
-    new_disk "$disk" 106
+    local disk="$OUT/$name.raw" pv_mib=72 data=
+    if [ -n "$span" ]; then
+        # 9 extents here, the other 7 of root's 16 on the data disk.
+        pv_mib=40 data="$name-data.raw"
+        lvm_vg --vg vg0 --pv "$WORK/$name.pv:$pv_mib:/dev/sda2" --pv "$OUT/$data:40:/dev/sdb" \
+            --lv "root:$WORK/$name.fs"
+    else
+        lvm_vg --vg vg0 --pv "$WORK/$name.pv:$pv_mib:/dev/sda2" --lv "root:$WORK/$name.fs"
+    fi
+    new_disk "$disk" $((33 + pv_mib + 1))
     printf 'label: dos\nlabel-id: 0x7a7a0001\nstart=2048, size=65536, type=83, bootable\nstart=67584, type=8e\n' | sfdisk -q "$disk"
     mbr_boot_code "$disk"
     stitch "$disk" "$WORK/$name.boot" 2048
     stitch "$disk" "$WORK/$name.pv" 67584
-    write_env "$name" TABLE=mbr BOOT_PART=1 PV_PART=2 VG=vg0 LV=root ROOT_UUID=$uuid BOOT_MODE=BIOS
+    write_env "$name" TABLE=mbr BOOT_PART=1 PV_PART=2 VG=vg0 LV=root ROOT_UUID=$uuid DISTRO=debian BOOT_MODE=BIOS \
+        DATA_DISKS=$data
+}
+
+# mbr-lvm-striped: Debian 12, /boot on partition 1, vg0/root striped over PVs on partitions 2 and 3 (64 KiB).
+build_lvm_striped() {
+    local name=mbr-lvm-striped uuid=7c7c7c7c-2222-4333-8444-555555555555 boot_uuid=7d7d7d7d-2222-4333-8444-555555555555
+    debian_lvm_tree "$name" deb-striped "/dev/vg0/root / ext4 errors=remount-ro 0 1
+UUID=$boot_uuid /boot ext4 defaults 0 2"
+    local t="$WORK/$name" b="$WORK/$name-boot"
+    mv "$t"/boot/* "$b/"
+    mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
+    mkfs.ext4 -q -F -L root -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
+    lvm_vg --vg vg0 --pv "$WORK/$name.pv0:40:/dev/sda2" --pv "$WORK/$name.pv1:40:/dev/sda3" \
+        --lv "root:$WORK/$name.fs:striped:2:64"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 32 + 40 + 40 + 1))
+    printf 'label: dos\nlabel-id: 0x7c7c0001\nstart=2048, size=65536, type=83, bootable\nstart=67584, size=81920, type=8e\nstart=149504, size=81920, type=8e\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.boot" 2048
+    stitch "$disk" "$WORK/$name.pv0" 67584
+    stitch "$disk" "$WORK/$name.pv1" 149504
+    write_env "$name" TABLE=mbr VG=vg0 LV=root ROOT_UUID=$uuid DISTRO=debian BOOT_MODE=BIOS DATA_DISKS=
+}
+
+# gpt-ubuntu-lvm: Ubuntu Server 24.04's guided layout: GPT, ESP, ext4 /boot, PV with ubuntu-vg/ubuntu-lv (ext4);
+# fstab names the root by /dev/disk/by-id/dm-uuid-LVM-..., as subiquity writes it, and the rest by-uuid.
+build_ubuntu_lvm() {
+    local name=gpt-ubuntu-lvm uuid=8a8a8a8a-2222-4333-8444-555555555555 boot_uuid=8b8b8b8b-2222-4333-8444-555555555555
+    local dm_uuid
+    dm_uuid=$(python3 "$SCRIPTS/lvm-vg.py" --print-dm-uuid ubuntu-vg/ubuntu-lv)
+    debian_lvm_tree "$name" ubuntu-lvm "/dev/disk/by-id/dm-uuid-$dm_uuid / ext4 defaults 0 1
+/dev/disk/by-uuid/$boot_uuid /boot ext4 defaults 0 1
+/dev/disk/by-uuid/4E1F-C0D4 /boot/efi vfat defaults 0 1"
+    local t="$WORK/$name" b="$WORK/$name-boot"
+    printf '%s\n' 'PRETTY_NAME="Ubuntu 24.04.1 LTS"' 'NAME="Ubuntu"' 'VERSION_ID="24.04"' \
+        'VERSION="24.04.1 LTS (Noble Numbat)"' 'VERSION_CODENAME=noble' 'ID=ubuntu' 'ID_LIKE=debian' \
+        'UBUNTU_CODENAME=noble' >"$t/etc/os-release"
+    printf '%s\n' 'DISTRIB_ID=Ubuntu' 'DISTRIB_RELEASE=24.04' 'DISTRIB_CODENAME=noble' \
+        'DISTRIB_DESCRIPTION="Ubuntu 24.04.1 LTS"' >"$t/etc/lsb-release"
+    echo "trixie/sid" >"$t/etc/debian_version"
+    grub_cfg "$t" boot/grub "/dev/mapper/ubuntu--vg-ubuntu--lv" "$boot_uuid" "" "console=tty1 console=ttyS0"
+    mv "$t"/boot/* "$b/"
+    mkdir -p "$t/boot/efi"
+    mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
+    mkfs.ext4 -q -F -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
+    lvm_vg --vg ubuntu-vg --pv "$WORK/$name.pv:72:/dev/sda3" --lv "ubuntu-lv:$WORK/$name.fs"
+    pe_stub "$WORK/$name-BOOTX64.EFI"
+    make_esp "$WORK/$name.esp" ESP 4E1FC0D4 "$WORK/$name-BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI" \
+        "$WORK/$name-BOOTX64.EFI:/EFI/debian/shimx64.efi"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 33 + 32 + 72 + 1))
+    sgdisk -U 8a8a0000-1111-4222-8333-444444444444 -n1:2048:+33M -t1:EF00 -n2:0:+32M -t2:8300 -n3:0:+72M -t3:8E00 \
+        "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.boot" $((2048 + 33 * 2048))
+    stitch "$disk" "$WORK/$name.pv" $((2048 + 65 * 2048))
+    write_env "$name" TABLE=gpt VG=ubuntu-vg LV=ubuntu-lv ROOT_UUID=$uuid DISTRO=ubuntu BOOT_MODE=UEFI DATA_DISKS=
+}
+
+# mbr-rhel-lvm: Rocky 9's default layout: MBR, XFS /boot on partition 1, PV on partition 2 with rl/root (XFS) and
+# rl/swap; GRUB with BLS entries on /boot naming root=/dev/mapper/rl-root and rd.lvm.lv for both.
+build_rhel_lvm() {
+    local name=mbr-rhel-lvm uuid=9c9c9c9c-2222-4333-8444-555555555555 boot_uuid=9d9d9d9d-2222-4333-8444-555555555555
+    local t="$WORK/$name" b="$WORK/$name-boot" mid=fedcba9876543210fedcba9876543210
+    rhel_tree "$t" rocky-lvm "/dev/mapper/rl-root / xfs defaults 0 0
+UUID=$boot_uuid /boot xfs defaults 0 0
+/dev/mapper/rl-swap none swap defaults 0 0"
+    make_initramfs "$t/boot/initramfs-$KVER.img" 1 gzip nvme,hyperv,lvm
+    printf '%s\n' 'NAME="Rocky Linux"' 'VERSION="9.4 (Blue Onyx)"' 'ID="rocky"' 'ID_LIKE="rhel centos fedora"' \
+        'VERSION_ID="9.4"' 'PRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"' >"$t/etc/os-release"
+    echo "Rocky Linux release 9.4 (Blue Onyx)" >"$t/etc/redhat-release"
+    mkdir -p "$t/boot/grub2" "$t/boot/loader/entries" "$t/etc/default"
+    printf 'set default="${saved_entry}"\nload_env -f ${config_directory}/grubenv\ninsmod blscfg\nblscfg\n' >"$t/boot/grub2/grub.cfg"
+    printf '%s\n' "# GRUB Environment Block" "saved_entry=$mid-$KVER" \
+        "kernelopts=root=/dev/mapper/rl-root ro resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root rd.lvm.lv=rl/swap console=ttyS0,115200n8" \
+        >"$t/boot/grub2/grubenv"
+    head -c $((1024 - $(wc -c <"$t/boot/grub2/grubenv"))) /dev/zero | tr '\0' '#' >>"$t/boot/grub2/grubenv"
+    printf 'title Rocky Linux (%s) 9.4 (Blue Onyx)\nversion %s\nlinux /vmlinuz-%s\ninitrd /initramfs-%s.img\noptions $kernelopts\ngrub_class rocky\n' \
+        "$KVER" "$KVER" "$KVER" "$KVER" >"$t/boot/loader/entries/$mid-$KVER.conf"
+    printf 'GRUB_TIMEOUT=5\nGRUB_DEFAULT=saved\nGRUB_CMDLINE_LINUX="resume=/dev/mapper/rl-swap rd.lvm.lv=rl/root rd.lvm.lv=rl/swap console=ttyS0,115200n8"\nGRUB_ENABLE_BLSCFG=true\n' \
+        >"$t/etc/default/grub"
+    rpm_db "$t" rocky-release::9.4:1.7.el9 openssh-server::8.7p1:38.el9 kernel-core::5.14.0:427.13.1.el9_4 \
+        bash::5.1.8:9.el9 lvm2:9:2.03.23:2.el9 $(seq -f 'filler%g::1.0:1.el9' 1 10)
+    cloud_init "$t"
+    sshd_unit "$t" usr/lib/systemd/system sshd.service 1
+    rm -rf "${WORK:?}/$name-boot" && mkdir -p "$b"
+    mv "$t"/boot/* "$b/"
+    make_proto "$t" "$WORK/$name.proto"
+    make_proto "$b" "$WORK/$name.bproto"
+    rm -f "$WORK/$name.fs" "$WORK/$name.bootfs" "$WORK/$name.swap"
+    truncate -s 300M "$WORK/$name.fs" "$WORK/$name.bootfs"
+    mkfs.xfs -q -f -L boot -m uuid=$boot_uuid -p "$WORK/$name.bproto" "$WORK/$name.bootfs"
+    mkfs.xfs -q -f -m uuid=$uuid -p "$WORK/$name.proto" "$WORK/$name.fs"
+    truncate -s 8M "$WORK/$name.swap"
+    mkswap -q -U 9e9e9e9e-2222-4333-8444-555555555555 "$WORK/$name.swap" >/dev/null
+    lvm_vg --vg rl --pv "$WORK/$name.pv:320:/dev/sda2" --lv "swap:$WORK/$name.swap" --lv "root:$WORK/$name.fs"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 300 + 320 + 1))
+    printf 'label: dos\nlabel-id: 0x9c9c0001\nstart=2048, size=614400, type=83, bootable\nstart=616448, type=8e\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.bootfs" 2048
+    stitch "$disk" "$WORK/$name.pv" 616448
+    write_env "$name" TABLE=mbr VG=rl LV=root ROOT_UUID=$uuid DISTRO=rocky BOOT_MODE=BIOS DATA_DISKS=
+}
+
+# mbr-luks-root: /boot on ext4, the root in a LUKS2 container (cryptsetup luksFormat on a file: no device needed).
+build_luks_root() {
+    local name=mbr-luks-root boot_uuid=6c6c6c6c-2222-4333-8444-555555555555
+    local b="$WORK/$name-boot"
+    debian_tree "$name" deb-luks "/dev/mapper/root_crypt / ext4 errors=remount-ro 0 1"
+    rm -rf "${WORK:?}/$name-boot" && mkdir -p "$b"
+    mv "$WORK/$name"/boot/* "$b/"
+    mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
+    rm -f "$WORK/$name.luks"
+    truncate -s 40M "$WORK/$name.luks"
+    printf 'imgport-test-passphrase' | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+        --uuid 6d6d6d6d-2222-4333-8444-555555555555 --key-file - "$WORK/$name.luks"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 32 + 40 + 1))
+    printf 'label: dos\nlabel-id: 0x6c6c0001\nstart=2048, size=65536, type=83, bootable\nstart=67584, type=83\n' | sfdisk -q "$disk"
+    mbr_boot_code "$disk"
+    stitch "$disk" "$WORK/$name.boot" 2048
+    stitch "$disk" "$WORK/$name.luks" 67584
+    write_env "$name" TABLE=mbr LUKS_PART=2 BOOT_MODE=BIOS DATA_DISKS=
 }
 
 build_mbr_inodes_full() {
@@ -1011,7 +1089,11 @@ build_mbr_ext4_recovery() {
 command -v python3 >/dev/null 2>&1 || { echo "build-test-images: missing tool 'python3'" >&2; exit 1; }
 build_mbr_bad_fstab
 build_lvm mbr-lvm-root
-build_lvm mbr-lvm-spanning Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv1Pv
+build_lvm mbr-lvm-spanning spanning
+build_lvm_striped
+build_ubuntu_lvm
+build_rhel_lvm
+build_luks_root
 build_mbr_inodes_full
 build_gpt_uefi_arm64
 build_mbr_arm64_bios

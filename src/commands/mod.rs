@@ -65,12 +65,7 @@ pub fn open_data_disks(
         )));
     }
     let options = OpenOptions { format: None, ..open.options() };
-    paths
-        .iter()
-        .map(|p| {
-            imgport_disk::open(p, &options).map(std::sync::Arc::from).map_err(|e| e.in_file(p))
-        })
-        .collect()
+    paths.iter().map(|p| imgport_disk::open(p, &options).map(std::sync::Arc::from).map_err(|e| e.in_file(p))).collect()
 }
 
 pub fn parse_format(s: &str) -> Result<Format, String> {

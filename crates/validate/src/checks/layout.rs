@@ -330,19 +330,22 @@ pub(super) fn lvm(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding>
             );
         }
     }
-    for v in s.inspection.volumes.iter().filter(|v| v.logical_volume.is_some()) {
-        if let Some(e) = &v.error {
-            let sev = if s.os().is_none() { sev } else { Severity::Warning };
-            out.push(
-                Finding::fail(
-                    ID,
-                    sev,
-                    format!("logical volume {}: {e}", v.device),
-                    "convert it to a linear volume in the source VM (lvconvert), or import it as a data disk",
-                )
-                .path(v.device.clone()),
-            );
-        }
+    for v in s.inspection.volumes.iter() {
+        let (Some(lv), Some(e)) = (&v.logical_volume, &v.error) else { continue };
+        let (sev, fix) = if lv.incomplete {
+            // The spanning itself is the error above; this says what could not be looked at.
+            (
+                Severity::Warning,
+                "give the other disks with --data-disk to read it; to import it, move its volume group onto the \
+                 system disk first (pvmove, vgreduce)",
+            )
+        } else {
+            (
+                if s.os().is_none() { sev } else { Severity::Warning },
+                "convert it to a linear volume in the source VM (lvconvert), or import it as a data disk",
+            )
+        };
+        out.push(Finding::fail(ID, sev, format!("logical volume {}: {e}", v.device), fix).path(v.device.clone()));
     }
     let devices: Vec<&str> = labelled.iter().map(|v| v.device.as_str()).collect();
     let root_lv = s.root_volume().filter(|v| v.logical_volume.is_some());

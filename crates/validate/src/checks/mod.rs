@@ -216,7 +216,11 @@ impl<'a> Subject<'a> {
         } else if let Some(v) = self.encrypted_volumes().first() {
             format!("the root is probably on the encrypted (LUKS) volume {}, which cannot be read offline", v.device)
         } else if let Some((v, e)) = self.unreadable_logical_volumes().first() {
-            format!("the root filesystem is probably inside {}: {} could not be read ({e})", self.lvm_summary(), v.device)
+            format!(
+                "the root filesystem is probably inside {}: {} could not be read ({e})",
+                self.lvm_summary(),
+                v.device
+            )
         } else if has_pv {
             format!("no logical volume of {} holds a Linux root", self.lvm_summary())
         } else if self.has_fs(FsKind::Ntfs) {
@@ -270,6 +274,10 @@ impl<'a> Subject<'a> {
         if f.structure.starts_with("volume ") {
             return Route::PartitionTable;
         }
+        // Volume groups and logical volumes: the LVM check reads them from the inspection itself.
+        if f.structure.starts_with("lvm ") {
+            return Route::Lvm;
+        }
         let device = f.structure.rsplit(' ').next().unwrap_or("");
         match self.volume(device) {
             Some(v) if v.mountpoint.as_deref() == Some("/") => Route::RootFs,
@@ -286,6 +294,7 @@ impl<'a> Subject<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     PartitionTable,
+    Lvm,
     Boot,
     RootFs,
     Fstab,
