@@ -920,7 +920,8 @@ build_ubuntu_lvm() {
     echo "trixie/sid" >"$t/etc/debian_version"
     grub_cfg "$t" boot/grub "/dev/mapper/ubuntu--vg-ubuntu--lv" "$boot_uuid" "" "console=tty1 console=ttyS0"
     mv "$t"/boot/* "$b/"
-    mkdir -p "$t/boot/efi"
+    # /boot/efi is a mount point on the /boot filesystem, which is mounted over the root's /boot.
+    mkdir -p "$b/efi"
     mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
     mkfs.ext4 -q -F -U "$uuid" -E hash_seed=$uuid -d "$t" "$WORK/$name.fs" 64M
     lvm_vg --vg ubuntu-vg --pv "$WORK/$name.pv:72:/dev/sda3" --lv "ubuntu-lv:$WORK/$name.fs"

@@ -128,9 +128,28 @@ const EXPECTED: &[(&str, [&[&str]; 4])] = &[
         ],
     ),
     ("mbr-lvm-root", [&["lvm:warning"], &[], &["lvm:warning"], &[]]),
+    ("mbr-lvm-striped", [&["lvm:warning"], &[], &["lvm:warning"], &[]]),
+    ("gpt-ubuntu-lvm", [&["lvm:warning"], &[], &["lvm:warning"], &[]]),
+    ("mbr-rhel-lvm", [&["lvm:warning", "swap:warning"], &[], &["lvm:warning", "swap:warning"], &[]]),
+    // Without its data disk: the group spans disks (an error everywhere), the root LV is not read (a warning).
     (
         "mbr-lvm-spanning",
-        [&["lvm:error", "lvm:warning"], &["lvm:error"], &["lvm:error", "lvm:warning"], &["lvm:error"]],
+        [
+            &["lvm:error", "lvm:warning", "lvm:warning"],
+            &["lvm:error", "lvm:warning"],
+            &["lvm:error", "lvm:warning", "lvm:warning"],
+            &["lvm:error", "lvm:warning"],
+        ],
+    ),
+    // The root is encrypted: a blocker with the fix, and no operating system to look at.
+    (
+        "mbr-luks-root",
+        [
+            &["os:warning", "root-filesystem:error"],
+            &["os:warning", "root-filesystem:error"],
+            &["os:warning", "root-filesystem:error"],
+            &["os:warning", "root-filesystem:error"],
+        ],
     ),
     ("mbr-inodes-full", [&["usage:warning"], &["usage:warning"], &["usage:warning"], &["usage:warning"]]),
     ("gpt-uefi-arm64", [&[], &[], &[], &[]]),

@@ -70,6 +70,8 @@ pub fn guest_images() -> &'static Path {
             "hivexsh",
             "mkntfs",
             "wimlib-imagex",
+            "mkfs.btrfs",
+            "cryptsetup",
             "python3",
         ] {
             require(tool);
@@ -79,8 +81,10 @@ pub fn guest_images() -> &'static Path {
         // Test processes started together (a loop hunting a flaky test) build the images one at a time.
         let lock = std::fs::File::create(dir.with_extension("lock")).expect("image build lock");
         lock.lock().expect("lock the image build");
-        // Built already by this very script (an earlier test process): reused, not rewritten under a reader.
-        let text = std::fs::read(&script).expect("read build-test-images.sh");
+        // Built already by this very script and its helper (an earlier test process): reused, not rewritten under
+        // a reader.
+        let mut text = std::fs::read(&script).expect("read build-test-images.sh");
+        text.extend(std::fs::read(script.with_file_name("lvm-vg.py")).expect("read lvm-vg.py"));
         let built_by = dir.join(".built-by");
         if std::fs::read(&built_by).is_ok_and(|b| b == text) {
             return dir;

@@ -2,7 +2,7 @@
 //! judged by `validate_with_facts`.
 
 use imgport_disk::{Format, ImageDetails};
-use imgport_guest::inspect::{BootModes, OperatingSystem, Volume};
+use imgport_guest::inspect::{BootModes, LogicalVolume, OperatingSystem, Volume};
 use imgport_guest::linux::{Architecture, OsRelease};
 use imgport_guest::lvm::{PhysicalVolume, VgMember, VolumeGroup};
 use imgport_guest::partition::{Partition, PartitionRole, PartitionTable, TableKind};
@@ -59,6 +59,7 @@ fn volume(number: u32, kind: FsKind, mountpoint: Option<&str>) -> Volume {
         filesystem: Some(fs(kind)),
         mountpoint: mountpoint.map(str::to_string),
         error: None,
+        logical_volume: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn debian(arch: &str) -> Inspection {
         format: Format::Raw,
         virtual_size: 8 * GIB,
         partition_table: table(TableKind::Mbr, vec![partition(1, PartitionRole::Linux)]),
+        data_disks: Vec::new(),
         volumes: vec![volume(1, FsKind::Ext4, Some("/"))],
         lvm: Vec::new(),
         operating_systems: vec![linux_os(arch)],
@@ -139,8 +141,29 @@ fn of(r: &Report, id: CheckId) -> Vec<&Finding> {
     r.findings.iter().filter(|f| f.id == id).collect()
 }
 
-/// An LVM system disk: the root is inside a logical volume, which is not read; the LVM check names the group
-/// and its volumes, and a group with a member on another disk is an error whatever the target.
+/// A thin logical volume of vg0, listed by the inspection but not read.
+fn thin_lv(name: &str) -> Volume {
+    Volume {
+        device: format!("/dev/vg0/{name}"),
+        partition: None,
+        start: 0,
+        size: 0,
+        filesystem: None,
+        mountpoint: None,
+        error: Some("not read: a thin volume: its blocks are mapped by the pool's metadata, not read yet".into()),
+        logical_volume: Some(LogicalVolume {
+            volume_group: "vg0".into(),
+            name: name.into(),
+            layout: "thin".into(),
+            physical_volumes: Vec::new(),
+            disks: Vec::new(),
+            incomplete: false,
+        }),
+    }
+}
+
+/// An LVM system disk: the root is inside a logical volume, which is not read (thin); the LVM check names the
+/// group and its volumes, and a group with a member on another disk is an error whatever the target.
 #[test]
 fn lvm_root_is_named_from_its_volume_group() {
     let member = |key: &str, uuid: &str, hint: &str| VgMember {
@@ -171,7 +194,13 @@ fn lvm_root_is_named_from_its_volume_group() {
             TableKind::Mbr,
             vec![partition(1, PartitionRole::Linux), partition(2, PartitionRole::Lvm)],
         ),
-        volumes: vec![volume(1, FsKind::Ext4, None), volume(2, FsKind::Lvm2Member, None)],
+        data_disks: Vec::new(),
+        volumes: vec![
+            volume(1, FsKind::Ext4, None),
+            volume(2, FsKind::Lvm2Member, None),
+            thin_lv("root"),
+            thin_lv("swap"),
+        ],
         lvm: vec![pv(vec![member("pv0", "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5", "/dev/sda2")])],
         operating_systems: Vec::new(),
         boot: bios_boot(),
@@ -185,9 +214,15 @@ fn lvm_root_is_named_from_its_volume_group() {
     assert_eq!(root[0].status, Status::NotChecked);
     assert!(root[0].message.contains("inside LVM volume group vg0 (root, swap)"), "{}", root[0].message);
     let lvm = of(&r, CheckId::Lvm);
-    assert_eq!((lvm.len(), lvm[0].status, lvm[0].severity), (1, Status::Fail, Severity::Warning));
-    assert_eq!(lvm[0].message, "the root filesystem is on LVM (LVM volume group vg0 (root, swap) on /dev/sda2)");
-    assert_eq!((lvm[0].evidence.path.as_deref(), lvm[0].evidence.offset), (Some("/dev/sda2"), Some(2 * MIB)));
+    // Each thin LV not read (an error: the root cannot be looked at), then the root on LVM (a warning on ECS).
+    let sev: Vec<_> = lvm.iter().map(|f| (f.status, f.severity)).collect();
+    assert_eq!(
+        sev,
+        [(Status::Fail, Severity::Error), (Status::Fail, Severity::Error), (Status::Fail, Severity::Warning)]
+    );
+    assert!(lvm[0].message.starts_with("logical volume /dev/vg0/root: not read: a thin volume"), "{}", lvm[0].message);
+    assert_eq!(lvm[2].message, "the root filesystem may be on LVM (LVM volume group vg0 (root, swap) on /dev/sda2)");
+    assert_eq!((lvm[2].evidence.path.as_deref(), lvm[2].evidence.offset), (Some("/dev/sda2"), Some(2 * MIB)));
     // The root's partition is the physical volume, the last one: it can grow.
     assert_eq!(of(&r, CheckId::RootLast)[0].status, Status::Pass);
 
@@ -197,7 +232,10 @@ fn lvm_root_is_named_from_its_volume_group() {
     ])];
     for target in Target::ALL {
         let r = judge(&inspection, &extras, target);
-        let spans: Vec<_> = of(&r, CheckId::Lvm).into_iter().filter(|f| f.severity == Severity::Error).collect();
+        let spans: Vec<_> = of(&r, CheckId::Lvm)
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error && f.message.contains("spans disks"))
+            .collect();
         assert_eq!(spans.len(), 1, "{target}");
         assert!(
             spans[0].message.contains("vg0 spans disks: physical volume(s) pv1 (/dev/sdb)"),
@@ -288,4 +326,117 @@ fn gpt_bios_mismatch_cannot_boot() {
     assert_eq!((b.len(), b[0].severity), (1, Severity::Error));
     assert_eq!(b[0].message, "arm64 instances boot only with UEFI, and the image has no UEFI loader");
     assert_eq!(of(&r, CheckId::Architecture)[0].status, Status::Pass);
+}
+
+/// Root on a logical volume that is read: the LVM check wants device mapper and the lvm tool in the initramfs of
+/// the kernel that boots, and no rd.lvm.lv= naming a volume that does not exist.
+#[test]
+fn root_on_a_logical_volume_needs_lvm_in_the_initramfs() {
+    use imgport_guest::grub::{BootEntry, Grub};
+    use imgport_guest::initramfs::InitramfsContents;
+    use imgport_guest::linux::Kernel;
+    let mut inspection = debian("x86_64");
+    inspection.partition_table =
+        table(TableKind::Mbr, vec![partition(1, PartitionRole::Linux), partition(2, PartitionRole::Lvm)]);
+    let mut root = thin_lv("root");
+    root.error = None;
+    root.size = 4 * GIB;
+    root.filesystem = Some(fs(FsKind::Ext4));
+    root.mountpoint = Some("/".into());
+    if let Some(lv) = root.logical_volume.as_mut() {
+        lv.layout = "linear".into();
+        lv.physical_volumes = vec!["/dev/sda2".into()];
+        lv.disks = vec!["/dev/sda".into()];
+    }
+    inspection.volumes = vec![volume(1, FsKind::Ext4, Some("/boot")), volume(2, FsKind::Lvm2Member, None), root];
+    inspection.lvm = vec![PhysicalVolume {
+        device: "/dev/sda2".into(),
+        start: 2 * MIB,
+        uuid: "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5".into(),
+        volume_group: Some(VolumeGroup {
+            name: "vg0".into(),
+            seqno: 3,
+            physical_volumes: vec![VgMember {
+                key: "pv0".into(),
+                uuid: "JIrYxoFzX55oMaqwO7SPnQnoZ2K4WEY5".into(),
+                device_hint: Some("/dev/sda2".into()),
+            }],
+            logical_volumes: vec!["root".into(), "swap".into()],
+            extent_size: 4 << 20,
+            pv_extents: Vec::new(),
+            uuid: String::new(),
+            lvs: Vec::new(),
+        }),
+        error: None,
+    }];
+    let os = &mut inspection.operating_systems[0];
+    os.root = "/dev/vg0/root".into();
+    let contents = |tools: &[&str]| InitramfsContents {
+        boot_tools: tools.iter().map(|t| t.to_string()).collect(),
+        complete: true,
+        ..Default::default()
+    };
+    os.kernels = vec![Kernel {
+        version: "6.1.0-18-amd64".into(),
+        path: "/boot/vmlinuz-6.1.0-18-amd64".into(),
+        size: 4096,
+        initramfs: Some("/boot/initrd.img-6.1.0-18-amd64".into()),
+        initramfs_size: Some(4096),
+        modules_dir: None,
+        config: None,
+        initramfs_contents: Some(contents(&[])),
+        drivers: Vec::new(),
+    }];
+    let entry = |options: &str| BootEntry {
+        title: "Debian GNU/Linux".into(),
+        position: "0".into(),
+        source: "/boot/grub/grub.cfg".into(),
+        kernel: Some("/vmlinuz-6.1.0-18-amd64".into()),
+        options: options.into(),
+        root: Some("/dev/mapper/vg0-root".into()),
+        root_resolves_to: Some("/dev/vg0/root".into()),
+        ..Default::default()
+    };
+    os.grub = Some(Grub {
+        entries: vec![entry("root=/dev/mapper/vg0-root ro rd.lvm.lv=vg0/root rd.lvm.lv=vg0/swap")],
+        ..Default::default()
+    });
+    let mut extras = GuestExtras::from_inspection(&inspection);
+    let drivers =
+        |dm: Availability| BootDrivers { kernel: "6.1.0-18-amd64".into(), drivers: vec![("dm_mod".into(), dm)] };
+    extras.boot_drivers = Fact::Known(drivers(Availability::ModuleOnly("dm-mod.ko".into())));
+    let r = judge(&inspection, &extras, Target::Alibaba);
+    let messages: Vec<(Severity, &str)> =
+        of(&r, CheckId::Lvm).iter().map(|f| (f.severity, f.message.as_str())).collect();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert_eq!(
+        messages[0],
+        (
+            Severity::Warning,
+            "the root filesystem is on the logical volume /dev/vg0/root (LVM volume group vg0 (root, swap))"
+        )
+    );
+    assert_eq!(
+        messages[1],
+        (
+            Severity::Error,
+            "kernel 6.1.0-18-amd64: the initramfs lacks the dm_mod driver and the lvm tool, so the root logical volume \
+             /dev/vg0/root is not activated at boot"
+        )
+    );
+    assert!(messages[2].1.contains("logical volume vg0/swap (rd.lvm.lv), which does not exist"), "{}", messages[2].1);
+    let fix = of(&r, CheckId::Lvm)[1].fix.clone().unwrap_or_default();
+    assert!(fix.contains("apt-get install lvm2") && fix.contains("update-initramfs -u"), "{fix}");
+
+    // With both in the initramfs and the GRUB argument naming only what exists: the root on LVM remains, a warning.
+    let os = &mut inspection.operating_systems[0];
+    os.kernels[0].initramfs_contents = Some(contents(&["lvm"]));
+    os.grub =
+        Some(Grub { entries: vec![entry("root=/dev/mapper/vg0-root ro rd.lvm.lv=vg0/root")], ..Default::default() });
+    extras.boot_drivers = Fact::Known(drivers(Availability::InInitramfs("dm-mod.ko".into())));
+    let r = judge(&inspection, &extras, Target::Alibaba);
+    let lvm = of(&r, CheckId::Lvm);
+    assert_eq!(lvm.len(), 1, "{lvm:#?}");
+    assert_eq!(lvm[0].severity, Severity::Warning);
+    assert_eq!(of(&r, CheckId::RootFilesystem)[0].status, Status::Pass);
 }
