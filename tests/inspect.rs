@@ -84,7 +84,8 @@ fn assert_table_matches_sfdisk(path: &Path, r: &Value) {
 
 /// Every recognised volume reports what blkid reports for the same byte range.
 fn assert_volumes_match_blkid(path: &Path, r: &Value) {
-    for v in r["volumes"].as_array().unwrap() {
+    // Logical volumes are not byte ranges of the disk: their filesystems are checked by UUID elsewhere.
+    for v in r["volumes"].as_array().unwrap().iter().filter(|v| v.get("logical_volume").is_none()) {
         let Some(fs) = v.get("filesystem") else { continue };
         let b = blkid_range(path, v["start"].as_u64().unwrap(), v["size"].as_u64().unwrap());
         let kind = match fs["kind"].as_str().unwrap() {
@@ -626,4 +627,91 @@ fn fat_directory_cycle_ends_with_an_error() {
     assert!(fat.read_dir("/D").is_err());
     assert!(fat.lstat("/D/x").is_err());
     assert!(start.elapsed().as_secs() < 120, "took {:?}", start.elapsed());
+}
+
+/// The volume named `device` in an inspection report.
+fn volume_named<'a>(r: &'a Value, device: &str) -> &'a Value {
+    r["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["device"] == device)
+        .unwrap_or_else(|| panic!("no volume {device} in {:#?}", r["volumes"]))
+}
+
+/// Logical volumes as the guest names them, with their layout and where their extents are: linear, striped over
+/// two partitions, spanning a data disk (read whole when the disk is given, reported when it is not), and a
+/// group of two LVs (root and swap) as Rocky installs it; their filesystems are those the images were built with.
+#[test]
+fn logical_volumes_are_read_linear_striped_and_across_disks() {
+    let r = inspect(&image("mbr-lvm-striped"));
+    let root = volume_named(&r, "/dev/vg0/root");
+    let lv = &root["logical_volume"];
+    assert_eq!(
+        (lv["volume_group"].as_str(), lv["name"].as_str(), lv["layout"].as_str()),
+        (Some("vg0"), Some("root"), Some("striped"))
+    );
+    assert_eq!(lv["physical_volumes"], serde_json::json!(["/dev/sda2", "/dev/sda3"]));
+    assert_eq!(lv["disks"], serde_json::json!(["/dev/sda"]));
+    assert_eq!(root["filesystem"]["uuid"], guest_env("mbr-lvm-striped")["ROOT_UUID"]);
+    assert_eq!(r["operating_systems"][0]["root"], "/dev/vg0/root");
+
+    // Ubuntu's layout: dashes doubled in the mapper name GRUB uses, and fstab's dm-uuid name resolved.
+    let r = inspect(&image("gpt-ubuntu-lvm"));
+    let os = &r["operating_systems"][0];
+    assert_eq!((os["distro"].as_str(), os["root"].as_str()), (Some("ubuntu"), Some("/dev/ubuntu-vg/ubuntu-lv")));
+    let fstab = os["fstab"].as_array().expect("fstab");
+    assert!(fstab[0]["spec"].as_str().is_some_and(|s| s.starts_with("/dev/disk/by-id/dm-uuid-LVM-")), "{fstab:?}");
+    let resolved: Vec<&str> = fstab.iter().map(|l| l["resolves_to"].as_str().unwrap_or("-")).collect();
+    assert_eq!(resolved, ["/dev/ubuntu-vg/ubuntu-lv", "/dev/sda2", "/dev/sda1"]);
+    assert_eq!(os["grub"]["default_entry"]["root_resolves_to"], "/dev/ubuntu-vg/ubuntu-lv");
+    assert_eq!(r["boot"]["mode"], "UEFI");
+    let tools = &os["kernels"][0]["initramfs_contents"]["boot_tools"];
+    assert_eq!(*tools, serde_json::json!(["lvm"]));
+
+    // Rocky: two LVs, swap among them, XFS root.
+    let r = inspect(&image("mbr-rhel-lvm"));
+    assert_eq!(volume_named(&r, "/dev/rl/swap")["filesystem"]["kind"], "swap");
+    assert_eq!(volume_named(&r, "/dev/rl/root")["filesystem"]["kind"], "xfs");
+    assert_eq!(r["operating_systems"][0]["distro"], "rocky");
+
+    // Spanning: without the data disk the LV is listed, not read, and the group's missing PV named.
+    let name = "mbr-lvm-spanning";
+    let r = inspect(&image(name));
+    let root = volume_named(&r, "/dev/vg0/root");
+    assert_eq!(root["logical_volume"]["incomplete"], true);
+    assert!(root["error"].as_str().is_some_and(|e| e.contains("--data-disk")), "{root}");
+    assert!(r["operating_systems"].as_array().is_some_and(Vec::is_empty));
+    assert!(all_findings(&r).iter().any(|f| f.contains("pv1 (/dev/sdb, on no disk given)")), "{:?}", all_findings(&r));
+    // With it: read whole, the same guest as on one disk, the spanning reported.
+    let data = guest_images().join(format!("{name}-data.raw"));
+    let r = imgport_json(&["inspect", "--json", s(&image(name)), "--data-disk", s(&data)]);
+    assert_eq!(r["data_disks"][0]["device"], "/dev/sdb");
+    assert_eq!(r["data_disks"][0]["partition_table"]["kind"], "none");
+    assert_eq!(volume_named(&r, "/dev/sdb")["filesystem"]["kind"], "lvm2_member");
+    let root = volume_named(&r, "/dev/vg0/root");
+    assert_eq!(root["logical_volume"]["disks"], serde_json::json!(["/dev/sda", "/dev/sdb"]));
+    assert_eq!(root["logical_volume"]["physical_volumes"], serde_json::json!(["/dev/sda2", "/dev/sdb"]));
+    assert_eq!(root["filesystem"]["uuid"], guest_env(name)["ROOT_UUID"]);
+    assert_eq!(r["operating_systems"][0]["hostname"], "deb-lvm");
+    assert!(all_findings(&r).iter().any(|f| f.contains("spans disks /dev/sda, /dev/sdb")), "{:?}", all_findings(&r));
+    // A data disk that cannot be opened is an error naming it.
+    let out = run_imgport(&["inspect", s(&image(name)), "--data-disk", "/nonexistent/disk.raw"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("/nonexistent/disk.raw"), "{err}");
+}
+
+/// A LUKS2 container is recognised (version, UUID) and, holding the root, stops the guest from being read.
+#[test]
+fn luks_root_is_recognised() {
+    let r = inspect(&image("mbr-luks-root"));
+    let v = volume(&r, 2);
+    assert_eq!(
+        (v["filesystem"]["kind"].as_str(), v["filesystem"]["version"].as_str()),
+        (Some("crypto_luks"), Some("2"))
+    );
+    assert_eq!(v["filesystem"]["uuid"], "6d6d6d6d-2222-4333-8444-555555555555");
+    assert_volumes_match_blkid(&image("mbr-luks-root"), &r);
+    assert!(r["operating_systems"].as_array().is_some_and(Vec::is_empty));
 }

@@ -92,8 +92,27 @@ fn walk_tree(fs: &mut dyn GuestFs) {
 /// The input as a partition holding an LVM physical volume: the label scan, the metadata area header and the
 /// volume group text it points to.
 pub fn lvm(data: &[u8]) {
+    use imgport_disk::DiskImage;
+    use imgport_guest::lvm_layout::{LvImage, PvSource};
     let mut region = whole(data);
-    let _ = imgport_guest::lvm::read_pv(&mut region, "fuzz");
+    let Some(pv) = imgport_guest::lvm::read_pv(&mut region, "fuzz") else { return };
+    let Some(vg) = &pv.volume_group else { return };
+    // Every PV of the group read from the input itself: the layouts' bounds checks meet any extent numbers.
+    let disk = region.disk().clone();
+    let sources: Vec<Option<PvSource>> =
+        vg.pv_extents.iter().map(|_| Some(PvSource { disk: disk.clone(), start: 0, len: disk.size() })).collect();
+    let mut buf = vec![0u8; 4096];
+    for lv in &vg.lvs {
+        let Ok(layout) = &lv.layout else { continue };
+        let Some(img) = LvImage::new(&lv.name, vg.extent_size, vg.pv_extents.clone(), layout, sources.clone()) else {
+            continue;
+        };
+        let size = img.virtual_size();
+        for offset in [0, size / 2, size.saturating_sub(buf.len() as u64)] {
+            let n = (size - offset.min(size)).min(buf.len() as u64) as usize;
+            let _ = img.read_at(&mut buf[..n], offset);
+        }
+    }
 }
 
 /// The input as a registry hive file: the base block, then keys, subkey lists and values breadth first.
