@@ -425,6 +425,7 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
             }
         };
         let mut vg_disks: Vec<String> = holders.iter().flatten().map(|v| disk_name(v.disk)).collect();
+        vg_disks.sort();
         vg_disks.dedup();
         let missing: Vec<String> = (0..holders.len()).filter(|&i| holders[i].is_none()).map(member_name).collect();
         if !missing.is_empty() {
@@ -459,6 +460,7 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
             };
             let mut disks: Vec<String> =
                 used.iter().filter_map(|&i| holders.get(i).copied().flatten()).map(|v| disk_name(v.disk)).collect();
+            disks.sort();
             disks.dedup();
             let info = LogicalVolume {
                 volume_group: vg.name.clone(),
