@@ -117,6 +117,14 @@ make_initramfs() {
             printf 'devices {\n}\n' >"$ir/etc/lvm/lvm.conf" ;;
     esac
     case ,$others, in
+        *,btrfs,*)
+            # What dracut's btrfs module adds: the driver and the btrfs tool.
+            mkdir -p "$m/fs/btrfs" "$ir/usr/sbin"
+            printf 'ELF-module-stub\n' >"$m/fs/btrfs/btrfs.ko"
+            printf 'ELF-btrfs-stub\n' >"$ir/usr/sbin/btrfs"
+            chmod 755 "$ir/usr/sbin/btrfs" ;;
+    esac
+    case ,$others, in
         *,hyperv,*)
             mkdir -p "$m/drivers/hv" "$m/drivers/net/hyperv"
             printf 'ELF-module-stub\n' | tee "$m/drivers/hv/hv_vmbus.ko" "$m/drivers/scsi/hv_storvsc.ko" >/dev/null
@@ -788,6 +796,9 @@ echo "build-test-images: images in $OUT" >&2
 #   gpt-ubuntu-lvm     Ubuntu 24.04 guided layout: ESP, ext4 /boot, ubuntu-vg/ubuntu-lv (fstab by dm-uuid)
 #   mbr-rhel-lvm       Rocky 9 default layout: XFS /boot, rl/root (XFS) and rl/swap, BLS with rd.lvm.lv
 #   mbr-luks-root      Debian 12 with /boot on ext4 and the root in a LUKS2 container
+#   gpt-fedora-btrfs   Fedora 40 layout: ESP, ext4 /boot, btrfs subvolumes root and home, zstd-compressed files
+#   gpt-opensuse-btrfs openSUSE Leap 15.6 layout: ESP, btrfs with @, @/home, @/.snapshots and the root as the default
+#                      subvolume @/.snapshots/1/snapshot
 #   mbr-inodes-full    Debian 12, root ext4 with fewer than 10% free inodes
 #   gpt-uefi-arm64     Debian 12 arm64 (aarch64 ELF), GPT, ESP with \EFI\BOOT\BOOTAA64.EFI    -> UEFI
 #   mbr-arm64-bios     Debian 12 arm64 on MBR with BIOS boot code only (arm64 cannot boot that)
@@ -984,6 +995,99 @@ UUID=$boot_uuid /boot xfs defaults 0 0
     write_env "$name" TABLE=mbr VG=rl LV=root ROOT_UUID=$uuid DISTRO=rocky BOOT_MODE=BIOS DATA_DISKS=
 }
 
+# compressible FILE KIB: text that compresses well, so mkfs.btrfs --compress stores it in compressed extents.
+compressible() {
+    local i
+    for i in $(seq 1 $(($2 * 1024 / 64))); do printf 'imgport btrfs test line %08d: the quick brown fox.\n' "$i"; done >"$1"
+}
+
+# gpt-fedora-btrfs: Fedora 40's default layout: GPT, ESP, ext4 /boot, one btrfs with subvolumes root and home (the
+# top level stays the default subvolume), files compressed with zstd; GRUB with BLS entries naming
+# rootflags=subvol=root. No RPM database: virt-inspector's librpm cannot open an RPM SQLite one here, and this
+# image is for comparing btrfs, not packages.
+build_fedora_btrfs() {
+    local name=gpt-fedora-btrfs uuid=5f5f5f5f-2222-4333-8444-555555555555 boot_uuid=5e5e5e5e-2222-4333-8444-555555555555
+    local src="$WORK/$name-src" b="$WORK/$name-boot" mid=0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f
+    local t="$src/root"
+    rm -rf "$src" "$b" && mkdir -p "$src/home/fedora" "$b"
+    rhel_tree "$t" fedora-btrfs "UUID=$uuid / btrfs subvol=root,compress=zstd:1 0 0
+UUID=$boot_uuid /boot ext4 defaults 1 2
+UUID=4E1F-C0F4 /boot/efi vfat umask=0077,shortname=winnt 0 2
+UUID=$uuid /home btrfs subvol=home,compress=zstd:1 0 0"
+    make_initramfs "$t/boot/initramfs-$KVER.img" 1 zstd nvme,hyperv,btrfs
+    printf '%s\n' 'NAME="Fedora Linux"' 'VERSION="40 (Cloud Edition)"' 'ID=fedora' 'VERSION_ID=40' \
+        'PRETTY_NAME="Fedora Linux 40 (Cloud Edition)"' 'VARIANT_ID=cloud' >"$t/etc/os-release"
+    echo "Fedora release 40 (Forty)" | tee "$t/etc/fedora-release" >"$t/etc/redhat-release"
+    mkdir -p "$t/boot/grub2" "$t/boot/loader/entries" "$t/etc/default" "$t/usr/share/doc/imgport"
+    printf 'set default="${saved_entry}"\nload_env -f ${config_directory}/grubenv\ninsmod blscfg\nblscfg\n' >"$t/boot/grub2/grub.cfg"
+    printf '%s\n' "# GRUB Environment Block" "saved_entry=$mid-$KVER" >"$t/boot/grub2/grubenv"
+    head -c $((1024 - $(wc -c <"$t/boot/grub2/grubenv"))) /dev/zero | tr '\0' '#' >>"$t/boot/grub2/grubenv"
+    printf 'title Fedora Linux (%s) 40 (Cloud Edition)\nversion %s\nlinux /vmlinuz-%s\ninitrd /initramfs-%s.img\noptions root=UUID=%s ro rootflags=subvol=root console=ttyS0,115200n8\ngrub_class fedora\n' \
+        "$KVER" "$KVER" "$KVER" "$KVER" "$uuid" >"$t/boot/loader/entries/$mid-$KVER.conf"
+    printf 'GRUB_TIMEOUT=1\nGRUB_CMDLINE_LINUX="rootflags=subvol=root console=ttyS0,115200n8"\nGRUB_ENABLE_BLSCFG=true\n' >"$t/etc/default/grub"
+    cloud_init "$t"
+    sshd_unit "$t" usr/lib/systemd/system sshd.service 1
+    compressible "$t/usr/share/doc/imgport/compressible.txt" 512
+    printf '# .bashrc\n' >"$src/home/fedora/.bashrc"
+    mv "$t"/boot/* "$b/"
+    mkdir -p "$b/efi"
+    mkfs.ext4 -q -F -L boot -U "$boot_uuid" -E hash_seed=$boot_uuid -d "$b" "$WORK/$name.boot" 32M
+    rm -f "$WORK/$name.btrfs"
+    truncate -s 200M "$WORK/$name.btrfs"
+    mkfs.btrfs -q -f -U "$uuid" -L fedora --rootdir "$src" --subvol rw:root --subvol rw:home --compress zstd:1 \
+        "$WORK/$name.btrfs" >/dev/null
+    pe_stub "$WORK/$name-BOOTX64.EFI"
+    make_esp "$WORK/$name.esp" ESP 4E1FC0F4 "$WORK/$name-BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 33 + 32 + 200 + 1))
+    sgdisk -U 5f5f0000-1111-4222-8333-444444444444 -n1:2048:+33M -t1:EF00 -n2:0:+32M -t2:8300 -n3:0:+200M -t3:8300 \
+        "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.boot" $((2048 + 33 * 2048))
+    stitch "$disk" "$WORK/$name.btrfs" $((2048 + 65 * 2048))
+    write_env "$name" TABLE=gpt ROOT_UUID=$uuid ROOT_SUBVOL=root DISTRO=fedora BOOT_MODE=UEFI DATA_DISKS= PACKAGES=0
+}
+
+# gpt-opensuse-btrfs: openSUSE Leap 15.6's layout: GPT, ESP, one btrfs holding everything, /boot included:
+# subvolume @ with @/home and @/.snapshots, the root being snapshot 1 (@/.snapshots/1/snapshot, the default
+# subvolume, so fstab's / names no subvol=); zstd-compressed files. No RPM database, as for the Fedora image.
+build_opensuse_btrfs() {
+    local name=gpt-opensuse-btrfs uuid=5d5d5d5d-2222-4333-8444-555555555555
+    local src="$WORK/$name-src"
+    local t="$src/@/.snapshots/1/snapshot"
+    rm -rf "$src" && mkdir -p "$src/@/home/geeko" "$(dirname "$t")"
+    make_tree "$t" opensuse-btrfs "UUID=$uuid / btrfs defaults 0 0
+UUID=$uuid /.snapshots btrfs subvol=/@/.snapshots 0 0
+UUID=$uuid /home btrfs subvol=/@/home 0 0
+UUID=4E1F-C05E /boot/efi vfat utf8 0 2"
+    # SUSE names the initramfs initrd-<version>.
+    make_initramfs "$t/boot/initrd-$KVER" 1 xz nvme,hyperv,btrfs
+    rm -f "$t/boot/initrd.img-$KVER"
+    printf '%s\n' 'NAME="openSUSE Leap"' 'VERSION="15.6"' 'ID="opensuse-leap"' 'ID_LIKE="suse opensuse"' \
+        'VERSION_ID="15.6"' 'PRETTY_NAME="openSUSE Leap 15.6"' >"$t/etc/os-release"
+    mkdir -p "$t/.snapshots" "$t/home" "$t/boot/efi" "$t/usr/share/doc/imgport"
+    grub_cfg "$t" boot/grub2 "UUID=$uuid" "$uuid" /boot "console=ttyS0,115200"
+    cloud_init "$t"
+    sshd_unit "$t" usr/lib/systemd/system sshd.service 1
+    compressible "$t/usr/share/doc/imgport/compressible.txt" 512
+    printf '<?xml version="1.0"?>\n<snapshot><type>single</type><num>1</num><description>first root filesystem</description></snapshot>\n' \
+        >"$src/@/.snapshots/1/info.xml"
+    printf '# .profile\n' >"$src/@/home/geeko/.profile"
+    rm -f "$WORK/$name.btrfs"
+    truncate -s 200M "$WORK/$name.btrfs"
+    mkfs.btrfs -q -f -U "$uuid" --rootdir "$src" --subvol rw:@ --subvol rw:@/home --subvol rw:@/.snapshots \
+        --subvol default:@/.snapshots/1/snapshot --compress zstd "$WORK/$name.btrfs" >/dev/null
+    pe_stub "$WORK/$name-BOOTX64.EFI"
+    make_esp "$WORK/$name.esp" ESP 4E1FC05E "$WORK/$name-BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 33 + 200 + 1))
+    sgdisk -U 5d5d0000-1111-4222-8333-444444444444 -n1:2048:+33M -t1:EF00 -n2:0:+200M -t2:8300 "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.btrfs" $((2048 + 33 * 2048))
+    write_env "$name" TABLE=gpt ROOT_UUID=$uuid ROOT_SUBVOL=@/.snapshots/1/snapshot DISTRO=opensuse-leap BOOT_MODE=UEFI \
+        DATA_DISKS= PACKAGES=0
+}
+
 # mbr-luks-root: /boot on ext4, the root in a LUKS2 container (cryptsetup luksFormat on a file: no device needed).
 build_luks_root() {
     local name=mbr-luks-root boot_uuid=6c6c6c6c-2222-4333-8444-555555555555
@@ -1095,6 +1199,8 @@ build_lvm_striped
 build_ubuntu_lvm
 build_rhel_lvm
 build_luks_root
+build_fedora_btrfs
+build_opensuse_btrfs
 build_mbr_inodes_full
 build_gpt_uefi_arm64
 build_mbr_arm64_bios
