@@ -797,6 +797,7 @@ echo "build-test-images: images in $OUT" >&2
 #   mbr-rhel-lvm       Rocky 9 default layout: XFS /boot, rl/root (XFS) and rl/swap, BLS with rd.lvm.lv
 #   mbr-luks-root      Debian 12 with /boot on ext4 and the root in a LUKS2 container
 #   gpt-fedora-btrfs   Fedora 40 layout: ESP, ext4 /boot, btrfs subvolumes root and home, zstd-compressed files
+#   gpt-ubuntu-btrfs   Ubuntu 24.04 on btrfs: ESP, subvolumes @ (root with /boot) and @home, GRUB at /@/boot
 #   gpt-opensuse-btrfs openSUSE Leap 15.6 layout: ESP, btrfs with @, @/home, @/.snapshots and the root as the default
 #                      subvolume @/.snapshots/1/snapshot
 #   mbr-inodes-full    Debian 12, root ext4 with fewer than 10% free inodes
@@ -1088,6 +1089,42 @@ UUID=4E1F-C05E /boot/efi vfat utf8 0 2"
         DATA_DISKS= PACKAGES=0
 }
 
+# gpt-ubuntu-btrfs: Ubuntu 24.04 installed on btrfs: GPT, ESP, one btrfs with subvolumes @ (the root, /boot
+# included) and @home, the top level the default; fstab and GRUB name subvol=@, and GRUB, reading the top level,
+# finds the kernel at /@/boot/...; zstd-compressed files. Debian-family, so virt-inspector reads it whole here.
+build_ubuntu_btrfs() {
+    local name=gpt-ubuntu-btrfs uuid=5c5c5c5c-2222-4333-8444-555555555555
+    local src="$WORK/$name-src"
+    local t="$src/@"
+    rm -rf "$src" && mkdir -p "$src/@home/ubuntu"
+    debian_tree "$name" ubuntu-btrfs "UUID=$uuid / btrfs defaults,subvol=@ 0 1
+UUID=$uuid /home btrfs defaults,subvol=@home 0 2
+UUID=4E1F-C0B7 /boot/efi vfat umask=0077 0 1"
+    mv "$WORK/$name" "$t"
+    make_initramfs "$t/boot/initrd.img-$KVER" 1 zstd nvme,hyperv,btrfs
+    printf '%s\n' 'PRETTY_NAME="Ubuntu 24.04.1 LTS"' 'NAME="Ubuntu"' 'VERSION_ID="24.04"' \
+        'VERSION="24.04.1 LTS (Noble Numbat)"' 'VERSION_CODENAME=noble' 'ID=ubuntu' 'ID_LIKE=debian' \
+        'UBUNTU_CODENAME=noble' >"$t/etc/os-release"
+    echo "trixie/sid" >"$t/etc/debian_version"
+    mkdir -p "$t/boot/efi" "$t/usr/share/doc/imgport"
+    grub_cfg "$t" boot/grub "UUID=$uuid rootflags=subvol=@" "$uuid" /@/boot "console=tty1 console=ttyS0"
+    compressible "$t/usr/share/doc/imgport/compressible.txt" 512
+    printf '# ~/.profile\n' >"$src/@home/ubuntu/.profile"
+    rm -f "$WORK/$name.btrfs"
+    truncate -s 200M "$WORK/$name.btrfs"
+    mkfs.btrfs -q -f -U "$uuid" --rootdir "$src" --subvol rw:@ --subvol rw:@home --compress zstd:3 \
+        "$WORK/$name.btrfs" >/dev/null
+    pe_stub "$WORK/$name-BOOTX64.EFI"
+    make_esp "$WORK/$name.esp" ESP 4E1FC0B7 "$WORK/$name-BOOTX64.EFI:/EFI/BOOT/BOOTX64.EFI" \
+        "$WORK/$name-BOOTX64.EFI:/EFI/debian/shimx64.efi"
+    local disk="$OUT/$name.raw"
+    new_disk "$disk" $((1 + 33 + 200 + 1))
+    sgdisk -U 5c5c0000-1111-4222-8333-444444444444 -n1:2048:+33M -t1:EF00 -n2:0:+200M -t2:8300 "$disk" >/dev/null
+    stitch "$disk" "$WORK/$name.esp" 2048
+    stitch "$disk" "$WORK/$name.btrfs" $((2048 + 33 * 2048))
+    write_env "$name" TABLE=gpt ROOT_UUID=$uuid ROOT_SUBVOL=@ DISTRO=ubuntu BOOT_MODE=UEFI DATA_DISKS=
+}
+
 # mbr-luks-root: /boot on ext4, the root in a LUKS2 container (cryptsetup luksFormat on a file: no device needed).
 build_luks_root() {
     local name=mbr-luks-root boot_uuid=6c6c6c6c-2222-4333-8444-555555555555
@@ -1201,6 +1238,7 @@ build_rhel_lvm
 build_luks_root
 build_fedora_btrfs
 build_opensuse_btrfs
+build_ubuntu_btrfs
 build_mbr_inodes_full
 build_gpt_uefi_arm64
 build_mbr_arm64_bios
