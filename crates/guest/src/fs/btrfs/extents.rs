@@ -89,7 +89,8 @@ fn lzo_into(input: &[u8], want: usize, sectorsize: usize, out: &mut Vec<u8>) -> 
             return Err(format!("segment at byte {} of length {len} does not fit", at - LZO_LEN));
         }
         let seg = input.get(at..at + len).unwrap_or(&[]);
-        let n = lzo::decompress_into(seg, &mut scratch).map_err(|e| format!("segment at byte {}: {e}", at - LZO_LEN))?;
+        let n =
+            lzo::decompress_into(seg, &mut scratch).map_err(|e| format!("segment at byte {}: {e}", at - LZO_LEN))?;
         let keep = n.min(want - out.len());
         out.extend_from_slice(scratch.get(..keep).unwrap_or(&[]));
         at += len;

@@ -11,6 +11,9 @@ use crate::fs::FsResult;
 pub(super) const INODE_IMMUTABLE: u64 = 1 << 6;
 pub(super) const INODE_APPEND: u64 = 1 << 7;
 
+/// Bytes decompressed at most by one instance: reading a whole 512 MiB file twice over takes 1 GiB.
+const MAX_DECOMPRESSED_TOTAL: u64 = 16 << 30;
+
 /// What one extent item says about the bytes at a file offset.
 enum Found {
     /// The extent covers `[start, end)` of the file.
@@ -34,6 +37,16 @@ impl BtrfsFs {
             Some(item) => {
                 let e = FileExtent::parse(&item.key, item.data())?;
                 let len = match e.body {
+                    // As the kernel's tree checker requires: an inline extent starts the file and holds at most
+                    // a sector, so a file has one and reading it costs one decompression.
+                    ExtentBody::Inline(_)
+                        if item.key.offset != 0 || e.ram_bytes > u64::from(self.trees.sb.sectorsize) =>
+                    {
+                        return Err(corrupt(format!(
+                            "fs tree {}: inline extent {} of {} bytes is not a file's first sector",
+                            ino.tree, item.key, e.ram_bytes
+                        )));
+                    }
                     ExtentBody::Inline(d) if e.compression == COMPRESS_NONE => d.len() as u64,
                     ExtentBody::Inline(_) => e.ram_bytes,
                     ExtentBody::Regular { num_bytes, .. } | ExtentBody::Prealloc { num_bytes } => num_bytes,
@@ -73,7 +86,8 @@ impl BtrfsFs {
             ExtentBody::Inline(d) => {
                 let tag = ExtentTag::Inline { leaf: item.logical(), slot: item.slot() };
                 let sectorsize = self.trees.sb.sectorsize;
-                let data = self.decompressed(tag, |_| extents::decompress(e.compression, d, e.ram_bytes, sectorsize, &what))?;
+                let data =
+                    self.decompressed(tag, |_| extents::decompress(e.compression, d, e.ram_bytes, sectorsize, &what))?;
                 copy(buf, data, within, n, &what)?;
             }
             ExtentBody::Prealloc { .. } | ExtentBody::Regular { disk_bytenr: 0, .. } => zero(buf, n),
@@ -114,14 +128,19 @@ impl BtrfsFs {
     }
 
     /// The decompressed contents of the extent `tag`, from the one-extent cache or from `load`.
-    fn decompressed(
-        &mut self,
-        tag: ExtentTag,
-        load: impl FnOnce(&mut Self) -> FsResult<Vec<u8>>,
-    ) -> FsResult<&[u8]> {
+    fn decompressed(&mut self, tag: ExtentTag, load: impl FnOnce(&mut Self) -> FsResult<Vec<u8>>) -> FsResult<&[u8]> {
         if self.last_extent.as_ref().is_none_or(|(t, _)| *t != tag) {
             self.last_extent = None;
             let data = load(self)?;
+            // Extents that each use a byte of a different 128 KiB compressed extent would make every byte read
+            // cost a full decompression: the total is capped.
+            self.decompressed_total = self.decompressed_total.saturating_add(data.len() as u64);
+            if self.decompressed_total > MAX_DECOMPRESSED_TOTAL {
+                return Err(corrupt(format!(
+                    "more than {} GiB decompressed from this filesystem: its extents make reads loop",
+                    MAX_DECOMPRESSED_TOTAL >> 30
+                )));
+            }
             self.last_extent = Some((tag, data));
         }
         Ok(self.last_extent.as_ref().map_or(&[][..], |(_, d)| d.as_slice()))

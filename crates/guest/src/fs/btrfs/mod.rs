@@ -76,8 +76,16 @@ struct Ino {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ExtentTag {
     /// Leaf address and slot: leaves of a read-only image never change.
-    Inline { leaf: u64, slot: usize },
-    Regular { disk_bytenr: u64, disk_num_bytes: u64, ram_bytes: u64, compression: u8 },
+    Inline {
+        leaf: u64,
+        slot: usize,
+    },
+    Regular {
+        disk_bytenr: u64,
+        disk_num_bytes: u64,
+        ram_bytes: u64,
+        compression: u8,
+    },
 }
 
 pub struct BtrfsFs {
@@ -88,6 +96,8 @@ pub struct BtrfsFs {
     /// Sequential reads of a compressed file ask for a few KiB at a time; its 128 KiB extents are decompressed
     /// once, not once per read.
     last_extent: Option<(ExtentTag, Vec<u8>)>,
+    /// Bytes decompressed so far (capped: see `files::MAX_DECOMPRESSED_TOTAL`).
+    decompressed_total: u64,
 }
 
 impl BtrfsFs {
@@ -104,13 +114,11 @@ impl BtrfsFs {
         chunks::load_chunk_tree(&mut trees)?;
         let mut fs = BtrfsFs {
             trees,
-            subvol: SubvolRoot {
-                tree: TreeRoot { id: 0, bytenr: 0, level: 0, generation: 0 },
-                root_dirid: 0,
-            },
+            subvol: SubvolRoot { tree: TreeRoot { id: 0, bytenr: 0, level: 0, generation: 0 }, root_dirid: 0 },
             default_id: items::FS_TREE,
             roots: HashMap::new(),
             last_extent: None,
+            decompressed_total: 0,
         };
         fs.default_id = fs.find_default_id()?;
         let id = match subvol {

@@ -113,8 +113,7 @@ impl BtrfsFs {
         for id in ids {
             // Climb to the top level or to a subvolume whose path is known, then build the paths down.
             let mut chain = vec![id];
-            loop {
-                let Some(&cur) = chain.last() else { break };
+            while let Some(&cur) = chain.last() {
                 if paths.contains_key(&cur) {
                     break;
                 }

@@ -23,12 +23,8 @@ const CSUM_NAMES: [&str; 4] = ["crc32c", "xxhash64", "sha256", "blake2b"];
 /// implement: a global-roots extent tree (v2), a RAID stripe tree (logical addresses are remapped per stripe),
 /// zoned allocation (the superblock lives in a log of zones) and the remap tree (logical addresses remapped after
 /// relocation).
-const INCOMPAT_UNSUPPORTED: &[(u64, &str)] = &[
-    (1 << 12, "zoned"),
-    (1 << 13, "extent_tree_v2"),
-    (1 << 14, "raid_stripe_tree"),
-    (1 << 17, "remap_tree"),
-];
+const INCOMPAT_UNSUPPORTED: &[(u64, &str)] =
+    &[(1 << 12, "zoned"), (1 << 13, "extent_tree_v2"), (1 << 14, "raid_stripe_tree"), (1 << 17, "remap_tree")];
 /// Every incompatible feature bit btrfs-progs 6.14 knows; an unknown one may change the format in a way we
 /// cannot guess.
 const INCOMPAT_KNOWN: u64 = 0x3_7fff;

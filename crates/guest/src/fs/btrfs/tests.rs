@@ -75,7 +75,9 @@ fn mkfs(image: &Path, args: &[&str]) {
         .into_iter()
         .find(|t| Command::new(t).arg("--version").output().is_ok())
         .unwrap_or_else(|| {
-            panic!("mkfs.btrfs (btrfs-progs 6.13 or later) is needed to build test images: run scripts/install-peers.sh")
+            panic!(
+                "mkfs.btrfs (btrfs-progs 6.13 or later) is needed to build test images: run scripts/install-peers.sh"
+            )
         });
     std::fs::File::create(image).expect("create image").set_len(256 << 20).expect("size image");
     let out = Command::new(tool).args(["-q", "-f"]).args(args).arg(image).output().expect("run mkfs.btrfs");
@@ -187,8 +189,10 @@ fn compare_tree(fs: &mut BtrfsFs, host: &Path, guest: &str) -> usize {
     let mut count = 0;
     let mut pending = vec![(host.to_path_buf(), guest.to_string())];
     while let Some((h, g)) = pending.pop() {
-        let mut want: Vec<String> =
-            std::fs::read_dir(&h).expect("read host dir").map(|e| e.expect("entry").file_name().into_string().expect("utf-8")).collect();
+        let mut want: Vec<String> = std::fs::read_dir(&h)
+            .expect("read host dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+            .collect();
         want.sort();
         let entries = fs.read_dir(&g).unwrap_or_else(|e| panic!("read_dir {g}: {e}"));
         let mut got: Vec<String> = entries.iter().map(|e| e.name.clone()).collect();
@@ -318,7 +322,18 @@ fn default_and_read_only_subvolumes() {
     let s = src.to_str().expect("utf-8");
     mkfs(
         &image,
-        &["--rootdir", s, "--subvol", "rw:vol", "--subvol", "default:vol/a/snap", "--subvol", "ro:frozen", "--compress", "zstd:1"],
+        &[
+            "--rootdir",
+            s,
+            "--subvol",
+            "rw:vol",
+            "--subvol",
+            "default:vol/a/snap",
+            "--subvol",
+            "ro:frozen",
+            "--compress",
+            "zstd:1",
+        ],
     );
     let mut fs = BtrfsFs::open(file_region(&image), &Subvol::Default).expect("open default");
     let subs = fs.subvolumes().expect("subvolumes");
@@ -337,7 +352,9 @@ fn default_and_read_only_subvolumes() {
     let mut by_path = BtrfsFs::open(file_region(&image), &Subvol::Path("vol/a/snap/".into())).expect("by path");
     assert_eq!(by_path.subvolume_id(), snap.id);
     assert_eq!(by_path.read_file("/in-snap.txt", 100).expect("read"), b"in snap\n");
-    for missing in [Subvol::Id(4242), Subvol::Id(1), Subvol::Id(3), Subvol::Path("vol/a".into()), Subvol::Path("nope".into())] {
+    for missing in
+        [Subvol::Id(4242), Subvol::Id(1), Subvol::Id(3), Subvol::Path("vol/a".into()), Subvol::Path("nope".into())]
+    {
         assert_eq!(BtrfsFs::open(file_region(&image), &missing).err(), Some(FsError::NotFound), "{missing:?}");
     }
     // The generic entry point reads the default subvolume.
@@ -427,7 +444,22 @@ fn small_image(name: &str, compress: &str) -> (TempDir, Vec<u8>) {
     write(&src, "sub/f", b"in sub\n");
     let image = dir.path().join("image.raw");
     let s = src.to_str().expect("utf-8");
-    mkfs(&image, &["--rootdir", s, "--subvol", "rw:sub", "-m", "single", "--nodesize", "4096", "--compress", compress, "--shrink"]);
+    mkfs(
+        &image,
+        &[
+            "--rootdir",
+            s,
+            "--subvol",
+            "rw:sub",
+            "-m",
+            "single",
+            "--nodesize",
+            "4096",
+            "--compress",
+            compress,
+            "--shrink",
+        ],
+    );
     let bytes = std::fs::read(&image).expect("read image");
     (dir, bytes)
 }
@@ -712,4 +744,114 @@ fn superblock_checks() {
 fn name_hash_matches_the_kernel() {
     // The DIR_ITEM key offset btrfs-progs gives "default" in the root tree directory.
     assert_eq!(items::name_hash(b"default"), 2_378_154_706);
+}
+
+/// The leaf (physical offset) and slot holding item `key` of tree `tree`.
+fn find_item(bytes: &[u8], tree: u64, key: Key) -> (usize, usize) {
+    let mut fs = BtrfsFs::open(mem_region(bytes.to_vec()), &Subvol::Id(5)).expect("open");
+    let root = if tree == 1 { fs.trees.root_tree() } else { fs.tree_of(tree).expect("tree") };
+    let item = fs.trees.get(&root, key).expect("search").unwrap_or_else(|| panic!("no item {key}"));
+    let (physical, _) = fs.trees.chunks.map(item.logical()).expect("map");
+    (physical as usize, item.slot())
+}
+
+/// Offset in the node of the payload of item `slot`.
+fn item_data_at(node: &[u8], slot: usize) -> usize {
+    let at = 101 + slot * 25 + 17;
+    101 + u32::from_le_bytes(node[at..at + 4].try_into().expect("4")) as usize
+}
+
+/// The inode number of `name` in the top-level root directory, from its DIR_ITEM.
+fn inode_of(bytes: &[u8], name: &str) -> u64 {
+    let mut fs = BtrfsFs::open(mem_region(bytes.to_vec()), &Subvol::Id(5)).expect("open");
+    fs.lookup(Ino { tree: 5, ino: 256 }, name.as_bytes()).expect("lookup").expect("present").0.ino
+}
+
+#[test]
+fn holes_prealloc_and_implicit_gaps_read_as_zeros() {
+    // mkfs.btrfs writes every byte (holes included) as data, so the gaps are made by editing the extent items
+    // of a 3 MiB file stored as three 1 MiB extents.
+    let dir = TempDir::new("holes");
+    let src = dir.path().join("src");
+    let data = Rng(99).bytes(3 << 20);
+    write(&src, "f", &data);
+    write(&src, "g", b"other\n");
+    let image = dir.path().join("image.raw");
+    mkfs(&image, &["--rootdir", src.to_str().expect("utf-8"), "-m", "single", "--shrink"]);
+    let mut b = std::fs::read(&image).expect("read image");
+    let ns = nodesize(&b);
+    let ino = inode_of(&b, "f");
+    let mi = 1u64 << 20;
+    for (offset, edit) in [(0u64, "prealloc"), (mi, "shift"), (2 * mi, "hole")] {
+        let (leaf, slot) = find_item(&b, 5, Key::new(ino, items::EXTENT_DATA, offset));
+        assert!(slot > 0, "the edited extents are not first in their leaf");
+        patch_node(&mut b, leaf as u64, ns, |n| {
+            let d = item_data_at(n, slot);
+            match edit {
+                "prealloc" => n[d + 20] = 2,
+                // Use the extent's bytes from 8 KiB to 8 KiB before its end only: the 8 KiB on either side are
+                // covered by no item (as under NO_HOLES).
+                "shift" => {
+                    n[101 + slot * 25 + 9..101 + slot * 25 + 17].copy_from_slice(&(mi + 8192).to_le_bytes());
+                    n[d + 37..d + 45].copy_from_slice(&8192u64.to_le_bytes());
+                    n[d + 45..d + 53].copy_from_slice(&(mi - 16384).to_le_bytes());
+                }
+                _ => n[d + 21..d + 29].copy_from_slice(&0u64.to_le_bytes()),
+            }
+        });
+    }
+    // A size 5000 bytes past the last extent, and the immutable and append-only flags.
+    let (leaf, slot) = find_item(&b, 5, Key::new(ino, items::INODE_ITEM, 0));
+    patch_node(&mut b, leaf as u64, ns, |n| {
+        let d = item_data_at(n, slot);
+        n[d + 16..d + 24].copy_from_slice(&((3 << 20) + 5000u64).to_le_bytes());
+        n[d + 64..d + 72].copy_from_slice(&(files::INODE_IMMUTABLE | files::INODE_APPEND).to_le_bytes());
+    });
+    let mut want = vec![0u8; (mi + 8192) as usize];
+    want.extend_from_slice(&data[(mi + 8192) as usize..(2 * mi - 8192) as usize]);
+    want.resize((3 << 20) + 5000, 0);
+    let mut fs = BtrfsFs::open(mem_region(b), &Subvol::Default).expect("open");
+    let got = fs.read_file("/f", usize::MAX).expect("read");
+    let first = got.iter().zip(&want).position(|(a, b)| a != b);
+    assert!(got == want, "{} bytes read, {} expected, first difference at {first:?}", got.len(), want.len());
+    let mut streamed = Vec::new();
+    std::io::copy(&mut fs.open_reader("/f").expect("reader"), &mut streamed).expect("stream");
+    assert!(streamed == want);
+    for off in [0, mi - 10, mi + 8190, 2 * mi - 8200, 2 * mi - 50, 3 * mi - 3, 3 * mi + 4990] {
+        let mut buf = [0xaau8; 100];
+        let n = fs.read_at("/f", off, &mut buf).expect("read_at");
+        let s = off as usize;
+        let e = (s + 100).min(want.len());
+        assert_eq!(n, e - s);
+        assert_eq!(buf[..n], want[s..e], "at {off}");
+    }
+    assert_eq!(fs.inode_flags("/f").expect("flags"), Some(crate::fs::FS_IMMUTABLE_FL | crate::fs::FS_APPEND_FL));
+    assert_eq!(fs.read_file("/g", 100).expect("read"), b"other\n");
+}
+
+#[test]
+fn a_subvolume_entry_the_root_tree_does_not_place_reads_as_an_empty_directory() {
+    // In a snapshot, the entry of a subvolume inside the snapshotted one is copied but the subvolume is not:
+    // Linux shows an empty directory there. Renaming the ROOT_REF makes the top level's entry such a copy.
+    let dir = TempDir::new("placeholder");
+    let src = dir.path().join("src");
+    write(&src, "sub/f", b"in sub\n");
+    let image = dir.path().join("image.raw");
+    mkfs(&image, &["--rootdir", src.to_str().expect("utf-8"), "--subvol", "rw:sub", "-m", "single", "--shrink"]);
+    let mut b = std::fs::read(&image).expect("read image");
+    let sub = BtrfsFs::open(mem_region(b.clone()), &Subvol::Path("sub".into())).expect("open sub").subvolume_id();
+    let (leaf, slot) = find_item(&b, 1, Key::new(5, ROOT_REF, sub));
+    let ns = nodesize(&b);
+    patch_node(&mut b, leaf as u64, ns, |n| {
+        let d = item_data_at(n, slot);
+        n[d + 18 + 2] = b'x';
+    });
+    let mut fs = BtrfsFs::open(mem_region(b.clone()), &Subvol::Default).expect("open");
+    let st = fs.lstat("/sub").expect("lstat");
+    assert_eq!((st.file_type, st.mode), (FileType::Dir, 0o40555));
+    assert!(fs.read_dir("/sub").expect("read_dir").is_empty());
+    assert_eq!(fs.read_file("/sub/f", 10).unwrap_err(), FsError::NotFound);
+    // The subvolume itself is still there, by id.
+    let mut by_id = BtrfsFs::open(mem_region(b), &Subvol::Id(sub)).expect("open by id");
+    assert_eq!(by_id.read_file("/f", 100).expect("read"), b"in sub\n");
 }

@@ -291,7 +291,11 @@ impl Trees {
         let node = Node { logical, level, generation, nritems, data };
         for i in 1..nritems {
             if node.key(i - 1) >= node.key(i) {
-                return Err(corrupt(format!("keys out of order at slot {i}: {} then {}", node.key(i - 1), node.key(i))));
+                return Err(corrupt(format!(
+                    "keys out of order at slot {i}: {} then {}",
+                    node.key(i - 1),
+                    node.key(i)
+                )));
             }
         }
         if level == 0 {
