@@ -16,6 +16,8 @@ pub const MAX_SUBVOLUMES: usize = 10_000;
 const MAX_NESTING: usize = 64;
 /// Directories between a subvolume and its parent's root directory at most.
 const MAX_DIR_DEPTH: usize = 1024;
+/// Directory look-ups one listing makes at most (each a tree search): deep paths times many subvolumes.
+const MAX_PATH_STEPS: usize = 200_000;
 
 fn is_subvolume_id(id: u64) -> bool {
     id == FS_TREE || (FIRST_FREE..=LAST_FREE).contains(&id)
@@ -62,14 +64,19 @@ impl BtrfsFs {
         }
     }
 
-    /// The path of directory `dirid` below the root directory of subvolume `tree` (empty for the root itself).
-    fn dir_path(&mut self, tree: u64, dirid: u64) -> FsResult<Vec<String>> {
+    /// The path of directory `dirid` below the root directory of subvolume `tree` (empty for the root itself),
+    /// counting each step against `steps`.
+    fn dir_path(&mut self, tree: u64, dirid: u64, steps: &mut usize) -> FsResult<Vec<String>> {
         let root = self.subvol_root(tree)?.ok_or_else(|| corrupt(format!("subvolume {tree} has no root item")))?;
         let mut names = Vec::new();
         let mut ino = dirid;
         while ino != root.root_dirid {
             if names.len() >= MAX_DIR_DEPTH {
                 return Err(corrupt(format!("fs tree {tree}: directory {dirid} is over {MAX_DIR_DEPTH} levels deep")));
+            }
+            *steps += 1;
+            if *steps > MAX_PATH_STEPS {
+                return Err(corrupt(format!("root tree: subvolume paths take over {MAX_PATH_STEPS} directory steps")));
             }
             let mut cursor = self.trees.seek(&root.tree, Key::new(ino, INODE_REF, 0))?;
             let item = self.trees.next(&mut cursor)?.filter(|i| i.key.objectid == ino && i.key.ty == INODE_REF);
@@ -110,6 +117,7 @@ impl BtrfsFs {
         ids.sort_unstable();
         let mut paths: HashMap<u64, String> = HashMap::from([(FS_TREE, String::new())]);
         let mut out = Vec::new();
+        let mut steps = 0usize;
         for id in ids {
             // Climb to the top level or to a subvolume whose path is known, then build the paths down.
             let mut chain = vec![id];
@@ -129,7 +137,7 @@ impl BtrfsFs {
             for &cur in chain.iter().rev().skip(1) {
                 let Some((parent, dirid, name)) = placed.get(&cur).cloned() else { break };
                 let mut parts: Vec<String> = if path.is_empty() { Vec::new() } else { vec![path.clone()] };
-                parts.extend(self.dir_path(parent, dirid)?);
+                parts.extend(self.dir_path(parent, dirid, &mut steps)?);
                 parts.push(name);
                 path = parts.join("/");
                 paths.insert(cur, path.clone());
