@@ -1,13 +1,15 @@
-//! Harnesses for the guest inspection's parsers of untrusted bytes: partition tables, filesystem front ends, LVM
-//! labels and metadata, registry hives, SQLite databases and initramfs archives. Each takes the input as the whole
+//! Harnesses for the guest inspection's parsers of untrusted bytes: partition tables, filesystem front ends, the
+//! btrfs reader, LVM labels and metadata, registry hives, SQLite databases and initramfs archives. Each takes the input as the whole
 //! structure (a disk, a partition, a file) and walks everything a caller would, within small budgets.
 
-use imgport_disk::MemImage;
+use imgport_disk::{CheckReport, DiskImage, Extent, ImageDetails, MemImage};
+use imgport_guest::fs::btrfs::{BtrfsFs, Subvol};
 use imgport_guest::fs::{FileType, GuestFs};
 use imgport_guest::partition::{gpt, mbr, read_table};
 use imgport_guest::reader::{Disk, Region};
 use imgport_guest::regf::Hive;
 use imgport_guest::{initramfs, probe, sqlite};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Directory entries, hive keys or table pages visited per input: enough to reach every structure of a 64 KiB
@@ -55,6 +57,64 @@ pub fn filesystem(data: &[u8]) {
     let Ok(mut fs) = imgport_guest::fs::open(whole(data), &info) else { return };
     let _ = fs.free_bytes();
     walk_tree(fs.as_mut());
+}
+
+/// Block size and count of the sparse partition a `btrfs` input describes (256 MiB).
+const BTRFS_BLOCK: usize = 4096;
+const BTRFS_BLOCKS: u64 = 1 << 16;
+
+/// A partition of zeros holding the blocks a `btrfs` input places in it.
+struct SparseImage(BTreeMap<u64, Vec<u8>>);
+
+impl DiskImage for SparseImage {
+    fn virtual_size(&self) -> u64 {
+        BTRFS_BLOCKS * BTRFS_BLOCK as u64
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> imgport_disk::Result<()> {
+        if offset.checked_add(buf.len() as u64).is_none_or(|e| e > self.virtual_size()) {
+            return Err(imgport_disk::Error::corrupt("read past the end of the sparse partition"));
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            let at = offset + i as u64;
+            let block = self.0.get(&(at / BTRFS_BLOCK as u64));
+            *b = block.and_then(|d| d.get((at % BTRFS_BLOCK as u64) as usize)).copied().unwrap_or(0);
+        }
+        Ok(())
+    }
+    fn map(&self, offset: u64, length: u64) -> imgport_disk::Result<Vec<Extent>> {
+        Ok(vec![Extent::data(offset, length, None)])
+    }
+    fn details(&self) -> ImageDetails {
+        ImageDetails::new(imgport_disk::Format::Raw)
+    }
+    fn check(&self) -> imgport_disk::Result<CheckReport> {
+        Ok(CheckReport::default())
+    }
+}
+
+/// The input as a btrfs partition, given sparsely: records of a little-endian u32 block number (modulo 65 536)
+/// followed by 4 KiB of data, placed in a 256 MiB partition of zeros. btrfs spreads its structures over megabytes
+/// (the superblock at 64 KiB, the trees and data chunks further on), which a 64 KiB input could not hold whole; a
+/// seed is a small mkfs.btrfs image with its all-zero blocks left out. Then everything a caller would do: open the
+/// default subvolume and walk it, list the subvolumes, and open a few of them by id (walking them) and by path.
+pub fn btrfs(data: &[u8]) {
+    let mut blocks = BTreeMap::new();
+    for record in data.chunks(4 + BTRFS_BLOCK) {
+        let Some((number, body)) = record.split_first_chunk::<4>() else { break };
+        let mut block = body.to_vec();
+        block.resize(BTRFS_BLOCK, 0);
+        blocks.insert(u64::from(u32::from_le_bytes(*number)) % BTRFS_BLOCKS, block);
+    }
+    let region = Disk::new(Arc::new(SparseImage(blocks))).view(0, BTRFS_BLOCKS * BTRFS_BLOCK as u64);
+    let Ok(mut fs) = BtrfsFs::open(region.clone(), &Subvol::Default) else { return };
+    walk_tree(&mut fs);
+    let Ok(subvolumes) = fs.subvolumes() else { return };
+    for s in subvolumes.iter().take(4) {
+        if let Ok(mut sub) = BtrfsFs::open(region.clone(), &Subvol::Id(s.id)) {
+            walk_tree(&mut sub);
+        }
+        let _ = BtrfsFs::open(region.clone(), &Subvol::Path(s.path.clone()));
+    }
 }
 
 fn walk_tree(fs: &mut dyn GuestFs) {

@@ -2,6 +2,7 @@
 //! filesystem it reads. Backends take symlink-free absolute paths and never follow symlinks themselves:
 //! [`crate::vfs::Vfs`] resolves symlinks and mount points above them.
 
+pub mod btrfs;
 pub mod ext4;
 mod ext4_raw;
 pub mod fat;
@@ -193,6 +194,7 @@ pub fn open(region: Region, info: &FsInfo) -> FsResult<Box<dyn GuestFs>> {
         FsKind::Xfs => Ok(Box::new(xfs::XfsFs::open(region)?)),
         FsKind::Vfat => Ok(Box::new(fat::FatFs::open(region)?)),
         FsKind::Ntfs => Ok(Box::new(ntfs::NtfsFs::open(region)?)),
+        FsKind::Btrfs => Ok(Box::new(btrfs::BtrfsFs::open(region, &btrfs::Subvol::Default)?)),
         k => Err(FsError::Unsupported(format!("reading files from {} is not supported", k.blkid_name()))),
     }
 }
