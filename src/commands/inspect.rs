@@ -92,6 +92,7 @@ fn print_human(r: &Inspection) {
         }
     }
     outln!("filesystems:");
+    let width = r.volumes.iter().map(|v| v.device.len()).max().unwrap_or(0).max(10);
     for v in &r.volumes {
         if v.logical_volume.is_some() && v.error.is_some() {
             continue;
@@ -105,17 +106,24 @@ fn print_human(r: &Inspection) {
                     (Some(s), _) => format!("  {}", human_size(s)),
                     _ => String::new(),
                 };
+                let subvolume = match &v.btrfs_subvolume {
+                    Some(b) if b.default && b.read_only => "  (default subvolume, read-only)",
+                    Some(b) if b.default => "  (default subvolume)",
+                    Some(b) if b.read_only => "  (read-only)",
+                    _ => "",
+                };
                 outln!(
-                    "  {:<10} {:<12} label {:<16} uuid {}{}{}",
+                    "  {:<width$} {:<12} label {:<16} uuid {}{}{}{}",
                     v.device,
                     f.kind.blkid_name(),
                     opt(&f.label),
                     opt(&f.uuid),
                     usage,
-                    v.mountpoint.as_ref().map(|m| format!("  on {m}")).unwrap_or_default()
+                    v.mountpoint.as_ref().map(|m| format!("  on {m}")).unwrap_or_default(),
+                    subvolume
                 );
             }
-            None => outln!("  {:<10} (unrecognised)", v.device),
+            None => outln!("  {:<width$} (unrecognised)", v.device),
         }
     }
     if r.operating_systems.is_empty() {

@@ -401,18 +401,23 @@ pub fn pick_default<'a>(entries: &'a [BootEntry], setting: Option<&str>) -> Opti
 
 /// Find a file a boot entry names: as written, then below /boot (GRUB reads /boot's own partition when /boot is
 /// separate, so "/vmlinuz-x" there is "/boot/vmlinuz-x" in the guest).
-fn locate(vfs: &mut Vfs, p: &str) -> Option<String> {
+/// Where GRUB's path `p` is in the guest: on the root, on a /boot of its own, or, when the root is the btrfs
+/// subvolume `subvol` (GRUB reads the btrfs from its top level: `/@/boot/vmlinuz`), under it.
+fn locate(vfs: &mut Vfs, p: &str, subvol: Option<&str>) -> Option<String> {
     let p = if p.starts_with('/') { p.to_string() } else { format!("/{p}") };
-    [p.clone(), format!("/boot{p}")].into_iter().find(|c| vfs.is_file(c))
+    let in_subvol = subvol
+        .map(|s| format!("/{}", s.trim_matches('/')))
+        .and_then(|s| p.strip_prefix(&s).filter(|rest| rest.starts_with('/')).map(str::to_string));
+    [Some(p.clone()), Some(format!("/boot{p}")), in_subvol].into_iter().flatten().find(|c| vfs.is_file(c))
 }
 
-fn check_files(vfs: &mut Vfs, e: &mut BootEntry) {
+fn check_files(vfs: &mut Vfs, e: &mut BootEntry, subvol: Option<&str>) {
     if let Some(k) = e.kernel.clone() {
-        e.kernel_path = locate(vfs, &k);
+        e.kernel_path = locate(vfs, &k, subvol);
         e.kernel_exists = Some(e.kernel_path.is_some());
     }
     if !e.initrd.is_empty() {
-        let all = e.initrd.clone().iter().all(|i| locate(vfs, i).is_some());
+        let all = e.initrd.clone().iter().all(|i| locate(vfs, i, subvol).is_some());
         e.initrd_exists = Some(all);
     }
 }
@@ -432,7 +437,9 @@ fn find_config(vfs: &mut Vfs, fixed: &[&str], name: &str) -> Option<String> {
     dirs.into_iter().map(|d| format!("/boot/efi/EFI/{d}/{name}")).find(|p| vfs.is_file(p))
 }
 
-pub fn grub(vfs: &mut Vfs) -> Option<Grub> {
+/// GRUB's menu and settings in the guest whose root `vfs` shows; `root_subvol` is the btrfs subvolume the root
+/// is, when it is one.
+pub fn grub(vfs: &mut Vfs, root_subvol: Option<&str>) -> Option<Grub> {
     let mut g = Grub::default();
     if let Some(p) = find_config(vfs, GRUBENVS, "grubenv") {
         g.grubenv = parse_grubenv(&vfs.read_text(&p, MAX_TEXT).unwrap_or_default());
@@ -501,7 +508,7 @@ pub fn grub(vfs: &mut Vfs) -> Option<Grub> {
         return None;
     }
     for e in g.entries.iter_mut() {
-        check_files(vfs, e);
+        check_files(vfs, e, root_subvol);
     }
     g.default_entry = pick_default(&g.entries, g.default_setting.as_deref()).cloned();
     Some(g)

@@ -34,6 +34,23 @@ pub struct Volume {
     /// For a logical volume (`/dev/VG/LV`): its group, layout and where its extents are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logical_volume: Option<LogicalVolume>,
+    /// For a btrfs subvolume read as a volume of its own (`btrfsvol:/dev/sda2/@`, as libguestfs names it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub btrfs_subvolume: Option<BtrfsSubvolume>,
+}
+
+/// A btrfs subvolume or snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct BtrfsSubvolume {
+    /// The volume holding the btrfs ("/dev/sda2").
+    pub filesystem: String,
+    /// Its tree id (5 is the top level, which is not listed as a subvolume).
+    pub id: u64,
+    /// From the top level, as `subvol=` names it: "@", "root", "@/.snapshots/1/snapshot".
+    pub path: String,
+    pub read_only: bool,
+    /// What a mount without `subvol=` shows (`btrfs subvolume set-default`).
+    pub default: bool,
 }
 
 /// An LVM logical volume read as a volume.
@@ -164,6 +181,8 @@ struct Vol {
     disk: usize,
     /// A logical volume's device-mapper UUID, `LVM-<VG UUID><LV UUID>`.
     dm_uuid: Option<String>,
+    /// The btrfs subvolume (tree id) read, for a `btrfsvol:` volume.
+    subvol: Option<u64>,
     volume: Volume,
     region: Region,
     partuuid: Option<String>,
@@ -206,11 +225,13 @@ fn disk_volumes(disk_index: usize, disk: &Disk, table: &PartitionTable) -> Vec<V
         mountpoint: None,
         error: None,
         logical_volume: None,
+        btrfs_subvolume: None,
     };
     if table.kind == TableKind::None {
         return vec![Vol {
             disk: disk_index,
             dm_uuid: None,
+            subvol: None,
             volume: volume(None, 0, disk.size()),
             region: disk.view(0, disk.size()),
             partuuid: None,
@@ -224,6 +245,7 @@ fn disk_volumes(disk_index: usize, disk: &Disk, table: &PartitionTable) -> Vec<V
         .map(|p| Vol {
             disk: disk_index,
             dm_uuid: None,
+            subvol: None,
             volume: volume(Some(p.number), p.start, p.size),
             region: disk.view(p.start, p.size),
             partuuid: p.partuuid.clone(),
@@ -332,6 +354,9 @@ pub fn inspect_disks(image: Arc<dyn DiskImage>, data: &[Arc<dyn DiskImage>], opt
         vols.push(v);
     }
 
+    let subvolumes = btrfs_subvolumes(&mut vols, &mut findings);
+    vols.extend(subvolumes);
+
     // Linux roots: filesystems whose files can be read and that look like a root (virt-inspector's rule).
     let mut oses = Vec::new();
     for i in 0..vols.len() {
@@ -362,6 +387,17 @@ pub fn inspect_disks(image: Arc<dyn DiskImage>, data: &[Arc<dyn DiskImage>], opt
             continue;
         }
         oses.push(linux_os(&mut vfs, i, &mut vols, &mut findings, opts));
+    }
+    // A btrfs holds at most one root here: the subvolume its own fstab mounts at "/" (snapshots of it are roots
+    // too, but not the one that boots).
+    for i in 0..vols.len() {
+        let is_btrfs = vols[i].volume.filesystem.as_ref().is_some_and(|f| f.kind == probe::FsKind::Btrfs);
+        if !is_btrfs || vols[i].subvol.is_some() || vols[i].volume.error.is_some() {
+            continue;
+        }
+        if let Some((root, mut vfs)) = btrfs_root(&vols, i) {
+            oses.push(linux_os(&mut vfs, root, &mut vols, &mut findings, opts));
+        }
     }
 
     let boot = boot_modes(&table, &mut vols, &mut findings);
@@ -475,6 +511,7 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
                 out.push(Vol {
                     disk: 0,
                     dm_uuid: None,
+                    subvol: None,
                     volume: Volume {
                         device: device.clone(),
                         partition: None,
@@ -484,6 +521,7 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
                         mountpoint: None,
                         error: Some(why),
                         logical_volume: Some(info.clone()),
+                        btrfs_subvolume: None,
                     },
                     region: empty.view(0, 0),
                     partuuid: None,
@@ -514,6 +552,7 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
             out.push(Vol {
                 disk: 0,
                 dm_uuid: Some(format!("LVM-{}{}", vg.uuid, lv.uuid)),
+                subvol: None,
                 volume: Volume {
                     device,
                     partition: None,
@@ -523,6 +562,7 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
                     mountpoint: None,
                     error: None,
                     logical_volume: Some(info),
+                    btrfs_subvolume: None,
                 },
                 region: lv_disk.view(0, lv_disk.size()),
                 partuuid: None,
@@ -531,6 +571,162 @@ fn logical_volumes(vols: &[Vol], pvs: &[crate::lvm::PhysicalVolume], findings: &
         }
     }
     out
+}
+
+/// Open a volume's filesystem: a `btrfsvol:` volume reads its own subvolume, any other volume what a mount of it
+/// without options would show.
+fn open_vol(v: &Vol, info: &FsInfo) -> fs::FsResult<Box<dyn GuestFs>> {
+    match v.subvol {
+        Some(id) => Ok(Box::new(fs::btrfs::BtrfsFs::open(v.region.clone(), &fs::btrfs::Subvol::Id(id))?)),
+        None => fs::open(v.region.clone(), info),
+    }
+}
+
+/// Subvolumes listed as volumes per btrfs (snapper can keep hundreds of snapshots; the rest is a finding).
+const MAX_LISTED_SUBVOLUMES: usize = 256;
+/// Subvolumes tried as the Linux root per btrfs: the default and the writable ones first.
+const MAX_ROOT_CANDIDATES: usize = 32;
+
+/// The subvolumes of every btrfs among `vols`, as volumes `btrfsvol:DEVICE/PATH` (libguestfs's names), each
+/// reading its own tree. A btrfs whose trees cannot be read gets an error and a finding.
+fn btrfs_subvolumes(vols: &mut [Vol], findings: &mut Vec<Finding>) -> Vec<Vol> {
+    use fs::btrfs::{BtrfsFs, Subvol};
+    let mut out = Vec::new();
+    for v in vols.iter_mut() {
+        let Some(info) = v.volume.filesystem.clone().filter(|f| f.kind == probe::FsKind::Btrfs) else { continue };
+        if v.volume.error.is_some() {
+            continue;
+        }
+        let what = format!("btrfs {}", v.volume.device);
+        let listed = BtrfsFs::open(v.region.clone(), &Subvol::Id(5)).and_then(|mut b| {
+            let default = b.default_subvolume_id();
+            Ok((default, b.subvolumes()?))
+        });
+        let (default, subvolumes) = match listed {
+            Ok(l) => l,
+            Err(e) => {
+                findings.push(Finding::error(what, Some(v.volume.start), format!("cannot read files: {e}")));
+                v.volume.error = Some(e.to_string());
+                continue;
+            }
+        };
+        if subvolumes.len() > MAX_LISTED_SUBVOLUMES {
+            findings.push(Finding::warning(
+                what,
+                Some(v.volume.start),
+                format!("{} subvolumes; the first {MAX_LISTED_SUBVOLUMES} are listed", subvolumes.len()),
+            ));
+        }
+        for s in subvolumes.into_iter().take(MAX_LISTED_SUBVOLUMES) {
+            out.push(Vol {
+                disk: v.disk,
+                dm_uuid: None,
+                subvol: Some(s.id),
+                volume: Volume {
+                    device: format!("btrfsvol:{}/{}", v.volume.device, s.path),
+                    partition: None,
+                    start: v.volume.start,
+                    size: v.volume.size,
+                    filesystem: Some(info.clone()),
+                    mountpoint: None,
+                    error: None,
+                    logical_volume: None,
+                    btrfs_subvolume: Some(BtrfsSubvolume {
+                        filesystem: v.volume.device.clone(),
+                        id: s.id,
+                        path: s.path,
+                        read_only: s.read_only,
+                        default: s.id == default,
+                    }),
+                },
+                region: v.region.clone(),
+                partuuid: None,
+                partlabel: None,
+            });
+        }
+    }
+    out
+}
+
+/// Which subvolume `subvol=` or `subvolid=` in mount options names, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SubvolOption {
+    Path(String),
+    Id(u64),
+}
+
+fn subvol_option<'a>(options: impl IntoIterator<Item = &'a str>) -> Option<SubvolOption> {
+    let mut found = None;
+    for o in options {
+        if let Some(p) = o.strip_prefix("subvol=") {
+            found = Some(SubvolOption::Path(p.trim_matches('/').to_string()));
+        } else if let Some(id) = o.strip_prefix("subvolid=").and_then(|n| n.parse().ok()) {
+            found = Some(SubvolOption::Id(id));
+        }
+    }
+    found
+}
+
+/// The `btrfsvol:` volume of the btrfs on `fs_device` that `opt` names; the top level (`subvol=/`, id 5) is the
+/// btrfs's own volume.
+fn subvolume_named(vols: &[Vol], fs_device: &str, opt: &SubvolOption) -> Option<usize> {
+    let top = matches!(opt, SubvolOption::Id(5)) || *opt == SubvolOption::Path(String::new());
+    vols.iter().position(|v| match &v.volume.btrfs_subvolume {
+        None => top && v.volume.device == fs_device,
+        Some(b) => {
+            b.filesystem == fs_device
+                && match opt {
+                    SubvolOption::Path(p) => &b.path == p,
+                    SubvolOption::Id(id) => b.id == *id,
+                }
+        }
+    })
+}
+
+/// The Linux root in the btrfs of volume `fs_index`: among its default and writable subvolumes (and the top level
+/// when it is the default), the one whose /etc/fstab mounts itself at "/", else the first that looks like a root.
+fn btrfs_root(vols: &[Vol], fs_index: usize) -> Option<(usize, Vfs)> {
+    let device = &vols[fs_index].volume.device;
+    let subvolume_of = |v: &Vol| v.volume.btrfs_subvolume.as_ref().filter(|b| &b.filesystem == device).cloned();
+    let default_listed = vols.iter().any(|v| subvolume_of(v).is_some_and(|b| b.default));
+    let mut candidates: Vec<usize> = Vec::new();
+    if !default_listed {
+        candidates.push(fs_index);
+    }
+    candidates.extend((0..vols.len()).filter(|&i| subvolume_of(&vols[i]).is_some_and(|b| b.default)));
+    candidates.extend((0..vols.len()).filter(|&i| subvolume_of(&vols[i]).is_some_and(|b| !b.default && !b.read_only)));
+    let mut first = None;
+    for i in candidates.into_iter().take(MAX_ROOT_CANDIDATES) {
+        let info = vols[i].volume.filesystem.clone()?;
+        let Ok(fs) = open_vol(&vols[i], &info) else { continue };
+        let mut vfs = Vfs::new(fs);
+        if !linux::is_linux_root(&mut vfs) {
+            continue;
+        }
+        let fstab = linux::parse_fstab(&vfs.read_text("/etc/fstab", linux::MAX_TEXT).unwrap_or_default());
+        let mounts_itself = fstab.iter().filter(|e| e.mountpoint == "/").any(|e| {
+            match subvol_option(e.options.iter().map(String::as_str)) {
+                Some(opt) => subvolume_named(vols, device, &opt) == Some(i),
+                // No option: the default subvolume.
+                None => subvolume_of(&vols[i]).map_or(!default_listed, |b| b.default),
+            }
+        });
+        if mounts_itself {
+            return Some((i, vfs));
+        }
+        first.get_or_insert((i, vfs));
+    }
+    first
+}
+
+/// `subvol=`/`subvolid=` inside a kernel command line's `rootflags=`.
+fn rootflags(options: &str) -> Vec<String> {
+    options
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("rootflags="))
+        .flat_map(|f| f.split(','))
+        .map(str::to_string)
+        .collect()
 }
 
 /// `/dev/mapper/VG-LV` (dashes in the names doubled) for the volume `/dev/VG/LV`.
@@ -565,11 +761,15 @@ fn names_logical_volume(v: &Vol, value: &str) -> bool {
         || value.strip_prefix("/dev/disk/by-id/dm-uuid-").is_some_and(|u| v.dm_uuid.as_deref() == Some(u))
 }
 
-/// Which volume an fstab spec names.
+/// Which volume an fstab spec names: with `subvol=`/`subvolid=` on a btrfs, that subvolume's volume (none when
+/// the btrfs has no such subvolume).
 fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
     let (kind, value) = e.spec_kind();
     let device = kernel_device(&value);
-    vols.iter().position(|v| {
+    let found = vols.iter().position(|v| {
+        if v.subvol.is_some() {
+            return false;
+        }
         let fs = v.volume.filesystem.as_ref();
         match kind {
             "uuid" => fs.and_then(|f| f.uuid.as_deref()).is_some_and(|u| u.eq_ignore_ascii_case(&value)),
@@ -583,7 +783,20 @@ fn resolve_spec(e: &FstabEntry, vols: &[Vol]) -> Option<usize> {
                     && device.is_some_and(|(disk, part)| disk == v.disk && part == v.volume.partition)
             }
         }
-    })
+    })?;
+    let is_btrfs = vols[found].volume.filesystem.as_ref().is_some_and(|f| f.kind == probe::FsKind::Btrfs);
+    if !is_btrfs {
+        return Some(found);
+    }
+    let device = &vols[found].volume.device;
+    match subvol_option(e.options.iter().map(String::as_str)) {
+        Some(opt) => subvolume_named(vols, device, &opt),
+        // No option: the default subvolume, the btrfs's own volume when that is the top level.
+        None => vols
+            .iter()
+            .position(|v| v.volume.btrfs_subvolume.as_ref().is_some_and(|b| &b.filesystem == device && b.default))
+            .or(Some(found)),
+    }
 }
 
 fn linux_os(
@@ -603,7 +816,7 @@ fn linux_os(
             let mp = entry.mountpoint.clone();
             if t != root && mp.starts_with('/') && mp != "/" {
                 if let Some(info) = vols[t].volume.filesystem.clone() {
-                    match fs::open(vols[t].region.clone(), &info) {
+                    match open_vol(&vols[t], &info) {
                         Ok(fs) => {
                             vfs.mount(&mp, fs);
                             vols[t].volume.mountpoint.get_or_insert(mp);
@@ -625,10 +838,12 @@ fn linux_os(
         fstab.push(FstabLine { entry, resolves_to: target.map(|t| vols[t].volume.device.clone()) });
     }
     let mounted = vfs.mount_points().into_iter().filter(|m| m != "/").collect();
-    let mut grub = crate::grub::grub(vfs);
+    // GRUB reads a btrfs from its top level: the root subvolume's files are under /<subvolume>/.
+    let subvol_path = vols[root].volume.btrfs_subvolume.as_ref().map(|b| b.path.clone());
+    let mut grub = crate::grub::grub(vfs, subvol_path.as_deref());
     if let Some(g) = grub.as_mut() {
         for e in g.entries.iter_mut().chain(g.default_entry.as_mut()) {
-            e.root_resolves_to = e.root.as_ref().and_then(|r| resolve_root(r, vols));
+            e.root_resolves_to = e.root.as_ref().and_then(|r| resolve_root(r, &e.options, vols));
         }
     }
     let mut kernels = linux::kernels(vfs);
@@ -743,13 +958,14 @@ fn windows_os(vfs: &mut Vfs, i: usize, vols: &mut [Vol], findings: &mut Vec<Find
     })
 }
 
-/// The volume a kernel `root=` names (UUID=, LABEL=, PARTUUID=, /dev/sdXN, /dev/disk/by-*).
-fn resolve_root(root: &str, vols: &[Vol]) -> Option<String> {
+/// The volume a kernel `root=` names (UUID=, LABEL=, PARTUUID=, /dev/sdXN, /dev/disk/by-*), with the btrfs
+/// subvolume its `rootflags=` name.
+fn resolve_root(root: &str, cmdline: &str, vols: &[Vol]) -> Option<String> {
     let e = FstabEntry {
         spec: root.to_string(),
         mountpoint: "/".into(),
         fstype: String::new(),
-        options: Vec::new(),
+        options: rootflags(cmdline),
         dump: 0,
         pass: 0,
         line: 0,

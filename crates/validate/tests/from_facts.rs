@@ -60,6 +60,7 @@ fn volume(number: u32, kind: FsKind, mountpoint: Option<&str>) -> Volume {
         mountpoint: mountpoint.map(str::to_string),
         error: None,
         logical_volume: None,
+        btrfs_subvolume: None,
     }
 }
 
@@ -159,6 +160,7 @@ fn thin_lv(name: &str) -> Volume {
             disks: Vec::new(),
             incomplete: false,
         }),
+        btrfs_subvolume: None,
     }
 }
 
@@ -439,4 +441,86 @@ fn root_on_a_logical_volume_needs_lvm_in_the_initramfs() {
     assert_eq!(lvm.len(), 1, "{lvm:#?}");
     assert_eq!(lvm[0].severity, Severity::Warning);
     assert_eq!(of(&r, CheckId::RootFilesystem)[0].status, Status::Pass);
+}
+
+/// A root on the btrfs subvolume `@`: the btrfs driver must be there at boot and the kernel told to mount `@`
+/// (rootflags=subvol=@), since a mount without it shows the top level; AWS takes no subvolumes at all.
+#[test]
+fn btrfs_root_needs_the_driver_at_boot_and_its_subvolume_named() {
+    use imgport_guest::grub::{BootEntry, Grub};
+    use imgport_guest::inspect::BtrfsSubvolume;
+    let mut inspection = debian("x86_64");
+    inspection.partition_table =
+        table(TableKind::Mbr, vec![partition(1, PartitionRole::Linux), partition(2, PartitionRole::Linux)]);
+    let subvolume = |path: &str, id: u64, mountpoint: Option<&str>| {
+        let mut v = volume(2, FsKind::Btrfs, mountpoint);
+        v.device = format!("btrfsvol:/dev/sda2/{path}");
+        v.partition = None;
+        v.btrfs_subvolume = Some(BtrfsSubvolume {
+            filesystem: "/dev/sda2".into(),
+            id,
+            path: path.into(),
+            read_only: false,
+            default: false,
+        });
+        v
+    };
+    inspection.volumes = vec![
+        volume(1, FsKind::Ext4, Some("/boot")),
+        volume(2, FsKind::Btrfs, None),
+        subvolume("@", 256, Some("/")),
+        subvolume("@home", 257, Some("/home")),
+    ];
+    let os = &mut inspection.operating_systems[0];
+    os.root = "btrfsvol:/dev/sda2/@".into();
+    let entry = |options: &str, resolves_to: &str| BootEntry {
+        title: "Debian GNU/Linux".into(),
+        position: "0".into(),
+        source: "/boot/grub/grub.cfg".into(),
+        kernel: Some("/vmlinuz-6.1.0-18-amd64".into()),
+        options: options.into(),
+        root: Some("UUID=0f9e1c2a-1111-2222-3333-444455556666".into()),
+        root_resolves_to: Some(resolves_to.into()),
+        ..Default::default()
+    };
+    let with_entry = |mut inspection: Inspection, e: BootEntry| {
+        inspection.operating_systems[0].grub =
+            Some(Grub { entries: vec![e.clone()], default_entry: Some(e), ..Default::default() });
+        inspection
+    };
+    let drivers = |a: Availability| BootDrivers { kernel: "6.1.0-18-amd64".into(), drivers: vec![("btrfs".into(), a)] };
+    let errors = |r: &Report| -> Vec<String> {
+        of(r, CheckId::RootFilesystem)
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{} -- {}", f.message, f.fix.as_deref().unwrap_or_default()))
+            .collect()
+    };
+
+    // No rootflags: the kernel mounts the top level (/dev/sda2); btrfs only as a module on disk.
+    let bad = with_entry(inspection.clone(), entry("root=UUID=0f9e1c2a-1111-2222-3333-444455556666 ro", "/dev/sda2"));
+    let mut extras = GuestExtras::from_inspection(&bad);
+    extras.boot_drivers = Fact::Known(drivers(Availability::ModuleOnly("btrfs.ko".into())));
+    let e = errors(&judge(&bad, &extras, Target::Alibaba));
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(
+        e[0].contains("btrfs is neither built in nor in the initramfs") && e[0].contains("update-initramfs"),
+        "{e:#?}"
+    );
+    assert!(e[1].contains("mount /dev/sda2 as the root") && e[1].contains("rootflags=subvol=@"), "{e:#?}");
+
+    // Both right: the remaining finding is Alibaba's filesystem list (a warning), and AWS's no-subvolumes rule.
+    let good = with_entry(
+        inspection,
+        entry("root=UUID=0f9e1c2a-1111-2222-3333-444455556666 ro rootflags=subvol=@", "btrfsvol:/dev/sda2/@"),
+    );
+    let mut extras = GuestExtras::from_inspection(&good);
+    extras.boot_drivers = Fact::Known(drivers(Availability::InInitramfs("btrfs.ko".into())));
+    let r = judge(&good, &extras, Target::Alibaba);
+    assert!(errors(&r).is_empty(), "{:#?}", errors(&r));
+    let warnings: Vec<&str> = of(&r, CheckId::RootFilesystem).iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(warnings, ["root filesystem is btrfs; Alibaba Cloud ECS ImportImage expects ext2, ext3, ext4, xfs"]);
+    let r = judge(&good, &extras, Target::Aws);
+    let aws: Vec<&str> = of(&r, CheckId::RootFilesystem).iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(aws, ["the root btrfs on btrfsvol:/dev/sda2/@ has subvolumes, which VM Import does not support"]);
 }

@@ -4,7 +4,7 @@
 use super::{human, CheckId, Guest, Route, Subject};
 use crate::finding::{Finding, Severity};
 use crate::profile::{Profile, Target};
-use imgport_guest::inspect::Volume;
+use imgport_guest::inspect::{OperatingSystem, Volume};
 use imgport_guest::partition::{PartitionRole, TableKind};
 use imgport_guest::probe::FsKind;
 
@@ -154,6 +154,9 @@ pub(super) fn root_filesystem(profile: &Profile, s: &Subject, sev: Severity) -> 
                     .offset(v.start)
                     .value(kind),
                 );
+            }
+            if let (Some(os), true) = (s.os(), kind == "btrfs") {
+                out.extend(btrfs_root(profile, s, os, v));
             }
             for e in &encrypted {
                 out.push(
@@ -385,6 +388,84 @@ pub(super) fn lvm(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding>
     out
 }
 
+/// What booting from a btrfs root needs: the btrfs driver at boot (built in or in the initramfs), the kernel
+/// mounting the subvolume that holds the root (`rootflags=subvol=` when it is not the default), and on AWS no
+/// subvolumes at all.
+fn btrfs_root(profile: &Profile, s: &Subject, os: &OperatingSystem, root: &Volume) -> Vec<Finding> {
+    const ID: CheckId = CheckId::RootFilesystem;
+    let mut out = Vec::new();
+    if let Some(bd) = s.extras.boot_drivers.known() {
+        if !bd.get("btrfs").at_boot() {
+            let kernel = os.kernels.iter().find(|k| k.version == bd.kernel);
+            let fix = if super::debian_like(os) {
+                "install btrfs-progs in the guest (its initramfs hook adds the driver), then update-initramfs -u -k all"
+            } else {
+                "install btrfs-progs in the guest, then dracut -f --add btrfs --regenerate-all"
+            };
+            let mut f = Finding::fail(
+                ID,
+                Severity::Error,
+                format!(
+                    "kernel {}: btrfs is neither built in nor in the initramfs, so the root {} cannot be mounted at boot",
+                    bd.kernel, root.device
+                ),
+                fix,
+            )
+            .value(bd.kernel.clone());
+            if let Some(p) = kernel.and_then(|k| k.initramfs.clone()) {
+                f = f.path(p);
+            }
+            out.push(f);
+        }
+    }
+    let subvolume = root.btrfs_subvolume.as_ref();
+    let default_entry = os.grub.as_ref().and_then(|g| g.default_entry.as_ref());
+    if let (Some(sub), Some(e)) = (subvolume, default_entry) {
+        // The volume `root=` and `rootflags=` name: the btrfs itself (its default subvolume) or a subvolume.
+        if let Some(mounted) = e.root_resolves_to.as_deref().filter(|d| *d != root.device) {
+            let same_fs = mounted == sub.filesystem
+                || s.volume(mounted)
+                    .and_then(|v| v.btrfs_subvolume.as_ref())
+                    .is_some_and(|b| b.filesystem == sub.filesystem);
+            if same_fs {
+                out.push(
+                    Finding::fail(
+                        ID,
+                        Severity::Error,
+                        format!(
+                            "GRUB's default entry \"{}\" has the kernel mount {mounted} as the root, but the root is the \
+                             subvolume {}",
+                            e.title, sub.path
+                        ),
+                        format!(
+                            "add rootflags=subvol={} to GRUB_CMDLINE_LINUX in /etc/default/grub and regenerate the \
+                             GRUB configuration (or make it the default: btrfs subvolume set-default)",
+                            sub.path
+                        ),
+                    )
+                    .path(e.source.clone())
+                    .value(e.options.clone()),
+                );
+            }
+        }
+    }
+    let fs_device = subvolume.map_or(root.device.as_str(), |b| b.filesystem.as_str());
+    let has_subvolumes =
+        s.inspection.volumes.iter().any(|v| v.btrfs_subvolume.as_ref().is_some_and(|b| b.filesystem == fs_device));
+    if profile.target == Target::Aws && has_subvolumes {
+        out.push(
+            Finding::fail(
+                ID,
+                Severity::Warning,
+                format!("the root btrfs on {} has subvolumes, which VM Import does not support", root.device),
+                "move the root to a btrfs without subvolumes, or to ext4 or xfs",
+            )
+            .path(root.device.clone()),
+        );
+    }
+    out
+}
+
 /// What booting from a root logical volume needs: device mapper and the `lvm` tool in the initramfs, and no
 /// `rd.lvm.lv=` naming a volume that does not exist (dracut waits for it, then drops to its shell).
 fn lvm_boot(s: &Subject, os: &imgport_guest::inspect::OperatingSystem, root: &Volume) -> Vec<Finding> {
@@ -566,8 +647,16 @@ pub(super) fn usage(s: &Subject, sev: Severity) -> Vec<Finding> {
     const ID: CheckId = CheckId::Usage;
     let mut out = Vec::new();
     let mut seen = 0;
+    // A btrfs mounted several times (subvolumes at /, /home, ...) has one free space: counted once.
+    let mut btrfs_seen: Vec<&str> = Vec::new();
     for v in &s.inspection.volumes {
         let (Some(f), Some(mp)) = (&v.filesystem, &v.mountpoint) else { continue };
+        if let Some(b) = &v.btrfs_subvolume {
+            if btrfs_seen.contains(&b.filesystem.as_str()) {
+                continue;
+            }
+            btrfs_seen.push(&b.filesystem);
+        }
         let (Some(size), Some(free)) = (f.size, f.free_bytes) else { continue };
         if size == 0 {
             continue;

@@ -226,17 +226,20 @@ impl<'a> Subject<'a> {
         } else if self.has_fs(FsKind::Ntfs) {
             "the disk holds NTFS: Windows guests are not read yet (needs the registry reader)".into()
         } else if self.has_fs(FsKind::Btrfs) {
-            "the disk holds btrfs, whose files are not read yet".into()
+            "no subvolume of the btrfs on the disk holds a Linux root (no /etc, /bin and /etc/fstab or /etc/hosts)"
+                .into()
         } else {
             "no Linux root filesystem was found (no volume with /etc, /bin and /etc/fstab or /etc/hosts)".into()
         }
     }
-    /// ext2/3/4 and XFS volumes whose files could not be read, with the reason.
+    /// ext2/3/4, XFS and btrfs volumes whose files could not be read, with the reason.
     fn unreadable_linux_fs(&self) -> Vec<(&'a Volume, &'a str)> {
         self.inspection
             .volumes
             .iter()
-            .filter(|v| v.filesystem.as_ref().is_some_and(|f| f.kind.is_ext() || f.kind == FsKind::Xfs))
+            .filter(|v| {
+                v.filesystem.as_ref().is_some_and(|f| f.kind.is_ext() || matches!(f.kind, FsKind::Xfs | FsKind::Btrfs))
+            })
             .filter_map(|v| v.error.as_deref().map(|e| (v, e)))
             .collect()
     }
@@ -257,13 +260,13 @@ impl<'a> Subject<'a> {
             .filter(|v| v.filesystem.as_ref().is_some_and(|f| f.kind == FsKind::CryptoLuks))
             .collect()
     }
-    /// A root that may exist but could not be read (an LV that is not read, NTFS, btrfs, a filesystem feature the
+    /// A root that may exist but could not be read (an LV that is not read, NTFS, a filesystem feature the
     /// readers do not support) rather than no root at all, or a damaged one. Encrypted volumes are not among
     /// them: they are a blocker of their own.
     fn root_unreadable_kind(&self) -> bool {
         !self.unreadable_logical_volumes().is_empty()
             || (self.has_fs(FsKind::Lvm2Member) && self.physical_volumes().is_empty())
-            || [FsKind::Ntfs, FsKind::Btrfs].iter().any(|&k| self.has_fs(k))
+            || self.has_fs(FsKind::Ntfs)
             || self.unreadable_linux_fs().iter().any(|(_, e)| e.starts_with("unsupported"))
     }
     /// Which check reports a finding of the inspection.
