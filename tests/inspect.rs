@@ -566,11 +566,13 @@ fn mutated_metadata_never_panics() {
     let cluster = u64::from(u16::from_le_bytes([boot[11], boot[12]])) * u64::from(boot[13]);
     let mft = ntfs + u64::from_le_bytes(boot[0x30..0x38].try_into().unwrap()) * cluster;
     let win: &[(u64, u64)] = &[(ntfs, 512), (mft, 64 << 10)];
-    let targets: [(&str, &[(u64, u64)]); 4] = [
+    // gpt-fedora-btrfs: the btrfs at 66 MiB, its superblock (64 KiB in) and the metadata mkfs.btrfs writes first.
+    let targets: [(&str, &[(u64, u64)]); 5] = [
         ("gpt-hybrid-ext4", &[(0, 34 * 512), (2 << 20, 1 << 20), (36_700_160, 1 << 20), (70_254_592, 2 << 20)]),
         ("mbr-xfs5", &[(0, 512), (1 << 20, 1 << 20)]),
         ("mbr-bios-ext4", &[(0, 512), (1 << 20, 2 << 20)]),
         ("win-ntfs", win),
+        ("gpt-fedora-btrfs", &[((66 << 20) + (64 << 10), 4096), (66 << 20, 8 << 20)]),
     ];
     for (name, ranges) in targets {
         for round in 0..120 {
@@ -714,4 +716,54 @@ fn luks_root_is_recognised() {
     assert_eq!(v["filesystem"]["uuid"], "6d6d6d6d-2222-4333-8444-555555555555");
     assert_volumes_match_blkid(&image("mbr-luks-root"), &r);
     assert!(r["operating_systems"].as_array().is_some_and(Vec::is_empty));
+}
+
+/// btrfs layouts as installers make them: each subvolume a volume (`btrfsvol:/dev/sdaN/PATH`), the root the
+/// subvolume the guest's fstab mounts at / (Fedora's `root`, openSUSE's default snapshot, Ubuntu's `@`), the
+/// other fstab lines resolved to their subvolumes and mounted, and GRUB's paths found under the root subvolume.
+#[test]
+fn btrfs_subvolumes_are_read_as_the_guest_mounts_them() {
+    for (name, part, home, distro) in [
+        ("gpt-fedora-btrfs", 3, "home", "fedora"),
+        ("gpt-opensuse-btrfs", 2, "@/home", "opensuse-leap"),
+        ("gpt-ubuntu-btrfs", 2, "@home", "ubuntu"),
+    ] {
+        let env = guest_env(name);
+        let r = inspect(&image(name));
+        let os = &r["operating_systems"][0];
+        let root = format!("btrfsvol:/dev/sda{part}/{}", env["ROOT_SUBVOL"]);
+        assert_eq!((os["root"].as_str(), os["distro"].as_str()), (Some(root.as_str()), Some(distro)), "{name}");
+        let v = volume_named(&r, &root);
+        assert_eq!(v["mountpoint"], "/", "{name}");
+        assert_eq!(v["filesystem"]["uuid"], env["ROOT_UUID"].as_str(), "{name}");
+        assert_eq!(v["btrfs_subvolume"]["filesystem"], format!("/dev/sda{part}"), "{name}");
+        let home = volume_named(&r, &format!("btrfsvol:/dev/sda{part}/{home}"));
+        assert_eq!(home["mountpoint"], "/home", "{name}");
+        assert!(os["mounted"].as_array().unwrap().iter().any(|m| m == "/home"), "{name}: {}", os["mounted"]);
+        for line in os["fstab"].as_array().unwrap() {
+            assert!(line.get("resolves_to").is_some(), "{name}: fstab entry does not resolve: {line}");
+        }
+        let fstab_root = os["fstab"].as_array().unwrap().iter().find(|l| l["mountpoint"] == "/").unwrap();
+        assert_eq!(fstab_root["resolves_to"].as_str(), Some(root.as_str()), "{name}");
+        let entry = &os["grub"]["default_entry"];
+        assert_eq!(entry["kernel_exists"], true, "{name}: {entry}");
+        assert_eq!(entry["initrd_exists"], true, "{name}: {entry}");
+        assert_eq!(entry["root_resolves_to"].as_str(), Some(root.as_str()), "{name}: {entry}");
+        let kernel = &os["kernels"][0];
+        let btrfs = kernel["drivers"].as_array().unwrap().iter().find(|d| d["name"] == "btrfs").cloned();
+        assert_eq!(btrfs.map(|d| d["available_at_boot"].clone()), Some(Value::Bool(true)), "{name}: {kernel}");
+        assert_eq!(r["boot"]["mode"], "UEFI", "{name}");
+        assert_volumes_match_blkid(&image(name), &r);
+    }
+    // openSUSE: the root is the default subvolume, a snapshot; the snapshots' own subvolume is mounted too.
+    let r = inspect(&image("gpt-opensuse-btrfs"));
+    let root = volume_named(&r, "btrfsvol:/dev/sda2/@/.snapshots/1/snapshot");
+    assert_eq!(root["btrfs_subvolume"]["default"], true);
+    assert_eq!(volume_named(&r, "btrfsvol:/dev/sda2/@/.snapshots")["mountpoint"], "/.snapshots");
+    assert!(volume_named(&r, "/dev/sda2").get("mountpoint").is_none());
+    // Ubuntu: GRUB reads the top level, so its kernel path runs through the subvolume.
+    let r = inspect(&image("gpt-ubuntu-btrfs"));
+    let entry = &r["operating_systems"][0]["grub"]["default_entry"];
+    assert_eq!(entry["kernel"].as_str().map(|k| k.starts_with("/@/boot/vmlinuz-")), Some(true), "{entry}");
+    assert_eq!(entry["kernel_path"].as_str().map(|k| k.starts_with("/boot/vmlinuz-")), Some(true), "{entry}");
 }

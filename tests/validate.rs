@@ -141,6 +141,10 @@ const EXPECTED: &[(&str, [&[&str]; 4])] = &[
             &["lvm:error", "lvm:warning"],
         ],
     ),
+    // btrfs roots on subvolumes: outside Alibaba's filesystem list, and AWS takes no subvolumes; both warnings.
+    ("gpt-fedora-btrfs", [&["root-filesystem:warning"], &["root-filesystem:warning"], &[], &[]]),
+    ("gpt-opensuse-btrfs", [&["root-filesystem:warning"], &["root-filesystem:warning"], &[], &[]]),
+    ("gpt-ubuntu-btrfs", [&["root-filesystem:warning"], &["root-filesystem:warning"], &[], &[]]),
     // The root is encrypted: a blocker with the fix, and no operating system to look at.
     (
         "mbr-luks-root",

@@ -292,9 +292,11 @@ fn run_imgport_inspect(disks: &[PathBuf]) -> (Value, Duration) {
 
 /// The images compared: Debian on MBR/BIOS with ext4, Ubuntu on GPT/UEFI with an ESP mounted at /boot/efi, Debian
 /// on an XFS v5 root, and the Windows skeleton (NTFS, registry hives); root on LVM: a linear LV, a striped LV, an
-/// LV spanning two disks (given to both tools, `-a` twice and `--data-disk`), and Ubuntu's guided LVM layout. Left
-/// out, because virt-inspector fails on them here: the RPM images, the Rocky-on-LVM one among them (its
-/// appliance's librpm cannot open an RPM SQLite database: "rpmtsInitIterator", and the whole inspection fails), and
+/// LV spanning two disks (given to both tools, `-a` twice and `--data-disk`), and Ubuntu's guided LVM layout;
+/// Ubuntu on btrfs (subvolumes `@` and `@home`, named `btrfsvol:/dev/sda2/@` by both). Left out, because
+/// virt-inspector fails on them here: the RPM images, the Rocky-on-LVM one and the Fedora and openSUSE btrfs
+/// layouts among them (its appliance's librpm cannot open an RPM database, "rpmtsInitIterator", even an absent
+/// one, and the whole inspection fails), and
 /// the hybrid image (it does not resolve the root's `PARTUUID=` fstab entry and then cannot mount /boot/efi).
 const IMAGES: &[&str] = &[
     "mbr-bios-ext4",
@@ -305,6 +307,7 @@ const IMAGES: &[&str] = &[
     "mbr-lvm-striped",
     "mbr-lvm-spanning",
     "gpt-ubuntu-lvm",
+    "gpt-ubuntu-btrfs",
 ];
 
 /// The data disks an image was built with (`DATA_DISKS` in its .env), as paths.
