@@ -2,8 +2,9 @@
 # Benchmark: imgport validate on 20 GiB (virtual) sparse images holding real filesystems.
 #
 # Sources: test images from scripts/build-test-images.sh (Ubuntu GPT/UEFI ext4, Rocky MBR XFS v5, Debian hybrid with a
-# separate /boot, Ubuntu's guided LVM layout, Rocky's default LVM layout with XFS), grown to 20 GiB (the GPT backup moved to the new end with sgdisk -e, as a real resize does) and
-# converted to qcow2 by qemu-img. Each is validated RUNS times (median wall time, warm cache); reported with the
+# separate /boot, Ubuntu's guided LVM layout, Rocky's default LVM layout with XFS, Fedora's and openSUSE's btrfs
+# layouts with subvolumes and zstd), grown to 20 GiB (the GPT backup moved to the new end with sgdisk -e, as a real
+# resize does) and converted to qcow2 by qemu-img. Each is validated RUNS times (median wall time, warm cache); reported with the
 # bytes validate read from the virtual disk (its bytes_read) and from the image file (the process's rchar).
 # Targets: under 1 s and under 64 MiB read.
 #
@@ -21,7 +22,7 @@ for tool in qemu-img sgdisk python3; do
     command -v "$tool" >/dev/null || { echo "bench-validate: missing '$tool' (scripts/install-peers.sh)" >&2; exit 1; }
 done
 
-IMAGES=(gpt-uefi-ext4 mbr-xfs5 gpt-hybrid-ext4 gpt-ubuntu-lvm mbr-rhel-lvm)
+IMAGES=(gpt-uefi-ext4 mbr-xfs5 gpt-hybrid-ext4 gpt-ubuntu-lvm mbr-rhel-lvm gpt-fedora-btrfs gpt-opensuse-btrfs)
 if [ ! -f "$WORK/images/${IMAGES[-1]}.raw" ]; then
     scripts/build-test-images.sh "$WORK/images" >/dev/null 2>&1
 fi
