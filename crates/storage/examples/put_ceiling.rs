@@ -71,7 +71,7 @@ async fn run(args: Vec<String>) -> Result<String, String> {
             // A slice of the shared buffer: no copy, no hashing.
             let (client, key, id, body, n) =
                 (client.clone(), key.clone(), upload_id.clone(), buffer.slice(..len), next);
-            set.spawn(async move { client.upload_part(&key, &id, n, body, None).await.map(|r| (n, r.etag)) });
+            set.spawn(async move { client.upload_part(&key, &id, n, body.into(), None).await.map(|r| (n, r.etag)) });
             next += 1;
         }
         if let Some(joined) = set.join_next().await {

@@ -2,7 +2,7 @@
 
 use crate::error::{from_response, RetryClass, StorageError};
 use crate::xml;
-use crate::{BoxFuture, ObjectMeta, ObjectStore, PartInfo, PutOptions, PutResult, Result, UploadInfo};
+use crate::{Body, BoxFuture, ObjectMeta, ObjectStore, PartInfo, PutOptions, PutResult, Result, UploadInfo};
 use bytes::Bytes;
 use imgport_auth::endpoints::{oss_location, BucketStyle, Endpoint};
 use imgport_auth::provider::CredentialsProvider;
@@ -137,7 +137,7 @@ impl Client {
         key: Option<&str>,
         query: Vec<(String, String)>,
         headers: Vec<(String, String)>,
-        body: Bytes,
+        body: Body,
     ) -> Result<Answer> {
         let bucket = self.cfg.bucket.as_str();
         let (host, path) = oss_location(&self.cfg.endpoint, self.cfg.style, bucket, key);
@@ -172,14 +172,19 @@ impl Client {
         let method = reqwest::Method::from_bytes(method.as_bytes())
             .map_err(|_| StorageError::Protocol(format!("bad method {method}")))?;
         // Whole-request deadline sized for a slow (256 KiB/s) link, so a stalled part fails and is retried.
-        let timeout = Duration::from_secs(60 + body.len() as u64 / (256 * 1024));
+        let timeout = Duration::from_secs(60 + body.len() / (256 * 1024));
         let mut rb = self.http.request(method, url).timeout(timeout);
         for (k, v) in &req.headers {
             if !k.eq_ignore_ascii_case("host") {
                 rb = rb.header(k.as_str(), v.as_str());
             }
         }
-        let resp = rb.body(body).send().await.map_err(|e| transport(method_name, key, e))?;
+        let rb = match body {
+            Body::Bytes(b) => rb.body(b),
+            // Read from the file as the connection takes it; the length is known, so it is sent as Content-Length.
+            Body::File(range) => rb.body(reqwest::Body::wrap(range.into_http_body())),
+        };
+        let resp = rb.send().await.map_err(|e| transport(method_name, key, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport(method_name, key, e))?;
@@ -248,7 +253,7 @@ impl Client {
 
     /// Creates the bucket (tests and local stores); an existing bucket of ours is fine.
     pub async fn create_bucket(&self) -> Result<()> {
-        match self.send("PUT", None, vec![], vec![], Bytes::new()).await {
+        match self.send("PUT", None, vec![], vec![], Body::Bytes(Bytes::new())).await {
             Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou") | Some("BucketAlreadyExists")) => Ok(()),
             r => r.map(|_| ()),
         }
@@ -256,14 +261,14 @@ impl Client {
 
     /// Deletes `key`; an object already gone is fine (both stores answer 204 for it).
     pub async fn delete_object(&self, key: &str) -> Result<()> {
-        self.send("DELETE", Some(key), vec![], vec![], Bytes::new()).await.map(|_| ())
+        self.send("DELETE", Some(key), vec![], vec![], Body::Bytes(Bytes::new())).await.map(|_| ())
     }
 
     /// The bucket's region as the store names it: OSS `oss-cn-hangzhou` becomes `cn-hangzhou`; S3's empty
     /// answer is `us-east-1`. An error names a missing bucket (`NoSuchBucket`) or a refused call.
     pub async fn bucket_region(&self) -> Result<String> {
         let q = vec![("location".to_string(), String::new())];
-        let a = self.send("GET", None, q, vec![], Bytes::new()).await?;
+        let a = self.send("GET", None, q, vec![], Body::Bytes(Bytes::new())).await?;
         let text = a.text()?;
         let location = xml::text(text, "LocationConstraint").unwrap_or_default();
         let location = location.trim();
@@ -282,7 +287,7 @@ impl Client {
             if let Some(m) = &marker {
                 q.push(("part-number-marker".into(), m.clone()));
             }
-            let a = self.send("GET", Some(key), q, vec![], Bytes::new()).await?;
+            let a = self.send("GET", Some(key), q, vec![], Body::Bytes(Bytes::new())).await?;
             let text = a.text()?;
             for p in xml::elements(text, "Part") {
                 let crc = xml::text(p, "HashCrc64ecma").and_then(|v| v.trim().parse().ok());
@@ -319,7 +324,7 @@ impl Client {
                 q.push(("key-marker".into(), key_marker.clone()));
                 q.push(("upload-id-marker".into(), id_marker.clone()));
             }
-            let a = match self.send("GET", None, q, vec![], Bytes::new()).await {
+            let a = match self.send("GET", None, q, vec![], Body::Bytes(Bytes::new())).await {
                 Err(e) if matches!(e.status(), Some(501) | Some(405)) || e.code() == Some("NotImplemented") => {
                     return Err(StorageError::Unsupported(format!("ListMultipartUploads: {e}")))
                 }
@@ -366,7 +371,7 @@ impl ObjectStore for Client {
         self.clock.correct(server_time);
     }
 
-    fn put_object<'a>(&'a self, key: &'a str, body: Bytes, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>> {
+    fn put_object<'a>(&'a self, key: &'a str, body: Body, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
             let a = self.send("PUT", Some(key), vec![], self.object_headers(opts), body).await?;
             Ok(PutResult { etag: a.etag(), crc64: a.crc64()? })
@@ -375,7 +380,7 @@ impl ObjectStore for Client {
 
     fn head_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta>> {
         Box::pin(async move {
-            let a = self.send("HEAD", Some(key), vec![], vec![], Bytes::new()).await?;
+            let a = self.send("HEAD", Some(key), vec![], vec![], Body::Bytes(Bytes::new())).await?;
             let len = parse_u64(a.header("content-length").map(str::to_string), "Content-Length")?;
             let prefix = self.meta_prefix();
             let metadata = a
@@ -391,7 +396,7 @@ impl ObjectStore for Client {
     }
 
     fn get_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>> {
-        Box::pin(async move { Ok(self.send("GET", Some(key), vec![], vec![], Bytes::new()).await?.body) })
+        Box::pin(async move { Ok(self.send("GET", Some(key), vec![], vec![], Body::Bytes(Bytes::new())).await?.body) })
     }
 
     fn initiate_multipart<'a>(&'a self, key: &'a str, opts: &'a PutOptions) -> BoxFuture<'a, Result<String>> {
@@ -399,7 +404,7 @@ impl ObjectStore for Client {
             let q = vec![("uploads".to_string(), String::new())];
             let mut opts = opts.clone();
             opts.content_md5 = None;
-            let a = self.send("POST", Some(key), q, self.object_headers(&opts), Bytes::new()).await?;
+            let a = self.send("POST", Some(key), q, self.object_headers(&opts), Body::Bytes(Bytes::new())).await?;
             xml::text(a.text()?, "UploadId")
                 .filter(|id| !id.is_empty())
                 .ok_or_else(|| StorageError::Protocol("InitiateMultipartUpload: no UploadId".into()))
@@ -411,7 +416,7 @@ impl ObjectStore for Client {
         key: &'a str,
         upload_id: &'a str,
         number: u32,
-        body: Bytes,
+        body: Body,
         content_md5: Option<String>,
     ) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
@@ -447,7 +452,7 @@ impl ObjectStore for Client {
             body.push_str("</CompleteMultipartUpload>");
             let q = vec![("uploadId".to_string(), upload_id.to_string())];
             let h = vec![("Content-Type".to_string(), "application/xml".to_string())];
-            let a = self.send("POST", Some(key), q, h, Bytes::from(body)).await?;
+            let a = self.send("POST", Some(key), q, h, Body::Bytes(Bytes::from(body))).await?;
             let text = a.text()?;
             if let Some(e) = error_in_body(text) {
                 return Err(e);
@@ -460,7 +465,7 @@ impl ObjectStore for Client {
     fn abort_multipart<'a>(&'a self, key: &'a str, upload_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let q = vec![("uploadId".to_string(), upload_id.to_string())];
-            self.send("DELETE", Some(key), q, vec![], Bytes::new()).await.map(|_| ())
+            self.send("DELETE", Some(key), q, vec![], Body::Bytes(Bytes::new())).await.map(|_| ())
         })
     }
 

@@ -4,8 +4,8 @@
 //! that no SIMD unit can widen, and hashing part after part that way was most of an upload's CPU time (72%), taken
 //! from a server that often shares the machine. Independent parts can share SIMD lanes: a thread reads [`LANES`]
 //! parts in lock-step through a small scratch area (`LANES` x [`PIECE`]) and hashes them together, several times
-//! faster per byte. The senders then read each part again into its pooled buffer, from the page cache, since the
-//! hasher stays at most two groups ahead of them. The buffer pool and its memory bound are unchanged. A part whose
+//! faster per byte. The senders then stream each part from the file again, from the page cache, since the
+//! hasher stays at most two groups ahead of them. A part whose
 //! bytes change between the two reads fails the store's Content-MD5 check, or else the check of the part's ETag
 //! against its MD5: it is never stored silently.
 

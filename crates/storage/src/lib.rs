@@ -4,6 +4,7 @@
 //! configuration ([`settings`]), the bookkeeping of interrupted uploads ([`uploads`]) and the typed events an
 //! upload reports ([`events`]); nothing here prints.
 
+pub mod body;
 pub mod client;
 pub mod destination;
 mod digests;
@@ -17,6 +18,7 @@ pub mod upload;
 pub mod uploads;
 pub mod xml;
 
+pub use body::{Body, FileRange};
 pub use client::{Client, Flavor, StoreConfig};
 pub use destination::{is_store_url, Destination, DestinationError};
 pub use error::{ErrorKind, RetryClass, StorageError};
@@ -80,7 +82,7 @@ pub struct PutOptions {
 
 /// The operations a resumable multipart upload needs.
 pub trait ObjectStore: Send + Sync {
-    fn put_object<'a>(&'a self, key: &'a str, body: Bytes, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>>;
+    fn put_object<'a>(&'a self, key: &'a str, body: Body, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>>;
     fn head_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta>>;
     /// The whole object (tests and small reads).
     fn get_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>>;
@@ -90,7 +92,7 @@ pub trait ObjectStore: Send + Sync {
         key: &'a str,
         upload_id: &'a str,
         number: u32,
-        body: Bytes,
+        body: Body,
         content_md5: Option<String>,
     ) -> BoxFuture<'a, Result<PutResult>>;
     /// Every part the store holds, following the pages, sorted by number.

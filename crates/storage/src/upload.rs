@@ -1,9 +1,10 @@
-//! Resumable, verified multipart upload of a file: bounded memory, adaptive concurrency, retries with backoff.
+//! Resumable, verified multipart upload of a file: parts streamed from the file in small pieces (memory does not
+//! grow with part size or concurrency), adaptive concurrency, retries with backoff.
 
 use crate::digests::{PartDigests, PartSpan};
 use crate::error::{ErrorKind, RetryClass, StorageError};
 use crate::state::{self, PartRecord, UploadState};
-use crate::{crc64, ObjectStore, PutOptions};
+use crate::{crc64, Body, FileRange, ObjectStore, PutOptions};
 use bytes::Bytes;
 use imgport_net::retry::{Hooks, RetryClass as NetClass, RetryPolicy};
 use imgport_wire::{hex, hex_decode};
@@ -25,10 +26,9 @@ pub fn auto_part_size(size: u64) -> u64 {
 
 /// Automatic part size of a file sent `concurrency` parts at a time: [`auto_part_size`], except that a file of
 /// more than one such part is cut into at least four parts per connection (parts of 8 MiB at least). With one
-/// part per connection (a 512 MiB file in 64 MiB parts, 8 at a time) every part buffer is held at once, and the
-/// first send waits until all of them are read and hashed (S3's Content-MD5): about a second before the first
-/// byte, 520 MiB of memory. Smaller parts start sending after a fraction of the file, and hold
-/// (concurrency + 1) of them. Large files keep 64 MiB parts.
+/// part per connection (a 512 MiB file in 64 MiB parts, 8 at a time) the first send waits until all of them are
+/// hashed (S3's Content-MD5): about a second before the first byte. Smaller parts start sending after a fraction
+/// of the file. Large files keep 64 MiB parts. (Memory does not depend on it: parts are streamed from the file.)
 pub fn auto_part_size_for(size: u64, concurrency: usize) -> u64 {
     let base = auto_part_size(size);
     if size <= base {
@@ -305,12 +305,6 @@ impl Shared {
         self.policy.run_with(what, hooks, |_| op()).await
     }
 
-    fn buffer(&self, len: usize) -> Vec<u8> {
-        let mut b = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
-        b.resize(len, 0);
-        b
-    }
-
     /// An empty pooled buffer (its capacity kept from earlier parts).
     pub(crate) fn take_buffer(&self) -> Vec<u8> {
         let mut b = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
@@ -354,41 +348,70 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Bytes read and checksummed at a time (fits in a core's L2 cache).
+/// Bytes read and hashed at a time (fits in a core's L2 cache).
 const READ_PIECE: usize = 256 << 10;
 
-/// Reads `len` bytes at `offset` into a pooled buffer and checksums them, off the async threads.
-async fn read_part(
-    shared: &Arc<Shared>,
-    file: &Arc<std::fs::File>,
-    offset: u64,
-    len: usize,
-    md5: bool,
-) -> Result<(Bytes, u64, String), UploadError> {
-    let mut buf = shared.buffer(len);
+/// The MD5 (hex) of `len` bytes of `file` at `offset`, read in small pieces off the async threads: what S3's
+/// Content-MD5 of a single PUT needs before the body is sent.
+async fn md5_of_range(file: &Arc<std::fs::File>, offset: u64, len: u64) -> Result<String, UploadError> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
-        // One pass: each piece is checksummed while it is still in the cache, instead of three passes over the
-        // whole part (read, CRC, MD5) through memory the server is using too.
-        let mut crc = crc64::Crc64::new();
-        let mut h = md5.then(Md5State::new);
-        for (i, piece) in buf.chunks_mut(READ_PIECE).enumerate() {
-            let at = offset + (i * READ_PIECE) as u64;
+        let mut h = Md5State::new();
+        let mut buf = vec![0u8; READ_PIECE];
+        let mut done = 0u64;
+        while done < len {
+            let n = (len - done).min(READ_PIECE as u64) as usize;
             #[cfg(unix)]
-            std::os::unix::fs::FileExt::read_exact_at(&*file, piece, at)?;
+            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf[..n], offset + done)?;
             #[cfg(not(unix))]
-            std::os::windows::fs::FileExt::seek_read(&*file, piece, at)?;
-            crc.update(piece);
-            if let Some(h) = &mut h {
-                h.update(&*piece);
-            }
+            std::os::windows::fs::FileExt::seek_read(&*file, &mut buf[..n], offset + done)?;
+            h.update(&buf[..n]);
+            done += n as u64;
         }
-        let md5 = h.map(|h| hex(&h.finalize())).unwrap_or_default();
-        Ok::<_, std::io::Error>((Bytes::from(buf), crc.finish(), md5))
+        Ok::<_, std::io::Error>(hex(&h.finalize()))
     })
     .await
     .map_err(|e| UploadError::Io(format!("reader task: {e}")))?
     .map_err(|e| io_err(&format!("reading the source at {offset}"), e))
+}
+
+/// What a part (or a single PUT) sends.
+pub(crate) enum PartData {
+    /// Bytes in memory with their CRC-64: a streamed conversion's output, which cannot be read again.
+    Memory { data: Bytes, crc: u64 },
+    /// A range of the source file, read as it is sent (each attempt anew) and checksummed on the way.
+    File(FileRange),
+}
+
+impl PartData {
+    fn len(&self) -> u64 {
+        match self {
+            PartData::Memory { data, .. } => data.len() as u64,
+            PartData::File(r) => Body::File(r.clone()).len(),
+        }
+    }
+
+    /// The body of one attempt, and the range whose checksum it records.
+    fn attempt(&self) -> (Body, Option<FileRange>) {
+        match self {
+            PartData::Memory { data, .. } => (Body::Bytes(data.clone()), None),
+            PartData::File(r) => {
+                let fresh = r.fresh();
+                (Body::File(fresh.clone()), Some(fresh))
+            }
+        }
+    }
+
+    /// The CRC-64 of what an attempt sent.
+    fn sent_crc(&self, sent: Option<&FileRange>) -> Result<u64, StorageError> {
+        match (self, sent) {
+            (PartData::Memory { crc, .. }, _) => Ok(*crc),
+            (PartData::File(_), Some(r)) => r
+                .sent_crc64()
+                .ok_or_else(|| StorageError::Protocol("the store answered before the whole body was sent".into())),
+            (PartData::File(_), None) => Err(StorageError::Protocol("no record of the bytes sent".into())),
+        }
+    }
 }
 
 /// Uploads `opts.source` to `opts.key`; `events` receives what happens (progress, restarts, completion). After a
@@ -487,19 +510,20 @@ async fn single_put(
     size: u64,
     opts: &UploadOptions,
 ) -> Result<Summary, UploadError> {
-    let (data, crc, md5) = read_part(shared, file, 0, size as usize, true).await?;
-    put_whole(shared, opts, data, crc, md5).await
+    // S3 checks the body against Content-MD5, which is needed before it is sent; OSS checks the CRC-64 taken
+    // while sending.
+    let md5 = if opts.send_md5 { md5_of_range(file, 0, size).await? } else { String::new() };
+    put_whole(shared, opts, PartData::File(FileRange::new(file.clone(), 0, size)), md5).await
 }
 
 /// One PutObject of the whole object, checked like a part, then a HEAD.
 pub(crate) async fn put_whole(
     shared: &Arc<Shared>,
     opts: &UploadOptions,
-    data: Bytes,
-    crc: u64,
+    data: PartData,
     md5: String,
 ) -> Result<Summary, UploadError> {
-    let size = data.len() as u64;
+    let size = data.len();
     let mut put = opts.put.clone();
     if opts.send_md5 {
         put.content_md5 = hex_decode(&md5).map(|b| b64(&b));
@@ -510,12 +534,15 @@ pub(crate) async fn put_whole(
             if let Some(r) = &shared.rate {
                 r.take(size).await;
             }
-            let r = store.put_object(&opts.key, data.clone(), &put).await?;
+            let (body, sent) = data.attempt();
+            let r = store.put_object(&opts.key, body, &put).await?;
+            let crc = data.sent_crc(sent.as_ref())?;
             check_part(store.as_ref(), &r, crc, &md5)?;
-            Ok(r)
+            Ok((r, crc))
         })
         .await
         .map_err(|error| UploadError::Store { context: format!("PutObject {}", opts.url), error })?;
+    let (res, crc) = res;
     verify_head(shared, opts, size, Some(crc)).await?;
     Ok(Summary { parts: 1, sent_parts: 1, crc64: Some(format!("{crc}")), etag: res.etag, ..Default::default() })
 }
@@ -666,14 +693,13 @@ async fn multipart(
             let digest = digests.as_mut().map(|d| d.take(n));
             set.spawn(async move {
                 let offset = (n as u64 - 1) * part_size;
-                // Read first: the first parts' reads then overlap their hashing.
-                let (data, crc, _) = read_part(&shared, &file, offset, len as usize, false).await?;
                 let md5_hex = match digest {
                     Some(d) => d.await?,
                     None => String::new(),
                 };
                 let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5 };
-                let rec = send_part(&shared, &target, n, offset, data, crc, md5_hex).await?;
+                let data = PartData::File(FileRange::new(file, offset, len));
+                let rec = send_part(&shared, &target, n, offset, data, md5_hex).await?;
                 Ok((n, rec))
             });
             report(done_bytes, set.len());
@@ -724,11 +750,10 @@ pub(crate) async fn send_part(
     to: &PartTarget<'_>,
     n: u32,
     offset: u64,
-    data: Bytes,
-    crc: u64,
+    data: PartData,
     md5_hex: String,
 ) -> Result<PartRecord, UploadError> {
-    let len = data.len() as u64;
+    let len = data.len();
     let content_md5 = if to.send_md5 { hex_decode(&md5_hex).map(|b| b64(&b)) } else { None };
     let store = shared.store.clone();
     let r = shared
@@ -736,17 +761,22 @@ pub(crate) async fn send_part(
             if let Some(r) = &shared.rate {
                 r.take(len).await;
             }
-            let r = store.upload_part(to.key, to.upload_id, n, data.clone(), content_md5.clone()).await?;
+            let (body, sent) = data.attempt();
+            let r = store.upload_part(to.key, to.upload_id, n, body, content_md5.clone()).await?;
+            let crc = data.sent_crc(sent.as_ref())?;
             check_part(store.as_ref(), &r, crc, &md5_hex)?;
-            Ok(r)
+            Ok((r, crc))
         })
         .await
         .map_err(|error| UploadError::Store {
             context: format!("UploadPart {n} ({len} bytes at {offset}) of {}, upload id {}", to.url, to.upload_id),
             error,
         })?;
+    let (r, crc) = r;
     shared.limiter.succeeded();
-    shared.give_back(data);
+    if let PartData::Memory { data, .. } = data {
+        shared.give_back(data);
+    }
     Ok(PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag })
 }
 

@@ -19,7 +19,7 @@ use crate::events::{completed, emit, part_stored, EventFn, Progress, RestartReas
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
     auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, lock_state,
-    md5_hex, put_whole, send_part, PartTarget, Shared, Summary, UploadError, UploadOptions,
+    md5_hex, put_whole, send_part, PartData, PartTarget, Shared, Summary, UploadError, UploadOptions,
 };
 use crate::{crc64, ObjectStore, RetryClass};
 use bytes::Bytes;
@@ -308,7 +308,7 @@ impl Run<'_> {
                 return Ok((number, PartRecord { size, crc64: crc, md5_hex: md5, etag: s.etag }, true));
             }
             let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5 };
-            let rec = send_part(&shared, &target, number, offset, data, crc, md5).await?;
+            let rec = send_part(&shared, &target, number, offset, PartData::Memory { data, crc }, md5).await?;
             Ok((number, rec, false))
         });
         Ok(())
@@ -416,7 +416,7 @@ impl Run<'_> {
             let _ = self.shared.store.abort_multipart(&self.opts.key, &st.upload_id).await;
         }
         let (crc, md5) = (crc64::checksum(&data), md5_hex(&data));
-        let mut s = put_whole(&self.shared, self.opts, data, crc, md5).await?;
+        let mut s = put_whole(&self.shared, self.opts, PartData::Memory { data, crc }, md5).await?;
         if let Some(p) = &self.state_path {
             state::remove(p);
         }
