@@ -582,6 +582,9 @@ fn open_vol(v: &Vol, info: &FsInfo) -> fs::FsResult<Box<dyn GuestFs>> {
     }
 }
 
+/// Filesystems mounted from one guest's fstab.
+const MAX_MOUNTS: usize = 64;
+
 /// Subvolumes listed as volumes per btrfs (snapper can keep hundreds of snapshots; the rest is a finding).
 const MAX_LISTED_SUBVOLUMES: usize = 256;
 /// Subvolumes tried as the Linux root per btrfs: the default and the writable ones first.
@@ -617,7 +620,10 @@ fn btrfs_subvolumes(vols: &mut [Vol], findings: &mut Vec<Finding>) -> Vec<Vol> {
                 format!("{} subvolumes; the first {MAX_LISTED_SUBVOLUMES} are listed", subvolumes.len()),
             ));
         }
-        for s in subvolumes.into_iter().take(MAX_LISTED_SUBVOLUMES) {
+        // The default first, so the cap never drops the subvolume a plain mount shows.
+        let (mut listed, rest): (Vec<_>, Vec<_>) = subvolumes.into_iter().partition(|s| s.id == default);
+        listed.extend(rest);
+        for s in listed.into_iter().take(MAX_LISTED_SUBVOLUMES) {
             out.push(Vol {
                 disk: v.disk,
                 dm_uuid: None,
@@ -809,12 +815,16 @@ fn linux_os(
     vols[root].volume.mountpoint = Some("/".into());
     let fstab_text = vfs.read_text("/etc/fstab", linux::MAX_TEXT).unwrap_or_default();
     let mut fstab = Vec::new();
+    let mut mounted_count = 0;
     for entry in linux::parse_fstab(&fstab_text) {
         let target = resolve_spec(&entry, vols);
-        // Mount what the guest mounts, so /boot or /usr on their own partitions are read too.
+        // Mount what the guest mounts, so /boot or /usr on their own partitions are read too: each mount point
+        // once, and at most MAX_MOUNTS of them (each is a reader with its own caches).
         if let Some(t) = target {
             let mp = entry.mountpoint.clone();
-            if t != root && mp.starts_with('/') && mp != "/" {
+            let fresh = !vfs.mount_points().iter().any(|m| fs::components(m).eq(fs::components(&mp)));
+            if t != root && mp.starts_with('/') && mp != "/" && fresh && mounted_count < MAX_MOUNTS {
+                mounted_count += 1;
                 if let Some(info) = vols[t].volume.filesystem.clone() {
                     match open_vol(&vols[t], &info) {
                         Ok(fs) => {

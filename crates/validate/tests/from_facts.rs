@@ -523,4 +523,13 @@ fn btrfs_root_needs_the_driver_at_boot_and_its_subvolume_named() {
     let r = judge(&good, &extras, Target::Aws);
     let aws: Vec<&str> = of(&r, CheckId::RootFilesystem).iter().map(|f| f.message.as_str()).collect();
     assert_eq!(aws, ["the root btrfs on btrfsvol:/dev/sda2/@ has subvolumes, which VM Import does not support"]);
+    // What grows is the btrfs's partition, the last one here.
+    let last: Vec<&str> = of(&r, CheckId::RootLast).iter().map(|f| f.message.as_str()).collect();
+    assert_eq!(last, ["the root's partition 2 is the last one, so it can grow"]);
+    // A swap partition after it: the btrfs's partition cannot grow.
+    let mut swap_after = good.clone();
+    swap_after.partition_table.partitions.push(partition(3, PartitionRole::Swap));
+    let r = judge(&swap_after, &extras, Target::Alibaba);
+    let last: Vec<String> = of(&r, CheckId::RootLast).iter().map(|f| f.message.clone()).collect();
+    assert!(last[0].starts_with("the root's partition 2 is not the last one"), "{last:?}");
 }

@@ -351,7 +351,7 @@ pub(super) fn lvm(profile: &Profile, s: &Subject, sev: Severity) -> Vec<Finding>
         out.push(Finding::fail(ID, sev, format!("logical volume {}: {e}", v.device), fix).path(v.device.clone()));
     }
     let devices: Vec<&str> = labelled.iter().map(|v| v.device.as_str()).collect();
-    let root_lv = s.root_volume().filter(|v| v.logical_volume.is_some());
+    let root_lv = s.root_holder().filter(|v| v.logical_volume.is_some());
     match (s.os(), root_lv) {
         (Some(os), Some(root)) => {
             let what = format!("the root filesystem is on the logical volume {} ({})", root.device, s.lvm_summary());
@@ -558,7 +558,7 @@ pub(super) fn root_last(s: &Subject, sev: Severity) -> Vec<Finding> {
             None => vec![Finding::not_checked(ID, "no partitions and no readable root")],
         };
     };
-    let root_part = match s.root_volume() {
+    let root_part = match s.root_holder() {
         Some(v) => v.partition,
         None => {
             // Root inside LVM: what has to grow is the physical volume.
@@ -651,11 +651,12 @@ pub(super) fn usage(s: &Subject, sev: Severity) -> Vec<Finding> {
     let mut btrfs_seen: Vec<&str> = Vec::new();
     for v in &s.inspection.volumes {
         let (Some(f), Some(mp)) = (&v.filesystem, &v.mountpoint) else { continue };
-        if let Some(b) = &v.btrfs_subvolume {
-            if btrfs_seen.contains(&b.filesystem.as_str()) {
+        if f.kind == FsKind::Btrfs {
+            let filesystem = v.btrfs_subvolume.as_ref().map_or(v.device.as_str(), |b| b.filesystem.as_str());
+            if btrfs_seen.contains(&filesystem) {
                 continue;
             }
-            btrfs_seen.push(&b.filesystem);
+            btrfs_seen.push(filesystem);
         }
         let (Some(size), Some(free)) = (f.size, f.free_bytes) else { continue };
         if size == 0 {

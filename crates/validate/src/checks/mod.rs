@@ -186,6 +186,14 @@ impl<'a> Subject<'a> {
     fn root_volume(&self) -> Option<&'a Volume> {
         self.os().and_then(|os| self.volume(&os.root))
     }
+    /// The volume holding the root: the root's own, or for a btrfs subvolume the btrfs's (a partition or an LV).
+    fn root_holder(&self) -> Option<&'a Volume> {
+        let root = self.root_volume()?;
+        match &root.btrfs_subvolume {
+            Some(b) => self.volume(&b.filesystem),
+            None => Some(root),
+        }
+    }
     fn has_fs(&self, kind: FsKind) -> bool {
         self.inspection.volumes.iter().any(|v| v.filesystem.as_ref().is_some_and(|f| f.kind == kind))
     }

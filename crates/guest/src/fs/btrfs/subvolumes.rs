@@ -12,6 +12,8 @@ use std::collections::HashMap;
 
 /// Subvolumes listed at most.
 pub const MAX_SUBVOLUMES: usize = 10_000;
+/// Longest subvolume path listed (Linux's PATH_MAX).
+const MAX_PATH: usize = 4096;
 /// Subvolumes nested in one another at most on a path (ROOT_BACKREF chains may loop on a hostile image).
 const MAX_NESTING: usize = 64;
 /// Directories between a subvolume and its parent's root directory at most.
@@ -141,6 +143,11 @@ impl BtrfsFs {
                 parts.push(name);
                 path = parts.join("/");
                 paths.insert(cur, path.clone());
+            }
+            // Nested deep enough, a path could grow to megabytes and be copied into every child's: a path no
+            // mount could name (Linux's PATH_MAX) is not listed.
+            if path.len() > MAX_PATH {
+                continue;
             }
             let parent_id = placed.get(&id).map_or(FS_TREE, |p| p.0);
             let read_only = flags.get(&id).is_some_and(|f| f & ROOT_SUBVOL_RDONLY != 0);
