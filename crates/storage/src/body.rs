@@ -29,7 +29,7 @@ impl Body {
     pub fn len(&self) -> u64 {
         match self {
             Body::Bytes(b) => b.len() as u64,
-            Body::File(r) => r.len,
+            Body::File(r) => r.len(),
         }
     }
 
@@ -77,6 +77,14 @@ impl FileRange {
         FileRange { file, offset, len, sent: Arc::default() }
     }
 
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The same range with its own, empty record of what was sent.
     pub fn fresh(&self) -> Self {
         FileRange::new(self.file.clone(), self.offset, self.len)
@@ -102,7 +110,8 @@ pub(crate) struct FileBody {
     reading: Option<tokio::task::JoinHandle<Piece>>,
 }
 
-fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+/// Fills `buf` from `file` at `at`, or fails (a short file is an error).
+pub(crate) fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     return std::os::unix::fs::FileExt::read_exact_at(file, buf, at);
     #[cfg(not(unix))]

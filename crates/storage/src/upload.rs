@@ -361,10 +361,7 @@ async fn md5_of_range(file: &Arc<std::fs::File>, offset: u64, len: u64) -> Resul
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(READ_PIECE as u64) as usize;
-            #[cfg(unix)]
-            std::os::unix::fs::FileExt::read_exact_at(&*file, &mut buf[..n], offset + done)?;
-            #[cfg(not(unix))]
-            std::os::windows::fs::FileExt::seek_read(&*file, &mut buf[..n], offset + done)?;
+            crate::body::read_at(&file, &mut buf[..n], offset + done)?;
             h.update(&buf[..n]);
             done += n as u64;
         }
@@ -387,7 +384,7 @@ impl PartData {
     fn len(&self) -> u64 {
         match self {
             PartData::Memory { data, .. } => data.len() as u64,
-            PartData::File(r) => Body::File(r.clone()).len(),
+            PartData::File(r) => r.len(),
         }
     }
 

@@ -41,49 +41,6 @@ pub fn combine(crc_a: u64, crc_b: u64, len_b: u64) -> u64 {
     crc_fast::checksum_combine(Crc64Xz, crc_a, crc_b, len_b)
 }
 
-/// CRC-64/NVME, the checksum S3 calls CRC64NVME (`x-amz-checksum-crc64nvme`): always a full-object checksum, so a
-/// multipart object's follows from its parts' by [`nvme::combine`].
-pub mod nvme {
-    const NVME: crc_fast::CrcAlgorithm = crc_fast::CrcAlgorithm::Crc64Nvme;
-
-    /// A running CRC-64/NVME.
-    #[derive(Clone)]
-    pub struct Crc64Nvme(crc_fast::Digest);
-
-    impl Default for Crc64Nvme {
-        fn default() -> Self {
-            Crc64Nvme(crc_fast::Digest::new(NVME))
-        }
-    }
-
-    impl Crc64Nvme {
-        pub fn new() -> Self {
-            Self::default()
-        }
-
-        pub fn update(&mut self, data: &[u8]) {
-            self.0.update(data);
-        }
-
-        pub fn finish(&self) -> u64 {
-            self.0.finalize()
-        }
-    }
-
-    /// CRC-64/NVME of a whole buffer.
-    pub fn checksum(data: &[u8]) -> u64 {
-        crc_fast::checksum(NVME, data)
-    }
-
-    /// The CRC of `a ++ b` from those of `a` and `b` and the length of `b`.
-    pub fn combine(crc_a: u64, crc_b: u64, len_b: u64) -> u64 {
-        if len_b == 0 {
-            return crc_a;
-        }
-        crc_fast::checksum_combine(NVME, crc_a, crc_b, len_b)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,18 +70,5 @@ mod tests {
         assert_eq!(combine(checksum(b"1234"), checksum(b"56789"), 5), checksum(b"123456789"));
         assert_eq!(combine(checksum(b""), checksum(b"abc"), 3), checksum(b"abc"));
         assert_eq!(combine(checksum(b"abc"), checksum(b""), 0), checksum(b"abc"));
-    }
-
-    #[test]
-    fn nvme_check_value_and_combine() {
-        // The catalogue's check value of CRC-64/NVME (AWS's CRC64NVME).
-        assert_eq!(nvme::checksum(b"123456789"), 0xae8b14860a799888);
-        let mut c = nvme::Crc64Nvme::new();
-        c.update(b"12345");
-        c.update(b"6789");
-        assert_eq!(c.finish(), 0xae8b14860a799888);
-        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
-        let folded = data.chunks(70_000).fold(0, |acc, p| nvme::combine(acc, nvme::checksum(p), p.len() as u64));
-        assert_eq!(folded, nvme::checksum(&data));
     }
 }
