@@ -7,7 +7,10 @@ use crate::common::{peak_rss_kib, under_time};
 
 use imgport_auth::Credentials;
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
-use imgport_storage::{Client, Flavor, ObjectStore};
+use imgport_storage::checksum::{self, Algorithm};
+use imgport_storage::{Body, Client, Flavor, ObjectStore, PutOptions};
+use imgport_test_support::recorder::{Recorder, Refusal};
+use imgport_test_support::responder::Received;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -580,23 +583,40 @@ fn ctrl_c_leaves_a_resumable_upload() {
     assert!(store.get("int.raw") == d);
 }
 
-/// s3s-fs cannot be slowed down from outside: --rate-limit keeps the upload going long enough to kill it.
+/// s3s-fs cannot be slowed down from outside: --rate-limit keeps the upload going long enough to kill it. Both
+/// checksum kinds: the default (CRC-64/NVME) and Content-MD5; a resume under `auto` keeps the kind it started
+/// with, and the human listing names it.
 #[test]
 fn s3_kill_9_then_resume_and_local_listing() {
     let store = s3();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (src, d) = write_source(dir.path(), "src", 40 << 20, 12);
-    let url = store.url("resume.raw");
-    let args = ["upload", src.to_str().expect("utf-8"), &url, "--part-size", "5M", "--concurrency", "2"];
-    let recorded = store.kill_after_parts(&[&args[..], &["--rate-limit", "5M"]].concat(), 2);
-    // s3s-fs has no ListMultipartUploads: the listing comes from the local resume state.
-    let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v[0]["source"], "local", "{v}");
-    let s = store.upload_ok(&src, "resume.raw", &["--part-size", "5M", "--concurrency", "4"]);
-    assert!(s["resumed_parts"].as_u64().unwrap_or(0) as usize >= recorded, "{s}");
-    assert!(store.get("resume.raw") == d);
+    for (kind, checksum, seed) in [("crc64nvme", "auto", 12), ("md5", "md5", 13)] {
+        let (src, d) = write_source(dir.path(), kind, 30 << 20, seed);
+        let key = format!("resume-{kind}.raw");
+        let url = store.url(&key);
+        let args = ["upload", src.to_str().expect("utf-8"), &url, "--part-size", "5M", "--concurrency", "2"];
+        let run = [&args[..], &["--rate-limit", "5M", "--checksum", checksum]].concat();
+        let recorded = store.kill_after_parts(&run, 2);
+        let state = store.recorded_state().expect("a resume state");
+        let part = state["parts"].as_object().and_then(|p| p.values().next().cloned()).expect("a part");
+        match kind {
+            "md5" => assert!(state.get("checksum").is_none() && part.get("checksum").is_none(), "{state}"),
+            _ => assert!(state["checksum"] == kind && part["checksum"].is_u64(), "{state}"),
+        }
+        // s3s-fs has no ListMultipartUploads: the listing comes from the local resume state, with the kind.
+        let out = store.command(&["uploads", "list", "--json", &store.url("")]).output().expect("list");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!((&v[0]["source"], &v[0]["checksum"]), (&Value::from("local"), &Value::from(kind)), "{v}");
+        let out = store.command(&["uploads", "list", &store.url("")]).output().expect("list");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.contains(&format!("{key}  {kind}  (local)")), "{text}");
+        let s = store.upload_ok(&src, &key, &["--part-size", "5M", "--concurrency", "4"]);
+        assert!(s["resumed_parts"].as_u64().unwrap_or(0) as usize >= recorded, "{s}");
+        assert_eq!(s["checksum_algorithm"], kind, "{s}");
+        assert!(store.get(&key) == d);
+        assert!(store.state_files().is_empty());
+    }
 }
 
 /// The upload vanishes mid-way (aborted elsewhere): the uploader starts over once and still completes correctly.
@@ -1242,4 +1262,169 @@ fn create_only_puts_refuse_a_taken_key() {
             assert_eq!(&c.get_object("leases/1").await.expect("read")[..], b"first");
         });
     }
+}
+
+/// The address of a store on loopback, from its endpoint URL.
+fn addr_of(endpoint: &str) -> std::net::SocketAddr {
+    endpoint.trim_start_matches("http://").parse().expect("a loopback endpoint")
+}
+
+/// The oracle for a flexible checksum imgport sent: s3s-fs stores `bytes` under `value` only if it is their
+/// checksum (it answers BadDigest otherwise).
+fn s3s_takes(store: &Store, algorithm: Algorithm, bytes: &[u8], value: &str) -> Result<(), String> {
+    let value = algorithm.decode(value).ok_or_else(|| format!("{value:?} is not a {}", algorithm.name()))?;
+    let opts = PutOptions { checksum: Some(checksum::Value { algorithm, value }), ..Default::default() };
+    let client = store.client();
+    rt().block_on(client.put_object("checksum-oracle", Body::from(bytes.to_vec()), &opts))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn part_number(r: &Received) -> Option<usize> {
+    r.param("partNumber").and_then(|n| n.parse().ok())
+}
+
+/// S3 uploads carry CRC-64/NVME on every part, announce it at Create and check the whole object at Complete
+/// (`FULL_OBJECT`): seen on the wire by a recording proxy, each value checked by s3s-fs itself, which verifies
+/// checksums on PutObject. CRC-32C likewise on a single PUT.
+#[test]
+fn s3_flexible_checksums_on_every_part_and_the_object() {
+    let store = s3();
+    let rec = Recorder::start(addr_of(&store.endpoint));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let part = 5usize << 20;
+    let (src, d) = write_source(dir.path(), "src", 4 * part + 12345, 21);
+    let url = store.url("flex.raw");
+    let out = store
+        .command(&["upload", "--json", src.to_str().expect("utf-8"), &url, "--part-size", "5M"])
+        .env("AWS_ENDPOINT_URL", &rec.url)
+        .output()
+        .expect("upload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((&s["checksum_algorithm"], &s["parts"]), (&Value::from("crc64nvme"), &Value::from(5)), "{s}");
+    assert!(store.get("flex.raw") == d);
+    let reqs = rec.received();
+    let create = reqs.iter().find(|r| r.method == "POST" && r.param("uploads").is_some()).expect("Create");
+    assert_eq!(create.header("x-amz-checksum-algorithm"), Some("CRC64NVME"));
+    assert_eq!(create.header("x-amz-checksum-type"), Some("FULL_OBJECT"));
+    let parts: Vec<&Received> = reqs.iter().filter(|r| r.method == "PUT" && part_number(r).is_some()).collect();
+    assert_eq!(parts.len(), 5, "one request per part, none retried");
+    let mut part_sums = std::collections::BTreeMap::new();
+    for p in &parts {
+        let n = part_number(p).expect("part number");
+        assert_eq!(p.header("content-md5"), None, "part {n} carries Content-MD5 as well");
+        let sum = p.header("x-amz-checksum-crc64nvme").expect("part checksum").to_string();
+        let bytes = &d[(n - 1) * part..(n * part).min(d.len())];
+        s3s_takes(&store, Algorithm::Crc64nvme, bytes, &sum).unwrap_or_else(|e| panic!("part {n}: {e}"));
+        part_sums.insert(n, sum);
+    }
+    let complete = reqs.iter().find(|r| r.method == "POST" && r.param("uploadId").is_some()).expect("Complete");
+    let whole = complete.header("x-amz-checksum-crc64nvme").expect("the object's checksum");
+    assert_eq!((Some(whole), complete.header("x-amz-checksum-type")), (s["checksum"].as_str(), Some("FULL_OBJECT")));
+    s3s_takes(&store, Algorithm::Crc64nvme, &d, whole).expect("the object's checksum");
+    let xml = String::from_utf8_lossy(&complete.body).to_string();
+    for (n, sum) in &part_sums {
+        let el = format!("<PartNumber>{n}</PartNumber><ETag>");
+        assert!(xml.contains(&el) && xml.contains(&format!("<ChecksumCRC64NVME>{sum}</ChecksumCRC64NVME>")), "{xml}");
+    }
+    // The oracle refuses a wrong value.
+    let mut wrong = whole.as_bytes().to_vec();
+    wrong[0] = if wrong[0] == b'A' { b'B' } else { b'A' };
+    let refused = s3s_takes(&store, Algorithm::Crc64nvme, &d, std::str::from_utf8(&wrong).expect("ascii"));
+    assert!(refused.as_ref().is_err_and(|e| e.contains("BadDigest")), "{refused:?}");
+
+    // CRC-32C on a single PUT, which s3s-fs checks and echoes.
+    rec.clear();
+    let (small, sd) = write_source(dir.path(), "small", 3 << 20, 22);
+    let out = store
+        .command(&["upload", "--json", small.to_str().expect("utf-8"), &store.url("small.raw"), "--checksum", "crc32c"])
+        .env("AWS_ENDPOINT_URL", &rec.url)
+        .output()
+        .expect("upload");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!((&s["checksum_algorithm"], &s["checksum_confirmed"]), (&Value::from("crc32c"), &Value::from(true)));
+    let put = rec.received().into_iter().find(|r| r.method == "PUT").expect("PutObject");
+    let sum = put.header("x-amz-checksum-crc32c").expect("CRC-32C header");
+    assert_eq!(Some(sum), s["checksum"].as_str());
+    s3s_takes(&store, Algorithm::Crc32c, &sd, sum).expect("the object's CRC-32C");
+    assert!(store.get("small.raw") == sd);
+}
+
+/// A store older than flexible checksums refuses their headers (400 InvalidArgument naming the header at Create,
+/// as Backblaze B2 did; 501 NotImplemented on the parts, as R2 did for CRC64NVME): `auto` starts again with
+/// Content-MD5 and says so; `--checksum crc64nvme` fails with what to do.
+#[test]
+fn s3_refused_flexible_checksums_fall_back_to_content_md5() {
+    let store = s3();
+    let rec = Recorder::start(addr_of(&store.endpoint));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", (12 << 20) + 7, 31);
+    let refusals = [
+        Refusal {
+            header: "x-amz-checksum-".into(),
+            status: 400,
+            code: "InvalidArgument".into(),
+            message: "Unsupported header 'x-amz-checksum-algorithm' received for this API call.".into(),
+        },
+        Refusal {
+            header: "x-amz-checksum-crc64nvme".into(),
+            status: 501,
+            code: "NotImplemented".into(),
+            message: "Header 'x-amz-checksum-crc64nvme' with value 'xyz' not implemented".into(),
+        },
+    ];
+    for (i, refusal) in refusals.into_iter().enumerate() {
+        rec.refuse(Some(refusal.clone()));
+        rec.clear();
+        let key = format!("refused-{i}.raw");
+        let out = store
+            .command(&["upload", "--json", src.to_str().expect("utf-8"), &store.url(&key), "--part-size", "5M"])
+            .env("AWS_ENDPOINT_URL", &rec.url)
+            .output()
+            .expect("upload");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("does not take crc64nvme checksums") && stderr.contains("Content-MD5"), "{stderr}");
+        let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(s["checksum_algorithm"], "md5", "{s}");
+        assert!(store.get(&key) == d);
+        let reqs = rec.received();
+        let sent: Vec<&Received> = reqs
+            .iter()
+            .filter(|r| part_number(r).is_some() && !r.headers.iter().any(|(k, _)| k.starts_with("x-amz-checksum")))
+            .collect();
+        assert_eq!(sent.len(), 3, "{:?}", reqs.iter().map(|r| &r.target).collect::<Vec<_>>());
+        assert!(sent.iter().all(|r| r.header("content-md5").is_some()), "a part without Content-MD5");
+        let creates = reqs.iter().filter(|r| r.method == "POST" && r.param("uploads").is_some()).count();
+        // Refused at Create: created again without the checksum. Refused on the parts: that upload is aborted.
+        assert_eq!(creates, 2, "{refusal:?}");
+        let aborted = reqs.iter().any(|r| r.method == "DELETE" && r.param("uploadId").is_some());
+        assert_eq!(aborted, i == 1, "{refusal:?}");
+    }
+
+    // A single PUT falls back too; an explicit choice does not.
+    let (small, sd) = write_source(dir.path(), "small", 1 << 20, 32);
+    let s = {
+        let out = store
+            .command(&["upload", "--json", small.to_str().expect("utf-8"), &store.url("small.raw")])
+            .env("AWS_ENDPOINT_URL", &rec.url)
+            .output()
+            .expect("upload");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    assert_eq!(s["checksum_algorithm"], "md5", "{s}");
+    assert!(store.get("small.raw") == sd);
+    let out = store
+        .command(&["upload", src.to_str().expect("utf-8"), &store.url("explicit.raw"), "--checksum", "crc64nvme"])
+        .env("AWS_ENDPOINT_URL", &rec.url)
+        .output()
+        .expect("upload");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("NotImplemented") && stderr.contains("--checksum md5"),
+        "{stderr}"
+    );
 }

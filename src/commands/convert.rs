@@ -180,7 +180,7 @@ fn to_store(args: &Args) -> Result<StoreSummary, Stopped> {
     let opts = write_options(args).map_err(|e| e.to_string())?;
     let src = open(&args.input, &args.open.options()).map_err(|e| e.to_string())?;
     let (virtual_size, input_format) = (src.virtual_size(), src.details().format);
-    let prepared = Prepared::new(&dest, &args.upload, &args.input)?;
+    let prepared = Prepared::new(&dest, &args.upload, &args.input, true)?;
     let job = ConvertUpload::new(src, &args.open.options(), opts).map_err(|e| e.to_string())?;
 
     let mut ctl = Control::new();

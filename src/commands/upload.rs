@@ -2,10 +2,11 @@
 
 use crate::output::print_json;
 use imgport_auth::Env;
+use imgport_storage::checksum::Choice;
 use imgport_storage::events::{Progress, RestartReason};
 use imgport_storage::settings::{self, StoreSettings, UploadChoices};
 use imgport_storage::upload::{self, UploadOptions};
-use imgport_storage::{state, uploads, Client, Destination, EventFn, ObjectStore, UploadEvent};
+use imgport_storage::{state, uploads, Client, Destination, EventFn, Flavor, ObjectStore, UploadEvent};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,6 +44,15 @@ pub struct UploadArgs {
     /// Bytes per second at most over all parts (e.g. 50M).
     #[arg(long, value_parser = parse_size)]
     rate_limit: Option<u64>,
+    /// How S3 checks each part and the object: auto (CRC-64/NVME, or Content-MD5 where the store refuses
+    /// flexible checksums), crc64nvme, crc32c or md5. OSS always checks CRC-64; streamed conversions send
+    /// Content-MD5.
+    #[arg(long, default_value = "auto", value_parser = parse_checksum)]
+    checksum: Choice,
+}
+
+fn parse_checksum(s: &str) -> Result<Choice, String> {
+    s.parse()
 }
 
 #[derive(clap::Args, Clone)]
@@ -113,6 +123,7 @@ impl UploadArgs {
             resume: !self.no_resume,
             storage_class: self.storage_class.clone(),
             rate_limit: self.rate_limit,
+            checksum: self.checksum,
         }
     }
 }
@@ -148,8 +159,22 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(dest_url: &str, args: &UploadArgs, source: &std::path::Path) -> Result<Prepared, String> {
+    /// `streamed`: the upload is a conversion's stream, which always sends Content-MD5 to S3.
+    pub fn new(
+        dest_url: &str,
+        args: &UploadArgs,
+        source: &std::path::Path,
+        streamed: bool,
+    ) -> Result<Prepared, String> {
         let dest = Destination::parse_object(dest_url, args.store.oss_v1).map_err(|e| e.to_string())?;
+        if args.checksum != Choice::Auto && dest.flavor != Flavor::S3 {
+            return Err("--checksum applies to s3:// destinations: OSS checks every part's CRC-64".into());
+        }
+        if streamed && matches!(args.checksum, Choice::Flexible(_)) {
+            return Err("a streamed conversion sends Content-MD5 (its resume recognises stored parts by their MD5): \
+                        leave out --checksum, or convert to a file and upload that"
+                .into());
+        }
         let client = Arc::new(client(&dest, &args.store)?);
         let rt = runtime()?;
         let opts = settings::upload_options(&dest, dest_url, &client, source, &args.choices());
@@ -205,7 +230,7 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
 }
 
 pub fn run(args: Args) -> u8 {
-    let prepared = match Prepared::new(&args.dest, &args.upload, &args.source) {
+    let prepared = match Prepared::new(&args.dest, &args.upload, &args.source, false) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("imgport: error: {e}");
@@ -336,7 +361,8 @@ async fn list(a: UploadsArgs) -> Result<(), String> {
         print_json(&out);
     } else {
         for u in &out {
-            outln!("{}  {}  {}  ({})", u.initiated, u.upload_id, u.key, u.source);
+            let checksum = u.checksum.unwrap_or("-");
+            outln!("{}  {}  {}  {checksum}  ({})", u.initiated, u.upload_id, u.key, u.source);
         }
     }
     Ok(())

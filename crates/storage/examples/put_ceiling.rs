@@ -10,7 +10,7 @@ use bytes::Bytes;
 use imgport_auth::endpoints::{BucketStyle, Endpoint};
 use imgport_auth::provider::Static;
 use imgport_auth::Credentials;
-use imgport_storage::{Client, Flavor, ObjectStore, PutOptions, StoreConfig};
+use imgport_storage::{Client, CompletedPart, Flavor, ObjectStore, PartCheck, PutOptions, StoreConfig};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -61,7 +61,7 @@ async fn run(args: Vec<String>) -> Result<String, String> {
     let buffer = filler(part as usize);
     let nparts = total.div_ceil(part) as u32;
     let started = Instant::now();
-    let upload_id = client.initiate_multipart(&key, &PutOptions::default()).await.map_err(|e| e.to_string())?;
+    let upload_id = client.initiate_multipart(&key, &PutOptions::default(), None).await.map_err(|e| e.to_string())?;
     let mut set = tokio::task::JoinSet::new();
     let mut etags = Vec::with_capacity(nparts as usize);
     let mut next = 1u32;
@@ -71,7 +71,9 @@ async fn run(args: Vec<String>) -> Result<String, String> {
             // A slice of the shared buffer: no copy, no hashing.
             let (client, key, id, body, n) =
                 (client.clone(), key.clone(), upload_id.clone(), buffer.slice(..len), next);
-            set.spawn(async move { client.upload_part(&key, &id, n, body.into(), None).await.map(|r| (n, r.etag)) });
+            set.spawn(async move {
+                client.upload_part(&key, &id, n, body.into(), PartCheck::None).await.map(|r| (n, r.etag))
+            });
             next += 1;
         }
         if let Some(joined) = set.join_next().await {
@@ -79,7 +81,9 @@ async fn run(args: Vec<String>) -> Result<String, String> {
         }
     }
     etags.sort_by_key(|(n, _)| *n);
-    client.complete_multipart(&key, &upload_id, &etags).await.map_err(|e| e.to_string())?;
+    let parts: Vec<CompletedPart> =
+        etags.into_iter().map(|(number, etag)| CompletedPart { number, etag, checksum: None }).collect();
+    client.complete_multipart(&key, &upload_id, &parts, None).await.map_err(|e| e.to_string())?;
     let seconds = started.elapsed().as_secs_f64();
     Ok(format!(
         "{{\"bytes\":{total},\"parts\":{nparts},\"seconds\":{seconds:.3},\"mib_per_s\":{:.1}}}",

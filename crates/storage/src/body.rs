@@ -85,6 +85,14 @@ impl FileRange {
         self.len == 0
     }
 
+    pub(crate) fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// The same range with its own, empty record of what was sent.
     pub fn fresh(&self) -> Self {
         FileRange::new(self.file.clone(), self.offset, self.len)

@@ -1,8 +1,12 @@
 //! The HTTP client behind [`ObjectStore`]: builds, signs and sends requests, parses answers.
 
+use crate::checksum::{self, Algorithm};
 use crate::error::{from_response, RetryClass, StorageError};
 use crate::xml;
-use crate::{Body, BoxFuture, ObjectMeta, ObjectStore, PartInfo, PutOptions, PutResult, Result, UploadInfo};
+use crate::{
+    Body, BoxFuture, CompletedPart, ObjectMeta, ObjectStore, PartCheck, PartInfo, PutOptions, PutResult, Result,
+    UploadInfo,
+};
 use bytes::Bytes;
 use imgport_auth::endpoints::{oss_location, BucketStyle, Endpoint};
 use imgport_auth::provider::CredentialsProvider;
@@ -92,6 +96,18 @@ impl Answer {
                 .parse()
                 .map(Some)
                 .map_err(|_| StorageError::Protocol(format!("x-oss-hash-crc64ecma {v:?} is not a number"))),
+        }
+    }
+
+    /// The flexible checksum of `algorithm` the store echoed, if it did.
+    fn checksum(&self, algorithm: Option<Algorithm>) -> Result<Option<u64>> {
+        let Some(alg) = algorithm else { return Ok(None) };
+        match self.header(alg.header()) {
+            None => Ok(None),
+            Some(v) => alg
+                .decode(v)
+                .map(Some)
+                .ok_or_else(|| StorageError::Protocol(format!("{} {v:?} is not a {}", alg.header(), alg.name()))),
         }
     }
 
@@ -225,6 +241,9 @@ impl Client {
         }
         if let Some(md5) = &opts.content_md5 {
             h.push(("Content-MD5".to_string(), md5.clone()));
+        }
+        if let Some(c) = &opts.checksum {
+            h.push((c.algorithm.header().to_string(), c.algorithm.encode(c.value)));
         }
         if let Some(sc) = &opts.storage_class {
             let name = if self.cfg.flavor.is_oss() { "x-oss-storage-class" } else { "x-amz-storage-class" };
@@ -374,7 +393,8 @@ impl ObjectStore for Client {
     fn put_object<'a>(&'a self, key: &'a str, body: Body, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
             let a = self.send("PUT", Some(key), vec![], self.object_headers(opts), body).await?;
-            Ok(PutResult { etag: a.etag(), crc64: a.crc64()? })
+            let checksum = a.checksum(opts.checksum.map(|c| c.algorithm))?;
+            Ok(PutResult { etag: a.etag(), crc64: a.crc64()?, checksum })
         })
     }
 
@@ -399,12 +419,21 @@ impl ObjectStore for Client {
         Box::pin(async move { Ok(self.send("GET", Some(key), vec![], vec![], Body::Bytes(Bytes::new())).await?.body) })
     }
 
-    fn initiate_multipart<'a>(&'a self, key: &'a str, opts: &'a PutOptions) -> BoxFuture<'a, Result<String>> {
+    fn initiate_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        opts: &'a PutOptions,
+        checksum: Option<Algorithm>,
+    ) -> BoxFuture<'a, Result<String>> {
         Box::pin(async move {
             let q = vec![("uploads".to_string(), String::new())];
-            let mut opts = opts.clone();
-            opts.content_md5 = None;
-            let a = self.send("POST", Some(key), q, self.object_headers(&opts), Body::Bytes(Bytes::new())).await?;
+            let opts = PutOptions { content_md5: None, checksum: None, ..opts.clone() };
+            let mut h = self.object_headers(&opts);
+            if let Some(alg) = checksum {
+                h.push(("x-amz-checksum-algorithm".to_string(), alg.s3_name().to_string()));
+                h.push(("x-amz-checksum-type".to_string(), "FULL_OBJECT".to_string()));
+            }
+            let a = self.send("POST", Some(key), q, h, Body::Bytes(Bytes::new())).await?;
             xml::text(a.text()?, "UploadId")
                 .filter(|id| !id.is_empty())
                 .ok_or_else(|| StorageError::Protocol("InitiateMultipartUpload: no UploadId".into()))
@@ -417,17 +446,23 @@ impl ObjectStore for Client {
         upload_id: &'a str,
         number: u32,
         body: Body,
-        content_md5: Option<String>,
+        check: PartCheck,
     ) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
             let q = vec![("partNumber".to_string(), number.to_string()), ("uploadId".to_string(), upload_id.into())];
-            let h = content_md5.map(|m| vec![("Content-MD5".to_string(), m)]).unwrap_or_default();
+            let (h, algorithm) = match check {
+                PartCheck::None => (vec![], None),
+                PartCheck::Md5(m) => (vec![("Content-MD5".to_string(), m)], None),
+                PartCheck::Flexible(c) => {
+                    (vec![(c.algorithm.header().to_string(), c.algorithm.encode(c.value))], Some(c.algorithm))
+                }
+            };
             let a = self.send("PUT", Some(key), q, h, body).await?;
             let etag = a.etag();
             if etag.is_empty() {
                 return Err(StorageError::Protocol(format!("UploadPart {number}: no ETag")));
             }
-            Ok(PutResult { etag, crc64: a.crc64()? })
+            Ok(PutResult { etag, crc64: a.crc64()?, checksum: a.checksum(algorithm)? })
         })
     }
 
@@ -439,26 +474,42 @@ impl ObjectStore for Client {
         &'a self,
         key: &'a str,
         upload_id: &'a str,
-        parts: &'a [(u32, String)],
+        parts: &'a [CompletedPart],
+        whole: Option<checksum::Value>,
     ) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
+            let algorithm = whole.map(|w| w.algorithm);
             let mut body = String::from("<CompleteMultipartUpload>");
-            for (n, etag) in parts {
-                body.push_str(&format!(
-                    "<Part><PartNumber>{n}</PartNumber><ETag>{}</ETag></Part>",
-                    xml_escape(&format!("\"{etag}\""))
-                ));
+            for p in parts {
+                let etag = xml_escape(&format!("\"{}\"", p.etag));
+                body.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag>", p.number));
+                if let (Some(alg), Some(v)) = (algorithm, p.checksum) {
+                    let el = alg.xml_element();
+                    body.push_str(&format!("<{el}>{}</{el}>", alg.encode(v)));
+                }
+                body.push_str("</Part>");
             }
             body.push_str("</CompleteMultipartUpload>");
             let q = vec![("uploadId".to_string(), upload_id.to_string())];
-            let h = vec![("Content-Type".to_string(), "application/xml".to_string())];
+            let mut h = vec![("Content-Type".to_string(), "application/xml".to_string())];
+            if let Some(w) = whole {
+                h.push((w.algorithm.header().to_string(), w.algorithm.encode(w.value)));
+                h.push(("x-amz-checksum-type".to_string(), "FULL_OBJECT".to_string()));
+            }
             let a = self.send("POST", Some(key), q, h, Body::Bytes(Bytes::from(body))).await?;
             let text = a.text()?;
             if let Some(e) = error_in_body(text) {
                 return Err(e);
             }
             let etag = xml::text(text, "ETag").map(|e| unquote(&e)).unwrap_or_else(|| a.etag());
-            Ok(PutResult { etag, crc64: a.crc64()? })
+            // S3 answers the object's checksum in the body; some stores put it in a header.
+            let checksum = match algorithm.and_then(|alg| Some((alg, xml::text(text, alg.xml_element())?))) {
+                Some((alg, v)) => Some(alg.decode(&v).ok_or_else(|| {
+                    StorageError::Protocol(format!("{} {v:?} is not a {}", alg.xml_element(), alg.name()))
+                })?),
+                None => a.checksum(algorithm)?,
+            };
+            Ok(PutResult { etag, crc64: a.crc64()?, checksum })
         })
     }
 

@@ -102,6 +102,20 @@ impl StorageError {
         }
     }
 
+    /// Whether the store refused a flexible checksum it does not support (a store older than them: 501
+    /// NotImplemented, or 400 InvalidArgument / InvalidRequest naming the checksum header), where sending
+    /// Content-MD5 instead can work. A checksum that does not match (BadDigest) is damage, never this.
+    pub fn refuses_checksum(&self) -> bool {
+        let StorageError::Service { status, code, message, .. } = self else { return false };
+        let names_it = message.to_ascii_lowercase().contains("checksum");
+        match code.as_str() {
+            "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" => false,
+            "NotImplemented" => true,
+            "InvalidArgument" | "InvalidRequest" | "UnsupportedHeader" => *status == 400 && names_it,
+            _ => *status == 501,
+        }
+    }
+
     /// What went wrong, for callers that act on it.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -256,6 +270,24 @@ pub fn from_response(status: u16, body: &str, request_id: Option<&str>, server_t
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Refusals as stores older than flexible checksums answer them, and answers that are not refusals.
+    #[test]
+    fn checksum_refusals_are_told_from_damage() {
+        let answer = |status, code: &str, message: &str| {
+            let xml = format!("<Error><Code>{code}</Code><Message>{message}</Message></Error>");
+            from_response(status, &xml, None, None)
+        };
+        let b2 = "Unsupported header 'x-amz-checksum-algorithm' received for this API call.";
+        assert!(answer(400, "InvalidArgument", b2).refuses_checksum());
+        assert!(answer(501, "NotImplemented", "Header 'x-amz-checksum-crc64nvme' not implemented").refuses_checksum());
+        assert!(answer(400, "InvalidRequest", "Checksum type mismatch").refuses_checksum());
+        assert!(answer(501, "Whatever", "").refuses_checksum());
+        assert!(!answer(400, "BadDigest", "The CRC64NVME checksum you specified did not match").refuses_checksum());
+        assert!(!answer(400, "InvalidArgument", "Part number must be an integer").refuses_checksum());
+        assert!(!answer(403, "AccessDenied", "checksum").refuses_checksum());
+        assert!(!StorageError::Transport("checksum".into()).refuses_checksum());
+    }
 
     #[test]
     fn classifies() {

@@ -57,6 +57,9 @@ pub enum RestartReason {
     StreamChanged,
     /// The store no longer knows the upload (aborted elsewhere, expired by a lifecycle rule).
     UploadLost { upload_id: String },
+    /// The store refused the flexible checksum `algorithm` (a store older than them): the upload is sent again
+    /// with Content-MD5.
+    ChecksumRefused { algorithm: String, error: String },
 }
 
 impl std::fmt::Display for RestartReason {
@@ -72,6 +75,9 @@ impl std::fmt::Display for RestartReason {
             ),
             RestartReason::UploadLost { upload_id } => {
                 write!(f, "the store no longer has the interrupted upload {upload_id}; starting over")
+            }
+            RestartReason::ChecksumRefused { algorithm, error } => {
+                write!(f, "the store does not take {algorithm} checksums ({error}); sending with Content-MD5 instead")
             }
         }
     }

@@ -5,6 +5,7 @@
 //! upload reports ([`events`]); nothing here prints.
 
 pub mod body;
+pub mod checksum;
 pub mod client;
 pub mod destination;
 mod digests;
@@ -38,6 +39,8 @@ pub struct PutResult {
     pub etag: String,
     /// `x-oss-hash-crc64ecma`, when the store sends it.
     pub crc64: Option<u64>,
+    /// The flexible checksum (of the algorithm sent) the store echoed: it checked the body against it.
+    pub checksum: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,6 +61,26 @@ pub struct PartInfo {
     pub crc64: Option<u64>,
 }
 
+/// What the store checks a part's body against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartCheck {
+    /// Nothing sent (OSS: its CRC-64 answer is compared instead).
+    None,
+    /// Base64 MD5 (`Content-MD5`).
+    Md5(String),
+    Flexible(checksum::Value),
+}
+
+/// A part as CompleteMultipartUpload names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub number: u32,
+    /// Without quotes.
+    pub etag: String,
+    /// Its flexible checksum, when the upload has one.
+    pub checksum: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadInfo {
     pub key: String,
@@ -72,6 +95,8 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// Base64 MD5 of the body, checked by the store.
     pub content_md5: Option<String>,
+    /// The body's flexible checksum, sent with PutObject (S3).
+    pub checksum: Option<checksum::Value>,
     /// User metadata kept with the object: names without the `x-oss-meta-` / `x-amz-meta-` prefix (lowercase
     /// letters, digits and `-`), values printable ASCII. Sent on PutObject and InitiateMultipartUpload, and signed.
     pub metadata: Vec<(String, String)>,
@@ -86,23 +111,32 @@ pub trait ObjectStore: Send + Sync {
     fn head_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta>>;
     /// The whole object (tests and small reads).
     fn get_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>>;
-    fn initiate_multipart<'a>(&'a self, key: &'a str, opts: &'a PutOptions) -> BoxFuture<'a, Result<String>>;
+    /// Starts a multipart upload; with `checksum`, each part will carry that flexible checksum and Complete the
+    /// whole object's, combined from the parts' (S3's `FULL_OBJECT` type).
+    fn initiate_multipart<'a>(
+        &'a self,
+        key: &'a str,
+        opts: &'a PutOptions,
+        checksum: Option<checksum::Algorithm>,
+    ) -> BoxFuture<'a, Result<String>>;
     fn upload_part<'a>(
         &'a self,
         key: &'a str,
         upload_id: &'a str,
         number: u32,
         body: Body,
-        content_md5: Option<String>,
+        check: PartCheck,
     ) -> BoxFuture<'a, Result<PutResult>>;
     /// Every part the store holds, following the pages, sorted by number.
     fn list_parts<'a>(&'a self, key: &'a str, upload_id: &'a str) -> BoxFuture<'a, Result<Vec<PartInfo>>>;
-    /// `parts` are (number, etag) in ascending order.
+    /// `parts` in ascending order; `whole` is the object's flexible checksum when the upload announced one (each
+    /// part then carries its own).
     fn complete_multipart<'a>(
         &'a self,
         key: &'a str,
         upload_id: &'a str,
-        parts: &'a [(u32, String)],
+        parts: &'a [CompletedPart],
+        whole: Option<checksum::Value>,
     ) -> BoxFuture<'a, Result<PutResult>>;
     fn abort_multipart<'a>(&'a self, key: &'a str, upload_id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Multipart uploads in progress under a prefix; [`StorageError::Unsupported`] where the store lacks it.

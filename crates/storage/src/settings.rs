@@ -93,6 +93,8 @@ pub struct UploadChoices {
     pub storage_class: Option<String>,
     /// Bytes per second over all parts.
     pub rate_limit: Option<u64>,
+    /// S3's part checksum (`--checksum`).
+    pub checksum: crate::checksum::Choice,
 }
 
 /// The store's smallest part: S3 5 MiB, OSS 100 KiB.
@@ -127,6 +129,7 @@ pub fn upload_options(
         max_attempts: 10,
         // S3 checks each part's Content-MD5; OSS has CRC-64 and skips the extra hashing.
         send_md5: dest.flavor == Flavor::S3,
+        checksum: choices.checksum,
     }
 }
 

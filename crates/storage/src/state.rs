@@ -26,8 +26,12 @@ pub struct SourceId {
 pub struct PartRecord {
     pub size: u64,
     pub crc64: u64,
+    /// Empty where it was not computed (OSS, and S3 parts whose flexible checksum the store confirmed).
     pub md5_hex: String,
     pub etag: String,
+    /// The part's flexible checksum, in the upload's algorithm ([`UploadState::checksum`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +50,21 @@ pub struct UploadState {
     /// upload and streams made with other parameters never resume each other's uploads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+    /// The flexible checksum the upload announced (S3); none: Content-MD5 (S3) or CRC-64 (OSS), as before
+    /// there was a choice, so older states load as what they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<crate::checksum::Algorithm>,
+}
+
+impl UploadState {
+    /// How the upload's parts are checked, as `uploads list` shows it: `crc64nvme`, `crc32c`, `md5` or `crc64`.
+    pub fn checksum_kind(&self) -> &'static str {
+        match self.checksum {
+            Some(alg) => alg.name(),
+            None if self.url.starts_with("s3://") => "md5",
+            None => "crc64",
+        }
+    }
 }
 
 /// `$XDG_STATE_HOME/imgport/uploads`, else `~/.local/state/imgport/uploads`.
@@ -266,6 +285,7 @@ mod tests {
             created: 0,
             parts,
             stream: None,
+            checksum: None,
         }
     }
 
@@ -276,7 +296,10 @@ mod tests {
         std::fs::write(&src, vec![5u8; 200_000]).expect("write");
         let mut f = std::fs::File::open(&src).expect("open");
         let id = source_id("src", &mut f).expect("id");
-        let parts = BTreeMap::from([(1, PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into() })]);
+        let parts = BTreeMap::from([(
+            1,
+            PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into(), checksum: None },
+        )]);
         let st = state_of(id.clone(), parts);
         let p = file_for(dir.path(), "src", "http://e", "b", "k");
         save(&p, &st).expect("save");
@@ -288,6 +311,25 @@ mod tests {
         std::fs::write(&src, data).expect("rewrite");
         let mut f = std::fs::File::open(&src).expect("open");
         assert_ne!(source_id("src", &mut f).expect("id").sample_crc64, id.sample_crc64);
+    }
+
+    /// A state written before there was a checksum choice loads as what it was: Content-MD5 on S3, CRC-64 on OSS.
+    #[test]
+    fn states_without_a_checksum_load_as_before() {
+        let source = SourceId { path: "src".into(), size: 1, mtime_ns: 0, inode: 0, sample_crc64: 0 };
+        let part = PartRecord { size: 1, crc64: 2, md5_hex: "m".into(), etag: "e".into(), checksum: None };
+        let mut st = state_of(source, BTreeMap::from([(1, part)]));
+        let old = serde_json::to_string(&st).expect("json");
+        assert!(!old.contains("checksum"), "{old}");
+        let back: UploadState = serde_json::from_str(&old).expect("load");
+        assert_eq!((back.checksum_kind(), back.parts[&1].checksum), ("crc64", None));
+        st.url = "s3://b/k".into();
+        assert_eq!(st.checksum_kind(), "md5");
+        st.checksum = Some(crate::checksum::Algorithm::Crc64nvme);
+        st.parts.get_mut(&1).expect("part").checksum = Some(7);
+        let new = serde_json::to_string(&st).expect("json");
+        assert!(new.contains(r#""checksum":"crc64nvme""#) && new.contains(r#""checksum":7"#), "{new}");
+        assert_eq!(serde_json::from_str::<UploadState>(&new).expect("load").checksum_kind(), "crc64nvme");
     }
 
     #[cfg(unix)]

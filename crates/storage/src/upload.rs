@@ -1,17 +1,18 @@
 //! Resumable, verified multipart upload of a file: parts streamed from the file in small pieces (memory does not
 //! grow with part size or concurrency), adaptive concurrency, retries with backoff.
 
+use crate::checksum::{self, Algorithm, Choice};
 use crate::digests::{PartDigests, PartSpan};
 use crate::error::{ErrorKind, RetryClass, StorageError};
 use crate::state::{self, PartRecord, UploadState};
-use crate::{crc64, Body, FileRange, ObjectStore, PutOptions};
+use crate::{crc64, Body, CompletedPart, FileRange, ObjectStore, PartCheck, PutOptions};
 use bytes::Bytes;
 use imgport_net::retry::{Hooks, RetryClass as NetClass, RetryPolicy};
 use imgport_wire::{hex, hex_decode};
 use md5_many::Md5State;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,8 +56,22 @@ pub struct UploadOptions {
     /// Bytes per second over all parts.
     pub rate_limit: Option<u64>,
     pub max_attempts: u32,
-    /// S3 checks it; OSS has CRC-64 and skips the extra hashing.
+    /// S3: parts are checked by MD5 (Content-MD5, or their ETag where the store does not confirm a flexible
+    /// checksum). OSS has CRC-64 and skips the extra hashing.
     pub send_md5: bool,
+    /// S3's part checksum (`--checksum`); OSS ignores it.
+    pub checksum: Choice,
+}
+
+impl UploadOptions {
+    /// The flexible checksum a new upload announces: S3's choice, or none (Content-MD5, OSS).
+    pub(crate) fn flexible(&self) -> Option<Algorithm> {
+        match (self.send_md5, self.checksum) {
+            (false, _) | (true, Choice::Md5) => None,
+            (true, Choice::Auto) => Some(Algorithm::Crc64nvme),
+            (true, Choice::Flexible(a)) => Some(a),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -67,6 +82,13 @@ pub struct Summary {
     pub seconds: f64,
     pub mib_per_s: f64,
     pub crc64: Option<String>,
+    /// How the store checked the parts: `crc64nvme`, `crc32c` (flexible checksums), `md5` (S3's Content-MD5)
+    /// or `crc64` (OSS).
+    pub checksum_algorithm: String,
+    /// The object's flexible checksum (base64, as S3 shows it), when the upload used one.
+    pub checksum: Option<String>,
+    /// The store echoed the flexible checksum: it checked it. Otherwise parts were checked by their ETag (MD5).
+    pub checksum_confirmed: bool,
     pub etag: String,
     pub retries: u64,
     /// Parts an interrupted upload had stored that were found intact (size and checksum).
@@ -85,6 +107,18 @@ impl Summary {
         self.retries = shared.retries.load(Ordering::Relaxed);
         self.seconds = started.elapsed().as_secs_f64();
         self.mib_per_s = if self.seconds > 0.0 { self.bytes as f64 / MIB as f64 / self.seconds } else { 0.0 };
+        self.checksum_confirmed = shared.confirmed.load(Ordering::Relaxed);
+    }
+
+    /// Records how the object was checked: `flexible` and the object's value, else MD5 (S3) or CRC-64 (OSS).
+    pub(crate) fn checked_by(&mut self, opts: &UploadOptions, flexible: Option<checksum::Value>) {
+        self.checksum_algorithm = match flexible {
+            Some(v) => v.algorithm.name(),
+            None if opts.send_md5 => "md5",
+            None => "crc64",
+        }
+        .to_string();
+        self.checksum = flexible.map(|v| v.algorithm.encode(v.value));
     }
 }
 
@@ -154,6 +188,11 @@ impl std::fmt::Display for UploadError {
 impl std::error::Error for UploadError {}
 
 impl UploadError {
+    /// Whether the store refused a flexible checksum it does not support.
+    pub fn refuses_checksum(&self) -> bool {
+        matches!(self, UploadError::Store { error, .. } if error.refuses_checksum())
+    }
+
     /// What went wrong, for callers that act on it (exit codes) without reading the message.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -257,6 +296,8 @@ pub(crate) struct Shared {
     rate: Option<RateLimit>,
     policy: RetryPolicy,
     pool: Mutex<Vec<Vec<u8>>>,
+    /// The store echoed a flexible checksum: it checks them, and parts need no MD5 for their ETag.
+    pub(crate) confirmed: AtomicBool,
 }
 
 /// Waits of a part's retries: from up to 400 ms after the first failure, doubling, to at most 20 s.
@@ -279,6 +320,7 @@ impl Shared {
             rate: opts.rate_limit.filter(|r| *r > 0).map(|rate| RateLimit { rate, next: Instant::now().into() }),
             policy: retry_policy(opts.max_attempts),
             pool: Mutex::new(Vec::new()),
+            confirmed: AtomicBool::new(false),
         })
     }
 
@@ -351,21 +393,49 @@ fn b64(bytes: &[u8]) -> String {
 /// Bytes read and hashed at a time (fits in a core's L2 cache).
 const READ_PIECE: usize = 256 << 10;
 
-/// The MD5 (hex) of `len` bytes of `file` at `offset`, read in small pieces off the async threads: what S3's
-/// Content-MD5 of a single PUT needs before the body is sent.
-async fn md5_of_range(file: &Arc<std::fs::File>, offset: u64, len: u64) -> Result<String, UploadError> {
+/// The checksums of what a PUT sends, taken before it is sent (headers need them first).
+#[derive(Default)]
+pub(crate) struct RangeSums {
+    /// CRC-64/XZ of the bytes hashed, when the body is read again to be sent: the two must agree.
+    pub crc64: Option<u64>,
+    pub flexible: Option<checksum::Value>,
+    /// Hex, or empty when not computed.
+    pub md5_hex: String,
+}
+
+/// The checksums of `len` bytes of `file` at `offset` (the flexible one and MD5 when asked for), read in small
+/// pieces off the async threads.
+async fn range_sums(
+    file: &Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+    flexible: Option<Algorithm>,
+    md5: bool,
+) -> Result<RangeSums, UploadError> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
-        let mut h = Md5State::new();
+        let mut crc = crc64::Crc64::new();
+        let mut flex = flexible.map(checksum::Running::new);
+        let mut h = md5.then(Md5State::new);
         let mut buf = vec![0u8; READ_PIECE];
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(READ_PIECE as u64) as usize;
             crate::body::read_at(&file, &mut buf[..n], offset + done)?;
-            h.update(&buf[..n]);
+            crc.update(&buf[..n]);
+            if let Some(f) = flex.as_mut() {
+                f.update(&buf[..n]);
+            }
+            if let Some(h) = h.as_mut() {
+                h.update(&buf[..n]);
+            }
             done += n as u64;
         }
-        Ok::<_, std::io::Error>(hex(&h.finalize()))
+        Ok::<_, std::io::Error>(RangeSums {
+            crc64: Some(crc.finish()),
+            flexible: flexible.zip(flex).map(|(algorithm, f)| checksum::Value { algorithm, value: f.finish() }),
+            md5_hex: h.map(|h| hex(&h.finalize())).unwrap_or_default(),
+        })
     })
     .await
     .map_err(|e| UploadError::Io(format!("reader task: {e}")))?
@@ -399,8 +469,31 @@ impl PartData {
         }
     }
 
-    /// The CRC-64 of what an attempt sent.
-    fn sent_crc(&self, sent: Option<&FileRange>) -> Result<u64, StorageError> {
+    /// The part's flexible checksum, and for a file the CRC-64 of the bytes it was taken from.
+    async fn flexible(&self, algorithm: Algorithm) -> Result<(checksum::Value, Option<u64>), UploadError> {
+        match self {
+            PartData::Memory { data, .. } => Ok((checksum::Value { algorithm, value: algorithm.checksum(data) }, None)),
+            PartData::File(r) => {
+                let sums = range_sums(r.file(), r.offset(), r.len(), Some(algorithm), false).await?;
+                let value = sums.flexible.ok_or_else(|| UploadError::Io("no checksum was taken".into()))?;
+                Ok((value, sums.crc64))
+            }
+        }
+    }
+
+    /// The CRC-64 of what an attempt sent; an error when it is not what `read_before` (the CRC-64 of the bytes
+    /// the checksums in the headers were taken from) says.
+    fn sent_crc(&self, sent: Option<&FileRange>, read_before: Option<u64>) -> Result<u64, StorageError> {
+        let crc = self.sent_crc_only(sent)?;
+        match read_before {
+            Some(before) if before != crc => Err(StorageError::Protocol(
+                "the source's bytes changed between their checksum and their sending".into(),
+            )),
+            _ => Ok(crc),
+        }
+    }
+
+    fn sent_crc_only(&self, sent: Option<&FileRange>) -> Result<u64, StorageError> {
         match (self, sent) {
             (PartData::Memory { crc, .. }, _) => Ok(*crc),
             (PartData::File(_), Some(r)) => r
@@ -426,15 +519,19 @@ pub async fn upload(
     // Held until this returns (or is dropped on Ctrl-C): a second run of the same upload stops here.
     let _lock = lock_state(opts, &id.path)?;
     let size = id.size;
-    // An interrupted upload of this source keeps its part size unless another is asked for.
-    let saved_part_size = opts
+    // An interrupted upload of this source keeps its part size unless another is asked for, and with
+    // `--checksum auto` its checksum (Content-MD5 where the store refused flexible checksums).
+    let saved = opts
         .state_dir
         .as_ref()
         .filter(|_| opts.resume)
         .and_then(|d| state::load(&state::file_for(d, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key)))
-        .filter(|s| s.source == id && s.stream.is_none())
-        .map(|s| s.part_size);
-    let part_size = match opts.part_size.or(saved_part_size) {
+        .filter(|s| s.source == id && s.stream.is_none());
+    let mut flexible = match (&saved, opts.checksum) {
+        (Some(s), Choice::Auto) if opts.send_md5 => s.checksum,
+        _ => opts.flexible(),
+    };
+    let part_size = match opts.part_size.or(saved.map(|s| s.part_size)) {
         Some(p) => p,
         None => auto_part_size_for(size, opts.concurrency).max(opts.min_part_size),
     };
@@ -443,7 +540,13 @@ pub async fn upload(
     let file = Arc::new(file);
 
     let mut summary = if size < part_size || size == 0 {
-        single_put(&shared, &file, size, opts).await?
+        match single_put(&shared, &file, size, opts, flexible).await {
+            Err(e) if flexible.is_some() && opts.checksum == Choice::Auto && e.refuses_checksum() => {
+                emit(&events, checksum_refused(flexible, &e));
+                single_put(&shared, &file, size, opts, None).await?
+            }
+            r => r.map_err(|e| explain_refusal(e, flexible))?,
+        }
     } else {
         let parts = size.div_ceil(part_size);
         if parts > MAX_PARTS {
@@ -457,10 +560,28 @@ pub async fn upload(
         loop {
             // The upload being added to, and whether an earlier run started it.
             let mut current: Option<(String, bool)> = None;
-            let error = match multipart(&shared, &file, &id, part_size, opts, events.clone(), &mut current).await {
+            let plan = Plan { part_size, flexible };
+            let run = multipart(&shared, &file, &id, plan, opts, events.clone(), &mut current).await;
+            let error = match run {
                 Ok(s) => break s,
                 Err(e) => e,
             };
+            // A store older than flexible checksums: start again with Content-MD5 (the upload was announced
+            // with the checksum, so its parts cannot change kind).
+            if flexible.is_some() && error.refuses_checksum() {
+                if opts.checksum != Choice::Auto {
+                    return Err(explain_refusal(error, flexible));
+                }
+                emit(&events, checksum_refused(flexible, &error));
+                if let Some((upload_id, _)) = &current {
+                    let _ = store.abort_multipart(&opts.key, upload_id).await;
+                }
+                if let Some(dir) = &opts.state_dir {
+                    state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
+                }
+                flexible = None;
+                continue;
+            }
             let Some((upload_id, _)) = current.filter(|(_, resumed)| error.upload_gone(*resumed)) else {
                 return Err(error);
             };
@@ -482,6 +603,23 @@ pub async fn upload(
     summary.finish(&shared, part_size, started);
     emit(&events, completed(&summary));
     Ok(summary)
+}
+
+/// The event of a store refusing `flexible` checksums.
+fn checksum_refused(flexible: Option<Algorithm>, error: &UploadError) -> UploadEvent {
+    let algorithm = flexible.map_or("", Algorithm::name).to_string();
+    UploadEvent::Restarted { reason: RestartReason::ChecksumRefused { algorithm, error: error.to_string() } }
+}
+
+/// A refusal of the flexible checksum the user asked for, with what to do about it.
+fn explain_refusal(error: UploadError, flexible: Option<Algorithm>) -> UploadError {
+    match flexible {
+        Some(alg) if error.refuses_checksum() => UploadError::Config(format!(
+            "{error}\nthe store does not take {} checksums: use --checksum md5 (or auto, which falls back to it)",
+            alg.name()
+        )),
+        _ => error,
+    }
 }
 
 pub(crate) fn check_part_size(part_size: u64, size: u64, opts: &UploadOptions) -> Result<(), UploadError> {
@@ -506,11 +644,13 @@ async fn single_put(
     file: &Arc<std::fs::File>,
     size: u64,
     opts: &UploadOptions,
+    flexible: Option<Algorithm>,
 ) -> Result<Summary, UploadError> {
-    // S3 checks the body against Content-MD5, which is needed before it is sent; OSS checks the CRC-64 taken
-    // while sending.
-    let md5 = if opts.send_md5 { md5_of_range(file, 0, size).await? } else { String::new() };
-    put_whole(shared, opts, PartData::File(FileRange::new(file.clone(), 0, size)), md5).await
+    // S3 checks the body against its flexible checksum or Content-MD5, which are needed before it is sent (the
+    // MD5 also checks the ETag where the store does not echo the checksum); OSS checks the CRC-64 taken while
+    // sending.
+    let sums = if opts.send_md5 { range_sums(file, 0, size, flexible, true).await? } else { RangeSums::default() };
+    put_whole(shared, opts, PartData::File(FileRange::new(file.clone(), 0, size)), sums).await
 }
 
 /// One PutObject of the whole object, checked like a part, then a HEAD.
@@ -518,12 +658,15 @@ pub(crate) async fn put_whole(
     shared: &Arc<Shared>,
     opts: &UploadOptions,
     data: PartData,
-    md5: String,
+    sums: RangeSums,
 ) -> Result<Summary, UploadError> {
     let size = data.len();
+    let md5 = sums.md5_hex;
     let mut put = opts.put.clone();
-    if opts.send_md5 {
-        put.content_md5 = hex_decode(&md5).map(|b| b64(&b));
+    match sums.flexible {
+        Some(v) => put.checksum = Some(v),
+        None if opts.send_md5 => put.content_md5 = hex_decode(&md5).map(|b| b64(&b)),
+        None => {}
     }
     let store = &shared.store;
     let res = shared
@@ -533,19 +676,38 @@ pub(crate) async fn put_whole(
             }
             let (body, sent) = data.attempt();
             let r = store.put_object(&opts.key, body, &put).await?;
-            let crc = data.sent_crc(sent.as_ref())?;
-            check_part(store.as_ref(), &r, crc, &md5)?;
+            let crc = data.sent_crc(sent.as_ref(), sums.crc64)?;
+            check_part(shared, &r, crc, &md5, sums.flexible)?;
             Ok((r, crc))
         })
         .await
         .map_err(|error| UploadError::Store { context: format!("PutObject {}", opts.url), error })?;
     let (res, crc) = res;
     verify_head(shared, opts, size, Some(crc)).await?;
-    Ok(Summary { parts: 1, sent_parts: 1, crc64: Some(format!("{crc}")), etag: res.etag, ..Default::default() })
+    let mut s =
+        Summary { parts: 1, sent_parts: 1, crc64: Some(format!("{crc}")), etag: res.etag, ..Default::default() };
+    s.checked_by(opts, sums.flexible);
+    Ok(s)
 }
 
-/// A part (or object) answer must carry the checksums of what was sent.
-fn check_part(store: &dyn ObjectStore, r: &crate::PutResult, crc: u64, md5: &str) -> Result<(), StorageError> {
+/// A part (or object) answer must carry the checksums of what was sent: the CRC-64 (OSS), the flexible checksum
+/// where the store echoes it (it then checks them: noted in `shared`), and an ETag that is the MD5.
+fn check_part(
+    shared: &Shared,
+    r: &crate::PutResult,
+    crc: u64,
+    md5: &str,
+    flexible: Option<checksum::Value>,
+) -> Result<(), StorageError> {
+    let store = shared.store.as_ref();
+    if let (Some(sent), Some(got)) = (flexible, r.checksum) {
+        if got != sent.value {
+            let (name, got, sent) =
+                (sent.algorithm.name(), sent.algorithm.encode(got), sent.algorithm.encode(sent.value));
+            return Err(StorageError::Protocol(format!("server {name} {got} differs from the sent data's {sent}")));
+        }
+        shared.confirmed.store(true, Ordering::Relaxed);
+    }
     if let Some(got) = r.crc64 {
         if got != crc {
             return Err(StorageError::Protocol(format!("server CRC-64 {got} differs from the sent data's {crc}")));
@@ -581,15 +743,24 @@ async fn verify_head(
     Ok(())
 }
 
+/// How a multipart upload is cut and checked.
+#[derive(Clone, Copy)]
+struct Plan {
+    part_size: u64,
+    /// The flexible checksum of every part (S3), or none (Content-MD5, OSS).
+    flexible: Option<Algorithm>,
+}
+
 async fn multipart(
     shared: &Arc<Shared>,
     file: &Arc<std::fs::File>,
     id: &state::SourceId,
-    part_size: u64,
+    plan: Plan,
     opts: &UploadOptions,
     events: Option<EventFn>,
     current: &mut Option<(String, bool)>,
 ) -> Result<Summary, UploadError> {
+    let Plan { part_size, flexible } = plan;
     let size = id.size;
     let nparts = size.div_ceil(part_size) as u32;
     let part_len = |n: u32| -> u64 { (size - (n as u64 - 1) * part_size).min(part_size) };
@@ -603,7 +774,8 @@ async fn multipart(
     let mut st: Option<UploadState> = None;
     if let Some(p) = &state_path {
         if let Some(old) = state::load(p) {
-            if opts.resume && old.source == *id && old.part_size == part_size && old.stream.is_none() {
+            let same = old.source == *id && old.part_size == part_size && old.checksum == flexible;
+            if opts.resume && same && old.stream.is_none() {
                 st = Some(old);
             } else {
                 // The old upload cannot be continued: do not leave its parts behind.
@@ -634,7 +806,7 @@ async fn multipart(
         Some(s) => s,
         None => {
             let upload_id = shared
-                .retry("InitiateMultipartUpload", || store.initiate_multipart(&opts.key, &opts.put))
+                .retry("InitiateMultipartUpload", || store.initiate_multipart(&opts.key, &opts.put, flexible))
                 .await
                 .map_err(|error| UploadError::Store { context: ctx("InitiateMultipartUpload"), error })?;
             UploadState {
@@ -649,6 +821,7 @@ async fn multipart(
                 created: imgport_auth::time::now(),
                 parts: BTreeMap::new(),
                 stream: None,
+                checksum: flexible,
             }
         }
     };
@@ -672,8 +845,9 @@ async fn multipart(
     };
     report(done_bytes, 0);
 
-    // S3 parts need their MD5 before they are sent: hashed ahead, many parts at a time. OSS parts are checked by
-    // CRC-64 alone: MD5 would cost more CPU than the send itself.
+    // S3 parts need their MD5 before they are sent (Content-MD5), or to check their ETag until the store shows
+    // that it checks their flexible checksum: hashed ahead, many parts at a time. OSS parts are checked by CRC-64
+    // alone: MD5 would cost more CPU than the send itself.
     let mut digests = opts.send_md5.then(|| {
         let spans = todo.iter().map(|&n| PartSpan { number: n, offset: (n as u64 - 1) * part_size, len: part_len(n) });
         PartDigests::start(file.clone(), spans.collect(), opts.concurrency)
@@ -687,14 +861,23 @@ async fn multipart(
                 (shared.clone(), file.clone(), opts.key.clone(), upload_id.clone(), opts.url.clone());
             let len = part_len(n);
             let md5 = opts.send_md5;
+            if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) {
+                // The store checks the parts' checksums: the hasher stops before its next group.
+                digests = None;
+            }
             let digest = digests.as_mut().map(|d| d.take(n));
             set.spawn(async move {
                 let offset = (n as u64 - 1) * part_size;
                 let md5_hex = match digest {
-                    Some(d) => d.await?,
+                    Some(d) => match d.await {
+                        Ok(m) => m,
+                        // Stopped early because the store confirmed a checksum: this part's is checked instead.
+                        Err(_) if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) => String::new(),
+                        Err(e) => return Err(e),
+                    },
                     None => String::new(),
                 };
-                let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5 };
+                let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5, flexible };
                 let data = PartData::File(FileRange::new(file, offset, len));
                 let rec = send_part(&shared, &target, n, offset, data, md5_hex).await?;
                 Ok((n, rec))
@@ -715,20 +898,22 @@ async fn multipart(
     }
 
     check_unchanged(id)?;
-    let (etag, combined) = complete_verified(shared, opts, &st, size).await?;
+    let done = complete_verified(shared, opts, &st, size).await?;
     if let Some(p) = &state_path {
         state::remove(p);
     }
-    Ok(Summary {
+    let mut s = Summary {
         parts: nparts as u64,
-        crc64: combined.map(|c| c.to_string()),
-        etag,
+        crc64: done.crc64.map(|c| c.to_string()),
+        etag: done.etag,
         resumed_parts: resumed,
         skipped_parts: resumed,
         sent_parts: nparts as u64 - resumed,
         upload_id: Some(upload_id),
         ..Default::default()
-    })
+    };
+    s.checked_by(opts, done.flexible);
+    Ok(s)
 }
 
 /// Where a part goes.
@@ -736,8 +921,10 @@ pub(crate) struct PartTarget<'a> {
     pub key: &'a str,
     pub upload_id: &'a str,
     pub url: &'a str,
-    /// Send Content-MD5 (S3).
+    /// Send Content-MD5 (S3) where no flexible checksum is sent.
     pub send_md5: bool,
+    /// The flexible checksum each part carries (S3), as the upload announced.
+    pub flexible: Option<Algorithm>,
 }
 
 /// Uploads part `n` (at `offset` of the object) with retries, checks the answer's checksums, lets concurrency
@@ -751,7 +938,18 @@ pub(crate) async fn send_part(
     md5_hex: String,
 ) -> Result<PartRecord, UploadError> {
     let len = data.len();
-    let content_md5 = if to.send_md5 { hex_decode(&md5_hex).map(|b| b64(&b)) } else { None };
+    let (flexible, read_before) = match to.flexible {
+        Some(alg) => {
+            let (v, crc) = data.flexible(alg).await?;
+            (Some(v), crc)
+        }
+        None => (None, None),
+    };
+    let check = match (flexible, to.send_md5) {
+        (Some(v), _) => PartCheck::Flexible(v),
+        (None, true) => hex_decode(&md5_hex).map_or(PartCheck::None, |b| PartCheck::Md5(b64(&b))),
+        (None, false) => PartCheck::None,
+    };
     let store = shared.store.clone();
     let r = shared
         .retry("UploadPart", || async {
@@ -759,9 +957,9 @@ pub(crate) async fn send_part(
                 r.take(len).await;
             }
             let (body, sent) = data.attempt();
-            let r = store.upload_part(to.key, to.upload_id, n, body, content_md5.clone()).await?;
-            let crc = data.sent_crc(sent.as_ref())?;
-            check_part(store.as_ref(), &r, crc, &md5_hex)?;
+            let r = store.upload_part(to.key, to.upload_id, n, body, check.clone()).await?;
+            let crc = data.sent_crc(sent.as_ref(), read_before)?;
+            check_part(shared, &r, crc, &md5_hex, flexible)?;
             Ok((r, crc))
         })
         .await
@@ -774,21 +972,48 @@ pub(crate) async fn send_part(
     if let PartData::Memory { data, .. } = data {
         shared.give_back(data);
     }
-    Ok(PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag })
+    Ok(PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag, checksum: flexible.map(|v| v.value) })
 }
 
-/// Completes the upload of `st.parts` (all of the object's parts), then checks the object: combined CRC (OSS)
-/// or multipart ETag (S3), and the length. Returns the object's ETag and combined CRC-64.
+/// A completed and checked object.
+pub(crate) struct Completed {
+    pub etag: String,
+    /// The CRC-64 combined from the parts'.
+    pub crc64: Option<u64>,
+    /// The object's flexible checksum, combined from the parts'.
+    pub flexible: Option<checksum::Value>,
+}
+
+/// The object's flexible checksum, combined from those of `st.parts` (all of its parts, in order).
+fn whole_checksum(st: &UploadState) -> Result<Option<checksum::Value>, UploadError> {
+    let Some(algorithm) = st.checksum else { return Ok(None) };
+    let mut value: Option<u64> = None;
+    for (n, p) in &st.parts {
+        let Some(c) = p.checksum else {
+            return Err(UploadError::Io(format!("the resume state holds no {} of part {n}", algorithm.name())));
+        };
+        value = Some(value.map_or(c, |v| algorithm.combine(v, c, p.size)));
+    }
+    Ok(Some(checksum::Value { algorithm, value: value.unwrap_or_else(|| algorithm.checksum(b"")) }))
+}
+
+/// Completes the upload of `st.parts` (all of the object's parts), then checks the object: combined CRC (OSS),
+/// flexible checksum where the store echoes it, or multipart ETag (S3), and the length.
 pub(crate) async fn complete_verified(
     shared: &Arc<Shared>,
     opts: &UploadOptions,
     st: &UploadState,
     size: u64,
-) -> Result<(String, Option<u64>), UploadError> {
+) -> Result<Completed, UploadError> {
     let store = shared.store.clone();
     let upload_id = st.upload_id.clone();
     let ctx = |what: &str| format!("{what} {}", opts.url);
-    let list: Vec<(u32, String)> = st.parts.iter().map(|(n, p)| (*n, p.etag.clone())).collect();
+    let list: Vec<CompletedPart> = st
+        .parts
+        .iter()
+        .map(|(n, p)| CompletedPart { number: *n, etag: p.etag.clone(), checksum: p.checksum })
+        .collect();
+    let whole = whole_checksum(st)?;
     let combined = st.parts.values().fold(None, |acc: Option<u64>, p| {
         Some(match acc {
             None => p.crc64,
@@ -802,11 +1027,11 @@ pub(crate) async fn complete_verified(
             let (store, key, id, list) = (&store, &opts.key, &upload_id, &list);
             let first = attempts_done == 1;
             async move {
-                match store.complete_multipart(key, id, list).await {
+                match store.complete_multipart(key, id, list, whole).await {
                     // A retry after a lost answer: the first attempt may have completed it.
                     Err(e) if !first && e.retry_class() == RetryClass::RestartUpload => {
                         let m = store.head_object(key).await?;
-                        Ok(crate::PutResult { etag: m.etag, crc64: m.crc64 })
+                        Ok(crate::PutResult { etag: m.etag, crc64: m.crc64, checksum: None })
                     }
                     r => r,
                 }
@@ -821,6 +1046,14 @@ pub(crate) async fn complete_verified(
     } else if store.has_crc64() {
         return Err(UploadError::Verify("no CRC-64 in the CompleteMultipartUpload answer".into()));
     }
+    if let (Some(want), Some(got)) = (whole, res.checksum) {
+        if want.value != got {
+            let (name, got, want) =
+                (want.algorithm.name(), want.algorithm.encode(got), want.algorithm.encode(want.value));
+            return Err(UploadError::Verify(format!("object {name} {got}, combined from the parts' {want}")));
+        }
+        shared.confirmed.store(true, Ordering::Relaxed);
+    }
     if let Some(want) = multipart_etag(&st.parts) {
         let got = res.etag.to_ascii_lowercase();
         if got.contains('-') && got != want {
@@ -828,7 +1061,7 @@ pub(crate) async fn complete_verified(
         }
     }
     verify_head(shared, opts, size, combined).await?;
-    Ok((res.etag, combined))
+    Ok(Completed { etag: res.etag, crc64: combined, flexible: whole })
 }
 
 /// `hex(md5(md5(part 1) ++ md5(part 2) ...))-N`, the ETag S3 and OSS give multipart objects; `None` when a part's

@@ -17,6 +17,8 @@ pub struct ListedUpload {
     pub initiated: String,
     /// `store` when the store listed it, `local` when only the resume state knows it (a store that cannot list).
     pub source: &'static str,
+    /// How its parts are checked (`crc64nvme`, `crc32c`, `md5`, `crc64`), where a local resume state names it.
+    pub checksum: Option<&'static str>,
 }
 
 fn local_states(state_dir: Option<&Path>) -> Vec<(PathBuf, UploadState)> {
@@ -31,19 +33,32 @@ fn same_bucket(s: &UploadState, client: &Client, dest: &Destination) -> bool {
 /// The interrupted uploads under `dest`'s key prefix: from the store where it can list them, else from the
 /// resume states in `state_dir`.
 pub async fn list(client: &Client, dest: &Destination, state_dir: Option<&Path>) -> Result<Vec<ListedUpload>, String> {
+    let locals: Vec<UploadState> = local_states(state_dir)
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| same_bucket(s, client, dest) && s.key.starts_with(&dest.key))
+        .collect();
+    let checksum_of =
+        |key: &str, id: &str| locals.iter().find(|s| s.key == key && s.upload_id == id).map(UploadState::checksum_kind);
     match client.list_multipart_uploads(&dest.key).await {
         Ok(ups) => Ok(ups
             .into_iter()
-            .map(|u| ListedUpload { key: u.key, upload_id: u.upload_id, initiated: u.initiated, source: "store" })
+            .map(|u| ListedUpload {
+                checksum: checksum_of(&u.key, &u.upload_id),
+                key: u.key,
+                upload_id: u.upload_id,
+                initiated: u.initiated,
+                source: "store",
+            })
             .collect()),
-        Err(StorageError::Unsupported(_)) => Ok(local_states(state_dir)
-            .into_iter()
-            .filter(|(_, s)| same_bucket(s, client, dest) && s.key.starts_with(&dest.key))
-            .map(|(_, s)| ListedUpload {
-                key: s.key,
-                upload_id: s.upload_id,
+        Err(StorageError::Unsupported(_)) => Ok(locals
+            .iter()
+            .map(|s| ListedUpload {
+                key: s.key.clone(),
+                upload_id: s.upload_id.clone(),
                 initiated: imgport_auth::time::UtcTime::from_unix(s.created).iso8601(),
                 source: "local",
+                checksum: Some(s.checksum_kind()),
             })
             .collect()),
         Err(e) => Err(e.to_string()),

@@ -45,6 +45,7 @@ async fn a_restarted_upload_reports_why_then_its_progress() {
         rate_limit: None,
         max_attempts: 3,
         send_md5: false,
+        checksum: Default::default(),
     };
     // The resume state of an interrupted upload of this path when the file was another size.
     let abs = std::fs::canonicalize(&src).expect("canonicalize");
@@ -65,6 +66,7 @@ async fn a_restarted_upload_reports_why_then_its_progress() {
         created: 0,
         parts: BTreeMap::new(),
         stream: None,
+        checksum: None,
     };
     state::save(&state::file_for(&state_dir, &path, "emulator", "events", "e.raw"), &stale).expect("save");
 

@@ -42,6 +42,7 @@ fn options(dir: &Path, key: &str) -> UploadOptions {
         rate_limit: None,
         max_attempts: 5,
         send_md5: false,
+        checksum: Default::default(),
     }
 }
 

@@ -182,6 +182,7 @@ pub(super) async fn upload_image(run: &Run<'_>, disk: &Disk<'_>) -> Result<Summa
         rate_limit: None,
         max_attempts: 10,
         send_md5: !clouds.store.has_crc64(),
+        checksum: Default::default(),
     };
     let events: EventFn = {
         let events = run.events.clone();

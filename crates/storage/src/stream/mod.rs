@@ -19,7 +19,7 @@ use crate::events::{completed, emit, part_stored, EventFn, Progress, RestartReas
 use crate::state::{self, PartRecord, SourceId, UploadState};
 use crate::upload::{
     auto_part_size, bucket_of, check_part_size, check_unchanged, complete_verified, io_err, listed_matches, lock_state,
-    md5_hex, put_whole, send_part, PartData, PartTarget, Shared, Summary, UploadError, UploadOptions,
+    md5_hex, put_whole, send_part, PartData, PartTarget, RangeSums, Shared, Summary, UploadError, UploadOptions,
 };
 use crate::{crc64, ObjectStore, RetryClass};
 use bytes::Bytes;
@@ -258,7 +258,7 @@ impl Run<'_> {
         let (store, opts) = (self.shared.store.clone(), self.opts);
         let upload_id = self
             .shared
-            .retry("InitiateMultipartUpload", || store.initiate_multipart(&opts.key, &opts.put))
+            .retry("InitiateMultipartUpload", || store.initiate_multipart(&opts.key, &opts.put, None))
             .await
             .map_err(|error| UploadError::Store { context: format!("InitiateMultipartUpload {}", opts.url), error })?;
         self.st = Some(UploadState {
@@ -273,6 +273,8 @@ impl Run<'_> {
             created: imgport_auth::time::now(),
             parts: BTreeMap::new(),
             stream: Some(self.params.clone()),
+            // Content-MD5: a resumed stream recognises the parts the store holds by their MD5.
+            checksum: None,
         });
         self.save()?;
         emit(&self.events, UploadEvent::Started { upload_id: upload_id.clone(), resumed_parts: 0 });
@@ -305,9 +307,9 @@ impl Run<'_> {
             let size = data.len() as u64;
             if let Some(s) = stored.filter(|s| s.matches(size, crc, &md5)) {
                 shared.give_back(data);
-                return Ok((number, PartRecord { size, crc64: crc, md5_hex: md5, etag: s.etag }, true));
+                return Ok((number, PartRecord { size, crc64: crc, md5_hex: md5, etag: s.etag, checksum: None }, true));
             }
-            let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5 };
+            let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5, flexible: None };
             let rec = send_part(&shared, &target, number, offset, PartData::Memory { data, crc }, md5).await?;
             Ok((number, rec, false))
         });
@@ -389,21 +391,23 @@ impl Run<'_> {
             return Err(UploadError::Io(format!("part {missing} of {last} was never produced")));
         }
         check_unchanged(&self.id)?;
-        let (etag, combined) = complete_verified(&self.shared, self.opts, &st, total).await?;
+        let done = complete_verified(&self.shared, self.opts, &st, total).await?;
         if let Some(p) = &self.state_path {
             state::remove(p);
         }
-        Ok(Summary {
+        let mut s = Summary {
             bytes: total,
             parts: u64::from(last),
-            crc64: combined.map(|c| c.to_string()),
-            etag,
+            crc64: done.crc64.map(|c| c.to_string()),
+            etag: done.etag,
             resumed_parts: self.resumed_parts,
             skipped_parts: self.skipped,
             sent_parts: self.sent,
             upload_id: Some(st.upload_id),
             ..Default::default()
-        })
+        };
+        s.checked_by(self.opts, done.flexible);
+        Ok(s)
     }
 
     /// An object of at most one part: one PutObject (an interrupted multipart upload of it is aborted).
@@ -415,8 +419,9 @@ impl Run<'_> {
         if let Some(st) = self.st.take() {
             let _ = self.shared.store.abort_multipart(&self.opts.key, &st.upload_id).await;
         }
-        let (crc, md5) = (crc64::checksum(&data), md5_hex(&data));
-        let mut s = put_whole(&self.shared, self.opts, PartData::Memory { data, crc }, md5).await?;
+        let (crc, md5_hex) = (crc64::checksum(&data), md5_hex(&data));
+        let sums = RangeSums { md5_hex, ..Default::default() };
+        let mut s = put_whole(&self.shared, self.opts, PartData::Memory { data, crc }, sums).await?;
         if let Some(p) = &self.state_path {
             state::remove(p);
         }
