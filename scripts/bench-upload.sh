@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: imgport upload vs `aws s3 cp` (awscli) and `rclone copyto`, side by side in one run, against the same
-# local S3 server (s3s-fs, started here), plus the server's own ceiling.
+# local S3 server (s3s-fs, started here), plus the server's own ceiling. `imgport` sends S3's flexible checksums
+# (CRC-64/NVME, the default), `imgport-md5` Content-MD5 (--checksum md5). With STORE=oss the server is the local
+# cloud's OSS (`imgport emulator serve`) and the tools are imgport and the ceiling (the peers speak S3 only).
 #
 # Source: SIZE_MIB MiB (default 2 GiB) of random data. Every tool sends it with the same part size and the same
 # number of parts in flight (aws: s3.multipart_chunksize / multipart_threshold / max_concurrent_requests in a
@@ -15,7 +17,7 @@
 # usage: scripts/bench-upload.sh [WORKDIR]
 #   env RUNS=5 SIZE_MIB=2048 PART_MIB=64 CONCURRENCY=8 IMGPORT=target/release/imgport
 #       S3_DATA=folder for the server's data (default /dev/shm/..., so the VM's disk is not what is measured)
-#       ONLY=imgport,ceiling (some of the tools) MEMORY_CHECK=1
+#       ONLY=imgport,ceiling (some of the tools) MEMORY_CHECK=1 STORE=s3|oss
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
@@ -23,6 +25,7 @@ SIZE_MIB=${SIZE_MIB:-2048}
 PART_MIB=${PART_MIB:-64}
 CONC=${CONCURRENCY:-8}
 MEMORY_CHECK=${MEMORY_CHECK:-1}
+STORE=${STORE:-s3}
 WORK=${1:-$(mktemp -d /var/tmp/imgport-upbench.XXXXXX)}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
@@ -54,7 +57,15 @@ S3_DATA=${S3_DATA:-$(mktemp -d /dev/shm/imgport-upbench-s3.XXXXXX)}
 BUCKET=bench
 mkdir -p "$S3_DATA/$BUCKET"
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$S3S" --host 127.0.0.1 --port "$PORT" --access-key AKBENCH --secret-key SKBENCH "$S3_DATA" >"$WORK/s3s-fs.log" 2>&1 &
+if [ "$STORE" = oss ]; then
+    "$IMGPORT" -q emulator serve --listen "127.0.0.1:$PORT" --data "$S3_DATA/emulator" --access-key-id AKBENCH \
+        --access-key-secret SKBENCH >"$WORK/emulator.log" 2>&1 &
+    export ALIBABA_CLOUD_ACCESS_KEY_ID=AKBENCH ALIBABA_CLOUD_ACCESS_KEY_SECRET=SKBENCH ALIBABA_CLOUD_REGION_ID=cn-hangzhou
+    export STORE_FLAVOR=oss
+    unset ALIBABA_CLOUD_SECURITY_TOKEN || true
+else
+    "$S3S" --host 127.0.0.1 --port "$PORT" --access-key AKBENCH --secret-key SKBENCH "$S3_DATA" >"$WORK/s3s-fs.log" 2>&1 &
+fi
 SERVER=$!
 cleanup() { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$S3_DATA"; }
 trap cleanup EXIT
@@ -63,6 +74,10 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 ENDPOINT=http://127.0.0.1:$PORT
+if [ "$STORE" = oss ]; then # the bucket, made by a small upload of the ceiling's
+    "$CEILING" "$ENDPOINT" "$BUCKET" warm-up $((1 << 20)) $((1 << 20)) 1 >/dev/null
+    "$CEILING" remove "$ENDPOINT" "$BUCKET" warm-up >/dev/null
+fi
 export AWS_ACCESS_KEY_ID=AKBENCH AWS_SECRET_ACCESS_KEY=SKBENCH AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 # The endpoint is plain HTTP: a CA bundle is of no use, and rclone 1.60 fails when AWS_CA_BUNDLE is set.
 unset AWS_SESSION_TOKEN AWS_PROFILE AWS_CA_BUNDLE || true
@@ -86,7 +101,8 @@ export RCLONE_CONFIG_X_TYPE=s3 RCLONE_CONFIG_X_PROVIDER=Other RCLONE_CONFIG_X_EN
 # The command line of one tool uploading $1 (a file of $2 bytes) to key $3.
 command_for() { # tool src bytes key
     case $1 in
-    imgport) echo "$IMGPORT upload --json --no-resume --endpoint $ENDPOINT $2 s3://$BUCKET/$4 --part-size ${PART_MIB}M --concurrency $CONC" ;;
+    imgport) echo "$IMGPORT upload --json --no-resume --endpoint $ENDPOINT $2 $STORE://$BUCKET/$4 --part-size ${PART_MIB}M --concurrency $CONC" ;;
+    imgport-md5) echo "$(command_for imgport "${@:2}") --checksum md5" ;;
     aws) echo "aws --endpoint-url $ENDPOINT s3 cp --only-show-errors $2 s3://$BUCKET/$4" ;;
     rclone) echo "rclone copyto --s3-no-check-bucket --s3-upload-concurrency $CONC --s3-chunk-size ${PART_MIB}M --s3-upload-cutoff ${PART_MIB}M $2 x:$BUCKET/$4" ;;
     ceiling) echo "$CEILING $ENDPOINT $BUCKET $4 $3 $((PART_MIB << 20)) $CONC" ;;
@@ -109,19 +125,24 @@ measure() { # tool src bytes key
         echo "$1 failed: $cmd" >&2; cat "$WORK/err" >&2; exit 1
     fi
     local stored
-    stored=$(stat -c %s "$S3_DATA/$BUCKET/$4" 2>/dev/null || echo missing)
+    if [ "$STORE" = oss ]; then
+        stored=$("$CEILING" remove "$ENDPOINT" "$BUCKET" "$4" 2>/dev/null || echo missing)
+    else
+        stored=$(stat -c %s "$S3_DATA/$BUCKET/$4" 2>/dev/null || echo missing)
+    fi
     [ "$stored" = "$3" ] || { echo "$1: the stored object holds $stored bytes, not $3" >&2; exit 1; }
-    find "$S3_DATA" -mindepth 1 -not -path "$S3_DATA/$BUCKET" -delete # everything but the bucket's folder
+    [ "$STORE" = oss ] || find "$S3_DATA" -mindepth 1 -not -path "$S3_DATA/$BUCKET" -delete # all but the bucket
     tail -1 "$WORK/time" | awk -v srv="$(echo "$(server_cpu) - $before" | bc -l)" '{printf "%s %s %.2f %.2f\n", $1, $2, $3 + $4, srv}'
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 BYTES=$((SIZE_MIB << 20))
-TOOLS=(imgport aws rclone ceiling)
+TOOLS=(imgport imgport-md5 aws rclone ceiling)
+[ "$STORE" = oss ] && TOOLS=(imgport ceiling)
 [ -n "${ONLY:-}" ] && read -r -a TOOLS <<<"${ONLY//,/ }"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
-echo "peers: $(aws --version 2>&1 | cut -d' ' -f1), $(rclone version 2>/dev/null | head -1), $("$S3S" --version 2>/dev/null || echo s3s-fs) (data in $S3_DATA)"
+echo "peers: $(aws --version 2>&1 | cut -d' ' -f1), $(rclone version 2>/dev/null | head -1), $("$S3S" --version 2>/dev/null || echo s3s-fs) (data in $S3_DATA; store: $STORE)"
 echo "source: $SIZE_MIB MiB random, parts of $PART_MIB MiB, $CONC in flight; runs per tool: $RUNS (median, in turn)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$SRC" >/dev/null # warm the cache: the source is read from memory by every tool
@@ -134,8 +155,8 @@ for run in $(seq "$RUNS"); do
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '| %-8s | %8s | %8s | %11s | %8s | %10s | %9s | %13s | %14s |\n' tool "s" "MiB/s" "spread" "cpu s" "server cpu" "RSS MiB" "imgport x" "of ceiling"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----------" "----------" "----------" "-------------" "----------" "------------" "-----------" "---------------" "----------------"
+printf '| %-11s | %8s | %8s | %11s | %8s | %10s | %9s | %13s | %14s |\n' tool "s" "MiB/s" "spread" "cpu s" "server cpu" "RSS MiB" "imgport x" "of ceiling"
+printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "-------------" "----------" "----------" "-------------" "----------" "------------" "-----------" "---------------" "----------------"
 declare -A RATE
 for tool in "${TOOLS[@]}"; do
     s=$(printf '%s\n' ${SECS[$tool]} | median)
@@ -152,7 +173,7 @@ for tool in "${TOOLS[@]}"; do
     vs=-; of=-
     [ -n "${RATE[imgport]:-}" ] && [ "$tool" != imgport ] && vs=$(printf '%.2f' "$(echo "${RATE[imgport]} / ${RATE[$tool]}" | bc -l)")
     [ -n "${RATE[ceiling]:-}" ] && of=$(printf '%.0f%%' "$(echo "100 * ${RATE[$tool]} / ${RATE[ceiling]}" | bc -l)")
-    printf '| %-8s | %8.2f | %8.0f | %11s | %8.2f | %10.2f | %9.0f | %13s | %14s |\n' "$tool" "$s" "${RATE[$tool]}" "$spread" "$cpu" "$srv" \
+    printf '| %-11s | %8.2f | %8.0f | %11s | %8.2f | %10.2f | %9.0f | %13s | %14s |\n' "$tool" "$s" "${RATE[$tool]}" "$spread" "$cpu" "$srv" \
         "$(echo "$kib / 1024" | bc -l)" "$vs" "$of"
 done
 echo "(medians; spread: MiB/s of the slowest and the fastest run; imgport x: imgport's MiB/s over the tool's;"

@@ -9,7 +9,7 @@ use imgport_auth::Credentials;
 use imgport_emulator::{CloudSettings, Emulator, EmulatorConfig, Fault, FaultConfig, FaultRule, RunningEmulator};
 use imgport_storage::checksum::{self, Algorithm};
 use imgport_storage::{Body, Client, Flavor, ObjectStore, PutOptions};
-use imgport_test_support::recorder::{Recorder, Refusal};
+use imgport_test_support::recorder::{Echo, Recorder, Refusal};
 use imgport_test_support::responder::Received;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -1303,6 +1303,8 @@ fn s3_flexible_checksums_on_every_part_and_the_object() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!((&s["checksum_algorithm"], &s["parts"]), (&Value::from("crc64nvme"), &Value::from(5)), "{s}");
+    // s3s-fs echoes no checksum on parts: each also goes with Content-MD5, and its ETag is compared with its MD5.
+    assert_eq!(s["checksum_confirmed"], false, "{s}");
     assert!(store.get("flex.raw") == d);
     let reqs = rec.received();
     let create = reqs.iter().find(|r| r.method == "POST" && r.param("uploads").is_some()).expect("Create");
@@ -1313,7 +1315,7 @@ fn s3_flexible_checksums_on_every_part_and_the_object() {
     let mut part_sums = std::collections::BTreeMap::new();
     for p in &parts {
         let n = part_number(p).expect("part number");
-        assert_eq!(p.header("content-md5"), None, "part {n} carries Content-MD5 as well");
+        assert!(p.header("content-md5").is_some(), "part {n} without Content-MD5 to a store that echoes nothing");
         let sum = p.header("x-amz-checksum-crc64nvme").expect("part checksum").to_string();
         let bytes = &d[(n - 1) * part..(n * part).min(d.len())];
         s3s_takes(&store, Algorithm::Crc64nvme, bytes, &sum).unwrap_or_else(|e| panic!("part {n}: {e}"));
@@ -1427,4 +1429,53 @@ fn s3_refused_flexible_checksums_fall_back_to_content_md5() {
         !out.status.success() && stderr.contains("NotImplemented") && stderr.contains("--checksum md5"),
         "{stderr}"
     );
+}
+
+/// Parts of the requests `rec` logged, and how many of them went without Content-MD5.
+fn parts_without_md5(rec: &Recorder) -> (usize, usize) {
+    let reqs = rec.received();
+    let parts: Vec<&Received> = reqs.iter().filter(|r| r.method == "PUT" && part_number(r).is_some()).collect();
+    (parts.len(), parts.iter().filter(|r| r.header("content-md5").is_none()).count())
+}
+
+/// A store that echoes flexible checksums, as S3 does (the proxy adds the echo to s3s-fs's answers): once the
+/// first parts are echoed, the others go without Content-MD5 and no MD5 is taken. A part the store then does
+/// not echo gets its MD5 taken on its own and compared with its ETag; a wrong echo has the part sent again.
+#[test]
+fn s3_echoed_checksums_replace_md5_and_are_checked() {
+    let store = s3();
+    let rec = Recorder::start(addr_of(&store.endpoint));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (src, d) = write_source(dir.path(), "src", 8 * (5 << 20) + 99, 41);
+    let upload = |key: &str| -> Value {
+        let args = ["upload", "--json", src.to_str().expect("utf-8"), &store.url(key), "--part-size", "5M"];
+        let out = store
+            .command(&[&args[..], &["--concurrency", "2"]].concat())
+            .env("AWS_ENDPOINT_URL", &rec.url)
+            .output()
+            .expect("upload");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(store.get(key) == d);
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+
+    rec.echo(Echo { count: usize::MAX, wrong_first: false });
+    let s = upload("echoed.raw");
+    assert_eq!((&s["checksum_confirmed"], &s["retries"]), (&Value::from(true), &Value::from(0)), "{s}");
+    let (parts, without_md5) = parts_without_md5(&rec);
+    // The first two go together, before any answer; the other seven after an echo.
+    assert_eq!((parts, without_md5), (9, 7));
+
+    rec.clear();
+    rec.echo(Echo { count: 2, wrong_first: false });
+    let s = upload("echoed-then-not.raw");
+    assert_eq!(s["checksum_confirmed"], true, "{s}");
+    // Seven parts neither echoed nor sent with Content-MD5: each was checked by its MD5 against its ETag.
+    assert_eq!(parts_without_md5(&rec), (9, 7));
+
+    rec.clear();
+    rec.echo(Echo { count: usize::MAX, wrong_first: true });
+    let s = upload("wrong-echo.raw");
+    assert_eq!(s["retries"], 1, "{s}");
+    assert_eq!(parts_without_md5(&rec).0, 10, "the part with the wrong echo is sent twice");
 }

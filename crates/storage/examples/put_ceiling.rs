@@ -3,8 +3,10 @@
 //! scripts/bench-upload.sh.
 //!
 //! usage: put_ceiling ENDPOINT BUCKET KEY TOTAL_BYTES PART_BYTES CONCURRENCY
-//! (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, region from AWS_REGION or us-east-1; prints one
-//! JSON line with bytes, parts, seconds and MiB/s)
+//!        put_ceiling remove ENDPOINT BUCKET KEY   (prints the object's length, then deletes it)
+//! (S3: credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, region from AWS_REGION or us-east-1; with
+//! STORE_FLAVOR=oss, OSS V4 with ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET and
+//! ALIBABA_CLOUD_REGION_ID or cn-hangzhou. Prints one JSON line with bytes, parts, seconds and MiB/s.)
 
 use bytes::Bytes;
 use imgport_auth::endpoints::{BucketStyle, Endpoint};
@@ -36,8 +38,42 @@ fn filler(len: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// The client of `bucket` at `endpoint`, S3 or (STORE_FLAVOR=oss) OSS.
+fn client(endpoint: &str, bucket: String) -> Result<Client, String> {
+    let endpoint = Endpoint::parse(endpoint)?;
+    let oss = std::env::var("STORE_FLAVOR").is_ok_and(|f| f == "oss");
+    let (flavor, creds, region) = if oss {
+        let creds = Credentials::new(env("ALIBABA_CLOUD_ACCESS_KEY_ID")?, env("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?);
+        (Flavor::OssV4, creds, std::env::var("ALIBABA_CLOUD_REGION_ID").unwrap_or_else(|_| "cn-hangzhou".into()))
+    } else {
+        let creds = Credentials::new(env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?);
+        (Flavor::S3, creds, std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
+    };
+    Client::new(StoreConfig {
+        flavor,
+        style: BucketStyle::default_for(&endpoint),
+        endpoint,
+        region,
+        bucket,
+        credentials: Arc::new(Static::new(creds, "env")),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// `remove ENDPOINT BUCKET KEY`: the object's length, once it is deleted.
+async fn remove(args: &[String]) -> Result<String, String> {
+    let client = client(&arg::<String>(args, 2, "ENDPOINT")?, arg(args, 3, "BUCKET")?)?;
+    let key: String = arg(args, 4, "KEY")?;
+    let len = client.head_object(&key).await.map_err(|e| e.to_string())?.len;
+    client.delete_object(&key).await.map_err(|e| e.to_string())?;
+    Ok(len.to_string())
+}
+
 async fn run(args: Vec<String>) -> Result<String, String> {
-    let endpoint = Endpoint::parse(&arg::<String>(&args, 1, "ENDPOINT")?)?;
+    if args.get(1).is_some_and(|a| a == "remove") {
+        return remove(&args).await;
+    }
+    let endpoint: String = arg(&args, 1, "ENDPOINT")?;
     let bucket: String = arg(&args, 2, "BUCKET")?;
     let key: String = arg(&args, 3, "KEY")?;
     let total: u64 = arg(&args, 4, "TOTAL_BYTES")?;
@@ -46,18 +82,8 @@ async fn run(args: Vec<String>) -> Result<String, String> {
     if part == 0 || total == 0 || concurrency == 0 {
         return Err("sizes and concurrency must be positive".into());
     }
-    let creds = Credentials::new(env("AWS_ACCESS_KEY_ID")?, env("AWS_SECRET_ACCESS_KEY")?);
-    let client = Arc::new(
-        Client::new(StoreConfig {
-            flavor: Flavor::S3,
-            style: BucketStyle::default_for(&endpoint),
-            endpoint,
-            region: std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
-            bucket,
-            credentials: Arc::new(Static::new(creds, "env")),
-        })
-        .map_err(|e| e.to_string())?,
-    );
+    let client = Arc::new(client(&endpoint, bucket)?);
+    client.create_bucket().await.map_err(|e| e.to_string())?;
     let buffer = filler(part as usize);
     let nparts = total.div_ceil(part) as u32;
     let started = Instant::now();
@@ -72,7 +98,7 @@ async fn run(args: Vec<String>) -> Result<String, String> {
             let (client, key, id, body, n) =
                 (client.clone(), key.clone(), upload_id.clone(), buffer.slice(..len), next);
             set.spawn(async move {
-                client.upload_part(&key, &id, n, body.into(), PartCheck::None).await.map(|r| (n, r.etag))
+                client.upload_part(&key, &id, n, body.into(), PartCheck::default()).await.map(|r| (n, r.etag))
             });
             next += 1;
         }

@@ -450,13 +450,14 @@ impl ObjectStore for Client {
     ) -> BoxFuture<'a, Result<PutResult>> {
         Box::pin(async move {
             let q = vec![("partNumber".to_string(), number.to_string()), ("uploadId".to_string(), upload_id.into())];
-            let (h, algorithm) = match check {
-                PartCheck::None => (vec![], None),
-                PartCheck::Md5(m) => (vec![("Content-MD5".to_string(), m)], None),
-                PartCheck::Flexible(c) => {
-                    (vec![(c.algorithm.header().to_string(), c.algorithm.encode(c.value))], Some(c.algorithm))
-                }
-            };
+            let mut h = Vec::new();
+            if let Some(m) = check.content_md5 {
+                h.push(("Content-MD5".to_string(), m));
+            }
+            if let Some(c) = check.checksum {
+                h.push((c.algorithm.header().to_string(), c.algorithm.encode(c.value)));
+            }
+            let algorithm = check.checksum.map(|c| c.algorithm);
             let a = self.send("PUT", Some(key), q, h, body).await?;
             let etag = a.etag();
             if etag.is_empty() {

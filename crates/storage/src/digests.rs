@@ -1,6 +1,7 @@
 //! MD5s of a file's parts, computed ahead of the senders, many parts at a time.
 //!
-//! S3 needs each part's MD5 before the part is sent (Content-MD5). One MD5 stream is a chain of dependent blocks
+//! S3 parts carry their MD5 as Content-MD5 (with `--checksum md5`, and beside the flexible checksum until the
+//! store shows that it echoes those), and their ETag is compared with it. One MD5 stream is a chain of dependent blocks
 //! that no SIMD unit can widen, and hashing part after part that way was most of an upload's CPU time (72%), taken
 //! from a server that often shares the machine. Independent parts can share SIMD lanes: a thread reads [`LANES`]
 //! parts in lock-step through a small scratch area (`LANES` x [`PIECE`]) and hashes them together, several times

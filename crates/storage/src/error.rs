@@ -85,6 +85,8 @@ pub enum StorageError {
     Protocol(String),
     /// The store does not implement the operation.
     Unsupported(String),
+    /// The bytes read to be sent are not those whose checksums the request carries: the source changed.
+    SourceChanged(String),
 }
 
 impl StorageError {
@@ -102,16 +104,22 @@ impl StorageError {
         }
     }
 
-    /// Whether the store refused a flexible checksum it does not support (a store older than them: 501
-    /// NotImplemented, or 400 InvalidArgument / InvalidRequest naming the checksum header), where sending
-    /// Content-MD5 instead can work. A checksum that does not match (BadDigest) is damage, never this.
+    /// Whether the answer to a request that carried flexible checksum headers refuses them as unknown (a store
+    /// older than them: 501 NotImplemented, or 400 InvalidArgument / InvalidRequest saying the checksum header
+    /// is unsupported), where sending Content-MD5 instead can work. A checksum that does not match (BadDigest)
+    /// or a malformed one is damage or a bug, never this.
     pub fn refuses_checksum(&self) -> bool {
         let StorageError::Service { status, code, message, .. } = self else { return false };
-        let names_it = message.to_ascii_lowercase().contains("checksum");
+        let message = message.to_ascii_lowercase();
+        let unknown = ["unsupported", "not supported", "not implemented", "unknown", "not recognized"]
+            .iter()
+            .any(|w| message.contains(w));
         match code.as_str() {
             "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" => false,
             "NotImplemented" => true,
-            "InvalidArgument" | "InvalidRequest" | "UnsupportedHeader" => *status == 400 && names_it,
+            "InvalidArgument" | "InvalidRequest" | "UnsupportedHeader" => {
+                *status == 400 && message.contains("checksum") && unknown
+            }
             _ => *status == 501,
         }
     }
@@ -123,6 +131,7 @@ impl StorageError {
             StorageError::Credentials(_) => ErrorKind::InvalidCredentials,
             StorageError::Protocol(_) => ErrorKind::Protocol,
             StorageError::Unsupported(_) => ErrorKind::Unsupported,
+            StorageError::SourceChanged(_) => ErrorKind::Source,
             StorageError::Service { status, code, .. } => match self.retry_class() {
                 RetryClass::Throttle => ErrorKind::Throttled,
                 RetryClass::ClockSkew => ErrorKind::ClockSkew,
@@ -150,7 +159,10 @@ impl StorageError {
     pub fn retry_class(&self) -> RetryClass {
         match self {
             StorageError::Transport(_) => RetryClass::Retry,
-            StorageError::Credentials(_) | StorageError::Unsupported(_) => RetryClass::Fatal,
+            // The same bytes would be read again: the caller reports the changed source.
+            StorageError::Credentials(_) | StorageError::Unsupported(_) | StorageError::SourceChanged(_) => {
+                RetryClass::Fatal
+            }
             // A checksum mismatch or a truncated answer: the data may have been damaged on the way.
             StorageError::Protocol(_) => RetryClass::Retry,
             StorageError::Service { code, temporary_credentials: true, .. } if code == "InvalidAccessKeyId" => {
@@ -182,6 +194,8 @@ impl StorageError {
                 }
                 _ if *status == 429 => RetryClass::Throttle,
                 _ if *status == 503 => RetryClass::Throttle,
+                // Not implemented: asking again cannot help.
+                _ if *status == 501 => RetryClass::Fatal,
                 _ if *status >= 500 || *status == 408 => RetryClass::Retry,
                 _ => RetryClass::Fatal,
             },
@@ -206,6 +220,7 @@ impl fmt::Display for StorageError {
             StorageError::Credentials(m) => write!(f, "credentials: {m}"),
             StorageError::Protocol(m) => write!(f, "unexpected answer: {m}"),
             StorageError::Unsupported(m) => write!(f, "not supported by this store: {m}"),
+            StorageError::SourceChanged(m) => write!(f, "{m}"),
         }
     }
 }
@@ -281,7 +296,11 @@ mod tests {
         let b2 = "Unsupported header 'x-amz-checksum-algorithm' received for this API call.";
         assert!(answer(400, "InvalidArgument", b2).refuses_checksum());
         assert!(answer(501, "NotImplemented", "Header 'x-amz-checksum-crc64nvme' not implemented").refuses_checksum());
-        assert!(answer(400, "InvalidRequest", "Checksum type mismatch").refuses_checksum());
+        assert!(answer(400, "InvalidRequest", "The x-amz-checksum-type header is not supported").refuses_checksum());
+        assert!(!answer(400, "InvalidRequest", "Checksum Type mismatch occurred").refuses_checksum());
+        assert!(
+            !answer(400, "InvalidRequest", "Value for x-amz-checksum-crc64nvme header is invalid.").refuses_checksum()
+        );
         assert!(answer(501, "Whatever", "").refuses_checksum());
         assert!(!answer(400, "BadDigest", "The CRC64NVME checksum you specified did not match").refuses_checksum());
         assert!(!answer(400, "InvalidArgument", "Part number must be an integer").refuses_checksum());

@@ -60,6 +60,8 @@ pub enum RestartReason {
     /// The store refused the flexible checksum `algorithm` (a store older than them): the upload is sent again
     /// with Content-MD5.
     ChecksumRefused { algorithm: String, error: String },
+    /// `--checksum` asks for another kind than the interrupted upload's (`crc64nvme`, `crc32c`, `md5`).
+    ChecksumChanged { from: String, to: String },
 }
 
 impl std::fmt::Display for RestartReason {
@@ -76,6 +78,11 @@ impl std::fmt::Display for RestartReason {
             RestartReason::UploadLost { upload_id } => {
                 write!(f, "the store no longer has the interrupted upload {upload_id}; starting over")
             }
+            RestartReason::ChecksumChanged { from, to } => write!(
+                f,
+                "the interrupted upload was checked by {from}, --checksum asks for {to}; starting over (--checksum \
+                 auto continues it)"
+            ),
             RestartReason::ChecksumRefused { algorithm, error } => {
                 write!(f, "the store does not take {algorithm} checksums ({error}); sending with Content-MD5 instead")
             }

@@ -39,7 +39,9 @@ pub struct PutResult {
     pub etag: String,
     /// `x-oss-hash-crc64ecma`, when the store sends it.
     pub crc64: Option<u64>,
-    /// The flexible checksum (of the algorithm sent) the store echoed: it checked the body against it.
+    /// The flexible checksum (of the algorithm sent) the store echoed. S3 echoes what it checked the body
+    /// against; a store could also echo the header as sent, so the uploader compares it and treats the echo as
+    /// the store's word.
     pub checksum: Option<u64>,
 }
 
@@ -61,14 +63,12 @@ pub struct PartInfo {
     pub crc64: Option<u64>,
 }
 
-/// What the store checks a part's body against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PartCheck {
-    /// Nothing sent (OSS: its CRC-64 answer is compared instead).
-    None,
+/// What the store checks a part's body against (neither on OSS: its CRC-64 answer is compared instead).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartCheck {
     /// Base64 MD5 (`Content-MD5`).
-    Md5(String),
-    Flexible(checksum::Value),
+    pub content_md5: Option<String>,
+    pub checksum: Option<checksum::Value>,
 }
 
 /// A part as CompleteMultipartUpload names it.

@@ -127,7 +127,8 @@ pub fn upload_options(
         put: PutOptions { storage_class: choices.storage_class.clone(), ..Default::default() },
         rate_limit: choices.rate_limit,
         max_attempts: 10,
-        // S3 checks each part's Content-MD5; OSS has CRC-64 and skips the extra hashing.
+        // S3 parts carry Content-MD5 and are checked by their ETag until the store echoes flexible checksums;
+        // OSS has CRC-64 and skips the extra hashing.
         send_md5: dest.flavor == Flavor::S3,
         checksum: choices.checksum,
     }

@@ -141,6 +141,12 @@ pub enum UploadError {
         context: String,
         error: StorageError,
     },
+    /// The store refused the flexible checksum `algorithm` a request carried, as a store older than them does.
+    ChecksumRefused {
+        context: String,
+        error: Box<StorageError>,
+        algorithm: Algorithm,
+    },
     /// A check after the upload failed: the stored object is not what was sent.
     Verify(String),
     Config(String),
@@ -166,6 +172,7 @@ impl std::fmt::Display for UploadError {
         match self {
             UploadError::Io(m) => write!(f, "{m}"),
             UploadError::Store { context, error } => write!(f, "{context}: {error}"),
+            UploadError::ChecksumRefused { context, error, .. } => write!(f, "{context}: {error}"),
             UploadError::Verify(m) => write!(f, "verification failed: {m}"),
             UploadError::Config(m) => write!(f, "{m}"),
             UploadError::Source(m) => write!(f, "{m}"),
@@ -190,7 +197,7 @@ impl std::error::Error for UploadError {}
 impl UploadError {
     /// Whether the store refused a flexible checksum it does not support.
     pub fn refuses_checksum(&self) -> bool {
-        matches!(self, UploadError::Store { error, .. } if error.refuses_checksum())
+        matches!(self, UploadError::ChecksumRefused { .. })
     }
 
     /// What went wrong, for callers that act on it (exit codes) without reading the message.
@@ -198,6 +205,7 @@ impl UploadError {
         match self {
             UploadError::Io(_) => ErrorKind::Io,
             UploadError::Store { error, .. } => error.kind(),
+            UploadError::ChecksumRefused { error, .. } => error.kind(),
             UploadError::Verify(_) => ErrorKind::Corrupt,
             UploadError::Config(_) => ErrorKind::InvalidArgument,
             UploadError::Source(_) => ErrorKind::Source,
@@ -363,6 +371,16 @@ impl Shared {
     }
 }
 
+/// The error of a request that carried the `flexible` checksum headers: a refusal of them is told apart.
+pub(crate) fn store_error(context: String, error: StorageError, flexible: Option<Algorithm>) -> UploadError {
+    match flexible {
+        Some(algorithm) if error.refuses_checksum() => {
+            UploadError::ChecksumRefused { context, error: Box::new(error), algorithm }
+        }
+        _ => UploadError::Store { context, error },
+    }
+}
+
 pub(crate) fn io_err(what: &str, e: std::io::Error) -> UploadError {
     UploadError::Io(format!("{what}: {e}"))
 }
@@ -486,7 +504,7 @@ impl PartData {
     fn sent_crc(&self, sent: Option<&FileRange>, read_before: Option<u64>) -> Result<u64, StorageError> {
         let crc = self.sent_crc_only(sent)?;
         match read_before {
-            Some(before) if before != crc => Err(StorageError::Protocol(
+            Some(before) if before != crc => Err(StorageError::SourceChanged(
                 "the source's bytes changed between their checksum and their sending".into(),
             )),
             _ => Ok(crc),
@@ -541,11 +559,12 @@ pub async fn upload(
 
     let mut summary = if size < part_size || size == 0 {
         match single_put(&shared, &file, size, opts, flexible).await {
-            Err(e) if flexible.is_some() && opts.checksum == Choice::Auto && e.refuses_checksum() => {
-                emit(&events, checksum_refused(flexible, &e));
+            Err(e) if opts.checksum == Choice::Auto && e.refuses_checksum() => {
+                emit(&events, checksum_refused(&e));
+                shared.confirmed.store(false, Ordering::Relaxed);
                 single_put(&shared, &file, size, opts, None).await?
             }
-            r => r.map_err(|e| explain_refusal(e, flexible))?,
+            r => r.map_err(explain_refusal)?,
         }
     } else {
         let parts = size.div_ceil(part_size);
@@ -568,11 +587,12 @@ pub async fn upload(
             };
             // A store older than flexible checksums: start again with Content-MD5 (the upload was announced
             // with the checksum, so its parts cannot change kind).
-            if flexible.is_some() && error.refuses_checksum() {
+            if error.refuses_checksum() {
                 if opts.checksum != Choice::Auto {
-                    return Err(explain_refusal(error, flexible));
+                    return Err(explain_refusal(error));
                 }
-                emit(&events, checksum_refused(flexible, &error));
+                emit(&events, checksum_refused(&error));
+                shared.confirmed.store(false, Ordering::Relaxed);
                 if let Some((upload_id, _)) = &current {
                     let _ = store.abort_multipart(&opts.key, upload_id).await;
                 }
@@ -605,18 +625,22 @@ pub async fn upload(
     Ok(summary)
 }
 
-/// The event of a store refusing `flexible` checksums.
-fn checksum_refused(flexible: Option<Algorithm>, error: &UploadError) -> UploadEvent {
-    let algorithm = flexible.map_or("", Algorithm::name).to_string();
-    UploadEvent::Restarted { reason: RestartReason::ChecksumRefused { algorithm, error: error.to_string() } }
+/// The event of a store refusing a flexible checksum ([`UploadError::ChecksumRefused`]).
+fn checksum_refused(error: &UploadError) -> UploadEvent {
+    let algorithm = match error {
+        UploadError::ChecksumRefused { algorithm, .. } => algorithm.name(),
+        _ => "",
+    };
+    let reason = RestartReason::ChecksumRefused { algorithm: algorithm.to_string(), error: error.to_string() };
+    UploadEvent::Restarted { reason }
 }
 
 /// A refusal of the flexible checksum the user asked for, with what to do about it.
-fn explain_refusal(error: UploadError, flexible: Option<Algorithm>) -> UploadError {
-    match flexible {
-        Some(alg) if error.refuses_checksum() => UploadError::Config(format!(
+fn explain_refusal(error: UploadError) -> UploadError {
+    match &error {
+        UploadError::ChecksumRefused { algorithm, .. } => UploadError::Config(format!(
             "{error}\nthe store does not take {} checksums: use --checksum md5 (or auto, which falls back to it)",
-            alg.name()
+            algorithm.name()
         )),
         _ => error,
     }
@@ -663,11 +687,12 @@ pub(crate) async fn put_whole(
     let size = data.len();
     let md5 = sums.md5_hex;
     let mut put = opts.put.clone();
-    match sums.flexible {
-        Some(v) => put.checksum = Some(v),
-        None if opts.send_md5 => put.content_md5 = hex_decode(&md5).map(|b| b64(&b)),
-        None => {}
+    put.checksum = sums.flexible;
+    if opts.send_md5 {
+        // Checked by the stores that ignore flexible checksums.
+        put.content_md5 = hex_decode(&md5).filter(|b| b.len() == 16).map(|b| b64(&b));
     }
+    let sent_md5 = put.content_md5.is_some();
     let store = &shared.store;
     let res = shared
         .retry("PutObject", || async {
@@ -677,11 +702,11 @@ pub(crate) async fn put_whole(
             let (body, sent) = data.attempt();
             let r = store.put_object(&opts.key, body, &put).await?;
             let crc = data.sent_crc(sent.as_ref(), sums.crc64)?;
-            check_part(shared, &r, crc, &md5, sums.flexible)?;
+            check_part(shared, &r, crc, &md5, sums.flexible, sent_md5)?;
             Ok((r, crc))
         })
         .await
-        .map_err(|error| UploadError::Store { context: format!("PutObject {}", opts.url), error })?;
+        .map_err(|e| store_error(format!("PutObject {}", opts.url), e, sums.flexible.map(|v| v.algorithm)))?;
     let (res, crc) = res;
     verify_head(shared, opts, size, Some(crc)).await?;
     let mut s =
@@ -690,36 +715,65 @@ pub(crate) async fn put_whole(
     Ok(s)
 }
 
+/// What checked a part the store took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Its answer carried the part's CRC-64 (OSS), its flexible checksum or its MD5 as ETag, or the store
+    /// verified the Content-MD5 sent with it.
+    Yes,
+    /// Nothing yet: a flexible checksum sent without Content-MD5, neither echoed nor compared with the ETag.
+    NotYet,
+}
+
 /// A part (or object) answer must carry the checksums of what was sent: the CRC-64 (OSS), the flexible checksum
-/// where the store echoes it (it then checks them: noted in `shared`), and an ETag that is the MD5.
+/// where the store echoes it (noted in `shared`: later parts need no MD5 then), and an ETag that is the MD5
+/// where it is one. `md5` is empty where it was not computed; `sent_md5`: it went as Content-MD5.
 fn check_part(
     shared: &Shared,
     r: &crate::PutResult,
     crc: u64,
     md5: &str,
     flexible: Option<checksum::Value>,
-) -> Result<(), StorageError> {
+    sent_md5: bool,
+) -> Result<Checked, StorageError> {
     let store = shared.store.as_ref();
+    let mut echoed = false;
     if let (Some(sent), Some(got)) = (flexible, r.checksum) {
         if got != sent.value {
             let (name, got, sent) =
                 (sent.algorithm.name(), sent.algorithm.encode(got), sent.algorithm.encode(sent.value));
             return Err(StorageError::Protocol(format!("server {name} {got} differs from the sent data's {sent}")));
         }
-        shared.confirmed.store(true, Ordering::Relaxed);
+        echoed = true;
     }
+    let mut crc_checked = false;
     if let Some(got) = r.crc64 {
         if got != crc {
             return Err(StorageError::Protocol(format!("server CRC-64 {got} differs from the sent data's {crc}")));
         }
+        crc_checked = true;
     } else if store.has_crc64() {
         return Err(StorageError::Protocol("no x-oss-hash-crc64ecma in the answer".into()));
     }
-    let etag = r.etag.to_ascii_lowercase();
-    if store.etag_is_md5() && !md5.is_empty() && etag.len() == 32 && etag != md5 {
-        return Err(StorageError::Protocol(format!("ETag {etag} is not the MD5 of the sent data ({md5})")));
+    // An echoed checksum is the store's word: the ETag need not be an MD5 then (SSE-KMS).
+    let mut etag_checked = false;
+    if !echoed && !md5.is_empty() && etag_is_md5(store, &r.etag) {
+        let etag = r.etag.to_ascii_lowercase();
+        if etag != md5 {
+            return Err(StorageError::Protocol(format!("ETag {etag} is not the MD5 of the sent data ({md5})")));
+        }
+        etag_checked = true;
     }
-    Ok(())
+    if echoed {
+        shared.confirmed.store(true, Ordering::Relaxed);
+    }
+    let checked = echoed || crc_checked || etag_checked || sent_md5 || flexible.is_none();
+    Ok(if checked { Checked::Yes } else { Checked::NotYet })
+}
+
+/// Whether `etag` is a store's MD5 of the body (32 hex digits, from a store whose ETags are MD5s).
+fn etag_is_md5(store: &dyn ObjectStore, etag: &str) -> bool {
+    store.etag_is_md5() && etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 async fn verify_head(
@@ -782,6 +836,10 @@ async fn multipart(
                 if old.source != *id {
                     let reason = RestartReason::SourceChanged { path: id.path.clone() };
                     emit(&events, UploadEvent::Restarted { reason });
+                } else if opts.resume && old.stream.is_none() && old.checksum != flexible {
+                    let from = old.checksum_kind().to_string();
+                    let to = flexible.map_or("md5", Algorithm::name).to_string();
+                    emit(&events, UploadEvent::Restarted { reason: RestartReason::ChecksumChanged { from, to } });
                 }
                 let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
                 state::remove(p);
@@ -808,7 +866,7 @@ async fn multipart(
             let upload_id = shared
                 .retry("InitiateMultipartUpload", || store.initiate_multipart(&opts.key, &opts.put, flexible))
                 .await
-                .map_err(|error| UploadError::Store { context: ctx("InitiateMultipartUpload"), error })?;
+                .map_err(|error| store_error(ctx("InitiateMultipartUpload"), error, flexible))?;
             UploadState {
                 version: state::VERSION,
                 source: id.clone(),
@@ -862,7 +920,8 @@ async fn multipart(
             let len = part_len(n);
             let md5 = opts.send_md5;
             if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) {
-                // The store checks the parts' checksums: the hasher stops before its next group.
+                // The store echoes the parts' checksums: the hasher stops before its next group (a part the
+                // store does not echo after all gets its MD5 taken on its own).
                 digests = None;
             }
             let digest = digests.as_mut().map(|d| d.take(n));
@@ -871,7 +930,7 @@ async fn multipart(
                 let md5_hex = match digest {
                     Some(d) => match d.await {
                         Ok(m) => m,
-                        // Stopped early because the store confirmed a checksum: this part's is checked instead.
+                        // Stopped early because the store echoes checksums: see `digests = None` above.
                         Err(_) if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) => String::new(),
                         Err(e) => return Err(e),
                     },
@@ -945,11 +1004,11 @@ pub(crate) async fn send_part(
         }
         None => (None, None),
     };
-    let check = match (flexible, to.send_md5) {
-        (Some(v), _) => PartCheck::Flexible(v),
-        (None, true) => hex_decode(&md5_hex).map_or(PartCheck::None, |b| PartCheck::Md5(b64(&b))),
-        (None, false) => PartCheck::None,
-    };
+    // Content-MD5 whenever the MD5 is known (S3): stores that ignore flexible checksums still check the part.
+    let content_md5 = if to.send_md5 { hex_decode(&md5_hex).filter(|b| b.len() == 16).map(|b| b64(&b)) } else { None };
+    let check = PartCheck { content_md5, checksum: flexible };
+    let sent_md5 = check.content_md5.is_some();
+    let context = || format!("UploadPart {n} ({len} bytes at {offset}) of {}, upload id {}", to.url, to.upload_id);
     let store = shared.store.clone();
     let r = shared
         .retry("UploadPart", || async {
@@ -959,20 +1018,44 @@ pub(crate) async fn send_part(
             let (body, sent) = data.attempt();
             let r = store.upload_part(to.key, to.upload_id, n, body, check.clone()).await?;
             let crc = data.sent_crc(sent.as_ref(), read_before)?;
-            check_part(shared, &r, crc, &md5_hex, flexible)?;
-            Ok((r, crc))
+            let checked = check_part(shared, &r, crc, &md5_hex, flexible, sent_md5)?;
+            Ok((r, crc, checked))
         })
         .await
-        .map_err(|error| UploadError::Store {
-            context: format!("UploadPart {n} ({len} bytes at {offset}) of {}, upload id {}", to.url, to.upload_id),
-            error,
+        .map_err(|error| store_error(context(), error, to.flexible))?;
+    let (r, crc, checked) = r;
+    let mut md5_hex = md5_hex;
+    if checked == Checked::NotYet {
+        // The store did not echo this part's checksum (though it echoed another's) and its MD5 was not taken:
+        // take it now and compare it with the ETag, or refuse a part nothing checked.
+        md5_hex = check_etag_later(shared, &data, &r.etag).await.map_err(|e| match e {
+            UploadError::Verify(m) => UploadError::Verify(format!("{}: {m}", context())),
+            e => e,
         })?;
-    let (r, crc) = r;
+    }
     shared.limiter.succeeded();
     if let PartData::Memory { data, .. } = data {
         shared.give_back(data);
     }
     Ok(PartRecord { size: len, crc64: crc, md5_hex, etag: r.etag, checksum: flexible.map(|v| v.value) })
+}
+
+/// The MD5 of a part its store took with nothing checked ([`Checked::NotYet`]), compared with the part's ETag.
+async fn check_etag_later(shared: &Shared, data: &PartData, etag: &str) -> Result<String, UploadError> {
+    if !etag_is_md5(shared.store.as_ref(), etag) {
+        return Err(UploadError::Verify(format!(
+            "the store neither echoed the part's checksum nor answered its MD5 as ETag ({etag}): nothing checked \
+             what it stored; use --checksum md5"
+        )));
+    }
+    let md5 = match data {
+        PartData::Memory { data, .. } => md5_hex(data),
+        PartData::File(r) => range_sums(r.file(), r.offset(), r.len(), None, true).await?.md5_hex,
+    };
+    if !etag.eq_ignore_ascii_case(&md5) {
+        return Err(UploadError::Verify(format!("ETag {etag} is not the MD5 of the sent data ({md5})")));
+    }
+    Ok(md5)
 }
 
 /// A completed and checked object.
@@ -1038,7 +1121,7 @@ pub(crate) async fn complete_verified(
             }
         })
         .await
-        .map_err(|error| UploadError::Store { context: ctx("CompleteMultipartUpload"), error })?;
+        .map_err(|error| store_error(ctx("CompleteMultipartUpload"), error, st.checksum))?;
     if let (Some(want), Some(got)) = (combined, res.crc64) {
         if want != got {
             return Err(UploadError::Verify(format!("object CRC-64 {got}, combined part CRC-64 {want}")));
@@ -1054,6 +1137,9 @@ pub(crate) async fn complete_verified(
         }
         shared.confirmed.store(true, Ordering::Relaxed);
     }
+    // Parts sent after the store began echoing their checksums have no MD5, so no multipart ETag to compare
+    // with: each was checked by its echo, and a store that echoes checks the whole object's FULL_OBJECT
+    // checksum sent with Complete (S3 refuses a mismatch).
     if let Some(want) = multipart_etag(&st.parts) {
         let got = res.etag.to_ascii_lowercase();
         if got.contains('-') && got != want {

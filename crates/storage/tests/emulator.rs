@@ -43,8 +43,8 @@ async fn round_trip(flavor: Flavor) {
     let id = c.initiate_multipart("big", &meta("sha256:cd34"), None).await.expect("initiate");
     let p1 = Bytes::from(vec![1u8; 200 * 1024]);
     let p2 = Bytes::from(vec![2u8; 1000]);
-    let r1 = c.upload_part("big", &id, 1, p1.clone().into(), PartCheck::None).await.expect("part 1");
-    let r2 = c.upload_part("big", &id, 2, p2.clone().into(), PartCheck::None).await.expect("part 2");
+    let r1 = c.upload_part("big", &id, 1, p1.clone().into(), PartCheck::default()).await.expect("part 1");
+    let r2 = c.upload_part("big", &id, 2, p2.clone().into(), PartCheck::default()).await.expect("part 2");
     assert_eq!(r1.crc64, Some(crc64::checksum(&p1)));
     let parts = c.list_parts("big", &id).await.expect("list parts");
     assert_eq!(parts.len(), 2);
@@ -59,7 +59,7 @@ async fn round_trip(flavor: Flavor) {
     let head = c.head_object("big").await.expect("head big");
     assert_eq!(head.metadata.get("imgport-digest").map(String::as_str), Some("sha256:cd34"), "{head:?}");
 
-    let err = c.upload_part("big", "no-such-id", 1, p2.into(), PartCheck::None).await.expect_err("bogus upload");
+    let err = c.upload_part("big", "no-such-id", 1, p2.into(), PartCheck::default()).await.expect_err("bogus upload");
     assert_eq!(err.retry_class(), RetryClass::RestartUpload, "{err}");
 
     // The server's clock runs an hour ahead: the error carries its time, and correcting the offset fixes signing.

@@ -1,7 +1,8 @@
 //! An HTTP/1.1 proxy on 127.0.0.1 that records every request on its way to a server (method, target, headers,
-//! and the body of small requests), and can refuse requests that carry a header, as a store that does not know
-//! it would. One request per connection: it asks the server to close after answering and forwards the answer
-//! until then, so answers need no parsing.
+//! and the body of small requests). It can refuse requests that carry a header, as a store that does not know
+//! it would, and echo S3 flexible checksums in answers (`x-amz-checksum-crc64nvme` ...), as S3 does and
+//! s3s-fs does not on parts. One request per connection: it asks the server to close after answering and
+//! forwards the answer until then, so answers need no parsing beyond their head.
 
 use crate::responder::Received;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -22,9 +23,21 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// Which answers echo the request's flexible checksum value.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo {
+    /// The first `count` requests that carry a checksum value get it back.
+    pub count: usize,
+    /// The first echo is of another value, as from a store that took other bytes.
+    pub wrong_first: bool,
+}
+
 struct Shared {
     log: Mutex<Vec<Received>>,
     refusal: Mutex<Option<Refusal>>,
+    echo: Mutex<Echo>,
+    /// Echoes given so far.
+    echoed: Mutex<usize>,
     stop: AtomicBool,
 }
 
@@ -39,8 +52,13 @@ impl Recorder {
     pub fn start(upstream: SocketAddr) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
-        let shared =
-            Arc::new(Shared { log: Mutex::default(), refusal: Mutex::default(), stop: AtomicBool::new(false) });
+        let shared = Arc::new(Shared {
+            log: Mutex::default(),
+            refusal: Mutex::default(),
+            echo: Mutex::default(),
+            echoed: Mutex::default(),
+            stop: AtomicBool::new(false),
+        });
         let st = shared.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -60,6 +78,12 @@ impl Recorder {
     /// Refuse requests as `refusal` says from now on (`None`: forward everything).
     pub fn refuse(&self, refusal: Option<Refusal>) {
         *self.shared.refusal.lock().expect("lock") = refusal;
+    }
+
+    /// Echo checksums as `echo` says from now on (the count starts again).
+    pub fn echo(&self, echo: Echo) {
+        *self.shared.echo.lock().expect("lock") = echo;
+        *self.shared.echoed.lock().expect("lock") = 0;
     }
 
     /// The requests so far: large bodies are logged as they start, small ones once they arrived.
@@ -125,6 +149,7 @@ fn forward(client: TcpStream, upstream: SocketAddr, st: &Shared) -> Option<()> {
         out.write_all(body.as_bytes()).ok()?;
         return out.flush().ok();
     }
+    let echo = echo_for(&received, st);
     let mut server = TcpStream::connect(upstream).ok()?;
     let mut head = format!("{} {} HTTP/1.1\r\n", received.method, received.target);
     for (k, v) in received.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("connection")) {
@@ -143,6 +168,41 @@ fn forward(client: TcpStream, upstream: SocketAddr, st: &Shared) -> Option<()> {
         std::io::copy(&mut (&mut reader).take(len), &mut server).ok()?;
     }
     server.flush().ok()?;
-    std::io::copy(&mut server, &mut out).ok()?;
+    let mut answer = BufReader::new(server);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if answer.read_line(&mut line).ok()? == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    if let Some((name, value)) = echo {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes()).ok()?;
+    std::io::copy(&mut answer, &mut out).ok()?;
     out.flush().ok()
+}
+
+/// The checksum header to add to the answer to `request`, if it is one of those to echo.
+fn echo_for(request: &Received, st: &Shared) -> Option<(String, String)> {
+    let (name, value) = request.headers.iter().find(|(k, _)| {
+        let k = k.to_ascii_lowercase();
+        k.starts_with("x-amz-checksum-") && k != "x-amz-checksum-algorithm" && k != "x-amz-checksum-type"
+    })?;
+    let echo = *st.echo.lock().ok()?;
+    let mut echoed = st.echoed.lock().ok()?;
+    if *echoed >= echo.count {
+        return None;
+    }
+    *echoed += 1;
+    let mut value = value.clone();
+    if echo.wrong_first && *echoed == 1 {
+        // Another value of the same length: the first character changed.
+        let first = if value.starts_with('A') { "B" } else { "A" };
+        value.replace_range(..1, first);
+    }
+    Some((name.clone(), value))
 }
