@@ -178,7 +178,7 @@ for tool in "${TOOLS[@]}"; do
 done
 echo "(medians; spread: MiB/s of the slowest and the fastest run; imgport x: imgport's MiB/s over the tool's;"
 echo " of ceiling: the tool's MiB/s over put_ceiling's; cpu s: the client's own;"
-echo " server cpu: s3s-fs's during the run)"
+echo " server cpu: the server's during the run, s3s-fs or the local cloud)"
 
 if [ "$MEMORY_CHECK" = 1 ]; then
     BIG=$WORK/src-4g.bin

@@ -10,7 +10,9 @@
 //! bytes change between the two reads fails the store's Content-MD5 check, or else the check of the part's ETag
 //! against its MD5: it is never stored silently.
 
-use crate::upload::UploadError;
+use crate::checksum::{self, Algorithm};
+use crate::crc64::Crc64;
+use crate::upload::{RangeSums, UploadError};
 use imgport_wire::hex;
 use md5_many::{Md5Many, Md5State};
 use std::collections::HashMap;
@@ -32,7 +34,7 @@ pub(crate) struct PartSpan {
     pub len: u64,
 }
 
-type Digest = Result<String, String>;
+type Digest = Result<RangeSums, String>;
 
 /// The digests of the parts still to be sent, each handed out once.
 pub(crate) struct PartDigests {
@@ -42,9 +44,10 @@ pub(crate) struct PartDigests {
 }
 
 impl PartDigests {
-    /// Starts hashing `parts` (in the order they will be sent) on a thread of its own. The first group holds
-    /// `first_wave` parts (the senders' concurrency), so the first sends wait for no more than they need.
-    pub(crate) fn start(file: Arc<File>, parts: Vec<PartSpan>, first_wave: usize) -> Self {
+    /// Starts hashing `parts` (in the order they will be sent) on a thread of its own: MD5, CRC-64 and, with
+    /// `flexible`, that checksum, in one read. The first group holds `first_wave` parts (the senders'
+    /// concurrency), so the first sends wait for no more than they need.
+    pub(crate) fn start(file: Arc<File>, parts: Vec<PartSpan>, first_wave: usize, flexible: Option<Algorithm>) -> Self {
         let mut pending = HashMap::with_capacity(parts.len());
         let mut senders = Vec::with_capacity(parts.len());
         for p in &parts {
@@ -54,18 +57,18 @@ impl PartDigests {
         }
         let (taken, taken_rx) = mpsc::channel();
         let first = first_wave.clamp(1, LANES);
-        std::thread::spawn(move || hash_groups(&file, &parts, first, senders, &taken_rx));
+        std::thread::spawn(move || hash_groups(&file, &parts, first, flexible, senders, &taken_rx));
         PartDigests { pending, taken }
     }
 
-    /// The MD5 (hex) of part `n`, once the hasher has it.
-    pub(crate) fn take(&mut self, n: u32) -> impl std::future::Future<Output = Result<String, UploadError>> {
+    /// The checksums of part `n`, once the hasher has them.
+    pub(crate) fn take(&mut self, n: u32) -> impl std::future::Future<Output = Result<RangeSums, UploadError>> {
         let rx = self.pending.remove(&n);
         let _ = self.taken.send(());
         async move {
             let Some(rx) = rx else { return Err(UploadError::Io(format!("part {n} was not hashed"))) };
             match rx.await {
-                Ok(Ok(hex)) => Ok(hex),
+                Ok(Ok(sums)) => Ok(sums),
                 Ok(Err(e)) => Err(UploadError::Io(e)),
                 Err(_) => Err(UploadError::Io(format!("the hasher stopped before part {n}"))),
             }
@@ -80,6 +83,7 @@ fn hash_groups(
     file: &File,
     parts: &[PartSpan],
     first: usize,
+    flexible: Option<Algorithm>,
     senders: Vec<oneshot::Sender<Digest>>,
     taken: &mpsc::Receiver<()>,
 ) {
@@ -106,23 +110,29 @@ fn hash_groups(
             }
             taken_count += 1;
         }
-        let result = hash_group(file, &engine, group, &mut scratch);
-        for (i, tx) in senders.by_ref().take(group.len()).enumerate() {
-            let digest = match &result {
-                Ok(d) => Ok(hex(&d[i])),
-                Err(e) => Err(e.clone()),
-            };
-            let _ = tx.send(digest);
+        let result = hash_group(file, &engine, group, flexible, &mut scratch);
+        let failed = result.is_err();
+        match result {
+            Ok(sums) => sums.into_iter().zip(senders.by_ref()).for_each(|(s, tx)| drop(tx.send(Ok(s)))),
+            Err(e) => senders.by_ref().take(group.len()).for_each(|tx| drop(tx.send(Err(e.clone())))),
         }
-        if result.is_err() {
+        if failed {
             return;
         }
         (previous_start, start) = (start, start + group.len());
     }
 }
 
-fn hash_group(file: &File, engine: &Md5Many, group: &[PartSpan], scratch: &mut [u8]) -> Result<Vec<[u8; 16]>, String> {
+fn hash_group(
+    file: &File,
+    engine: &Md5Many,
+    group: &[PartSpan],
+    flexible: Option<Algorithm>,
+    scratch: &mut [u8],
+) -> Result<Vec<RangeSums>, String> {
     let mut states = vec![Md5State::new(); group.len()];
+    // The CRCs take each piece while it is still in the cache from its read.
+    let mut crcs = vec![(Crc64::new(), flexible.map(checksum::Running::new)); group.len()];
     let longest = group.iter().map(|p| p.len).max().unwrap_or(0);
     let mut at = 0u64;
     while at < longest {
@@ -133,10 +143,24 @@ fn hash_group(file: &File, engine: &Md5Many, group: &[PartSpan], scratch: &mut [
                 .map_err(|e| format!("reading the source for part {} at {}: {e}", p.number, p.offset + at))?;
         }
         let inputs: Vec<&[u8]> = scratch.chunks(PIECE).zip(&lens[..group.len()]).map(|(c, &l)| &c[..l]).collect();
+        for (input, (crc, flex)) in inputs.iter().zip(crcs.iter_mut()) {
+            crc.update(input);
+            if let Some(f) = flex.as_mut() {
+                f.update(input);
+            }
+        }
         engine.update_many(&mut states, &inputs);
         at += PIECE as u64;
     }
-    Ok(states.iter().map(Md5State::finalize).collect())
+    Ok(states
+        .iter()
+        .zip(crcs)
+        .map(|(md5, (crc, flex))| RangeSums {
+            crc64: Some(crc.finish()),
+            flexible: flexible.zip(flex).map(|(algorithm, f)| checksum::Value { algorithm, value: f.finish() }),
+            md5_hex: hex(&md5.finalize()),
+        })
+        .collect())
 }
 
 fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
@@ -181,11 +205,15 @@ mod tests {
                     PartSpan { number: k, offset, len: (data.len() as u64 - offset).min(part_size) }
                 })
                 .collect();
-            let mut digests = PartDigests::start(file.clone(), spans.clone(), 8);
+            let flexible = Some(Algorithm::Crc64nvme).filter(|_| part_size % 2 == 0);
+            let mut digests = PartDigests::start(file.clone(), spans.clone(), 8, flexible);
             for s in &spans {
                 let got = digests.take(s.number).await.expect("digest");
-                let want = reference(&data[s.offset as usize..(s.offset + s.len) as usize]);
-                assert_eq!(got, want, "part {} of {part_size} bytes", s.number);
+                let bytes = &data[s.offset as usize..(s.offset + s.len) as usize];
+                assert_eq!(got.md5_hex, reference(bytes), "part {} of {part_size} bytes", s.number);
+                assert_eq!(got.crc64, Some(crate::crc64::checksum(bytes)));
+                let want = flexible.map(|algorithm| checksum::Value { algorithm, value: algorithm.checksum(bytes) });
+                assert_eq!(got.flexible, want);
             }
         }
     }
@@ -196,7 +224,7 @@ mod tests {
         f.write_all(&[7u8; 1000]).expect("write");
         let file = Arc::new(f.reopen().expect("reopen"));
         let spans = vec![PartSpan { number: 1, offset: 0, len: 600 }, PartSpan { number: 2, offset: 600, len: 600 }];
-        let mut digests = PartDigests::start(file, spans, 8);
+        let mut digests = PartDigests::start(file, spans, 8, None);
         let a = digests.take(1).await;
         let b = digests.take(2).await;
         let err = b.as_ref().err().or(a.as_ref().err()).map(ToString::to_string).unwrap_or_default();

@@ -412,7 +412,7 @@ fn b64(bytes: &[u8]) -> String {
 const READ_PIECE: usize = 256 << 10;
 
 /// The checksums of what a PUT sends, taken before it is sent (headers need them first).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct RangeSums {
     /// CRC-64/XZ of the bytes hashed, when the body is read again to be sent: the two must agree.
     pub crc64: Option<u64>,
@@ -903,12 +903,12 @@ async fn multipart(
     };
     report(done_bytes, 0);
 
-    // S3 parts need their MD5 before they are sent (Content-MD5), or to check their ETag until the store shows
-    // that it checks their flexible checksum: hashed ahead, many parts at a time. OSS parts are checked by CRC-64
-    // alone: MD5 would cost more CPU than the send itself.
+    // S3 parts need their MD5 before they are sent (Content-MD5), and their flexible checksum, until the store
+    // shows that it echoes those: hashed ahead, many parts at a time, in one read. OSS parts are checked by
+    // CRC-64 alone: MD5 would cost more CPU than the send itself.
     let mut digests = opts.send_md5.then(|| {
         let spans = todo.iter().map(|&n| PartSpan { number: n, offset: (n as u64 - 1) * part_size, len: part_len(n) });
-        PartDigests::start(file.clone(), spans.collect(), opts.concurrency)
+        PartDigests::start(file.clone(), spans.collect(), opts.concurrency, flexible)
     });
     let mut set: tokio::task::JoinSet<Result<(u32, PartRecord), UploadError>> = tokio::task::JoinSet::new();
     let mut next = todo.into_iter().peekable();
@@ -927,18 +927,20 @@ async fn multipart(
             let digest = digests.as_mut().map(|d| d.take(n));
             set.spawn(async move {
                 let offset = (n as u64 - 1) * part_size;
-                let md5_hex = match digest {
+                let sums = match digest {
                     Some(d) => match d.await {
-                        Ok(m) => m,
+                        Ok(sums) => sums,
                         // Stopped early because the store echoes checksums: see `digests = None` above.
-                        Err(_) if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) => String::new(),
+                        Err(_) if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) => {
+                            RangeSums::default()
+                        }
                         Err(e) => return Err(e),
                     },
-                    None => String::new(),
+                    None => RangeSums::default(),
                 };
                 let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5: md5, flexible };
                 let data = PartData::File(FileRange::new(file, offset, len));
-                let rec = send_part(&shared, &target, n, offset, data, md5_hex).await?;
+                let rec = send_part(&shared, &target, n, offset, data, sums).await?;
                 Ok((n, rec))
             });
             report(done_bytes, set.len());
@@ -994,15 +996,18 @@ pub(crate) async fn send_part(
     n: u32,
     offset: u64,
     data: PartData,
-    md5_hex: String,
+    sums: RangeSums,
 ) -> Result<PartRecord, UploadError> {
     let len = data.len();
-    let (flexible, read_before) = match to.flexible {
-        Some(alg) => {
+    let RangeSums { crc64, flexible, md5_hex } = sums;
+    // The flexible checksum from the hasher, or taken now (a part the hasher did not reach).
+    let (flexible, read_before) = match (to.flexible, flexible) {
+        (Some(_), Some(v)) => (Some(v), crc64),
+        (Some(alg), None) => {
             let (v, crc) = data.flexible(alg).await?;
             (Some(v), crc)
         }
-        None => (None, None),
+        (None, _) => (None, None),
     };
     // Content-MD5 whenever the MD5 is known (S3): stores that ignore flexible checksums still check the part.
     let content_md5 = if to.send_md5 { hex_decode(&md5_hex).filter(|b| b.len() == 16).map(|b| b64(&b)) } else { None };

@@ -310,7 +310,8 @@ impl Run<'_> {
                 return Ok((number, PartRecord { size, crc64: crc, md5_hex: md5, etag: s.etag, checksum: None }, true));
             }
             let target = PartTarget { key: &key, upload_id: &upload_id, url: &url, send_md5, flexible: None };
-            let rec = send_part(&shared, &target, number, offset, PartData::Memory { data, crc }, md5).await?;
+            let sums = RangeSums { md5_hex: md5, ..Default::default() };
+            let rec = send_part(&shared, &target, number, offset, PartData::Memory { data, crc }, sums).await?;
             Ok((number, rec, false))
         });
         Ok(())
