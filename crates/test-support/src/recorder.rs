@@ -4,7 +4,7 @@
 //! s3s-fs does not on parts. One request per connection: it asks the server to close after answering and
 //! forwards the answer until then, so answers need no parsing beyond their head.
 
-use crate::responder::Received;
+use crate::responder::{read_request_head, Received};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,27 +106,7 @@ impl Drop for Recorder {
 fn forward(client: TcpStream, upstream: SocketAddr, st: &Shared) -> Option<()> {
     client.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
     let mut reader = BufReader::new(client.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let (method, target) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let len: u64 = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut received = Received { method, target, headers, body: Vec::new() };
+    let (mut received, len) = read_request_head(&mut reader)?;
     let refusal = st.refusal.lock().ok()?.clone().filter(|r| {
         let prefix = r.header.to_ascii_lowercase();
         received.headers.iter().any(|(k, _)| k.to_ascii_lowercase().starts_with(&prefix))

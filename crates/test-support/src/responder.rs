@@ -102,12 +102,8 @@ impl Drop for Server {
     }
 }
 
-/// Answer one request. It is recorded before the reply is written, so a client that has its answer can count on
-/// the request being in the list.
-fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply, log: &Mutex<Vec<Received>>) -> Option<()> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
+/// A request's line and headers (its body left in `reader`), and the body's length (Content-Length, else 0).
+pub(crate) fn read_request_head(reader: &mut impl BufRead) -> Option<(Received, u64)> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -123,14 +119,24 @@ fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply, log: &Mutex<V
         let (k, v) = h.split_once(':')?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let len: usize = headers
+    let len = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
-    let mut body = vec![0; len];
+    Some((Received { method, target, headers, body: Vec::new() }, len))
+}
+
+/// Answer one request. It is recorded before the reply is written, so a client that has its answer can count on
+/// the request being in the list.
+fn serve(stream: TcpStream, handler: &impl Fn(&Received) -> Reply, log: &Mutex<Vec<Received>>) -> Option<()> {
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let (mut received, len) = read_request_head(&mut reader)?;
+    let mut body = vec![0; len as usize];
     reader.read_exact(&mut body).ok()?;
-    let received = Received { method, target, headers, body };
+    received.body = body;
     let reply = handler(&received);
     log.lock().expect("lock").push(received);
     let mut out = stream;
