@@ -1439,14 +1439,17 @@ fn parts_without_md5(rec: &Recorder) -> (usize, usize) {
 }
 
 /// A store that echoes flexible checksums, as S3 does (the proxy adds the echo to s3s-fs's answers): once the
-/// first parts are echoed, the others go without Content-MD5 and no MD5 is taken. A part the store then does
-/// not echo gets its MD5 taken on its own and compared with its ETag; a wrong echo has the part sent again.
+/// first parts are echoed, the hasher stops, and the parts it had not reached go without Content-MD5. A part the
+/// store then does not echo gets its MD5 taken on its own and compared with its ETag; a wrong echo has the part
+/// sent again.
 #[test]
 fn s3_echoed_checksums_replace_md5_and_are_checked() {
     let store = s3();
     let rec = Recorder::start(addr_of(&store.endpoint));
     let dir = tempfile::tempdir().expect("tempdir");
-    let (src, d) = write_source(dir.path(), "src", 8 * (5 << 20) + 99, 41);
+    // 24 parts, 2 in flight: the hasher's groups are parts 1-2 (the first wave), 3-18, then 19-24, which it
+    // starts only once part 3 is taken, after the first answer.
+    let (src, d) = write_source(dir.path(), "src", 23 * (5 << 20) + 99, 41);
     let upload = |key: &str| -> Value {
         let args = ["upload", "--json", src.to_str().expect("utf-8"), &store.url(key), "--part-size", "5M"];
         let out = store
@@ -1462,20 +1465,19 @@ fn s3_echoed_checksums_replace_md5_and_are_checked() {
     rec.echo(Echo { count: usize::MAX, wrong_first: false });
     let s = upload("echoed.raw");
     assert_eq!((&s["checksum_confirmed"], &s["retries"]), (&Value::from(true), &Value::from(0)), "{s}");
-    let (parts, without_md5) = parts_without_md5(&rec);
-    // The first two go together, before any answer; the other seven after an echo.
-    assert_eq!((parts, without_md5), (9, 7));
+    // Parts 19-24 were never hashed: no MD5 taken, none sent.
+    assert_eq!(parts_without_md5(&rec), (24, 6));
 
     rec.clear();
     rec.echo(Echo { count: 2, wrong_first: false });
     let s = upload("echoed-then-not.raw");
     assert_eq!(s["checksum_confirmed"], true, "{s}");
-    // Seven parts neither echoed nor sent with Content-MD5: each was checked by its MD5 against its ETag.
-    assert_eq!(parts_without_md5(&rec), (9, 7));
+    // Six parts neither echoed nor sent with Content-MD5: each was checked by its MD5 against its ETag.
+    assert_eq!(parts_without_md5(&rec), (24, 6));
 
     rec.clear();
     rec.echo(Echo { count: usize::MAX, wrong_first: true });
     let s = upload("wrong-echo.raw");
     assert_eq!(s["retries"], 1, "{s}");
-    assert_eq!(parts_without_md5(&rec).0, 10, "the part with the wrong echo is sent twice");
+    assert_eq!(parts_without_md5(&rec).0, 25, "the part with the wrong echo is sent twice");
 }

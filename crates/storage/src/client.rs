@@ -319,9 +319,16 @@ impl Client {
             }
             let truncated = xml::text(text, "IsTruncated").is_some_and(|t| t.trim() == "true");
             let next = xml::text(text, "NextPartNumberMarker").filter(|m| !m.is_empty());
-            match (truncated, next) {
-                (true, Some(n)) if marker.as_deref() != Some(n.as_str()) => marker = Some(n),
-                (true, _) => return Err(StorageError::Protocol("ListParts truncated without a next marker".into())),
+            // Part numbers go up to 10,000 and each page must move past the last: a store that sends the
+            // listing round in circles is stopped.
+            let at = marker.as_deref().and_then(|m| m.parse::<u32>().ok()).unwrap_or(0);
+            match (truncated, next.as_deref().map(|n| n.trim().parse::<u32>())) {
+                (true, Some(Ok(n))) if n > at && n <= 10_000 => marker = Some(n.to_string()),
+                (true, _) => {
+                    return Err(StorageError::Protocol(format!(
+                        "ListParts truncated without a next part number after {at}: {next:?}"
+                    )))
+                }
                 _ => break,
             }
         }
@@ -334,7 +341,12 @@ impl Client {
     async fn list_uploads_impl(&self, prefix: &str) -> Result<Vec<UploadInfo>> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker) = (String::new(), String::new());
-        loop {
+        // Keys are listed in order, so markers never go back; pages are capped all the same (a store could send
+        // one key's upload ids round in circles).
+        for page in 0.. {
+            if page == 10_000 {
+                return Err(StorageError::Protocol("ListMultipartUploads: more than 10,000 pages".into()));
+            }
             let mut q = vec![("uploads".to_string(), String::new()), ("max-uploads".into(), "1000".into())];
             if !prefix.is_empty() {
                 q.push(("prefix".into(), prefix.to_string()));
@@ -360,7 +372,7 @@ impl Client {
             let truncated = xml::text(text, "IsTruncated").is_some_and(|t| t.trim() == "true");
             let nk = xml::text(text, "NextKeyMarker").unwrap_or_default();
             let ni = xml::text(text, "NextUploadIdMarker").unwrap_or_default();
-            if !truncated || (nk == key_marker && ni == id_marker) || nk.is_empty() {
+            if !truncated || (nk == key_marker && ni == id_marker) || nk.is_empty() || nk < key_marker {
                 break;
             }
             key_marker = nk;
@@ -503,13 +515,13 @@ impl ObjectStore for Client {
                 return Err(e);
             }
             let etag = xml::text(text, "ETag").map(|e| unquote(&e)).unwrap_or_else(|| a.etag());
-            // S3 answers the object's checksum in the body; some stores put it in a header.
-            let checksum = match algorithm.and_then(|alg| Some((alg, xml::text(text, alg.xml_element())?))) {
-                Some((alg, v)) => Some(alg.decode(&v).ok_or_else(|| {
-                    StorageError::Protocol(format!("{} {v:?} is not a {}", alg.xml_element(), alg.name()))
-                })?),
-                None => a.checksum(algorithm)?,
-            };
+            // S3 answers the object's checksum in the body; some stores put it in a header. The object is stored
+            // by now: a value that is not the full object's (a store that made it a composite `...-N`, or
+            // garbage) is no echo, never a reason to send Complete again.
+            let checksum = algorithm.and_then(|alg| {
+                let v = xml::text(text, alg.xml_element()).or_else(|| a.header(alg.header()).map(str::to_string))?;
+                alg.decode(&v)
+            });
             Ok(PutResult { etag, crc64: a.crc64()?, checksum })
         })
     }

@@ -17,6 +17,7 @@ use imgport_wire::hex;
 use md5_many::{Md5Many, Md5State};
 use std::collections::HashMap;
 use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -41,6 +42,8 @@ pub(crate) struct PartDigests {
     pending: HashMap<u32, oneshot::Receiver<Digest>>,
     /// One message per part handed to a sender: how far ahead of the senders the hasher is.
     taken: mpsc::Sender<()>,
+    /// Set to have the hasher stop before its next group (the parts it hashed keep their sums).
+    stop: Arc<AtomicBool>,
 }
 
 impl PartDigests {
@@ -57,8 +60,15 @@ impl PartDigests {
         }
         let (taken, taken_rx) = mpsc::channel();
         let first = first_wave.clamp(1, LANES);
-        std::thread::spawn(move || hash_groups(&file, &parts, first, flexible, senders, &taken_rx));
-        PartDigests { pending, taken }
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || hash_groups(&file, &parts, first, flexible, senders, &taken_rx, &stopped));
+        PartDigests { pending, taken, stop }
+    }
+
+    /// Has the hasher stop before its next group: the parts it has not reached get an error from [`Self::take`].
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// The checksums of part `n`, once the hasher has them.
@@ -86,6 +96,7 @@ fn hash_groups(
     flexible: Option<Algorithm>,
     senders: Vec<oneshot::Sender<Digest>>,
     taken: &mpsc::Receiver<()>,
+    stop: &AtomicBool,
 ) {
     let engine = Md5Many::new();
     let mut scratch = vec![0u8; LANES * PIECE];
@@ -109,6 +120,9 @@ fn hash_groups(
                 return;
             }
             taken_count += 1;
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
         let result = hash_group(file, &engine, group, flexible, &mut scratch);
         let failed = result.is_err();
@@ -139,7 +153,7 @@ fn hash_group(
         let mut lens = [0usize; LANES];
         for ((p, piece), len) in group.iter().zip(scratch.chunks_mut(PIECE)).zip(lens.iter_mut()) {
             *len = p.len.saturating_sub(at).min(PIECE as u64) as usize;
-            read_at(file, &mut piece[..*len], p.offset + at)
+            crate::body::read_at(file, &mut piece[..*len], p.offset + at)
                 .map_err(|e| format!("reading the source for part {} at {}: {e}", p.number, p.offset + at))?;
         }
         let inputs: Vec<&[u8]> = scratch.chunks(PIECE).zip(&lens[..group.len()]).map(|(c, &l)| &c[..l]).collect();
@@ -161,13 +175,6 @@ fn hash_group(
             md5_hex: hex(&md5.finalize()),
         })
         .collect())
-}
-
-fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-    #[cfg(unix)]
-    return std::os::unix::fs::FileExt::read_exact_at(file, buf, at);
-    #[cfg(not(unix))]
-    return std::os::windows::fs::FileExt::seek_read(file, buf, at).map(|_| ());
 }
 
 #[cfg(test)]

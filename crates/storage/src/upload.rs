@@ -702,7 +702,9 @@ pub(crate) async fn put_whole(
             let (body, sent) = data.attempt();
             let r = store.put_object(&opts.key, body, &put).await?;
             let crc = data.sent_crc(sent.as_ref(), sums.crc64)?;
-            check_part(shared, &r, crc, &md5, sums.flexible, sent_md5)?;
+            if check_part(shared, &r, crc, &md5, sums.flexible, sent_md5)? == Checked::NotYet {
+                return Err(StorageError::Protocol("the answer confirms no checksum of the object".into()));
+            }
             Ok((r, crc))
         })
         .await
@@ -767,7 +769,7 @@ fn check_part(
     if echoed {
         shared.confirmed.store(true, Ordering::Relaxed);
     }
-    let checked = echoed || crc_checked || etag_checked || sent_md5 || flexible.is_none();
+    let checked = echoed || crc_checked || etag_checked || sent_md5;
     Ok(if checked { Checked::Yes } else { Checked::NotYet })
 }
 
@@ -854,9 +856,11 @@ async fn multipart(
             .await
             .map_err(|error| UploadError::Store { context: ctx("ListParts"), error })?;
         let listed: BTreeMap<u32, crate::PartInfo> = listed.into_iter().map(|p| (p.number, p)).collect();
+        // A part recorded without the upload's flexible checksum could not be named at Complete: sent again.
+        let flexible = s.checksum.is_some();
         s.parts.retain(|n, rec| {
             let Some(p) = listed.get(n) else { return false };
-            *n <= nparts && rec.size == part_len(*n) && listed_matches(p, rec)
+            *n <= nparts && rec.size == part_len(*n) && listed_matches(p, rec) && rec.checksum.is_some() == flexible
         });
         resumed = s.parts.len() as u64;
     }
@@ -919,10 +923,11 @@ async fn multipart(
                 (shared.clone(), file.clone(), opts.key.clone(), upload_id.clone(), opts.url.clone());
             let len = part_len(n);
             let md5 = opts.send_md5;
-            if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) {
-                // The store echoes the parts' checksums: the hasher stops before its next group (a part the
-                // store does not echo after all gets its MD5 taken on its own).
-                digests = None;
+            if let Some(d) = digests.as_ref().filter(|_| flexible.is_some() && shared.confirmed.load(Ordering::Relaxed))
+            {
+                // The store echoes the parts' checksums: the hasher stops before its next group (the parts it
+                // hashed keep their sums; a part the store does not echo after all gets its MD5 taken on its own).
+                d.stop();
             }
             let digest = digests.as_mut().map(|d| d.take(n));
             set.spawn(async move {
@@ -930,7 +935,7 @@ async fn multipart(
                 let sums = match digest {
                     Some(d) => match d.await {
                         Ok(sums) => sums,
-                        // Stopped early because the store echoes checksums: see `digests = None` above.
+                        // Stopped early because the store echoes checksums: see `d.stop()` above.
                         Err(_) if flexible.is_some() && shared.confirmed.load(Ordering::Relaxed) => {
                             RangeSums::default()
                         }
@@ -1007,7 +1012,8 @@ pub(crate) async fn send_part(
             let (v, crc) = data.flexible(alg).await?;
             (Some(v), crc)
         }
-        (None, _) => (None, None),
+        // The hasher's CRC-64 still tells whether the bytes sent are those it hashed.
+        (None, _) => (None, crc64),
     };
     // Content-MD5 whenever the MD5 is known (S3): stores that ignore flexible checksums still check the part.
     let content_md5 = if to.send_md5 { hex_decode(&md5_hex).filter(|b| b.len() == 16).map(|b| b64(&b)) } else { None };
