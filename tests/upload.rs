@@ -1481,3 +1481,23 @@ fn s3_echoed_checksums_replace_md5_and_are_checked() {
     assert_eq!(s["retries"], 1, "{s}");
     assert_eq!(parts_without_md5(&rec).0, 25, "the part with the wrong echo is sent twice");
 }
+
+/// A hostile store cannot make the client read without bound: an answer over its bound is an error (never read
+/// whole), and a ListParts whose pages do not move forward stops instead of looping.
+#[test]
+fn hostile_store_answers_are_bounded() {
+    use imgport_test_support::responder::{Reply, Server};
+    let huge = Server::start(|_| Reply::ok("x".repeat(17 << 20)));
+    let creds = Credentials::new("AK", "SK");
+    let client = common::store_client(&huge.url, Flavor::S3, "us-east-1", BUCKET, &creds);
+    let err = rt().block_on(client.list_parts("k", "u")).expect_err("a 17 MiB listing");
+    assert!(err.to_string().contains("over the 16777216 expected"), "{err}");
+
+    let page = "<ListPartsResult><IsTruncated>true</IsTruncated><NextPartNumberMarker>5</NextPartNumberMarker>\
+                <Part><PartNumber>1</PartNumber><Size>5</Size><ETag>\"e\"</ETag></Part></ListPartsResult>";
+    let circling = Server::start(move |_| Reply::ok(page));
+    let client = common::store_client(&circling.url, Flavor::S3, "us-east-1", BUCKET, &creds);
+    let err = rt().block_on(client.list_parts("k", "u")).expect_err("pages that do not move");
+    assert!(err.to_string().contains("without a next part number after 5"), "{err}");
+    assert_eq!(circling.count(), 2, "one page, then the same marker again");
+}

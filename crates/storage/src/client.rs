@@ -156,6 +156,8 @@ impl Client {
         body: Body,
     ) -> Result<Answer> {
         let bucket = self.cfg.bucket.as_str();
+        // The store is a network peer: what it answers is read up to a bound (an object's bytes, or XML).
+        let limit = if method == "GET" && key.is_some() && query.is_empty() { OBJECT_LIMIT } else { ANSWER_LIMIT };
         let (host, path) = oss_location(&self.cfg.endpoint, self.cfg.style, bucket, key);
         let mut req = SignableRequest::new(method, &path);
         req.query = query;
@@ -200,10 +202,24 @@ impl Client {
             // Read from the file as the connection takes it; the length is known, so it is sent as Content-Length.
             Body::File(range) => rb.body(reqwest::Body::wrap(range.into_http_body())),
         };
-        let resp = rb.send().await.map_err(|e| transport(method_name, key, e))?;
+        let mut resp = rb.send().await.map_err(|e| transport(method_name, key, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| transport(method_name, key, e))?;
+        let too_long = |len: u64| {
+            StorageError::Protocol(format!("{method_name} answered {len} bytes or more, over the {limit} expected"))
+        };
+        if let Some(len) = resp.content_length().filter(|l| *l > limit) {
+            return Err(too_long(len));
+        }
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(method_name, key, e))? {
+            let len = body.len() as u64 + chunk.len() as u64;
+            if len > limit {
+                return Err(too_long(len));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
         let answer = Answer { headers, body };
         let rid = answer.header("x-oss-request-id").or_else(|| answer.header("x-amz-request-id"));
         tracing::debug!(
@@ -381,6 +397,12 @@ impl Client {
         Ok(out)
     }
 }
+
+/// The longest answer read, but for an object's bytes: error documents and listings (1,000 parts or uploads
+/// a page) are far smaller.
+const ANSWER_LIMIT: u64 = 16 << 20;
+/// The longest object [`ObjectStore::get_object`] reads (it serves small objects and tests).
+const OBJECT_LIMIT: u64 = 1 << 30;
 
 fn transport(method: &str, key: Option<&str>, e: reqwest::Error) -> StorageError {
     tracing::debug!(method, key = key.unwrap_or(""), error = %e, "store request failed");

@@ -109,7 +109,7 @@ pub struct PutOptions {
 pub trait ObjectStore: Send + Sync {
     fn put_object<'a>(&'a self, key: &'a str, body: Body, opts: &'a PutOptions) -> BoxFuture<'a, Result<PutResult>>;
     fn head_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<ObjectMeta>>;
-    /// The whole object (tests and small reads).
+    /// The whole object (tests and small reads), up to 1 GiB: a longer one is a protocol error.
     fn get_object<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Bytes>>;
     /// Starts a multipart upload; with `checksum`, each part will carry that flexible checksum and Complete the
     /// whole object's, combined from the parts' (S3's `FULL_OBJECT` type).
