@@ -92,6 +92,27 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::output::write_line(format_args!($($arg)*)) };
 }
 
+/// [`outln!`] for lines that hold names read from an image (labels, partition names, subvolume paths, hostnames):
+/// their control characters are shown escaped ([`printable`]), so an image cannot drive the terminal.
+macro_rules! guestln {
+    ($($arg:tt)*) => { $crate::output::write_line(format_args!("{}", $crate::output::printable(&format!($($arg)*)))) };
+}
+
+/// `text` with each control character shown as its escape (`\u{1b}`, `\n`).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Write one line to stdout. A closed pipe means nobody reads any more: exit 0 at once (nothing is left to
 /// clean up, stdout is written after the work is done or, for `map`, is the work). Any other write error
 /// (a full disk behind a redirect) is reported and exits 1 rather than losing output silently
@@ -167,4 +188,14 @@ pub fn control_with_progress(total: u64, show: bool) -> (Control, Option<Progres
     let b = bar.clone();
     ctl = ctl.with_progress(move |pos| b.set_position(pos));
     (ctl, Some(bar))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(super::printable("root"), "root");
+        assert_eq!(super::printable("@/\u{1b}[2Jx\n\t\u{7f}"), "@/\\u{1b}[2Jx\\n\\t\\u{7f}");
+        assert_eq!(super::printable("é ü 名"), "é ü 名");
+    }
 }

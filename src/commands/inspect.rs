@@ -57,10 +57,10 @@ fn print_human(r: &Inspection) {
         TableKind::Gpt => "gpt",
         TableKind::None => "none",
     };
-    outln!("format: {}, virtual size: {}", r.format, human_size(r.virtual_size));
-    outln!("partition table: {kind}{}", t.disk_id.as_ref().map(|d| format!(", disk id {d}")).unwrap_or_default());
+    guestln!("format: {}, virtual size: {}", r.format, human_size(r.virtual_size));
+    guestln!("partition table: {kind}{}", t.disk_id.as_ref().map(|d| format!(", disk id {d}")).unwrap_or_default());
     for p in &t.partitions {
-        outln!(
+        guestln!(
             "  {:>2}  start {:>12}  size {:>11}  {}{}{}",
             p.number,
             p.start,
@@ -71,7 +71,7 @@ fn print_human(r: &Inspection) {
         );
     }
     for d in &r.data_disks {
-        outln!(
+        guestln!(
             "data disk {}: {}, {}, {} partition(s)",
             d.device,
             d.format,
@@ -81,7 +81,7 @@ fn print_human(r: &Inspection) {
     }
     for v in &r.volumes {
         if let Some(lv) = &v.logical_volume {
-            outln!(
+            guestln!(
                 "logical volume {}: {}, {} on {}{}",
                 v.device,
                 human_size(v.size),
@@ -91,7 +91,7 @@ fn print_human(r: &Inspection) {
             );
         }
     }
-    outln!("filesystems:");
+    guestln!("filesystems:");
     let width = r.volumes.iter().map(|v| v.device.len()).max().unwrap_or(0).max(10);
     for v in &r.volumes {
         if v.logical_volume.is_some() && v.error.is_some() {
@@ -112,7 +112,7 @@ fn print_human(r: &Inspection) {
                     Some(b) if b.read_only => "  (read-only)",
                     _ => "",
                 };
-                outln!(
+                guestln!(
                     "  {:<width$} {:<12} label {:<16} uuid {}{}{}{}",
                     v.device,
                     f.kind.blkid_name(),
@@ -123,25 +123,25 @@ fn print_human(r: &Inspection) {
                     subvolume
                 );
             }
-            None => outln!("  {:<width$} (unrecognised)", v.device),
+            None => guestln!("  {:<width$} (unrecognised)", v.device),
         }
     }
     if r.operating_systems.is_empty() {
-        outln!("operating system: none found");
+        guestln!("operating system: none found");
     }
     for os in &r.operating_systems {
         let rel = &os.release;
-        outln!("operating system: {} {} {} (root {})", os.os_type, opt(&rel.distro), opt(&rel.version), os.root);
+        guestln!("operating system: {} {} {} (root {})", os.os_type, opt(&rel.distro), opt(&rel.version), os.root);
         if let Some(p) = &rel.pretty_name {
-            outln!("  product: {p}");
+            guestln!("  product: {p}");
         }
-        outln!("  hostname: {}", opt(&os.hostname));
+        guestln!("  hostname: {}", opt(&os.hostname));
         match &os.architecture {
-            Some(a) => outln!("  architecture: {} (from {})", a.name, a.evidence),
-            None => outln!("  architecture: unknown"),
+            Some(a) => guestln!("  architecture: {} (from {})", a.name, a.evidence),
+            None => guestln!("  architecture: unknown"),
         }
         for k in &os.kernels {
-            outln!(
+            guestln!(
                 "  kernel {}: {}, initramfs {}, modules {}",
                 k.version,
                 k.path,
@@ -150,7 +150,7 @@ fn print_human(r: &Inspection) {
             );
             if let Some(c) = &k.initramfs_contents {
                 let kinds: Vec<&str> = c.segments.iter().map(|s| s.compression).collect();
-                outln!(
+                guestln!(
                     "    initramfs: {} ({} entries, {} modules{})",
                     kinds.join(" + "),
                     c.entries,
@@ -160,11 +160,14 @@ fn print_human(r: &Inspection) {
             }
             if !k.drivers.is_empty() {
                 let at_boot: Vec<&str> = k.drivers.iter().filter(|d| d.available_at_boot).map(|d| d.name).collect();
-                outln!("    drivers at boot: {}", if at_boot.is_empty() { "none".into() } else { at_boot.join(", ") });
+                guestln!(
+                    "    drivers at boot: {}",
+                    if at_boot.is_empty() { "none".into() } else { at_boot.join(", ") }
+                );
             }
         }
         if let Some(e) = os.grub.as_ref().and_then(|g| g.default_entry.as_ref()) {
-            outln!(
+            guestln!(
                 "  grub default: {} (kernel {}{}, root={}{})",
                 e.title,
                 opt(&e.kernel),
@@ -178,7 +181,7 @@ fn print_human(r: &Inspection) {
             );
         }
         for i in &os.network.interfaces {
-            outln!(
+            guestln!(
                 "  network: {} {} {}{} ({})",
                 i.system,
                 i.name,
@@ -188,14 +191,14 @@ fn print_human(r: &Inspection) {
             );
         }
         for p in &os.network.pinned_names {
-            outln!("  network: {} pinned to {} ({})", p.name, p.mac, p.source);
+            guestln!("  network: {} pinned to {} ({})", p.name, p.mac, p.source);
         }
         if let Some(p) = &os.packages {
-            outln!("  packages: {} installed ({})", p.packages.len(), p.source);
+            guestln!("  packages: {} installed ({})", p.packages.len(), p.source);
         }
         if let Some(w) = &os.windows {
             let drivers: Vec<&str> = w.drivers.iter().filter(|d| d.registered).map(|d| d.name).collect();
-            outln!(
+            guestln!(
                 "  windows: {}, build {}, drivers registered: {}",
                 opt(&w.installation_type),
                 opt(&w.current_build),
@@ -204,16 +207,16 @@ fn print_human(r: &Inspection) {
             continue;
         }
         let a = &os.accounts;
-        outln!(
+        guestln!(
             "  root account: passwd {}, shadow {}{}",
             if a.passwd_root_entry { "yes" } else { "no" },
             if a.shadow_root_entry { "yes" } else { "no" },
             if a.shadow_immutable == Some(true) { ", /etc/shadow IMMUTABLE" } else { "" }
         );
         for l in os.lib_links.iter().filter(|l| l.absolute) {
-            outln!("  {} is an absolute symlink to {}", l.path, opt(&l.target));
+            guestln!("  {} is an absolute symlink to {}", l.path, opt(&l.target));
         }
-        outln!(
+        guestln!(
             "  sshd: {}",
             match (os.sshd.installed, os.sshd.enabled) {
                 (false, _) => "not installed",
@@ -222,7 +225,7 @@ fn print_human(r: &Inspection) {
             }
         );
         for f in &os.fstab {
-            outln!(
+            guestln!(
                 "  fstab: {} {} {} -> {}",
                 f.entry.spec,
                 f.entry.mountpoint,
@@ -231,16 +234,16 @@ fn print_human(r: &Inspection) {
             );
         }
         let present: Vec<&str> = os.agents.iter().filter(|a| a.present).map(|a| a.name).collect();
-        outln!("  agents: {}", if present.is_empty() { "none".to_string() } else { present.join(", ") });
+        guestln!("  agents: {}", if present.is_empty() { "none".to_string() } else { present.join(", ") });
         if let Some(s) = &os.selinux {
-            outln!("  selinux: {}", s.mode);
+            guestln!("  selinux: {}", s.mode);
         }
     }
-    outln!("boot: {}", r.boot.mode.unwrap_or("none"));
+    guestln!("boot: {}", r.boot.mode.unwrap_or("none"));
     for e in r.boot.bios_evidence.iter().chain(&r.boot.uefi_evidence) {
-        outln!("  {e}");
+        guestln!("  {e}");
     }
     for f in t.findings.iter().chain(&r.findings) {
-        outln!("{f}");
+        guestln!("{f}");
     }
 }
