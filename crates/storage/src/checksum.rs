@@ -93,6 +93,16 @@ impl Algorithm {
     }
 }
 
+/// How an upload's parts are checked, as `uploads list` and `--json` name it: the flexible checksum's name, else
+/// `md5` (S3's Content-MD5) or `crc64` (OSS).
+pub fn kind(flexible: Option<Algorithm>, s3: bool) -> &'static str {
+    match flexible {
+        Some(alg) => alg.name(),
+        None if s3 => "md5",
+        None => "crc64",
+    }
+}
+
 /// A checksum and its algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Value {

@@ -59,11 +59,7 @@ pub struct UploadState {
 impl UploadState {
     /// How the upload's parts are checked, as `uploads list` shows it: `crc64nvme`, `crc32c`, `md5` or `crc64`.
     pub fn checksum_kind(&self) -> &'static str {
-        match self.checksum {
-            Some(alg) => alg.name(),
-            None if self.url.starts_with("s3://") => "md5",
-            None => "crc64",
-        }
+        crate::checksum::kind(self.checksum, self.url.starts_with("s3://"))
     }
 }
 

@@ -112,12 +112,7 @@ impl Summary {
 
     /// Records how the object was checked: `flexible` and the object's value, else MD5 (S3) or CRC-64 (OSS).
     pub(crate) fn checked_by(&mut self, opts: &UploadOptions, flexible: Option<checksum::Value>) {
-        self.checksum_algorithm = match flexible {
-            Some(v) => v.algorithm.name(),
-            None if opts.send_md5 => "md5",
-            None => "crc64",
-        }
-        .to_string();
+        self.checksum_algorithm = checksum::kind(flexible.map(|v| v.algorithm), opts.send_md5).to_string();
         self.checksum = flexible.map(|v| v.algorithm.encode(v.value));
     }
 }
@@ -403,9 +398,11 @@ pub(crate) fn md5_hex(data: &[u8]) -> String {
     hex(&md5_many::md5(data))
 }
 
-fn b64(bytes: &[u8]) -> String {
+/// The Content-MD5 header of an MD5 in hex; none for an empty (not computed) one.
+fn content_md5(md5_hex: &str) -> Option<String> {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    let md5 = hex_decode(md5_hex).filter(|b| b.len() == 16)?;
+    Some(base64::engine::general_purpose::STANDARD.encode(md5))
 }
 
 /// Bytes read and hashed at a time (fits in a core's L2 cache).
@@ -593,12 +590,7 @@ pub async fn upload(
                 }
                 emit(&events, checksum_refused(&error));
                 shared.confirmed.store(false, Ordering::Relaxed);
-                if let Some((upload_id, _)) = &current {
-                    let _ = store.abort_multipart(&opts.key, upload_id).await;
-                }
-                if let Some(dir) = &opts.state_dir {
-                    state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
-                }
+                forget_upload(store.as_ref(), opts, &id, current.map(|(upload_id, _)| upload_id)).await;
                 flexible = None;
                 continue;
             }
@@ -613,16 +605,24 @@ pub async fn upload(
                 &events,
                 UploadEvent::Restarted { reason: RestartReason::UploadLost { upload_id: upload_id.clone() } },
             );
-            let _ = store.abort_multipart(&opts.key, &upload_id).await;
-            if let Some(dir) = &opts.state_dir {
-                state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
-            }
+            forget_upload(store.as_ref(), opts, &id, Some(upload_id)).await;
         }
     };
     summary.bytes = size;
     summary.finish(&shared, part_size, started);
     emit(&events, completed(&summary));
     Ok(summary)
+}
+
+/// Aborts `upload_id` (best effort: the store may have lost it already) and forgets its resume state, before the
+/// upload starts over.
+async fn forget_upload(store: &dyn ObjectStore, opts: &UploadOptions, id: &state::SourceId, upload_id: Option<String>) {
+    if let Some(upload_id) = upload_id {
+        let _ = store.abort_multipart(&opts.key, &upload_id).await;
+    }
+    if let Some(dir) = &opts.state_dir {
+        state::remove(&state::file_for(dir, &id.path, &opts.endpoint_id, bucket_of(opts), &opts.key));
+    }
 }
 
 /// The event of a store refusing a flexible checksum ([`UploadError::ChecksumRefused`]).
@@ -690,7 +690,7 @@ pub(crate) async fn put_whole(
     put.checksum = sums.flexible;
     if opts.send_md5 {
         // Checked by the stores that ignore flexible checksums.
-        put.content_md5 = hex_decode(&md5).filter(|b| b.len() == 16).map(|b| b64(&b));
+        put.content_md5 = content_md5(&md5);
     }
     let sent_md5 = put.content_md5.is_some();
     let store = &shared.store;
@@ -840,7 +840,7 @@ async fn multipart(
                     emit(&events, UploadEvent::Restarted { reason });
                 } else if opts.resume && old.stream.is_none() && old.checksum != flexible {
                     let from = old.checksum_kind().to_string();
-                    let to = flexible.map_or("md5", Algorithm::name).to_string();
+                    let to = checksum::kind(flexible, opts.send_md5).to_string();
                     emit(&events, UploadEvent::Restarted { reason: RestartReason::ChecksumChanged { from, to } });
                 }
                 let _ = store.abort_multipart(&opts.key, &old.upload_id).await;
@@ -1016,7 +1016,7 @@ pub(crate) async fn send_part(
         (None, _) => (None, crc64),
     };
     // Content-MD5 whenever the MD5 is known (S3): stores that ignore flexible checksums still check the part.
-    let content_md5 = if to.send_md5 { hex_decode(&md5_hex).filter(|b| b.len() == 16).map(|b| b64(&b)) } else { None };
+    let content_md5 = if to.send_md5 { content_md5(&md5_hex) } else { None };
     let check = PartCheck { content_md5, checksum: flexible };
     let sent_md5 = check.content_md5.is_some();
     let context = || format!("UploadPart {n} ({len} bytes at {offset}) of {}, upload id {}", to.url, to.upload_id);
